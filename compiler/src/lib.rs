@@ -1,0 +1,3 @@
+//! tfjsc: TensorFlow.js web models to native code.
+
+pub mod model;
