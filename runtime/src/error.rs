@@ -1,0 +1,241 @@
+//! The one error type of the runtime.
+//!
+//! Every failure a user can cause (a wrong path, a damaged shard, a tensor of the wrong size) is a
+//! variant here with the facts needed to fix it: which file or tensor, what was expected, what was
+//! found. The runtime must never panic on bad input; it returns one of these instead.
+
+use std::path::PathBuf;
+
+use crate::description::DType;
+use crate::npy::NpyError;
+
+/// Everything that can go wrong while loading or running a compiled model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The compiled model library could not be opened.
+    #[error("cannot open compiled model library {path}: {source}")]
+    OpenLibrary {
+        /// The library path as given.
+        path: PathBuf,
+        /// The loader's reason.
+        source: libloading::Error,
+    },
+
+    /// The library does not export a symbol the ABI requires.
+    #[error(
+        "compiled model library {path} has no symbol `{symbol}` (wrong --symbol-prefix?): {source}"
+    )]
+    MissingSymbol {
+        /// The library path as given.
+        path: PathBuf,
+        /// The symbol looked for.
+        symbol: String,
+        /// The loader's reason.
+        source: libloading::Error,
+    },
+
+    /// The description function returned a null pointer.
+    #[error("the compiled model returned a null description")]
+    NullDescription,
+
+    /// The description is not valid UTF-8.
+    #[error("the compiled model's description is not valid UTF-8")]
+    DescriptionNotUtf8,
+
+    /// The description is not the JSON the ABI specifies.
+    #[error("the compiled model's description is not valid ABI JSON: {0}")]
+    DescriptionJson(#[from] serde_json::Error),
+
+    /// The description declares an ABI version this runtime does not implement.
+    #[error("the compiled model uses ABI version {found}, this runtime supports version {supported} only (recompile the model or update the runtime)")]
+    UnsupportedAbiVersion {
+        /// The version in the description (or its raw JSON text when not an integer).
+        found: String,
+        /// The version this runtime implements.
+        supported: u32,
+    },
+
+    /// The description parses but contradicts itself (bad index, bad alignment, ...).
+    #[error("invalid model description: {0}")]
+    InvalidDescription(String),
+
+    /// A weight file could not be opened or read.
+    #[error("cannot read weight file {path}: {source}")]
+    WeightFileUnreadable {
+        /// The full path of the file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+
+    /// A weight file has another length than the model was compiled for.
+    #[error("weight file {path} has the wrong size: expected {expected} bytes, found {found}")]
+    WeightFileSize {
+        /// The full path of the file.
+        path: PathBuf,
+        /// The size in the description.
+        expected: u64,
+        /// The size on disk.
+        found: u64,
+    },
+
+    /// A weight file's CRC-32 differs from the one the model was compiled for.
+    #[error("weight file {path} has the wrong CRC-32: expected {expected:#010x}, found {found:#010x} (the shards changed since compilation)")]
+    WeightFileChecksum {
+        /// The full path of the file.
+        path: PathBuf,
+        /// The checksum in the description.
+        expected: u32,
+        /// The checksum of the file on disk.
+        found: u32,
+    },
+
+    /// A weight's stored bytes do not lie inside its group's byte stream.
+    #[error("weight `{name}` (offset {offset}, {byte_size} bytes) does not fit in weight group {group} of {stream_size} bytes")]
+    WeightOutOfRange {
+        /// The weight's name.
+        name: String,
+        /// The weight's group index.
+        group: usize,
+        /// The weight's offset in the group stream.
+        offset: u64,
+        /// The weight's stored byte size.
+        byte_size: u64,
+        /// The total length of the group's files.
+        stream_size: u64,
+    },
+
+    /// A weight's stored byte size does not match its shape and encoding.
+    #[error(
+        "weight `{name}` has byte_size {found}, but its shape and encoding need {expected} bytes"
+    )]
+    WeightByteSize {
+        /// The weight's name.
+        name: String,
+        /// Element count times stored element size.
+        expected: u64,
+        /// The byte size in the description.
+        found: u64,
+    },
+
+    /// The caller passed another number of input tensors than the model has.
+    #[error("the model has {expected} inputs, {found} were given")]
+    InputCount {
+        /// The model's input count.
+        expected: usize,
+        /// The number passed.
+        found: usize,
+    },
+
+    /// The caller passed another number of output buffers than the model has.
+    #[error("the model has {expected} outputs, {found} buffers were given")]
+    OutputCount {
+        /// The model's output count.
+        expected: usize,
+        /// The number passed.
+        found: usize,
+    },
+
+    /// An input buffer has the wrong length.
+    #[error("input `{name}` needs {expected} bytes, {found} were given")]
+    InputByteSize {
+        /// The input's name.
+        name: String,
+        /// The byte size from the description.
+        expected: usize,
+        /// The length passed.
+        found: usize,
+    },
+
+    /// An output buffer has the wrong length.
+    #[error("output `{name}` needs {expected} bytes, the buffer has {found}")]
+    OutputByteSize {
+        /// The output's name.
+        name: String,
+        /// The byte size from the description.
+        expected: usize,
+        /// The length passed.
+        found: usize,
+    },
+
+    /// An input tensor has the wrong element type.
+    #[error("input `{name}` must be {expected}, a {found} tensor was given")]
+    InputDType {
+        /// The input's name.
+        name: String,
+        /// The dtype from the description.
+        expected: DType,
+        /// The dtype passed.
+        found: DType,
+    },
+
+    /// An input tensor has the wrong shape.
+    #[error("input `{name}` must have shape {expected:?}, shape {found:?} was given")]
+    InputShape {
+        /// The input's name.
+        name: String,
+        /// The shape from the description.
+        expected: Vec<usize>,
+        /// The shape passed.
+        found: Vec<usize>,
+    },
+
+    /// A null pointer was passed where a buffer is required (C API).
+    #[error("{what} is a null pointer")]
+    NullPointer {
+        /// Which argument.
+        what: String,
+    },
+
+    /// A tensor's data length does not match its dtype and shape.
+    #[error(
+        "a {dtype} tensor of shape {shape:?} needs {expected} bytes of data, {found} were given"
+    )]
+    TensorDataSize {
+        /// The tensor's element type.
+        dtype: DType,
+        /// The tensor's shape.
+        shape: Vec<usize>,
+        /// Element count times element size.
+        expected: usize,
+        /// The data length.
+        found: usize,
+    },
+
+    /// A tensor's element count overflows the address space.
+    #[error("shape {shape:?} is too large")]
+    ShapeTooLarge {
+        /// The offending shape.
+        shape: Vec<usize>,
+    },
+
+    /// A tensor was read as another element type than it holds.
+    #[error("the tensor holds {found} values, not {expected}")]
+    TensorDType {
+        /// The type asked for.
+        expected: DType,
+        /// The type held.
+        found: DType,
+    },
+
+    /// The compiled code reported failure.
+    #[error("the compiled model's run function returned {code}")]
+    RunFailed {
+        /// The non-zero status returned.
+        code: i32,
+    },
+
+    /// Memory for an arena or a decoded weight could not be allocated.
+    #[error("cannot allocate {bytes} bytes aligned to {alignment}")]
+    Allocation {
+        /// Requested size.
+        bytes: usize,
+        /// Requested alignment.
+        alignment: usize,
+    },
+
+    /// Reading or writing a NumPy file failed.
+    #[error(transparent)]
+    Npy(#[from] NpyError),
+}

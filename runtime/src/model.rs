@@ -1,0 +1,390 @@
+//! `Model` (a loaded compiled model) and `Context` (one execution context with its own arena).
+//!
+//! A model is immutable once loaded: code, description, and the weight pointer table. Many threads
+//! may share one model, each running through its own context, because the ABI's run function keeps
+//! no global state. This module checks every buffer the caller hands in against the description
+//! before calling the compiled code; it must never call that code with a count, size or alignment
+//! the ABI does not promise.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::path::{Path, PathBuf};
+
+use libloading::Library;
+
+use crate::aligned::AlignedBuffer;
+use crate::description::{Description, TensorSpec, MINIMUM_ALIGNMENT};
+use crate::error::Error;
+use crate::tensor::Tensor;
+use crate::weights::{WeightSource, WeightStore};
+
+/// The symbol prefix `tfjsc compile` uses unless `--symbol-prefix` says otherwise.
+pub const DEFAULT_SYMBOL_PREFIX: &str = "tfjsc_model";
+
+/// `const char *PREFIX_description(void)`.
+pub type DescriptionFn = unsafe extern "C" fn() -> *const c_char;
+
+/// `int32_t PREFIX_run(const void *const *weights, const void *const *inputs,
+/// void *const *outputs, void *arena)`.
+pub type RunFn = unsafe extern "C" fn(
+    weights: *const *const c_void,
+    inputs: *const *const c_void,
+    outputs: *const *mut c_void,
+    arena: *mut c_void,
+) -> i32;
+
+/// A compiled model ready to run: its code, its description, and its checked weights.
+///
+/// `Model` is `Send + Sync`; run it from several threads with one [`Context`] each.
+pub struct Model {
+    description: Description,
+    weights_dir: PathBuf,
+    weights: WeightStore,
+    run: RunFn,
+    /// Declared last so the code is unloaded after everything else is dropped.
+    _library: Option<Library>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Model")
+            .field("model", &self.description.model)
+            .field("weights_dir", &self.weights_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Model {
+    /// Opens a compiled model library with the default symbol prefix (`tfjsc_model`).
+    ///
+    /// `weights_dir`: where the shards are; `None` uses the description's `weights_dir`.
+    /// The library must be one written by `tfjsc compile`: opening a library runs its code.
+    pub fn load(library: &Path, weights_dir: Option<&Path>) -> Result<Model, Error> {
+        Model::load_with_prefix(library, DEFAULT_SYMBOL_PREFIX, weights_dir)
+    }
+
+    /// Opens a compiled model library whose symbols start with `prefix`.
+    pub fn load_with_prefix(
+        library: &Path,
+        prefix: &str,
+        weights_dir: Option<&Path>,
+    ) -> Result<Model, Error> {
+        // SAFETY: opening a library runs its initialisers; a tfjsc-compiled model has none of its
+        // own, and the caller chose this file as a compiled model (documented above).
+        let handle = unsafe { Library::new(library) }.map_err(|source| Error::OpenLibrary {
+            path: library.to_path_buf(),
+            source,
+        })?;
+        let missing = |symbol: String| {
+            move |source| Error::MissingSymbol {
+                path: library.to_path_buf(),
+                symbol,
+                source,
+            }
+        };
+        let description_symbol = format!("{prefix}_description");
+        let run_symbol = format!("{prefix}_run");
+        // SAFETY: ABI v1 declares `PREFIX_description` as `const char *(void)`.
+        let describe: DescriptionFn =
+            unsafe { handle.get::<DescriptionFn>(description_symbol.as_str()) }
+                .map(|symbol| *symbol)
+                .map_err(missing(description_symbol))?;
+        // SAFETY: ABI v1 declares `PREFIX_run` with exactly the signature of `RunFn`.
+        let run: RunFn = unsafe { handle.get::<RunFn>(run_symbol.as_str()) }
+            .map(|symbol| *symbol)
+            .map_err(missing(run_symbol))?;
+        // SAFETY: `describe` is the ABI description function of a library kept open below; it
+        // returns a NUL-terminated string in static storage.
+        let description = unsafe { describe() };
+        // SAFETY: `description` comes from the library's own description function.
+        unsafe { Model::from_parts(description, run, weights_dir, Some(handle)) }
+    }
+
+    /// Wraps model code linked statically into this program.
+    ///
+    /// # Safety
+    /// `description` must be null or a NUL-terminated string (it is copied; it need not outlive
+    /// the call), and `run` must implement ABI v1 for that description.
+    pub unsafe fn from_static(
+        description: *const c_char,
+        run: RunFn,
+        weights_dir: Option<&Path>,
+    ) -> Result<Model, Error> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { Model::from_parts(description, run, weights_dir, None) }
+    }
+
+    /// # Safety
+    /// As [`Model::from_static`].
+    unsafe fn from_parts(
+        description: *const c_char,
+        run: RunFn,
+        weights_dir: Option<&Path>,
+        library: Option<Library>,
+    ) -> Result<Model, Error> {
+        if description.is_null() {
+            return Err(Error::NullDescription);
+        }
+        // SAFETY: non-null and NUL-terminated by the caller's contract.
+        let text = unsafe { CStr::from_ptr(description) };
+        let text = text.to_str().map_err(|_| Error::DescriptionNotUtf8)?;
+        let description = Description::parse(text)?;
+        let weights_dir = weights_dir.map_or_else(
+            || PathBuf::from(&description.weights_dir),
+            Path::to_path_buf,
+        );
+        let weights = WeightStore::load(&description, &weights_dir)?;
+        Ok(Model {
+            description,
+            weights_dir,
+            weights,
+            run,
+            _library: library,
+        })
+    }
+
+    /// What the model expects and produces.
+    pub fn description(&self) -> &Description {
+        &self.description
+    }
+
+    /// The directory the shards were read from.
+    pub fn weights_dir(&self) -> &Path {
+        &self.weights_dir
+    }
+
+    /// For each weight (description order): read in place from the mapping, or decoded at load.
+    pub fn weight_sources(&self) -> &[WeightSource] {
+        self.weights.sources()
+    }
+
+    /// A new execution context with its own zeroed arena.
+    ///
+    /// Fails only when the arena cannot be allocated (the description asks for too much).
+    pub fn new_context(&self) -> Result<Context<'_>, Error> {
+        Ok(Context {
+            model: self,
+            state: ExecutionState::new(&self.description)?,
+        })
+    }
+
+    /// Runs the code on raw buffers after checking counts, nulls and alignment.
+    ///
+    /// # Safety
+    /// Every non-null `inputs[i]` must be readable, and every non-null `outputs[i]` writable, for
+    /// the byte size of the matching tensor in the description; outputs must not overlap inputs
+    /// or each other.
+    pub(crate) unsafe fn run_raw(
+        &self,
+        state: &mut ExecutionState,
+        inputs: &[*const u8],
+        outputs: &[*mut u8],
+    ) -> Result<(), Error> {
+        let description = &self.description;
+        check_count(description.inputs.len(), inputs.len(), true)?;
+        check_count(description.outputs.len(), outputs.len(), false)?;
+
+        let mut staged_inputs = Vec::new();
+        state.input_pointers.clear();
+        for (spec, &source) in description.inputs.iter().zip(inputs) {
+            let pointer = usable_pointer(spec, source.cast_mut(), "input")?;
+            if pointer.is_null() {
+                let mut buffer = AlignedBuffer::zeroed(spec.byte_size(), MINIMUM_ALIGNMENT)?;
+                // SAFETY: `source` is readable for the byte size by this function's contract, and
+                // the fresh buffer cannot overlap it.
+                unsafe { std::ptr::copy_nonoverlapping(source, buffer.as_mut_ptr(), buffer.len()) };
+                state.input_pointers.push(buffer.as_ptr().cast());
+                staged_inputs.push(buffer);
+            } else {
+                state.input_pointers.push(pointer.cast_const().cast());
+            }
+        }
+        let mut staged_outputs = Vec::new();
+        state.output_pointers.clear();
+        for (index, (spec, &pointer)) in description.outputs.iter().zip(outputs).enumerate() {
+            let pointer = usable_pointer(spec, pointer, "output")?;
+            if pointer.is_null() {
+                let mut buffer = AlignedBuffer::zeroed(spec.byte_size(), MINIMUM_ALIGNMENT)?;
+                state.output_pointers.push(buffer.as_mut_ptr().cast());
+                staged_outputs.push((index, buffer));
+            } else {
+                state.output_pointers.push(pointer.cast());
+            }
+        }
+
+        // SAFETY: the pointer arrays hold one entry per input/output of the description, each
+        // valid for its tensor's byte size and aligned to its element size (staged otherwise);
+        // the weight table was built from the same description and lives as long as `self`; the
+        // arena has `arena.size` bytes at `arena.alignment` (at least 64) and is exclusively ours.
+        let status = unsafe {
+            (self.run)(
+                self.weights.pointers(),
+                state.input_pointers.as_ptr(),
+                state.output_pointers.as_ptr(),
+                state.arena.as_mut_ptr().cast(),
+            )
+        };
+        for (index, buffer) in staged_outputs {
+            // SAFETY: `outputs[index]` is writable for the byte size (contract) and distinct
+            // from the staging buffer.
+            unsafe { std::ptr::copy_nonoverlapping(buffer.as_ptr(), outputs[index], buffer.len()) };
+        }
+        if status != 0 {
+            return Err(Error::RunFailed { code: status });
+        }
+        Ok(())
+    }
+}
+
+/// Checks a tensor count against the description.
+fn check_count(expected: usize, found: usize, is_input: bool) -> Result<(), Error> {
+    match (expected == found, is_input) {
+        (true, _) => Ok(()),
+        (false, true) => Err(Error::InputCount { expected, found }),
+        (false, false) => Err(Error::OutputCount { expected, found }),
+    }
+}
+
+/// The pointer to hand to the code, or null when the buffer must be staged for alignment.
+fn usable_pointer(spec: &TensorSpec, pointer: *mut u8, kind: &str) -> Result<*mut u8, Error> {
+    let byte_size = spec.byte_size();
+    if pointer.is_null() {
+        if byte_size == 0 {
+            // Nothing will be read or written; any aligned pointer will do.
+            return Ok(MINIMUM_ALIGNMENT as *mut u8);
+        }
+        return Err(Error::NullPointer {
+            what: format!("{kind} `{}`", spec.name),
+        });
+    }
+    if (pointer as usize) % spec.dtype.size_in_bytes() != 0 {
+        return Ok(std::ptr::null_mut());
+    }
+    Ok(pointer)
+}
+
+/// The per-context mutable state: the arena and scratch pointer arrays.
+pub(crate) struct ExecutionState {
+    arena: AlignedBuffer,
+    input_pointers: Vec<*const c_void>,
+    output_pointers: Vec<*mut c_void>,
+}
+
+// SAFETY: the pointer vectors are scratch space rebuilt at the start of every run and never
+// dereferenced outside `run_raw`; the arena is an owned buffer.
+unsafe impl Send for ExecutionState {}
+
+impl ExecutionState {
+    pub(crate) fn new(description: &Description) -> Result<ExecutionState, Error> {
+        let alignment = description.arena.alignment.max(MINIMUM_ALIGNMENT);
+        Ok(ExecutionState {
+            arena: AlignedBuffer::zeroed(description.arena.size, alignment)?,
+            input_pointers: Vec::with_capacity(description.inputs.len()),
+            output_pointers: Vec::with_capacity(description.outputs.len()),
+        })
+    }
+}
+
+/// One execution context: an arena of its own, borrowed model. Runs are sequential per context;
+/// use one context per thread.
+pub struct Context<'model> {
+    model: &'model Model,
+    state: ExecutionState,
+}
+
+impl Context<'_> {
+    /// The model this context runs.
+    pub fn model(&self) -> &Model {
+        self.model
+    }
+
+    /// Runs the model on raw native-endian buffers, one per input and output in description
+    /// order, each exactly its tensor's byte size.
+    pub fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), Error> {
+        let description = &self.model.description;
+        check_count(description.inputs.len(), inputs.len(), true)?;
+        check_count(description.outputs.len(), outputs.len(), false)?;
+        for (spec, input) in description.inputs.iter().zip(inputs) {
+            if input.len() != spec.byte_size() {
+                return Err(Error::InputByteSize {
+                    name: spec.name.clone(),
+                    expected: spec.byte_size(),
+                    found: input.len(),
+                });
+            }
+        }
+        for (spec, output) in description.outputs.iter().zip(outputs.iter()) {
+            if output.len() != spec.byte_size() {
+                return Err(Error::OutputByteSize {
+                    name: spec.name.clone(),
+                    expected: spec.byte_size(),
+                    found: output.len(),
+                });
+            }
+        }
+        let input_pointers: Vec<*const u8> = inputs.iter().map(|input| input.as_ptr()).collect();
+        let output_pointers: Vec<*mut u8> = outputs
+            .iter_mut()
+            .map(|output| output.as_mut_ptr())
+            .collect();
+        // SAFETY: the slices have exactly the described sizes (checked above), and Rust's borrow
+        // rules keep the mutable output slices disjoint from each other and from the inputs.
+        unsafe {
+            self.model
+                .run_raw(&mut self.state, &input_pointers, &output_pointers)
+        }
+    }
+
+    /// Runs the model on tensors, checking dtype and shape of each input; returns the outputs.
+    pub fn run_tensors(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
+        let description = &self.model.description;
+        check_count(description.inputs.len(), inputs.len(), true)?;
+        for (spec, input) in description.inputs.iter().zip(inputs) {
+            if input.dtype != spec.dtype {
+                return Err(Error::InputDType {
+                    name: spec.name.clone(),
+                    expected: spec.dtype,
+                    found: input.dtype,
+                });
+            }
+            if input.shape != spec.shape {
+                return Err(Error::InputShape {
+                    name: spec.name.clone(),
+                    expected: spec.shape.clone(),
+                    found: input.shape.clone(),
+                });
+            }
+        }
+        let mut outputs = description
+            .outputs
+            .iter()
+            .map(|spec| Tensor::zeros(spec.dtype, &spec.shape))
+            .collect::<Result<Vec<_>, _>>()?;
+        let input_bytes: Vec<&[u8]> = inputs.iter().map(|input| input.data.as_slice()).collect();
+        let mut output_bytes: Vec<&mut [u8]> = outputs
+            .iter_mut()
+            .map(|output| output.data.as_mut_slice())
+            .collect();
+        self.run(&input_bytes, &mut output_bytes)?;
+        Ok(outputs)
+    }
+}
+
+/// C API support: a context that does not borrow its model (the C caller keeps it alive).
+pub(crate) fn detached_state(model: &Model) -> Result<ExecutionState, Error> {
+    ExecutionState::new(&model.description)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn model_is_send_and_sync_and_context_is_send() {
+        assert_send_sync::<Model>();
+        assert_send::<Context<'_>>();
+    }
+}
