@@ -257,7 +257,7 @@ fn usable_pointer(spec: &TensorSpec, pointer: *mut u8, kind: &str) -> Result<*mu
             what: format!("{kind} `{}`", spec.name),
         });
     }
-    if (pointer as usize) % spec.dtype.size_in_bytes() != 0 {
+    if (pointer as usize) & (spec.dtype.size_in_bytes() - 1) != 0 {
         return Ok(std::ptr::null_mut());
     }
     Ok(pointer)

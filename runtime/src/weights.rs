@@ -211,7 +211,7 @@ fn in_place_pointer(weight: &WeightSpec, stored: &StoredBytes<'_>) -> Option<*co
     let StoredBytes::Contiguous(bytes) = stored else {
         return None;
     };
-    if bytes.is_empty() || (bytes.as_ptr() as usize) % weight.dtype.size_in_bytes() != 0 {
+    if bytes.is_empty() || (bytes.as_ptr() as usize) & (weight.dtype.size_in_bytes() - 1) != 0 {
         return None;
     }
     if weight.dtype == DType::Bool && bytes.iter().any(|&byte| byte > 1) {
