@@ -22,6 +22,8 @@
 //! # Ok::<(), tfjsc_runtime::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod aligned;
 pub mod capi;
 pub mod description;

@@ -91,10 +91,10 @@ fn misaligned_caller_buffers_are_staged() {
     let fake = FakeModel::build();
     let model = Model::load(&fake.library, None).unwrap();
     let mut context = model.new_context().unwrap();
-    let mut x = vec![0u8; 25];
+    let mut x = [0u8; 25];
     x[1..].copy_from_slice(&f32_bytes(&X));
     let k = i32_bytes(&K);
-    let mut y = vec![0u8; 25];
+    let mut y = [0u8; 25];
     let mut z = vec![0u8; 12];
     context
         .run(&[&x[1..], &k], &mut [&mut y[1..], &mut z])
@@ -325,14 +325,14 @@ fn one_model_runs_on_two_threads_with_two_contexts() {
     let fake = FakeModel::build();
     let model = Model::load(&fake.library, None).unwrap();
     std::thread::scope(|scope| {
-        for thread in 0..2 {
+        for thread in 0..2i32 {
             let model = &model;
             scope.spawn(move || {
                 let mut context = model.new_context().unwrap();
                 for iteration in 0..500 {
                     let base = (thread * 1000 + iteration) as f32;
                     let x = [base, 1.0, -base, 2.0, 0.25, base * 0.5];
-                    let k = [iteration, -(thread as i32), 7];
+                    let k = [iteration, -thread, 7];
                     let inputs = [
                         Tensor::from_f32(&[2, 3], &x).unwrap(),
                         Tensor::from_i32(&[3], &k).unwrap(),

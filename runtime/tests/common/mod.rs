@@ -239,25 +239,31 @@ pub fn compile(arguments: &[&str]) {
     );
 }
 
-/// `$CARGO_TARGET_DIR/<profile>`: the grandparent of the test executable (`<profile>/deps/test`).
-pub fn target_profile_dir() -> PathBuf {
-    let executable = std::env::current_exe().unwrap();
-    executable
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in <target>/<profile>/deps")
-        .to_path_buf()
-}
-
-/// The static library cargo built next to the tests.
+/// The static library cargo built in the same invocation as the tests.
+///
+/// Cargo compiles the library with all its crate types (rlib, staticlib, cdylib) into
+/// `<target>/<profile>/deps/`, the directory of the test executable, and only copies them up to
+/// `<target>/<profile>/` (the executable's grandparent) when the library itself is a requested
+/// target; so the `deps/` copy is the fresh one and the grandparent is the fallback.
 pub fn static_library() -> PathBuf {
-    let path = target_profile_dir().join("libtfjsc_runtime.a");
-    assert!(
-        path.exists(),
-        "{} is missing: build the crate first",
-        path.display()
-    );
-    path
+    let executable = std::env::current_exe().unwrap();
+    let deps = executable
+        .parent()
+        .expect("the test executable has a directory");
+    let candidates = [
+        deps.join("libtfjsc_runtime.a"),
+        deps.parent()
+            .map_or_else(PathBuf::new, |profile| profile.join("libtfjsc_runtime.a")),
+    ];
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "libtfjsc_runtime.a not found at {candidates:?}: run `cargo test -p tfjsc-runtime`"
+            )
+        })
 }
 
 /// The directory of `tfjsc_runtime.h`.
