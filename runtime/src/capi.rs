@@ -115,7 +115,9 @@ fn path_from(text: &CStr) -> Result<PathBuf, Error> {
     {
         text.to_str()
             .map(PathBuf::from)
-            .map_err(|_| Error::InvalidDescription("path is not UTF-8".to_string()))
+            .map_err(|_| Error::NotUtf8 {
+                what: "path".to_string(),
+            })
     }
 }
 
@@ -186,9 +188,9 @@ pub unsafe extern "C" fn tfjsc_model_open_with_prefix(
                 optional_path(weights_dir)?,
             )
         };
-        let prefix = prefix
-            .to_str()
-            .map_err(|_| Error::InvalidDescription("symbol prefix is not UTF-8".to_string()))?;
+        let prefix = prefix.to_str().map_err(|_| Error::NotUtf8 {
+            what: "symbol prefix".to_string(),
+        })?;
         let model = Model::load_with_prefix(&path_from(library)?, prefix, weights_dir.as_deref())?;
         into_handle(model)
     })

@@ -188,6 +188,13 @@ pub enum Error {
         what: String,
     },
 
+    /// A C string argument is not valid UTF-8 where text is required (C API).
+    #[error("{what} is not valid UTF-8")]
+    NotUtf8 {
+        /// Which argument.
+        what: String,
+    },
+
     /// A tensor's data length does not match its dtype and shape.
     #[error(
         "a {dtype} tensor of shape {shape:?} needs {expected} bytes of data, {found} were given"

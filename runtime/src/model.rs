@@ -71,9 +71,11 @@ impl Model {
     ) -> Result<Model, Error> {
         // SAFETY: opening a library runs its initialisers; a tfjsc-compiled model has none of its
         // own, and the caller chose this file as a compiled model (documented above).
-        let handle = unsafe { Library::new(library) }.map_err(|source| Error::OpenLibrary {
-            path: library.to_path_buf(),
-            source,
+        let handle = unsafe { Library::new(loadable_path(library)) }.map_err(|source| {
+            Error::OpenLibrary {
+                path: library.to_path_buf(),
+                source,
+            }
         })?;
         let missing = |symbol: String| {
             move |source| Error::MissingSymbol {
@@ -236,6 +238,16 @@ impl Model {
     }
 }
 
+/// `library` as the loader should see it: a bare file name would make `dlopen` search the system
+/// library path instead of the current directory, so it becomes `./name`.
+fn loadable_path(library: &Path) -> PathBuf {
+    let mut components = library.components();
+    match (components.next(), components.next()) {
+        (Some(std::path::Component::Normal(_)), None) => Path::new(".").join(library),
+        _ => library.to_path_buf(),
+    }
+}
+
 /// Checks a tensor count against the description.
 fn check_count(expected: usize, found: usize, is_input: bool) -> Result<(), Error> {
     match (expected == found, is_input) {
@@ -381,6 +393,22 @@ mod tests {
 
     fn assert_send_sync<T: Send + Sync>() {}
     fn assert_send<T: Send>() {}
+
+    #[test]
+    fn bare_library_names_are_looked_up_in_the_current_directory() {
+        assert_eq!(
+            loadable_path(Path::new("libmodel.so")),
+            Path::new("./libmodel.so")
+        );
+        assert_eq!(
+            loadable_path(Path::new("out/libmodel.so")),
+            Path::new("out/libmodel.so")
+        );
+        assert_eq!(
+            loadable_path(Path::new("/lib/libmodel.so")),
+            Path::new("/lib/libmodel.so")
+        );
+    }
 
     #[test]
     fn model_is_send_and_sync_and_context_is_send() {

@@ -143,6 +143,22 @@ fn c_example_writes_output_zero() {
         f32_bytes(&expected(&X, &K).0)
     );
 
+    // A bare library name means the current directory, not the system library path.
+    let output = Command::new(&program)
+        .current_dir(directory)
+        .args(["libmodel.so", "weights", "x.bin", "k.bin", "y2.bin"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read(directory.join("y2.bin")).unwrap(),
+        f32_bytes(&expected(&X, &K).0)
+    );
+
     std::fs::write(&x_path, [0u8; 7]).unwrap();
     let (success, _, stderr) = run_program(
         &program,
