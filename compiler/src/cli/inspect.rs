@@ -1,0 +1,93 @@
+//! `tfjsc inspect`: what a web model holds and what compiling it would take.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use tfjsc::compile::{lower_to_ir, CompileOptions};
+use tfjsc::import::{ImportError, InputShape};
+use tfjsc::model::WebModel;
+use tfjsc::passes::memory::plan_memory;
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// model.json, legacy web_model.pb, a directory holding one, or a compiled library (.so).
+    model: PathBuf,
+    /// Pin an input's shape: NAME=d0,d1,... (repeatable).
+    #[arg(long = "input-shape", value_parser = super::parse_input_shape)]
+    input_shapes: Vec<InputShape>,
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+pub fn run(args: InspectArgs) -> Result<()> {
+    if args.model.extension().is_some_and(|e| e == "so" || e == "dylib") {
+        let model = super::run::load_model(&args.model, "tfjsc_model", None)?;
+        println!("{}", serde_json::to_string_pretty(model.description())?);
+        return Ok(());
+    }
+    let web = WebModel::open(&args.model)?;
+    println!("model: {} ({:?})", web.path.display(), web.format);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for node in &web.graph.node {
+        *counts.entry(node.op.as_str()).or_insert(0) += 1;
+    }
+    let mut by_count: Vec<_> = counts.into_iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    println!("TensorFlow nodes: {} ({} op types)", web.graph.node.len(), by_count.len());
+    for (op, count) in &by_count {
+        println!("  {count:>5}  {op}");
+    }
+    let stored: u64 = web.weights.iter().filter_map(|w| w.byte_size).sum();
+    let parameters: u64 = web.weights.iter().map(|w| w.shape.iter().product::<usize>() as u64).sum();
+    println!("weights: {} tensors, {parameters} values, {} stored in {} file(s)", web.weights.len(), human_bytes(stored), web.groups.iter().map(|g| g.paths.len()).sum::<usize>());
+    let options = CompileOptions { input_shapes: args.input_shapes, verify_each: false, ..CompileOptions::default() };
+    match lower_to_ir(&args.model, &options) {
+        Ok((_, graph, notes, _)) => {
+            for note in notes {
+                println!("note: {note}");
+            }
+            for port in &graph.inputs {
+                println!("input  {:?}: {}", port.name, graph.ty(port.value));
+            }
+            for port in &graph.outputs {
+                println!("output {:?}: {}", port.name, graph.ty(port.value));
+            }
+            let mut flops = 0u64;
+            let mut ir_counts: BTreeMap<String, usize> = BTreeMap::new();
+            for (_, node) in graph.nodes() {
+                let inputs: Vec<_> = node.inputs.iter().map(|&v| graph.ty(v)).collect();
+                let outputs: Vec<_> = node.outputs.iter().map(|&v| graph.ty(v).clone()).collect();
+                flops += node.op.flops(&inputs, &outputs);
+                *ir_counts.entry(node.op.name().to_string()).or_insert(0) += 1;
+            }
+            println!("after the pipeline: {} nodes: {ir_counts:?}", graph.node_count());
+            println!("compute: {:.3} GFLOP per run", flops as f64 / 1e9);
+            let plan = plan_memory(&graph);
+            println!(
+                "memory: arena {} (without reuse {}), {} weights read in place or decoded by the runtime, {} constants embedded",
+                human_bytes(plan.arena_size as u64),
+                human_bytes(plan.unshared_bytes as u64),
+                plan.weights.len(),
+                plan.embedded.len()
+            );
+            println!("unsupported ops: none");
+        }
+        Err(tfjsc::compile::CompileError::Import { source: ImportError::UnsupportedOps(ops), .. }) => {
+            println!("unsupported ops:");
+            for (op, count) in ops {
+                println!("  {count:>5}  {op}");
+            }
+        }
+        Err(error) => return Err(error).context("lowering to IR"),
+    }
+    Ok(())
+}

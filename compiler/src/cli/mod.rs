@@ -1,0 +1,58 @@
+//! Command-line front end: argument parsing and reporting. Library errors get their context here
+//! and end the process with a non-zero status.
+
+mod bench;
+mod compile;
+mod inspect;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+use tfjsc::import::InputShape;
+
+#[derive(Parser)]
+#[command(name = "tfjsc", version, about = "Compile TensorFlow.js web models to native code, and run them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a web model (model.json or legacy web_model.pb) to an object (.o) or shared library (.so), plus a C header.
+    Compile(compile::CompileArgs),
+    /// Run a compiled library on .npy inputs and write .npy outputs.
+    Run(run::RunArgs),
+    /// Show a web model's inputs, outputs, ops, parameters and FLOPs (or a compiled library's description).
+    Inspect(inspect::InspectArgs),
+    /// Time a compiled library: warm-up, then median, p90 and min over many runs.
+    Bench(bench::BenchArgs),
+}
+
+/// Parses `NAME=d0,d1,...`.
+pub fn parse_input_shape(text: &str) -> Result<InputShape, String> {
+    let (name, dims) = text.rsplit_once('=').ok_or_else(|| format!("expected NAME=d0,d1,..., got {text:?}"))?;
+    let shape = dims
+        .split(',')
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| d.trim().parse::<usize>().map_err(|_| format!("dimension {d:?} in {text:?} is not a non-negative integer")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(InputShape { name: name.trim_end_matches(":0").to_string(), shape })
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compile(args) => compile::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            1
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! `tfjsc run`: a compiled library on .npy inputs, one .npy per output plus `outputs.json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::json;
+
+use tfjsc_runtime::npy::{read_npy, write_npy};
+use tfjsc_runtime::{Model, Tensor};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The compiled library (`tfjsc compile ... -o libmodel.so`).
+    library: PathBuf,
+    /// An input: NAME=FILE.npy (repeatable); a model with one input also takes FILE.npy alone.
+    #[arg(long = "input", required = true)]
+    inputs: Vec<String>,
+    /// Directory for the outputs (created if missing).
+    #[arg(long = "out")]
+    out: PathBuf,
+    /// Directory of the weight shards (default: where they were at compile time).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Prefix of the library's symbols.
+    #[arg(long, default_value = "tfjsc_model")]
+    symbol_prefix: String,
+}
+
+/// Loads the library and maps its weights, with context on failure.
+pub fn load_model(library: &Path, prefix: &str, weights: Option<&Path>) -> Result<Model> {
+    Model::load_with_prefix(library, prefix, weights).with_context(|| format!("loading {}", library.display()))
+}
+
+/// Reads the inputs given as NAME=FILE or FILE, in the model's input order.
+pub fn read_inputs(model: &Model, given: &[String]) -> Result<Vec<Tensor>> {
+    let specs = &model.description().inputs;
+    let mut tensors: Vec<Option<Tensor>> = vec![None; specs.len()];
+    for argument in given {
+        let (name, file) = match argument.split_once('=') {
+            Some((name, file)) => (Some(name.trim_end_matches(":0")), file),
+            None => (None, argument.as_str()),
+        };
+        let index = match name {
+            Some(name) => specs.iter().position(|s| s.name == name).with_context(|| {
+                let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+                format!("--input {argument:?}: the model has no input {name:?} (inputs: {})", names.join(", "))
+            })?,
+            None if specs.len() == 1 => 0,
+            None => bail!("--input {argument:?}: the model has {} inputs; name it as NAME=FILE.npy", specs.len()),
+        };
+        let tensor = read_npy(Path::new(file)).with_context(|| format!("reading input {:?} from {file}", specs[index].name))?;
+        let spec = &specs[index];
+        if tensor.dtype != spec.dtype || tensor.shape != spec.shape {
+            bail!(
+                "input {:?} from {file}: expected {} {:?}, the file holds {} {:?}",
+                spec.name,
+                spec.dtype.name(),
+                spec.shape,
+                tensor.dtype.name(),
+                tensor.shape
+            );
+        }
+        tensors[index] = Some(tensor);
+    }
+    tensors
+        .into_iter()
+        .zip(specs)
+        .map(|(tensor, spec)| tensor.with_context(|| format!("no --input given for {:?}", spec.name)))
+        .collect()
+}
+
+/// A file name from a tensor name.
+fn file_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect::<String>() + ".npy"
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let model = load_model(&args.library, &args.symbol_prefix, args.weights.as_deref())?;
+    let inputs = read_inputs(&model, &args.inputs)?;
+    let mut context = model.new_context()?;
+    let outputs = context.run_tensors(&inputs).context("running the model")?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut listing = Vec::new();
+    let mut used = std::collections::HashSet::new();
+    for (spec, tensor) in model.description().outputs.iter().zip(&outputs) {
+        let mut file = file_name(&spec.name);
+        let mut counter = 1;
+        while !used.insert(file.clone()) {
+            file = format!("{}_{counter}.npy", file.trim_end_matches(".npy"));
+            counter += 1;
+        }
+        let path = args.out.join(&file);
+        write_npy(&path, tensor).with_context(|| format!("writing {}", path.display()))?;
+        listing.push(json!({"name": spec.name, "file": file, "dtype": spec.dtype.name(), "shape": spec.shape}));
+    }
+    let index = args.out.join("outputs.json");
+    std::fs::write(&index, serde_json::to_string_pretty(&listing)? + "\n").with_context(|| format!("writing {}", index.display()))?;
+    eprintln!("wrote {} output(s) to {}", listing.len(), args.out.display());
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! The kernel builder: one Cranelift function per IR node, with the helpers every op's lowering
+//! uses (counted loops, addressing, vector constants, fused multiply-add, vector exp).
+//!
+//! A kernel receives one pointer per input, one per output, then a scratch pointer. Shapes are
+//! static, so loop bounds are constants baked into the code; a kernel never reads or writes
+//! outside the extents its operand types give it.
+
+use std::sync::Arc;
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_frontend::FunctionBuilder;
+
+use super::CodegenError;
+use crate::ir::{DType, Tensor, TensorType};
+
+/// Lanes of the portable vector type (Cranelift's x86-64 backend emits 128-bit vectors).
+pub const LANES: usize = 4;
+
+/// One kernel operand: its pointer, its type, and its value when it is a compile-time constant.
+pub struct Operand {
+    pub pointer: Value,
+    pub ty: TensorType,
+    pub constant: Option<Arc<Tensor>>,
+}
+
+/// CPU features the generated code may use.
+#[derive(Clone, Copy, Debug)]
+pub struct Features {
+    pub fma: bool,
+}
+
+/// The function being built for one node.
+pub struct Kernel<'a> {
+    pub builder: FunctionBuilder<'a>,
+    pub inputs: Vec<Operand>,
+    pub outputs: Vec<Operand>,
+    /// Node-private scratch memory of the size the op asked for (see `Operator::scratch_bytes`).
+    pub scratch: Value,
+    pub features: Features,
+    /// The node's name, for error messages.
+    pub node_name: String,
+}
+
+/// Memory flags for kernel loads and stores: in bounds by construction, not necessarily aligned.
+pub fn memory_flags() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// Cranelift scalar type of a dtype.
+pub fn scalar_type(dtype: DType) -> Type {
+    match dtype {
+        DType::F32 => types::F32,
+        DType::I32 => types::I32,
+        DType::I64 => types::I64,
+        DType::Bool => types::I8,
+    }
+}
+
+/// Cranelift 128-bit vector type of a dtype.
+pub fn vector_type(dtype: DType) -> Type {
+    match dtype {
+        DType::F32 => types::F32X4,
+        DType::I32 => types::I32X4,
+        DType::I64 => types::I64X2,
+        DType::Bool => types::I8X16,
+    }
+}
+
+impl<'a> Kernel<'a> {
+    pub fn error(&self, message: impl Into<String>) -> CodegenError {
+        CodegenError::Unsupported { node: self.node_name.clone(), message: message.into() }
+    }
+
+    pub fn iconst(&mut self, value: i64) -> Value {
+        self.builder.ins().iconst(types::I64, value)
+    }
+
+    /// A constant of type `ty` (scalar or vector of f32) holding `value` in every lane.
+    pub fn float_constant(&mut self, ty: Type, value: f32) -> Value {
+        let scalar = self.builder.ins().f32const(value);
+        if ty.is_vector() {
+            self.builder.ins().splat(ty, scalar)
+        } else {
+            scalar
+        }
+    }
+
+    /// An integer constant of scalar or vector type `ty`.
+    pub fn int_constant(&mut self, ty: Type, value: i64) -> Value {
+        let scalar = self.builder.ins().iconst(ty.lane_type(), value);
+        if ty.is_vector() {
+            self.builder.ins().splat(ty, scalar)
+        } else {
+            scalar
+        }
+    }
+
+    /// `base + index * element_size`.
+    pub fn address(&mut self, base: Value, index: Value, element_size: usize) -> Value {
+        let offset = self.builder.ins().imul_imm(index, element_size as i64);
+        self.builder.ins().iadd(base, offset)
+    }
+
+    /// Loads a `ty` at element `index` of an array of `element_size`-byte elements at `base`.
+    pub fn load(&mut self, ty: Type, base: Value, index: Value, element_size: usize) -> Value {
+        let address = self.address(base, index, element_size);
+        self.builder.ins().load(ty, memory_flags(), address, 0)
+    }
+
+    pub fn store(&mut self, value: Value, base: Value, index: Value, element_size: usize) {
+        let address = self.address(base, index, element_size);
+        self.builder.ins().store(memory_flags(), value, address, 0);
+    }
+
+    /// `a * b + c`, fused where the CPU has FMA.
+    pub fn multiply_add(&mut self, a: Value, b: Value, c: Value) -> Value {
+        if self.features.fma {
+            self.builder.ins().fma(a, b, c)
+        } else {
+            let product = self.builder.ins().fmul(a, b);
+            self.builder.ins().fadd(product, c)
+        }
+    }
+
+    /// `for index in (start..end).step_by(step)` with run-time bounds (`end - start` need not be a
+    /// multiple of `step`: the caller guarantees the body stays in bounds).
+    pub fn for_range(
+        &mut self,
+        start: Value,
+        end: Value,
+        step: i64,
+        body: &mut dyn FnMut(&mut Kernel<'a>, Value) -> Result<(), CodegenError>,
+    ) -> Result<(), CodegenError> {
+        let header = self.builder.create_block();
+        let body_block = self.builder.create_block();
+        let exit = self.builder.create_block();
+        self.builder.append_block_param(header, types::I64);
+        self.builder.ins().jump(header, &[BlockArg::Value(start)]);
+        self.builder.switch_to_block(header);
+        let index = self.builder.block_params(header)[0];
+        let more = self.builder.ins().icmp(IntCC::SignedLessThan, index, end);
+        self.builder.ins().brif(more, body_block, &[], exit, &[]);
+        self.builder.switch_to_block(body_block);
+        self.builder.seal_block(body_block);
+        body(self, index)?;
+        let next = self.builder.ins().iadd_imm(index, step);
+        self.builder.ins().jump(header, &[BlockArg::Value(next)]);
+        self.builder.seal_block(header);
+        self.builder.switch_to_block(exit);
+        self.builder.seal_block(exit);
+        Ok(())
+    }
+
+    /// `for index in 0..count` with a constant count; a count of 1 emits the body once, straight.
+    pub fn for_count(
+        &mut self,
+        count: usize,
+        body: &mut dyn FnMut(&mut Kernel<'a>, Value) -> Result<(), CodegenError>,
+    ) -> Result<(), CodegenError> {
+        match count {
+            0 => Ok(()),
+            1 => {
+                let zero = self.iconst(0);
+                body(self, zero)
+            }
+            _ => {
+                let start = self.iconst(0);
+                let end = self.iconst(count as i64);
+                self.for_range(start, end, 1, body)
+            }
+        }
+    }
+
+    /// `for index in (first..first + count * step).step_by(step)`, constant bounds.
+    pub fn for_steps(
+        &mut self,
+        first: usize,
+        count: usize,
+        step: usize,
+        body: &mut dyn FnMut(&mut Kernel<'a>, Value) -> Result<(), CodegenError>,
+    ) -> Result<(), CodegenError> {
+        if count == 0 {
+            return Ok(());
+        }
+        let start = self.iconst(first as i64);
+        if count == 1 {
+            return body(self, start);
+        }
+        let end = self.iconst((first + count * step) as i64);
+        self.for_range(start, end, step as i64, body)
+    }
+
+    /// e^x for f32 scalars or f32x4 vectors: Cody-Waite range reduction and a degree-6
+    /// polynomial (Cephes expf coefficients), relative error below 2e-7 on [-87, 88]; inputs
+    /// outside that range are clamped (e^-87 is 1.6e-38, e^88 is 1.65e38).
+    pub fn exp(&mut self, x: Value) -> Value {
+        let ty = self.builder.func.dfg.value_type(x);
+        let low = self.float_constant(ty, -87.0);
+        let high = self.float_constant(ty, 88.0);
+        let x = self.builder.ins().fmax(x, low);
+        let x = self.builder.ins().fmin(x, high);
+        let log2e = self.float_constant(ty, std::f32::consts::LOG2_E);
+        let scaled = self.builder.ins().fmul(x, log2e);
+        let k = self.builder.ins().nearest(scaled);
+        let minus_ln2_high = self.float_constant(ty, -0.693_359_4);
+        let minus_ln2_low = self.float_constant(ty, 2.121_944_4e-4);
+        let r = self.multiply_add(k, minus_ln2_high, x);
+        let r = self.multiply_add(k, minus_ln2_low, r);
+        let coefficients = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
+        let mut p = self.float_constant(ty, coefficients[0]);
+        for &c in &coefficients[1..] {
+            let c = self.float_constant(ty, c);
+            p = self.multiply_add(p, r, c);
+        }
+        let r2 = self.builder.ins().fmul(r, r);
+        let one = self.float_constant(ty, 1.0);
+        let r_plus_one = self.builder.ins().fadd(r, one);
+        let p = self.multiply_add(p, r2, r_plus_one);
+        let int_ty = if ty.is_vector() { types::I32X4 } else { types::I32 };
+        let k_int = self.builder.ins().fcvt_to_sint_sat(int_ty, k);
+        let bias = self.int_constant(int_ty, 127);
+        let biased = self.builder.ins().iadd(k_int, bias);
+        let bits = self.builder.ins().ishl_imm(biased, 23);
+        let flags = if ty.is_vector() { MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little) } else { MemFlagsData::new() };
+        let power = self.builder.ins().bitcast(ty, flags, bits);
+        self.builder.ins().fmul(p, power)
+    }
+
+    /// Lane-wise `condition ? a : b` for a float comparison `x cc y`.
+    pub fn select_float(&mut self, cc: FloatCC, x: Value, y: Value, a: Value, b: Value) -> Value {
+        let ty = self.builder.func.dfg.value_type(x);
+        let mask = self.builder.ins().fcmp(cc, x, y);
+        if ty.is_vector() {
+            let mask = self.builder.ins().bitcast(ty, MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little), mask);
+            self.builder.ins().bitselect(mask, a, b)
+        } else {
+            self.builder.ins().select(mask, a, b)
+        }
+    }
+
+    /// Sum of the four lanes of an f32x4.
+    pub fn horizontal_sum(&mut self, vector: Value) -> Value {
+        let mut total = self.builder.ins().extractlane(vector, 0);
+        for lane in 1..LANES as u8 {
+            let item = self.builder.ins().extractlane(vector, lane);
+            total = self.builder.ins().fadd(total, item);
+        }
+        total
+    }
+
+    /// Maximum of the four lanes of an f32x4.
+    pub fn horizontal_max(&mut self, vector: Value) -> Value {
+        let mut best = self.builder.ins().extractlane(vector, 0);
+        for lane in 1..LANES as u8 {
+            let item = self.builder.ins().extractlane(vector, lane);
+            best = self.builder.ins().fmax(best, item);
+        }
+        best
+    }
+
+    /// Copies `count` elements of `element_size` bytes, vectorised.
+    pub fn copy_elements(
+        &mut self,
+        source: Value,
+        source_index: Value,
+        destination: Value,
+        destination_index: Value,
+        count: usize,
+        element_size: usize,
+    ) -> Result<(), CodegenError> {
+        let bytes = count * element_size;
+        let source = self.address(source, source_index, element_size);
+        let destination = self.address(destination, destination_index, element_size);
+        let chunks = bytes / 16;
+        self.for_count(chunks, &mut |k, chunk| {
+            let offset = k.builder.ins().imul_imm(chunk, 16);
+            let from = k.builder.ins().iadd(source, offset);
+            let to = k.builder.ins().iadd(destination, offset);
+            let v = k.builder.ins().load(types::I8X16, memory_flags(), from, 0);
+            k.builder.ins().store(memory_flags(), v, to, 0);
+            Ok(())
+        })?;
+        for byte in chunks * 16..bytes {
+            let v = self.builder.ins().load(types::I8, memory_flags(), source, byte as i32);
+            self.builder.ins().store(memory_flags(), v, destination, byte as i32);
+        }
+        Ok(())
+    }
+
+    /// Fills `count` f32 or i32 elements (4 bytes each) at `base + index` with a 32-bit pattern.
+    pub fn fill_words(&mut self, base: Value, index: Value, count: usize, bits: u32) -> Result<(), CodegenError> {
+        let start = self.address(base, index, 4);
+        let word = self.builder.ins().iconst(types::I32, bits as i64);
+        let vector = self.builder.ins().splat(types::I32X4, word);
+        self.for_count(count / LANES, &mut |k, chunk| {
+            let offset = k.builder.ins().imul_imm(chunk, 16);
+            let to = k.builder.ins().iadd(start, offset);
+            k.builder.ins().store(memory_flags(), vector, to, 0);
+            Ok(())
+        })?;
+        for item in (count / LANES) * LANES..count {
+            self.builder.ins().store(memory_flags(), word, start, (item * 4) as i32);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! Code generation: every node becomes one Cranelift function (its kernel); a `run` function
+//! calls them in order with pointers resolved from the memory plan; the description and computed
+//! constants go into read-only data; the result is a relocatable object.
+//!
+//! Codegen never runs what it generates and never reads weight data: it only needs their
+//! places (the runtime hands the code one pointer per weight).
+
+pub mod elementwise;
+pub mod kernel;
+pub mod target;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName, Value};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
+use cranelift_object::{ObjectBuilder, ObjectModule};
+
+use crate::ir::Graph;
+use crate::passes::memory::{Location, MemoryPlan};
+use kernel::{Kernel, Operand};
+pub use target::Target;
+
+/// Why code could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    #[error("node {node:?}: {message}")]
+    Unsupported { node: String, message: String },
+    #[error("code generation: {0}")]
+    Backend(String),
+}
+
+fn backend<E: std::fmt::Display>(error: E) -> CodegenError {
+    CodegenError::Backend(error.to_string())
+}
+
+/// What codegen needs besides the graph.
+pub struct CodegenOptions<'a> {
+    pub target: &'a Target,
+    /// Exported symbols are `{prefix}_run` and `{prefix}_description`.
+    pub symbol_prefix: &'a str,
+    /// The JSON description embedded in the object.
+    pub description: &'a str,
+}
+
+/// Generates the object file bytes.
+pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> Result<Vec<u8>, CodegenError> {
+    let isa: OwnedTargetIsa = options.target.isa()?;
+    let pointer = isa.pointer_type();
+    let builder = ObjectBuilder::new(isa.clone(), "tfjsc_model", cranelift_module::default_libcall_names()).map_err(backend)?;
+    let mut module = ObjectModule::new(builder);
+    let mut function_context = FunctionBuilderContext::new();
+    let mut context = module.make_context();
+
+    // Embedded constants.
+    let mut embedded: Vec<DataId> = Vec::new();
+    for (index, &value) in plan.embedded.iter().enumerate() {
+        let tensor = &graph.constant(value).ok_or_else(|| backend("embedded value is not a constant"))?.tensor;
+        let id = module.declare_data(&format!("tfjsc_constant_{index}"), Linkage::Local, false, false).map_err(backend)?;
+        let mut data = DataDescription::new();
+        let mut bytes = tensor.to_le_bytes();
+        if bytes.is_empty() {
+            bytes.push(0);
+        }
+        data.define(bytes.into_boxed_slice());
+        data.set_align(64);
+        module.define_data(id, &data).map_err(backend)?;
+        embedded.push(id);
+    }
+
+    // Kernels.
+    let mut kernels: Vec<(crate::ir::NodeId, FuncId)> = Vec::new();
+    let mut cache: HashMap<String, FuncId> = HashMap::new();
+    for (node_id, node) in graph.nodes() {
+        if node.op.view_of_input().is_some() {
+            continue;
+        }
+        let mut signature = Signature::new(isa.default_call_conv());
+        for _ in 0..node.inputs.len() + node.outputs.len() + 1 {
+            signature.params.push(AbiParam::new(pointer));
+        }
+        // Identical ops on identical operand types share one kernel (constants are baked in only
+        // through their types, except where a kernel reads constant values).
+        let reads_constants = node.inputs.iter().any(|&v| graph.constant(v).is_some_and(|c| c.tensor.element_count() <= 64));
+        let key = format!(
+            "{}{:?}|{:?}|{:?}",
+            node.op.name(),
+            node.op.attributes(),
+            node.inputs.iter().map(|&v| graph.value(v).ty.clone()).collect::<Vec<_>>(),
+            node.outputs.iter().map(|&v| graph.value(v).ty.clone()).collect::<Vec<_>>()
+        );
+        if !reads_constants {
+            if let Some(&id) = cache.get(&key) {
+                kernels.push((node_id, id));
+                continue;
+            }
+        }
+        let id = module
+            .declare_function(&format!("tfjsc_kernel_{}", node_id.0), Linkage::Local, &signature)
+            .map_err(backend)?;
+        context.func.signature = signature;
+        context.func.name = UserFuncName::user(0, id.as_u32());
+        {
+            let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
+            let entry = builder.create_block();
+            builder.append_block_params_for_function_params(entry);
+            builder.switch_to_block(entry);
+            builder.seal_block(entry);
+            let params = builder.block_params(entry).to_vec();
+            let inputs = node
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| Operand {
+                    pointer: params[i],
+                    ty: graph.ty(v).clone(),
+                    constant: graph.constant(v).map(|c| Arc::clone(&c.tensor)),
+                })
+                .collect();
+            let outputs = node
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| Operand { pointer: params[node.inputs.len() + i], ty: graph.ty(v).clone(), constant: None })
+                .collect();
+            let scratch = params[params.len() - 1];
+            let mut kernel = Kernel { builder, inputs, outputs, scratch, features: options.target.features(), node_name: node.name.clone() };
+            node.op.lower(&mut kernel)?;
+            kernel.builder.ins().return_(&[]);
+            kernel.builder.finalize(isa.frontend_config());
+        }
+        module.define_function(id, &mut context).map_err(|e| CodegenError::Backend(format!("node {:?}: {e:?}", node.name)))?;
+        module.clear_context(&mut context);
+        cache.insert(key, id);
+        kernels.push((node_id, id));
+    }
+
+    // The run entry.
+    let mut signature = Signature::new(isa.default_call_conv());
+    for _ in 0..4 {
+        signature.params.push(AbiParam::new(pointer));
+    }
+    signature.returns.push(AbiParam::new(types::I32));
+    let run_id = module
+        .declare_function(&format!("{}_run", options.symbol_prefix), Linkage::Export, &signature)
+        .map_err(backend)?;
+    context.func.signature = signature;
+    context.func.name = UserFuncName::user(0, run_id.as_u32());
+    {
+        let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
+        let entry = builder.create_block();
+        builder.append_block_params_for_function_params(entry);
+        builder.switch_to_block(entry);
+        builder.seal_block(entry);
+        let [weights, inputs, outputs, arena] = <[Value; 4]>::try_from(builder.block_params(entry).to_vec())
+            .map_err(|_| backend("run signature"))?;
+        let flags = MemFlagsData::trusted();
+        let mut resolved: HashMap<Location, Value> = HashMap::new();
+        let null = builder.ins().iconst(pointer, 0);
+        for (node_id, function) in &kernels {
+            let node = graph.node(*node_id).ok_or_else(|| backend("kernel for a removed node"))?;
+            let mut arguments = Vec::new();
+            for &value in node.inputs.iter().chain(&node.outputs) {
+                let location = *plan.locations.get(&value).ok_or_else(|| {
+                    backend(format!("node {:?}: value {value} has no place in the memory plan", node.name))
+                })?;
+                let address = match resolved.get(&location) {
+                    Some(&address) => address,
+                    None => {
+                        let address = match location {
+                            Location::Input(i) => builder.ins().load(pointer, flags, inputs, (i * 8) as i32),
+                            Location::Output(i) => builder.ins().load(pointer, flags, outputs, (i * 8) as i32),
+                            Location::Weight(i) => builder.ins().load(pointer, flags, weights, (i * 8) as i32),
+                            Location::Arena(offset) => builder.ins().iadd_imm(arena, offset as i64),
+                            Location::Embedded(i) => {
+                                let global = module.declare_data_in_func(embedded[i], builder.func);
+                                builder.ins().symbol_value(pointer, global)
+                            }
+                        };
+                        resolved.insert(location, address);
+                        address
+                    }
+                };
+                arguments.push(address);
+            }
+            let scratch = match plan.scratch.get(node_id) {
+                Some(&(offset, _)) => builder.ins().iadd_imm(arena, offset as i64),
+                None => null,
+            };
+            arguments.push(scratch);
+            let callee = module.declare_func_in_func(*function, builder.func);
+            builder.ins().call(callee, &arguments);
+        }
+        let zero = builder.ins().iconst(types::I32, 0);
+        builder.ins().return_(&[zero]);
+        builder.finalize(isa.frontend_config());
+    }
+    module.define_function(run_id, &mut context).map_err(|e| backend(format!("run: {e:?}")))?;
+    module.clear_context(&mut context);
+
+    // The description: static JSON and a function returning it.
+    let data_id = module.declare_data("tfjsc_description_text", Linkage::Local, false, false).map_err(backend)?;
+    let mut data = DataDescription::new();
+    let mut text = options.description.as_bytes().to_vec();
+    text.push(0);
+    data.define(text.into_boxed_slice());
+    module.define_data(data_id, &data).map_err(backend)?;
+    let mut signature = Signature::new(isa.default_call_conv());
+    signature.returns.push(AbiParam::new(pointer));
+    let describe_id = module
+        .declare_function(&format!("{}_description", options.symbol_prefix), Linkage::Export, &signature)
+        .map_err(backend)?;
+    context.func.signature = signature;
+    context.func.name = UserFuncName::user(0, describe_id.as_u32());
+    {
+        let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
+        let entry = builder.create_block();
+        builder.switch_to_block(entry);
+        builder.seal_block(entry);
+        let global = module.declare_data_in_func(data_id, builder.func);
+        let address = builder.ins().symbol_value(pointer, global);
+        builder.ins().return_(&[address]);
+        builder.finalize(isa.frontend_config());
+    }
+    module.define_function(describe_id, &mut context).map_err(|e| backend(format!("description: {e:?}")))?;
+
+    let product = module.finish();
+    product.emit().map_err(backend)
+}

@@ -1,0 +1,224 @@
+//! The compile driver: web model → IR → passes → memory plan → object → (linked library) + header.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::codegen::{self, CodegenError, CodegenOptions, Target};
+use crate::import::{self, ImportError, InputShape};
+use crate::ir::{text, Graph};
+use crate::model::{ModelError, WebModel, WeightEncoding};
+use crate::passes::memory::{plan_memory, MemoryPlan, ARENA_ALIGNMENT};
+use crate::passes::{self, PassError};
+
+/// Everything that can stop a compilation.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{path}: {source}")]
+    Import { path: PathBuf, source: ImportError },
+    #[error(transparent)]
+    Pass(#[from] PassError),
+    #[error(transparent)]
+    Codegen(#[from] CodegenError),
+    #[error("{path}: {message}")]
+    Output { path: PathBuf, message: String },
+}
+
+/// How to compile.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    pub input_shapes: Vec<InputShape>,
+    pub target: Target,
+    pub symbol_prefix: String,
+    /// Pass names after which to print the IR ("all" for every one).
+    pub dump_ir: Vec<String>,
+    pub verify_each: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            input_shapes: Vec::new(),
+            target: Target::new(codegen::target::CpuLevel::Native),
+            symbol_prefix: "tfjsc_model".into(),
+            dump_ir: Vec::new(),
+            verify_each: cfg!(debug_assertions),
+        }
+    }
+}
+
+/// A compiled model, in memory.
+pub struct Compiled {
+    pub model: WebModel,
+    pub graph: Graph,
+    pub plan: MemoryPlan,
+    pub object: Vec<u8>,
+    pub description: serde_json::Value,
+    pub header: String,
+    /// Decisions taken for the user (e.g. batch size 1), to print.
+    pub notes: Vec<String>,
+    /// IR dumps requested with `dump_ir`: (pass, text).
+    pub dumps: Vec<(String, String)>,
+}
+
+/// Loads, imports and runs the pass pipeline (no code generation): what `inspect` needs too.
+pub fn lower_to_ir(path: &Path, options: &CompileOptions) -> Result<(WebModel, Graph, Vec<String>, Vec<(String, String)>), CompileError> {
+    let model = WebModel::open(path)?;
+    let weights = model.read_weights()?;
+    let imported = import::import(&model, &weights, &options.input_shapes)
+        .map_err(|source| CompileError::Import { path: model.path.clone(), source })?;
+    let mut graph = imported.graph;
+    let mut dumps = Vec::new();
+    let wanted = |name: &str| options.dump_ir.iter().any(|d| d == name || d == "all");
+    passes::run_pipeline(&mut graph, options.verify_each, &mut |name, graph| {
+        if wanted(name) {
+            dumps.push((name.to_string(), text::print(graph)));
+        }
+    })?;
+    Ok((model, graph, imported.notes, dumps))
+}
+
+/// Compiles the model at `path` into an object in memory.
+pub fn compile(path: &Path, options: &CompileOptions) -> Result<Compiled, CompileError> {
+    let (model, graph, notes, dumps) = lower_to_ir(path, options)?;
+    let plan = plan_memory(&graph);
+    let description = describe(&model, &graph, &plan, options)?;
+    let description_text = serde_json::to_string(&description).map_err(|e| CompileError::Output { path: model.path.clone(), message: e.to_string() })?;
+    let object = codegen::generate(&graph, &plan, &CodegenOptions { target: &options.target, symbol_prefix: &options.symbol_prefix, description: &description_text })?;
+    let header = header(&description, &options.symbol_prefix);
+    Ok(Compiled { model, graph, plan, object, description, header, notes, dumps })
+}
+
+/// Output names as TF.js reports them: no trailing ":0".
+pub fn display_name(name: &str) -> &str {
+    name.strip_suffix(":0").unwrap_or(name)
+}
+
+fn describe(model: &WebModel, graph: &Graph, plan: &MemoryPlan, options: &CompileOptions) -> Result<serde_json::Value, CompileError> {
+    let tensor = |name: &str, value| {
+        let ty = graph.ty(value);
+        json!({"name": display_name(name), "dtype": ty.dtype.abi_name(), "shape": ty.shape})
+    };
+    let files = model.weight_files()?;
+    let mut groups = Vec::new();
+    let mut next_file = 0;
+    for group in &model.groups {
+        let indices: Vec<usize> = (next_file..next_file + group.paths.len()).collect();
+        next_file += group.paths.len();
+        groups.push(json!({"files": indices}));
+    }
+    let mut weights = Vec::new();
+    for (name, value) in &plan.weights {
+        let spec = model.weight(name).ok_or_else(|| CompileError::Output { path: model.path.clone(), message: format!("weight {name:?} is not in the manifest") })?;
+        let ty = graph.ty(*value);
+        let encoding = match spec.encoding {
+            WeightEncoding::Float32 => json!({"kind": "float32"}),
+            WeightEncoding::Int32 => json!({"kind": "int32"}),
+            WeightEncoding::Bool => json!({"kind": "bool"}),
+            WeightEncoding::Float16 => json!({"kind": "float16"}),
+            WeightEncoding::Uint8 { scale, min } => json!({"kind": "uint8", "scale": scale, "min": min}),
+            WeightEncoding::Uint16 { scale, min } => json!({"kind": "uint16", "scale": scale, "min": min}),
+            other => {
+                return Err(CompileError::Output { path: model.path.clone(), message: format!("weight {name:?}: encoding {other:?} cannot feed compiled code") })
+            }
+        };
+        weights.push(json!({
+            "name": name,
+            "dtype": ty.dtype.abi_name(),
+            "shape": ty.shape,
+            "group": spec.group,
+            "offset": spec.offset,
+            "byte_size": spec.byte_size.unwrap_or(0),
+            "encoding": encoding,
+        }));
+    }
+    let weights_dir = std::fs::canonicalize(&model.dir).unwrap_or_else(|_| model.dir.clone());
+    Ok(json!({
+        "abi_version": 1,
+        "generator": concat!("tfjsc ", env!("CARGO_PKG_VERSION")),
+        "model": model.path.display().to_string(),
+        "weights_dir": weights_dir.display().to_string(),
+        "target": options.target.describe(),
+        "inputs": graph.inputs.iter().map(|p| tensor(&p.name, p.value)).collect::<Vec<_>>(),
+        "outputs": graph.outputs.iter().map(|p| tensor(&p.name, p.value)).collect::<Vec<_>>(),
+        "arena": {"size": plan.arena_size, "alignment": ARENA_ALIGNMENT},
+        "weight_files": files.iter().map(|f| json!({"path": f.path, "size": f.size, "crc32": f.crc32})).collect::<Vec<_>>(),
+        "weight_groups": groups,
+        "weights": weights,
+    }))
+}
+
+/// A C identifier from a tensor name.
+fn identifier(name: &str) -> String {
+    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// The model's C header: the ABI entry points and typed names for inputs and outputs.
+fn header(description: &serde_json::Value, prefix: &str) -> String {
+    let upper = identifier(prefix);
+    let mut text = format!(
+        "/* Generated by tfjsc from {}. Do not edit. ABI version 1: see docs/abi.md. */\n\
+         #ifndef {upper}_H\n#define {upper}_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n\
+         #ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n\
+         /* NUL-terminated JSON describing inputs, outputs, weights and the arena. */\n\
+         const char *{prefix}_description(void);\n\n\
+         /* Runs the model: one pointer per weight (description order), per input, per output;\n   \
+         an arena of {upper}_ARENA_SIZE bytes aligned to {upper}_ARENA_ALIGNMENT. Returns 0. */\n\
+         int32_t {prefix}_run(const void *const *weights, const void *const *inputs,\n                 \
+         void *const *outputs, void *arena);\n\n",
+        description["model"].as_str().unwrap_or("?")
+    );
+    text += &format!("#define {upper}_ARENA_SIZE ((size_t){})\n", description["arena"]["size"]);
+    text += &format!("#define {upper}_ARENA_ALIGNMENT ((size_t){})\n", description["arena"]["alignment"]);
+    text += &format!("#define {upper}_WEIGHT_COUNT {}\n\n", description["weights"].as_array().map_or(0, |w| w.len()));
+    for (kind, key) in [("INPUT", "inputs"), ("OUTPUT", "outputs")] {
+        let list = description[key].as_array().cloned().unwrap_or_default();
+        text += &format!("#define {upper}_{kind}_COUNT {}\n", list.len());
+        for (index, tensor) in list.iter().enumerate() {
+            let name = tensor["name"].as_str().unwrap_or("");
+            let shape: Vec<usize> = tensor["shape"].as_array().map(|s| s.iter().filter_map(|d| d.as_u64()).map(|d| d as usize).collect()).unwrap_or_default();
+            let dtype = tensor["dtype"].as_str().unwrap_or("float32");
+            let element = if dtype == "bool" { 1 } else { 4 };
+            let id = identifier(name);
+            text += &format!("/* {kind} {index} {name:?}: {dtype} {shape:?} */\n");
+            text += &format!("#define {upper}_{kind}_{id} {index}\n");
+            text += &format!("#define {upper}_{kind}_{id}_ELEMENTS ((size_t){})\n", shape.iter().product::<usize>());
+            text += &format!("#define {upper}_{kind}_{id}_BYTES ((size_t){})\n", shape.iter().product::<usize>() * element);
+        }
+        text += "\n";
+    }
+    text += &format!("#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {upper}_H */\n");
+    text
+}
+
+/// Writes `compiled` to `output` (`.o`: the object; `.so`/`.dylib`: the object linked with the
+/// system C compiler) and the header beside it (`x.h`). Returns the header path.
+pub fn write_outputs(compiled: &Compiled, output: &Path) -> Result<PathBuf, CompileError> {
+    let fail = |message: String| CompileError::Output { path: output.to_path_buf(), message };
+    let extension = output.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let header_path = output.with_extension("h");
+    match extension {
+        "o" => std::fs::write(output, &compiled.object).map_err(|e| fail(e.to_string()))?,
+        "so" | "dylib" => {
+            let object_path = output.with_extension("o");
+            std::fs::write(&object_path, &compiled.object).map_err(|e| fail(format!("writing {}: {e}", object_path.display())))?;
+            let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+            let result = Command::new(&compiler).arg("-shared").arg("-o").arg(output).arg(&object_path).output();
+            let _ = std::fs::remove_file(&object_path);
+            let result = result.map_err(|e| fail(format!("could not run the C compiler `{compiler}` to link: {e}")))?;
+            if !result.status.success() {
+                return Err(fail(format!("`{compiler} -shared` failed: {}", String::from_utf8_lossy(&result.stderr))));
+            }
+        }
+        other => return Err(fail(format!("unknown output kind {other:?}: use .o (object) or .so (shared library)"))),
+    }
+    std::fs::write(&header_path, &compiled.header).map_err(|e| fail(format!("writing {}: {e}", header_path.display())))?;
+    Ok(header_path)
+}

@@ -1,0 +1,378 @@
+//! Import: a web model's GraphDef and weights become an IR graph.
+//!
+//! Import does the cleanup that needs TensorFlow's names: `name:k` outputs, `^control` inputs
+//! (dropped: compiled code runs nodes in data order), Identity-like and NoOp nodes (removed),
+//! placeholders specialised to static shapes. Each TensorFlow op maps to IR ops through one
+//! table, [`IMPORTERS`]; anything not in it is reported, all at once, with counts.
+
+mod attributes;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tfjsc_proto::tensorflow::NodeDef;
+
+pub use attributes::{dtype_from_tf, tensor_from_proto, NodeAttributes};
+
+use crate::ir::{DType, Graph, Tensor, TensorType, ValueId};
+use crate::model::{WebModel, WeightValues};
+use crate::ops::{self, Operator};
+
+/// Why a graph could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("node {node:?} ({op}): {message}")]
+    Node { node: String, op: String, message: String },
+    #[error("unsupported ops ({}): {}", .0.values().sum::<usize>(), format_counts(.0))]
+    UnsupportedOps(BTreeMap<String, usize>),
+    #[error("{0}")]
+    Graph(String),
+}
+
+fn format_counts(counts: &BTreeMap<String, usize>) -> String {
+    counts.iter().map(|(op, count)| format!("{op} ×{count}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Imports one TensorFlow node: its inputs already resolved to IR values.
+pub type ImportFn = fn(&mut Importer, &NodeDef, &[ValueId]) -> Result<Vec<ValueId>, ImportError>;
+
+/// TensorFlow op name → importer. One line per op.
+pub const IMPORTERS: &[(&str, ImportFn)] = &[
+    ("AddN", ops::elementwise::import_add_n),
+    ("LeakyRelu", ops::elementwise::import_leaky_relu),
+    ("Select", ops::elementwise::import_select),
+    ("SelectV2", ops::elementwise::import_select),
+    ("Cast", ops::elementwise::import_cast),
+    ("ClipByValue", ops::elementwise::import_clip),
+    ("Conv2D", ops::conv::import_conv2d),
+    ("_FusedConv2D", ops::conv::import_conv2d),
+    ("DepthwiseConv2dNative", ops::conv::import_conv2d),
+    ("FusedDepthwiseConv2dNative", ops::conv::import_conv2d),
+    ("MatMul", ops::matmul::import_matmul),
+    ("_FusedMatMul", ops::matmul::import_matmul),
+    ("BatchMatMul", ops::matmul::import_matmul),
+    ("BatchMatMulV2", ops::matmul::import_matmul),
+    ("FusedBatchNorm", ops::conv::import_batch_norm),
+    ("FusedBatchNormV3", ops::conv::import_batch_norm),
+    ("MaxPool", ops::pool::import_pool),
+    ("AvgPool", ops::pool::import_pool),
+    ("Mean", ops::reduce::import_reduce),
+    ("Sum", ops::reduce::import_reduce),
+    ("Max", ops::reduce::import_reduce),
+    ("Min", ops::reduce::import_reduce),
+    ("Prod", ops::reduce::import_reduce),
+    ("Softmax", ops::softmax::import_softmax),
+    ("Reshape", ops::shape::import_reshape),
+    ("Squeeze", ops::shape::import_squeeze),
+    ("ExpandDims", ops::shape::import_expand_dims),
+    ("Shape", ops::shape::import_shape),
+    ("StridedSlice", ops::shape::import_strided_slice),
+    ("Pack", ops::shape::import_pack),
+    ("ConcatV2", ops::shape::import_concat),
+    ("Pad", ops::shape::import_pad),
+    ("PadV2", ops::shape::import_pad),
+    ("Transpose", ops::shape::import_transpose),
+    ("Fill", ops::shape::import_fill),
+    ("Range", ops::shape::import_range),
+];
+
+/// Ops that pass their first input through unchanged.
+const IDENTITY_OPS: &[&str] = &["Identity", "StopGradient", "Snapshot", "PreventGradient", "IdentityN"];
+
+/// How the user pins input shapes: `name=1,224,224,3`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputShape {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+/// Import result: the graph and what was decided on the user's behalf (e.g. batch size 1).
+pub struct Imported {
+    pub graph: Graph,
+    pub notes: Vec<String>,
+}
+
+/// The importer state handed to each op's import function.
+pub struct Importer<'g> {
+    pub graph: &'g mut Graph,
+}
+
+impl Importer<'_> {
+    pub fn error(&self, node: &NodeDef, message: impl std::fmt::Display) -> ImportError {
+        ImportError::Node { node: node.name.clone(), op: node.op.clone(), message: message.to_string() }
+    }
+
+    pub fn expect_inputs(&self, node: &NodeDef, inputs: &[ValueId], count: usize) -> Result<(), ImportError> {
+        if inputs.len() < count {
+            return Err(self.error(node, format!("expected {count} inputs, found {}", inputs.len())));
+        }
+        Ok(())
+    }
+
+    /// Adds a single-output node named after the TensorFlow node.
+    pub fn add(&mut self, node: &NodeDef, op: impl Operator, inputs: Vec<ValueId>) -> ValueId {
+        self.add_named(&node.name, op, inputs)
+    }
+
+    pub fn add_named(&mut self, name: &str, op: impl Operator, inputs: Vec<ValueId>) -> ValueId {
+        let id = self.graph.add_node(name, Arc::new(op), inputs, 1);
+        self.graph.node(id).map(|n| n.outputs[0]).unwrap_or(ValueId(0))
+    }
+
+    pub fn add_multiple(&mut self, node: &NodeDef, op: impl Operator, inputs: Vec<ValueId>, count: usize) -> Vec<ValueId> {
+        let id = self.graph.add_node(&node.name, Arc::new(op), inputs, count);
+        self.graph.node(id).map(|n| n.outputs.clone()).unwrap_or_default()
+    }
+
+    pub fn constant(&mut self, name: &str, tensor: Tensor) -> ValueId {
+        self.graph.add_constant(name, tensor, None)
+    }
+}
+
+/// Splits a NodeDef input reference into (node name, output index); `None` for `^control`.
+pub fn parse_input_reference(reference: &str) -> Option<(&str, usize)> {
+    if reference.starts_with('^') {
+        return None;
+    }
+    match reference.rsplit_once(':') {
+        Some((name, index)) if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) => {
+            Some((name, index.parse().unwrap_or(0)))
+        }
+        _ => Some((reference, 0)),
+    }
+}
+
+/// Imports `model` with its decoded `weights` (manifest order), pinning input shapes.
+pub fn import(model: &WebModel, weights: &[WeightValues], input_shapes: &[InputShape]) -> Result<Imported, ImportError> {
+    let nodes = &model.graph.node;
+    let by_name: HashMap<&str, &NodeDef> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+    // Unsupported ops first, all at once.
+    let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
+    for node in nodes {
+        if !is_known(&node.op) {
+            *unsupported.entry(node.op.clone()).or_insert(0) += 1;
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(ImportError::UnsupportedOps(unsupported));
+    }
+    for shape in input_shapes {
+        if !nodes.iter().any(|n| n.name == shape.name && n.op == "Placeholder") {
+            return Err(ImportError::Graph(format!("--input-shape names {:?}, which is not a graph input", shape.name)));
+        }
+    }
+    let weight_index: HashMap<&str, usize> =
+        model.weights.iter().enumerate().map(|(index, w)| (w.name.as_str(), index)).collect();
+    let order = topological_order(nodes, &by_name)?;
+
+    let mut graph = Graph::new();
+    let mut notes = Vec::new();
+    let mut values: HashMap<(String, usize), ValueId> = HashMap::new();
+    for node in order {
+        let mut inputs = Vec::new();
+        for reference in &node.input {
+            let Some((name, index)) = parse_input_reference(reference) else { continue };
+            let value = values.get(&(name.to_string(), index)).copied().ok_or_else(|| ImportError::Node {
+                node: node.name.clone(),
+                op: node.op.clone(),
+                message: format!("input {reference:?} is not produced by any node"),
+            })?;
+            inputs.push(value);
+        }
+        let outputs: Vec<ValueId> = match node.op.as_str() {
+            "NoOp" => Vec::new(),
+            op if IDENTITY_OPS.contains(&op) => inputs.clone(),
+            "Placeholder" | "PlaceholderWithDefault" if node.op == "Placeholder" || inputs.is_empty() => {
+                let ty = placeholder_type(node, input_shapes, &mut notes)?;
+                vec![graph.add_input(&node.name, Some(ty))]
+            }
+            "PlaceholderWithDefault" => inputs.clone(),
+            "Const" => vec![import_constant(&mut graph, node, model, weights, &weight_index)?],
+            op => {
+                let import = importer_for(op).ok_or_else(|| {
+                    ImportError::UnsupportedOps(BTreeMap::from([(op.to_string(), 1)]))
+                })?;
+                let mut importer = Importer { graph: &mut graph };
+                import(&mut importer, node, &inputs)?
+            }
+        };
+        for (index, value) in outputs.into_iter().enumerate() {
+            values.insert((node.name.clone(), index), value);
+        }
+    }
+
+    // Outputs: the signature's if present, else every sink.
+    let output_names: Vec<String> = match &model.signature {
+        Some(signature) if !signature.outputs.is_empty() => signature.outputs.iter().map(|t| t.name.clone()).collect(),
+        _ => sinks(nodes),
+    };
+    for reference in output_names {
+        let (name, index) = parse_input_reference(&reference).unwrap_or((&reference, 0));
+        let value = values
+            .get(&(name.to_string(), index))
+            .copied()
+            .ok_or_else(|| ImportError::Graph(format!("output {reference:?} is not produced by any node")))?;
+        let display = if index == 0 { name.to_string() } else { format!("{name}:{index}") };
+        graph.add_output(&display, value);
+    }
+    if graph.outputs.is_empty() {
+        return Err(ImportError::Graph("the graph has no outputs".into()));
+    }
+    Ok(Imported { graph, notes })
+}
+
+fn is_known(op: &str) -> bool {
+    matches!(op, "NoOp" | "Placeholder" | "PlaceholderWithDefault" | "Const")
+        || IDENTITY_OPS.contains(&op)
+        || ops::elementwise::TF_UNARY.iter().any(|(name, _)| *name == op)
+        || ops::elementwise::TF_BINARY.iter().any(|(name, _)| *name == op)
+        || IMPORTERS.iter().any(|(name, _)| *name == op)
+}
+
+/// Importer for the plain unary and binary names, looked up through their own tables.
+fn elementwise_importer(op: &str) -> Option<ImportFn> {
+    if ops::elementwise::TF_UNARY.iter().any(|(name, _)| *name == op) {
+        Some(ops::elementwise::import_unary)
+    } else if ops::elementwise::TF_BINARY.iter().any(|(name, _)| *name == op) {
+        Some(ops::elementwise::import_binary)
+    } else {
+        None
+    }
+}
+
+fn placeholder_type(node: &NodeDef, input_shapes: &[InputShape], notes: &mut Vec<String>) -> Result<TensorType, ImportError> {
+    let attributes = NodeAttributes::of(node);
+    let fail = |message: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message };
+    let dtype = attributes.dtype("dtype").map_err(fail)?;
+    if let Some(given) = input_shapes.iter().find(|s| s.name == node.name) {
+        if let Some(Some(declared)) = attributes.shape("shape").ok() {
+            let compatible = declared.len() == given.shape.len()
+                && declared.iter().zip(&given.shape).all(|(&d, &g)| d < 0 || d as usize == g);
+            if !compatible {
+                return Err(fail(format!("--input-shape {:?} does not fit the declared shape {declared:?}", given.shape)));
+            }
+        }
+        return Ok(TensorType::new(dtype, given.shape.clone()));
+    }
+    let declared = attributes.shape("shape").map_err(fail)?.ok_or_else(|| {
+        fail("input has unknown rank: give its shape with --input-shape NAME=d0,d1,...".to_string())
+    })?;
+    let mut shape = Vec::with_capacity(declared.len());
+    for (axis, &dim) in declared.iter().enumerate() {
+        if dim >= 0 {
+            shape.push(dim as usize);
+        } else if axis == 0 {
+            notes.push(format!("input {:?}: unknown batch dimension set to 1 (use --input-shape to choose)", node.name));
+            shape.push(1);
+        } else {
+            return Err(fail(format!(
+                "dimension {axis} of input {:?} is unknown ({declared:?}): give it with --input-shape {}=...",
+                node.name, node.name
+            )));
+        }
+    }
+    Ok(TensorType::new(dtype, shape))
+}
+
+fn import_constant(
+    graph: &mut Graph,
+    node: &NodeDef,
+    model: &WebModel,
+    weights: &[WeightValues],
+    weight_index: &HashMap<&str, usize>,
+) -> Result<ValueId, ImportError> {
+    let fail = |message: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message };
+    if let Some(&index) = weight_index.get(node.name.as_str()) {
+        let spec = &model.weights[index];
+        let shape = spec.shape.clone();
+        let tensor = match weights.get(index) {
+            Some(WeightValues::Float32(values)) => Tensor::from_f32(shape, values.clone()),
+            Some(WeightValues::Int32(values)) => Tensor::from_i32(shape, values.clone()),
+            Some(WeightValues::Bool(values)) => Tensor::from_bool(shape, values.clone()),
+            Some(_) => return Err(fail(format!("weight {:?} has a dtype compiled code cannot use", spec.name))),
+            None => return Err(fail(format!("weight {:?} was not read", spec.name))),
+        };
+        if tensor.element_count() != spec.shape.iter().product::<usize>() {
+            return Err(fail(format!("weight {:?} holds the wrong number of values", spec.name)));
+        }
+        let expected = NodeAttributes::of(node).dtype("dtype").ok();
+        let tensor = match expected {
+            Some(dtype) if dtype != tensor.dtype() => tensor.cast(dtype),
+            _ => tensor,
+        };
+        return Ok(graph.add_constant(&node.name, tensor, Some(spec.name.clone())));
+    }
+    let proto = NodeAttributes::of(node)
+        .tensor("value")
+        .ok_or_else(|| fail("constant has no value and no weight of that name in the manifest".into()))?;
+    let tensor = tensor_from_proto(proto).map_err(fail)?;
+    if tensor.dtype() == DType::I64 {
+        // Compiled code works in i32 for integers; shapes and indices fit.
+        return Ok(graph.add_constant(&node.name, tensor.cast(DType::I32), None));
+    }
+    Ok(graph.add_constant(&node.name, tensor, None))
+}
+
+/// Nodes whose outputs nothing reads (excluding constants and NoOps).
+fn sinks(nodes: &[NodeDef]) -> Vec<String> {
+    let mut used = std::collections::HashSet::new();
+    for node in nodes {
+        for reference in &node.input {
+            if let Some((name, _)) = parse_input_reference(reference) {
+                used.insert(name.to_string());
+            }
+        }
+    }
+    nodes
+        .iter()
+        .filter(|n| !used.contains(&n.name) && !matches!(n.op.as_str(), "Const" | "NoOp" | "Placeholder"))
+        .map(|n| n.name.clone())
+        .collect()
+}
+
+/// Kahn's algorithm over data and control edges; GraphDef order is not guaranteed.
+fn topological_order<'a>(nodes: &'a [NodeDef], by_name: &HashMap<&str, &'a NodeDef>) -> Result<Vec<&'a NodeDef>, ImportError> {
+    let mut pending: HashMap<&str, usize> = HashMap::new();
+    let mut readers: HashMap<&str, Vec<&'a NodeDef>> = HashMap::new();
+    for node in nodes {
+        let mut count = 0;
+        for reference in &node.input {
+            let name = reference.trim_start_matches('^');
+            let name = parse_input_reference(name).map(|(n, _)| n).unwrap_or(name);
+            if !by_name.contains_key(name) {
+                return Err(ImportError::Node {
+                    node: node.name.clone(),
+                    op: node.op.clone(),
+                    message: format!("input {reference:?} names no node of the graph"),
+                });
+            }
+            count += 1;
+            readers.entry(name).or_default().push(node);
+        }
+        pending.insert(node.name.as_str(), count);
+    }
+    let mut ready: Vec<&NodeDef> = nodes.iter().filter(|n| pending[n.name.as_str()] == 0).collect();
+    ready.reverse();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(node) = ready.pop() {
+        order.push(node);
+        if let Some(list) = readers.get(node.name.as_str()) {
+            for reader in list {
+                let count = pending.get_mut(reader.name.as_str()).expect("every node is counted");
+                *count -= 1;
+                if *count == 0 {
+                    ready.push(reader);
+                }
+            }
+        }
+    }
+    if order.len() != nodes.len() {
+        return Err(ImportError::Graph("the graph has a cycle (control flow is not supported)".into()));
+    }
+    Ok(order)
+}
+
+#[doc(hidden)]
+pub fn importer_for(op: &str) -> Option<ImportFn> {
+    IMPORTERS.iter().find(|(name, _)| *name == op).map(|(_, f)| *f).or_else(|| elementwise_importer(op))
+}

@@ -1,0 +1,602 @@
+//! 2-D convolution, NHWC, regular and depthwise, with a fused epilogue (per-channel scale and
+//! bias, activations, residual add) applied in registers before the store. Also imports
+//! `_FusedConv2D` / `FusedDepthwiseConv2dNative` (their fused ops become the epilogue) and
+//! standalone batch normalisation (as a multiply-add whose factors constant folding computes).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+
+use super::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
+use super::epilogue::{self, Epilogue, EpilogueStep};
+use crate::invalid;
+use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
+use crate::codegen::kernel::{Kernel, LANES};
+use crate::codegen::CodegenError;
+use crate::import::{ImportError, Importer, NodeAttributes};
+use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
+use tfjsc_proto::tensorflow::NodeDef;
+
+/// How a window op pads its input.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Padding {
+    Same,
+    Valid,
+    /// top, bottom, left, right
+    Explicit([usize; 4]),
+}
+
+impl Padding {
+    pub fn text(&self) -> String {
+        match self {
+            Padding::Same => "same".into(),
+            Padding::Valid => "valid".into(),
+            Padding::Explicit(_) => "explicit".into(),
+        }
+    }
+
+    pub fn parse(attributes: &Attributes) -> OpResult<Padding> {
+        Ok(match attributes.string("padding")? {
+            "same" => Padding::Same,
+            "valid" => Padding::Valid,
+            "explicit" => {
+                let pads = attributes.ints("pads")?;
+                if pads.len() != 4 || pads.iter().any(|&p| p < 0) {
+                    return Err(invalid!("pads must be four non-negative integers"));
+                }
+                Padding::Explicit([pads[0] as usize, pads[1] as usize, pads[2] as usize, pads[3] as usize])
+            }
+            other => return Err(invalid!("unknown padding `{other}`")),
+        })
+    }
+
+    pub fn add_to(&self, attributes: Attributes) -> Attributes {
+        let attributes = attributes.with("padding", Attribute::Str(self.text()));
+        match self {
+            Padding::Explicit(p) => attributes.with("pads", Attribute::Ints(p.iter().map(|&v| v as i64).collect())),
+            _ => attributes,
+        }
+    }
+
+    /// Reads TensorFlow's `padding` (+ `explicit_paddings`, NHWC) attributes.
+    pub fn from_tf(attributes: &NodeAttributes) -> Result<Padding, String> {
+        match attributes.string("padding")?.as_str() {
+            "SAME" => Ok(Padding::Same),
+            "VALID" => Ok(Padding::Valid),
+            "EXPLICIT" => {
+                let p = attributes.ints("explicit_paddings")?;
+                if p.len() != 8 || p.iter().any(|&v| v < 0) {
+                    return Err(format!("explicit_paddings must hold 8 non-negative values, got {p:?}"));
+                }
+                Ok(Padding::Explicit([p[2] as usize, p[3] as usize, p[4] as usize, p[5] as usize]))
+            }
+            other => Err(format!("padding {other:?} is not supported")),
+        }
+    }
+
+    /// Output size and padding before/after along one axis.
+    pub fn resolve(&self, input: usize, kernel: usize, stride: usize, dilation: usize, axis: usize) -> OpResult<(usize, usize, usize)> {
+        let effective = (kernel - 1) * dilation + 1;
+        let (output, before, after) = match self {
+            Padding::Same => {
+                let output = input.div_ceil(stride);
+                let total = ((output.max(1) - 1) * stride + effective).saturating_sub(input);
+                (output, total / 2, total - total / 2)
+            }
+            Padding::Valid => {
+                if input < effective {
+                    return Err(invalid!("window {effective} is larger than the input {input}"));
+                }
+                ((input - effective) / stride + 1, 0, 0)
+            }
+            Padding::Explicit(pads) => {
+                let (before, after) = (pads[axis * 2], pads[axis * 2 + 1]);
+                let padded = input + before + after;
+                if padded < effective {
+                    return Err(invalid!("window {effective} is larger than the padded input {padded}"));
+                }
+                ((padded - effective) / stride + 1, before, after)
+            }
+        };
+        Ok((output, before, after))
+    }
+}
+
+/// Window geometry of a convolution or pooling on a NHWC input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    pub batch: usize,
+    pub input: [usize; 2],
+    pub channels: usize,
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    pub output: [usize; 2],
+    /// top, bottom, left, right
+    pub pads: [usize; 4],
+}
+
+impl Window {
+    pub fn new(input: &[usize], kernel: [usize; 2], strides: [usize; 2], dilations: [usize; 2], padding: &Padding) -> OpResult<Window> {
+        if input.len() != 4 {
+            return Err(invalid!("input must be NHWC (rank 4), got rank {}", input.len()));
+        }
+        if strides.contains(&0) || dilations.contains(&0) || kernel.contains(&0) {
+            return Err(invalid!("strides, dilations and window sizes must be positive"));
+        }
+        let (oh, top, bottom) = padding.resolve(input[1], kernel[0], strides[0], dilations[0], 0)?;
+        let (ow, left, right) = padding.resolve(input[2], kernel[1], strides[1], dilations[1], 1)?;
+        Ok(Window {
+            batch: input[0],
+            input: [input[1], input[2]],
+            channels: input[3],
+            kernel,
+            strides,
+            dilations,
+            output: [oh, ow],
+            pads: [top, bottom, left, right],
+        })
+    }
+
+    pub fn padded(&self) -> [usize; 2] {
+        [self.input[0] + self.pads[0] + self.pads[1], self.input[1] + self.pads[2] + self.pads[3]]
+    }
+
+    pub fn has_padding(&self) -> bool {
+        self.pads.iter().any(|&p| p > 0)
+    }
+}
+
+/// Convolution (regular or depthwise) with an epilogue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conv2d {
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    pub padding: Padding,
+    pub depthwise: bool,
+    /// Applied to each output element; its operands are inputs 2, 3, ...
+    pub epilogue: Epilogue,
+}
+
+impl Conv2d {
+    pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
+        let pair = |name: &str| -> OpResult<[usize; 2]> {
+            let v = attributes.ints(name)?;
+            if v.len() != 2 || v.iter().any(|&x| x <= 0) {
+                return Err(invalid!("{name} must be two positive integers"));
+            }
+            Ok([v[0] as usize, v[1] as usize])
+        };
+        Ok(Arc::new(Conv2d {
+            strides: pair("strides")?,
+            dilations: pair("dilations")?,
+            padding: Padding::parse(attributes)?,
+            depthwise: attributes.boolean("depthwise")?,
+            epilogue: Epilogue::parse(attributes)?,
+        }))
+    }
+
+    /// The window geometry and the number of output channels.
+    pub fn geometry(&self, input: &TensorType, filter: &TensorType) -> OpResult<(Window, usize)> {
+        if filter.rank() != 4 {
+            return Err(invalid!("filter must be rank 4, got {filter}"));
+        }
+        let window = Window::new(&input.shape, [filter.shape[0], filter.shape[1]], self.strides, self.dilations, &self.padding)?;
+        if filter.shape[2] != window.channels {
+            return Err(invalid!("filter {filter} expects {} input channels, the input {input} has {}", filter.shape[2], window.channels));
+        }
+        let output_channels = if self.depthwise { filter.shape[2] * filter.shape[3] } else { filter.shape[3] };
+        Ok((window, output_channels))
+    }
+}
+
+impl Operator for Conv2d {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+
+    fn attributes(&self) -> Attributes {
+        let attributes = Attributes::default()
+            .with("strides", Attribute::Ints(self.strides.iter().map(|&v| v as i64).collect()))
+            .with("dilations", Attribute::Ints(self.dilations.iter().map(|&v| v as i64).collect()))
+            .with("depthwise", Attribute::Bool(self.depthwise));
+        self.epilogue.add_to(self.padding.add_to(attributes))
+    }
+
+    fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
+        inputs.expect_count(2 + self.epilogue.operand_count())?;
+        let (input, filter) = (inputs.ty(0)?, inputs.ty(1)?);
+        if input.dtype != DType::F32 || filter.dtype != DType::F32 {
+            return Err(OpError::Unsupported(format!("convolution of {input} by {filter} (f32 only)")));
+        }
+        let (window, channels) = self.geometry(input, filter)?;
+        let output = TensorType::new(DType::F32, vec![window.batch, window.output[0], window.output[1], channels]);
+        self.epilogue.check_operands(&output, &inputs.types[2..])?;
+        Ok(vec![output])
+    }
+
+    fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        let (input, filter) = (inputs[0], inputs[1]);
+        let (w, channels) = self.geometry(&input.tensor_type(), &filter.tensor_type())?;
+        let (TensorData::F32(x), TensorData::F32(f)) = (&input.data, &filter.data) else {
+            return Err(invalid!("convolution needs f32 operands"));
+        };
+        let [ih, iw] = w.input;
+        let [oh, ow] = w.output;
+        let c = w.channels;
+        let multiplier = if self.depthwise { filter.shape[3] } else { 1 };
+        let mut out = vec![0f32; w.batch * oh * ow * channels];
+        for n in 0..w.batch {
+            for y in 0..oh {
+                for x_out in 0..ow {
+                    for oc in 0..channels {
+                        let mut sum = 0f32;
+                        for ky in 0..w.kernel[0] {
+                            let iy = (y * w.strides[0] + ky * w.dilations[0]) as isize - w.pads[0] as isize;
+                            if iy < 0 || iy >= ih as isize {
+                                continue;
+                            }
+                            for kx in 0..w.kernel[1] {
+                                let ix = (x_out * w.strides[1] + kx * w.dilations[1]) as isize - w.pads[2] as isize;
+                                if ix < 0 || ix >= iw as isize {
+                                    continue;
+                                }
+                                let base = ((n * ih + iy as usize) * iw + ix as usize) * c;
+                                if self.depthwise {
+                                    let ci = oc / multiplier;
+                                    sum += x[base + ci] * f[((ky * w.kernel[1] + kx) * c + ci) * multiplier + oc % multiplier];
+                                } else {
+                                    for ci in 0..c {
+                                        sum += x[base + ci] * f[((ky * w.kernel[1] + kx) * c + ci) * channels + oc];
+                                    }
+                                }
+                            }
+                        }
+                        out[((n * oh + y) * ow + x_out) * channels + oc] = sum;
+                    }
+                }
+            }
+        }
+        let output = Tensor::from_f32(vec![w.batch, oh, ow, channels], out);
+        Ok(vec![self.epilogue.evaluate(output, &inputs[2..])?])
+    }
+
+    fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
+        let (window, channels) =
+            self.geometry(&kernel.inputs[0].ty, &kernel.inputs[1].ty).map_err(|e| kernel.error(e.to_string()))?;
+        let source = pad_into_scratch(kernel, &window)?;
+        if self.depthwise {
+            lower_depthwise(kernel, &self.epilogue, &window, channels, source)
+        } else {
+            lower_regular(kernel, &self.epilogue, &window, channels, source)
+        }
+    }
+
+    fn scratch_bytes(&self, inputs: &[&TensorType], _outputs: &[TensorType]) -> usize {
+        match self.geometry(inputs[0], inputs[1]) {
+            Ok((window, _)) if window.has_padding() => {
+                let [ph, pw] = window.padded();
+                window.batch * ph * pw * window.channels * 4
+            }
+            _ => 0,
+        }
+    }
+
+    fn flops(&self, inputs: &[&TensorType], outputs: &[TensorType]) -> u64 {
+        let filter = inputs[1];
+        let per_output = if self.depthwise { filter.shape[0] * filter.shape[1] } else { filter.shape[0] * filter.shape[1] * filter.shape[2] };
+        2 * (outputs[0].element_count() * per_output) as u64
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Copies the input into scratch with its zero padding, so the loops need no bounds tests.
+/// Returns the pointer the convolution reads (the input itself when there is no padding).
+pub fn pad_into_scratch(kernel: &mut Kernel, window: &Window) -> Result<Value, CodegenError> {
+    let input = kernel.inputs[0].pointer;
+    if !window.has_padding() {
+        return Ok(input);
+    }
+    let scratch = kernel.scratch;
+    let [ph, pw] = window.padded();
+    let c = window.channels;
+    let zero = kernel.iconst(0);
+    kernel.fill_words(scratch, zero, window.batch * ph * pw * c, 0)?;
+    let [ih, iw] = window.input;
+    let (top, left) = (window.pads[0], window.pads[2]);
+    kernel.for_count(window.batch * ih, &mut |k, row| {
+        // row = n * ih + y; destination row = n * ph + y + top.
+        let n = k.builder.ins().udiv_imm(row, ih as i64);
+        let y = k.builder.ins().urem_imm(row, ih as i64);
+        let destination_row = k.builder.ins().imul_imm(n, ph as i64);
+        let destination_row = k.builder.ins().iadd(destination_row, y);
+        let destination_row = k.builder.ins().iadd_imm(destination_row, top as i64);
+        let destination = k.builder.ins().imul_imm(destination_row, (pw * c) as i64);
+        let destination = k.builder.ins().iadd_imm(destination, (left * c) as i64);
+        let source = k.builder.ins().imul_imm(row, (iw * c) as i64);
+        k.copy_elements(input, source, scratch, destination, iw * c, 4)
+    })?;
+    Ok(scratch)
+}
+
+/// Splits `total` into runs of `width` (as many as fit) then narrower runs, for tiling.
+fn partition(total: usize, widths: &[usize]) -> Vec<(usize, usize, usize)> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for &width in widths {
+        let count = (total - start) / width;
+        if count > 0 {
+            runs.push((start, count, width));
+            start += count * width;
+        }
+    }
+    runs
+}
+
+fn lower_regular(kernel: &mut Kernel, epilogue: &Epilogue, w: &Window, channels: usize, source: Value) -> Result<(), CodegenError> {
+    let filter = kernel.inputs[1].pointer;
+    let output = kernel.outputs[0].pointer;
+    let [ph, pw] = w.padded();
+    let c = w.channels;
+    let [oh, ow] = w.output;
+    // Output channels: blocks of 8 (two vectors), then 4, then single scalars.
+    let channel_runs = partition(channels, &[2 * LANES, LANES, 1]);
+    let pixel_runs = partition(ow, &[4, 1]);
+    kernel.for_count(w.batch * oh, &mut |k, row| {
+        let n = k.builder.ins().udiv_imm(row, oh as i64);
+        let y = k.builder.ins().urem_imm(row, oh as i64);
+        let input_row = k.builder.ins().imul_imm(n, ph as i64);
+        let y_scaled = k.builder.ins().imul_imm(y, w.strides[0] as i64);
+        let input_row = k.builder.ins().iadd(input_row, y_scaled);
+        for &(channel_start, channel_count, channel_width) in &channel_runs {
+            let (vectors, lanes) = if channel_width >= LANES { (channel_width / LANES, LANES) } else { (1, 1) };
+            k.for_steps(channel_start, channel_count, channel_width, &mut |k, co| {
+                for &(pixel_start, pixel_count, pixels) in &pixel_runs {
+                    k.for_steps(pixel_start, pixel_count, pixels, &mut |k, x0| {
+                        let ty = if lanes > 1 { types::F32X4 } else { types::F32 };
+                        let accumulators: Vec<_> = (0..pixels * vectors)
+                            .map(|_| {
+                                let var = k.builder.declare_var(ty);
+                                let zero = k.float_constant(ty, 0.0);
+                                k.builder.def_var(var, zero);
+                                var
+                            })
+                            .collect();
+                        k.for_count(w.kernel[0], &mut |k, ky| {
+                            let dy = k.builder.ins().imul_imm(ky, w.dilations[0] as i64);
+                            let iy = k.builder.ins().iadd(input_row, dy);
+                            k.for_count(w.kernel[1], &mut |k, kx| {
+                                let dx = k.builder.ins().imul_imm(kx, w.dilations[1] as i64);
+                                // Element index of input[n, iy, x0 * s + dx, 0] and of filter[ky, kx, 0, co].
+                                let row_base = k.builder.ins().imul_imm(iy, pw as i64);
+                                let x_scaled = k.builder.ins().imul_imm(x0, w.strides[1] as i64);
+                                let column = k.builder.ins().iadd(x_scaled, dx);
+                                let pixel = k.builder.ins().iadd(row_base, column);
+                                let input_base = k.builder.ins().imul_imm(pixel, c as i64);
+                                let input_address = k.address(source, input_base, 4);
+                                let tap = k.builder.ins().imul_imm(ky, w.kernel[1] as i64);
+                                let tap = k.builder.ins().iadd(tap, kx);
+                                let filter_base = k.builder.ins().imul_imm(tap, (c * channels) as i64);
+                                let filter_base = k.builder.ins().iadd(filter_base, co);
+                                let filter_address = k.address(filter, filter_base, 4);
+                                k.for_count(c, &mut |k, ci| {
+                                    let weight_offset = k.builder.ins().imul_imm(ci, (channels * 4) as i64);
+                                    let weight_address = k.builder.ins().iadd(filter_address, weight_offset);
+                                    let weights: Vec<Value> = (0..vectors)
+                                        .map(|v| k.builder.ins().load(ty, crate::codegen::kernel::memory_flags(), weight_address, (v * LANES * 4) as i32))
+                                        .collect();
+                                    let input_offset = k.builder.ins().imul_imm(ci, 4);
+                                    let input_at = k.builder.ins().iadd(input_address, input_offset);
+                                    for p in 0..pixels {
+                                        let scalar = k.builder.ins().load(types::F32, crate::codegen::kernel::memory_flags(), input_at, (p * w.strides[1] * c * 4) as i32);
+                                        let broadcast = if lanes > 1 { k.builder.ins().splat(ty, scalar) } else { scalar };
+                                        for (v, weight) in weights.iter().enumerate() {
+                                            let var = accumulators[p * vectors + v];
+                                            let acc = k.builder.use_var(var);
+                                            let acc = k.multiply_add(broadcast, *weight, acc);
+                                            k.builder.def_var(var, acc);
+                                        }
+                                    }
+                                    Ok(())
+                                })
+                            })
+                        })?;
+                        for p in 0..pixels {
+                            let pixel = k.builder.ins().iadd_imm(x0, p as i64);
+                            let out_row = k.builder.ins().imul_imm(row, ow as i64);
+                            let out_pixel = k.builder.ins().iadd(out_row, pixel);
+                            let out_base = k.builder.ins().imul_imm(out_pixel, channels as i64);
+                            for v in 0..vectors {
+                                let channel = k.builder.ins().iadd_imm(co, (v * LANES) as i64);
+                                let index = k.builder.ins().iadd(out_base, channel);
+                                let value = k.builder.use_var(accumulators[p * vectors + v]);
+                                let value = epilogue::emit(k, epilogue, value, ty, index, channel, 2)?;
+                                k.store(value, output, index, 4);
+                            }
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })
+}
+
+fn lower_depthwise(kernel: &mut Kernel, epilogue: &Epilogue, w: &Window, channels: usize, source: Value) -> Result<(), CodegenError> {
+    let filter = kernel.inputs[1].pointer;
+    let output = kernel.outputs[0].pointer;
+    let [ph, pw] = w.padded();
+    let c = w.channels;
+    let multiplier = channels / c;
+    let [oh, ow] = w.output;
+    let channel_runs = if multiplier == 1 { partition(channels, &[LANES, 1]) } else { vec![(0, channels, 1)] };
+    kernel.for_count(w.batch * oh * ow, &mut |k, pixel| {
+        let n = k.builder.ins().udiv_imm(pixel, (oh * ow) as i64);
+        let rest = k.builder.ins().urem_imm(pixel, (oh * ow) as i64);
+        let y = k.builder.ins().udiv_imm(rest, ow as i64);
+        let x = k.builder.ins().urem_imm(rest, ow as i64);
+        let iy = k.builder.ins().imul_imm(y, w.strides[0] as i64);
+        let row = k.builder.ins().imul_imm(n, ph as i64);
+        let iy = k.builder.ins().iadd(row, iy);
+        let ix = k.builder.ins().imul_imm(x, w.strides[1] as i64);
+        let out_base = k.builder.ins().imul_imm(pixel, channels as i64);
+        for &(start, count, width) in &channel_runs {
+            let ty: Type = if width == LANES { types::F32X4 } else { types::F32 };
+            k.for_steps(start, count, width, &mut |k, oc| {
+                let ci = if multiplier == 1 { oc } else { k.builder.ins().udiv_imm(oc, multiplier as i64) };
+                let var = k.builder.declare_var(ty);
+                let zero = k.float_constant(ty, 0.0);
+                k.builder.def_var(var, zero);
+                for ky in 0..w.kernel[0] {
+                    for kx in 0..w.kernel[1] {
+                        let dy = (ky * w.dilations[0]) as i64;
+                        let dx = (kx * w.dilations[1]) as i64;
+                        let r = k.builder.ins().iadd_imm(iy, dy);
+                        let r = k.builder.ins().imul_imm(r, pw as i64);
+                        let col = k.builder.ins().iadd_imm(ix, dx);
+                        let p = k.builder.ins().iadd(r, col);
+                        let p = k.builder.ins().imul_imm(p, c as i64);
+                        let input_index = k.builder.ins().iadd(p, ci);
+                        let value = k.load(ty, source, input_index, 4);
+                        let filter_index = k.builder.ins().iadd_imm(oc, ((ky * w.kernel[1] + kx) * channels) as i64);
+                        let weight = k.load(ty, filter, filter_index, 4);
+                        let acc = k.builder.use_var(var);
+                        let acc = k.multiply_add(value, weight, acc);
+                        k.builder.def_var(var, acc);
+                    }
+                }
+                let index = k.builder.ins().iadd(out_base, oc);
+                let value = k.builder.use_var(var);
+                let value = epilogue::emit(k, epilogue, value, ty, index, oc, 2)?;
+                k.store(value, output, index, 4);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })
+}
+
+// ---- import ----
+
+fn tf_pair(attributes: &NodeAttributes, name: &str, format: &str) -> Result<[usize; 2], String> {
+    let values = attributes.ints_or(name, &[1, 1, 1, 1])?;
+    if values.len() != 4 || values.iter().any(|&v| v <= 0) {
+        return Err(format!("{name} must hold 4 positive values, got {values:?}"));
+    }
+    if format == "NHWC" {
+        if values[0] != 1 || values[3] != 1 {
+            return Err(format!("{name} {values:?} along batch or channels is not supported"));
+        }
+        Ok([values[1] as usize, values[2] as usize])
+    } else {
+        Err(format!("data_format {format} is not supported (NHWC only)"))
+    }
+}
+
+/// Conv2D, DepthwiseConv2dNative and their fused forms.
+pub fn import_conv2d(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+    importer.expect_inputs(node, inputs, 2)?;
+    let attributes = NodeAttributes::of(node);
+    let fail = |e: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message: e };
+    let format = attributes.string_or("data_format", "NHWC").map_err(fail)?;
+    let conv = Conv2d {
+        strides: tf_pair(&attributes, "strides", &format).map_err(fail)?,
+        dilations: tf_pair(&attributes, "dilations", &format).map_err(fail)?,
+        padding: Padding::from_tf(&attributes).map_err(fail)?,
+        depthwise: node.op.contains("Depthwise"),
+        epilogue: Epilogue::default(),
+    };
+    let fused = attributes.strings("fused_ops").map_err(fail)?;
+    let extra = &inputs[2..];
+    import_fused(importer, node, Arc::new(conv), inputs[..2].to_vec(), &fused, extra)
+}
+
+/// Builds `core(inputs)` followed by TensorFlow's fused ops, as separate IR nodes the fusion pass
+/// folds back into the epilogue (so `_FusedConv2D` and plain `Conv2D` + `BiasAdd` + `Relu` take
+/// the same road).
+pub fn import_fused(
+    importer: &mut Importer,
+    node: &NodeDef,
+    core: Arc<dyn Operator>,
+    inputs: Vec<ValueId>,
+    fused: &[String],
+    extra: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    let attributes = NodeAttributes::of(node);
+    let fail = |e: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message: e };
+    let core_name = if fused.is_empty() { node.name.clone() } else { format!("{}/core", node.name) };
+    let id = importer.graph.add_node(&core_name, core, inputs, 1);
+    let mut value = importer.graph.node(id).map(|n| n.outputs[0]).ok_or_else(|| fail("internal".into()))?;
+    let mut next_extra = 0;
+    let mut take = |count: usize| -> Result<Vec<ValueId>, ImportError> {
+        let taken = extra.get(next_extra..next_extra + count).ok_or_else(|| {
+            fail(format!("fused_ops {fused:?} need more than the {} extra inputs given", extra.len()))
+        })?;
+        next_extra += count;
+        Ok(taken.to_vec())
+    };
+    for (position, op) in fused.iter().enumerate() {
+        let name = if position + 1 == fused.len() { node.name.clone() } else { format!("{}/{}", node.name, op) };
+        value = match op.as_str() {
+            "BiasAdd" | "Add" | "AddV2" => {
+                let bias = take(1)?;
+                importer.add_named(&name, Binary::new(BinaryKind::Add), vec![value, bias[0]])
+            }
+            "FusedBatchNorm" | "FusedBatchNormV3" => {
+                let epsilon = attributes.float_or("epsilon", 1e-3).map_err(fail)?;
+                let args = take(4)?;
+                batch_norm(importer, &name, value, &args, epsilon)
+            }
+            "Relu" | "Relu6" | "Elu" | "Sigmoid" | "Tanh" => {
+                let kind = UnaryKind::from_text(&op.to_lowercase()).ok_or_else(|| fail(format!("fused op {op}")))?;
+                importer.add_named(&name, Unary::new(kind), vec![value])
+            }
+            "LeakyRelu" => {
+                let alpha = attributes.float_or("leakyrelu_alpha", 0.2).map_err(fail)?;
+                importer.add_named(&name, Unary { kind: UnaryKind::LeakyRelu, alpha }, vec![value])
+            }
+            "Prelu" => {
+                let alpha = take(1)?;
+                importer.add_named(&name, Binary::new(BinaryKind::Prelu), vec![value, alpha[0]])
+            }
+            other => return Err(fail(format!("fused op {other:?} is not supported"))),
+        };
+    }
+    Ok(vec![value])
+}
+
+/// `y = x * m + (offset - mean * m)` with `m = scale / sqrt(variance + epsilon)`, as IR nodes
+/// over the (constant) statistics; constant folding reduces them to two vectors.
+fn batch_norm(importer: &mut Importer, name: &str, x: ValueId, args: &[ValueId], epsilon: f32) -> ValueId {
+    let (scale, offset, mean, variance) = (args[0], args[1], args[2], args[3]);
+    let epsilon = importer.constant(&format!("{name}/epsilon"), Tensor::from_f32(vec![], vec![epsilon]));
+    let shifted = importer.add_named(&format!("{name}/variance_epsilon"), Binary::new(BinaryKind::Add), vec![variance, epsilon]);
+    let inverse = importer.add_named(&format!("{name}/rsqrt"), Unary::new(UnaryKind::Rsqrt), vec![shifted]);
+    let factor = importer.add_named(&format!("{name}/factor"), Binary::new(BinaryKind::Mul), vec![scale, inverse]);
+    let mean_scaled = importer.add_named(&format!("{name}/mean_scaled"), Binary::new(BinaryKind::Mul), vec![mean, factor]);
+    let shift = importer.add_named(&format!("{name}/shift"), Binary::new(BinaryKind::Sub), vec![offset, mean_scaled]);
+    let scaled = importer.add_named(&format!("{name}/scaled"), Binary::new(BinaryKind::Mul), vec![x, factor]);
+    importer.add_named(name, Binary::new(BinaryKind::Add), vec![scaled, shift])
+}
+
+/// FusedBatchNorm / FusedBatchNormV3 in inference mode (output 0 only).
+pub fn import_batch_norm(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+    importer.expect_inputs(node, inputs, 5)?;
+    let attributes = NodeAttributes::of(node);
+    let fail = |e: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message: e };
+    if attributes.boolean_or("is_training", false).map_err(fail)? {
+        return Err(fail("training-mode batch normalisation is not supported".into()));
+    }
+    let format = attributes.string_or("data_format", "NHWC").map_err(fail)?;
+    if format != "NHWC" {
+        return Err(fail(format!("data_format {format} is not supported (NHWC only)")));
+    }
+    let epsilon = attributes.float_or("epsilon", 1e-3).map_err(fail)?;
+    Ok(vec![batch_norm(importer, &node.name, inputs[0], &inputs[1..5], epsilon)])
+}

@@ -1,0 +1,251 @@
+//! Operators. One op family per module; an op is defined in one place: its import from
+//! TensorFlow NodeDefs, its type rule, its reference evaluation (plain loops, used by constant
+//! folding and as the test oracle) and its lowering to machine code.
+//!
+//! This module holds the trait every op implements, the typed-attribute vocabulary of the IR text
+//! form, and the two tables that name ops: by IR name (text parser) and by TensorFlow name
+//! (importer).
+
+pub mod conv;
+pub mod elementwise;
+pub mod epilogue;
+pub mod matmul;
+pub mod pool;
+pub mod reduce;
+pub mod shape;
+pub mod softmax;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::codegen::kernel::Kernel;
+use crate::codegen::CodegenError;
+use crate::ir::{DType, Tensor, TensorType};
+
+/// Why an op cannot be typed, evaluated or built as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
+}
+
+pub type OpResult<T> = Result<T, OpError>;
+
+/// Builds an [`OpError::Invalid`] with a formatted message.
+#[macro_export]
+macro_rules! invalid {
+    ($($arg:tt)*) => { $crate::ops::OpError::Invalid(format!($($arg)*)) };
+}
+
+/// What is known about an op's inputs when typing it: their types, and their values where they
+/// are compile-time constants (shape operands, axes, paddings).
+pub struct InputFacts<'a> {
+    pub types: Vec<&'a TensorType>,
+    pub constants: Vec<Option<&'a Tensor>>,
+}
+
+impl<'a> InputFacts<'a> {
+    pub fn ty(&self, index: usize) -> OpResult<&'a TensorType> {
+        self.types.get(index).copied().ok_or_else(|| invalid!("missing input {index}"))
+    }
+
+    /// The value of input `index`, which must be a compile-time constant.
+    pub fn constant(&self, index: usize, what: &str) -> OpResult<&'a Tensor> {
+        self.constants
+            .get(index)
+            .copied()
+            .flatten()
+            .ok_or_else(|| OpError::Unsupported(format!("{what} (input {index}) must be a compile-time constant")))
+    }
+
+    pub fn expect_count(&self, count: usize) -> OpResult<()> {
+        if self.types.len() != count {
+            return Err(invalid!("expected {count} inputs, got {}", self.types.len()));
+        }
+        Ok(())
+    }
+}
+
+/// An IR operator.
+pub trait Operator: fmt::Debug + Send + Sync + Any {
+    /// The IR name (text form, `inspect`).
+    fn name(&self) -> &'static str;
+
+    /// Typed attributes, for the text form.
+    fn attributes(&self) -> Attributes {
+        Attributes::default()
+    }
+
+    /// Output types from input facts.
+    fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>>;
+
+    /// Reference evaluation: plain loops, obviously correct, used for folding and as test oracle.
+    fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>>;
+
+    /// Outputs that are known from input types alone (Shape, Size, Rank).
+    fn fold_from_types(&self, _inputs: &InputFacts) -> Option<Vec<Tensor>> {
+        None
+    }
+
+    /// Emits the kernel computing this op.
+    fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError>;
+
+    /// Bytes of node-private scratch memory the kernel needs (padded copies and the like).
+    fn scratch_bytes(&self, _inputs: &[&TensorType], _outputs: &[TensorType]) -> usize {
+        0
+    }
+
+    /// `Some(k)` when output 0 is input `k` reinterpreted with another shape (no data movement).
+    fn view_of_input(&self) -> Option<usize> {
+        None
+    }
+
+    /// Floating-point operations for one evaluation (multiply-add counts 2).
+    fn flops(&self, _inputs: &[&TensorType], outputs: &[TensorType]) -> u64 {
+        outputs.iter().map(|ty| ty.element_count() as u64).sum()
+    }
+
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// One attribute value in the IR text form.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attribute {
+    Int(i64),
+    Float(f32),
+    Bool(bool),
+    Str(String),
+    Type(DType),
+    Ints(Vec<i64>),
+    Floats(Vec<f32>),
+}
+
+/// Attributes by name, printed in name order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Attributes(pub BTreeMap<String, Attribute>);
+
+impl Attributes {
+    pub fn with(mut self, name: &str, value: Attribute) -> Attributes {
+        self.0.insert(name.to_string(), value);
+        self
+    }
+
+    fn get(&self, name: &str) -> OpResult<&Attribute> {
+        self.0.get(name).ok_or_else(|| invalid!("missing attribute `{name}`"))
+    }
+
+    pub fn int(&self, name: &str) -> OpResult<i64> {
+        match self.get(name)? {
+            Attribute::Int(value) => Ok(*value),
+            other => Err(invalid!("attribute `{name}`: expected an integer, got {other:?}")),
+        }
+    }
+
+    pub fn float(&self, name: &str) -> OpResult<f32> {
+        match self.get(name)? {
+            Attribute::Float(value) => Ok(*value),
+            Attribute::Int(value) => Ok(*value as f32),
+            other => Err(invalid!("attribute `{name}`: expected a number, got {other:?}")),
+        }
+    }
+
+    pub fn boolean(&self, name: &str) -> OpResult<bool> {
+        match self.get(name)? {
+            Attribute::Bool(value) => Ok(*value),
+            other => Err(invalid!("attribute `{name}`: expected true or false, got {other:?}")),
+        }
+    }
+
+    pub fn string(&self, name: &str) -> OpResult<&str> {
+        match self.get(name)? {
+            Attribute::Str(value) => Ok(value),
+            other => Err(invalid!("attribute `{name}`: expected a word, got {other:?}")),
+        }
+    }
+
+    pub fn dtype(&self, name: &str) -> OpResult<DType> {
+        match self.get(name)? {
+            Attribute::Type(value) => Ok(*value),
+            other => Err(invalid!("attribute `{name}`: expected a dtype, got {other:?}")),
+        }
+    }
+
+    pub fn ints(&self, name: &str) -> OpResult<Vec<i64>> {
+        match self.get(name)? {
+            Attribute::Ints(values) => Ok(values.clone()),
+            Attribute::Floats(values) if values.is_empty() => Ok(Vec::new()),
+            other => Err(invalid!("attribute `{name}`: expected a list of integers, got {other:?}")),
+        }
+    }
+
+    pub fn floats(&self, name: &str) -> OpResult<Vec<f32>> {
+        match self.get(name)? {
+            Attribute::Floats(values) => Ok(values.clone()),
+            Attribute::Ints(values) => Ok(values.iter().map(|&v| v as f32).collect()),
+            other => Err(invalid!("attribute `{name}`: expected a list of numbers, got {other:?}")),
+        }
+    }
+}
+
+/// Builds an op from its IR name and attributes (the text parser's table).
+pub type ParseFn = fn(&Attributes) -> OpResult<Arc<dyn Operator>>;
+
+/// Every IR op by name. Adding an op adds one line here (and one in the importer's table).
+pub fn parse_operator(name: &str, attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
+    let table: &[(&str, ParseFn)] = &[
+        ("unary", elementwise::Unary::parse),
+        ("binary", elementwise::Binary::parse),
+        ("select", elementwise::Select::parse),
+        ("cast", elementwise::Cast::parse),
+        ("conv2d", conv::Conv2d::parse),
+        ("matmul", matmul::MatMul::parse),
+        ("pool", pool::Pool::parse),
+        ("reduce", reduce::Reduce::parse),
+        ("reduce_axes", reduce::ReduceAxes::parse),
+        ("softmax", softmax::Softmax::parse),
+        ("reshape", shape::Reshape::parse),
+        ("shape_of", shape::ShapeOf::parse),
+        ("strided_slice", shape::StridedSlice::parse),
+        ("pack", shape::Pack::parse),
+        ("concat", shape::Concat::parse),
+        ("pad", shape::Pad::parse),
+        ("copy", shape::Copy::parse),
+        ("transpose", shape::Transpose::parse),
+        ("fill", shape::Fill::parse),
+        ("range", shape::Range::parse),
+    ];
+    let parse = table
+        .iter()
+        .find(|(op_name, _)| *op_name == name)
+        .map(|(_, parse)| parse)
+        .ok_or_else(|| invalid!("unknown op `{name}`"))?;
+    parse(attributes)
+}
+
+/// Downcasts an operator to a concrete op type.
+pub fn downcast<T: Operator>(op: &dyn Operator) -> Option<&T> {
+    op.as_any().downcast_ref::<T>()
+}
+
+/// Row-major strides of `shape`.
+pub fn strides_of(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; shape.len()];
+    for axis in (0..shape.len().saturating_sub(1)).rev() {
+        strides[axis] = strides[axis + 1] * shape[axis + 1];
+    }
+    strides
+}
+
+/// Normalises a possibly negative axis against `rank`.
+pub fn normalize_axis(axis: i64, rank: usize) -> OpResult<usize> {
+    let rank = rank as i64;
+    let normalized = if axis < 0 { axis + rank } else { axis };
+    if normalized < 0 || normalized >= rank.max(1) {
+        return Err(invalid!("axis {axis} is out of range for rank {rank}"));
+    }
+    Ok(normalized as usize)
+}

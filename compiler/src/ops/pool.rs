@@ -1,0 +1,201 @@
+//! Max and average pooling, NHWC. Windows are clipped to the input: max ignores padding, average
+//! divides by the number of input elements inside the window (TensorFlow's rule).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use cranelift_codegen::ir::{types, InstBuilder, Type};
+
+use super::conv::{Padding, Window};
+use crate::invalid;
+use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
+use crate::codegen::kernel::{Kernel, LANES};
+use crate::codegen::CodegenError;
+use crate::import::{ImportError, Importer, NodeAttributes};
+use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
+use tfjsc_proto::tensorflow::NodeDef;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pool {
+    pub max: bool,
+    pub window: [usize; 2],
+    pub strides: [usize; 2],
+    pub padding: Padding,
+}
+
+impl Pool {
+    pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
+        let pair = |name: &str| -> OpResult<[usize; 2]> {
+            let v = attributes.ints(name)?;
+            if v.len() != 2 || v.iter().any(|&x| x <= 0) {
+                return Err(invalid!("{name} must be two positive integers"));
+            }
+            Ok([v[0] as usize, v[1] as usize])
+        };
+        let max = match attributes.string("kind")? {
+            "max" => true,
+            "average" => false,
+            other => return Err(invalid!("unknown pool kind `{other}`")),
+        };
+        Ok(Arc::new(Pool { max, window: pair("window")?, strides: pair("strides")?, padding: Padding::parse(attributes)? }))
+    }
+
+    fn geometry(&self, input: &TensorType) -> OpResult<Window> {
+        Window::new(&input.shape, self.window, self.strides, [1, 1], &self.padding)
+    }
+}
+
+impl Operator for Pool {
+    fn name(&self) -> &'static str {
+        "pool"
+    }
+
+    fn attributes(&self) -> Attributes {
+        let attributes = Attributes::default()
+            .with("kind", Attribute::Str(if self.max { "max" } else { "average" }.into()))
+            .with("window", Attribute::Ints(self.window.iter().map(|&v| v as i64).collect()))
+            .with("strides", Attribute::Ints(self.strides.iter().map(|&v| v as i64).collect()));
+        self.padding.add_to(attributes)
+    }
+
+    fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
+        inputs.expect_count(1)?;
+        let input = inputs.ty(0)?;
+        if input.dtype != DType::F32 {
+            return Err(OpError::Unsupported(format!("pooling of {input} (f32 only)")));
+        }
+        let w = self.geometry(input)?;
+        Ok(vec![TensorType::new(DType::F32, vec![w.batch, w.output[0], w.output[1], w.channels])])
+    }
+
+    fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        let w = self.geometry(&inputs[0].tensor_type())?;
+        let TensorData::F32(x) = &inputs[0].data else { return Err(invalid!("pooling needs f32")) };
+        let ([ih, iw], [oh, ow], c) = (w.input, w.output, w.channels);
+        let mut out = Vec::with_capacity(w.batch * oh * ow * c);
+        for n in 0..w.batch {
+            for y in 0..oh {
+                for xo in 0..ow {
+                    let (y0, y1) = clip(y * w.strides[0], w.pads[0], w.kernel[0], ih);
+                    let (x0, x1) = clip(xo * w.strides[1], w.pads[2], w.kernel[1], iw);
+                    for ch in 0..c {
+                        let mut acc = if self.max { f32::NEG_INFINITY } else { 0.0 };
+                        for iy in y0..y1 {
+                            for ix in x0..x1 {
+                                let v = x[((n * ih + iy) * iw + ix) * c + ch];
+                                acc = if self.max { acc.max(v) } else { acc + v };
+                            }
+                        }
+                        let count = ((y1 - y0) * (x1 - x0)).max(1) as f32;
+                        out.push(if self.max { acc } else { acc / count });
+                    }
+                }
+            }
+        }
+        Ok(vec![Tensor::from_f32(vec![w.batch, oh, ow, c], out)])
+    }
+
+    fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
+        let w = self.geometry(&kernel.inputs[0].ty).map_err(|e| kernel.error(e.to_string()))?;
+        let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
+        let ([ih, iw], [oh, ow], c) = (w.input, w.output, w.channels);
+        let max = self.max;
+        let vector_end = c / LANES * LANES;
+        kernel.for_count(w.batch * oh * ow, &mut |k, pixel| {
+            let n = k.builder.ins().udiv_imm(pixel, (oh * ow) as i64);
+            let rest = k.builder.ins().urem_imm(pixel, (oh * ow) as i64);
+            let y = k.builder.ins().udiv_imm(rest, ow as i64);
+            let x = k.builder.ins().urem_imm(rest, ow as i64);
+            let mut bounds = |k: &mut Kernel, position, stride: usize, pad: usize, size: usize, extent: usize| {
+                let start = k.builder.ins().imul_imm(position, stride as i64);
+                let start = k.builder.ins().iadd_imm(start, -(pad as i64));
+                let end = k.builder.ins().iadd_imm(start, size as i64);
+                let zero = k.iconst(0);
+                let limit = k.iconst(extent as i64);
+                (k.builder.ins().smax(start, zero), k.builder.ins().smin(end, limit))
+            };
+            let (y0, y1) = bounds(k, y, w.strides[0], w.pads[0], w.kernel[0], ih);
+            let (x0, x1) = bounds(k, x, w.strides[1], w.pads[2], w.kernel[1], iw);
+            let image = k.builder.ins().imul_imm(n, (ih * iw) as i64);
+            let inverse_count = if max {
+                None
+            } else {
+                let height = k.builder.ins().isub(y1, y0);
+                let width = k.builder.ins().isub(x1, x0);
+                let count = k.builder.ins().imul(height, width);
+                let count = k.builder.ins().fcvt_from_sint(types::F32, count);
+                let one = k.float_constant(types::F32, 1.0);
+                Some(k.builder.ins().fdiv(one, count))
+            };
+            let out_base = k.builder.ins().imul_imm(pixel, c as i64);
+            let runs = [(0usize, vector_end / LANES, LANES), (vector_end, c - vector_end, 1)];
+            for (start, count, width) in runs {
+                let ty: Type = if width == LANES { types::F32X4 } else { types::F32 };
+                k.for_steps(start, count, width, &mut |k, channel| {
+                    let var = k.builder.declare_var(ty);
+                    let init = k.float_constant(ty, if max { f32::NEG_INFINITY } else { 0.0 });
+                    k.builder.def_var(var, init);
+                    k.for_range(y0, y1, 1, &mut |k, iy| {
+                        let row = k.builder.ins().iadd(image, iy);
+                        let row = k.builder.ins().imul_imm(row, iw as i64);
+                        k.for_range(x0, x1, 1, &mut |k, ix| {
+                            let p = k.builder.ins().iadd(row, ix);
+                            let p = k.builder.ins().imul_imm(p, c as i64);
+                            let index = k.builder.ins().iadd(p, channel);
+                            let value = k.load(ty, input, index, 4);
+                            let acc = k.builder.use_var(var);
+                            let acc = if max { k.builder.ins().fmax(acc, value) } else { k.builder.ins().fadd(acc, value) };
+                            k.builder.def_var(var, acc);
+                            Ok(())
+                        })
+                    })?;
+                    let mut result = k.builder.use_var(var);
+                    if let Some(inverse) = inverse_count {
+                        let factor = if ty.is_vector() { k.builder.ins().splat(ty, inverse) } else { inverse };
+                        result = k.builder.ins().fmul(result, factor);
+                    }
+                    let index = k.builder.ins().iadd(out_base, channel);
+                    k.store(result, output, index, 4);
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The input range a window starting at `origin - pad` of `size` covers, clipped to `extent`.
+fn clip(origin: usize, pad: usize, size: usize, extent: usize) -> (usize, usize) {
+    let start = origin as isize - pad as isize;
+    let end = (start + size as isize).min(extent as isize);
+    (start.max(0) as usize, end.max(0) as usize)
+}
+
+/// MaxPool and AvgPool.
+pub fn import_pool(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+    importer.expect_inputs(node, inputs, 1)?;
+    let attributes = NodeAttributes::of(node);
+    let fail = |e: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message: e };
+    let format = attributes.string_or("data_format", "NHWC").map_err(fail)?;
+    if format != "NHWC" {
+        return Err(fail(format!("data_format {format} is not supported (NHWC only)")));
+    }
+    let four = |name: &str| -> Result<[usize; 2], ImportError> {
+        let v = attributes.ints(name).map_err(fail)?;
+        if v.len() != 4 || v[0] != 1 || v[3] != 1 || v[1] <= 0 || v[2] <= 0 {
+            return Err(fail(format!("{name} must be [1, h, w, 1], got {v:?}")));
+        }
+        Ok([v[1] as usize, v[2] as usize])
+    };
+    let pool = Pool {
+        max: node.op == "MaxPool",
+        window: four("ksize")?,
+        strides: four("strides")?,
+        padding: Padding::from_tf(&attributes).map_err(fail)?,
+    };
+    Ok(vec![importer.add(node, pool, vec![inputs[0]])])
+}

@@ -1,0 +1,194 @@
+//! Memory planning: where every value lives when the compiled model runs.
+//!
+//! Graph inputs and outputs live in the caller's buffers, weights in the runtime's mapped
+//! shards, computed constants in the object's read-only data, views where their source lives,
+//! and everything else in one arena, reused by liveness: a buffer is free again after the last
+//! node that reads it (directly or through a view). Kernels' scratch lives in the arena too, for
+//! the duration of its node.
+
+use std::collections::HashMap;
+
+use crate::ir::{Definition, Graph, NodeId, ValueId};
+
+/// Arena offsets are multiples of this (cache line, and the widest vector).
+pub const ARENA_ALIGNMENT: usize = 64;
+
+/// Where a value lives at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Location {
+    Input(usize),
+    Output(usize),
+    /// Index into the compiled model's weight list.
+    Weight(usize),
+    /// Index into the embedded constants.
+    Embedded(usize),
+    /// Byte offset in the arena.
+    Arena(usize),
+}
+
+/// The plan for one graph.
+#[derive(Debug, Default)]
+pub struct MemoryPlan {
+    pub locations: HashMap<ValueId, Location>,
+    /// Arena offset of each node's scratch, for nodes that need scratch.
+    pub scratch: HashMap<NodeId, (usize, usize)>,
+    pub arena_size: usize,
+    /// Weights read by the code, in pointer-table order: (manifest name, value).
+    pub weights: Vec<(String, ValueId)>,
+    /// Constants embedded in the object, in order.
+    pub embedded: Vec<ValueId>,
+    /// What the arena would take without reuse (for `inspect`).
+    pub unshared_bytes: usize,
+}
+
+fn round_up(value: usize) -> usize {
+    value.div_ceil(ARENA_ALIGNMENT) * ARENA_ALIGNMENT
+}
+
+/// First-fit allocator over a growing arena.
+#[derive(Default)]
+struct Arena {
+    /// Free (offset, size) ranges, sorted by offset.
+    free: Vec<(usize, usize)>,
+    end: usize,
+}
+
+impl Arena {
+    fn allocate(&mut self, size: usize) -> usize {
+        let size = round_up(size.max(1));
+        if let Some(position) = self.free.iter().position(|&(_, s)| s >= size) {
+            let (offset, available) = self.free[position];
+            if available == size {
+                self.free.remove(position);
+            } else {
+                self.free[position] = (offset + size, available - size);
+            }
+            return offset;
+        }
+        // Grow, reusing a free range that touches the end.
+        if let Some(&(offset, available)) = self.free.last() {
+            if offset + available == self.end {
+                self.free.pop();
+                self.end = offset + size;
+                return offset;
+            }
+        }
+        let offset = self.end;
+        self.end += size;
+        offset
+    }
+
+    fn release(&mut self, offset: usize, size: usize) {
+        let size = round_up(size.max(1));
+        let position = self.free.partition_point(|&(o, _)| o < offset);
+        self.free.insert(position, (offset, size));
+        // Merge neighbours.
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(self.free.len());
+        for &(o, s) in &self.free {
+            match merged.last_mut() {
+                Some(last) if last.0 + last.1 == o => last.1 += s,
+                _ => merged.push((o, s)),
+            }
+        }
+        self.free = merged;
+    }
+}
+
+/// Plans memory for a typed, verified graph.
+pub fn plan_memory(graph: &Graph) -> MemoryPlan {
+    let mut plan = MemoryPlan::default();
+    let nodes: Vec<(NodeId, &crate::ir::Node)> = graph.nodes().collect();
+    for (index, port) in graph.inputs.iter().enumerate() {
+        plan.locations.insert(port.value, Location::Input(index));
+    }
+    for (index, port) in graph.outputs.iter().enumerate() {
+        plan.locations.entry(port.value).or_insert(Location::Output(index));
+    }
+    // The buffer a value really reads: views resolve to their source.
+    let mut root: HashMap<ValueId, ValueId> = HashMap::new();
+    let resolve = |root: &HashMap<ValueId, ValueId>, v: ValueId| *root.get(&v).unwrap_or(&v);
+    for (_, node) in &nodes {
+        if let Some(source) = node.op.view_of_input() {
+            let source = resolve(&root, node.inputs[source]);
+            root.insert(node.outputs[0], source);
+        }
+    }
+    // Constants: weights (by manifest name) or embedded.
+    let mut weight_index: HashMap<String, usize> = HashMap::new();
+    for (_, node) in &nodes {
+        for &input in &node.inputs {
+            let input = resolve(&root, input);
+            let Some(constant) = graph.constant(input) else { continue };
+            if plan.locations.contains_key(&input) {
+                continue;
+            }
+            let location = match &constant.weight {
+                Some(name) => {
+                    let next = weight_index.len();
+                    let index = *weight_index.entry(name.clone()).or_insert(next);
+                    if index == next {
+                        plan.weights.push((name.clone(), input));
+                    }
+                    Location::Weight(index)
+                }
+                None => {
+                    plan.embedded.push(input);
+                    Location::Embedded(plan.embedded.len() - 1)
+                }
+            };
+            plan.locations.insert(input, location);
+        }
+    }
+    // Liveness: last node position reading each root buffer.
+    let mut last_use: HashMap<ValueId, usize> = HashMap::new();
+    for (position, (_, node)) in nodes.iter().enumerate() {
+        if node.op.view_of_input().is_some() {
+            continue;
+        }
+        for &input in &node.inputs {
+            last_use.insert(resolve(&root, input), position);
+        }
+    }
+    let mut arena = Arena::default();
+    let mut live: Vec<(ValueId, usize, usize)> = Vec::new(); // (value, offset, size)
+    for (position, (id, node)) in nodes.iter().enumerate() {
+        if node.op.view_of_input().is_some() {
+            continue;
+        }
+        // Free buffers whose last reader came before this node.
+        live.retain(|&(value, offset, size)| {
+            let done = last_use.get(&value).is_none_or(|&last| last < position);
+            if done {
+                arena.release(offset, size);
+            }
+            !done
+        });
+        for &output in &node.outputs {
+            if plan.locations.contains_key(&output) || matches!(graph.value(output).definition, Definition::Constant(_)) {
+                continue;
+            }
+            let size = graph.value(output).ty.as_ref().map(|t| t.byte_size()).unwrap_or(0);
+            let offset = arena.allocate(size);
+            plan.unshared_bytes += round_up(size.max(1));
+            plan.locations.insert(output, Location::Arena(offset));
+            live.push((output, offset, size));
+        }
+        let input_types: Vec<_> = node.inputs.iter().filter_map(|&v| graph.value(v).ty.as_ref()).collect();
+        let output_types: Vec<_> = node.outputs.iter().filter_map(|&v| graph.value(v).ty.clone()).collect();
+        let scratch = node.op.scratch_bytes(&input_types, &output_types);
+        if scratch > 0 {
+            let offset = arena.allocate(scratch);
+            plan.unshared_bytes += round_up(scratch);
+            plan.scratch.insert(*id, (offset, scratch));
+            arena.release(offset, scratch);
+        }
+    }
+    // Views take their source's location.
+    for (view, source) in &root {
+        if let Some(&location) = plan.locations.get(source) {
+            plan.locations.entry(*view).or_insert(location);
+        }
+    }
+    plan.arena_size = arena.end;
+    plan
+}
