@@ -52,7 +52,8 @@ impl Default for CompileOptions {
 
 /// A compiled model, in memory.
 pub struct Compiled {
-    pub model: WebModel,
+    /// The web model compiled, when compiling from one.
+    pub model: Option<WebModel>,
     pub graph: Graph,
     pub plan: MemoryPlan,
     pub object: Vec<u8>,
@@ -84,12 +85,21 @@ pub fn lower_to_ir(path: &Path, options: &CompileOptions) -> Result<(WebModel, G
 /// Compiles the model at `path` into an object in memory.
 pub fn compile(path: &Path, options: &CompileOptions) -> Result<Compiled, CompileError> {
     let (model, graph, notes, dumps) = lower_to_ir(path, options)?;
+    let mut compiled = compile_graph(graph, Some(model), options)?;
+    compiled.notes = notes;
+    compiled.dumps = dumps;
+    Ok(compiled)
+}
+
+/// Compiles a graph that has been through the pipeline. Without a web model, every constant is
+/// embedded in the object (op tests build graphs this way).
+pub fn compile_graph(graph: Graph, model: Option<WebModel>, options: &CompileOptions) -> Result<Compiled, CompileError> {
     let plan = plan_memory(&graph);
-    let description = describe(&model, &graph, &plan, options)?;
-    let description_text = serde_json::to_string(&description).map_err(|e| CompileError::Output { path: model.path.clone(), message: e.to_string() })?;
+    let description = describe(model.as_ref(), &graph, &plan, options)?;
+    let description_text = description.to_string();
     let object = codegen::generate(&graph, &plan, &CodegenOptions { target: &options.target, symbol_prefix: &options.symbol_prefix, description: &description_text })?;
     let header = header(&description, &options.symbol_prefix);
-    Ok(Compiled { model, graph, plan, object, description, header, notes, dumps })
+    Ok(Compiled { model, graph, plan, object, description, header, notes: Vec::new(), dumps: Vec::new() })
 }
 
 /// Output names as TF.js reports them: no trailing ":0".
@@ -97,10 +107,26 @@ pub fn display_name(name: &str) -> &str {
     name.strip_suffix(":0").unwrap_or(name)
 }
 
-fn describe(model: &WebModel, graph: &Graph, plan: &MemoryPlan, options: &CompileOptions) -> Result<serde_json::Value, CompileError> {
+fn describe(model: Option<&WebModel>, graph: &Graph, plan: &MemoryPlan, options: &CompileOptions) -> Result<serde_json::Value, CompileError> {
     let tensor = |name: &str, value| {
         let ty = graph.ty(value);
         json!({"name": display_name(name), "dtype": ty.dtype.abi_name(), "shape": ty.shape})
+    };
+    let Some(model) = model else {
+        if let Some((name, _)) = plan.weights.first() {
+            return Err(CompileError::Output { path: PathBuf::new(), message: format!("weight {name:?} needs a web model") });
+        }
+        return Ok(json!({
+            "abi_version": 1,
+            "generator": concat!("tfjsc ", env!("CARGO_PKG_VERSION")),
+            "model": "",
+            "weights_dir": "",
+            "target": options.target.describe(),
+            "inputs": graph.inputs.iter().map(|p| tensor(&p.name, p.value)).collect::<Vec<_>>(),
+            "outputs": graph.outputs.iter().map(|p| tensor(&p.name, p.value)).collect::<Vec<_>>(),
+            "arena": {"size": plan.arena_size, "alignment": ARENA_ALIGNMENT},
+            "weight_files": [], "weight_groups": [], "weights": [],
+        }));
     };
     let files = model.weight_files()?;
     let mut groups = Vec::new();
