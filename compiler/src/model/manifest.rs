@@ -143,7 +143,11 @@ fn read_group(value: &Value, group_index: usize, manifest: &mut Manifest) -> Jso
     };
     // Offsets are exact until the first string weight, whose size is unknown here.
     let mut next_offset = Some(0u64);
-    for (index, weight) in array(weights).at(|| "weights".to_string())?.iter().enumerate() {
+    for (index, weight) in array(weights)
+        .at(|| "weights".to_string())?
+        .iter()
+        .enumerate()
+    {
         let name = weight.get("name").and_then(Value::as_str);
         let mut spec = weight_spec(weight, group_index).at(|| match name {
             Some(name) => format!("weight {name:?}"),

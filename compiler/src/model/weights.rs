@@ -189,7 +189,7 @@ impl WebModel {
                         (WeightValues::String(strings), end)
                     }
                     Some(size) => {
-                        let end = start.checked_add(size).unwrap_or(u64::MAX);
+                        let end = start.saturating_add(size);
                         let bytes = usize::try_from(start)
                             .ok()
                             .zip(usize::try_from(end).ok())
@@ -285,9 +285,12 @@ fn decode(bytes: &[u8], weight: &WeightSpec) -> Result<WeightValues, u64> {
                 .map(|word| half::f16::from_bits(u16::from_le_bytes(word)).to_f32())
                 .collect(),
         ),
-        WeightEncoding::Uint8 { scale, min } => {
-            dequantise(bytes.iter().map(|&level| f64::from(level)), scale, min, weight.dtype)
-        }
+        WeightEncoding::Uint8 { scale, min } => dequantise(
+            bytes.iter().map(|&level| f64::from(level)),
+            scale,
+            min,
+            weight.dtype,
+        ),
         WeightEncoding::Uint16 { scale, min } => dequantise(
             words::<2>(bytes).map(|word| f64::from(u16::from_le_bytes(word))),
             scale,
