@@ -21,6 +21,8 @@ mod model_json;
 mod weights;
 
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
 mod graph_json_tests;
 #[cfg(test)]
 mod tests;

@@ -152,6 +152,23 @@ fn quantized_int32_rounds_halves_up_like_tfjs() {
 }
 
 #[test]
+fn affine_parameters_keep_double_precision() {
+    // Real manifest values: TF.js computes level * scale + min in f64.
+    let (scale, min) = (0.0036510521290349027f64, -0.43447520335515344f64);
+    let directory = temporary_directory();
+    write(directory.path(), "shard", &[255, 7]);
+    let model = write_model(
+        directory.path(),
+        json!([{"paths": ["shard"], "weights": [{"name": "q", "shape": [2], "dtype": "float32",
+            "quantization": {"dtype": "uint8", "scale": scale, "min": min}}]}]),
+        None,
+    );
+    let expected = [255.0, 7.0].map(|level: f64| (level * scale + min) as f32);
+    let values = model.read_weights().expect("weights read");
+    assert_eq!(values, [WeightValues::Float32(expected.to_vec())]);
+}
+
+#[test]
 fn trailing_string_weight_is_sized_when_read() {
     let directory = temporary_directory();
     let mut stream = floats(&[1.0]);

@@ -305,20 +305,31 @@ fn decode(bytes: &[u8], weight: &WeightSpec) -> Result<WeightValues, u64> {
     })
 }
 
+/// JavaScript's `Math.round`: the nearest integer, halves towards +infinity
+/// (saturating at the i32 range, as the conversion to `Int32Array` does not,
+/// but no manifest writes such values).
+fn round_like_javascript(value: f64) -> i32 {
+    let floor = value.floor();
+    let rounded = if value - floor >= 0.5 {
+        floor + 1.0
+    } else {
+        floor
+    };
+    rounded as i32
+}
+
 /// Affine dequantisation `level * scale + min`, to float32 or, for a
 /// quantized int32 weight, to int32 rounded as TF.js's `Math.round` does
 /// (halves towards +infinity).
 fn dequantise(
     levels: impl Iterator<Item = f64>,
-    scale: f32,
-    min: f32,
+    scale: f64,
+    min: f64,
     dtype: WeightDtype,
 ) -> WeightValues {
-    let values = levels.map(|level| level * f64::from(scale) + f64::from(min));
+    let values = levels.map(|level| level * scale + min);
     match dtype {
-        WeightDtype::Int32 => {
-            WeightValues::Int32(values.map(|value| (value + 0.5).floor() as i32).collect())
-        }
+        WeightDtype::Int32 => WeightValues::Int32(values.map(round_like_javascript).collect()),
         _ => WeightValues::Float32(values.map(|value| value as f32).collect()),
     }
 }
