@@ -9,7 +9,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut schemas = Vec::new();
     for entry in std::fs::read_dir(&schema_directory)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|extension| extension == "proto") {
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "proto")
+        {
             println!("cargo:rerun-if-changed={}", path.display());
             schemas.push(path);
         }

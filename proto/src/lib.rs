@@ -8,7 +8,11 @@
 //! This crate only holds generated message types: no parsing policy, no I/O.
 
 /// Messages of the `tensorflow` protobuf package (GraphDef, SavedModel, tensor bundles, ...).
-#[allow(missing_docs, clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+#[allow(
+    missing_docs,
+    clippy::doc_lazy_continuation,
+    clippy::large_enum_variant
+)]
 pub mod tensorflow {
     include!(concat!(env!("OUT_DIR"), "/tensorflow.rs"));
 }

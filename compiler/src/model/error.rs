@@ -27,15 +27,6 @@ pub enum ModelError {
         directory: PathBuf,
     },
 
-    /// A file was given whose name is not one of the known model files.
-    #[error(
-        "{path}: not a TF.js web model (expected a .json model or web_model.pb, tensorflowjs_model.pb, optimized_model.pb)"
-    )]
-    UnrecognisedFile {
-        /// The file.
-        path: PathBuf,
-    },
-
     /// A JSON file is not valid JSON.
     #[error("{path}:{line}:{column}: malformed JSON: {message}")]
     MalformedJson {

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tfjsc_proto::tensorflow::{
     attr_value, function_def, node_def, op_def, tensor_shape_proto, AttrValue, FunctionDef,
     FunctionDefLibrary, GradientDef, GraphDef, NameAttrList, NodeDef, OpDef, OpDeprecation,
@@ -263,7 +263,9 @@ fn function_library(value: &Value) -> JsonResult<FunctionDefLibrary> {
         function: or_default(fields, "function", "function", |value| {
             each(value, function_def)
         })?,
-        gradient: or_default(fields, "gradient", "gradient", |value| each(value, gradient))?,
+        gradient: or_default(fields, "gradient", "gradient", |value| {
+            each(value, gradient)
+        })?,
         registered_gradients: or_default(
             fields,
             "registered_gradients",
@@ -379,10 +381,7 @@ fn op_def(value: &Value) -> JsonResult<OpDef> {
         is_commutative: flag("is_commutative", "isCommutative")?,
         is_aggregate: flag("is_aggregate", "isAggregate")?,
         is_stateful: flag("is_stateful", "isStateful")?,
-        allows_uninitialized_input: flag(
-            "allows_uninitialized_input",
-            "allowsUninitializedInput",
-        )?,
+        allows_uninitialized_input: flag("allows_uninitialized_input", "allowsUninitializedInput")?,
         is_distributed_communication: flag(
             "is_distributed_communication",
             "isDistributedCommunication",

@@ -35,13 +35,25 @@ fn scalar_attribute_forms() {
     }]}));
     let node = &graph.node[0];
     assert_eq!(node.input, ["x", "w:0", "^init"]);
-    assert_eq!(attribute(&graph, 0, "T"), Some(Kind::Type(DataType::DtFloat as i32)));
+    assert_eq!(
+        attribute(&graph, 0, "T"),
+        Some(Kind::Type(DataType::DtFloat as i32))
+    );
     assert_eq!(attribute(&graph, 0, "N"), Some(Kind::I(3)));
     assert_eq!(attribute(&graph, 0, "alpha"), Some(Kind::F(0.5)));
     assert!(matches!(attribute(&graph, 0, "nan"), Some(Kind::F(value)) if value.is_nan()));
-    assert_eq!(attribute(&graph, 0, "use_cudnn_on_gpu"), Some(Kind::B(true)));
-    assert_eq!(attribute(&graph, 0, "padding"), Some(Kind::S(b"SAME".to_vec())));
-    assert_eq!(attribute(&graph, 0, "data_format"), Some(Kind::S(b"NHWC".to_vec())));
+    assert_eq!(
+        attribute(&graph, 0, "use_cudnn_on_gpu"),
+        Some(Kind::B(true))
+    );
+    assert_eq!(
+        attribute(&graph, 0, "padding"),
+        Some(Kind::S(b"SAME".to_vec()))
+    );
+    assert_eq!(
+        attribute(&graph, 0, "data_format"),
+        Some(Kind::S(b"NHWC".to_vec()))
+    );
     assert_eq!(attribute(&graph, 0, "numeric_type"), Some(Kind::Type(3)));
     assert_eq!(node.attr.get("none"), Some(&AttrValue { value: None }));
 }
@@ -95,7 +107,10 @@ fn shape_and_tensor_attributes() {
     ]}));
     match attribute(&graph, 0, "shape") {
         Some(Kind::Shape(shape)) => {
-            assert_eq!(shape.dim.iter().map(|d| d.size).collect::<Vec<_>>(), [-1, 224]);
+            assert_eq!(
+                shape.dim.iter().map(|d| d.size).collect::<Vec<_>>(),
+                [-1, 224]
+            );
             assert!(!shape.unknown_rank);
         }
         other => panic!("expected a shape, found {other:?}"),
@@ -169,7 +184,11 @@ fn errors_name_the_node_and_attribute() {
         error.location(),
         "node > [1] \"conv1\" > attr > \"strides\" > list > i > [1]"
     );
-    assert!(error.expected.contains("64-bit integer"), "{}", error.expected);
+    assert!(
+        error.expected.contains("64-bit integer"),
+        "{}",
+        error.expected
+    );
 
     let error = graph_def(&json!({"node": [{"name": "a", "attr": {"T": {"type": "float"}}}]}))
         .expect_err("bad type name");
@@ -177,7 +196,11 @@ fn errors_name_the_node_and_attribute() {
 
     let error = graph_def(&json!({"node": [{"name": "a", "attr": {"x": {"i": "1", "f": 2}}}]}))
         .expect_err("two values");
-    assert!(error.expected.contains("one value field"), "{}", error.expected);
+    assert!(
+        error.expected.contains("one value field"),
+        "{}",
+        error.expected
+    );
 
     assert!(graph_def(&json!({"node": {"name": "a"}})).is_err());
     assert!(graph_def(&json!([])).is_err());

@@ -84,7 +84,9 @@ pub(crate) fn mismatch(expected: &str, found: &Value) -> JsonError {
 
 /// The value as an object.
 pub(crate) fn object(value: &Value) -> JsonResult<&Map<String, Value>> {
-    value.as_object().ok_or_else(|| mismatch("an object", value))
+    value
+        .as_object()
+        .ok_or_else(|| mismatch("an object", value))
 }
 
 /// The value as an array.
@@ -225,7 +227,9 @@ pub(crate) fn data_type(value: &Value) -> JsonResult<i32> {
     match value {
         Value::String(name) => DataType::from_str_name(name)
             .map(|data_type| data_type as i32)
-            .ok_or_else(|| JsonError::new(format!("a DataType name like \"DT_FLOAT\", found {name:?}"))),
+            .ok_or_else(|| {
+                JsonError::new(format!("a DataType name like \"DT_FLOAT\", found {name:?}"))
+            }),
         Value::Number(_) => int32(value),
         _ => Err(mismatch("a DataType name or number", value)),
     }

@@ -18,8 +18,11 @@ use super::manifest::{self, Manifest};
 pub(crate) const MANIFEST_FILE_NAME: &str = "weights_manifest.json";
 
 /// File names of legacy graphs, in the order a directory is searched.
-pub(crate) const GRAPH_FILE_NAMES: [&str; 3] =
-    ["web_model.pb", "tensorflowjs_model.pb", "optimized_model.pb"];
+pub(crate) const GRAPH_FILE_NAMES: [&str; 3] = [
+    "web_model.pb",
+    "tensorflowjs_model.pb",
+    "optimized_model.pb",
+];
 
 /// Decodes a binary GraphDef read from `path`.
 pub(crate) fn parse_graph(path: &Path, bytes: &[u8]) -> Result<GraphDef, ModelError> {

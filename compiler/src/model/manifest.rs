@@ -50,19 +50,23 @@ pub enum WeightEncoding {
     Complex64,
     /// IEEE-754 half-precision floats, decoded to float32.
     Float16,
-    /// Bytes q, decoded as `q * scale + min`.
+    /// Bytes q, decoded as `q * scale + min` computed in f64, then rounded to f32.
+    ///
+    /// `scale` and `min` are f64 as the manifest writes them: TF.js (and its
+    /// Python `read_weights`) dequantise in double precision, and rounding
+    /// them to f32 first changes the last bit of most decoded values.
     Uint8 {
         /// Step between quantized levels.
-        scale: f32,
+        scale: f64,
         /// Value of level 0.
-        min: f32,
+        min: f64,
     },
-    /// Little-endian u16 q, decoded as `q * scale + min`.
+    /// Little-endian u16 q, decoded as `q * scale + min` (as for `Uint8`).
     Uint16 {
         /// Step between quantized levels.
-        scale: f32,
+        scale: f64,
         /// Value of level 0.
-        min: f32,
+        min: f64,
     },
 }
 
@@ -143,7 +147,11 @@ fn read_group(value: &Value, group_index: usize, manifest: &mut Manifest) -> Jso
     };
     // Offsets are exact until the first string weight, whose size is unknown here.
     let mut next_offset = Some(0u64);
-    for (index, weight) in array(weights).at(|| "weights".to_string())?.iter().enumerate() {
+    for (index, weight) in array(weights)
+        .at(|| "weights".to_string())?
+        .iter()
+        .enumerate()
+    {
         let name = weight.get("name").and_then(Value::as_str);
         let mut spec = weight_spec(weight, group_index).at(|| match name {
             Some(name) => format!("weight {name:?}"),
@@ -247,10 +255,10 @@ fn quantized_encoding(value: &Value, dtype: WeightDtype) -> JsonResult<WeightEnc
             )));
         }
     }
-    let affine = |name: &str| -> JsonResult<f32> {
+    let affine = |name: &str| -> JsonResult<f64> {
         field(fields, name, name)
             .ok_or_else(|| JsonError::new(format!("a numeric \"{name}\" for affine quantization")))
-            .and_then(super::json::float)
+            .and_then(super::json::double)
             .at(|| name.to_string())
     };
     let encoding = match stored.as_str() {

@@ -11,6 +11,8 @@
 //! Layout: `model_json` and `legacy` read the two container formats,
 //! `graph_json` maps the JSON form of a GraphDef, `json` holds protobuf's
 //! JSON scalar rules, `manifest` the weights manifest, `weights` the shards.
+//! Tests: `tests` (hand-written models), `graph_json_tests` (attribute forms),
+//! `fixture_tests` (real converted models, bit-exact against TF.js's decoder).
 
 mod error;
 mod graph_json;
@@ -20,6 +22,8 @@ mod manifest;
 mod model_json;
 mod weights;
 
+#[cfg(test)]
+mod fixture_tests;
 #[cfg(test)]
 mod graph_json_tests;
 #[cfg(test)]

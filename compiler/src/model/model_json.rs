@@ -57,11 +57,9 @@ pub(crate) fn parse(path: &Path, text: &[u8]) -> Result<ModelJson, ModelError> {
     })?;
     let format = top.get("format").and_then(Value::as_str);
     let topology = top.get("modelTopology").filter(|value| !value.is_null());
-    let looks_like_layers = topology
-        .and_then(Value::as_object)
-        .is_some_and(|topology| {
-            topology.contains_key("class_name") || topology.contains_key("model_config")
-        });
+    let looks_like_layers = topology.and_then(Value::as_object).is_some_and(|topology| {
+        topology.contains_key("class_name") || topology.contains_key("model_config")
+    });
     if format.is_some_and(|format| format != "graph-model") || looks_like_layers {
         return Err(ModelError::UnsupportedFormat {
             path: path.to_path_buf(),

@@ -15,7 +15,10 @@ fn write(directory: &Path, name: &str, bytes: &[u8]) {
 }
 
 fn floats(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|value| value.to_le_bytes()).collect()
+    values
+        .iter()
+        .flat_map(|value| value.to_le_bytes())
+        .collect()
 }
 
 fn strings(values: &[&[u8]]) -> Vec<u8> {
@@ -97,11 +100,20 @@ fn every_dtype_and_quantization_decodes() {
     assert_eq!(model.format, WebFormat::GraphModelJson);
     assert_eq!(model.signature, None);
     let string_weight = model.weight("s").expect("s");
-    assert_eq!((string_weight.offset, string_weight.byte_size), (19, Some(10)));
+    assert_eq!(
+        (string_weight.offset, string_weight.byte_size),
+        (19, Some(10))
+    );
     let complex = model.weight("c").expect("c");
     assert_eq!((complex.offset, complex.byte_size), (29, Some(8)));
     let quantized = model.weight("u8").expect("u8");
-    assert_eq!(quantized.encoding, WeightEncoding::Uint8 { scale: 0.5, min: -1.0 });
+    assert_eq!(
+        quantized.encoding,
+        WeightEncoding::Uint8 {
+            scale: 0.5,
+            min: -1.0
+        }
+    );
     assert_eq!(quantized.dtype, WeightDtype::Float32);
     assert_eq!(model.weight("scalar").expect("scalar").byte_size, Some(4));
 
@@ -137,6 +149,23 @@ fn quantized_int32_rounds_halves_up_like_tfjs() {
     // -3, -1.5, 0, 1.5  →  -3, -1, 0, 2
     let values = model.read_weights().expect("weights read");
     assert_eq!(values, [WeightValues::Int32(vec![-3, -1, 0, 2])]);
+}
+
+#[test]
+fn affine_parameters_keep_double_precision() {
+    // Real manifest values: TF.js computes level * scale + min in f64.
+    let (scale, min) = (0.0036510521290349027f64, -0.43447520335515344f64);
+    let directory = temporary_directory();
+    write(directory.path(), "shard", &[255, 7]);
+    let model = write_model(
+        directory.path(),
+        json!([{"paths": ["shard"], "weights": [{"name": "q", "shape": [2], "dtype": "float32",
+            "quantization": {"dtype": "uint8", "scale": scale, "min": min}}]}]),
+        None,
+    );
+    let expected = [255.0, 7.0].map(|level: f64| (level * scale + min) as f32);
+    let values = model.read_weights().expect("weights read");
+    assert_eq!(values, [WeightValues::Float32(expected.to_vec())]);
 }
 
 #[test]
@@ -200,7 +229,11 @@ fn weight_straddling_two_shards_decodes() {
     let names: Vec<&str> = files.iter().map(|file| file.path.as_str()).collect();
     assert_eq!(
         names,
-        ["group1-shard1of2.bin", "group1-shard2of2.bin", "group2-shard1of1.bin"]
+        [
+            "group1-shard1of2.bin",
+            "group1-shard2of2.bin",
+            "group2-shard1of1.bin"
+        ]
     );
     assert_eq!(files[0].size, 6);
     assert_eq!(files[1].size, 14);
@@ -215,15 +248,24 @@ fn missing_shard_names_the_file_and_weight() {
     let error = model.read_weights().expect_err("missing shard");
     match &error {
         ModelError::MissingShard {
-            path, group, weight, ..
+            path,
+            group,
+            weight,
+            ..
         } => {
             assert!(path.ends_with("group1-shard2of2.bin"));
             assert_eq!((*group, weight.as_str()), (0, "straddling"));
         }
         other => panic!("expected MissingShard, found {other:?}"),
     }
-    assert!(error.to_string().contains("group1-shard2of2.bin"), "{error}");
-    assert!(matches!(model.weight_files(), Err(ModelError::MissingShard { .. })));
+    assert!(
+        error.to_string().contains("group1-shard2of2.bin"),
+        "{error}"
+    );
+    assert!(matches!(
+        model.weight_files(),
+        Err(ModelError::MissingShard { .. })
+    ));
 }
 
 #[test]
@@ -294,7 +336,11 @@ fn string_weight_running_past_the_stream_is_short() {
 #[test]
 fn malformed_json_names_the_file_line_and_column() {
     let directory = temporary_directory();
-    write(directory.path(), "model.json", b"{\n  \"format\": \"graph-model\",\n  oops\n}");
+    write(
+        directory.path(),
+        "model.json",
+        b"{\n  \"format\": \"graph-model\",\n  oops\n}",
+    );
     let error = WebModel::open(&directory.path().join("model.json")).expect_err("malformed");
     match &error {
         ModelError::MalformedJson {
@@ -311,7 +357,11 @@ fn malformed_json_names_the_file_line_and_column() {
 #[test]
 fn malformed_protobuf_names_the_file() {
     let directory = temporary_directory();
-    write(directory.path(), "web_model.pb", &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]);
+    write(
+        directory.path(),
+        "web_model.pb",
+        &[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01],
+    );
     write(directory.path(), "weights_manifest.json", b"[]");
     let error = WebModel::open(directory.path()).expect_err("malformed");
     match &error {
@@ -339,7 +389,11 @@ fn legacy_format_round_trips() {
         ],
         ..GraphDef::default()
     };
-    write(directory.path(), "tensorflowjs_model.pb", &graph.encode_to_vec());
+    write(
+        directory.path(),
+        "tensorflowjs_model.pb",
+        &graph.encode_to_vec(),
+    );
     write(
         directory.path(),
         "weights_manifest.json",
@@ -398,7 +452,13 @@ fn signature_is_read_in_file_order() {
     assert_eq!(signature.inputs[1].dtype.as_deref(), Some("DT_INT32"));
     assert_eq!(signature.inputs[1].shape, None);
     assert_eq!(signature.outputs[0].name, "Identity:0");
-    assert_eq!((signature.outputs[0].dtype.clone(), signature.outputs[0].shape.clone()), (None, None));
+    assert_eq!(
+        (
+            signature.outputs[0].dtype.clone(),
+            signature.outputs[0].shape.clone()
+        ),
+        (None, None)
+    );
     assert_eq!(model.graph.node.len(), 3);
     assert_eq!(model.graph.node[2].input, ["x", "w"]);
 }
@@ -407,10 +467,16 @@ fn signature_is_read_in_file_order() {
 fn directories_and_other_formats() {
     let directory = temporary_directory();
     let error = WebModel::open(directory.path()).expect_err("empty directory");
-    assert!(matches!(error, ModelError::NoModelInDirectory { .. }), "{error:?}");
+    assert!(
+        matches!(error, ModelError::NoModelInDirectory { .. }),
+        "{error:?}"
+    );
 
     let missing = directory.path().join("nothing.json");
-    assert!(matches!(WebModel::open(&missing), Err(ModelError::Io { .. })));
+    assert!(matches!(
+        WebModel::open(&missing),
+        Err(ModelError::Io { .. })
+    ));
 
     write(
         directory.path(),
@@ -423,11 +489,19 @@ fn directories_and_other_formats() {
         "{error:?}"
     );
 
-    write(directory.path(), "model.json", br#"{"format": "graph-model"}"#);
+    write(
+        directory.path(),
+        "model.json",
+        br#"{"format": "graph-model"}"#,
+    );
     let error = WebModel::open(directory.path()).expect_err("no topology");
     assert!(matches!(error, ModelError::Topology { .. }), "{error:?}");
 
-    write(directory.path(), "model.json", br#"{"modelTopology": {"node": []}}"#);
+    write(
+        directory.path(),
+        "model.json",
+        br#"{"modelTopology": {"node": []}}"#,
+    );
     let model = WebModel::open(directory.path()).expect("minimal model");
     assert!(model.weights.is_empty() && model.groups.is_empty());
     assert_eq!(model.read_weights().expect("nothing to read"), []);
@@ -436,7 +510,11 @@ fn directories_and_other_formats() {
 fn manifest_error(manifest: Value) -> (String, String) {
     let directory = temporary_directory();
     let document = json!({"modelTopology": topology(), "weightsManifest": manifest});
-    write(directory.path(), "model.json", document.to_string().as_bytes());
+    write(
+        directory.path(),
+        "model.json",
+        document.to_string().as_bytes(),
+    );
     match WebModel::open(directory.path()) {
         Err(ModelError::Manifest {
             location, expected, ..
@@ -448,8 +526,9 @@ fn manifest_error(manifest: Value) -> (String, String) {
 #[test]
 fn manifest_errors_name_the_weight() {
     let group = |weight: Value| json!([{"paths": ["shard"], "weights": [weight]}]);
-    let (location, expected) =
-        manifest_error(group(json!({"name": "w", "shape": [2], "dtype": "float64"})));
+    let (location, expected) = manifest_error(group(
+        json!({"name": "w", "shape": [2], "dtype": "float64"}),
+    ));
     assert_eq!(location, "group 0 > weight \"w\" > dtype");
     assert!(expected.contains("float64"), "{expected}");
 
@@ -457,12 +536,14 @@ fn manifest_errors_name_the_weight() {
     let (location, _) = manifest_error(group(huge));
     assert_eq!(location, "group 0 > weight \"big\" > shape");
 
-    let too_many_bytes = json!({"name": "big", "shape": ["4611686018427387904", 2], "dtype": "float32"});
+    let too_many_bytes =
+        json!({"name": "big", "shape": ["4611686018427387904", 2], "dtype": "float32"});
     let (location, _) = manifest_error(group(too_many_bytes));
     assert_eq!(location, "group 0 > weight \"big\" > shape");
 
-    let (location, expected) =
-        manifest_error(group(json!({"name": "n", "shape": [-1], "dtype": "float32"})));
+    let (location, expected) = manifest_error(group(
+        json!({"name": "n", "shape": [-1], "dtype": "float32"}),
+    ));
     assert_eq!(location, "group 0 > weight \"n\" > shape > [0]");
     assert!(expected.contains("non-negative"), "{expected}");
 
@@ -510,7 +591,11 @@ fn garbage_inputs_are_errors_not_panics() {
         json!({"modelTopology": {"node": []}, "signature": {"inputs": []}}),
         json!({"modelTopology": {"node": []}, "signature": {"inputs": {"x": {}}}}),
     ] {
-        write(directory.path(), "model.json", document.to_string().as_bytes());
+        write(
+            directory.path(),
+            "model.json",
+            document.to_string().as_bytes(),
+        );
         assert!(WebModel::open(directory.path()).is_err(), "{document}");
     }
 }

@@ -189,7 +189,7 @@ impl WebModel {
                         (WeightValues::String(strings), end)
                     }
                     Some(size) => {
-                        let end = start.checked_add(size).unwrap_or(u64::MAX);
+                        let end = start.saturating_add(size);
                         let bytes = usize::try_from(start)
                             .ok()
                             .zip(usize::try_from(end).ok())
@@ -285,9 +285,12 @@ fn decode(bytes: &[u8], weight: &WeightSpec) -> Result<WeightValues, u64> {
                 .map(|word| half::f16::from_bits(u16::from_le_bytes(word)).to_f32())
                 .collect(),
         ),
-        WeightEncoding::Uint8 { scale, min } => {
-            dequantise(bytes.iter().map(|&level| f64::from(level)), scale, min, weight.dtype)
-        }
+        WeightEncoding::Uint8 { scale, min } => dequantise(
+            bytes.iter().map(|&level| f64::from(level)),
+            scale,
+            min,
+            weight.dtype,
+        ),
         WeightEncoding::Uint16 { scale, min } => dequantise(
             words::<2>(bytes).map(|word| f64::from(u16::from_le_bytes(word))),
             scale,
@@ -302,20 +305,31 @@ fn decode(bytes: &[u8], weight: &WeightSpec) -> Result<WeightValues, u64> {
     })
 }
 
+/// JavaScript's `Math.round`: the nearest integer, halves towards +infinity
+/// (saturating at the i32 range, as the conversion to `Int32Array` does not,
+/// but no manifest writes such values).
+fn round_like_javascript(value: f64) -> i32 {
+    let floor = value.floor();
+    let rounded = if value - floor >= 0.5 {
+        floor + 1.0
+    } else {
+        floor
+    };
+    rounded as i32
+}
+
 /// Affine dequantisation `level * scale + min`, to float32 or, for a
 /// quantized int32 weight, to int32 rounded as TF.js's `Math.round` does
 /// (halves towards +infinity).
 fn dequantise(
     levels: impl Iterator<Item = f64>,
-    scale: f32,
-    min: f32,
+    scale: f64,
+    min: f64,
     dtype: WeightDtype,
 ) -> WeightValues {
-    let values = levels.map(|level| level * f64::from(scale) + f64::from(min));
+    let values = levels.map(|level| level * scale + min);
     match dtype {
-        WeightDtype::Int32 => {
-            WeightValues::Int32(values.map(|value| (value + 0.5).floor() as i32).collect())
-        }
+        WeightDtype::Int32 => WeightValues::Int32(values.map(round_like_javascript).collect()),
         _ => WeightValues::Float32(values.map(|value| value as f32).collect()),
     }
 }
