@@ -131,16 +131,16 @@ pub enum Encoding {
     /// `value = q * scale + min` with one-byte `q`.
     Uint8 {
         /// Quantisation step.
-        scale: f32,
+        scale: f64,
         /// Value of `q = 0`.
-        min: f32,
+        min: f64,
     },
     /// `value = q * scale + min` with two-byte little-endian `q`.
     Uint16 {
         /// Quantisation step.
-        scale: f32,
+        scale: f64,
         /// Value of `q = 0`.
-        min: f32,
+        min: f64,
     },
 }
 

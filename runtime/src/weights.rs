@@ -265,16 +265,18 @@ fn decode(weight: &WeightSpec, stored: &[u8]) -> Result<AlignedBuffer, Error> {
 fn write_affine(
     output: &mut [u8],
     quantised: impl Iterator<Item = u32>,
-    scale: f32,
-    min: f32,
+    scale: f64,
+    min: f64,
     dtype: DType,
 ) {
     for (target, q) in output.chunks_exact_mut(4).zip(quantised) {
-        // Float32 arithmetic, as TensorFlow.js dequantises.
-        let value = q as f32 * scale + min;
+        // Double arithmetic on the manifest's numbers, then rounding, as TensorFlow.js's
+        // converter reader does (and as the compiler decodes for constant folding).
+        let value = q as f64 * scale + min;
         let bytes = match dtype {
-            DType::Int32 => (value.round() as i32).to_ne_bytes(),
-            DType::Float32 | DType::Bool => value.to_ne_bytes(),
+            // JavaScript's Math.round: halves go up.
+            DType::Int32 => ((value + 0.5).floor() as i32).to_ne_bytes(),
+            DType::Float32 | DType::Bool => (value as f32).to_ne_bytes(),
         };
         target.copy_from_slice(&bytes);
     }
