@@ -22,8 +22,14 @@ use crate::ops::{parse_operator, Attribute, Attributes};
 /// Constants up to this many elements print their values.
 pub const INLINE_LIMIT: usize = 16;
 
-/// Prints the graph in the text form.
+/// Prints the graph in the text form. Values are numbered densely in the order they are printed
+/// (inputs, constants, node results), so a graph and its re-parse print identically.
 pub fn print(graph: &Graph) -> String {
+    let mut numbers: HashMap<ValueId, usize> = HashMap::new();
+    let mut number = |id: ValueId, numbers: &mut HashMap<ValueId, usize>| {
+        let next = numbers.len();
+        format!("%{}", *numbers.entry(id).or_insert(next))
+    };
     let mut out = String::from("graph {\n");
     let type_text = |id: ValueId| match &graph.value(id).ty {
         Some(ty) => ty.to_string(),
@@ -33,21 +39,23 @@ pub fn print(graph: &Graph) -> String {
         let id = ValueId(index as u32);
         match &value.definition {
             Definition::Input(_) => {
-                let _ = writeln!(out, "  input {id} {:?} : {}", value.name, type_text(id));
+                let name = number(id, &mut numbers);
+                let _ = writeln!(out, "  input {name} {:?} : {}", value.name, type_text(id));
             }
             Definition::Constant(constant) if is_used(graph, id) => {
                 let body = match &constant.weight {
                     Some(name) => format!("weight {name:?}"),
                     None => constant_literal(&constant.tensor),
                 };
-                let _ = writeln!(out, "  const {id} {body} : {}", type_text(id));
+                let name = number(id, &mut numbers);
+                let _ = writeln!(out, "  const {name} {body} : {}", type_text(id));
             }
             _ => {}
         }
     }
     for (_, node) in graph.nodes() {
-        let outputs: Vec<String> = node.outputs.iter().map(|v| v.to_string()).collect();
-        let inputs: Vec<String> = node.inputs.iter().map(|v| v.to_string()).collect();
+        let inputs: Vec<String> = node.inputs.iter().map(|&v| number(v, &mut numbers)).collect();
+        let outputs: Vec<String> = node.outputs.iter().map(|&v| number(v, &mut numbers)).collect();
         let _ = write!(out, "  {} = {}({})", outputs.join(", "), node.op.name(), inputs.join(", "));
         let attributes = node.op.attributes();
         if !attributes.0.is_empty() {
@@ -59,7 +67,8 @@ pub fn print(graph: &Graph) -> String {
         let _ = writeln!(out, " : {} @{:?}", types.join(", "), node.name);
     }
     for port in &graph.outputs {
-        let _ = writeln!(out, "  output {:?} {}", port.name, port.value);
+        let name = number(port.value, &mut numbers);
+        let _ = writeln!(out, "  output {:?} {name}", port.name);
     }
     out.push_str("}\n");
     out
