@@ -17,31 +17,59 @@ use tfjsc_runtime::Model;
 const TOLERANCE: f32 = 1e-4;
 
 fn check_case(directory: &Path, model_key: &str) -> usize {
-    let case: Value = serde_json::from_slice(&std::fs::read(directory.join("case.json")).unwrap()).unwrap();
-    let Some(model) = case[model_key].as_str() else { return 0 };
+    let case: Value =
+        serde_json::from_slice(&std::fs::read(directory.join("case.json")).unwrap()).unwrap();
+    let Some(model) = case[model_key].as_str() else {
+        return 0;
+    };
     let temporary = tempfile::tempdir().unwrap();
     let library = common::compile_model(&directory.join(model), temporary.path(), "libmodel.so");
-    let loaded = Model::load(&library, None).unwrap_or_else(|e| panic!("{}: {e}", directory.display()));
+    let loaded =
+        Model::load(&library, None).unwrap_or_else(|e| panic!("{}: {e}", directory.display()));
     let description = loaded.description();
     let mut inputs = Vec::new();
     for spec in &description.inputs {
-        let entry = case["inputs"].as_array().unwrap().iter().find(|i| i["name"] == spec.name.as_str()).unwrap_or_else(|| panic!("no input {:?} in case.json", spec.name));
+        let entry = case["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == spec.name.as_str())
+            .unwrap_or_else(|| panic!("no input {:?} in case.json", spec.name));
         inputs.push(read_npy(&directory.join(entry["file"].as_str().unwrap())).unwrap());
     }
     let outputs = loaded.new_context().unwrap().run_tensors(&inputs).unwrap();
     for (spec, output) in description.outputs.iter().zip(&outputs) {
-        let entry = case["outputs"].as_array().unwrap().iter().find(|o| o["name"] == spec.name.as_str()).unwrap_or_else(|| panic!("no output {:?} in case.json", spec.name));
+        let entry = case["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == spec.name.as_str())
+            .unwrap_or_else(|| panic!("no output {:?} in case.json", spec.name));
         let expected = read_npy(&directory.join(entry["file"].as_str().unwrap())).unwrap();
-        assert_eq!(output.shape, expected.shape, "{}: output {:?} shape", directory.display(), spec.name);
+        assert_eq!(
+            output.shape,
+            expected.shape,
+            "{}: output {:?} shape",
+            directory.display(),
+            spec.name
+        );
         let error = common::relative_error(&common::as_f32(output), &common::as_f32(&expected));
-        eprintln!("{} ({model_key}) {:?}: relative error {error:.3e}", directory.display(), spec.name);
+        eprintln!(
+            "{} ({model_key}) {:?}: relative error {error:.3e}",
+            directory.display(),
+            spec.name
+        );
         assert!(error <= TOLERANCE, "{} ({model_key}): output {:?} differs from TensorFlow by {error:.3e} (tolerance {TOLERANCE:e})", directory.display(), spec.name);
     }
     1
 }
 
 fn cases() -> Vec<std::path::PathBuf> {
-    let mut directories: Vec<_> = std::fs::read_dir(common::fixtures()).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("case.json").exists()).collect();
+    let mut directories: Vec<_> = std::fs::read_dir(common::fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.json").exists())
+        .collect();
     directories.sort();
     assert!(directories.len() >= 5, "fixtures are missing");
     directories
@@ -56,5 +84,8 @@ fn graph_models_match_tensorflow() {
 #[test]
 fn legacy_models_match_tensorflow() {
     let checked: usize = cases().iter().map(|d| check_case(d, "legacy")).sum();
-    assert!(checked >= 3, "expected at least three legacy fixtures, found {checked}");
+    assert!(
+        checked >= 3,
+        "expected at least three legacy fixtures, found {checked}"
+    );
 }

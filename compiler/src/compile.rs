@@ -65,12 +65,26 @@ pub struct Compiled {
     pub dumps: Vec<(String, String)>,
 }
 
+/// A web model taken through import and the pass pipeline.
+pub struct Lowered {
+    pub model: WebModel,
+    pub graph: Graph,
+    /// Decisions taken for the user (e.g. batch size 1).
+    pub notes: Vec<String>,
+    /// IR dumps requested with `dump_ir`: (pass, text).
+    pub dumps: Vec<(String, String)>,
+}
+
 /// Loads, imports and runs the pass pipeline (no code generation): what `inspect` needs too.
-pub fn lower_to_ir(path: &Path, options: &CompileOptions) -> Result<(WebModel, Graph, Vec<String>, Vec<(String, String)>), CompileError> {
+pub fn lower_to_ir(path: &Path, options: &CompileOptions) -> Result<Lowered, CompileError> {
     let model = WebModel::open(path)?;
     let weights = model.read_weights()?;
-    let imported = import::import(&model, &weights, &options.input_shapes)
-        .map_err(|source| CompileError::Import { path: model.path.clone(), source })?;
+    let imported = import::import(&model, &weights, &options.input_shapes).map_err(|source| {
+        CompileError::Import {
+            path: model.path.clone(),
+            source,
+        }
+    })?;
     let mut graph = imported.graph;
     let mut dumps = Vec::new();
     let wanted = |name: &str| options.dump_ir.iter().any(|d| d == name || d == "all");
@@ -79,27 +93,53 @@ pub fn lower_to_ir(path: &Path, options: &CompileOptions) -> Result<(WebModel, G
             dumps.push((name.to_string(), text::print(graph)));
         }
     })?;
-    Ok((model, graph, imported.notes, dumps))
+    Ok(Lowered {
+        model,
+        graph,
+        notes: imported.notes,
+        dumps,
+    })
 }
 
 /// Compiles the model at `path` into an object in memory.
 pub fn compile(path: &Path, options: &CompileOptions) -> Result<Compiled, CompileError> {
-    let (model, graph, notes, dumps) = lower_to_ir(path, options)?;
-    let mut compiled = compile_graph(graph, Some(model), options)?;
-    compiled.notes = notes;
-    compiled.dumps = dumps;
+    let lowered = lower_to_ir(path, options)?;
+    let mut compiled = compile_graph(lowered.graph, Some(lowered.model), options)?;
+    compiled.notes = lowered.notes;
+    compiled.dumps = lowered.dumps;
     Ok(compiled)
 }
 
 /// Compiles a graph that has been through the pipeline. Without a web model, every constant is
 /// embedded in the object (op tests build graphs this way).
-pub fn compile_graph(graph: Graph, model: Option<WebModel>, options: &CompileOptions) -> Result<Compiled, CompileError> {
+pub fn compile_graph(
+    graph: Graph,
+    model: Option<WebModel>,
+    options: &CompileOptions,
+) -> Result<Compiled, CompileError> {
     let plan = plan_memory(&graph);
     let description = describe(model.as_ref(), &graph, &plan, options)?;
     let description_text = description.to_string();
-    let object = codegen::generate(&graph, &plan, &CodegenOptions { target: &options.target, symbol_prefix: &options.symbol_prefix, description: &description_text })?;
+    let object = codegen::generate(
+        &graph,
+        &plan,
+        &CodegenOptions {
+            target: &options.target,
+            symbol_prefix: &options.symbol_prefix,
+            description: &description_text,
+        },
+    )?;
     let header = header(&description, &options.symbol_prefix);
-    Ok(Compiled { model, graph, plan, object, description, header, notes: Vec::new(), dumps: Vec::new() })
+    Ok(Compiled {
+        model,
+        graph,
+        plan,
+        object,
+        description,
+        header,
+        notes: Vec::new(),
+        dumps: Vec::new(),
+    })
 }
 
 /// Output names as TF.js reports them: no trailing ":0".
@@ -107,14 +147,22 @@ pub fn display_name(name: &str) -> &str {
     name.strip_suffix(":0").unwrap_or(name)
 }
 
-fn describe(model: Option<&WebModel>, graph: &Graph, plan: &MemoryPlan, options: &CompileOptions) -> Result<serde_json::Value, CompileError> {
+fn describe(
+    model: Option<&WebModel>,
+    graph: &Graph,
+    plan: &MemoryPlan,
+    options: &CompileOptions,
+) -> Result<serde_json::Value, CompileError> {
     let tensor = |name: &str, value| {
         let ty = graph.ty(value);
         json!({"name": display_name(name), "dtype": ty.dtype.abi_name(), "shape": ty.shape})
     };
     let Some(model) = model else {
         if let Some((name, _)) = plan.weights.first() {
-            return Err(CompileError::Output { path: PathBuf::new(), message: format!("weight {name:?} needs a web model") });
+            return Err(CompileError::Output {
+                path: PathBuf::new(),
+                message: format!("weight {name:?} needs a web model"),
+            });
         }
         return Ok(json!({
             "abi_version": 1,
@@ -138,17 +186,29 @@ fn describe(model: Option<&WebModel>, graph: &Graph, plan: &MemoryPlan, options:
     }
     let mut weights = Vec::new();
     for (name, value) in &plan.weights {
-        let spec = model.weight(name).ok_or_else(|| CompileError::Output { path: model.path.clone(), message: format!("weight {name:?} is not in the manifest") })?;
+        let spec = model.weight(name).ok_or_else(|| CompileError::Output {
+            path: model.path.clone(),
+            message: format!("weight {name:?} is not in the manifest"),
+        })?;
         let ty = graph.ty(*value);
         let encoding = match spec.encoding {
             WeightEncoding::Float32 => json!({"kind": "float32"}),
             WeightEncoding::Int32 => json!({"kind": "int32"}),
             WeightEncoding::Bool => json!({"kind": "bool"}),
             WeightEncoding::Float16 => json!({"kind": "float16"}),
-            WeightEncoding::Uint8 { scale, min } => json!({"kind": "uint8", "scale": scale, "min": min}),
-            WeightEncoding::Uint16 { scale, min } => json!({"kind": "uint16", "scale": scale, "min": min}),
+            WeightEncoding::Uint8 { scale, min } => {
+                json!({"kind": "uint8", "scale": scale, "min": min})
+            }
+            WeightEncoding::Uint16 { scale, min } => {
+                json!({"kind": "uint16", "scale": scale, "min": min})
+            }
             other => {
-                return Err(CompileError::Output { path: model.path.clone(), message: format!("weight {name:?}: encoding {other:?} cannot feed compiled code") })
+                return Err(CompileError::Output {
+                    path: model.path.clone(),
+                    message: format!(
+                        "weight {name:?}: encoding {other:?} cannot feed compiled code"
+                    ),
+                })
             }
         };
         weights.push(json!({
@@ -179,7 +239,16 @@ fn describe(model: Option<&WebModel>, graph: &Graph, plan: &MemoryPlan, options:
 
 /// A C identifier from a tensor name.
 fn identifier(name: &str) -> String {
-    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
     }
@@ -201,22 +270,45 @@ fn header(description: &serde_json::Value, prefix: &str) -> String {
          void *const *outputs, void *arena);\n\n",
         description["model"].as_str().unwrap_or("?")
     );
-    text += &format!("#define {upper}_ARENA_SIZE ((size_t){})\n", description["arena"]["size"]);
-    text += &format!("#define {upper}_ARENA_ALIGNMENT ((size_t){})\n", description["arena"]["alignment"]);
-    text += &format!("#define {upper}_WEIGHT_COUNT {}\n\n", description["weights"].as_array().map_or(0, |w| w.len()));
+    text += &format!(
+        "#define {upper}_ARENA_SIZE ((size_t){})\n",
+        description["arena"]["size"]
+    );
+    text += &format!(
+        "#define {upper}_ARENA_ALIGNMENT ((size_t){})\n",
+        description["arena"]["alignment"]
+    );
+    text += &format!(
+        "#define {upper}_WEIGHT_COUNT {}\n\n",
+        description["weights"].as_array().map_or(0, |w| w.len())
+    );
     for (kind, key) in [("INPUT", "inputs"), ("OUTPUT", "outputs")] {
         let list = description[key].as_array().cloned().unwrap_or_default();
         text += &format!("#define {upper}_{kind}_COUNT {}\n", list.len());
         for (index, tensor) in list.iter().enumerate() {
             let name = tensor["name"].as_str().unwrap_or("");
-            let shape: Vec<usize> = tensor["shape"].as_array().map(|s| s.iter().filter_map(|d| d.as_u64()).map(|d| d as usize).collect()).unwrap_or_default();
+            let shape: Vec<usize> = tensor["shape"]
+                .as_array()
+                .map(|s| {
+                    s.iter()
+                        .filter_map(|d| d.as_u64())
+                        .map(|d| d as usize)
+                        .collect()
+                })
+                .unwrap_or_default();
             let dtype = tensor["dtype"].as_str().unwrap_or("float32");
             let element = if dtype == "bool" { 1 } else { 4 };
             let id = identifier(name);
             text += &format!("/* {kind} {index} {name:?}: {dtype} {shape:?} */\n");
             text += &format!("#define {upper}_{kind}_{id} {index}\n");
-            text += &format!("#define {upper}_{kind}_{id}_ELEMENTS ((size_t){})\n", shape.iter().product::<usize>());
-            text += &format!("#define {upper}_{kind}_{id}_BYTES ((size_t){})\n", shape.iter().product::<usize>() * element);
+            text += &format!(
+                "#define {upper}_{kind}_{id}_ELEMENTS ((size_t){})\n",
+                shape.iter().product::<usize>()
+            );
+            text += &format!(
+                "#define {upper}_{kind}_{id}_BYTES ((size_t){})\n",
+                shape.iter().product::<usize>() * element
+            );
         }
         text += "\n";
     }
@@ -227,24 +319,45 @@ fn header(description: &serde_json::Value, prefix: &str) -> String {
 /// Writes `compiled` to `output` (`.o`: the object; `.so`/`.dylib`: the object linked with the
 /// system C compiler) and the header beside it (`x.h`). Returns the header path.
 pub fn write_outputs(compiled: &Compiled, output: &Path) -> Result<PathBuf, CompileError> {
-    let fail = |message: String| CompileError::Output { path: output.to_path_buf(), message };
+    let fail = |message: String| CompileError::Output {
+        path: output.to_path_buf(),
+        message,
+    };
     let extension = output.extension().and_then(|e| e.to_str()).unwrap_or("");
     let header_path = output.with_extension("h");
     match extension {
         "o" => std::fs::write(output, &compiled.object).map_err(|e| fail(e.to_string()))?,
         "so" | "dylib" => {
             let object_path = output.with_extension("o");
-            std::fs::write(&object_path, &compiled.object).map_err(|e| fail(format!("writing {}: {e}", object_path.display())))?;
+            std::fs::write(&object_path, &compiled.object)
+                .map_err(|e| fail(format!("writing {}: {e}", object_path.display())))?;
             let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-            let result = Command::new(&compiler).arg("-shared").arg("-o").arg(output).arg(&object_path).output();
+            let result = Command::new(&compiler)
+                .arg("-shared")
+                .arg("-o")
+                .arg(output)
+                .arg(&object_path)
+                .output();
             let _ = std::fs::remove_file(&object_path);
-            let result = result.map_err(|e| fail(format!("could not run the C compiler `{compiler}` to link: {e}")))?;
+            let result = result.map_err(|e| {
+                fail(format!(
+                    "could not run the C compiler `{compiler}` to link: {e}"
+                ))
+            })?;
             if !result.status.success() {
-                return Err(fail(format!("`{compiler} -shared` failed: {}", String::from_utf8_lossy(&result.stderr))));
+                return Err(fail(format!(
+                    "`{compiler} -shared` failed: {}",
+                    String::from_utf8_lossy(&result.stderr)
+                )));
             }
         }
-        other => return Err(fail(format!("unknown output kind {other:?}: use .o (object) or .so (shared library)"))),
+        other => {
+            return Err(fail(format!(
+                "unknown output kind {other:?}: use .o (object) or .so (shared library)"
+            )))
+        }
     }
-    std::fs::write(&header_path, &compiled.header).map_err(|e| fail(format!("writing {}: {e}", header_path.display())))?;
+    std::fs::write(&header_path, &compiled.header)
+        .map_err(|e| fail(format!("writing {}: {e}", header_path.display())))?;
     Ok(header_path)
 }

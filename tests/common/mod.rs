@@ -19,14 +19,19 @@ pub fn fixtures() -> PathBuf {
 
 /// Options for tests: the verifier after every pass.
 pub fn options() -> CompileOptions {
-    CompileOptions { verify_each: true, ..CompileOptions::default() }
+    CompileOptions {
+        verify_each: true,
+        ..CompileOptions::default()
+    }
 }
 
 /// Compiles `model` into `directory/name` (`.so` or `.o`), returning the output path.
 pub fn compile_model(model: &Path, directory: &Path, name: &str) -> PathBuf {
-    let compiled = compile(model, &options()).unwrap_or_else(|e| panic!("compiling {}: {e}", model.display()));
+    let compiled =
+        compile(model, &options()).unwrap_or_else(|e| panic!("compiling {}: {e}", model.display()));
     let output = directory.join(name);
-    write_outputs(&compiled, &output).unwrap_or_else(|e| panic!("writing {}: {e}", output.display()));
+    write_outputs(&compiled, &output)
+        .unwrap_or_else(|e| panic!("writing {}: {e}", output.display()));
     output
 }
 
@@ -43,7 +48,15 @@ pub fn load_graph(mut graph: Graph, directory: &Path) -> Model {
 pub fn relative_error(actual: &[f32], expected: &[f32]) -> f32 {
     assert_eq!(actual.len(), expected.len(), "element counts differ");
     let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-    let worst = actual.iter().zip(expected).fold(0f32, |m, (a, b)| if a.is_nan() != b.is_nan() { f32::INFINITY } else if a.is_nan() { m } else { m.max((a - b).abs()) });
+    let worst = actual.iter().zip(expected).fold(0f32, |m, (a, b)| {
+        if a.is_nan() != b.is_nan() {
+            f32::INFINITY
+        } else if a.is_nan() {
+            m
+        } else {
+            m.max((a - b).abs())
+        }
+    });
     worst / scale
 }
 

@@ -44,18 +44,31 @@ fn random_tensor(dtype: DType, shape: &[usize], seed: &mut u64) -> Result<Tensor
     };
     Ok(match dtype {
         DType::Float32 => Tensor::from_f32(shape, &(0..count).map(|_| next()).collect::<Vec<_>>())?,
-        DType::Int32 => Tensor::from_i32(shape, &(0..count).map(|_| (next() * 8.0) as i32).collect::<Vec<_>>())?,
-        DType::Bool => Tensor::from_bool(shape, &(0..count).map(|_| next() > 0.0).collect::<Vec<_>>())?,
+        DType::Int32 => Tensor::from_i32(
+            shape,
+            &(0..count)
+                .map(|_| (next() * 8.0) as i32)
+                .collect::<Vec<_>>(),
+        )?,
+        DType::Bool => {
+            Tensor::from_bool(shape, &(0..count).map(|_| next() > 0.0).collect::<Vec<_>>())?
+        }
     })
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let start = Instant::now();
-    let model = super::run::load_model(&args.library, &args.symbol_prefix, args.weights.as_deref())?;
+    let model =
+        super::run::load_model(&args.library, &args.symbol_prefix, args.weights.as_deref())?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let inputs = if args.inputs.is_empty() {
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        model.description().inputs.iter().map(|s| random_tensor(s.dtype, &s.shape, &mut seed)).collect::<Result<Vec<_>>>()?
+        model
+            .description()
+            .inputs
+            .iter()
+            .map(|s| random_tensor(s.dtype, &s.shape, &mut seed))
+            .collect::<Result<Vec<_>>>()?
     } else {
         super::run::read_inputs(&model, &args.inputs)?
     };
@@ -74,7 +87,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let p90 = times[((times.len() as f64 * 0.9) as usize).min(times.len() - 1)];
     let min = times[0];
     if args.json {
-        println!("{}", json!({"median_ms": median, "p90_ms": p90, "min_ms": min, "load_ms": load_ms, "threads": 1, "runs": times.len()}));
+        println!(
+            "{}",
+            json!({"median_ms": median, "p90_ms": p90, "min_ms": min, "load_ms": load_ms, "threads": 1, "runs": times.len()})
+        );
     } else {
         println!("{}: median {median:.3} ms, p90 {p90:.3} ms, min {min:.3} ms over {} runs (load {load_ms:.2} ms, 1 thread)", args.library.display(), times.len());
     }

@@ -40,11 +40,22 @@ pub fn run(args: CompileArgs) -> Result<()> {
     let points = dump_points();
     for wanted in &args.dump_ir {
         if wanted != "all" && !points.contains(&wanted.as_str()) {
-            bail!("--dump-ir {wanted:?}: no such pass (choose from: all, {})", points.join(", "));
+            bail!(
+                "--dump-ir {wanted:?}: no such pass (choose from: all, {})",
+                points.join(", ")
+            );
         }
     }
-    if !args.symbol_prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || args.symbol_prefix.starts_with(|c: char| c.is_ascii_digit()) {
-        bail!("--symbol-prefix {:?} is not a C identifier", args.symbol_prefix);
+    if !args
+        .symbol_prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || args.symbol_prefix.starts_with(|c: char| c.is_ascii_digit())
+    {
+        bail!(
+            "--symbol-prefix {:?} is not a C identifier",
+            args.symbol_prefix
+        );
     }
     let cpu: CpuLevel = args.cpu.parse().map_err(anyhow::Error::msg)?;
     let options = CompileOptions {
@@ -55,7 +66,8 @@ pub fn run(args: CompileArgs) -> Result<()> {
         verify_each: args.verify_each,
     };
     let start = Instant::now();
-    let compiled = compile(&args.model, &options).with_context(|| format!("compiling {}", args.model.display()))?;
+    let compiled = compile(&args.model, &options)
+        .with_context(|| format!("compiling {}", args.model.display()))?;
     for (pass, text) in &compiled.dumps {
         println!("// IR after {pass}\n{text}");
     }

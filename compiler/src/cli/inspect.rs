@@ -29,7 +29,11 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
-    if args.model.extension().is_some_and(|e| e == "so" || e == "dylib") {
+    if args
+        .model
+        .extension()
+        .is_some_and(|e| e == "so" || e == "dylib")
+    {
         let model = super::run::load_model(&args.model, "tfjsc_model", None)?;
         println!("{}", serde_json::to_string_pretty(model.description())?);
         return Ok(());
@@ -42,16 +46,33 @@ pub fn run(args: InspectArgs) -> Result<()> {
     }
     let mut by_count: Vec<_> = counts.into_iter().collect();
     by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    println!("TensorFlow nodes: {} ({} op types)", web.graph.node.len(), by_count.len());
+    println!(
+        "TensorFlow nodes: {} ({} op types)",
+        web.graph.node.len(),
+        by_count.len()
+    );
     for (op, count) in &by_count {
         println!("  {count:>5}  {op}");
     }
     let stored: u64 = web.weights.iter().filter_map(|w| w.byte_size).sum();
-    let parameters: u64 = web.weights.iter().map(|w| w.shape.iter().product::<usize>() as u64).sum();
-    println!("weights: {} tensors, {parameters} values, {} stored in {} file(s)", web.weights.len(), human_bytes(stored), web.groups.iter().map(|g| g.paths.len()).sum::<usize>());
-    let options = CompileOptions { input_shapes: args.input_shapes, verify_each: false, ..CompileOptions::default() };
+    let parameters: u64 = web
+        .weights
+        .iter()
+        .map(|w| w.shape.iter().product::<usize>() as u64)
+        .sum();
+    println!(
+        "weights: {} tensors, {parameters} values, {} stored in {} file(s)",
+        web.weights.len(),
+        human_bytes(stored),
+        web.groups.iter().map(|g| g.paths.len()).sum::<usize>()
+    );
+    let options = CompileOptions {
+        input_shapes: args.input_shapes,
+        verify_each: false,
+        ..CompileOptions::default()
+    };
     match lower_to_ir(&args.model, &options) {
-        Ok((_, graph, notes, _)) => {
+        Ok(tfjsc::compile::Lowered { graph, notes, .. }) => {
             for note in notes {
                 println!("note: {note}");
             }
@@ -69,7 +90,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
                 flops += node.op.flops(&inputs, &outputs);
                 *ir_counts.entry(node.op.name().to_string()).or_insert(0) += 1;
             }
-            println!("after the pipeline: {} nodes: {ir_counts:?}", graph.node_count());
+            println!(
+                "after the pipeline: {} nodes: {ir_counts:?}",
+                graph.node_count()
+            );
             println!("compute: {:.3} GFLOP per run", flops as f64 / 1e9);
             let plan = plan_memory(&graph);
             println!(
@@ -81,7 +105,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
             );
             println!("unsupported ops: none");
         }
-        Err(tfjsc::compile::CompileError::Import { source: ImportError::UnsupportedOps(ops), .. }) => {
+        Err(tfjsc::compile::CompileError::Import {
+            source: ImportError::UnsupportedOps(ops),
+            ..
+        }) => {
             println!("unsupported ops:");
             for (op, count) in ops {
                 println!("  {count:>5}  {op}");

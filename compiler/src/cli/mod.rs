@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use tfjsc::import::InputShape;
 
 #[derive(Parser)]
-#[command(name = "tfjsc", version, about = "Compile TensorFlow.js web models to native code, and run them")]
+#[command(
+    name = "tfjsc",
+    version,
+    about = "Compile TensorFlow.js web models to native code, and run them"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,13 +35,22 @@ enum Command {
 
 /// Parses `NAME=d0,d1,...`.
 pub fn parse_input_shape(text: &str) -> Result<InputShape, String> {
-    let (name, dims) = text.rsplit_once('=').ok_or_else(|| format!("expected NAME=d0,d1,..., got {text:?}"))?;
+    let (name, dims) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected NAME=d0,d1,..., got {text:?}"))?;
     let shape = dims
         .split(',')
         .filter(|d| !d.trim().is_empty())
-        .map(|d| d.trim().parse::<usize>().map_err(|_| format!("dimension {d:?} in {text:?} is not a non-negative integer")))
+        .map(|d| {
+            d.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("dimension {d:?} in {text:?} is not a non-negative integer"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(InputShape { name: name.trim_end_matches(":0").to_string(), shape })
+    Ok(InputShape {
+        name: name.trim_end_matches(":0").to_string(),
+        shape,
+    })
 }
 
 pub fn main() -> i32 {

@@ -29,7 +29,8 @@ pub struct RunArgs {
 
 /// Loads the library and maps its weights, with context on failure.
 pub fn load_model(library: &Path, prefix: &str, weights: Option<&Path>) -> Result<Model> {
-    Model::load_with_prefix(library, prefix, weights).with_context(|| format!("loading {}", library.display()))
+    Model::load_with_prefix(library, prefix, weights)
+        .with_context(|| format!("loading {}", library.display()))
 }
 
 /// Reads the inputs given as NAME=FILE or FILE, in the model's input order.
@@ -44,12 +45,19 @@ pub fn read_inputs(model: &Model, given: &[String]) -> Result<Vec<Tensor>> {
         let index = match name {
             Some(name) => specs.iter().position(|s| s.name == name).with_context(|| {
                 let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-                format!("--input {argument:?}: the model has no input {name:?} (inputs: {})", names.join(", "))
+                format!(
+                    "--input {argument:?}: the model has no input {name:?} (inputs: {})",
+                    names.join(", ")
+                )
             })?,
             None if specs.len() == 1 => 0,
-            None => bail!("--input {argument:?}: the model has {} inputs; name it as NAME=FILE.npy", specs.len()),
+            None => bail!(
+                "--input {argument:?}: the model has {} inputs; name it as NAME=FILE.npy",
+                specs.len()
+            ),
         };
-        let tensor = read_npy(Path::new(file)).with_context(|| format!("reading input {:?} from {file}", specs[index].name))?;
+        let tensor = read_npy(Path::new(file))
+            .with_context(|| format!("reading input {:?} from {file}", specs[index].name))?;
         let spec = &specs[index];
         if tensor.dtype != spec.dtype || tensor.shape != spec.shape {
             bail!(
@@ -66,13 +74,24 @@ pub fn read_inputs(model: &Model, given: &[String]) -> Result<Vec<Tensor>> {
     tensors
         .into_iter()
         .zip(specs)
-        .map(|(tensor, spec)| tensor.with_context(|| format!("no --input given for {:?}", spec.name)))
+        .map(|(tensor, spec)| {
+            tensor.with_context(|| format!("no --input given for {:?}", spec.name))
+        })
         .collect()
 }
 
 /// A file name from a tensor name.
 fn file_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect::<String>() + ".npy"
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        + ".npy"
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -80,7 +99,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     let inputs = read_inputs(&model, &args.inputs)?;
     let mut context = model.new_context()?;
     let outputs = context.run_tensors(&inputs).context("running the model")?;
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let mut listing = Vec::new();
     let mut used = std::collections::HashSet::new();
     for (spec, tensor) in model.description().outputs.iter().zip(&outputs) {
@@ -95,7 +115,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         listing.push(json!({"name": spec.name, "file": file, "dtype": spec.dtype.name(), "shape": spec.shape}));
     }
     let index = args.out.join("outputs.json");
-    std::fs::write(&index, serde_json::to_string_pretty(&listing)? + "\n").with_context(|| format!("writing {}", index.display()))?;
-    eprintln!("wrote {} output(s) to {}", listing.len(), args.out.display());
+    std::fs::write(&index, serde_json::to_string_pretty(&listing)? + "\n")
+        .with_context(|| format!("writing {}", index.display()))?;
+    eprintln!(
+        "wrote {} output(s) to {}",
+        listing.len(),
+        args.out.display()
+    );
     Ok(())
 }

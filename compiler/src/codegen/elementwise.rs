@@ -61,10 +61,23 @@ pub fn lower_elementwise(kernel: &mut Kernel, body: &ElementBody) -> Result<(), 
     }
     let rank = shape.len();
     let inner = shape[rank - 1];
-    let all_f32 = output_dtype == DType::F32 && kernel.inputs.iter().all(|i| i.ty.dtype == DType::F32);
-    let vectorizable = all_f32 && strides[1..].iter().all(|s| s[rank - 1] <= 1) && strides[0][rank - 1] == 1;
+    let all_f32 =
+        output_dtype == DType::F32 && kernel.inputs.iter().all(|i| i.ty.dtype == DType::F32);
+    let vectorizable =
+        all_f32 && strides[1..].iter().all(|s| s[rank - 1] <= 1) && strides[0][rank - 1] == 1;
     let input_dtypes: Vec<DType> = kernel.inputs.iter().map(|i| i.ty.dtype).collect();
-    emit_outer(kernel, &shape, &strides, 0, &vec![None; strides.len()], &input_dtypes, output_dtype, inner, vectorizable, body)
+    emit_outer(
+        kernel,
+        &shape,
+        &strides,
+        0,
+        &vec![None; strides.len()],
+        &input_dtypes,
+        output_dtype,
+        inner,
+        vectorizable,
+        body,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -81,7 +94,16 @@ fn emit_outer(
     body: &ElementBody,
 ) -> Result<(), CodegenError> {
     if axis + 1 == shape.len() {
-        return emit_inner(kernel, strides, bases, input_dtypes, output_dtype, inner, vectorizable, body);
+        return emit_inner(
+            kernel,
+            strides,
+            bases,
+            input_dtypes,
+            output_dtype,
+            inner,
+            vectorizable,
+            body,
+        );
     }
     kernel.for_count(shape[axis], &mut |k, index| {
         let next: Vec<Option<Value>> = bases
@@ -91,14 +113,25 @@ fn emit_outer(
                 if s[axis] == 0 {
                     return *base;
                 }
-                let term = k.builder.ins().imul_imm(index, s[axis] as i64);
+                let term = k.builder.ins().imul_imm_s(index, s[axis] as i64);
                 Some(match base {
                     Some(b) => k.builder.ins().iadd(*b, term),
                     None => term,
                 })
             })
             .collect();
-        emit_outer(k, shape, strides, axis + 1, &next, input_dtypes, output_dtype, inner, vectorizable, body)
+        emit_outer(
+            k,
+            shape,
+            strides,
+            axis + 1,
+            &next,
+            input_dtypes,
+            output_dtype,
+            inner,
+            vectorizable,
+            body,
+        )
     })
 }
 
@@ -114,36 +147,59 @@ fn emit_inner(
     body: &ElementBody,
 ) -> Result<(), CodegenError> {
     let rank = strides[0].len();
-    let bases: Vec<Value> = bases.iter().map(|b| b.unwrap_or_else(|| kernel.iconst(0))).collect();
-    let pointers: Vec<Value> =
-        std::iter::once(kernel.outputs[0].pointer).chain(kernel.inputs.iter().map(|i| i.pointer)).collect();
+    let bases: Vec<Value> = bases
+        .iter()
+        .map(|b| b.unwrap_or_else(|| kernel.iconst(0)))
+        .collect();
+    let pointers: Vec<Value> = std::iter::once(kernel.outputs[0].pointer)
+        .chain(kernel.inputs.iter().map(|i| i.pointer))
+        .collect();
     let element = |k: &mut Kernel, index: Value, lanes: usize| -> Result<(), CodegenError> {
         let mut args = Vec::with_capacity(input_dtypes.len());
         for (operand, dtype) in input_dtypes.iter().enumerate() {
             let stride = strides[operand + 1][rank - 1];
-            let offset = if stride == 0 { bases[operand + 1] } else {
-                let scaled = k.builder.ins().imul_imm(index, stride as i64);
+            let offset = if stride == 0 {
+                bases[operand + 1]
+            } else {
+                let scaled = k.builder.ins().imul_imm_s(index, stride as i64);
                 k.builder.ins().iadd(bases[operand + 1], scaled)
             };
             let value = if lanes > 1 && stride == 0 {
-                let scalar = k.load(scalar_type(*dtype), pointers[operand + 1], offset, dtype.size_of());
+                let scalar = k.load(
+                    scalar_type(*dtype),
+                    pointers[operand + 1],
+                    offset,
+                    dtype.size_of(),
+                );
                 k.builder.ins().splat(vector_type(*dtype), scalar)
             } else {
-                let ty = if lanes > 1 { vector_type(*dtype) } else { scalar_type(*dtype) };
+                let ty = if lanes > 1 {
+                    vector_type(*dtype)
+                } else {
+                    scalar_type(*dtype)
+                };
                 k.load(ty, pointers[operand + 1], offset, dtype.size_of())
             };
             args.push(value);
         }
-        let result_type = if lanes > 1 { vector_type(output_dtype) } else { scalar_type(output_dtype) };
+        let result_type = if lanes > 1 {
+            vector_type(output_dtype)
+        } else {
+            scalar_type(output_dtype)
+        };
         let result = body(k, &args, result_type)?;
         let stride = strides[0][rank - 1];
-        let scaled = k.builder.ins().imul_imm(index, stride as i64);
+        let scaled = k.builder.ins().imul_imm_s(index, stride as i64);
         let offset = k.builder.ins().iadd(bases[0], scaled);
         k.store(result, pointers[0], offset, output_dtype.size_of());
         Ok(())
     };
     let vector_count = if vectorizable { inner / LANES } else { 0 };
-    kernel.for_steps(0, vector_count, LANES, &mut |k, index| element(k, index, LANES))?;
+    kernel.for_steps(0, vector_count, LANES, &mut |k, index| {
+        element(k, index, LANES)
+    })?;
     let tail_start = vector_count * LANES;
-    kernel.for_steps(tail_start, inner - tail_start, 1, &mut |k, index| element(k, index, 1))
+    kernel.for_steps(tail_start, inner - tail_start, 1, &mut |k, index| {
+        element(k, index, 1)
+    })
 }

@@ -69,7 +69,10 @@ pub fn vector_type(dtype: DType) -> Type {
 
 impl<'a> Kernel<'a> {
     pub fn error(&self, message: impl Into<String>) -> CodegenError {
-        CodegenError::Unsupported { node: self.node_name.clone(), message: message.into() }
+        CodegenError::Unsupported {
+            node: self.node_name.clone(),
+            message: message.into(),
+        }
     }
 
     pub fn iconst(&mut self, value: i64) -> Value {
@@ -98,7 +101,7 @@ impl<'a> Kernel<'a> {
 
     /// `base + index * element_size`.
     pub fn address(&mut self, base: Value, index: Value, element_size: usize) -> Value {
-        let offset = self.builder.ins().imul_imm(index, element_size as i64);
+        let offset = self.builder.ins().imul_imm_s(index, element_size as i64);
         self.builder.ins().iadd(base, offset)
     }
 
@@ -144,7 +147,7 @@ impl<'a> Kernel<'a> {
         self.builder.switch_to_block(body_block);
         self.builder.seal_block(body_block);
         body(self, index)?;
-        let next = self.builder.ins().iadd_imm(index, step);
+        let next = self.builder.ins().iadd_imm_s(index, step);
         self.builder.ins().jump(header, &[BlockArg::Value(next)]);
         self.builder.seal_block(header);
         self.builder.switch_to_block(exit);
@@ -207,7 +210,14 @@ impl<'a> Kernel<'a> {
         let minus_ln2_low = self.float_constant(ty, 2.121_944_4e-4);
         let r = self.multiply_add(k, minus_ln2_high, x);
         let r = self.multiply_add(k, minus_ln2_low, r);
-        let coefficients = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
+        let coefficients = [
+            1.987_569_1e-4,
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ];
         let mut p = self.float_constant(ty, coefficients[0]);
         for &c in &coefficients[1..] {
             let c = self.float_constant(ty, c);
@@ -217,12 +227,20 @@ impl<'a> Kernel<'a> {
         let one = self.float_constant(ty, 1.0);
         let r_plus_one = self.builder.ins().fadd(r, one);
         let p = self.multiply_add(p, r2, r_plus_one);
-        let int_ty = if ty.is_vector() { types::I32X4 } else { types::I32 };
+        let int_ty = if ty.is_vector() {
+            types::I32X4
+        } else {
+            types::I32
+        };
         let k_int = self.builder.ins().fcvt_to_sint_sat(int_ty, k);
         let bias = self.int_constant(int_ty, 127);
         let biased = self.builder.ins().iadd(k_int, bias);
-        let bits = self.builder.ins().ishl_imm(biased, 23);
-        let flags = if ty.is_vector() { MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little) } else { MemFlagsData::new() };
+        let bits = self.builder.ins().ishl_imm_u(biased, 23);
+        let flags = if ty.is_vector() {
+            MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little)
+        } else {
+            MemFlagsData::new()
+        };
         let power = self.builder.ins().bitcast(ty, flags, bits);
         self.builder.ins().fmul(p, power)
     }
@@ -232,7 +250,11 @@ impl<'a> Kernel<'a> {
         let ty = self.builder.func.dfg.value_type(x);
         let mask = self.builder.ins().fcmp(cc, x, y);
         if ty.is_vector() {
-            let mask = self.builder.ins().bitcast(ty, MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little), mask);
+            let mask = self.builder.ins().bitcast(
+                ty,
+                MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little),
+                mask,
+            );
             self.builder.ins().bitselect(mask, a, b)
         } else {
             self.builder.ins().select(mask, a, b)
@@ -274,7 +296,7 @@ impl<'a> Kernel<'a> {
         let destination = self.address(destination, destination_index, element_size);
         let chunks = bytes / 16;
         self.for_count(chunks, &mut |k, chunk| {
-            let offset = k.builder.ins().imul_imm(chunk, 16);
+            let offset = k.builder.ins().imul_imm_s(chunk, 16);
             let from = k.builder.ins().iadd(source, offset);
             let to = k.builder.ins().iadd(destination, offset);
             let v = k.builder.ins().load(types::I8X16, memory_flags(), from, 0);
@@ -282,25 +304,38 @@ impl<'a> Kernel<'a> {
             Ok(())
         })?;
         for byte in chunks * 16..bytes {
-            let v = self.builder.ins().load(types::I8, memory_flags(), source, byte as i32);
-            self.builder.ins().store(memory_flags(), v, destination, byte as i32);
+            let v = self
+                .builder
+                .ins()
+                .load(types::I8, memory_flags(), source, byte as i32);
+            self.builder
+                .ins()
+                .store(memory_flags(), v, destination, byte as i32);
         }
         Ok(())
     }
 
     /// Fills `count` f32 or i32 elements (4 bytes each) at `base + index` with a 32-bit pattern.
-    pub fn fill_words(&mut self, base: Value, index: Value, count: usize, bits: u32) -> Result<(), CodegenError> {
+    pub fn fill_words(
+        &mut self,
+        base: Value,
+        index: Value,
+        count: usize,
+        bits: u32,
+    ) -> Result<(), CodegenError> {
         let start = self.address(base, index, 4);
         let word = self.builder.ins().iconst(types::I32, bits as i64);
         let vector = self.builder.ins().splat(types::I32X4, word);
         self.for_count(count / LANES, &mut |k, chunk| {
-            let offset = k.builder.ins().imul_imm(chunk, 16);
+            let offset = k.builder.ins().imul_imm_s(chunk, 16);
             let to = k.builder.ins().iadd(start, offset);
             k.builder.ins().store(memory_flags(), vector, to, 0);
             Ok(())
         })?;
         for item in (count / LANES) * LANES..count {
-            self.builder.ins().store(memory_flags(), word, start, (item * 4) as i32);
+            self.builder
+                .ins()
+                .store(memory_flags(), word, start, (item * 4) as i32);
         }
         Ok(())
     }

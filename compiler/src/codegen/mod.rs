@@ -12,9 +12,10 @@ pub mod target;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cranelift_codegen::ir::{types, AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
+};
 use cranelift_codegen::isa::OwnedTargetIsa;
-use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
@@ -47,10 +48,19 @@ pub struct CodegenOptions<'a> {
 }
 
 /// Generates the object file bytes.
-pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> Result<Vec<u8>, CodegenError> {
+pub fn generate(
+    graph: &Graph,
+    plan: &MemoryPlan,
+    options: &CodegenOptions,
+) -> Result<Vec<u8>, CodegenError> {
     let isa: OwnedTargetIsa = options.target.isa()?;
     let pointer = isa.pointer_type();
-    let builder = ObjectBuilder::new(isa.clone(), "tfjsc_model", cranelift_module::default_libcall_names()).map_err(backend)?;
+    let builder = ObjectBuilder::new(
+        isa.clone(),
+        "tfjsc_model",
+        cranelift_module::default_libcall_names(),
+    )
+    .map_err(backend)?;
     let mut module = ObjectModule::new(builder);
     let mut function_context = FunctionBuilderContext::new();
     let mut context = module.make_context();
@@ -58,8 +68,18 @@ pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> R
     // Embedded constants.
     let mut embedded: Vec<DataId> = Vec::new();
     for (index, &value) in plan.embedded.iter().enumerate() {
-        let tensor = &graph.constant(value).ok_or_else(|| backend("embedded value is not a constant"))?.tensor;
-        let id = module.declare_data(&format!("tfjsc_constant_{index}"), Linkage::Local, false, false).map_err(backend)?;
+        let tensor = &graph
+            .constant(value)
+            .ok_or_else(|| backend("embedded value is not a constant"))?
+            .tensor;
+        let id = module
+            .declare_data(
+                &format!("tfjsc_constant_{index}"),
+                Linkage::Local,
+                false,
+                false,
+            )
+            .map_err(backend)?;
         let mut data = DataDescription::new();
         let mut bytes = tensor.to_le_bytes();
         if bytes.is_empty() {
@@ -84,13 +104,23 @@ pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> R
         }
         // Identical ops on identical operand types share one kernel (constants are baked in only
         // through their types, except where a kernel reads constant values).
-        let reads_constants = node.inputs.iter().any(|&v| graph.constant(v).is_some_and(|c| c.tensor.element_count() <= 64));
+        let reads_constants = node.inputs.iter().any(|&v| {
+            graph
+                .constant(v)
+                .is_some_and(|c| c.tensor.element_count() <= 64)
+        });
         let key = format!(
             "{}{:?}|{:?}|{:?}",
             node.op.name(),
             node.op.attributes(),
-            node.inputs.iter().map(|&v| graph.value(v).ty.clone()).collect::<Vec<_>>(),
-            node.outputs.iter().map(|&v| graph.value(v).ty.clone()).collect::<Vec<_>>()
+            node.inputs
+                .iter()
+                .map(|&v| graph.value(v).ty.clone())
+                .collect::<Vec<_>>(),
+            node.outputs
+                .iter()
+                .map(|&v| graph.value(v).ty.clone())
+                .collect::<Vec<_>>()
         );
         if !reads_constants {
             if let Some(&id) = cache.get(&key) {
@@ -99,7 +129,11 @@ pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> R
             }
         }
         let id = module
-            .declare_function(&format!("tfjsc_kernel_{}", node_id.0), Linkage::Local, &signature)
+            .declare_function(
+                &format!("tfjsc_kernel_{}", node_id.0),
+                Linkage::Local,
+                &signature,
+            )
             .map_err(backend)?;
         context.func.signature = signature;
         context.func.name = UserFuncName::user(0, id.as_u32());
@@ -124,15 +158,28 @@ pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> R
                 .outputs
                 .iter()
                 .enumerate()
-                .map(|(i, &v)| Operand { pointer: params[node.inputs.len() + i], ty: graph.ty(v).clone(), constant: None })
+                .map(|(i, &v)| Operand {
+                    pointer: params[node.inputs.len() + i],
+                    ty: graph.ty(v).clone(),
+                    constant: None,
+                })
                 .collect();
             let scratch = params[params.len() - 1];
-            let mut kernel = Kernel { builder, inputs, outputs, scratch, features: options.target.features(), node_name: node.name.clone() };
+            let mut kernel = Kernel {
+                builder,
+                inputs,
+                outputs,
+                scratch,
+                features: options.target.features(),
+                node_name: node.name.clone(),
+            };
             node.op.lower(&mut kernel)?;
             kernel.builder.ins().return_(&[]);
             kernel.builder.finalize(isa.frontend_config());
         }
-        module.define_function(id, &mut context).map_err(|e| CodegenError::Backend(format!("node {:?}: {e:?}", node.name)))?;
+        module
+            .define_function(id, &mut context)
+            .map_err(|e| CodegenError::Backend(format!("node {:?}: {e:?}", node.name)))?;
         module.clear_context(&mut context);
         cache.insert(key, id);
         kernels.push((node_id, id));
@@ -145,7 +192,11 @@ pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> R
     }
     signature.returns.push(AbiParam::new(types::I32));
     let run_id = module
-        .declare_function(&format!("{}_run", options.symbol_prefix), Linkage::Export, &signature)
+        .declare_function(
+            &format!("{}_run", options.symbol_prefix),
+            Linkage::Export,
+            &signature,
+        )
         .map_err(backend)?;
     context.func.signature = signature;
     context.func.name = UserFuncName::user(0, run_id.as_u32());
@@ -155,26 +206,40 @@ pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> R
         builder.append_block_params_for_function_params(entry);
         builder.switch_to_block(entry);
         builder.seal_block(entry);
-        let [weights, inputs, outputs, arena] = <[Value; 4]>::try_from(builder.block_params(entry).to_vec())
-            .map_err(|_| backend("run signature"))?;
+        let [weights, inputs, outputs, arena] =
+            <[Value; 4]>::try_from(builder.block_params(entry).to_vec())
+                .map_err(|_| backend("run signature"))?;
         let flags = MemFlagsData::trusted();
         let mut resolved: HashMap<Location, Value> = HashMap::new();
         let null = builder.ins().iconst(pointer, 0);
         for (node_id, function) in &kernels {
-            let node = graph.node(*node_id).ok_or_else(|| backend("kernel for a removed node"))?;
+            let node = graph
+                .node(*node_id)
+                .ok_or_else(|| backend("kernel for a removed node"))?;
             let mut arguments = Vec::new();
             for &value in node.inputs.iter().chain(&node.outputs) {
                 let location = *plan.locations.get(&value).ok_or_else(|| {
-                    backend(format!("node {:?}: value {value} has no place in the memory plan", node.name))
+                    backend(format!(
+                        "node {:?}: value {value} has no place in the memory plan",
+                        node.name
+                    ))
                 })?;
                 let address = match resolved.get(&location) {
                     Some(&address) => address,
                     None => {
                         let address = match location {
-                            Location::Input(i) => builder.ins().load(pointer, flags, inputs, (i * 8) as i32),
-                            Location::Output(i) => builder.ins().load(pointer, flags, outputs, (i * 8) as i32),
-                            Location::Weight(i) => builder.ins().load(pointer, flags, weights, (i * 8) as i32),
-                            Location::Arena(offset) => builder.ins().iadd_imm(arena, offset as i64),
+                            Location::Input(i) => {
+                                builder.ins().load(pointer, flags, inputs, (i * 8) as i32)
+                            }
+                            Location::Output(i) => {
+                                builder.ins().load(pointer, flags, outputs, (i * 8) as i32)
+                            }
+                            Location::Weight(i) => {
+                                builder.ins().load(pointer, flags, weights, (i * 8) as i32)
+                            }
+                            Location::Arena(offset) => {
+                                builder.ins().iadd_imm_s(arena, offset as i64)
+                            }
                             Location::Embedded(i) => {
                                 let global = module.declare_data_in_func(embedded[i], builder.func);
                                 builder.ins().symbol_value(pointer, global)
@@ -187,7 +252,7 @@ pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> R
                 arguments.push(address);
             }
             let scratch = match plan.scratch.get(node_id) {
-                Some(&(offset, _)) => builder.ins().iadd_imm(arena, offset as i64),
+                Some(&(offset, _)) => builder.ins().iadd_imm_s(arena, offset as i64),
                 None => null,
             };
             arguments.push(scratch);
@@ -198,11 +263,15 @@ pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> R
         builder.ins().return_(&[zero]);
         builder.finalize(isa.frontend_config());
     }
-    module.define_function(run_id, &mut context).map_err(|e| backend(format!("run: {e:?}")))?;
+    module
+        .define_function(run_id, &mut context)
+        .map_err(|e| backend(format!("run: {e:?}")))?;
     module.clear_context(&mut context);
 
     // The description: static JSON and a function returning it.
-    let data_id = module.declare_data("tfjsc_description_text", Linkage::Local, false, false).map_err(backend)?;
+    let data_id = module
+        .declare_data("tfjsc_description_text", Linkage::Local, false, false)
+        .map_err(backend)?;
     let mut data = DataDescription::new();
     let mut text = options.description.as_bytes().to_vec();
     text.push(0);
@@ -211,7 +280,11 @@ pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> R
     let mut signature = Signature::new(isa.default_call_conv());
     signature.returns.push(AbiParam::new(pointer));
     let describe_id = module
-        .declare_function(&format!("{}_description", options.symbol_prefix), Linkage::Export, &signature)
+        .declare_function(
+            &format!("{}_description", options.symbol_prefix),
+            Linkage::Export,
+            &signature,
+        )
         .map_err(backend)?;
     context.func.signature = signature;
     context.func.name = UserFuncName::user(0, describe_id.as_u32());
@@ -225,7 +298,9 @@ pub fn generate(graph: &Graph, plan: &MemoryPlan, options: &CodegenOptions) -> R
         builder.ins().return_(&[address]);
         builder.finalize(isa.frontend_config());
     }
-    module.define_function(describe_id, &mut context).map_err(|e| backend(format!("description: {e:?}")))?;
+    module
+        .define_function(describe_id, &mut context)
+        .map_err(|e| backend(format!("description: {e:?}")))?;
 
     let product = module.finish();
     product.emit().map_err(backend)

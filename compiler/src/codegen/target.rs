@@ -29,7 +29,11 @@ impl FromStr for CpuLevel {
             "x86-64-v2" => CpuLevel::X86_64V2,
             "x86-64-v3" => CpuLevel::X86_64V3,
             "x86-64-v4" => CpuLevel::X86_64V4,
-            other => return Err(format!("unknown --cpu {other:?} (native, x86-64-v2, x86-64-v3, x86-64-v4)")),
+            other => {
+                return Err(format!(
+                    "unknown --cpu {other:?} (native, x86-64-v2, x86-64-v3, x86-64-v4)"
+                ))
+            }
         })
     }
 }
@@ -48,11 +52,43 @@ impl Target {
     fn isa_flags(&self) -> &'static [&'static str] {
         match self.cpu {
             CpuLevel::Native => &[],
-            CpuLevel::X86_64V2 => &["has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt"],
-            CpuLevel::X86_64V3 => &["has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt", "has_avx", "has_avx2", "has_fma", "has_bmi1", "has_bmi2", "has_lzcnt"],
+            CpuLevel::X86_64V2 => &[
+                "has_sse3",
+                "has_ssse3",
+                "has_sse41",
+                "has_sse42",
+                "has_popcnt",
+            ],
+            CpuLevel::X86_64V3 => &[
+                "has_sse3",
+                "has_ssse3",
+                "has_sse41",
+                "has_sse42",
+                "has_popcnt",
+                "has_avx",
+                "has_avx2",
+                "has_fma",
+                "has_bmi1",
+                "has_bmi2",
+                "has_lzcnt",
+            ],
             CpuLevel::X86_64V4 => &[
-                "has_sse3", "has_ssse3", "has_sse41", "has_sse42", "has_popcnt", "has_avx", "has_avx2", "has_fma", "has_bmi1", "has_bmi2", "has_lzcnt",
-                "has_avx512f", "has_avx512vl", "has_avx512dq", "has_avx512bitalg", "has_avx512vbmi",
+                "has_sse3",
+                "has_ssse3",
+                "has_sse41",
+                "has_sse42",
+                "has_popcnt",
+                "has_avx",
+                "has_avx2",
+                "has_fma",
+                "has_bmi1",
+                "has_bmi2",
+                "has_lzcnt",
+                "has_avx512f",
+                "has_avx512vl",
+                "has_avx512dq",
+                "has_avx512bitalg",
+                "has_avx512vbmi",
             ],
         }
     }
@@ -69,26 +105,45 @@ impl Target {
 
     /// A short human description, recorded in the compiled model.
     pub fn describe(&self) -> String {
-        format!("{} {:?} (fma: {})", std::env::consts::ARCH, self.cpu, self.features().fma)
+        format!(
+            "{} {:?} (fma: {})",
+            std::env::consts::ARCH,
+            self.cpu,
+            self.features().fma
+        )
     }
 
     pub fn isa(&self) -> Result<OwnedTargetIsa, CodegenError> {
         let mut shared = settings::builder();
         let set = |b: &mut settings::Builder, name: &str, value: &str| {
-            b.set(name, value).map_err(|e| CodegenError::Backend(format!("setting {name}: {e}")))
+            b.set(name, value)
+                .map_err(|e| CodegenError::Backend(format!("setting {name}: {e}")))
         };
         set(&mut shared, "opt_level", "speed")?;
         set(&mut shared, "is_pic", "true")?;
-        set(&mut shared, "enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })?;
+        set(
+            &mut shared,
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
         let flags = settings::Flags::new(shared);
         let mut isa = match self.cpu {
-            CpuLevel::Native => cranelift_native::builder().map_err(|e| CodegenError::Backend(e.to_string()))?,
-            _ => cranelift_codegen::isa::lookup(target_lexicon::Triple::host()).map_err(|e| CodegenError::Backend(e.to_string()))?,
+            CpuLevel::Native => {
+                cranelift_native::builder().map_err(|e| CodegenError::Backend(e.to_string()))?
+            }
+            _ => cranelift_codegen::isa::lookup(target_lexicon::Triple::host())
+                .map_err(|e| CodegenError::Backend(e.to_string()))?,
         };
         for flag in self.isa_flags() {
-            isa.enable(flag).map_err(|e| CodegenError::Backend(format!("ISA flag {flag}: {e}")))?;
+            isa.enable(flag)
+                .map_err(|e| CodegenError::Backend(format!("ISA flag {flag}: {e}")))?;
         }
-        isa.finish(flags).map_err(|e| CodegenError::Backend(e.to_string()))
+        isa.finish(flags)
+            .map_err(|e| CodegenError::Backend(e.to_string()))
     }
 }
 

@@ -50,7 +50,10 @@ impl<'n> NodeAttributes<'n> {
     }
 
     fn value(&self, name: &str) -> Option<&'n attr_value::Value> {
-        self.node.attr.get(name).and_then(|a: &AttrValue| a.value.as_ref())
+        self.node
+            .attr
+            .get(name)
+            .and_then(|a: &AttrValue| a.value.as_ref())
     }
 
     fn missing(&self, name: &str, what: &str) -> String {
@@ -69,7 +72,11 @@ impl<'n> NodeAttributes<'n> {
     }
 
     pub fn int_or(&self, name: &str, default: i64) -> Result<i64, String> {
-        if self.has(name) { self.int(name) } else { Ok(default) }
+        if self.has(name) {
+            self.int(name)
+        } else {
+            Ok(default)
+        }
     }
 
     pub fn float(&self, name: &str) -> Result<f32, String> {
@@ -80,7 +87,11 @@ impl<'n> NodeAttributes<'n> {
     }
 
     pub fn float_or(&self, name: &str, default: f32) -> Result<f32, String> {
-        if self.has(name) { self.float(name) } else { Ok(default) }
+        if self.has(name) {
+            self.float(name)
+        } else {
+            Ok(default)
+        }
     }
 
     pub fn boolean_or(&self, name: &str, default: bool) -> Result<bool, String> {
@@ -101,7 +112,11 @@ impl<'n> NodeAttributes<'n> {
     }
 
     pub fn string_or(&self, name: &str, default: &str) -> Result<String, String> {
-        if self.has(name) { self.string(name) } else { Ok(default.to_string()) }
+        if self.has(name) {
+            self.string(name)
+        } else {
+            Ok(default.to_string())
+        }
     }
 
     pub fn ints(&self, name: &str) -> Result<Vec<i64>, String> {
@@ -112,7 +127,11 @@ impl<'n> NodeAttributes<'n> {
     }
 
     pub fn ints_or(&self, name: &str, default: &[i64]) -> Result<Vec<i64>, String> {
-        if self.has(name) { self.ints(name) } else { Ok(default.to_vec()) }
+        if self.has(name) {
+            self.ints(name)
+        } else {
+            Ok(default.to_vec())
+        }
     }
 
     pub fn strings(&self, name: &str) -> Result<Vec<String>, String> {
@@ -120,7 +139,9 @@ impl<'n> NodeAttributes<'n> {
             Some(attr_value::Value::List(list)) => list
                 .s
                 .iter()
-                .map(|s| String::from_utf8(s.clone()).map_err(|_| self.missing(name, "UTF-8 strings")))
+                .map(|s| {
+                    String::from_utf8(s.clone()).map_err(|_| self.missing(name, "UTF-8 strings"))
+                })
                 .collect(),
             None => Ok(Vec::new()),
             _ => Err(self.missing(name, "a list of strings")),
@@ -154,12 +175,19 @@ impl<'n> NodeAttributes<'n> {
 /// than elements repeats its last value (TensorFlow's rule); one with none is all zeros.
 pub fn tensor_from_proto(proto: &TensorProto) -> Result<Tensor, String> {
     let dtype = dtype_from_tf(proto.dtype)?;
-    let dims = proto.tensor_shape.as_ref().and_then(shape_dims).unwrap_or_default();
+    let dims = proto
+        .tensor_shape
+        .as_ref()
+        .and_then(shape_dims)
+        .unwrap_or_default();
     if dims.iter().any(|&d| d < 0) {
         return Err(format!("constant has an unknown dimension: {dims:?}"));
     }
     let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
-    let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or("constant is too large")?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or("constant is too large")?;
     fn expand<T: Copy + Default>(values: Vec<T>, count: usize) -> Vec<T> {
         match values.last().copied() {
             None => vec![T::default(); count],
@@ -177,7 +205,11 @@ pub fn tensor_from_proto(proto: &TensorProto) -> Result<Tensor, String> {
             return Ok(None);
         }
         if content.len() != count * size {
-            return Err(format!("tensor_content has {} bytes, shape {shape:?} needs {}", content.len(), count * size));
+            return Err(format!(
+                "tensor_content has {} bytes, shape {shape:?} needs {}",
+                content.len(),
+                count * size
+            ));
         }
         Ok(Some(
             content
@@ -193,7 +225,10 @@ pub fn tensor_from_proto(proto: &TensorProto) -> Result<Tensor, String> {
     let tensor = match proto.dtype {
         data_type::FLOAT => {
             let values = match from_content(4)? {
-                Some(raw) => raw.iter().map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+                Some(raw) => raw
+                    .iter()
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
                 None => proto.float_val.clone(),
             };
             Tensor::from_f32(shape, expand(values, count))
@@ -239,7 +274,11 @@ pub fn tensor_from_proto(proto: &TensorProto) -> Result<Tensor, String> {
             };
             Tensor::from_i32(shape, expand(values, count))
         }
-        other => return Err(format!("constant of TensorFlow dtype {other} is not supported")),
+        other => {
+            return Err(format!(
+                "constant of TensorFlow dtype {other} is not supported"
+            ))
+        }
     };
     Ok(tensor)
 }

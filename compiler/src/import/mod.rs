@@ -22,7 +22,11 @@ use crate::ops::{self, Operator};
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("node {node:?} ({op}): {message}")]
-    Node { node: String, op: String, message: String },
+    Node {
+        node: String,
+        op: String,
+        message: String,
+    },
     #[error("unsupported ops ({}): {}", .0.values().sum::<usize>(), format_counts(.0))]
     UnsupportedOps(BTreeMap<String, usize>),
     #[error("{0}")]
@@ -30,7 +34,11 @@ pub enum ImportError {
 }
 
 fn format_counts(counts: &BTreeMap<String, usize>) -> String {
-    counts.iter().map(|(op, count)| format!("{op} ×{count}")).collect::<Vec<_>>().join(", ")
+    counts
+        .iter()
+        .map(|(op, count)| format!("{op} ×{count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Imports one TensorFlow node: its inputs already resolved to IR values.
@@ -77,7 +85,13 @@ pub const IMPORTERS: &[(&str, ImportFn)] = &[
 ];
 
 /// Ops that pass their first input through unchanged.
-const IDENTITY_OPS: &[&str] = &["Identity", "StopGradient", "Snapshot", "PreventGradient", "IdentityN"];
+const IDENTITY_OPS: &[&str] = &[
+    "Identity",
+    "StopGradient",
+    "Snapshot",
+    "PreventGradient",
+    "IdentityN",
+];
 
 /// How the user pins input shapes: `name=1,224,224,3`.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,12 +113,24 @@ pub struct Importer<'g> {
 
 impl Importer<'_> {
     pub fn error(&self, node: &NodeDef, message: impl std::fmt::Display) -> ImportError {
-        ImportError::Node { node: node.name.clone(), op: node.op.clone(), message: message.to_string() }
+        ImportError::Node {
+            node: node.name.clone(),
+            op: node.op.clone(),
+            message: message.to_string(),
+        }
     }
 
-    pub fn expect_inputs(&self, node: &NodeDef, inputs: &[ValueId], count: usize) -> Result<(), ImportError> {
+    pub fn expect_inputs(
+        &self,
+        node: &NodeDef,
+        inputs: &[ValueId],
+        count: usize,
+    ) -> Result<(), ImportError> {
         if inputs.len() < count {
-            return Err(self.error(node, format!("expected {count} inputs, found {}", inputs.len())));
+            return Err(self.error(
+                node,
+                format!("expected {count} inputs, found {}", inputs.len()),
+            ));
         }
         Ok(())
     }
@@ -116,12 +142,24 @@ impl Importer<'_> {
 
     pub fn add_named(&mut self, name: &str, op: impl Operator, inputs: Vec<ValueId>) -> ValueId {
         let id = self.graph.add_node(name, Arc::new(op), inputs, 1);
-        self.graph.node(id).map(|n| n.outputs[0]).unwrap_or(ValueId(0))
+        self.graph
+            .node(id)
+            .map(|n| n.outputs[0])
+            .unwrap_or(ValueId(0))
     }
 
-    pub fn add_multiple(&mut self, node: &NodeDef, op: impl Operator, inputs: Vec<ValueId>, count: usize) -> Vec<ValueId> {
+    pub fn add_multiple(
+        &mut self,
+        node: &NodeDef,
+        op: impl Operator,
+        inputs: Vec<ValueId>,
+        count: usize,
+    ) -> Vec<ValueId> {
         let id = self.graph.add_node(&node.name, Arc::new(op), inputs, count);
-        self.graph.node(id).map(|n| n.outputs.clone()).unwrap_or_default()
+        self.graph
+            .node(id)
+            .map(|n| n.outputs.clone())
+            .unwrap_or_default()
     }
 
     pub fn constant(&mut self, name: &str, tensor: Tensor) -> ValueId {
@@ -143,7 +181,11 @@ pub fn parse_input_reference(reference: &str) -> Option<(&str, usize)> {
 }
 
 /// Imports `model` with its decoded `weights` (manifest order), pinning input shapes.
-pub fn import(model: &WebModel, weights: &[WeightValues], input_shapes: &[InputShape]) -> Result<Imported, ImportError> {
+pub fn import(
+    model: &WebModel,
+    weights: &[WeightValues],
+    input_shapes: &[InputShape],
+) -> Result<Imported, ImportError> {
     let nodes = &model.graph.node;
     let by_name: HashMap<&str, &NodeDef> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
     // Unsupported ops first, all at once.
@@ -157,12 +199,22 @@ pub fn import(model: &WebModel, weights: &[WeightValues], input_shapes: &[InputS
         return Err(ImportError::UnsupportedOps(unsupported));
     }
     for shape in input_shapes {
-        if !nodes.iter().any(|n| n.name == shape.name && n.op == "Placeholder") {
-            return Err(ImportError::Graph(format!("--input-shape names {:?}, which is not a graph input", shape.name)));
+        if !nodes
+            .iter()
+            .any(|n| n.name == shape.name && n.op == "Placeholder")
+        {
+            return Err(ImportError::Graph(format!(
+                "--input-shape names {:?}, which is not a graph input",
+                shape.name
+            )));
         }
     }
-    let weight_index: HashMap<&str, usize> =
-        model.weights.iter().enumerate().map(|(index, w)| (w.name.as_str(), index)).collect();
+    let weight_index: HashMap<&str, usize> = model
+        .weights
+        .iter()
+        .enumerate()
+        .map(|(index, w)| (w.name.as_str(), index))
+        .collect();
     let order = topological_order(nodes, &by_name)?;
 
     let mut graph = Graph::new();
@@ -171,23 +223,36 @@ pub fn import(model: &WebModel, weights: &[WeightValues], input_shapes: &[InputS
     for node in order {
         let mut inputs = Vec::new();
         for reference in &node.input {
-            let Some((name, index)) = parse_input_reference(reference) else { continue };
-            let value = values.get(&(name.to_string(), index)).copied().ok_or_else(|| ImportError::Node {
-                node: node.name.clone(),
-                op: node.op.clone(),
-                message: format!("input {reference:?} is not produced by any node"),
-            })?;
+            let Some((name, index)) = parse_input_reference(reference) else {
+                continue;
+            };
+            let value = values
+                .get(&(name.to_string(), index))
+                .copied()
+                .ok_or_else(|| ImportError::Node {
+                    node: node.name.clone(),
+                    op: node.op.clone(),
+                    message: format!("input {reference:?} is not produced by any node"),
+                })?;
             inputs.push(value);
         }
         let outputs: Vec<ValueId> = match node.op.as_str() {
             "NoOp" => Vec::new(),
             op if IDENTITY_OPS.contains(&op) => inputs.clone(),
-            "Placeholder" | "PlaceholderWithDefault" if node.op == "Placeholder" || inputs.is_empty() => {
+            "Placeholder" | "PlaceholderWithDefault"
+                if node.op == "Placeholder" || inputs.is_empty() =>
+            {
                 let ty = placeholder_type(node, input_shapes, &mut notes)?;
                 vec![graph.add_input(&node.name, Some(ty))]
             }
             "PlaceholderWithDefault" => inputs.clone(),
-            "Const" => vec![import_constant(&mut graph, node, model, weights, &weight_index)?],
+            "Const" => vec![import_constant(
+                &mut graph,
+                node,
+                model,
+                weights,
+                &weight_index,
+            )?],
             op => {
                 let import = importer_for(op).ok_or_else(|| {
                     ImportError::UnsupportedOps(BTreeMap::from([(op.to_string(), 1)]))
@@ -203,7 +268,9 @@ pub fn import(model: &WebModel, weights: &[WeightValues], input_shapes: &[InputS
 
     // Outputs: the signature's if present, else every sink.
     let output_names: Vec<String> = match &model.signature {
-        Some(signature) if !signature.outputs.is_empty() => signature.outputs.iter().map(|t| t.name.clone()).collect(),
+        Some(signature) if !signature.outputs.is_empty() => {
+            signature.outputs.iter().map(|t| t.name.clone()).collect()
+        }
         _ => sinks(nodes),
     };
     for reference in output_names {
@@ -211,8 +278,14 @@ pub fn import(model: &WebModel, weights: &[WeightValues], input_shapes: &[InputS
         let value = values
             .get(&(name.to_string(), index))
             .copied()
-            .ok_or_else(|| ImportError::Graph(format!("output {reference:?} is not produced by any node")))?;
-        let display = if index == 0 { name.to_string() } else { format!("{name}:{index}") };
+            .ok_or_else(|| {
+                ImportError::Graph(format!("output {reference:?} is not produced by any node"))
+            })?;
+        let display = if index == 0 {
+            name.to_string()
+        } else {
+            format!("{name}:{index}")
+        };
         graph.add_output(&display, value);
     }
     if graph.outputs.is_empty() {
@@ -222,34 +295,60 @@ pub fn import(model: &WebModel, weights: &[WeightValues], input_shapes: &[InputS
 }
 
 fn is_known(op: &str) -> bool {
-    matches!(op, "NoOp" | "Placeholder" | "PlaceholderWithDefault" | "Const")
-        || IDENTITY_OPS.contains(&op)
-        || ops::elementwise::TF_UNARY.iter().any(|(name, _)| *name == op)
-        || ops::elementwise::TF_BINARY.iter().any(|(name, _)| *name == op)
+    matches!(
+        op,
+        "NoOp" | "Placeholder" | "PlaceholderWithDefault" | "Const"
+    ) || IDENTITY_OPS.contains(&op)
+        || ops::elementwise::TF_UNARY
+            .iter()
+            .any(|(name, _)| *name == op)
+        || ops::elementwise::TF_BINARY
+            .iter()
+            .any(|(name, _)| *name == op)
         || IMPORTERS.iter().any(|(name, _)| *name == op)
 }
 
 /// Importer for the plain unary and binary names, looked up through their own tables.
 fn elementwise_importer(op: &str) -> Option<ImportFn> {
-    if ops::elementwise::TF_UNARY.iter().any(|(name, _)| *name == op) {
+    if ops::elementwise::TF_UNARY
+        .iter()
+        .any(|(name, _)| *name == op)
+    {
         Some(ops::elementwise::import_unary)
-    } else if ops::elementwise::TF_BINARY.iter().any(|(name, _)| *name == op) {
+    } else if ops::elementwise::TF_BINARY
+        .iter()
+        .any(|(name, _)| *name == op)
+    {
         Some(ops::elementwise::import_binary)
     } else {
         None
     }
 }
 
-fn placeholder_type(node: &NodeDef, input_shapes: &[InputShape], notes: &mut Vec<String>) -> Result<TensorType, ImportError> {
+fn placeholder_type(
+    node: &NodeDef,
+    input_shapes: &[InputShape],
+    notes: &mut Vec<String>,
+) -> Result<TensorType, ImportError> {
     let attributes = NodeAttributes::of(node);
-    let fail = |message: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message };
+    let fail = |message: String| ImportError::Node {
+        node: node.name.clone(),
+        op: node.op.clone(),
+        message,
+    };
     let dtype = attributes.dtype("dtype").map_err(fail)?;
     if let Some(given) = input_shapes.iter().find(|s| s.name == node.name) {
-        if let Some(Some(declared)) = attributes.shape("shape").ok() {
+        if let Ok(Some(declared)) = attributes.shape("shape") {
             let compatible = declared.len() == given.shape.len()
-                && declared.iter().zip(&given.shape).all(|(&d, &g)| d < 0 || d as usize == g);
+                && declared
+                    .iter()
+                    .zip(&given.shape)
+                    .all(|(&d, &g)| d < 0 || d as usize == g);
             if !compatible {
-                return Err(fail(format!("--input-shape {:?} does not fit the declared shape {declared:?}", given.shape)));
+                return Err(fail(format!(
+                    "--input-shape {:?} does not fit the declared shape {declared:?}",
+                    given.shape
+                )));
             }
         }
         return Ok(TensorType::new(dtype, given.shape.clone()));
@@ -262,7 +361,10 @@ fn placeholder_type(node: &NodeDef, input_shapes: &[InputShape], notes: &mut Vec
         if dim >= 0 {
             shape.push(dim as usize);
         } else if axis == 0 {
-            notes.push(format!("input {:?}: unknown batch dimension set to 1 (use --input-shape to choose)", node.name));
+            notes.push(format!(
+                "input {:?}: unknown batch dimension set to 1 (use --input-shape to choose)",
+                node.name
+            ));
             shape.push(1);
         } else {
             return Err(fail(format!(
@@ -281,7 +383,11 @@ fn import_constant(
     weights: &[WeightValues],
     weight_index: &HashMap<&str, usize>,
 ) -> Result<ValueId, ImportError> {
-    let fail = |message: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message };
+    let fail = |message: String| ImportError::Node {
+        node: node.name.clone(),
+        op: node.op.clone(),
+        message,
+    };
     if let Some(&index) = weight_index.get(node.name.as_str()) {
         let spec = &model.weights[index];
         let shape = spec.shape.clone();
@@ -289,11 +395,19 @@ fn import_constant(
             Some(WeightValues::Float32(values)) => Tensor::from_f32(shape, values.clone()),
             Some(WeightValues::Int32(values)) => Tensor::from_i32(shape, values.clone()),
             Some(WeightValues::Bool(values)) => Tensor::from_bool(shape, values.clone()),
-            Some(_) => return Err(fail(format!("weight {:?} has a dtype compiled code cannot use", spec.name))),
+            Some(_) => {
+                return Err(fail(format!(
+                    "weight {:?} has a dtype compiled code cannot use",
+                    spec.name
+                )))
+            }
             None => return Err(fail(format!("weight {:?} was not read", spec.name))),
         };
         if tensor.element_count() != spec.shape.iter().product::<usize>() {
-            return Err(fail(format!("weight {:?} holds the wrong number of values", spec.name)));
+            return Err(fail(format!(
+                "weight {:?} holds the wrong number of values",
+                spec.name
+            )));
         }
         let expected = NodeAttributes::of(node).dtype("dtype").ok();
         let tensor = match expected {
@@ -302,9 +416,9 @@ fn import_constant(
         };
         return Ok(graph.add_constant(&node.name, tensor, Some(spec.name.clone())));
     }
-    let proto = NodeAttributes::of(node)
-        .tensor("value")
-        .ok_or_else(|| fail("constant has no value and no weight of that name in the manifest".into()))?;
+    let proto = NodeAttributes::of(node).tensor("value").ok_or_else(|| {
+        fail("constant has no value and no weight of that name in the manifest".into())
+    })?;
     let tensor = tensor_from_proto(proto).map_err(fail)?;
     if tensor.dtype() == DType::I64 {
         // Compiled code works in i32 for integers; shapes and indices fit.
@@ -325,13 +439,18 @@ fn sinks(nodes: &[NodeDef]) -> Vec<String> {
     }
     nodes
         .iter()
-        .filter(|n| !used.contains(&n.name) && !matches!(n.op.as_str(), "Const" | "NoOp" | "Placeholder"))
+        .filter(|n| {
+            !used.contains(&n.name) && !matches!(n.op.as_str(), "Const" | "NoOp" | "Placeholder")
+        })
         .map(|n| n.name.clone())
         .collect()
 }
 
 /// Kahn's algorithm over data and control edges; GraphDef order is not guaranteed.
-fn topological_order<'a>(nodes: &'a [NodeDef], by_name: &HashMap<&str, &'a NodeDef>) -> Result<Vec<&'a NodeDef>, ImportError> {
+fn topological_order<'a>(
+    nodes: &'a [NodeDef],
+    by_name: &HashMap<&str, &'a NodeDef>,
+) -> Result<Vec<&'a NodeDef>, ImportError> {
     let mut pending: HashMap<&str, usize> = HashMap::new();
     let mut readers: HashMap<&str, Vec<&'a NodeDef>> = HashMap::new();
     for node in nodes {
@@ -351,14 +470,19 @@ fn topological_order<'a>(nodes: &'a [NodeDef], by_name: &HashMap<&str, &'a NodeD
         }
         pending.insert(node.name.as_str(), count);
     }
-    let mut ready: Vec<&NodeDef> = nodes.iter().filter(|n| pending[n.name.as_str()] == 0).collect();
+    let mut ready: Vec<&NodeDef> = nodes
+        .iter()
+        .filter(|n| pending[n.name.as_str()] == 0)
+        .collect();
     ready.reverse();
     let mut order = Vec::with_capacity(nodes.len());
     while let Some(node) = ready.pop() {
         order.push(node);
         if let Some(list) = readers.get(node.name.as_str()) {
             for reader in list {
-                let count = pending.get_mut(reader.name.as_str()).expect("every node is counted");
+                let count = pending
+                    .get_mut(reader.name.as_str())
+                    .expect("every node is counted");
                 *count -= 1;
                 if *count == 0 {
                     ready.push(reader);
@@ -367,12 +491,18 @@ fn topological_order<'a>(nodes: &'a [NodeDef], by_name: &HashMap<&str, &'a NodeD
         }
     }
     if order.len() != nodes.len() {
-        return Err(ImportError::Graph("the graph has a cycle (control flow is not supported)".into()));
+        return Err(ImportError::Graph(
+            "the graph has a cycle (control flow is not supported)".into(),
+        ));
     }
     Ok(order)
 }
 
 #[doc(hidden)]
 pub fn importer_for(op: &str) -> Option<ImportFn> {
-    IMPORTERS.iter().find(|(name, _)| *name == op).map(|(_, f)| *f).or_else(|| elementwise_importer(op))
+    IMPORTERS
+        .iter()
+        .find(|(name, _)| *name == op)
+        .map(|(_, f)| *f)
+        .or_else(|| elementwise_importer(op))
 }

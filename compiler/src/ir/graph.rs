@@ -97,7 +97,10 @@ impl Graph {
 
     /// The inferred type of `id`; panics if shape inference has not run (a compiler bug).
     pub fn ty(&self, id: ValueId) -> &TensorType {
-        self.value(id).ty.as_ref().unwrap_or_else(|| panic!("value {id} has no type yet"))
+        self.value(id)
+            .ty
+            .as_ref()
+            .unwrap_or_else(|| panic!("value {id} has no type yet"))
     }
 
     /// The constant behind `id`, if it is one.
@@ -110,13 +113,19 @@ impl Graph {
 
     pub fn add_input(&mut self, name: &str, ty: Option<TensorType>) -> ValueId {
         let id = self.push_value(Definition::Input(self.inputs.len()), ty, name.to_string());
-        self.inputs.push(Port { name: name.to_string(), value: id });
+        self.inputs.push(Port {
+            name: name.to_string(),
+            value: id,
+        });
         id
     }
 
     pub fn add_constant(&mut self, name: &str, tensor: Tensor, weight: Option<String>) -> ValueId {
         let ty = Some(tensor.tensor_type());
-        let constant = Constant { tensor: Arc::new(tensor), weight };
+        let constant = Constant {
+            tensor: Arc::new(tensor),
+            weight,
+        };
         self.push_value(Definition::Constant(constant), ty, name.to_string())
     }
 
@@ -132,22 +141,53 @@ impl Graph {
         self.next_node += 1;
         let outputs = (0..output_count)
             .map(|output_index| {
-                let value_name = if output_index == 0 { name.to_string() } else { format!("{name}:{output_index}") };
-                self.push_value(Definition::Node { node: id, output_index }, None, value_name)
+                let value_name = if output_index == 0 {
+                    name.to_string()
+                } else {
+                    format!("{name}:{output_index}")
+                };
+                self.push_value(
+                    Definition::Node {
+                        node: id,
+                        output_index,
+                    },
+                    None,
+                    value_name,
+                )
             })
             .collect();
-        self.nodes.push((id, Node { name: name.to_string(), op, inputs, outputs }));
+        self.nodes.push((
+            id,
+            Node {
+                name: name.to_string(),
+                op,
+                inputs,
+                outputs,
+            },
+        ));
         id
     }
 
-    fn push_value(&mut self, definition: Definition, ty: Option<TensorType>, name: String) -> ValueId {
+    fn push_value(
+        &mut self,
+        definition: Definition,
+        ty: Option<TensorType>,
+        name: String,
+    ) -> ValueId {
         let id = ValueId(self.values.len() as u32);
-        self.values.push(Value { definition, ty, name });
+        self.values.push(Value {
+            definition,
+            ty,
+            name,
+        });
         id
     }
 
     pub fn add_output(&mut self, name: &str, value: ValueId) {
-        self.outputs.push(Port { name: name.to_string(), value });
+        self.outputs.push(Port {
+            name: name.to_string(),
+            value,
+        });
     }
 
     /// Nodes in topological order.
@@ -164,11 +204,17 @@ impl Graph {
     }
 
     pub fn node(&self, id: NodeId) -> Option<&Node> {
-        self.nodes.iter().find(|(node_id, _)| *node_id == id).map(|(_, node)| node)
+        self.nodes
+            .iter()
+            .find(|(node_id, _)| *node_id == id)
+            .map(|(_, node)| node)
     }
 
     pub fn node_mut(&mut self, id: NodeId) -> Option<&mut Node> {
-        self.nodes.iter_mut().find(|(node_id, _)| *node_id == id).map(|(_, node)| node)
+        self.nodes
+            .iter_mut()
+            .find(|(node_id, _)| *node_id == id)
+            .map(|(_, node)| node)
     }
 
     /// The node producing `value`, if a node does.
@@ -188,7 +234,10 @@ impl Graph {
     pub fn make_constant(&mut self, value: ValueId, tensor: Tensor) {
         let entry = self.value_mut(value);
         entry.ty = Some(tensor.tensor_type());
-        entry.definition = Definition::Constant(Constant { tensor: Arc::new(tensor), weight: None });
+        entry.definition = Definition::Constant(Constant {
+            tensor: Arc::new(tensor),
+            weight: None,
+        });
     }
 
     /// Rewrites every use of `old` (node inputs and graph outputs) to `new`.
@@ -239,7 +288,11 @@ impl Graph {
 
     /// Creates an untyped value defined by output `output_index` of `node`.
     pub fn fresh_node_output(&mut self, node: NodeId, output_index: usize, name: &str) -> ValueId {
-        self.push_value(Definition::Node { node, output_index }, None, name.to_string())
+        self.push_value(
+            Definition::Node { node, output_index },
+            None,
+            name.to_string(),
+        )
     }
 
     /// Whether `value` is read by the graph outputs.

@@ -109,20 +109,32 @@ pub struct Tensor {
 impl Tensor {
     pub fn from_f32(shape: Vec<usize>, values: Vec<f32>) -> Tensor {
         debug_assert_eq!(shape.iter().product::<usize>(), values.len());
-        Tensor { shape, data: TensorData::F32(values) }
+        Tensor {
+            shape,
+            data: TensorData::F32(values),
+        }
     }
 
     pub fn from_i32(shape: Vec<usize>, values: Vec<i32>) -> Tensor {
         debug_assert_eq!(shape.iter().product::<usize>(), values.len());
-        Tensor { shape, data: TensorData::I32(values) }
+        Tensor {
+            shape,
+            data: TensorData::I32(values),
+        }
     }
 
     pub fn from_i64(shape: Vec<usize>, values: Vec<i64>) -> Tensor {
-        Tensor { shape, data: TensorData::I64(values) }
+        Tensor {
+            shape,
+            data: TensorData::I64(values),
+        }
     }
 
     pub fn from_bool(shape: Vec<usize>, values: Vec<bool>) -> Tensor {
-        Tensor { shape, data: TensorData::Bool(values) }
+        Tensor {
+            shape,
+            data: TensorData::Bool(values),
+        }
     }
 
     /// A tensor of `dtype` filled with `value` converted to that dtype.
@@ -180,11 +192,15 @@ impl Tensor {
         match dtype {
             DType::F32 => Tensor::from_f32(shape, self.to_f32_vec()),
             DType::I32 => match &self.data {
-                TensorData::Bool(values) => Tensor::from_i32(shape, values.iter().map(|&v| v as i32).collect()),
+                TensorData::Bool(values) => {
+                    Tensor::from_i32(shape, values.iter().map(|&v| v as i32).collect())
+                }
                 _ => Tensor::from_i32(shape, self.to_i64_vec().iter().map(|&v| v as i32).collect()),
             },
             DType::I64 => Tensor::from_i64(shape, self.to_i64_vec()),
-            DType::Bool => Tensor::from_bool(shape, self.to_f32_vec().iter().map(|&v| v != 0.0).collect()),
+            DType::Bool => {
+                Tensor::from_bool(shape, self.to_f32_vec().iter().map(|&v| v != 0.0).collect())
+            }
         }
     }
 
@@ -200,6 +216,9 @@ impl Tensor {
 
     /// Same data, new shape (element counts must agree).
     pub fn reshaped(&self, shape: Vec<usize>) -> Tensor {
-        Tensor { shape, data: self.data.clone() }
+        Tensor {
+            shape,
+            data: self.data.clone(),
+        }
     }
 }

@@ -26,7 +26,7 @@ pub const INLINE_LIMIT: usize = 16;
 /// (inputs, constants, node results), so a graph and its re-parse print identically.
 pub fn print(graph: &Graph) -> String {
     let mut numbers: HashMap<ValueId, usize> = HashMap::new();
-    let mut number = |id: ValueId, numbers: &mut HashMap<ValueId, usize>| {
+    let number = |id: ValueId, numbers: &mut HashMap<ValueId, usize>| {
         let next = numbers.len();
         format!("%{}", *numbers.entry(id).or_insert(next))
     };
@@ -54,13 +54,30 @@ pub fn print(graph: &Graph) -> String {
         }
     }
     for (_, node) in graph.nodes() {
-        let inputs: Vec<String> = node.inputs.iter().map(|&v| number(v, &mut numbers)).collect();
-        let outputs: Vec<String> = node.outputs.iter().map(|&v| number(v, &mut numbers)).collect();
-        let _ = write!(out, "  {} = {}({})", outputs.join(", "), node.op.name(), inputs.join(", "));
+        let inputs: Vec<String> = node
+            .inputs
+            .iter()
+            .map(|&v| number(v, &mut numbers))
+            .collect();
+        let outputs: Vec<String> = node
+            .outputs
+            .iter()
+            .map(|&v| number(v, &mut numbers))
+            .collect();
+        let _ = write!(
+            out,
+            "  {} = {}({})",
+            outputs.join(", "),
+            node.op.name(),
+            inputs.join(", ")
+        );
         let attributes = node.op.attributes();
         if !attributes.0.is_empty() {
-            let parts: Vec<String> =
-                attributes.0.iter().map(|(name, value)| format!("{name}={}", attribute_text(value))).collect();
+            let parts: Vec<String> = attributes
+                .0
+                .iter()
+                .map(|(name, value)| format!("{name}={}", attribute_text(value)))
+                .collect();
             let _ = write!(out, " {{{}}}", parts.join(", "));
         }
         let types: Vec<String> = node.outputs.iter().map(|&v| type_text(v)).collect();
@@ -95,7 +112,11 @@ fn float_text(value: f32) -> String {
     if value.is_nan() {
         "nan".into()
     } else if value.is_infinite() {
-        if value > 0.0 { "inf".into() } else { "-inf".into() }
+        if value > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else {
         format!("{value:?}")
     }
@@ -108,8 +129,20 @@ fn attribute_text(value: &Attribute) -> String {
         Attribute::Bool(v) => v.to_string(),
         Attribute::Str(v) => format!("{v:?}"),
         Attribute::Type(v) => v.short_name().to_string(),
-        Attribute::Ints(v) => format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
-        Attribute::Floats(v) => format!("[{}]", v.iter().map(|x| float_text(*x)).collect::<Vec<_>>().join(", ")),
+        Attribute::Ints(v) => format!(
+            "[{}]",
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Attribute::Floats(v) => format!(
+            "[{}]",
+            v.iter()
+                .map(|x| float_text(*x))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -147,7 +180,11 @@ fn tokenize(line: &str) -> Result<Vec<Token>, String> {
                 index += 1;
             }
             let digits: String = chars[start..index].iter().collect();
-            tokens.push(Token::Value(digits.parse().map_err(|_| format!("bad value name %{digits}"))?));
+            tokens.push(Token::Value(
+                digits
+                    .parse()
+                    .map_err(|_| format!("bad value name %{digits}"))?,
+            ));
         } else if c == '"' {
             let mut text = String::new();
             index += 1;
@@ -205,7 +242,11 @@ struct Cursor {
 
 impl Cursor {
     fn next(&mut self) -> Result<Token, String> {
-        let token = self.tokens.get(self.position).cloned().ok_or("unexpected end of line")?;
+        let token = self
+            .tokens
+            .get(self.position)
+            .cloned()
+            .ok_or("unexpected end of line")?;
         self.position += 1;
         Ok(token)
     }
@@ -249,14 +290,18 @@ impl Cursor {
             return Ok(None);
         }
         let dtype = match self.next()? {
-            Token::Word(word) => DType::from_short_name(&word).ok_or(format!("unknown dtype `{word}`"))?,
+            Token::Word(word) => {
+                DType::from_short_name(&word).ok_or(format!("unknown dtype `{word}`"))?
+            }
             other => return Err(format!("expected a dtype, found {other:?}")),
         };
         self.expect_punct('[')?;
         let mut shape = Vec::new();
         while !self.eat_punct(']') {
             match self.next()? {
-                Token::Number(n) => shape.push(n.parse().map_err(|_| format!("bad dimension `{n}`"))?),
+                Token::Number(n) => {
+                    shape.push(n.parse().map_err(|_| format!("bad dimension `{n}`"))?)
+                }
                 other => return Err(format!("expected a dimension, found {other:?}")),
             }
             self.eat_punct(',');
@@ -301,7 +346,9 @@ fn parse_attribute(cursor: &mut Cursor) -> Result<Attribute, String> {
                 "true" => Ok(Attribute::Bool(true)),
                 "false" => Ok(Attribute::Bool(false)),
                 "nan" | "inf" => Ok(Attribute::Float(parse_float(&w)?)),
-                _ => DType::from_short_name(&w).map(Attribute::Type).ok_or(format!("unknown attribute word `{w}`")),
+                _ => DType::from_short_name(&w)
+                    .map(Attribute::Type)
+                    .ok_or(format!("unknown attribute word `{w}`")),
             }
         }
         Some(Token::Number(n)) => {
@@ -315,9 +362,16 @@ fn parse_attribute(cursor: &mut Cursor) -> Result<Attribute, String> {
         Some(Token::Punct('[')) => {
             let items = cursor.literal_list()?;
             if items.iter().all(|item| item.parse::<i64>().is_ok()) {
-                Ok(Attribute::Ints(items.iter().map(|item| item.parse().unwrap_or(0)).collect()))
+                Ok(Attribute::Ints(
+                    items.iter().map(|item| item.parse().unwrap_or(0)).collect(),
+                ))
             } else {
-                Ok(Attribute::Floats(items.iter().map(|item| parse_float(item)).collect::<Result<_, _>>()?))
+                Ok(Attribute::Floats(
+                    items
+                        .iter()
+                        .map(|item| parse_float(item))
+                        .collect::<Result<_, _>>()?,
+                ))
             }
         }
         other => Err(format!("expected an attribute value, found {other:?}")),
@@ -326,17 +380,37 @@ fn parse_attribute(cursor: &mut Cursor) -> Result<Attribute, String> {
 
 fn literal_tensor(items: &[String], ty: &TensorType) -> Result<Tensor, String> {
     if items.len() != ty.element_count() {
-        return Err(format!("constant has {} values, its type {ty} holds {}", items.len(), ty.element_count()));
+        return Err(format!(
+            "constant has {} values, its type {ty} holds {}",
+            items.len(),
+            ty.element_count()
+        ));
     }
     let shape = ty.shape.clone();
     let parse_int = |s: &String| s.parse::<i64>().map_err(|_| format!("bad integer `{s}`"));
     Ok(match ty.dtype {
-        DType::F32 => Tensor::from_f32(shape, items.iter().map(|s| parse_float(s)).collect::<Result<_, _>>()?),
-        DType::I32 => {
-            Tensor::from_i32(shape, items.iter().map(|s| parse_int(s).map(|v| v as i32)).collect::<Result<_, _>>()?)
-        }
-        DType::I64 => Tensor::from_i64(shape, items.iter().map(parse_int).collect::<Result<_, _>>()?),
-        DType::Bool => Tensor::from_bool(shape, items.iter().map(|s| s == "true" || s == "1").collect()),
+        DType::F32 => Tensor::from_f32(
+            shape,
+            items
+                .iter()
+                .map(|s| parse_float(s))
+                .collect::<Result<_, _>>()?,
+        ),
+        DType::I32 => Tensor::from_i32(
+            shape,
+            items
+                .iter()
+                .map(|s| parse_int(s).map(|v| v as i32))
+                .collect::<Result<_, _>>()?,
+        ),
+        DType::I64 => Tensor::from_i64(
+            shape,
+            items.iter().map(parse_int).collect::<Result<_, _>>()?,
+        ),
+        DType::Bool => Tensor::from_bool(
+            shape,
+            items.iter().map(|s| s == "true" || s == "1").collect(),
+        ),
     })
 }
 
@@ -346,15 +420,24 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
     let mut names: HashMap<u32, ValueId> = HashMap::new();
     let mut started = false;
     for (line_index, line) in text.lines().enumerate() {
-        let fail = |message: String| ParseError { line: line_index + 1, message };
+        let fail = |message: String| ParseError {
+            line: line_index + 1,
+            message,
+        };
         let tokens = tokenize(line).map_err(fail)?;
         if tokens.is_empty() {
             continue;
         }
-        let mut cursor = Cursor { tokens, position: 0 };
+        let mut cursor = Cursor {
+            tokens,
+            position: 0,
+        };
         let result: Result<(), String> = (|| {
             let lookup = |names: &HashMap<u32, ValueId>, v: u32| {
-                names.get(&v).copied().ok_or(format!("%{v} is used before it is defined"))
+                names
+                    .get(&v)
+                    .copied()
+                    .ok_or(format!("%{v} is used before it is defined"))
             };
             match cursor.next()? {
                 Token::Word(w) if w == "graph" && !started => {
@@ -417,7 +500,11 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
                         while !cursor.eat_punct('}') {
                             let key = match cursor.next()? {
                                 Token::Word(w) => w,
-                                other => return Err(format!("expected an attribute name, found {other:?}")),
+                                other => {
+                                    return Err(format!(
+                                        "expected an attribute name, found {other:?}"
+                                    ))
+                                }
                             };
                             cursor.expect_punct('=')?;
                             attributes.0.insert(key, parse_attribute(&mut cursor)?);
@@ -429,12 +516,24 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
                     while cursor.eat_punct(',') {
                         types.push(cursor.tensor_type()?);
                     }
-                    let node_name = if cursor.eat_punct('@') { cursor.string()? } else { format!("n{first}") };
-                    let op = parse_operator(&op_name, &attributes).map_err(|e| format!("{op_name}: {e}"))?;
+                    let node_name = if cursor.eat_punct('@') {
+                        cursor.string()?
+                    } else {
+                        format!("n{first}")
+                    };
+                    let op = parse_operator(&op_name, &attributes)
+                        .map_err(|e| format!("{op_name}: {e}"))?;
                     let node = graph.add_node(&node_name, op, inputs, defined.len());
-                    let outputs = graph.node(node).map(|n| n.outputs.clone()).unwrap_or_default();
+                    let outputs = graph
+                        .node(node)
+                        .map(|n| n.outputs.clone())
+                        .unwrap_or_default();
                     if types.len() != outputs.len() {
-                        return Err(format!("{} results but {} types", outputs.len(), types.len()));
+                        return Err(format!(
+                            "{} results but {} types",
+                            outputs.len(),
+                            types.len()
+                        ));
                     }
                     for ((v, id), ty) in defined.iter().zip(outputs).zip(types) {
                         graph.value_mut(id).ty = ty;

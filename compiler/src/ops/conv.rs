@@ -9,12 +9,12 @@ use std::sync::Arc;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use super::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
-use super::epilogue::{self, Epilogue, EpilogueStep};
-use crate::invalid;
+use super::epilogue::{self, Epilogue};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{Kernel, LANES};
 use crate::codegen::CodegenError;
 use crate::import::{ImportError, Importer, NodeAttributes};
+use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -45,7 +45,12 @@ impl Padding {
                 if pads.len() != 4 || pads.iter().any(|&p| p < 0) {
                     return Err(invalid!("pads must be four non-negative integers"));
                 }
-                Padding::Explicit([pads[0] as usize, pads[1] as usize, pads[2] as usize, pads[3] as usize])
+                Padding::Explicit([
+                    pads[0] as usize,
+                    pads[1] as usize,
+                    pads[2] as usize,
+                    pads[3] as usize,
+                ])
             }
             other => return Err(invalid!("unknown padding `{other}`")),
         })
@@ -54,7 +59,10 @@ impl Padding {
     pub fn add_to(&self, attributes: Attributes) -> Attributes {
         let attributes = attributes.with("padding", Attribute::Str(self.text()));
         match self {
-            Padding::Explicit(p) => attributes.with("pads", Attribute::Ints(p.iter().map(|&v| v as i64).collect())),
+            Padding::Explicit(p) => attributes.with(
+                "pads",
+                Attribute::Ints(p.iter().map(|&v| v as i64).collect()),
+            ),
             _ => attributes,
         }
     }
@@ -67,16 +75,30 @@ impl Padding {
             "EXPLICIT" => {
                 let p = attributes.ints("explicit_paddings")?;
                 if p.len() != 8 || p.iter().any(|&v| v < 0) {
-                    return Err(format!("explicit_paddings must hold 8 non-negative values, got {p:?}"));
+                    return Err(format!(
+                        "explicit_paddings must hold 8 non-negative values, got {p:?}"
+                    ));
                 }
-                Ok(Padding::Explicit([p[2] as usize, p[3] as usize, p[4] as usize, p[5] as usize]))
+                Ok(Padding::Explicit([
+                    p[2] as usize,
+                    p[3] as usize,
+                    p[4] as usize,
+                    p[5] as usize,
+                ]))
             }
             other => Err(format!("padding {other:?} is not supported")),
         }
     }
 
     /// Output size and padding before/after along one axis.
-    pub fn resolve(&self, input: usize, kernel: usize, stride: usize, dilation: usize, axis: usize) -> OpResult<(usize, usize, usize)> {
+    pub fn resolve(
+        &self,
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        axis: usize,
+    ) -> OpResult<(usize, usize, usize)> {
         let effective = (kernel - 1) * dilation + 1;
         let (output, before, after) = match self {
             Padding::Same => {
@@ -86,7 +108,9 @@ impl Padding {
             }
             Padding::Valid => {
                 if input < effective {
-                    return Err(invalid!("window {effective} is larger than the input {input}"));
+                    return Err(invalid!(
+                        "window {effective} is larger than the input {input}"
+                    ));
                 }
                 ((input - effective) / stride + 1, 0, 0)
             }
@@ -94,7 +118,9 @@ impl Padding {
                 let (before, after) = (pads[axis * 2], pads[axis * 2 + 1]);
                 let padded = input + before + after;
                 if padded < effective {
-                    return Err(invalid!("window {effective} is larger than the padded input {padded}"));
+                    return Err(invalid!(
+                        "window {effective} is larger than the padded input {padded}"
+                    ));
                 }
                 ((padded - effective) / stride + 1, before, after)
             }
@@ -118,15 +144,28 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn new(input: &[usize], kernel: [usize; 2], strides: [usize; 2], dilations: [usize; 2], padding: &Padding) -> OpResult<Window> {
+    pub fn new(
+        input: &[usize],
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        dilations: [usize; 2],
+        padding: &Padding,
+    ) -> OpResult<Window> {
         if input.len() != 4 {
-            return Err(invalid!("input must be NHWC (rank 4), got rank {}", input.len()));
+            return Err(invalid!(
+                "input must be NHWC (rank 4), got rank {}",
+                input.len()
+            ));
         }
         if strides.contains(&0) || dilations.contains(&0) || kernel.contains(&0) {
-            return Err(invalid!("strides, dilations and window sizes must be positive"));
+            return Err(invalid!(
+                "strides, dilations and window sizes must be positive"
+            ));
         }
-        let (oh, top, bottom) = padding.resolve(input[1], kernel[0], strides[0], dilations[0], 0)?;
-        let (ow, left, right) = padding.resolve(input[2], kernel[1], strides[1], dilations[1], 1)?;
+        let (oh, top, bottom) =
+            padding.resolve(input[1], kernel[0], strides[0], dilations[0], 0)?;
+        let (ow, left, right) =
+            padding.resolve(input[2], kernel[1], strides[1], dilations[1], 1)?;
         Ok(Window {
             batch: input[0],
             input: [input[1], input[2]],
@@ -140,7 +179,10 @@ impl Window {
     }
 
     pub fn padded(&self) -> [usize; 2] {
-        [self.input[0] + self.pads[0] + self.pads[1], self.input[1] + self.pads[2] + self.pads[3]]
+        [
+            self.input[0] + self.pads[0] + self.pads[1],
+            self.input[1] + self.pads[2] + self.pads[3],
+        ]
     }
 
     pub fn has_padding(&self) -> bool {
@@ -182,11 +224,25 @@ impl Conv2d {
         if filter.rank() != 4 {
             return Err(invalid!("filter must be rank 4, got {filter}"));
         }
-        let window = Window::new(&input.shape, [filter.shape[0], filter.shape[1]], self.strides, self.dilations, &self.padding)?;
+        let window = Window::new(
+            &input.shape,
+            [filter.shape[0], filter.shape[1]],
+            self.strides,
+            self.dilations,
+            &self.padding,
+        )?;
         if filter.shape[2] != window.channels {
-            return Err(invalid!("filter {filter} expects {} input channels, the input {input} has {}", filter.shape[2], window.channels));
+            return Err(invalid!(
+                "filter {filter} expects {} input channels, the input {input} has {}",
+                filter.shape[2],
+                window.channels
+            ));
         }
-        let output_channels = if self.depthwise { filter.shape[2] * filter.shape[3] } else { filter.shape[3] };
+        let output_channels = if self.depthwise {
+            filter.shape[2] * filter.shape[3]
+        } else {
+            filter.shape[3]
+        };
         Ok((window, output_channels))
     }
 }
@@ -198,8 +254,14 @@ impl Operator for Conv2d {
 
     fn attributes(&self) -> Attributes {
         let attributes = Attributes::default()
-            .with("strides", Attribute::Ints(self.strides.iter().map(|&v| v as i64).collect()))
-            .with("dilations", Attribute::Ints(self.dilations.iter().map(|&v| v as i64).collect()))
+            .with(
+                "strides",
+                Attribute::Ints(self.strides.iter().map(|&v| v as i64).collect()),
+            )
+            .with(
+                "dilations",
+                Attribute::Ints(self.dilations.iter().map(|&v| v as i64).collect()),
+            )
             .with("depthwise", Attribute::Bool(self.depthwise));
         self.epilogue.add_to(self.padding.add_to(attributes))
     }
@@ -208,10 +270,15 @@ impl Operator for Conv2d {
         inputs.expect_count(2 + self.epilogue.operand_count())?;
         let (input, filter) = (inputs.ty(0)?, inputs.ty(1)?);
         if input.dtype != DType::F32 || filter.dtype != DType::F32 {
-            return Err(OpError::Unsupported(format!("convolution of {input} by {filter} (f32 only)")));
+            return Err(OpError::Unsupported(format!(
+                "convolution of {input} by {filter} (f32 only)"
+            )));
         }
         let (window, channels) = self.geometry(input, filter)?;
-        let output = TensorType::new(DType::F32, vec![window.batch, window.output[0], window.output[1], channels]);
+        let output = TensorType::new(
+            DType::F32,
+            vec![window.batch, window.output[0], window.output[1], channels],
+        );
         self.epilogue.check_operands(&output, &inputs.types[2..])?;
         Ok(vec![output])
     }
@@ -233,22 +300,27 @@ impl Operator for Conv2d {
                     for oc in 0..channels {
                         let mut sum = 0f32;
                         for ky in 0..w.kernel[0] {
-                            let iy = (y * w.strides[0] + ky * w.dilations[0]) as isize - w.pads[0] as isize;
+                            let iy = (y * w.strides[0] + ky * w.dilations[0]) as isize
+                                - w.pads[0] as isize;
                             if iy < 0 || iy >= ih as isize {
                                 continue;
                             }
                             for kx in 0..w.kernel[1] {
-                                let ix = (x_out * w.strides[1] + kx * w.dilations[1]) as isize - w.pads[2] as isize;
+                                let ix = (x_out * w.strides[1] + kx * w.dilations[1]) as isize
+                                    - w.pads[2] as isize;
                                 if ix < 0 || ix >= iw as isize {
                                     continue;
                                 }
                                 let base = ((n * ih + iy as usize) * iw + ix as usize) * c;
                                 if self.depthwise {
                                     let ci = oc / multiplier;
-                                    sum += x[base + ci] * f[((ky * w.kernel[1] + kx) * c + ci) * multiplier + oc % multiplier];
+                                    sum += x[base + ci]
+                                        * f[((ky * w.kernel[1] + kx) * c + ci) * multiplier
+                                            + oc % multiplier];
                                 } else {
                                     for ci in 0..c {
-                                        sum += x[base + ci] * f[((ky * w.kernel[1] + kx) * c + ci) * channels + oc];
+                                        sum += x[base + ci]
+                                            * f[((ky * w.kernel[1] + kx) * c + ci) * channels + oc];
                                     }
                                 }
                             }
@@ -263,8 +335,9 @@ impl Operator for Conv2d {
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
-        let (window, channels) =
-            self.geometry(&kernel.inputs[0].ty, &kernel.inputs[1].ty).map_err(|e| kernel.error(e.to_string()))?;
+        let (window, channels) = self
+            .geometry(&kernel.inputs[0].ty, &kernel.inputs[1].ty)
+            .map_err(|e| kernel.error(e.to_string()))?;
         let source = pad_into_scratch(kernel, &window)?;
         if self.depthwise {
             lower_depthwise(kernel, &self.epilogue, &window, channels, source)
@@ -285,7 +358,11 @@ impl Operator for Conv2d {
 
     fn flops(&self, inputs: &[&TensorType], outputs: &[TensorType]) -> u64 {
         let filter = inputs[1];
-        let per_output = if self.depthwise { filter.shape[0] * filter.shape[1] } else { filter.shape[0] * filter.shape[1] * filter.shape[2] };
+        let per_output = if self.depthwise {
+            filter.shape[0] * filter.shape[1]
+        } else {
+            filter.shape[0] * filter.shape[1] * filter.shape[2]
+        };
         2 * (outputs[0].element_count() * per_output) as u64
     }
 
@@ -310,14 +387,14 @@ pub fn pad_into_scratch(kernel: &mut Kernel, window: &Window) -> Result<Value, C
     let (top, left) = (window.pads[0], window.pads[2]);
     kernel.for_count(window.batch * ih, &mut |k, row| {
         // row = n * ih + y; destination row = n * ph + y + top.
-        let n = k.builder.ins().udiv_imm(row, ih as i64);
-        let y = k.builder.ins().urem_imm(row, ih as i64);
-        let destination_row = k.builder.ins().imul_imm(n, ph as i64);
+        let n = k.builder.ins().udiv_imm_s(row, ih as i64);
+        let y = k.builder.ins().urem_imm_s(row, ih as i64);
+        let destination_row = k.builder.ins().imul_imm_s(n, ph as i64);
         let destination_row = k.builder.ins().iadd(destination_row, y);
-        let destination_row = k.builder.ins().iadd_imm(destination_row, top as i64);
-        let destination = k.builder.ins().imul_imm(destination_row, (pw * c) as i64);
-        let destination = k.builder.ins().iadd_imm(destination, (left * c) as i64);
-        let source = k.builder.ins().imul_imm(row, (iw * c) as i64);
+        let destination_row = k.builder.ins().iadd_imm_s(destination_row, top as i64);
+        let destination = k.builder.ins().imul_imm_s(destination_row, (pw * c) as i64);
+        let destination = k.builder.ins().iadd_imm_s(destination, (left * c) as i64);
+        let source = k.builder.ins().imul_imm_s(row, (iw * c) as i64);
         k.copy_elements(input, source, scratch, destination, iw * c, 4)
     })?;
     Ok(scratch)
@@ -337,7 +414,13 @@ fn partition(total: usize, widths: &[usize]) -> Vec<(usize, usize, usize)> {
     runs
 }
 
-fn lower_regular(kernel: &mut Kernel, epilogue: &Epilogue, w: &Window, channels: usize, source: Value) -> Result<(), CodegenError> {
+fn lower_regular(
+    kernel: &mut Kernel,
+    epilogue: &Epilogue,
+    w: &Window,
+    channels: usize,
+    source: Value,
+) -> Result<(), CodegenError> {
     let filter = kernel.inputs[1].pointer;
     let output = kernel.outputs[0].pointer;
     let [ph, pw] = w.padded();
@@ -347,13 +430,17 @@ fn lower_regular(kernel: &mut Kernel, epilogue: &Epilogue, w: &Window, channels:
     let channel_runs = partition(channels, &[2 * LANES, LANES, 1]);
     let pixel_runs = partition(ow, &[4, 1]);
     kernel.for_count(w.batch * oh, &mut |k, row| {
-        let n = k.builder.ins().udiv_imm(row, oh as i64);
-        let y = k.builder.ins().urem_imm(row, oh as i64);
-        let input_row = k.builder.ins().imul_imm(n, ph as i64);
-        let y_scaled = k.builder.ins().imul_imm(y, w.strides[0] as i64);
+        let n = k.builder.ins().udiv_imm_s(row, oh as i64);
+        let y = k.builder.ins().urem_imm_s(row, oh as i64);
+        let input_row = k.builder.ins().imul_imm_s(n, ph as i64);
+        let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
         let input_row = k.builder.ins().iadd(input_row, y_scaled);
         for &(channel_start, channel_count, channel_width) in &channel_runs {
-            let (vectors, lanes) = if channel_width >= LANES { (channel_width / LANES, LANES) } else { (1, 1) };
+            let (vectors, lanes) = if channel_width >= LANES {
+                (channel_width / LANES, LANES)
+            } else {
+                (1, 1)
+            };
             k.for_steps(channel_start, channel_count, channel_width, &mut |k, co| {
                 for &(pixel_start, pixel_count, pixels) in &pixel_runs {
                     k.for_steps(pixel_start, pixel_count, pixels, &mut |k, x0| {
@@ -367,33 +454,53 @@ fn lower_regular(kernel: &mut Kernel, epilogue: &Epilogue, w: &Window, channels:
                             })
                             .collect();
                         k.for_count(w.kernel[0], &mut |k, ky| {
-                            let dy = k.builder.ins().imul_imm(ky, w.dilations[0] as i64);
+                            let dy = k.builder.ins().imul_imm_s(ky, w.dilations[0] as i64);
                             let iy = k.builder.ins().iadd(input_row, dy);
                             k.for_count(w.kernel[1], &mut |k, kx| {
-                                let dx = k.builder.ins().imul_imm(kx, w.dilations[1] as i64);
+                                let dx = k.builder.ins().imul_imm_s(kx, w.dilations[1] as i64);
                                 // Element index of input[n, iy, x0 * s + dx, 0] and of filter[ky, kx, 0, co].
-                                let row_base = k.builder.ins().imul_imm(iy, pw as i64);
-                                let x_scaled = k.builder.ins().imul_imm(x0, w.strides[1] as i64);
+                                let row_base = k.builder.ins().imul_imm_s(iy, pw as i64);
+                                let x_scaled = k.builder.ins().imul_imm_s(x0, w.strides[1] as i64);
                                 let column = k.builder.ins().iadd(x_scaled, dx);
                                 let pixel = k.builder.ins().iadd(row_base, column);
-                                let input_base = k.builder.ins().imul_imm(pixel, c as i64);
+                                let input_base = k.builder.ins().imul_imm_s(pixel, c as i64);
                                 let input_address = k.address(source, input_base, 4);
-                                let tap = k.builder.ins().imul_imm(ky, w.kernel[1] as i64);
+                                let tap = k.builder.ins().imul_imm_s(ky, w.kernel[1] as i64);
                                 let tap = k.builder.ins().iadd(tap, kx);
-                                let filter_base = k.builder.ins().imul_imm(tap, (c * channels) as i64);
+                                let filter_base =
+                                    k.builder.ins().imul_imm_s(tap, (c * channels) as i64);
                                 let filter_base = k.builder.ins().iadd(filter_base, co);
                                 let filter_address = k.address(filter, filter_base, 4);
                                 k.for_count(c, &mut |k, ci| {
-                                    let weight_offset = k.builder.ins().imul_imm(ci, (channels * 4) as i64);
-                                    let weight_address = k.builder.ins().iadd(filter_address, weight_offset);
+                                    let weight_offset =
+                                        k.builder.ins().imul_imm_s(ci, (channels * 4) as i64);
+                                    let weight_address =
+                                        k.builder.ins().iadd(filter_address, weight_offset);
                                     let weights: Vec<Value> = (0..vectors)
-                                        .map(|v| k.builder.ins().load(ty, crate::codegen::kernel::memory_flags(), weight_address, (v * LANES * 4) as i32))
+                                        .map(|v| {
+                                            k.builder.ins().load(
+                                                ty,
+                                                crate::codegen::kernel::memory_flags(),
+                                                weight_address,
+                                                (v * LANES * 4) as i32,
+                                            )
+                                        })
                                         .collect();
-                                    let input_offset = k.builder.ins().imul_imm(ci, 4);
-                                    let input_at = k.builder.ins().iadd(input_address, input_offset);
+                                    let input_offset = k.builder.ins().imul_imm_s(ci, 4);
+                                    let input_at =
+                                        k.builder.ins().iadd(input_address, input_offset);
                                     for p in 0..pixels {
-                                        let scalar = k.builder.ins().load(types::F32, crate::codegen::kernel::memory_flags(), input_at, (p * w.strides[1] * c * 4) as i32);
-                                        let broadcast = if lanes > 1 { k.builder.ins().splat(ty, scalar) } else { scalar };
+                                        let scalar = k.builder.ins().load(
+                                            types::F32,
+                                            crate::codegen::kernel::memory_flags(),
+                                            input_at,
+                                            (p * w.strides[1] * c * 4) as i32,
+                                        );
+                                        let broadcast = if lanes > 1 {
+                                            k.builder.ins().splat(ty, scalar)
+                                        } else {
+                                            scalar
+                                        };
                                         for (v, weight) in weights.iter().enumerate() {
                                             let var = accumulators[p * vectors + v];
                                             let acc = k.builder.use_var(var);
@@ -406,15 +513,16 @@ fn lower_regular(kernel: &mut Kernel, epilogue: &Epilogue, w: &Window, channels:
                             })
                         })?;
                         for p in 0..pixels {
-                            let pixel = k.builder.ins().iadd_imm(x0, p as i64);
-                            let out_row = k.builder.ins().imul_imm(row, ow as i64);
+                            let pixel = k.builder.ins().iadd_imm_s(x0, p as i64);
+                            let out_row = k.builder.ins().imul_imm_s(row, ow as i64);
                             let out_pixel = k.builder.ins().iadd(out_row, pixel);
-                            let out_base = k.builder.ins().imul_imm(out_pixel, channels as i64);
+                            let out_base = k.builder.ins().imul_imm_s(out_pixel, channels as i64);
                             for v in 0..vectors {
-                                let channel = k.builder.ins().iadd_imm(co, (v * LANES) as i64);
+                                let channel = k.builder.ins().iadd_imm_s(co, (v * LANES) as i64);
                                 let index = k.builder.ins().iadd(out_base, channel);
                                 let value = k.builder.use_var(accumulators[p * vectors + v]);
-                                let value = epilogue::emit(k, epilogue, value, ty, index, channel, 2)?;
+                                let value =
+                                    epilogue::emit(k, epilogue, value, ty, index, channel, 2)?;
                                 k.store(value, output, index, 4);
                             }
                         }
@@ -428,28 +536,46 @@ fn lower_regular(kernel: &mut Kernel, epilogue: &Epilogue, w: &Window, channels:
     })
 }
 
-fn lower_depthwise(kernel: &mut Kernel, epilogue: &Epilogue, w: &Window, channels: usize, source: Value) -> Result<(), CodegenError> {
+fn lower_depthwise(
+    kernel: &mut Kernel,
+    epilogue: &Epilogue,
+    w: &Window,
+    channels: usize,
+    source: Value,
+) -> Result<(), CodegenError> {
     let filter = kernel.inputs[1].pointer;
     let output = kernel.outputs[0].pointer;
     let [ph, pw] = w.padded();
     let c = w.channels;
     let multiplier = channels / c;
     let [oh, ow] = w.output;
-    let channel_runs = if multiplier == 1 { partition(channels, &[LANES, 1]) } else { vec![(0, channels, 1)] };
+    let channel_runs = if multiplier == 1 {
+        partition(channels, &[LANES, 1])
+    } else {
+        vec![(0, channels, 1)]
+    };
     kernel.for_count(w.batch * oh * ow, &mut |k, pixel| {
-        let n = k.builder.ins().udiv_imm(pixel, (oh * ow) as i64);
-        let rest = k.builder.ins().urem_imm(pixel, (oh * ow) as i64);
-        let y = k.builder.ins().udiv_imm(rest, ow as i64);
-        let x = k.builder.ins().urem_imm(rest, ow as i64);
-        let iy = k.builder.ins().imul_imm(y, w.strides[0] as i64);
-        let row = k.builder.ins().imul_imm(n, ph as i64);
+        let n = k.builder.ins().udiv_imm_s(pixel, (oh * ow) as i64);
+        let rest = k.builder.ins().urem_imm_s(pixel, (oh * ow) as i64);
+        let y = k.builder.ins().udiv_imm_s(rest, ow as i64);
+        let x = k.builder.ins().urem_imm_s(rest, ow as i64);
+        let iy = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
+        let row = k.builder.ins().imul_imm_s(n, ph as i64);
         let iy = k.builder.ins().iadd(row, iy);
-        let ix = k.builder.ins().imul_imm(x, w.strides[1] as i64);
-        let out_base = k.builder.ins().imul_imm(pixel, channels as i64);
+        let ix = k.builder.ins().imul_imm_s(x, w.strides[1] as i64);
+        let out_base = k.builder.ins().imul_imm_s(pixel, channels as i64);
         for &(start, count, width) in &channel_runs {
-            let ty: Type = if width == LANES { types::F32X4 } else { types::F32 };
+            let ty: Type = if width == LANES {
+                types::F32X4
+            } else {
+                types::F32
+            };
             k.for_steps(start, count, width, &mut |k, oc| {
-                let ci = if multiplier == 1 { oc } else { k.builder.ins().udiv_imm(oc, multiplier as i64) };
+                let ci = if multiplier == 1 {
+                    oc
+                } else {
+                    k.builder.ins().udiv_imm_s(oc, multiplier as i64)
+                };
                 let var = k.builder.declare_var(ty);
                 let zero = k.float_constant(ty, 0.0);
                 k.builder.def_var(var, zero);
@@ -457,14 +583,17 @@ fn lower_depthwise(kernel: &mut Kernel, epilogue: &Epilogue, w: &Window, channel
                     for kx in 0..w.kernel[1] {
                         let dy = (ky * w.dilations[0]) as i64;
                         let dx = (kx * w.dilations[1]) as i64;
-                        let r = k.builder.ins().iadd_imm(iy, dy);
-                        let r = k.builder.ins().imul_imm(r, pw as i64);
-                        let col = k.builder.ins().iadd_imm(ix, dx);
+                        let r = k.builder.ins().iadd_imm_s(iy, dy);
+                        let r = k.builder.ins().imul_imm_s(r, pw as i64);
+                        let col = k.builder.ins().iadd_imm_s(ix, dx);
                         let p = k.builder.ins().iadd(r, col);
-                        let p = k.builder.ins().imul_imm(p, c as i64);
+                        let p = k.builder.ins().imul_imm_s(p, c as i64);
                         let input_index = k.builder.ins().iadd(p, ci);
                         let value = k.load(ty, source, input_index, 4);
-                        let filter_index = k.builder.ins().iadd_imm(oc, ((ky * w.kernel[1] + kx) * channels) as i64);
+                        let filter_index = k
+                            .builder
+                            .ins()
+                            .iadd_imm_s(oc, ((ky * w.kernel[1] + kx) * channels) as i64);
                         let weight = k.load(ty, filter, filter_index, 4);
                         let acc = k.builder.use_var(var);
                         let acc = k.multiply_add(value, weight, acc);
@@ -487,11 +616,15 @@ fn lower_depthwise(kernel: &mut Kernel, epilogue: &Epilogue, w: &Window, channel
 fn tf_pair(attributes: &NodeAttributes, name: &str, format: &str) -> Result<[usize; 2], String> {
     let values = attributes.ints_or(name, &[1, 1, 1, 1])?;
     if values.len() != 4 || values.iter().any(|&v| v <= 0) {
-        return Err(format!("{name} must hold 4 positive values, got {values:?}"));
+        return Err(format!(
+            "{name} must hold 4 positive values, got {values:?}"
+        ));
     }
     if format == "NHWC" {
         if values[0] != 1 || values[3] != 1 {
-            return Err(format!("{name} {values:?} along batch or channels is not supported"));
+            return Err(format!(
+                "{name} {values:?} along batch or channels is not supported"
+            ));
         }
         Ok([values[1] as usize, values[2] as usize])
     } else {
@@ -500,10 +633,18 @@ fn tf_pair(attributes: &NodeAttributes, name: &str, format: &str) -> Result<[usi
 }
 
 /// Conv2D, DepthwiseConv2dNative and their fused forms.
-pub fn import_conv2d(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_conv2d(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 2)?;
     let attributes = NodeAttributes::of(node);
-    let fail = |e: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message: e };
+    let fail = |e: String| ImportError::Node {
+        node: node.name.clone(),
+        op: node.op.clone(),
+        message: e,
+    };
     let format = attributes.string_or("data_format", "NHWC").map_err(fail)?;
     let conv = Conv2d {
         strides: tf_pair(&attributes, "strides", &format).map_err(fail)?,
@@ -514,7 +655,14 @@ pub fn import_conv2d(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]
     };
     let fused = attributes.strings("fused_ops").map_err(fail)?;
     let extra = &inputs[2..];
-    import_fused(importer, node, Arc::new(conv), inputs[..2].to_vec(), &fused, extra)
+    import_fused(
+        importer,
+        node,
+        Arc::new(conv),
+        inputs[..2].to_vec(),
+        &fused,
+        extra,
+    )
 }
 
 /// Builds `core(inputs)` followed by TensorFlow's fused ops, as separate IR nodes the fusion pass
@@ -529,20 +677,39 @@ pub fn import_fused(
     extra: &[ValueId],
 ) -> Result<Vec<ValueId>, ImportError> {
     let attributes = NodeAttributes::of(node);
-    let fail = |e: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message: e };
-    let core_name = if fused.is_empty() { node.name.clone() } else { format!("{}/core", node.name) };
+    let fail = |e: String| ImportError::Node {
+        node: node.name.clone(),
+        op: node.op.clone(),
+        message: e,
+    };
+    let core_name = if fused.is_empty() {
+        node.name.clone()
+    } else {
+        format!("{}/core", node.name)
+    };
     let id = importer.graph.add_node(&core_name, core, inputs, 1);
-    let mut value = importer.graph.node(id).map(|n| n.outputs[0]).ok_or_else(|| fail("internal".into()))?;
+    let mut value = importer
+        .graph
+        .node(id)
+        .map(|n| n.outputs[0])
+        .ok_or_else(|| fail("internal".into()))?;
     let mut next_extra = 0;
     let mut take = |count: usize| -> Result<Vec<ValueId>, ImportError> {
         let taken = extra.get(next_extra..next_extra + count).ok_or_else(|| {
-            fail(format!("fused_ops {fused:?} need more than the {} extra inputs given", extra.len()))
+            fail(format!(
+                "fused_ops {fused:?} need more than the {} extra inputs given",
+                extra.len()
+            ))
         })?;
         next_extra += count;
         Ok(taken.to_vec())
     };
     for (position, op) in fused.iter().enumerate() {
-        let name = if position + 1 == fused.len() { node.name.clone() } else { format!("{}/{}", node.name, op) };
+        let name = if position + 1 == fused.len() {
+            node.name.clone()
+        } else {
+            format!("{}/{}", node.name, op)
+        };
         value = match op.as_str() {
             "BiasAdd" | "Add" | "AddV2" => {
                 let bias = take(1)?;
@@ -554,12 +721,20 @@ pub fn import_fused(
                 batch_norm(importer, &name, value, &args, epsilon)
             }
             "Relu" | "Relu6" | "Elu" | "Sigmoid" | "Tanh" => {
-                let kind = UnaryKind::from_text(&op.to_lowercase()).ok_or_else(|| fail(format!("fused op {op}")))?;
+                let kind = UnaryKind::from_text(&op.to_lowercase())
+                    .ok_or_else(|| fail(format!("fused op {op}")))?;
                 importer.add_named(&name, Unary::new(kind), vec![value])
             }
             "LeakyRelu" => {
                 let alpha = attributes.float_or("leakyrelu_alpha", 0.2).map_err(fail)?;
-                importer.add_named(&name, Unary { kind: UnaryKind::LeakyRelu, alpha }, vec![value])
+                importer.add_named(
+                    &name,
+                    Unary {
+                        kind: UnaryKind::LeakyRelu,
+                        alpha,
+                    },
+                    vec![value],
+                )
             }
             "Prelu" => {
                 let alpha = take(1)?;
@@ -573,30 +748,81 @@ pub fn import_fused(
 
 /// `y = x * m + (offset - mean * m)` with `m = scale / sqrt(variance + epsilon)`, as IR nodes
 /// over the (constant) statistics; constant folding reduces them to two vectors.
-fn batch_norm(importer: &mut Importer, name: &str, x: ValueId, args: &[ValueId], epsilon: f32) -> ValueId {
+fn batch_norm(
+    importer: &mut Importer,
+    name: &str,
+    x: ValueId,
+    args: &[ValueId],
+    epsilon: f32,
+) -> ValueId {
     let (scale, offset, mean, variance) = (args[0], args[1], args[2], args[3]);
-    let epsilon = importer.constant(&format!("{name}/epsilon"), Tensor::from_f32(vec![], vec![epsilon]));
-    let shifted = importer.add_named(&format!("{name}/variance_epsilon"), Binary::new(BinaryKind::Add), vec![variance, epsilon]);
-    let inverse = importer.add_named(&format!("{name}/rsqrt"), Unary::new(UnaryKind::Rsqrt), vec![shifted]);
-    let factor = importer.add_named(&format!("{name}/factor"), Binary::new(BinaryKind::Mul), vec![scale, inverse]);
-    let mean_scaled = importer.add_named(&format!("{name}/mean_scaled"), Binary::new(BinaryKind::Mul), vec![mean, factor]);
-    let shift = importer.add_named(&format!("{name}/shift"), Binary::new(BinaryKind::Sub), vec![offset, mean_scaled]);
-    let scaled = importer.add_named(&format!("{name}/scaled"), Binary::new(BinaryKind::Mul), vec![x, factor]);
+    let epsilon = importer.constant(
+        &format!("{name}/epsilon"),
+        Tensor::from_f32(vec![], vec![epsilon]),
+    );
+    let shifted = importer.add_named(
+        &format!("{name}/variance_epsilon"),
+        Binary::new(BinaryKind::Add),
+        vec![variance, epsilon],
+    );
+    let inverse = importer.add_named(
+        &format!("{name}/rsqrt"),
+        Unary::new(UnaryKind::Rsqrt),
+        vec![shifted],
+    );
+    let factor = importer.add_named(
+        &format!("{name}/factor"),
+        Binary::new(BinaryKind::Mul),
+        vec![scale, inverse],
+    );
+    let mean_scaled = importer.add_named(
+        &format!("{name}/mean_scaled"),
+        Binary::new(BinaryKind::Mul),
+        vec![mean, factor],
+    );
+    let shift = importer.add_named(
+        &format!("{name}/shift"),
+        Binary::new(BinaryKind::Sub),
+        vec![offset, mean_scaled],
+    );
+    let scaled = importer.add_named(
+        &format!("{name}/scaled"),
+        Binary::new(BinaryKind::Mul),
+        vec![x, factor],
+    );
     importer.add_named(name, Binary::new(BinaryKind::Add), vec![scaled, shift])
 }
 
 /// FusedBatchNorm / FusedBatchNormV3 in inference mode (output 0 only).
-pub fn import_batch_norm(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_batch_norm(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 5)?;
     let attributes = NodeAttributes::of(node);
-    let fail = |e: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message: e };
+    let fail = |e: String| ImportError::Node {
+        node: node.name.clone(),
+        op: node.op.clone(),
+        message: e,
+    };
     if attributes.boolean_or("is_training", false).map_err(fail)? {
-        return Err(fail("training-mode batch normalisation is not supported".into()));
+        return Err(fail(
+            "training-mode batch normalisation is not supported".into(),
+        ));
     }
     let format = attributes.string_or("data_format", "NHWC").map_err(fail)?;
     if format != "NHWC" {
-        return Err(fail(format!("data_format {format} is not supported (NHWC only)")));
+        return Err(fail(format!(
+            "data_format {format} is not supported (NHWC only)"
+        )));
     }
     let epsilon = attributes.float_or("epsilon", 1e-3).map_err(fail)?;
-    Ok(vec![batch_norm(importer, &node.name, inputs[0], &inputs[1..5], epsilon)])
+    Ok(vec![batch_norm(
+        importer,
+        &node.name,
+        inputs[0],
+        &inputs[1..5],
+        epsilon,
+    )])
 }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
-use crate::invalid;
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::elementwise::{broadcast_strides, lower_elementwise};
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
 use crate::import::{ImportError, Importer, NodeAttributes};
+use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -77,8 +77,13 @@ impl Unary {
 
     pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
         let text = attributes.string("kind")?;
-        let kind = UnaryKind::from_text(text).ok_or_else(|| invalid!("unknown unary kind `{text}`"))?;
-        let alpha = if kind == UnaryKind::LeakyRelu { attributes.float("alpha")? } else { 0.0 };
+        let kind =
+            UnaryKind::from_text(text).ok_or_else(|| invalid!("unknown unary kind `{text}`"))?;
+        let alpha = if kind == UnaryKind::LeakyRelu {
+            attributes.float("alpha")?
+        } else {
+            0.0
+        };
         Ok(Arc::new(Unary { kind, alpha }))
     }
 
@@ -87,7 +92,13 @@ impl Unary {
         match self.kind {
             UnaryKind::Relu => x.max(0.0),
             UnaryKind::Relu6 => x.clamp(0.0, 6.0),
-            UnaryKind::LeakyRelu => if x < 0.0 { x * self.alpha } else { x },
+            UnaryKind::LeakyRelu => {
+                if x < 0.0 {
+                    x * self.alpha
+                } else {
+                    x
+                }
+            }
             UnaryKind::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             UnaryKind::Tanh => x.tanh(),
             UnaryKind::Exp => x.exp(),
@@ -100,7 +111,13 @@ impl Unary {
             UnaryKind::Ceil => x.ceil(),
             UnaryKind::Round => x.round_ties_even(),
             UnaryKind::Reciprocal => 1.0 / x,
-            UnaryKind::Elu => if x < 0.0 { x.exp() - 1.0 } else { x },
+            UnaryKind::Elu => {
+                if x < 0.0 {
+                    x.exp() - 1.0
+                } else {
+                    x
+                }
+            }
             UnaryKind::Log => x.ln(),
             UnaryKind::Softplus => x.exp().ln_1p(),
             UnaryKind::Sin => x.sin(),
@@ -169,7 +186,11 @@ impl Unary {
                 let one = kernel.float_constant(ty, 1.0);
                 kernel.builder.ins().fdiv(one, x)
             }
-            UnaryKind::Log | UnaryKind::Softplus | UnaryKind::Sin | UnaryKind::Cos | UnaryKind::LogicalNot => {
+            UnaryKind::Log
+            | UnaryKind::Softplus
+            | UnaryKind::Sin
+            | UnaryKind::Cos
+            | UnaryKind::LogicalNot => {
                 return Err(kernel.error(format!("no kernel for `{}` yet", self.kind.text())))
             }
         })
@@ -182,7 +203,8 @@ impl Operator for Unary {
     }
 
     fn attributes(&self) -> Attributes {
-        let attributes = Attributes::default().with("kind", Attribute::Str(self.kind.text().into()));
+        let attributes =
+            Attributes::default().with("kind", Attribute::Str(self.kind.text().into()));
         if self.kind == UnaryKind::LeakyRelu {
             attributes.with("alpha", Attribute::Float(self.alpha))
         } else {
@@ -205,7 +227,10 @@ impl Operator for Unary {
             (TensorData::Bool(values), UnaryKind::LogicalNot) => {
                 Tensor::from_bool(input.shape.clone(), values.iter().map(|v| !v).collect())
             }
-            (TensorData::I32(values), UnaryKind::Neg | UnaryKind::Abs | UnaryKind::Square | UnaryKind::Relu) => {
+            (
+                TensorData::I32(values),
+                UnaryKind::Neg | UnaryKind::Abs | UnaryKind::Square | UnaryKind::Relu,
+            ) => {
                 let f = |v: i32| match self.kind {
                     UnaryKind::Neg => v.wrapping_neg(),
                     UnaryKind::Abs => v.wrapping_abs(),
@@ -214,10 +239,17 @@ impl Operator for Unary {
                 };
                 Tensor::from_i32(input.shape.clone(), values.iter().map(|&v| f(v)).collect())
             }
-            (TensorData::F32(values), _) => {
-                Tensor::from_f32(input.shape.clone(), values.iter().map(|&v| self.apply(v)).collect())
+            (TensorData::F32(values), _) => Tensor::from_f32(
+                input.shape.clone(),
+                values.iter().map(|&v| self.apply(v)).collect(),
+            ),
+            _ => {
+                return Err(OpError::Unsupported(format!(
+                    "{} on {:?}",
+                    self.kind.text(),
+                    input.dtype()
+                )))
             }
-            _ => return Err(OpError::Unsupported(format!("{} on {:?}", self.kind.text(), input.dtype()))),
         };
         Ok(vec![result])
     }
@@ -253,8 +285,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
     let rank = a.len().max(b.len());
     let mut shape = vec![0; rank];
     for axis in 0..rank {
-        let x = if axis + a.len() >= rank { a[axis + a.len() - rank] } else { 1 };
-        let y = if axis + b.len() >= rank { b[axis + b.len() - rank] } else { 1 };
+        let x = if axis + a.len() >= rank {
+            a[axis + a.len() - rank]
+        } else {
+            1
+        };
+        let y = if axis + b.len() >= rank {
+            b[axis + b.len() - rank]
+        } else {
+            1
+        };
         shape[axis] = match (x, y) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -291,7 +331,8 @@ impl Binary {
 
     pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
         let text = attributes.string("kind")?;
-        let kind = BinaryKind::from_text(text).ok_or_else(|| invalid!("unknown binary kind `{text}`"))?;
+        let kind =
+            BinaryKind::from_text(text).ok_or_else(|| invalid!("unknown binary kind `{text}`"))?;
         Ok(Arc::new(Binary { kind }))
     }
 
@@ -301,10 +342,28 @@ impl Binary {
             BinaryKind::Sub => x - y,
             BinaryKind::Mul => x * y,
             BinaryKind::Div => x / y,
-            BinaryKind::Maximum => if x.is_nan() || y.is_nan() { f32::NAN } else { x.max(y) },
-            BinaryKind::Minimum => if x.is_nan() || y.is_nan() { f32::NAN } else { x.min(y) },
+            BinaryKind::Maximum => {
+                if x.is_nan() || y.is_nan() {
+                    f32::NAN
+                } else {
+                    x.max(y)
+                }
+            }
+            BinaryKind::Minimum => {
+                if x.is_nan() || y.is_nan() {
+                    f32::NAN
+                } else {
+                    x.min(y)
+                }
+            }
             BinaryKind::SquaredDifference => (x - y) * (x - y),
-            BinaryKind::Prelu => if x < 0.0 { x * y } else { x },
+            BinaryKind::Prelu => {
+                if x < 0.0 {
+                    x * y
+                } else {
+                    x
+                }
+            }
             BinaryKind::FloorDiv => (x / y).floor(),
             BinaryKind::FloorMod => x - (x / y).floor() * y,
             BinaryKind::Pow => x.powf(y),
@@ -324,16 +383,26 @@ impl Binary {
             BinaryKind::Add => x.wrapping_add(y),
             BinaryKind::Sub => x.wrapping_sub(y),
             BinaryKind::Mul => x.wrapping_mul(y),
-            BinaryKind::Div | BinaryKind::FloorDiv if y == 0 => return Err(invalid!("integer division by zero")),
+            BinaryKind::Div | BinaryKind::FloorDiv if y == 0 => {
+                return Err(invalid!("integer division by zero"))
+            }
             BinaryKind::FloorMod if y == 0 => return Err(invalid!("integer division by zero")),
             BinaryKind::Div => x.wrapping_div(y),
-            BinaryKind::FloorDiv => x.div_euclid(y) - if y < 0 && x.rem_euclid(y) != 0 { 1 } else { 0 },
+            BinaryKind::FloorDiv => {
+                x.div_euclid(y) - if y < 0 && x.rem_euclid(y) != 0 { 1 } else { 0 }
+            }
             BinaryKind::FloorMod => ((x % y) + y) % y,
             BinaryKind::Maximum => x.max(y),
             BinaryKind::Minimum => x.min(y),
             BinaryKind::SquaredDifference => (x - y).wrapping_mul(x - y),
             BinaryKind::Pow => x.wrapping_pow(y.clamp(0, u32::MAX as i64) as u32),
-            BinaryKind::Prelu => if x < 0 { x * y } else { x },
+            BinaryKind::Prelu => {
+                if x < 0 {
+                    x * y
+                } else {
+                    x
+                }
+            }
             BinaryKind::Less => (x < y) as i64,
             BinaryKind::LessEqual => (x <= y) as i64,
             BinaryKind::Greater => (x > y) as i64,
@@ -346,7 +415,13 @@ impl Binary {
     }
 
     /// Emits the element body for f32 scalars or vectors (`x` and `y` of type `ty`).
-    pub fn emit(&self, kernel: &mut Kernel, x: Value, y: Value, ty: Type) -> Result<Value, CodegenError> {
+    pub fn emit(
+        &self,
+        kernel: &mut Kernel,
+        x: Value,
+        y: Value,
+        ty: Type,
+    ) -> Result<Value, CodegenError> {
         Ok(match self.kind {
             BinaryKind::Add => kernel.builder.ins().fadd(x, y),
             BinaryKind::Sub => kernel.builder.ins().fsub(x, y),
@@ -371,7 +446,12 @@ impl Binary {
         })
     }
 
-    fn emit_scalar_mixed(&self, kernel: &mut Kernel, args: &[Value], input: DType) -> Result<Value, CodegenError> {
+    fn emit_scalar_mixed(
+        &self,
+        kernel: &mut Kernel,
+        args: &[Value],
+        input: DType,
+    ) -> Result<Value, CodegenError> {
         let (x, y) = (args[0], args[1]);
         if self.kind.is_comparison() {
             let flag = match input {
@@ -436,7 +516,11 @@ impl Operator for Binary {
             return Err(invalid!("operand dtypes differ: {a} and {b}"));
         }
         let shape = broadcast_shapes(&a.shape, &b.shape)?;
-        let dtype = if self.kind.is_comparison() { DType::Bool } else { a.dtype };
+        let dtype = if self.kind.is_comparison() {
+            DType::Bool
+        } else {
+            a.dtype
+        };
         Ok(vec![TensorType::new(dtype, shape)])
     }
 
@@ -447,7 +531,11 @@ impl Operator for Binary {
         let right = broadcast_indices(&b.shape, &shape);
         let result = match (&a.data, &b.data) {
             (TensorData::F32(x), TensorData::F32(y)) => {
-                let values: Vec<f32> = left.iter().zip(&right).map(|(&i, &j)| self.apply_f32(x[i], y[j])).collect();
+                let values: Vec<f32> = left
+                    .iter()
+                    .zip(&right)
+                    .map(|(&i, &j)| self.apply_f32(x[i], y[j]))
+                    .collect();
                 if self.kind.is_comparison() {
                     Tensor::from_bool(shape, values.iter().map(|&v| v != 0.0).collect())
                 } else {
@@ -456,8 +544,11 @@ impl Operator for Binary {
             }
             _ => {
                 let (x, y) = (a.to_i64_vec(), b.to_i64_vec());
-                let values: Vec<i64> =
-                    left.iter().zip(&right).map(|(&i, &j)| self.apply_i64(x[i], y[j])).collect::<OpResult<_>>()?;
+                let values: Vec<i64> = left
+                    .iter()
+                    .zip(&right)
+                    .map(|(&i, &j)| self.apply_i64(x[i], y[j]))
+                    .collect::<OpResult<_>>()?;
                 if self.kind.is_comparison() {
                     Tensor::from_bool(shape, values.iter().map(|&v| v != 0).collect())
                 } else {
@@ -475,11 +566,13 @@ impl Operator for Binary {
         }
         lower_elementwise(kernel, &|k, args, ty| {
             let value = self.emit_scalar_mixed(k, args, input)?;
-            Ok(if ty == types::I8 && k.builder.func.dfg.value_type(value) != types::I8 {
-                k.builder.ins().ireduce(types::I8, value)
-            } else {
-                value
-            })
+            Ok(
+                if ty == types::I8 && k.builder.func.dfg.value_type(value) != types::I8 {
+                    k.builder.ins().ireduce(types::I8, value)
+                } else {
+                    value
+                },
+            )
         })
     }
 
@@ -514,24 +607,37 @@ impl Operator for Select {
         let (condition, x, y) = (inputs[0], inputs[1], inputs[2]);
         let shape = broadcast_shapes(&broadcast_shapes(&condition.shape, &x.shape)?, &y.shape)?;
         let flags = condition.to_i64_vec();
-        let (ci, xi, yi) =
-            (broadcast_indices(&condition.shape, &shape), broadcast_indices(&x.shape, &shape), broadcast_indices(&y.shape, &shape));
+        let (ci, xi, yi) = (
+            broadcast_indices(&condition.shape, &shape),
+            broadcast_indices(&x.shape, &shape),
+            broadcast_indices(&y.shape, &shape),
+        );
         let pick = |k: usize| flags[ci[k]] != 0;
         let count = ci.len();
         Ok(vec![match (&x.data, &y.data) {
-            (TensorData::F32(a), TensorData::F32(b)) => {
-                Tensor::from_f32(shape, (0..count).map(|k| if pick(k) { a[xi[k]] } else { b[yi[k]] }).collect())
-            }
+            (TensorData::F32(a), TensorData::F32(b)) => Tensor::from_f32(
+                shape,
+                (0..count)
+                    .map(|k| if pick(k) { a[xi[k]] } else { b[yi[k]] })
+                    .collect(),
+            ),
             _ => {
                 let (a, b) = (x.to_i64_vec(), y.to_i64_vec());
-                Tensor::from_i64(shape, (0..count).map(|k| if pick(k) { a[xi[k]] } else { b[yi[k]] }).collect())
-                    .cast(x.dtype())
+                Tensor::from_i64(
+                    shape,
+                    (0..count)
+                        .map(|k| if pick(k) { a[xi[k]] } else { b[yi[k]] })
+                        .collect(),
+                )
+                .cast(x.dtype())
             }
         }])
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
-        lower_elementwise(kernel, &|k, args, _| Ok(k.builder.ins().select(args[0], args[1], args[2])))
+        lower_elementwise(kernel, &|k, args, _| {
+            Ok(k.builder.ins().select(args[0], args[1], args[2]))
+        })
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -547,7 +653,9 @@ pub struct Cast {
 
 impl Cast {
     pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
-        Ok(Arc::new(Cast { to: attributes.dtype("to")? }))
+        Ok(Arc::new(Cast {
+            to: attributes.dtype("to")?,
+        }))
     }
 }
 
@@ -584,7 +692,7 @@ impl Operator for Cast {
                     let zero = k.float_constant(types::F32, 0.0);
                     k.builder.ins().fcmp(FloatCC::NotEqual, x, zero)
                 }
-                (DType::I32, DType::Bool) => k.builder.ins().icmp_imm(IntCC::NotEqual, x, 0),
+                (DType::I32, DType::Bool) => k.builder.ins().icmp_imm_s(IntCC::NotEqual, x, 0),
                 _ => return Err(k.error(format!("no cast kernel from {from:?} to {to:?}"))),
             })
         })
@@ -648,57 +756,135 @@ pub const TF_BINARY: &[(&str, BinaryKind)] = &[
     ("LogicalOr", BinaryKind::LogicalOr),
 ];
 
-pub fn import_unary(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
-    let kind = TF_UNARY.iter().find(|(name, _)| *name == node.op).map(|(_, kind)| *kind).ok_or_else(|| importer.error(node, "not a unary op"))?;
+pub fn import_unary(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    let kind = TF_UNARY
+        .iter()
+        .find(|(name, _)| *name == node.op)
+        .map(|(_, kind)| *kind)
+        .ok_or_else(|| importer.error(node, "not a unary op"))?;
     importer.expect_inputs(node, inputs, 1)?;
-    Ok(vec![importer.add(node, Unary { kind, alpha: 0.0 }, vec![inputs[0]])])
+    Ok(vec![importer.add(
+        node,
+        Unary { kind, alpha: 0.0 },
+        vec![inputs[0]],
+    )])
 }
 
-pub fn import_leaky_relu(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_leaky_relu(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 1)?;
-    let alpha = NodeAttributes::of(node).float_or("alpha", 0.2).map_err(|e| importer.error(node, e))?;
-    Ok(vec![importer.add(node, Unary { kind: UnaryKind::LeakyRelu, alpha }, vec![inputs[0]])])
+    let alpha = NodeAttributes::of(node)
+        .float_or("alpha", 0.2)
+        .map_err(|e| importer.error(node, e))?;
+    Ok(vec![importer.add(
+        node,
+        Unary {
+            kind: UnaryKind::LeakyRelu,
+            alpha,
+        },
+        vec![inputs[0]],
+    )])
 }
 
-pub fn import_binary(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
-    let kind = TF_BINARY.iter().find(|(name, _)| *name == node.op).map(|(_, kind)| *kind).ok_or_else(|| importer.error(node, "not a binary op"))?;
+pub fn import_binary(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    let kind = TF_BINARY
+        .iter()
+        .find(|(name, _)| *name == node.op)
+        .map(|(_, kind)| *kind)
+        .ok_or_else(|| importer.error(node, "not a binary op"))?;
     importer.expect_inputs(node, inputs, 2)?;
     if node.op == "BiasAdd" {
-        let format = NodeAttributes::of(node).string_or("data_format", "NHWC").map_err(|e| importer.error(node, e))?;
+        let format = NodeAttributes::of(node)
+            .string_or("data_format", "NHWC")
+            .map_err(|e| importer.error(node, e))?;
         if format != "NHWC" {
-            return Err(importer.error(node, format!("BiasAdd data_format {format} is not supported (NHWC only)")));
+            return Err(importer.error(
+                node,
+                format!("BiasAdd data_format {format} is not supported (NHWC only)"),
+            ));
         }
     }
     Ok(vec![importer.add(node, Binary { kind }, inputs.to_vec())])
 }
 
 /// AddN: a left-to-right chain of adds.
-pub fn import_add_n(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_add_n(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     let Some((&first, rest)) = inputs.split_first() else {
         return Err(importer.error(node, "AddN needs at least one input"));
     };
     let mut total = first;
     for (index, &next) in rest.iter().enumerate() {
-        let name = if index + 1 == rest.len() { node.name.clone() } else { format!("{}/add{index}", node.name) };
-        total = importer.add_named(&name, Binary { kind: BinaryKind::Add }, vec![total, next]);
+        let name = if index + 1 == rest.len() {
+            node.name.clone()
+        } else {
+            format!("{}/add{index}", node.name)
+        };
+        total = importer.add_named(
+            &name,
+            Binary {
+                kind: BinaryKind::Add,
+            },
+            vec![total, next],
+        );
     }
     Ok(vec![total])
 }
 
-pub fn import_select(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_select(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 3)?;
     Ok(vec![importer.add(node, Select, inputs.to_vec())])
 }
 
-pub fn import_cast(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_cast(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 1)?;
-    let to = NodeAttributes::of(node).dtype("DstT").map_err(|e| importer.error(node, e))?;
+    let to = NodeAttributes::of(node)
+        .dtype("DstT")
+        .map_err(|e| importer.error(node, e))?;
     Ok(vec![importer.add(node, Cast { to }, vec![inputs[0]])])
 }
 
 /// ClipByValue(x, low, high) = min(max(x, low), high).
-pub fn import_clip(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_clip(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 3)?;
-    let low = importer.add_named(&format!("{}/max", node.name), Binary { kind: BinaryKind::Maximum }, vec![inputs[0], inputs[1]]);
-    Ok(vec![importer.add(node, Binary { kind: BinaryKind::Minimum }, vec![low, inputs[2]])])
+    let low = importer.add_named(
+        &format!("{}/max", node.name),
+        Binary {
+            kind: BinaryKind::Maximum,
+        },
+        vec![inputs[0], inputs[1]],
+    );
+    Ok(vec![importer.add(
+        node,
+        Binary {
+            kind: BinaryKind::Minimum,
+        },
+        vec![low, inputs[2]],
+    )])
 }

@@ -8,10 +8,10 @@
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use super::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
-use crate::invalid;
 use super::{Attribute, Attributes, OpResult, Operator};
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
+use crate::invalid;
 use crate::ir::{DType, Tensor, TensorType};
 
 /// One step of an epilogue.
@@ -57,7 +57,10 @@ pub fn operand_layout(output: &TensorType, operand: &TensorType) -> Option<Opera
 
 impl Epilogue {
     pub fn operand_count(&self) -> usize {
-        self.steps.iter().filter(|s| matches!(s, EpilogueStep::Binary(_))).count()
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, EpilogueStep::Binary(_)))
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -69,7 +72,9 @@ impl Epilogue {
         self.steps
             .iter()
             .map(|step| match step {
-                EpilogueStep::Unary(u) if u.kind == UnaryKind::LeakyRelu => format!("leaky_relu:{:?}", u.alpha),
+                EpilogueStep::Unary(u) if u.kind == UnaryKind::LeakyRelu => {
+                    format!("leaky_relu:{:?}", u.alpha)
+                }
                 EpilogueStep::Unary(u) => u.kind.text().to_string(),
                 EpilogueStep::Binary(kind) => kind.text().to_string(),
             })
@@ -87,7 +92,13 @@ impl Epilogue {
         for part in text.split(';').filter(|p| !p.is_empty()) {
             let (name, argument) = part.split_once(':').unwrap_or((part, ""));
             if let Some(kind) = UnaryKind::from_text(name) {
-                let alpha = if argument.is_empty() { 0.0 } else { argument.parse().map_err(|_| invalid!("bad epilogue argument `{part}`"))? };
+                let alpha = if argument.is_empty() {
+                    0.0
+                } else {
+                    argument
+                        .parse()
+                        .map_err(|_| invalid!("bad epilogue argument `{part}`"))?
+                };
                 steps.push(EpilogueStep::Unary(Unary { kind, alpha }));
             } else if let Some(kind) = BinaryKind::from_text(name) {
                 steps.push(EpilogueStep::Binary(kind));
@@ -110,7 +121,9 @@ impl Epilogue {
     pub fn check_operands(&self, output: &TensorType, operands: &[&TensorType]) -> OpResult<()> {
         for operand in operands {
             if operand_layout(output, operand).is_none() {
-                return Err(invalid!("epilogue operand {operand} does not line up with the output {output}"));
+                return Err(invalid!(
+                    "epilogue operand {operand} does not line up with the output {output}"
+                ));
             }
         }
         Ok(())
@@ -123,16 +136,19 @@ impl Epilogue {
             value = match step {
                 EpilogueStep::Unary(unary) => unary.evaluate(&[&value])?.remove(0),
                 EpilogueStep::Binary(kind) => {
-                    let operand = next.next().ok_or_else(|| invalid!("epilogue is missing an operand"))?;
+                    let operand = next
+                        .next()
+                        .ok_or_else(|| invalid!("epilogue is missing an operand"))?;
                     let shape = value.shape.clone();
                     let flattened;
                     // A per-channel operand of another rank broadcasts along the last axis.
-                    let operand: &Tensor = if operand.shape.len() != shape.len() && operand.element_count() > 1 {
-                        flattened = operand.reshaped(vec![operand.element_count()]);
-                        &flattened
-                    } else {
-                        operand
-                    };
+                    let operand: &Tensor =
+                        if operand.shape.len() != shape.len() && operand.element_count() > 1 {
+                            flattened = operand.reshaped(vec![operand.element_count()]);
+                            &flattened
+                        } else {
+                            operand
+                        };
                     Binary::new(*kind).evaluate(&[&value, operand])?.remove(0)
                 }
             };
@@ -157,18 +173,32 @@ pub fn emit(
         value = match step {
             EpilogueStep::Unary(unary) => unary.emit(kernel, value, ty)?,
             EpilogueStep::Binary(kind) => {
-                let input = kernel.inputs.get(operand).ok_or_else(|| kernel.error("epilogue operand missing"))?;
-                let (pointer, layout) = (input.pointer, operand_layout(&kernel.outputs[0].ty, &input.ty));
+                let input = kernel
+                    .inputs
+                    .get(operand)
+                    .ok_or_else(|| kernel.error("epilogue operand missing"))?;
+                let (pointer, layout) = (
+                    input.pointer,
+                    operand_layout(&kernel.outputs[0].ty, &input.ty),
+                );
                 operand += 1;
                 let other = match layout {
                     Some(OperandLayout::Scalar) => {
                         let zero = kernel.iconst(0);
                         let scalar = kernel.load(types::F32, pointer, zero, 4);
-                        if ty.is_vector() { kernel.builder.ins().splat(ty, scalar) } else { scalar }
+                        if ty.is_vector() {
+                            kernel.builder.ins().splat(ty, scalar)
+                        } else {
+                            scalar
+                        }
                     }
                     Some(OperandLayout::PerChannel) => kernel.load(ty, pointer, channel, 4),
                     Some(OperandLayout::Full) => kernel.load(ty, pointer, index, 4),
-                    None => return Err(kernel.error("epilogue operand does not line up with the output")),
+                    None => {
+                        return Err(
+                            kernel.error("epilogue operand does not line up with the output")
+                        )
+                    }
                 };
                 Binary::new(*kind).emit(kernel, value, other, ty)?
             }

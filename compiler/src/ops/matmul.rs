@@ -8,11 +8,11 @@ use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::conv::import_fused;
 use super::epilogue::{self, Epilogue};
-use crate::invalid;
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{memory_flags, Kernel, LANES};
 use crate::codegen::CodegenError;
 use crate::import::{ImportError, Importer, NodeAttributes};
+use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -41,18 +41,41 @@ impl MatMul {
     }
 
     fn dims(&self, a: &TensorType, b: &TensorType) -> OpResult<(Dims, Vec<usize>)> {
-        if a.rank() < 2 || a.rank() != b.rank() || a.shape[..a.rank() - 2] != b.shape[..b.rank() - 2] {
-            return Err(invalid!("matrix product of {a} and {b}: ranks must match (≥ 2) with equal batch dimensions"));
+        if a.rank() < 2
+            || a.rank() != b.rank()
+            || a.shape[..a.rank() - 2] != b.shape[..b.rank() - 2]
+        {
+            return Err(invalid!(
+                "matrix product of {a} and {b}: ranks must match (≥ 2) with equal batch dimensions"
+            ));
         }
         let r = a.rank();
-        let (m, k) = if self.transpose_a { (a.shape[r - 1], a.shape[r - 2]) } else { (a.shape[r - 2], a.shape[r - 1]) };
-        let (k2, n) = if self.transpose_b { (b.shape[r - 1], b.shape[r - 2]) } else { (b.shape[r - 2], b.shape[r - 1]) };
+        let (m, k) = if self.transpose_a {
+            (a.shape[r - 1], a.shape[r - 2])
+        } else {
+            (a.shape[r - 2], a.shape[r - 1])
+        };
+        let (k2, n) = if self.transpose_b {
+            (b.shape[r - 1], b.shape[r - 2])
+        } else {
+            (b.shape[r - 2], b.shape[r - 1])
+        };
         if k != k2 {
-            return Err(invalid!("matrix product of {a} and {b}: inner dimensions {k} and {k2} differ"));
+            return Err(invalid!(
+                "matrix product of {a} and {b}: inner dimensions {k} and {k2} differ"
+            ));
         }
         let mut shape = a.shape[..r - 2].to_vec();
         shape.extend([m, n]);
-        Ok((Dims { batch: a.shape[..r - 2].iter().product(), m, k, n }, shape))
+        Ok((
+            Dims {
+                batch: a.shape[..r - 2].iter().product(),
+                m,
+                k,
+                n,
+            },
+            shape,
+        ))
     }
 
     /// Element strides (row, column) of A as [M, K] and of B as [K, N].
@@ -79,7 +102,9 @@ impl Operator for MatMul {
         inputs.expect_count(2 + self.epilogue.operand_count())?;
         let (a, b) = (inputs.ty(0)?, inputs.ty(1)?);
         if a.dtype != DType::F32 || b.dtype != DType::F32 {
-            return Err(OpError::Unsupported(format!("matrix product of {a} and {b} (f32 only)")));
+            return Err(OpError::Unsupported(format!(
+                "matrix product of {a} and {b} (f32 only)"
+            )));
         }
         let (_, shape) = self.dims(a, b)?;
         let output = TensorType::new(DType::F32, shape);
@@ -98,19 +123,33 @@ impl Operator for MatMul {
             let (a0, b0, c0) = (batch * d.m * d.k, batch * d.k * d.n, batch * d.m * d.n);
             for i in 0..d.m {
                 for j in 0..d.n {
-                    out[c0 + i * d.n + j] = (0..d.k).map(|p| a[a0 + i * am + p * ak] * b[b0 + p * bk + j * bn]).sum();
+                    out[c0 + i * d.n + j] = (0..d.k)
+                        .map(|p| a[a0 + i * am + p * ak] * b[b0 + p * bk + j * bn])
+                        .sum();
                 }
             }
         }
-        Ok(vec![self.epilogue.evaluate(Tensor::from_f32(shape, out), &inputs[2..])?])
+        Ok(vec![self
+            .epilogue
+            .evaluate(Tensor::from_f32(shape, out), &inputs[2..])?])
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
-        let (d, _) = self.dims(&kernel.inputs[0].ty, &kernel.inputs[1].ty).map_err(|e| kernel.error(e.to_string()))?;
+        let (d, _) = self
+            .dims(&kernel.inputs[0].ty, &kernel.inputs[1].ty)
+            .map_err(|e| kernel.error(e.to_string()))?;
         let ((am, ak), (bk, bn)) = self.strides(&d);
-        let (a, b, c) = (kernel.inputs[0].pointer, kernel.inputs[1].pointer, kernel.outputs[0].pointer);
+        let (a, b, c) = (
+            kernel.inputs[0].pointer,
+            kernel.inputs[1].pointer,
+            kernel.outputs[0].pointer,
+        );
         // Columns in blocks of 16 / 8 / 4 lanes when B's rows are contiguous, then scalars.
-        let widths: &[usize] = if bn == 1 { &[4 * LANES, 2 * LANES, LANES, 1] } else { &[1] };
+        let widths: &[usize] = if bn == 1 {
+            &[4 * LANES, 2 * LANES, LANES, 1]
+        } else {
+            &[1]
+        };
         let mut runs = Vec::new();
         let mut start = 0;
         for &width in widths {
@@ -121,15 +160,19 @@ impl Operator for MatMul {
             }
         }
         kernel.for_count(d.batch * d.m, &mut |k, row| {
-            let batch = k.builder.ins().udiv_imm(row, d.m as i64);
-            let i = k.builder.ins().urem_imm(row, d.m as i64);
-            let a_base = k.builder.ins().imul_imm(batch, (d.m * d.k) as i64);
-            let a_row = k.builder.ins().imul_imm(i, am as i64);
+            let batch = k.builder.ins().udiv_imm_s(row, d.m as i64);
+            let i = k.builder.ins().urem_imm_s(row, d.m as i64);
+            let a_base = k.builder.ins().imul_imm_s(batch, (d.m * d.k) as i64);
+            let a_row = k.builder.ins().imul_imm_s(i, am as i64);
             let a_base = k.builder.ins().iadd(a_base, a_row);
-            let b_base = k.builder.ins().imul_imm(batch, (d.k * d.n) as i64);
-            let c_base = k.builder.ins().imul_imm(row, d.n as i64);
+            let b_base = k.builder.ins().imul_imm_s(batch, (d.k * d.n) as i64);
+            let c_base = k.builder.ins().imul_imm_s(row, d.n as i64);
             for &(start, count, width) in &runs {
-                let (vectors, ty) = if width >= LANES { (width / LANES, types::F32X4) } else { (1, types::F32) };
+                let (vectors, ty) = if width >= LANES {
+                    (width / LANES, types::F32X4)
+                } else {
+                    (1, types::F32)
+                };
                 k.for_steps(start, count, width, &mut |k, j| {
                     let accumulators: Vec<_> = (0..vectors)
                         .map(|_| {
@@ -139,18 +182,27 @@ impl Operator for MatMul {
                             var
                         })
                         .collect();
-                    let column = k.builder.ins().imul_imm(j, bn as i64);
+                    let column = k.builder.ins().imul_imm_s(j, bn as i64);
                     let b_column = k.builder.ins().iadd(b_base, column);
                     k.for_count(d.k, &mut |k, p| {
-                        let a_offset = k.builder.ins().imul_imm(p, ak as i64);
+                        let a_offset = k.builder.ins().imul_imm_s(p, ak as i64);
                         let a_index = k.builder.ins().iadd(a_base, a_offset);
                         let scalar = k.load(types::F32, a, a_index, 4);
-                        let broadcast = if vectors > 0 && ty.is_vector() { k.builder.ins().splat(ty, scalar) } else { scalar };
-                        let b_offset = k.builder.ins().imul_imm(p, bk as i64);
+                        let broadcast = if vectors > 0 && ty.is_vector() {
+                            k.builder.ins().splat(ty, scalar)
+                        } else {
+                            scalar
+                        };
+                        let b_offset = k.builder.ins().imul_imm_s(p, bk as i64);
                         let b_index = k.builder.ins().iadd(b_column, b_offset);
                         let b_address = k.address(b, b_index, 4);
                         for (v, var) in accumulators.iter().enumerate() {
-                            let weight: Value = k.builder.ins().load(ty, memory_flags(), b_address, (v * LANES * 4) as i32);
+                            let weight: Value = k.builder.ins().load(
+                                ty,
+                                memory_flags(),
+                                b_address,
+                                (v * LANES * 4) as i32,
+                            );
                             let acc = k.builder.use_var(*var);
                             let acc = k.multiply_add(broadcast, weight, acc);
                             k.builder.def_var(*var, acc);
@@ -158,10 +210,11 @@ impl Operator for MatMul {
                         Ok(())
                     })?;
                     for (v, var) in accumulators.iter().enumerate() {
-                        let channel = k.builder.ins().iadd_imm(j, (v * LANES) as i64);
+                        let channel = k.builder.ins().iadd_imm_s(j, (v * LANES) as i64);
                         let index = k.builder.ins().iadd(c_base, channel);
                         let value = k.builder.use_var(*var);
-                        let value = epilogue::emit(k, &self.epilogue, value, ty, index, channel, 2)?;
+                        let value =
+                            epilogue::emit(k, &self.epilogue, value, ty, index, channel, 2)?;
                         k.store(value, c, index, 4);
                     }
                     Ok(())
@@ -173,7 +226,10 @@ impl Operator for MatMul {
 
     fn flops(&self, inputs: &[&TensorType], outputs: &[TensorType]) -> u64 {
         match self.dims(inputs[0], inputs[1]) {
-            Ok((d, _)) => 2 * (d.batch * d.m * d.n * d.k) as u64 + outputs[0].element_count() as u64 * self.epilogue.steps.len() as u64,
+            Ok((d, _)) => {
+                2 * (d.batch * d.m * d.n * d.k) as u64
+                    + outputs[0].element_count() as u64 * self.epilogue.steps.len() as u64
+            }
             Err(_) => 0,
         }
     }
@@ -184,17 +240,36 @@ impl Operator for MatMul {
 }
 
 /// MatMul, _FusedMatMul, BatchMatMul(V2).
-pub fn import_matmul(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_matmul(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 2)?;
     let attributes = NodeAttributes::of(node);
-    let fail = |e: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message: e };
+    let fail = |e: String| ImportError::Node {
+        node: node.name.clone(),
+        op: node.op.clone(),
+        message: e,
+    };
     let batched = node.op.starts_with("BatchMatMul");
-    let (ta, tb) = if batched { ("adj_x", "adj_y") } else { ("transpose_a", "transpose_b") };
+    let (ta, tb) = if batched {
+        ("adj_x", "adj_y")
+    } else {
+        ("transpose_a", "transpose_b")
+    };
     let op = MatMul {
         transpose_a: attributes.boolean_or(ta, false).map_err(fail)?,
         transpose_b: attributes.boolean_or(tb, false).map_err(fail)?,
         epilogue: Epilogue::default(),
     };
     let fused = attributes.strings("fused_ops").map_err(fail)?;
-    import_fused(importer, node, Arc::new(op), inputs[..2].to_vec(), &fused, &inputs[2..])
+    import_fused(
+        importer,
+        node,
+        Arc::new(op),
+        inputs[..2].to_vec(),
+        &fused,
+        &inputs[2..],
+    )
 }

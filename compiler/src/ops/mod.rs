@@ -50,21 +50,27 @@ pub struct InputFacts<'a> {
 
 impl<'a> InputFacts<'a> {
     pub fn ty(&self, index: usize) -> OpResult<&'a TensorType> {
-        self.types.get(index).copied().ok_or_else(|| invalid!("missing input {index}"))
+        self.types
+            .get(index)
+            .copied()
+            .ok_or_else(|| invalid!("missing input {index}"))
     }
 
     /// The value of input `index`, which must be a compile-time constant.
     pub fn constant(&self, index: usize, what: &str) -> OpResult<&'a Tensor> {
-        self.constants
-            .get(index)
-            .copied()
-            .flatten()
-            .ok_or_else(|| OpError::Unsupported(format!("{what} (input {index}) must be a compile-time constant")))
+        self.constants.get(index).copied().flatten().ok_or_else(|| {
+            OpError::Unsupported(format!(
+                "{what} (input {index}) must be a compile-time constant"
+            ))
+        })
     }
 
     pub fn expect_count(&self, count: usize) -> OpResult<()> {
         if self.types.len() != count {
-            return Err(invalid!("expected {count} inputs, got {}", self.types.len()));
+            return Err(invalid!(
+                "expected {count} inputs, got {}",
+                self.types.len()
+            ));
         }
         Ok(())
     }
@@ -135,13 +141,17 @@ impl Attributes {
     }
 
     fn get(&self, name: &str) -> OpResult<&Attribute> {
-        self.0.get(name).ok_or_else(|| invalid!("missing attribute `{name}`"))
+        self.0
+            .get(name)
+            .ok_or_else(|| invalid!("missing attribute `{name}`"))
     }
 
     pub fn int(&self, name: &str) -> OpResult<i64> {
         match self.get(name)? {
             Attribute::Int(value) => Ok(*value),
-            other => Err(invalid!("attribute `{name}`: expected an integer, got {other:?}")),
+            other => Err(invalid!(
+                "attribute `{name}`: expected an integer, got {other:?}"
+            )),
         }
     }
 
@@ -149,28 +159,36 @@ impl Attributes {
         match self.get(name)? {
             Attribute::Float(value) => Ok(*value),
             Attribute::Int(value) => Ok(*value as f32),
-            other => Err(invalid!("attribute `{name}`: expected a number, got {other:?}")),
+            other => Err(invalid!(
+                "attribute `{name}`: expected a number, got {other:?}"
+            )),
         }
     }
 
     pub fn boolean(&self, name: &str) -> OpResult<bool> {
         match self.get(name)? {
             Attribute::Bool(value) => Ok(*value),
-            other => Err(invalid!("attribute `{name}`: expected true or false, got {other:?}")),
+            other => Err(invalid!(
+                "attribute `{name}`: expected true or false, got {other:?}"
+            )),
         }
     }
 
     pub fn string(&self, name: &str) -> OpResult<&str> {
         match self.get(name)? {
             Attribute::Str(value) => Ok(value),
-            other => Err(invalid!("attribute `{name}`: expected a word, got {other:?}")),
+            other => Err(invalid!(
+                "attribute `{name}`: expected a word, got {other:?}"
+            )),
         }
     }
 
     pub fn dtype(&self, name: &str) -> OpResult<DType> {
         match self.get(name)? {
             Attribute::Type(value) => Ok(*value),
-            other => Err(invalid!("attribute `{name}`: expected a dtype, got {other:?}")),
+            other => Err(invalid!(
+                "attribute `{name}`: expected a dtype, got {other:?}"
+            )),
         }
     }
 
@@ -178,7 +196,9 @@ impl Attributes {
         match self.get(name)? {
             Attribute::Ints(values) => Ok(values.clone()),
             Attribute::Floats(values) if values.is_empty() => Ok(Vec::new()),
-            other => Err(invalid!("attribute `{name}`: expected a list of integers, got {other:?}")),
+            other => Err(invalid!(
+                "attribute `{name}`: expected a list of integers, got {other:?}"
+            )),
         }
     }
 
@@ -186,7 +206,9 @@ impl Attributes {
         match self.get(name)? {
             Attribute::Floats(values) => Ok(values.clone()),
             Attribute::Ints(values) => Ok(values.iter().map(|&v| v as f32).collect()),
-            other => Err(invalid!("attribute `{name}`: expected a list of numbers, got {other:?}")),
+            other => Err(invalid!(
+                "attribute `{name}`: expected a list of numbers, got {other:?}"
+            )),
         }
     }
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use cranelift_codegen::ir::{types, InstBuilder, Type};
 
 use super::conv::{Padding, Window};
-use crate::invalid;
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{Kernel, LANES};
 use crate::codegen::CodegenError;
 use crate::import::{ImportError, Importer, NodeAttributes};
+use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -37,11 +37,22 @@ impl Pool {
             "average" => false,
             other => return Err(invalid!("unknown pool kind `{other}`")),
         };
-        Ok(Arc::new(Pool { max, window: pair("window")?, strides: pair("strides")?, padding: Padding::parse(attributes)? }))
+        Ok(Arc::new(Pool {
+            max,
+            window: pair("window")?,
+            strides: pair("strides")?,
+            padding: Padding::parse(attributes)?,
+        }))
     }
 
     fn geometry(&self, input: &TensorType) -> OpResult<Window> {
-        Window::new(&input.shape, self.window, self.strides, [1, 1], &self.padding)
+        Window::new(
+            &input.shape,
+            self.window,
+            self.strides,
+            [1, 1],
+            &self.padding,
+        )
     }
 }
 
@@ -52,9 +63,18 @@ impl Operator for Pool {
 
     fn attributes(&self) -> Attributes {
         let attributes = Attributes::default()
-            .with("kind", Attribute::Str(if self.max { "max" } else { "average" }.into()))
-            .with("window", Attribute::Ints(self.window.iter().map(|&v| v as i64).collect()))
-            .with("strides", Attribute::Ints(self.strides.iter().map(|&v| v as i64).collect()));
+            .with(
+                "kind",
+                Attribute::Str(if self.max { "max" } else { "average" }.into()),
+            )
+            .with(
+                "window",
+                Attribute::Ints(self.window.iter().map(|&v| v as i64).collect()),
+            )
+            .with(
+                "strides",
+                Attribute::Ints(self.strides.iter().map(|&v| v as i64).collect()),
+            );
         self.padding.add_to(attributes)
     }
 
@@ -62,15 +82,22 @@ impl Operator for Pool {
         inputs.expect_count(1)?;
         let input = inputs.ty(0)?;
         if input.dtype != DType::F32 {
-            return Err(OpError::Unsupported(format!("pooling of {input} (f32 only)")));
+            return Err(OpError::Unsupported(format!(
+                "pooling of {input} (f32 only)"
+            )));
         }
         let w = self.geometry(input)?;
-        Ok(vec![TensorType::new(DType::F32, vec![w.batch, w.output[0], w.output[1], w.channels])])
+        Ok(vec![TensorType::new(
+            DType::F32,
+            vec![w.batch, w.output[0], w.output[1], w.channels],
+        )])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let w = self.geometry(&inputs[0].tensor_type())?;
-        let TensorData::F32(x) = &inputs[0].data else { return Err(invalid!("pooling needs f32")) };
+        let TensorData::F32(x) = &inputs[0].data else {
+            return Err(invalid!("pooling needs f32"));
+        };
         let ([ih, iw], [oh, ow], c) = (w.input, w.output, w.channels);
         let mut out = Vec::with_capacity(w.batch * oh * ow * c);
         for n in 0..w.batch {
@@ -96,27 +123,37 @@ impl Operator for Pool {
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
-        let w = self.geometry(&kernel.inputs[0].ty).map_err(|e| kernel.error(e.to_string()))?;
+        let w = self
+            .geometry(&kernel.inputs[0].ty)
+            .map_err(|e| kernel.error(e.to_string()))?;
         let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
         let ([ih, iw], [oh, ow], c) = (w.input, w.output, w.channels);
         let max = self.max;
         let vector_end = c / LANES * LANES;
         kernel.for_count(w.batch * oh * ow, &mut |k, pixel| {
-            let n = k.builder.ins().udiv_imm(pixel, (oh * ow) as i64);
-            let rest = k.builder.ins().urem_imm(pixel, (oh * ow) as i64);
-            let y = k.builder.ins().udiv_imm(rest, ow as i64);
-            let x = k.builder.ins().urem_imm(rest, ow as i64);
-            let mut bounds = |k: &mut Kernel, position, stride: usize, pad: usize, size: usize, extent: usize| {
-                let start = k.builder.ins().imul_imm(position, stride as i64);
-                let start = k.builder.ins().iadd_imm(start, -(pad as i64));
-                let end = k.builder.ins().iadd_imm(start, size as i64);
+            let n = k.builder.ins().udiv_imm_s(pixel, (oh * ow) as i64);
+            let rest = k.builder.ins().urem_imm_s(pixel, (oh * ow) as i64);
+            let y = k.builder.ins().udiv_imm_s(rest, ow as i64);
+            let x = k.builder.ins().urem_imm_s(rest, ow as i64);
+            let bounds = |k: &mut Kernel,
+                          position,
+                          stride: usize,
+                          pad: usize,
+                          size: usize,
+                          extent: usize| {
+                let start = k.builder.ins().imul_imm_s(position, stride as i64);
+                let start = k.builder.ins().iadd_imm_s(start, -(pad as i64));
+                let end = k.builder.ins().iadd_imm_s(start, size as i64);
                 let zero = k.iconst(0);
                 let limit = k.iconst(extent as i64);
-                (k.builder.ins().smax(start, zero), k.builder.ins().smin(end, limit))
+                (
+                    k.builder.ins().smax(start, zero),
+                    k.builder.ins().smin(end, limit),
+                )
             };
             let (y0, y1) = bounds(k, y, w.strides[0], w.pads[0], w.kernel[0], ih);
             let (x0, x1) = bounds(k, x, w.strides[1], w.pads[2], w.kernel[1], iw);
-            let image = k.builder.ins().imul_imm(n, (ih * iw) as i64);
+            let image = k.builder.ins().imul_imm_s(n, (ih * iw) as i64);
             let inverse_count = if max {
                 None
             } else {
@@ -127,31 +164,46 @@ impl Operator for Pool {
                 let one = k.float_constant(types::F32, 1.0);
                 Some(k.builder.ins().fdiv(one, count))
             };
-            let out_base = k.builder.ins().imul_imm(pixel, c as i64);
-            let runs = [(0usize, vector_end / LANES, LANES), (vector_end, c - vector_end, 1)];
+            let out_base = k.builder.ins().imul_imm_s(pixel, c as i64);
+            let runs = [
+                (0usize, vector_end / LANES, LANES),
+                (vector_end, c - vector_end, 1),
+            ];
             for (start, count, width) in runs {
-                let ty: Type = if width == LANES { types::F32X4 } else { types::F32 };
+                let ty: Type = if width == LANES {
+                    types::F32X4
+                } else {
+                    types::F32
+                };
                 k.for_steps(start, count, width, &mut |k, channel| {
                     let var = k.builder.declare_var(ty);
                     let init = k.float_constant(ty, if max { f32::NEG_INFINITY } else { 0.0 });
                     k.builder.def_var(var, init);
                     k.for_range(y0, y1, 1, &mut |k, iy| {
                         let row = k.builder.ins().iadd(image, iy);
-                        let row = k.builder.ins().imul_imm(row, iw as i64);
+                        let row = k.builder.ins().imul_imm_s(row, iw as i64);
                         k.for_range(x0, x1, 1, &mut |k, ix| {
                             let p = k.builder.ins().iadd(row, ix);
-                            let p = k.builder.ins().imul_imm(p, c as i64);
+                            let p = k.builder.ins().imul_imm_s(p, c as i64);
                             let index = k.builder.ins().iadd(p, channel);
                             let value = k.load(ty, input, index, 4);
                             let acc = k.builder.use_var(var);
-                            let acc = if max { k.builder.ins().fmax(acc, value) } else { k.builder.ins().fadd(acc, value) };
+                            let acc = if max {
+                                k.builder.ins().fmax(acc, value)
+                            } else {
+                                k.builder.ins().fadd(acc, value)
+                            };
                             k.builder.def_var(var, acc);
                             Ok(())
                         })
                     })?;
                     let mut result = k.builder.use_var(var);
                     if let Some(inverse) = inverse_count {
-                        let factor = if ty.is_vector() { k.builder.ins().splat(ty, inverse) } else { inverse };
+                        let factor = if ty.is_vector() {
+                            k.builder.ins().splat(ty, inverse)
+                        } else {
+                            inverse
+                        };
                         result = k.builder.ins().fmul(result, factor);
                     }
                     let index = k.builder.ins().iadd(out_base, channel);
@@ -176,13 +228,23 @@ fn clip(origin: usize, pad: usize, size: usize, extent: usize) -> (usize, usize)
 }
 
 /// MaxPool and AvgPool.
-pub fn import_pool(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_pool(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 1)?;
     let attributes = NodeAttributes::of(node);
-    let fail = |e: String| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message: e };
+    let fail = |e: String| ImportError::Node {
+        node: node.name.clone(),
+        op: node.op.clone(),
+        message: e,
+    };
     let format = attributes.string_or("data_format", "NHWC").map_err(fail)?;
     if format != "NHWC" {
-        return Err(fail(format!("data_format {format} is not supported (NHWC only)")));
+        return Err(fail(format!(
+            "data_format {format} is not supported (NHWC only)"
+        )));
     }
     let four = |name: &str| -> Result<[usize; 2], ImportError> {
         let v = attributes.ints(name).map_err(fail)?;

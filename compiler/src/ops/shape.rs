@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use cranelift_codegen::ir::InstBuilder;
 
-use crate::invalid;
-use super::{normalize_axis, strides_of, Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
+use super::{
+    normalize_axis, strides_of, Attribute, Attributes, InputFacts, OpError, OpResult, Operator,
+};
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
 use crate::import::{ImportError, Importer, NodeAttributes};
+use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -27,10 +29,54 @@ fn gather(data: &TensorData, indices: &[usize]) -> TensorData {
 
 fn concat_data(parts: &[&TensorData], dtype: DType) -> TensorData {
     match dtype {
-        DType::F32 => TensorData::F32(parts.iter().flat_map(|p| if let TensorData::F32(v) = p { v.clone() } else { vec![] }).collect()),
-        DType::I32 => TensorData::I32(parts.iter().flat_map(|p| if let TensorData::I32(v) = p { v.clone() } else { vec![] }).collect()),
-        DType::I64 => TensorData::I64(parts.iter().flat_map(|p| if let TensorData::I64(v) = p { v.clone() } else { vec![] }).collect()),
-        DType::Bool => TensorData::Bool(parts.iter().flat_map(|p| if let TensorData::Bool(v) = p { v.clone() } else { vec![] }).collect()),
+        DType::F32 => TensorData::F32(
+            parts
+                .iter()
+                .flat_map(|p| {
+                    if let TensorData::F32(v) = p {
+                        v.clone()
+                    } else {
+                        vec![]
+                    }
+                })
+                .collect(),
+        ),
+        DType::I32 => TensorData::I32(
+            parts
+                .iter()
+                .flat_map(|p| {
+                    if let TensorData::I32(v) = p {
+                        v.clone()
+                    } else {
+                        vec![]
+                    }
+                })
+                .collect(),
+        ),
+        DType::I64 => TensorData::I64(
+            parts
+                .iter()
+                .flat_map(|p| {
+                    if let TensorData::I64(v) = p {
+                        v.clone()
+                    } else {
+                        vec![]
+                    }
+                })
+                .collect(),
+        ),
+        DType::Bool => TensorData::Bool(
+            parts
+                .iter()
+                .flat_map(|p| {
+                    if let TensorData::Bool(v) = p {
+                        v.clone()
+                    } else {
+                        vec![]
+                    }
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -78,30 +124,70 @@ impl Reshape {
         let count: usize = input.iter().product();
         match &self.mode {
             ReshapeMode::FromOperand => {
-                let wanted = operand.ok_or_else(|| OpError::Unsupported("reshape target shape must be a compile-time constant".into()))?.to_i64_vec();
+                let wanted = operand
+                    .ok_or_else(|| {
+                        OpError::Unsupported(
+                            "reshape target shape must be a compile-time constant".into(),
+                        )
+                    })?
+                    .to_i64_vec();
                 let known: i64 = wanted.iter().filter(|&&d| d >= 0).product();
                 let unknown = wanted.iter().filter(|&&d| d < 0).count();
                 let shape: Vec<usize> = wanted
                     .iter()
-                    .map(|&d| if d >= 0 { d as usize } else if known > 0 { count / known as usize } else { 0 })
+                    .map(|&d| {
+                        if d >= 0 {
+                            d as usize
+                        } else if known > 0 {
+                            count / known as usize
+                        } else {
+                            0
+                        }
+                    })
                     .collect();
                 if unknown > 1 || shape.iter().product::<usize>() != count {
-                    return Err(invalid!("cannot reshape {input:?} ({count} elements) to {wanted:?}"));
+                    return Err(invalid!(
+                        "cannot reshape {input:?} ({count} elements) to {wanted:?}"
+                    ));
                 }
                 Ok(shape)
             }
             ReshapeMode::Squeeze(axes) => {
-                let axes: Vec<usize> = axes.iter().map(|&a| normalize_axis(a, input.len())).collect::<OpResult<_>>()?;
+                let axes: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| normalize_axis(a, input.len()))
+                    .collect::<OpResult<_>>()?;
                 for &a in &axes {
                     if input[a] != 1 {
-                        return Err(invalid!("cannot squeeze axis {a} of {input:?}: its size is not 1"));
+                        return Err(invalid!(
+                            "cannot squeeze axis {a} of {input:?}: its size is not 1"
+                        ));
                     }
                 }
-                Ok(input.iter().enumerate().filter(|(a, &d)| if axes.is_empty() { d != 1 } else { !axes.contains(a) }).map(|(_, &d)| d).collect())
+                Ok(input
+                    .iter()
+                    .enumerate()
+                    .filter(|(a, &d)| {
+                        if axes.is_empty() {
+                            d != 1
+                        } else {
+                            !axes.contains(a)
+                        }
+                    })
+                    .map(|(_, &d)| d)
+                    .collect())
             }
             ReshapeMode::ExpandDims => {
-                let axis = operand.ok_or_else(|| OpError::Unsupported("ExpandDims axis must be a compile-time constant".into()))?.to_i64_vec();
-                let axis = *axis.first().ok_or_else(|| invalid!("ExpandDims axis is empty"))?;
+                let axis = operand
+                    .ok_or_else(|| {
+                        OpError::Unsupported(
+                            "ExpandDims axis must be a compile-time constant".into(),
+                        )
+                    })?
+                    .to_i64_vec();
+                let axis = *axis
+                    .first()
+                    .ok_or_else(|| invalid!("ExpandDims axis is empty"))?;
                 let position = normalize_axis(axis, input.len() + 1)?;
                 let mut shape = input.to_vec();
                 shape.insert(position, 1);
@@ -118,16 +204,25 @@ impl Operator for Reshape {
 
     fn attributes(&self) -> Attributes {
         match &self.mode {
-            ReshapeMode::FromOperand => Attributes::default().with("mode", Attribute::Str("operand".into())),
-            ReshapeMode::Squeeze(axes) => Attributes::default().with("mode", Attribute::Str("squeeze".into())).with("axes", Attribute::Ints(axes.clone())),
-            ReshapeMode::ExpandDims => Attributes::default().with("mode", Attribute::Str("expand_dims".into())),
+            ReshapeMode::FromOperand => {
+                Attributes::default().with("mode", Attribute::Str("operand".into()))
+            }
+            ReshapeMode::Squeeze(axes) => Attributes::default()
+                .with("mode", Attribute::Str("squeeze".into()))
+                .with("axes", Attribute::Ints(axes.clone())),
+            ReshapeMode::ExpandDims => {
+                Attributes::default().with("mode", Attribute::Str("expand_dims".into()))
+            }
         }
     }
 
     fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
         let input = inputs.ty(0)?;
         let operand = inputs.constants.get(1).copied().flatten();
-        Ok(vec![TensorType::new(input.dtype, self.output_shape(&input.shape, operand)?)])
+        Ok(vec![TensorType::new(
+            input.dtype,
+            self.output_shape(&input.shape, operand)?,
+        )])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
@@ -174,7 +269,14 @@ impl Operator for Copy {
         let ty = kernel.inputs[0].ty.clone();
         let zero = kernel.iconst(0);
         let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
-        kernel.copy_elements(input, zero, output, zero, ty.element_count(), ty.dtype.size_of())
+        kernel.copy_elements(
+            input,
+            zero,
+            output,
+            zero,
+            ty.element_count(),
+            ty.dtype.size_of(),
+        )
     }
 
     fn flops(&self, _inputs: &[&TensorType], _outputs: &[TensorType]) -> u64 {
@@ -199,17 +301,26 @@ impl Operator for ShapeOf {
     }
 
     fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
-        Ok(vec![TensorType::new(DType::I32, vec![inputs.ty(0)?.rank()])])
+        Ok(vec![TensorType::new(
+            DType::I32,
+            vec![inputs.ty(0)?.rank()],
+        )])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let shape = &inputs[0].shape;
-        Ok(vec![Tensor::from_i32(vec![shape.len()], shape.iter().map(|&d| d as i32).collect())])
+        Ok(vec![Tensor::from_i32(
+            vec![shape.len()],
+            shape.iter().map(|&d| d as i32).collect(),
+        )])
     }
 
     fn fold_from_types(&self, inputs: &InputFacts) -> Option<Vec<Tensor>> {
         let shape = &inputs.types.first()?.shape;
-        Some(vec![Tensor::from_i32(vec![shape.len()], shape.iter().map(|&d| d as i32).collect())])
+        Some(vec![Tensor::from_i32(
+            vec![shape.len()],
+            shape.iter().map(|&d| d as i32).collect(),
+        )])
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
@@ -253,7 +364,13 @@ impl StridedSlice {
         }))
     }
 
-    fn resolve(&self, shape: &[usize], begin: &[i64], end: &[i64], strides: &[i64]) -> OpResult<Vec<SliceAxis>> {
+    fn resolve(
+        &self,
+        shape: &[usize],
+        begin: &[i64],
+        end: &[i64],
+        strides: &[i64],
+    ) -> OpResult<Vec<SliceAxis>> {
         let n = begin.len();
         if end.len() != n || strides.len() != n {
             return Err(invalid!("begin, end and strides must have the same length"));
@@ -266,16 +383,31 @@ impl StridedSlice {
             if bit(self.ellipsis_mask, i) {
                 let covered = shape.len().saturating_sub(specified - 1);
                 for _ in 0..covered {
-                    axes.push(SliceAxis { input_axis: Some(input_axis), start: 0, stride: 1, count: shape[input_axis], keep: true });
+                    axes.push(SliceAxis {
+                        input_axis: Some(input_axis),
+                        start: 0,
+                        stride: 1,
+                        count: shape[input_axis],
+                        keep: true,
+                    });
                     input_axis += 1;
                 }
                 continue;
             }
             if bit(self.new_axis_mask, i) {
-                axes.push(SliceAxis { input_axis: None, start: 0, stride: 1, count: 1, keep: true });
+                axes.push(SliceAxis {
+                    input_axis: None,
+                    start: 0,
+                    stride: 1,
+                    count: 1,
+                    keep: true,
+                });
                 continue;
             }
-            let dim = *shape.get(input_axis).ok_or_else(|| invalid!("slice has more axes than the input {shape:?}"))? as i64;
+            let dim = *shape
+                .get(input_axis)
+                .ok_or_else(|| invalid!("slice has more axes than the input {shape:?}"))?
+                as i64;
             let stride = strides[i];
             if stride == 0 {
                 return Err(invalid!("slice stride is 0"));
@@ -285,28 +417,76 @@ impl StridedSlice {
             if bit(self.shrink_axis_mask, i) {
                 let start = normalize(begin[i]);
                 if start < 0 || start >= dim {
-                    return Err(invalid!("slice index {} is out of range for size {dim}", begin[i]));
+                    return Err(invalid!(
+                        "slice index {} is out of range for size {dim}",
+                        begin[i]
+                    ));
                 }
-                axes.push(SliceAxis { input_axis: Some(input_axis), start, stride: 1, count: 1, keep: false });
+                axes.push(SliceAxis {
+                    input_axis: Some(input_axis),
+                    start,
+                    stride: 1,
+                    count: 1,
+                    keep: false,
+                });
             } else {
                 let (low, high) = if stride > 0 { (0, dim) } else { (-1, dim - 1) };
-                let start = if bit(self.begin_mask, i) { if stride > 0 { 0 } else { dim - 1 } } else { clamp(normalize(begin[i]), low, high) };
-                let stop = if bit(self.end_mask, i) { if stride > 0 { dim } else { -1 } } else { clamp(normalize(end[i]), low, high) };
-                let count = if stride > 0 { ((stop - start).max(0) + stride - 1) / stride } else { ((start - stop).max(0) + (-stride) - 1) / (-stride) };
-                axes.push(SliceAxis { input_axis: Some(input_axis), start, stride, count: count as usize, keep: true });
+                let start = if bit(self.begin_mask, i) {
+                    if stride > 0 {
+                        0
+                    } else {
+                        dim - 1
+                    }
+                } else {
+                    clamp(normalize(begin[i]), low, high)
+                };
+                let stop = if bit(self.end_mask, i) {
+                    if stride > 0 {
+                        dim
+                    } else {
+                        -1
+                    }
+                } else {
+                    clamp(normalize(end[i]), low, high)
+                };
+                let count = if stride > 0 {
+                    ((stop - start).max(0) + stride - 1) / stride
+                } else {
+                    ((start - stop).max(0) + (-stride) - 1) / (-stride)
+                };
+                axes.push(SliceAxis {
+                    input_axis: Some(input_axis),
+                    start,
+                    stride,
+                    count: count as usize,
+                    keep: true,
+                });
             }
             input_axis += 1;
         }
         while input_axis < shape.len() {
-            axes.push(SliceAxis { input_axis: Some(input_axis), start: 0, stride: 1, count: shape[input_axis], keep: true });
+            axes.push(SliceAxis {
+                input_axis: Some(input_axis),
+                start: 0,
+                stride: 1,
+                count: shape[input_axis],
+                keep: true,
+            });
             input_axis += 1;
         }
         Ok(axes)
     }
 
-    fn operands<'t>(&self, constants: &[Option<&'t Tensor>]) -> OpResult<(Vec<i64>, Vec<i64>, Vec<i64>)> {
+    fn operands(&self, constants: &[Option<&Tensor>]) -> OpResult<(Vec<i64>, Vec<i64>, Vec<i64>)> {
         let get = |i: usize| {
-            constants.get(i).copied().flatten().map(|t| t.to_i64_vec()).ok_or_else(|| OpError::Unsupported("slice bounds must be compile-time constants".into()))
+            constants
+                .get(i)
+                .copied()
+                .flatten()
+                .map(|t| t.to_i64_vec())
+                .ok_or_else(|| {
+                    OpError::Unsupported("slice bounds must be compile-time constants".into())
+                })
         };
         Ok((get(1)?, get(2)?, get(3)?))
     }
@@ -331,7 +511,10 @@ impl Operator for StridedSlice {
         let input = inputs.ty(0)?;
         let (b, e, s) = self.operands(&inputs.constants)?;
         let axes = self.resolve(&input.shape, &b, &e, &s)?;
-        Ok(vec![TensorType::new(input.dtype, axes.iter().filter(|a| a.keep).map(|a| a.count).collect())])
+        Ok(vec![TensorType::new(
+            input.dtype,
+            axes.iter().filter(|a| a.keep).map(|a| a.count).collect(),
+        )])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
@@ -342,29 +525,52 @@ impl Operator for StridedSlice {
         let strides = strides_of(&input.shape);
         let mut indices = vec![0usize];
         for axis in &axes {
-            let Some(input_axis) = axis.input_axis else { continue };
+            let Some(input_axis) = axis.input_axis else {
+                continue;
+            };
             let mut next = Vec::with_capacity(indices.len() * axis.count);
             for &base in &indices {
                 for k in 0..axis.count {
-                    next.push(base + (axis.start + k as i64 * axis.stride) as usize * strides[input_axis]);
+                    next.push(
+                        base + (axis.start + k as i64 * axis.stride) as usize * strides[input_axis],
+                    );
                 }
             }
             indices = next;
         }
         let shape = axes.iter().filter(|a| a.keep).map(|a| a.count).collect();
-        Ok(vec![Tensor { shape, data: gather(&input.data, &indices) }])
+        Ok(vec![Tensor {
+            shape,
+            data: gather(&input.data, &indices),
+        }])
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
-        let constants: Vec<Option<&Tensor>> = kernel.inputs.iter().map(|i| i.constant.as_deref()).collect();
-        let (b, e, s) = self.operands(&constants).map_err(|err| kernel.error(err.to_string()))?;
+        let constants: Vec<Option<&Tensor>> = kernel
+            .inputs
+            .iter()
+            .map(|i| i.constant.as_deref())
+            .collect();
+        let (b, e, s) = self
+            .operands(&constants)
+            .map_err(|err| kernel.error(err.to_string()))?;
         let shape = kernel.inputs[0].ty.shape.clone();
-        let axes = self.resolve(&shape, &b, &e, &s).map_err(|err| kernel.error(err.to_string()))?;
+        let axes = self
+            .resolve(&shape, &b, &e, &s)
+            .map_err(|err| kernel.error(err.to_string()))?;
         let strides = strides_of(&shape);
         let element = kernel.inputs[0].ty.dtype.size_of();
         let levels: Vec<(usize, i64, i64)> = axes
             .iter()
-            .filter_map(|a| a.input_axis.map(|ia| (a.count, a.stride * strides[ia] as i64, a.start * strides[ia] as i64)))
+            .filter_map(|a| {
+                a.input_axis.map(|ia| {
+                    (
+                        a.count,
+                        a.stride * strides[ia] as i64,
+                        a.start * strides[ia] as i64,
+                    )
+                })
+            })
             .collect();
         let offset: i64 = levels.iter().map(|l| l.2).sum();
         let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
@@ -393,9 +599,9 @@ fn copy_nest(
     };
     let inner: usize = rest.iter().map(|l| l.0).product();
     kernel.for_count(count, &mut |k, i| {
-        let a = k.builder.ins().imul_imm(i, step);
+        let a = k.builder.ins().imul_imm_s(i, step);
         let a = k.builder.ins().iadd(input_index, a);
-        let b = k.builder.ins().imul_imm(i, inner as i64);
+        let b = k.builder.ins().imul_imm_s(i, inner as i64);
         let b = k.builder.ins().iadd(output_index, b);
         copy_nest(k, rest, a, b, input, output, element)
     })
@@ -414,13 +620,19 @@ pub struct Concat {
 pub struct Pack;
 impl Pack {
     pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
-        Ok(Arc::new(Concat { axis: attributes.int("axis")?, pack: true }))
+        Ok(Arc::new(Concat {
+            axis: attributes.int("axis")?,
+            pack: true,
+        }))
     }
 }
 
 impl Concat {
     pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
-        Ok(Arc::new(Concat { axis: attributes.int("axis")?, pack: false }))
+        Ok(Arc::new(Concat {
+            axis: attributes.int("axis")?,
+            pack: false,
+        }))
     }
 
     /// Output shape, normalised axis, and each input's chunk size (elements per outer index).
@@ -440,7 +652,10 @@ impl Concat {
             if self.pack {
                 expanded.insert(axis.min(expanded.len()), 1);
             }
-            if expanded.len() != rank || ty.dtype != first.dtype || (0..rank).any(|a| a != axis && expanded[a] != shape[a]) {
+            if expanded.len() != rank
+                || ty.dtype != first.dtype
+                || (0..rank).any(|a| a != axis && expanded[a] != shape[a])
+            {
                 return Err(invalid!("cannot join {ty} with {first} along axis {axis}"));
             }
             shape[axis] += expanded[axis];
@@ -452,7 +667,11 @@ impl Concat {
 
 impl Operator for Concat {
     fn name(&self) -> &'static str {
-        if self.pack { "pack" } else { "concat" }
+        if self.pack {
+            "pack"
+        } else {
+            "concat"
+        }
     }
 
     fn attributes(&self) -> Attributes {
@@ -476,12 +695,17 @@ impl Operator for Concat {
             }
         }
         let refs: Vec<&TensorData> = parts.iter().collect();
-        Ok(vec![Tensor { shape, data: concat_data(&refs, types[0].dtype) }])
+        Ok(vec![Tensor {
+            shape,
+            data: concat_data(&refs, types[0].dtype),
+        }])
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
         let types: Vec<&TensorType> = kernel.inputs.iter().map(|i| &i.ty).collect();
-        let (shape, axis, chunks) = self.layout(&types).map_err(|e| kernel.error(e.to_string()))?;
+        let (shape, axis, chunks) = self
+            .layout(&types)
+            .map_err(|e| kernel.error(e.to_string()))?;
         let element = kernel.outputs[0].ty.dtype.size_of();
         let outer: usize = shape[..axis].iter().product();
         let row: usize = chunks.iter().sum();
@@ -490,9 +714,9 @@ impl Operator for Concat {
         kernel.for_count(outer, &mut |k, o| {
             let mut offset = 0;
             for (&pointer, &chunk) in pointers.iter().zip(&chunks) {
-                let source = k.builder.ins().imul_imm(o, chunk as i64);
-                let destination = k.builder.ins().imul_imm(o, row as i64);
-                let destination = k.builder.ins().iadd_imm(destination, offset as i64);
+                let source = k.builder.ins().imul_imm_s(o, chunk as i64);
+                let destination = k.builder.ins().imul_imm_s(o, row as i64);
+                let destination = k.builder.ins().iadd_imm_s(destination, offset as i64);
                 k.copy_elements(pointer, source, output, destination, chunk, element)?;
                 offset += chunk;
             }
@@ -518,11 +742,18 @@ simple_parse!(Pad, Pad);
 
 impl Pad {
     fn pads(&self, rank: usize, paddings: Option<&Tensor>) -> OpResult<Vec<(usize, usize)>> {
-        let values = paddings.ok_or_else(|| OpError::Unsupported("paddings must be a compile-time constant".into()))?.to_i64_vec();
+        let values = paddings
+            .ok_or_else(|| OpError::Unsupported("paddings must be a compile-time constant".into()))?
+            .to_i64_vec();
         if values.len() != rank * 2 || values.iter().any(|&v| v < 0) {
-            return Err(invalid!("paddings {values:?} do not fit rank {rank} (negative padding is not supported)"));
+            return Err(invalid!(
+                "paddings {values:?} do not fit rank {rank} (negative padding is not supported)"
+            ));
         }
-        Ok(values.chunks(2).map(|p| (p[0] as usize, p[1] as usize)).collect())
+        Ok(values
+            .chunks(2)
+            .map(|p| (p[0] as usize, p[1] as usize))
+            .collect())
     }
 }
 
@@ -535,37 +766,76 @@ impl Operator for Pad {
         let input = inputs.ty(0)?;
         let pads = self.pads(input.rank(), inputs.constants.get(1).copied().flatten())?;
         if inputs.types.len() > 2 && inputs.constants.get(2).copied().flatten().is_none() {
-            return Err(OpError::Unsupported("the pad value must be a compile-time constant".into()));
+            return Err(OpError::Unsupported(
+                "the pad value must be a compile-time constant".into(),
+            ));
         }
-        Ok(vec![TensorType::new(input.dtype, input.shape.iter().zip(&pads).map(|(d, p)| d + p.0 + p.1).collect())])
+        Ok(vec![TensorType::new(
+            input.dtype,
+            input
+                .shape
+                .iter()
+                .zip(&pads)
+                .map(|(d, p)| d + p.0 + p.1)
+                .collect(),
+        )])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let input = inputs[0];
         let pads = self.pads(input.shape.len(), inputs.get(1).copied())?;
-        let fill = inputs.get(2).map(|t| t.to_f32_vec().first().copied().unwrap_or(0.0)).unwrap_or(0.0);
-        let shape: Vec<usize> = input.shape.iter().zip(&pads).map(|(d, p)| d + p.0 + p.1).collect();
+        let fill = inputs
+            .get(2)
+            .map(|t| t.to_f32_vec().first().copied().unwrap_or(0.0))
+            .unwrap_or(0.0);
+        let shape: Vec<usize> = input
+            .shape
+            .iter()
+            .zip(&pads)
+            .map(|(d, p)| d + p.0 + p.1)
+            .collect();
         let out_strides = strides_of(&shape);
         let in_strides = strides_of(&input.shape);
         let mut out = Tensor::filled(input.dtype(), shape, fill as f64).to_f32_vec();
         let values = input.to_f32_vec();
         for (flat, &v) in values.iter().enumerate() {
-            let o: usize = (0..input.shape.len()).map(|a| (flat / in_strides[a] % input.shape[a] + pads[a].0) * out_strides[a]).sum();
+            let o: usize = (0..input.shape.len())
+                .map(|a| (flat / in_strides[a] % input.shape[a] + pads[a].0) * out_strides[a])
+                .sum();
             out[o] = v;
         }
-        let result = Tensor::from_f32(out_strides.iter().zip(&input.shape).zip(&pads).map(|((_, d), p)| d + p.0 + p.1).collect(), out);
+        let result = Tensor::from_f32(
+            out_strides
+                .iter()
+                .zip(&input.shape)
+                .zip(&pads)
+                .map(|((_, d), p)| d + p.0 + p.1)
+                .collect(),
+            out,
+        );
         Ok(vec![result.cast(input.dtype())])
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
         let input_ty = kernel.inputs[0].ty.clone();
         let constant = kernel.inputs.get(1).and_then(|i| i.constant.clone());
-        let pads = self.pads(input_ty.rank(), constant.as_deref()).map_err(|e| kernel.error(e.to_string()))?;
+        let pads = self
+            .pads(input_ty.rank(), constant.as_deref())
+            .map_err(|e| kernel.error(e.to_string()))?;
         if input_ty.dtype.size_of() != 4 {
             return Err(kernel.error("pad kernels handle 4-byte elements"));
         }
-        let fill = kernel.inputs.get(2).and_then(|i| i.constant.clone()).map(|t| t.to_f32_vec().first().copied().unwrap_or(0.0)).unwrap_or(0.0);
-        let bits = if input_ty.dtype == DType::F32 { fill.to_bits() } else { fill as i32 as u32 };
+        let fill = kernel
+            .inputs
+            .get(2)
+            .and_then(|i| i.constant.clone())
+            .map(|t| t.to_f32_vec().first().copied().unwrap_or(0.0))
+            .unwrap_or(0.0);
+        let bits = if input_ty.dtype == DType::F32 {
+            fill.to_bits()
+        } else {
+            fill as i32 as u32
+        };
         let output_ty = kernel.outputs[0].ty.clone();
         let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
         let zero = kernel.iconst(0);
@@ -578,10 +848,20 @@ impl Operator for Pad {
         let in_strides = strides_of(&input_ty.shape);
         let out_strides = strides_of(&output_ty.shape);
         let row = input_ty.shape[rank - 1];
-        let levels: Vec<(usize, usize, usize)> = (0..rank - 1).map(|a| (input_ty.shape[a], in_strides[a], out_strides[a])).collect();
+        let levels: Vec<(usize, usize, usize)> = (0..rank - 1)
+            .map(|a| (input_ty.shape[a], in_strides[a], out_strides[a]))
+            .collect();
         let start: usize = pads.iter().zip(&out_strides).map(|(p, s)| p.0 * s).sum();
         let start = kernel.iconst(start as i64);
-        row_nest(kernel, &levels, zero, start, &mut |k, source, destination| k.copy_elements(input, source, output, destination, row, 4))
+        row_nest(
+            kernel,
+            &levels,
+            zero,
+            start,
+            &mut |k, source, destination| {
+                k.copy_elements(input, source, output, destination, row, 4)
+            },
+        )
     }
 
     fn flops(&self, _inputs: &[&TensorType], _outputs: &[TensorType]) -> u64 {
@@ -598,15 +878,19 @@ fn row_nest(
     levels: &[(usize, usize, usize)],
     source: cranelift_codegen::ir::Value,
     destination: cranelift_codegen::ir::Value,
-    body: &mut dyn FnMut(&mut Kernel, cranelift_codegen::ir::Value, cranelift_codegen::ir::Value) -> Result<(), CodegenError>,
+    body: &mut dyn FnMut(
+        &mut Kernel,
+        cranelift_codegen::ir::Value,
+        cranelift_codegen::ir::Value,
+    ) -> Result<(), CodegenError>,
 ) -> Result<(), CodegenError> {
     let Some((&(count, in_stride, out_stride), rest)) = levels.split_first() else {
         return body(kernel, source, destination);
     };
     kernel.for_count(count, &mut |k, i| {
-        let a = k.builder.ins().imul_imm(i, in_stride as i64);
+        let a = k.builder.ins().imul_imm_s(i, in_stride as i64);
         let a = k.builder.ins().iadd(source, a);
-        let b = k.builder.ins().imul_imm(i, out_stride as i64);
+        let b = k.builder.ins().imul_imm_s(i, out_stride as i64);
         let b = k.builder.ins().iadd(destination, b);
         row_nest(k, rest, a, b, body)
     })
@@ -621,8 +905,15 @@ simple_parse!(Transpose, Transpose);
 
 impl Transpose {
     fn permutation(&self, rank: usize, perm: Option<&Tensor>) -> OpResult<Vec<usize>> {
-        let perm = perm.ok_or_else(|| OpError::Unsupported("the permutation must be a compile-time constant".into()))?.to_i64_vec();
-        let perm: Vec<usize> = perm.iter().map(|&p| normalize_axis(p, rank)).collect::<OpResult<_>>()?;
+        let perm = perm
+            .ok_or_else(|| {
+                OpError::Unsupported("the permutation must be a compile-time constant".into())
+            })?
+            .to_i64_vec();
+        let perm: Vec<usize> = perm
+            .iter()
+            .map(|&p| normalize_axis(p, rank))
+            .collect::<OpResult<_>>()?;
         let mut sorted = perm.clone();
         sorted.sort_unstable();
         if sorted != (0..rank).collect::<Vec<_>>() {
@@ -640,7 +931,10 @@ impl Operator for Transpose {
     fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
         let input = inputs.ty(0)?;
         let perm = self.permutation(input.rank(), inputs.constants.get(1).copied().flatten())?;
-        Ok(vec![TensorType::new(input.dtype, perm.iter().map(|&p| input.shape[p]).collect())])
+        Ok(vec![TensorType::new(
+            input.dtype,
+            perm.iter().map(|&p| input.shape[p]).collect(),
+        )])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
@@ -650,19 +944,41 @@ impl Operator for Transpose {
         let in_strides = strides_of(&input.shape);
         let out_strides = strides_of(&shape);
         let count = input.element_count();
-        let indices: Vec<usize> = (0..count).map(|flat| (0..shape.len()).map(|a| (flat / out_strides[a] % shape[a]) * in_strides[perm[a]]).sum()).collect();
-        Ok(vec![Tensor { shape, data: gather(&input.data, &indices) }])
+        let indices: Vec<usize> = (0..count)
+            .map(|flat| {
+                (0..shape.len())
+                    .map(|a| (flat / out_strides[a] % shape[a]) * in_strides[perm[a]])
+                    .sum()
+            })
+            .collect();
+        Ok(vec![Tensor {
+            shape,
+            data: gather(&input.data, &indices),
+        }])
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
         let input_ty = kernel.inputs[0].ty.clone();
         let constant = kernel.inputs.get(1).and_then(|i| i.constant.clone());
-        let perm = self.permutation(input_ty.rank(), constant.as_deref()).map_err(|e| kernel.error(e.to_string()))?;
+        let perm = self
+            .permutation(input_ty.rank(), constant.as_deref())
+            .map_err(|e| kernel.error(e.to_string()))?;
         let in_strides = strides_of(&input_ty.shape);
-        let levels: Vec<(usize, i64, i64)> = perm.iter().map(|&p| (input_ty.shape[p], in_strides[p] as i64, 0)).collect();
+        let levels: Vec<(usize, i64, i64)> = perm
+            .iter()
+            .map(|&p| (input_ty.shape[p], in_strides[p] as i64, 0))
+            .collect();
         let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
         let zero = kernel.iconst(0);
-        copy_nest(kernel, &levels, zero, zero, input, output, input_ty.dtype.size_of())
+        copy_nest(
+            kernel,
+            &levels,
+            zero,
+            zero,
+            input,
+            output,
+            input_ty.dtype.size_of(),
+        )
     }
 
     fn flops(&self, _inputs: &[&TensorType], _outputs: &[TensorType]) -> u64 {
@@ -691,11 +1007,18 @@ impl Operator for Fill {
         if dims.iter().any(|&d| d < 0) {
             return Err(invalid!("Fill dims {dims:?} must be non-negative"));
         }
-        Ok(vec![TensorType::new(inputs.ty(1)?.dtype, dims.iter().map(|&d| d as usize).collect())])
+        Ok(vec![TensorType::new(
+            inputs.ty(1)?.dtype,
+            dims.iter().map(|&d| d as usize).collect(),
+        )])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
-        let dims: Vec<usize> = inputs[0].to_i64_vec().iter().map(|&d| d.max(0) as usize).collect();
+        let dims: Vec<usize> = inputs[0]
+            .to_i64_vec()
+            .iter()
+            .map(|&d| d.max(0) as usize)
+            .collect();
         let value = inputs[1].to_f32_vec().first().copied().unwrap_or(0.0);
         Ok(vec![Tensor::filled(inputs[1].dtype(), dims, value as f64)])
     }
@@ -733,7 +1056,11 @@ impl Operator for Range {
     }
 
     fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
-        let get = |i| inputs.constant(i, "Range bounds").map(|t| t.to_f32_vec().first().copied().unwrap_or(0.0) as f64);
+        let get = |i| {
+            inputs
+                .constant(i, "Range bounds")
+                .map(|t| t.to_f32_vec().first().copied().unwrap_or(0.0) as f64)
+        };
         let count = Range::values(get(0)?, get(1)?, get(2)?)?;
         Ok(vec![TensorType::new(inputs.ty(0)?.dtype, vec![count])])
     }
@@ -742,8 +1069,12 @@ impl Operator for Range {
         let get = |i: usize| inputs[i].to_f32_vec().first().copied().unwrap_or(0.0) as f64;
         let (start, limit, delta) = (get(0), get(1), get(2));
         let count = Range::values(start, limit, delta)?;
-        let values: Vec<f32> = (0..count).map(|k| (start + k as f64 * delta) as f32).collect();
-        Ok(vec![Tensor::from_f32(vec![count], values).cast(inputs[0].dtype())])
+        let values: Vec<f32> = (0..count)
+            .map(|k| (start + k as f64 * delta) as f32)
+            .collect();
+        Ok(vec![
+            Tensor::from_f32(vec![count], values).cast(inputs[0].dtype())
+        ])
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
@@ -758,31 +1089,75 @@ impl Operator for Range {
 // ---- import ----
 
 fn attr_fail(node: &NodeDef) -> impl Fn(String) -> ImportError + '_ {
-    move |message| ImportError::Node { node: node.name.clone(), op: node.op.clone(), message }
+    move |message| ImportError::Node {
+        node: node.name.clone(),
+        op: node.op.clone(),
+        message,
+    }
 }
 
-pub fn import_reshape(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_reshape(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 2)?;
-    Ok(vec![importer.add(node, Reshape { mode: ReshapeMode::FromOperand }, inputs[..2].to_vec())])
+    Ok(vec![importer.add(
+        node,
+        Reshape {
+            mode: ReshapeMode::FromOperand,
+        },
+        inputs[..2].to_vec(),
+    )])
 }
 
-pub fn import_squeeze(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_squeeze(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 1)?;
-    let axes = NodeAttributes::of(node).ints_or("squeeze_dims", &[]).map_err(attr_fail(node))?;
-    Ok(vec![importer.add(node, Reshape { mode: ReshapeMode::Squeeze(axes) }, vec![inputs[0]])])
+    let axes = NodeAttributes::of(node)
+        .ints_or("squeeze_dims", &[])
+        .map_err(attr_fail(node))?;
+    Ok(vec![importer.add(
+        node,
+        Reshape {
+            mode: ReshapeMode::Squeeze(axes),
+        },
+        vec![inputs[0]],
+    )])
 }
 
-pub fn import_expand_dims(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_expand_dims(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 2)?;
-    Ok(vec![importer.add(node, Reshape { mode: ReshapeMode::ExpandDims }, inputs[..2].to_vec())])
+    Ok(vec![importer.add(
+        node,
+        Reshape {
+            mode: ReshapeMode::ExpandDims,
+        },
+        inputs[..2].to_vec(),
+    )])
 }
 
-pub fn import_shape(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_shape(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 1)?;
     Ok(vec![importer.add(node, ShapeOf, vec![inputs[0]])])
 }
 
-pub fn import_strided_slice(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_strided_slice(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 4)?;
     let a = NodeAttributes::of(node);
     let fail = attr_fail(node);
@@ -796,41 +1171,77 @@ pub fn import_strided_slice(importer: &mut Importer, node: &NodeDef, inputs: &[V
     Ok(vec![importer.add(node, op, inputs[..4].to_vec())])
 }
 
-pub fn import_pack(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
-    let axis = NodeAttributes::of(node).int_or("axis", 0).map_err(attr_fail(node))?;
-    Ok(vec![importer.add(node, Concat { axis, pack: true }, inputs.to_vec())])
+pub fn import_pack(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    let axis = NodeAttributes::of(node)
+        .int_or("axis", 0)
+        .map_err(attr_fail(node))?;
+    Ok(vec![importer.add(
+        node,
+        Concat { axis, pack: true },
+        inputs.to_vec(),
+    )])
 }
 
 /// ConcatV2: the last input is the axis, which must be constant.
-pub fn import_concat(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_concat(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 2)?;
-    let (&axis_value, values) = inputs.split_last().ok_or_else(|| importer.error(node, "no inputs"))?;
+    let (&axis_value, values) = inputs
+        .split_last()
+        .ok_or_else(|| importer.error(node, "no inputs"))?;
     let axis = importer
         .graph
         .constant(axis_value)
         .and_then(|c| c.tensor.to_i64_vec().first().copied())
         .ok_or_else(|| importer.error(node, "the concat axis must be a constant"))?;
-    Ok(vec![importer.add(node, Concat { axis, pack: false }, values.to_vec())])
+    Ok(vec![importer.add(
+        node,
+        Concat { axis, pack: false },
+        values.to_vec(),
+    )])
 }
 
-pub fn import_pad(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_pad(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 2)?;
     let count = if node.op == "PadV2" { 3 } else { 2 };
     importer.expect_inputs(node, inputs, count)?;
     Ok(vec![importer.add(node, Pad, inputs[..count].to_vec())])
 }
 
-pub fn import_transpose(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_transpose(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 2)?;
     Ok(vec![importer.add(node, Transpose, inputs[..2].to_vec())])
 }
 
-pub fn import_fill(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_fill(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 2)?;
     Ok(vec![importer.add(node, Fill, inputs[..2].to_vec())])
 }
 
-pub fn import_range(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_range(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 3)?;
     Ok(vec![importer.add(node, Range, inputs[..3].to_vec())])
 }

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use cranelift_codegen::ir::{types, InstBuilder};
 
-use crate::invalid;
 use super::{Attributes, InputFacts, OpResult, Operator};
 use crate::codegen::kernel::{Kernel, LANES};
 use crate::codegen::CodegenError;
 use crate::import::{ImportError, Importer};
+use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -31,13 +31,17 @@ impl Operator for Softmax {
         inputs.expect_count(1)?;
         let ty = inputs.ty(0)?;
         if ty.dtype != DType::F32 || ty.rank() == 0 {
-            return Err(invalid!("softmax needs an f32 tensor of rank ≥ 1, got {ty}"));
+            return Err(invalid!(
+                "softmax needs an f32 tensor of rank ≥ 1, got {ty}"
+            ));
         }
         Ok(vec![ty.clone()])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
-        let TensorData::F32(x) = &inputs[0].data else { return Err(invalid!("softmax needs f32")) };
+        let TensorData::F32(x) = &inputs[0].data else {
+            return Err(invalid!("softmax needs f32"));
+        };
         let row = *inputs[0].shape.last().unwrap_or(&1);
         let mut out = Vec::with_capacity(x.len());
         for chunk in x.chunks(row.max(1)) {
@@ -55,9 +59,12 @@ impl Operator for Softmax {
         let rows = kernel.inputs[0].ty.element_count() / row.max(1);
         let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
         let vector_end = row / LANES * LANES;
-        let runs = [(0usize, vector_end / LANES, LANES), (vector_end, row - vector_end, 1)];
+        let runs = [
+            (0usize, vector_end / LANES, LANES),
+            (vector_end, row - vector_end, 1),
+        ];
         kernel.for_count(rows, &mut |k, r| {
-            let base = k.builder.ins().imul_imm(r, row as i64);
+            let base = k.builder.ins().imul_imm_s(r, row as i64);
             // Pass 1: maximum.
             let vmax = k.builder.declare_var(types::F32X4);
             let smax = k.builder.declare_var(types::F32);
@@ -66,7 +73,11 @@ impl Operator for Softmax {
             let low = k.float_constant(types::F32, f32::NEG_INFINITY);
             k.builder.def_var(smax, low);
             for (start, count, width) in runs {
-                let (var, ty) = if width == LANES { (vmax, types::F32X4) } else { (smax, types::F32) };
+                let (var, ty) = if width == LANES {
+                    (vmax, types::F32X4)
+                } else {
+                    (smax, types::F32)
+                };
                 k.for_steps(start, count, width, &mut |k, j| {
                     let index = k.builder.ins().iadd(base, j);
                     let value = k.load(ty, input, index, 4);
@@ -89,7 +100,11 @@ impl Operator for Softmax {
             let zero = k.float_constant(types::F32, 0.0);
             k.builder.def_var(ssum, zero);
             for (start, count, width) in runs {
-                let (var, ty, shift) = if width == LANES { (vsum, types::F32X4, max_vector) } else { (ssum, types::F32, max) };
+                let (var, ty, shift) = if width == LANES {
+                    (vsum, types::F32X4, max_vector)
+                } else {
+                    (ssum, types::F32, max)
+                };
                 k.for_steps(start, count, width, &mut |k, j| {
                     let index = k.builder.ins().iadd(base, j);
                     let value = k.load(ty, input, index, 4);
@@ -111,7 +126,11 @@ impl Operator for Softmax {
             let inverse_vector = k.builder.ins().splat(types::F32X4, inverse);
             // Pass 3: normalise in place.
             for (start, count, width) in runs {
-                let (ty, factor) = if width == LANES { (types::F32X4, inverse_vector) } else { (types::F32, inverse) };
+                let (ty, factor) = if width == LANES {
+                    (types::F32X4, inverse_vector)
+                } else {
+                    (types::F32, inverse)
+                };
                 k.for_steps(start, count, width, &mut |k, j| {
                     let index = k.builder.ins().iadd(base, j);
                     let value = k.load(ty, output, index, 4);
@@ -134,7 +153,11 @@ impl Operator for Softmax {
 }
 
 /// Softmax (last axis).
-pub fn import_softmax(importer: &mut Importer, node: &NodeDef, inputs: &[ValueId]) -> Result<Vec<ValueId>, ImportError> {
+pub fn import_softmax(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 1)?;
     Ok(vec![importer.add(node, Softmax, vec![inputs[0]])])
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::PassError;
 use crate::ir::{Graph, NodeId, Tensor};
 use crate::ops::reduce::ReduceAxes;
-use crate::ops::{downcast, InputFacts, Operator};
+use crate::ops::{downcast, InputFacts};
 
 /// Largest result (in elements) inference folds on its own; bigger ones wait for `fold_constants`.
 const SMALL_FOLD_LIMIT: usize = 4096;
@@ -19,8 +19,16 @@ const SMALL_FOLD_LIMIT: usize = 4096;
 const FOLD_LIMIT: usize = 16 << 20;
 
 fn node_error(graph: &Graph, node: NodeId, pass: &'static str, message: String) -> PassError {
-    let (name, op) = graph.node(node).map(|n| (n.name.clone(), n.op.name().to_string())).unwrap_or_default();
-    PassError::Node { pass, node: name, op, message }
+    let (name, op) = graph
+        .node(node)
+        .map(|n| (n.name.clone(), n.op.name().to_string()))
+        .unwrap_or_default();
+    PassError::Node {
+        pass,
+        node: name,
+        op,
+        message,
+    }
 }
 
 pub fn infer_shapes(graph: &mut Graph) -> Result<(), PassError> {
@@ -42,16 +50,27 @@ fn walk(graph: &mut Graph, pass: &'static str, fold_limit: usize) -> Result<(), 
         }
         let mut types = Vec::with_capacity(inputs.len());
         for &input in &inputs {
-            let ty = graph.value(input).ty.clone().ok_or_else(|| node_error(graph, id, pass, format!("input {input} has no type")))?;
+            let ty =
+                graph.value(input).ty.clone().ok_or_else(|| {
+                    node_error(graph, id, pass, format!("input {input} has no type"))
+                })?;
             types.push(ty);
         }
-        let constants: Vec<Option<Arc<Tensor>>> = inputs.iter().map(|&v| graph.constant(v).map(|c| c.tensor.clone())).collect();
-        let facts = InputFacts { types: types.iter().collect(), constants: constants.iter().map(|c| c.as_deref()).collect() };
+        let constants: Vec<Option<Arc<Tensor>>> = inputs
+            .iter()
+            .map(|&v| graph.constant(v).map(|c| c.tensor.clone()))
+            .collect();
+        let facts = InputFacts {
+            types: types.iter().collect(),
+            constants: constants.iter().map(|c| c.as_deref()).collect(),
+        };
         // Specialise ops whose attributes were operands (reduction axes).
         let mut kept_inputs = inputs.clone();
         if let Some(reduce) = downcast::<ReduceAxes>(op.as_ref()) {
             if let Some(axes) = facts.constants.get(1).copied().flatten() {
-                let resolved = reduce.resolve(&types[0], axes).map_err(|e| node_error(graph, id, pass, e.to_string()))?;
+                let resolved = reduce
+                    .resolve(&types[0], axes)
+                    .map_err(|e| node_error(graph, id, pass, e.to_string()))?;
                 op = Arc::new(resolved);
                 kept_inputs.truncate(1);
             }
@@ -60,9 +79,20 @@ fn walk(graph: &mut Graph, pass: &'static str, fold_limit: usize) -> Result<(), 
             types: facts.types[..kept_inputs.len()].to_vec(),
             constants: facts.constants[..kept_inputs.len()].to_vec(),
         };
-        let inferred = op.infer(&facts).map_err(|e| node_error(graph, id, pass, e.to_string()))?;
+        let inferred = op
+            .infer(&facts)
+            .map_err(|e| node_error(graph, id, pass, e.to_string()))?;
         if inferred.len() != outputs.len() {
-            return Err(node_error(graph, id, pass, format!("op yields {} results, the node has {}", inferred.len(), outputs.len())));
+            return Err(node_error(
+                graph,
+                id,
+                pass,
+                format!(
+                    "op yields {} results, the node has {}",
+                    inferred.len(),
+                    outputs.len()
+                ),
+            ));
         }
         for (&output, ty) in outputs.iter().zip(&inferred) {
             graph.value_mut(output).ty = Some(ty.clone());
@@ -73,9 +103,18 @@ fn walk(graph: &mut Graph, pass: &'static str, fold_limit: usize) -> Result<(), 
             && op.view_of_input().is_none()
             && inferred.iter().all(|t| t.element_count() <= fold_limit)
         {
-            let values: Vec<&Tensor> = facts.constants.iter().map(|c| c.expect("checked above")).collect();
-            Some(op.evaluate(&values).map_err(|e| node_error(graph, id, pass, e.to_string()))?)
-        } else if facts.constants.first().copied().flatten().is_some() && op.view_of_input().is_some() {
+            let values: Vec<&Tensor> = facts
+                .constants
+                .iter()
+                .map(|c| c.expect("checked above"))
+                .collect();
+            Some(
+                op.evaluate(&values)
+                    .map_err(|e| node_error(graph, id, pass, e.to_string()))?,
+            )
+        } else if facts.constants.first().copied().flatten().is_some()
+            && op.view_of_input().is_some()
+        {
             // A view of a constant is a constant of the new shape.
             let source = facts.constants[0].expect("checked above");
             Some(vec![source.reshaped(inferred[0].shape.clone())])

@@ -14,30 +14,69 @@ use crate::ops::matmul::MatMul;
 use crate::ops::{downcast, Operator};
 
 /// Binary kinds an epilogue applies as `result <kind> operand`.
-const FUSABLE_BINARY: &[BinaryKind] =
-    &[BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Maximum, BinaryKind::Minimum, BinaryKind::Prelu];
+const FUSABLE_BINARY: &[BinaryKind] = &[
+    BinaryKind::Add,
+    BinaryKind::Sub,
+    BinaryKind::Mul,
+    BinaryKind::Div,
+    BinaryKind::Maximum,
+    BinaryKind::Minimum,
+    BinaryKind::Prelu,
+];
 /// Commutative kinds may take the producer's result on either side.
-const COMMUTATIVE: &[BinaryKind] = &[BinaryKind::Add, BinaryKind::Mul, BinaryKind::Maximum, BinaryKind::Minimum];
-const FUSABLE_UNARY: &[UnaryKind] =
-    &[UnaryKind::Relu, UnaryKind::Relu6, UnaryKind::LeakyRelu, UnaryKind::Sigmoid, UnaryKind::Tanh, UnaryKind::Elu];
+const COMMUTATIVE: &[BinaryKind] = &[
+    BinaryKind::Add,
+    BinaryKind::Mul,
+    BinaryKind::Maximum,
+    BinaryKind::Minimum,
+];
+const FUSABLE_UNARY: &[UnaryKind] = &[
+    UnaryKind::Relu,
+    UnaryKind::Relu6,
+    UnaryKind::LeakyRelu,
+    UnaryKind::Sigmoid,
+    UnaryKind::Tanh,
+    UnaryKind::Elu,
+];
 
 /// The producer's op with one more epilogue step, if it takes epilogues.
 fn with_step(op: &dyn Operator, step: EpilogueStep) -> Option<Arc<dyn Operator>> {
-    let extend = |epilogue: &Epilogue| Epilogue { steps: epilogue.steps.iter().cloned().chain([step.clone()]).collect() };
+    let extend = |epilogue: &Epilogue| Epilogue {
+        steps: epilogue
+            .steps
+            .iter()
+            .cloned()
+            .chain([step.clone()])
+            .collect(),
+    };
     if let Some(conv) = downcast::<Conv2d>(op) {
-        return Some(Arc::new(Conv2d { epilogue: extend(&conv.epilogue), ..conv.clone() }));
+        return Some(Arc::new(Conv2d {
+            epilogue: extend(&conv.epilogue),
+            ..conv.clone()
+        }));
     }
     if let Some(matmul) = downcast::<MatMul>(op) {
-        return Some(Arc::new(MatMul { epilogue: extend(&matmul.epilogue), ..matmul.clone() }));
+        return Some(Arc::new(MatMul {
+            epilogue: extend(&matmul.epilogue),
+            ..matmul.clone()
+        }));
     }
     None
 }
 
 pub fn fuse_epilogues(graph: &mut Graph) -> Result<(), PassError> {
     loop {
-        let Some((producer, consumer, step, operand)) = find_candidate(graph) else { return Ok(()) };
-        let (Some(producer_node), Some(consumer_node)) = (graph.node(producer), graph.node(consumer)) else { return Ok(()) };
-        let Some(op) = with_step(producer_node.op.as_ref(), step) else { return Ok(()) };
+        let Some((producer, consumer, step, operand)) = find_candidate(graph) else {
+            return Ok(());
+        };
+        let (Some(producer_node), Some(consumer_node)) =
+            (graph.node(producer), graph.node(consumer))
+        else {
+            return Ok(());
+        };
+        let Some(op) = with_step(producer_node.op.as_ref(), step) else {
+            return Ok(());
+        };
         let result = producer_node.outputs[0];
         let consumer_output = consumer_node.outputs[0];
         let consumer_name = consumer_node.name.clone();
@@ -58,7 +97,11 @@ pub fn fuse_epilogues(graph: &mut Graph) -> Result<(), PassError> {
 /// Finds (producer, consumer, step, extra operand) for the first fusable pair in order.
 fn find_candidate(graph: &Graph) -> Option<(NodeId, NodeId, EpilogueStep, Option<ValueId>)> {
     let uses = graph.use_counts();
-    let position: HashMap<NodeId, usize> = graph.nodes().enumerate().map(|(p, (id, _))| (id, p)).collect();
+    let position: HashMap<NodeId, usize> = graph
+        .nodes()
+        .enumerate()
+        .map(|(p, (id, _))| (id, p))
+        .collect();
     let defined_before = |value: ValueId, limit: usize| match graph.value(value).definition {
         Definition::Node { node, .. } => position.get(&node).is_some_and(|&p| p < limit),
         _ => true,
@@ -76,9 +119,19 @@ fn find_candidate(graph: &Graph) -> Option<(NodeId, NodeId, EpilogueStep, Option
             }
             let left_fusable = is_epilogue_producer(graph, node.inputs[0]);
             if left_fusable {
-                (EpilogueStep::Binary(binary.kind), node.inputs[0], Some(node.inputs[1]))
-            } else if COMMUTATIVE.contains(&binary.kind) && is_epilogue_producer(graph, node.inputs[1]) {
-                (EpilogueStep::Binary(binary.kind), node.inputs[1], Some(node.inputs[0]))
+                (
+                    EpilogueStep::Binary(binary.kind),
+                    node.inputs[0],
+                    Some(node.inputs[1]),
+                )
+            } else if COMMUTATIVE.contains(&binary.kind)
+                && is_epilogue_producer(graph, node.inputs[1])
+            {
+                (
+                    EpilogueStep::Binary(binary.kind),
+                    node.inputs[1],
+                    Some(node.inputs[0]),
+                )
             } else {
                 continue;
             }
@@ -88,14 +141,24 @@ fn find_candidate(graph: &Graph) -> Option<(NodeId, NodeId, EpilogueStep, Option
         if uses.get(&result).copied() != Some(1) || graph.is_graph_output(result) {
             continue;
         }
-        let Some((producer, producer_node)) = graph.producer(result) else { continue };
+        let Some((producer, producer_node)) = graph.producer(result) else {
+            continue;
+        };
         if with_step(producer_node.op.as_ref(), step.clone()).is_none() {
             continue;
         }
         if let Some(operand) = operand {
-            let (Some(result_ty), Some(operand_ty)) = (graph.value(result).ty.as_ref(), graph.value(operand).ty.as_ref()) else { continue };
+            let (Some(result_ty), Some(operand_ty)) = (
+                graph.value(result).ty.as_ref(),
+                graph.value(operand).ty.as_ref(),
+            ) else {
+                continue;
+            };
             let output_ty = graph.value(node.outputs[0]).ty.as_ref();
-            if operand == result || operand_layout(result_ty, operand_ty).is_none() || output_ty != Some(result_ty) {
+            if operand == result
+                || operand_layout(result_ty, operand_ty).is_none()
+                || output_ty != Some(result_ty)
+            {
                 continue;
             }
             if !defined_before(operand, position[&producer]) {
@@ -108,5 +171,8 @@ fn find_candidate(graph: &Graph) -> Option<(NodeId, NodeId, EpilogueStep, Option
 }
 
 fn is_epilogue_producer(graph: &Graph, value: ValueId) -> bool {
-    graph.producer(value).is_some_and(|(_, node)| downcast::<Conv2d>(node.op.as_ref()).is_some() || downcast::<MatMul>(node.op.as_ref()).is_some())
+    graph.producer(value).is_some_and(|(_, node)| {
+        downcast::<Conv2d>(node.op.as_ref()).is_some()
+            || downcast::<MatMul>(node.op.as_ref()).is_some()
+    })
 }

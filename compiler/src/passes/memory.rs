@@ -102,7 +102,9 @@ pub fn plan_memory(graph: &Graph) -> MemoryPlan {
         plan.locations.insert(port.value, Location::Input(index));
     }
     for (index, port) in graph.outputs.iter().enumerate() {
-        plan.locations.entry(port.value).or_insert(Location::Output(index));
+        plan.locations
+            .entry(port.value)
+            .or_insert(Location::Output(index));
     }
     // The buffer a value really reads: views resolve to their source.
     let mut root: HashMap<ValueId, ValueId> = HashMap::new();
@@ -118,7 +120,9 @@ pub fn plan_memory(graph: &Graph) -> MemoryPlan {
     for (_, node) in &nodes {
         for &input in &node.inputs {
             let input = resolve(&root, input);
-            let Some(constant) = graph.constant(input) else { continue };
+            let Some(constant) = graph.constant(input) else {
+                continue;
+            };
             if plan.locations.contains_key(&input) {
                 continue;
             }
@@ -164,17 +168,32 @@ pub fn plan_memory(graph: &Graph) -> MemoryPlan {
             !done
         });
         for &output in &node.outputs {
-            if plan.locations.contains_key(&output) || matches!(graph.value(output).definition, Definition::Constant(_)) {
+            if plan.locations.contains_key(&output)
+                || matches!(graph.value(output).definition, Definition::Constant(_))
+            {
                 continue;
             }
-            let size = graph.value(output).ty.as_ref().map(|t| t.byte_size()).unwrap_or(0);
+            let size = graph
+                .value(output)
+                .ty
+                .as_ref()
+                .map(|t| t.byte_size())
+                .unwrap_or(0);
             let offset = arena.allocate(size);
             plan.unshared_bytes += round_up(size.max(1));
             plan.locations.insert(output, Location::Arena(offset));
             live.push((output, offset, size));
         }
-        let input_types: Vec<_> = node.inputs.iter().filter_map(|&v| graph.value(v).ty.as_ref()).collect();
-        let output_types: Vec<_> = node.outputs.iter().filter_map(|&v| graph.value(v).ty.clone()).collect();
+        let input_types: Vec<_> = node
+            .inputs
+            .iter()
+            .filter_map(|&v| graph.value(v).ty.as_ref())
+            .collect();
+        let output_types: Vec<_> = node
+            .outputs
+            .iter()
+            .filter_map(|&v| graph.value(v).ty.clone())
+            .collect();
         let scratch = node.op.scratch_bytes(&input_types, &output_types);
         if scratch > 0 {
             let offset = arena.allocate(scratch);

@@ -14,7 +14,12 @@ use crate::ir::{verify::verify, Graph};
 #[derive(Debug, thiserror::Error)]
 pub enum PassError {
     #[error("{pass}: node {node:?} ({op}): {message}")]
-    Node { pass: &'static str, node: String, op: String, message: String },
+    Node {
+        pass: &'static str,
+        node: String,
+        op: String,
+        message: String,
+    },
     #[error("{0}")]
     Verify(#[from] crate::ir::verify::VerifyError),
 }
@@ -32,12 +37,18 @@ pub const PIPELINE: &[(&str, PassFn)] = &[
 
 /// Names a `--dump-ir` may take: "import" (before any pass) and every pass.
 pub fn dump_points() -> Vec<&'static str> {
-    std::iter::once("import").chain(PIPELINE.iter().map(|(name, _)| *name)).collect()
+    std::iter::once("import")
+        .chain(PIPELINE.iter().map(|(name, _)| *name))
+        .collect()
 }
 
 /// Runs the pipeline. `after_pass` sees the graph after each pass (dumps); with `verify_each`
 /// the verifier runs after every pass.
-pub fn run_pipeline(graph: &mut Graph, verify_each: bool, after_pass: &mut dyn FnMut(&str, &Graph)) -> Result<(), PassError> {
+pub fn run_pipeline(
+    graph: &mut Graph,
+    verify_each: bool,
+    after_pass: &mut dyn FnMut(&str, &Graph),
+) -> Result<(), PassError> {
     after_pass("import", graph);
     for (name, pass) in PIPELINE {
         pass(graph)?;

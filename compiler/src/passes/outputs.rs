@@ -13,7 +13,9 @@ pub fn materialize_outputs(graph: &mut Graph) -> Result<(), PassError> {
     for index in 0..graph.outputs.len() {
         let value = graph.outputs[index].value;
         let is_kernel_result = match graph.value(value).definition {
-            Definition::Node { node, .. } => graph.node(node).is_some_and(|n| n.op.view_of_input().is_none()),
+            Definition::Node { node, .. } => graph
+                .node(node)
+                .is_some_and(|n| n.op.view_of_input().is_none()),
             _ => false,
         };
         if is_kernel_result && seen.insert(value) {
