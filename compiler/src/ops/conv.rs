@@ -414,6 +414,10 @@ fn partition(total: usize, widths: &[usize]) -> Vec<(usize, usize, usize)> {
     runs
 }
 
+/// Register tiles of the regular convolution: (output channels, output pixels). 16 channels by 3
+/// pixels keeps 12 f32x4 accumulators, 4 weight vectors and a broadcast in the 16 xmm registers.
+const TILES: &[(usize, usize)] = &[(4 * LANES, 3), (2 * LANES, 4), (LANES, 4), (1, 4)];
+
 fn lower_regular(
     kernel: &mut Kernel,
     epilogue: &Epilogue,
@@ -426,25 +430,32 @@ fn lower_regular(
     let [ph, pw] = w.padded();
     let c = w.channels;
     let [oh, ow] = w.output;
-    // Output channels: blocks of 8 (two vectors), then 4, then single scalars.
-    let channel_runs = partition(channels, &[2 * LANES, LANES, 1]);
-    let pixel_runs = partition(ow, &[4, 1]);
+    let flags = crate::codegen::kernel::memory_flags();
+    let mut channel_runs = Vec::new();
+    let mut start = 0;
+    for &(width, pixels) in TILES {
+        let count = (channels - start) / width;
+        if count > 0 {
+            channel_runs.push((start, count, width, pixels));
+            start += count * width;
+        }
+    }
     kernel.for_count(w.batch * oh, &mut |k, row| {
         let n = k.builder.ins().udiv_imm_s(row, oh as i64);
         let y = k.builder.ins().urem_imm_s(row, oh as i64);
         let input_row = k.builder.ins().imul_imm_s(n, ph as i64);
         let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
         let input_row = k.builder.ins().iadd(input_row, y_scaled);
-        for &(channel_start, channel_count, channel_width) in &channel_runs {
-            let (vectors, lanes) = if channel_width >= LANES {
-                (channel_width / LANES, LANES)
+        for &(channel_start, channel_count, channel_width, tile_pixels) in &channel_runs {
+            let (vectors, ty) = if channel_width >= LANES {
+                (channel_width / LANES, types::F32X4)
             } else {
-                (1, 1)
+                (1, types::F32)
             };
+            let pixel_runs = partition(ow, &[tile_pixels, 1]);
             k.for_steps(channel_start, channel_count, channel_width, &mut |k, co| {
                 for &(pixel_start, pixel_count, pixels) in &pixel_runs {
                     k.for_steps(pixel_start, pixel_count, pixels, &mut |k, x0| {
-                        let ty = if lanes > 1 { types::F32X4 } else { types::F32 };
                         let accumulators: Vec<_> = (0..pixels * vectors)
                             .map(|_| {
                                 let var = k.builder.declare_var(ty);
@@ -464,43 +475,28 @@ fn lower_regular(
                                 let column = k.builder.ins().iadd(x_scaled, dx);
                                 let pixel = k.builder.ins().iadd(row_base, column);
                                 let input_base = k.builder.ins().imul_imm_s(pixel, c as i64);
-                                let input_address = k.address(source, input_base, 4);
+                                let input_start = k.address(source, input_base, 4);
                                 let tap = k.builder.ins().imul_imm_s(ky, w.kernel[1] as i64);
                                 let tap = k.builder.ins().iadd(tap, kx);
-                                let filter_base =
-                                    k.builder.ins().imul_imm_s(tap, (c * channels) as i64);
+                                let filter_base = k.builder.ins().imul_imm_s(tap, (c * channels) as i64);
                                 let filter_base = k.builder.ins().iadd(filter_base, co);
-                                let filter_address = k.address(filter, filter_base, 4);
-                                k.for_count(c, &mut |k, ci| {
-                                    let weight_offset =
-                                        k.builder.ins().imul_imm_s(ci, (channels * 4) as i64);
-                                    let weight_address =
-                                        k.builder.ins().iadd(filter_address, weight_offset);
+                                let filter_start = k.address(filter, filter_base, 4);
+                                // Walk both pointers along the input channels (no multiply per step).
+                                let input_pointer = k.builder.declare_var(types::I64);
+                                let filter_pointer = k.builder.declare_var(types::I64);
+                                k.builder.def_var(input_pointer, input_start);
+                                k.builder.def_var(filter_pointer, filter_start);
+                                k.for_count(c, &mut |k, _| {
+                                    let input_at = k.builder.use_var(input_pointer);
+                                    let weight_at = k.builder.use_var(filter_pointer);
                                     let weights: Vec<Value> = (0..vectors)
-                                        .map(|v| {
-                                            k.builder.ins().load(
-                                                ty,
-                                                crate::codegen::kernel::memory_flags(),
-                                                weight_address,
-                                                (v * LANES * 4) as i32,
-                                            )
-                                        })
+                                        .map(|v| k.builder.ins().load(ty, flags, weight_at, (v * LANES * 4) as i32))
                                         .collect();
-                                    let input_offset = k.builder.ins().imul_imm_s(ci, 4);
-                                    let input_at =
-                                        k.builder.ins().iadd(input_address, input_offset);
                                     for p in 0..pixels {
-                                        let scalar = k.builder.ins().load(
-                                            types::F32,
-                                            crate::codegen::kernel::memory_flags(),
-                                            input_at,
-                                            (p * w.strides[1] * c * 4) as i32,
-                                        );
-                                        let broadcast = if lanes > 1 {
-                                            k.builder.ins().splat(ty, scalar)
-                                        } else {
-                                            scalar
-                                        };
+                                        let offset = (p * w.strides[1] * c * 4) as i32;
+                                        let scalar = k.builder.ins().load(types::F32, flags, input_at, offset);
+                                        let broadcast =
+                                            if ty.is_vector() { k.builder.ins().splat(ty, scalar) } else { scalar };
                                         for (v, weight) in weights.iter().enumerate() {
                                             let var = accumulators[p * vectors + v];
                                             let acc = k.builder.use_var(var);
@@ -508,6 +504,10 @@ fn lower_regular(
                                             k.builder.def_var(var, acc);
                                         }
                                     }
+                                    let next_input = k.builder.ins().iadd_imm_s(input_at, 4);
+                                    k.builder.def_var(input_pointer, next_input);
+                                    let next_weight = k.builder.ins().iadd_imm_s(weight_at, (channels * 4) as i64);
+                                    k.builder.def_var(filter_pointer, next_weight);
                                     Ok(())
                                 })
                             })
@@ -521,8 +521,7 @@ fn lower_regular(
                                 let channel = k.builder.ins().iadd_imm_s(co, (v * LANES) as i64);
                                 let index = k.builder.ins().iadd(out_base, channel);
                                 let value = k.builder.use_var(accumulators[p * vectors + v]);
-                                let value =
-                                    epilogue::emit(k, epilogue, value, ty, index, channel, 2)?;
+                                let value = epilogue::emit(k, epilogue, value, ty, index, channel, 2)?;
                                 k.store(value, output, index, 4);
                             }
                         }
