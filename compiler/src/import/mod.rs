@@ -409,12 +409,15 @@ fn import_constant(
                 spec.name
             )));
         }
+        // A weight whose node wants another dtype than the shards store is converted here and
+        // embedded in the object: the runtime decodes shard bytes only to their own dtype.
         let expected = NodeAttributes::of(node).dtype("dtype").ok();
-        let tensor = match expected {
-            Some(dtype) if dtype != tensor.dtype() => tensor.cast(dtype),
-            _ => tensor,
-        };
-        return Ok(graph.add_constant(&node.name, tensor, Some(spec.name.clone())));
+        return Ok(match expected {
+            Some(dtype) if dtype != tensor.dtype() => {
+                graph.add_constant(&node.name, tensor.cast(dtype), None)
+            }
+            _ => graph.add_constant(&node.name, tensor, Some(spec.name.clone())),
+        });
     }
     let proto = NodeAttributes::of(node).tensor("value").ok_or_else(|| {
         fail("constant has no value and no weight of that name in the manifest".into())
@@ -505,4 +508,26 @@ pub fn importer_for(op: &str) -> Option<ImportFn> {
         .find(|(name, _)| *name == op)
         .map(|(_, f)| *f)
         .or_else(|| elementwise_importer(op))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_references() {
+        assert_eq!(parse_input_reference("conv"), Some(("conv", 0)));
+        assert_eq!(parse_input_reference("split:2"), Some(("split", 2)));
+        assert_eq!(parse_input_reference("^init"), None);
+        assert_eq!(parse_input_reference("odd:name"), Some(("odd:name", 0)));
+    }
+
+    #[test]
+    fn unsupported_ops_are_listed_with_counts() {
+        let mut counts = BTreeMap::new();
+        counts.insert("FooOp".to_string(), 2);
+        counts.insert("BarOp".to_string(), 1);
+        let text = ImportError::UnsupportedOps(counts).to_string();
+        assert_eq!(text, "unsupported ops (3): BarOp ×1, FooOp ×2");
+    }
 }

@@ -551,3 +551,41 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
     }
     Ok(graph)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_name_the_line() {
+        let error =
+            parse("graph {\n  input %0 \"x\" : f32[2]\n  %1 = unary(%7) {kind=\"relu\"} : ?\n}\n")
+                .unwrap_err();
+        assert_eq!(error.line, 3);
+        assert!(
+            error.message.contains("%7 is used before it is defined"),
+            "{}",
+            error.message
+        );
+        let error = parse("graph {\n  %1 = nosuchop() : ?\n}\n").unwrap_err();
+        assert!(
+            error.message.contains("unknown op `nosuchop`"),
+            "{}",
+            error.message
+        );
+        let error = parse("graph {\n  const %0 [1, 2, 3] : f32[2]\n}\n").unwrap_err();
+        assert!(error.message.contains("3 values"), "{}", error.message);
+    }
+
+    #[test]
+    fn constants_and_attributes_round_trip() {
+        let source = "graph {\n  input %0 \"x\" : f32[1,4]\n  const %1 [0.5, -1.0, inf, 2.5] : f32[4]\n  const %2 [true, false] : bool[2]\n  %3 = binary(%0, %1) {kind=\"add\"} : f32[1,4] @\"add\"\n  %4 = unary(%3) {alpha=0.1, kind=\"leaky_relu\"} : f32[1,4] @\"leaky\"\n  output \"y\" %4\n}\n";
+        let graph = parse(source).unwrap();
+        let printed = print(&graph);
+        assert_eq!(print(&parse(&printed).unwrap()), printed);
+        assert!(printed.contains("[0.5, -1.0, inf, 2.5]"), "{printed}");
+        assert!(printed.contains("alpha=0.1"), "{printed}");
+        // The unused bool constant is not printed.
+        assert!(!printed.contains("bool"), "{printed}");
+    }
+}

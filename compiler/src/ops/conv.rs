@@ -478,7 +478,8 @@ fn lower_regular(
                                 let input_start = k.address(source, input_base, 4);
                                 let tap = k.builder.ins().imul_imm_s(ky, w.kernel[1] as i64);
                                 let tap = k.builder.ins().iadd(tap, kx);
-                                let filter_base = k.builder.ins().imul_imm_s(tap, (c * channels) as i64);
+                                let filter_base =
+                                    k.builder.ins().imul_imm_s(tap, (c * channels) as i64);
                                 let filter_base = k.builder.ins().iadd(filter_base, co);
                                 let filter_start = k.address(filter, filter_base, 4);
                                 // Walk both pointers along the input channels (no multiply per step).
@@ -490,13 +491,28 @@ fn lower_regular(
                                     let input_at = k.builder.use_var(input_pointer);
                                     let weight_at = k.builder.use_var(filter_pointer);
                                     let weights: Vec<Value> = (0..vectors)
-                                        .map(|v| k.builder.ins().load(ty, flags, weight_at, (v * LANES * 4) as i32))
+                                        .map(|v| {
+                                            k.builder.ins().load(
+                                                ty,
+                                                flags,
+                                                weight_at,
+                                                (v * LANES * 4) as i32,
+                                            )
+                                        })
                                         .collect();
                                     for p in 0..pixels {
                                         let offset = (p * w.strides[1] * c * 4) as i32;
-                                        let scalar = k.builder.ins().load(types::F32, flags, input_at, offset);
-                                        let broadcast =
-                                            if ty.is_vector() { k.builder.ins().splat(ty, scalar) } else { scalar };
+                                        let scalar = k.builder.ins().load(
+                                            types::F32,
+                                            flags,
+                                            input_at,
+                                            offset,
+                                        );
+                                        let broadcast = if ty.is_vector() {
+                                            k.builder.ins().splat(ty, scalar)
+                                        } else {
+                                            scalar
+                                        };
                                         for (v, weight) in weights.iter().enumerate() {
                                             let var = accumulators[p * vectors + v];
                                             let acc = k.builder.use_var(var);
@@ -506,7 +522,10 @@ fn lower_regular(
                                     }
                                     let next_input = k.builder.ins().iadd_imm_s(input_at, 4);
                                     k.builder.def_var(input_pointer, next_input);
-                                    let next_weight = k.builder.ins().iadd_imm_s(weight_at, (channels * 4) as i64);
+                                    let next_weight = k
+                                        .builder
+                                        .ins()
+                                        .iadd_imm_s(weight_at, (channels * 4) as i64);
                                     k.builder.def_var(filter_pointer, next_weight);
                                     Ok(())
                                 })
@@ -521,7 +540,8 @@ fn lower_regular(
                                 let channel = k.builder.ins().iadd_imm_s(co, (v * LANES) as i64);
                                 let index = k.builder.ins().iadd(out_base, channel);
                                 let value = k.builder.use_var(accumulators[p * vectors + v]);
-                                let value = epilogue::emit(k, epilogue, value, ty, index, channel, 2)?;
+                                let value =
+                                    epilogue::emit(k, epilogue, value, ty, index, channel, 2)?;
                                 k.store(value, output, index, 4);
                             }
                         }

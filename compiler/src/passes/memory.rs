@@ -211,3 +211,38 @@ pub fn plan_memory(graph: &Graph) -> MemoryPlan {
     plan.arena_size = arena.end;
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::text::parse;
+
+    #[test]
+    fn arena_reuses_dead_buffers_and_views_share() {
+        // a -> b -> c -> d: a dies after b, so c can take a's place.
+        let mut graph = parse(
+            "graph {\n  input %0 \"x\" : f32[256]\n  const %1 [16, 16] : i32[2]\n\
+             %2 = unary(%0) {kind=\"relu\"} : ? @\"a\"\n  %3 = unary(%2) {kind=\"tanh\"} : ? @\"b\"\n\
+             %4 = unary(%3) {kind=\"exp\"} : ? @\"c\"\n  %5 = reshape(%4, %1) {mode=\"operand\"} : ? @\"view\"\n\
+             %6 = unary(%5) {kind=\"neg\"} : ? @\"d\"\n  output \"y\" %6\n}\n",
+        )
+        .unwrap();
+        crate::passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
+        let plan = plan_memory(&graph);
+        let location = |name: &str| {
+            let (_, node) = graph.nodes().find(|(_, n)| n.name == name).unwrap();
+            plan.locations[&node.outputs[0]]
+        };
+        assert_eq!(location("a"), Location::Arena(0));
+        assert_eq!(location("b"), Location::Arena(1024));
+        assert_eq!(location("c"), Location::Arena(0), "c reuses a's buffer");
+        assert_eq!(
+            location("view"),
+            location("c"),
+            "a view lives where its source lives"
+        );
+        assert_eq!(location("d"), Location::Output(0));
+        assert_eq!(plan.arena_size, 2048);
+        assert_eq!(plan.unshared_bytes, 3072);
+    }
+}
