@@ -351,7 +351,11 @@ fn placeholder_type(
                 )));
             }
         }
-        return Ok(TensorType::new(dtype, given.shape.clone()));
+        let ty = TensorType::new(dtype, given.shape.clone());
+        if ty.checked_byte_size().is_none_or(|bytes| bytes > 1 << 40) {
+            return Err(fail(format!("--input-shape {:?} is too large", ty.shape)));
+        }
+        return Ok(ty);
     }
     let declared = attributes.shape("shape").map_err(fail)?.ok_or_else(|| {
         fail("input has unknown rank: give its shape with --input-shape NAME=d0,d1,...".to_string())
@@ -373,7 +377,11 @@ fn placeholder_type(
             )));
         }
     }
-    Ok(TensorType::new(dtype, shape))
+    let ty = TensorType::new(dtype, shape);
+    if ty.checked_byte_size().is_none_or(|bytes| bytes > 1 << 40) {
+        return Err(fail(format!("input shape {:?} is too large", ty.shape)));
+    }
+    Ok(ty)
 }
 
 fn import_constant(

@@ -75,6 +75,13 @@ impl TensorType {
     pub fn rank(&self) -> usize {
         self.shape.len()
     }
+
+    /// The byte size, or `None` when it does not fit in memory arithmetic (malformed shapes).
+    pub fn checked_byte_size(&self) -> Option<usize> {
+        self.shape
+            .iter()
+            .try_fold(self.dtype.size_of(), |total, &dim| total.checked_mul(dim))
+    }
 }
 
 impl fmt::Display for TensorType {

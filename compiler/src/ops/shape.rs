@@ -383,11 +383,14 @@ impl StridedSlice {
             if bit(self.ellipsis_mask, i) {
                 let covered = shape.len().saturating_sub(specified - 1);
                 for _ in 0..covered {
+                    let count = *shape
+                        .get(input_axis)
+                        .ok_or_else(|| invalid!("slice has more axes than the input {shape:?}"))?;
                     axes.push(SliceAxis {
                         input_axis: Some(input_axis),
                         start: 0,
                         stride: 1,
-                        count: shape[input_axis],
+                        count,
                         keep: true,
                     });
                     input_axis += 1;

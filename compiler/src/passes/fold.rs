@@ -15,6 +15,8 @@ use crate::ops::{downcast, InputFacts};
 
 /// Largest result (in elements) inference folds on its own; bigger ones wait for `fold_constants`.
 const SMALL_FOLD_LIMIT: usize = 4096;
+/// Largest tensor a compiled model may hold (1 TiB: beyond it the shapes are malformed).
+const MAX_TENSOR_BYTES: usize = 1 << 40;
 /// Largest result `fold_constants` computes at compile time.
 const FOLD_LIMIT: usize = 16 << 20;
 
@@ -95,6 +97,17 @@ fn walk(graph: &mut Graph, pass: &'static str, fold_limit: usize) -> Result<(), 
             ));
         }
         for (&output, ty) in outputs.iter().zip(&inferred) {
+            if ty
+                .checked_byte_size()
+                .is_none_or(|bytes| bytes > MAX_TENSOR_BYTES)
+            {
+                return Err(node_error(
+                    graph,
+                    id,
+                    pass,
+                    format!("result {ty} is too large (over {MAX_TENSOR_BYTES} bytes)"),
+                ));
+            }
             graph.value_mut(output).ty = Some(ty.clone());
         }
         let folded = if let Some(values) = op.fold_from_types(&facts) {
