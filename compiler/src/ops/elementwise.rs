@@ -36,6 +36,7 @@ named_kinds!(UnaryKind {
     Exp => "exp", Neg => "neg", Abs => "abs", Sqrt => "sqrt", Rsqrt => "rsqrt", Square => "square",
     Floor => "floor", Ceil => "ceil", Round => "round", Reciprocal => "reciprocal", Elu => "elu",
     Log => "log", Softplus => "softplus", Sin => "sin", Cos => "cos", LogicalNot => "logical_not",
+    Swish => "swish",
 });
 
 named_kinds!(BinaryKind {
@@ -123,6 +124,7 @@ impl Unary {
             UnaryKind::Sin => x.sin(),
             UnaryKind::Cos => x.cos(),
             UnaryKind::LogicalNot => (x == 0.0) as u8 as f32,
+            UnaryKind::Swish => x / (1.0 + (-x).exp()),
         }
     }
 
@@ -151,6 +153,13 @@ impl Unary {
                 let one = kernel.float_constant(ty, 1.0);
                 let denominator = kernel.builder.ins().fadd(one, e);
                 kernel.builder.ins().fdiv(one, denominator)
+            }
+            UnaryKind::Swish => {
+                let negated = kernel.builder.ins().fneg(x);
+                let e = kernel.exp(negated);
+                let one = kernel.float_constant(ty, 1.0);
+                let denominator = kernel.builder.ins().fadd(one, e);
+                kernel.builder.ins().fdiv(x, denominator)
             }
             UnaryKind::Tanh => {
                 // tanh(x) = 1 - 2 / (e^(2x) + 1): exact at both saturations, 1e-7 absolute near 0.
@@ -263,7 +272,7 @@ impl Operator for Unary {
 
     fn flops(&self, _inputs: &[&TensorType], outputs: &[TensorType]) -> u64 {
         let per_element = match self.kind {
-            UnaryKind::Sigmoid | UnaryKind::Tanh | UnaryKind::Exp | UnaryKind::Elu => 20,
+            UnaryKind::Sigmoid | UnaryKind::Tanh | UnaryKind::Exp | UnaryKind::Elu | UnaryKind::Swish => 20,
             _ => 1,
         };
         outputs[0].element_count() as u64 * per_element

@@ -31,6 +31,7 @@ const COMMUTATIVE: &[BinaryKind] = &[
     BinaryKind::Minimum,
 ];
 const FUSABLE_UNARY: &[UnaryKind] = &[
+    UnaryKind::Swish,
     UnaryKind::Relu,
     UnaryKind::Relu6,
     UnaryKind::LeakyRelu,
@@ -175,4 +176,34 @@ fn is_epilogue_producer(graph: &Graph, value: ValueId) -> bool {
         downcast::<Conv2d>(node.op.as_ref()).is_some()
             || downcast::<MatMul>(node.op.as_ref()).is_some()
     })
+}
+
+/// `x * sigmoid(x)` (how converted graphs spell swish / SiLU) becomes one `swish` node, which a
+/// producing convolution can then finish in its epilogue. The sigmoid is left for dead-code
+/// elimination when nothing else reads it.
+pub fn form_activations(graph: &mut Graph) -> Result<(), PassError> {
+    let mut rewrites = Vec::new();
+    for (id, node) in graph.nodes() {
+        let Some(binary) = downcast::<Binary>(node.op.as_ref()) else { continue };
+        if binary.kind != BinaryKind::Mul || node.inputs.len() != 2 {
+            continue;
+        }
+        for (x, other) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
+            let is_sigmoid_of_x = graph.producer(other).is_some_and(|(_, producer)| {
+                producer.inputs.first() == Some(&x)
+                    && downcast::<Unary>(producer.op.as_ref()).is_some_and(|u| u.kind == UnaryKind::Sigmoid)
+            });
+            if is_sigmoid_of_x && graph.value(x).ty == graph.value(node.outputs[0]).ty {
+                rewrites.push((id, x));
+                break;
+            }
+        }
+    }
+    for (id, x) in rewrites {
+        if let Some(node) = graph.node_mut(id) {
+            node.op = Arc::new(Unary::new(UnaryKind::Swish));
+            node.inputs = vec![x];
+        }
+    }
+    Ok(())
 }

@@ -30,6 +30,7 @@ pub type PassFn = fn(&mut Graph) -> Result<(), PassError>;
 pub const PIPELINE: &[(&str, PassFn)] = &[
     ("infer_shapes", fold::infer_shapes),
     ("fold_constants", fold::fold_constants),
+    ("form_activations", fuse::form_activations),
     ("eliminate_dead_code", dead_code::eliminate_dead_code),
     ("fuse_epilogues", fuse::fuse_epilogues),
     ("materialize_outputs", outputs::materialize_outputs),
