@@ -272,7 +272,11 @@ impl Operator for Unary {
 
     fn flops(&self, _inputs: &[&TensorType], outputs: &[TensorType]) -> u64 {
         let per_element = match self.kind {
-            UnaryKind::Sigmoid | UnaryKind::Tanh | UnaryKind::Exp | UnaryKind::Elu | UnaryKind::Swish => 20,
+            UnaryKind::Sigmoid
+            | UnaryKind::Tanh
+            | UnaryKind::Exp
+            | UnaryKind::Elu
+            | UnaryKind::Swish => 20,
             _ => 1,
         };
         outputs[0].element_count() as u64 * per_element

@@ -109,64 +109,55 @@ fn find_candidate(graph: &Graph) -> Option<(NodeId, NodeId, EpilogueStep, Option
     };
     for (consumer, node) in graph.nodes() {
         let op = node.op.as_ref();
-        let (step, result, operand) = if let Some(unary) = downcast::<Unary>(op) {
-            if !FUSABLE_UNARY.contains(&unary.kind) {
-                continue;
+        // (step, the producer's result, the extra operand), in the order to try them.
+        let mut options: Vec<(EpilogueStep, ValueId, Option<ValueId>)> = Vec::new();
+        if let Some(unary) = downcast::<Unary>(op) {
+            if FUSABLE_UNARY.contains(&unary.kind) {
+                options.push((EpilogueStep::Unary(unary.clone()), node.inputs[0], None));
             }
-            (EpilogueStep::Unary(unary.clone()), node.inputs[0], None)
         } else if let Some(binary) = downcast::<Binary>(op) {
-            if !FUSABLE_BINARY.contains(&binary.kind) || node.inputs.len() != 2 {
-                continue;
+            if FUSABLE_BINARY.contains(&binary.kind) && node.inputs.len() == 2 {
+                let step = EpilogueStep::Binary(binary.kind);
+                options.push((step.clone(), node.inputs[0], Some(node.inputs[1])));
+                if COMMUTATIVE.contains(&binary.kind) {
+                    options.push((step, node.inputs[1], Some(node.inputs[0])));
+                }
             }
-            let left_fusable = is_epilogue_producer(graph, node.inputs[0]);
-            if left_fusable {
-                (
-                    EpilogueStep::Binary(binary.kind),
-                    node.inputs[0],
-                    Some(node.inputs[1]),
-                )
-            } else if COMMUTATIVE.contains(&binary.kind)
-                && is_epilogue_producer(graph, node.inputs[1])
+        }
+        for (step, result, operand) in options {
+            if !is_epilogue_producer(graph, result)
+                || uses.get(&result).copied() != Some(1)
+                || graph.is_graph_output(result)
             {
-                (
-                    EpilogueStep::Binary(binary.kind),
-                    node.inputs[1],
-                    Some(node.inputs[0]),
-                )
-            } else {
                 continue;
             }
-        } else {
-            continue;
-        };
-        if uses.get(&result).copied() != Some(1) || graph.is_graph_output(result) {
-            continue;
-        }
-        let Some((producer, producer_node)) = graph.producer(result) else {
-            continue;
-        };
-        if with_step(producer_node.op.as_ref(), step.clone()).is_none() {
-            continue;
-        }
-        if let Some(operand) = operand {
-            let (Some(result_ty), Some(operand_ty)) = (
-                graph.value(result).ty.as_ref(),
-                graph.value(operand).ty.as_ref(),
-            ) else {
+            let Some((producer, producer_node)) = graph.producer(result) else {
                 continue;
             };
-            let output_ty = graph.value(node.outputs[0]).ty.as_ref();
-            if operand == result
-                || operand_layout(result_ty, operand_ty).is_none()
-                || output_ty != Some(result_ty)
-            {
+            if with_step(producer_node.op.as_ref(), step.clone()).is_none() {
                 continue;
             }
-            if !defined_before(operand, position[&producer]) {
-                continue;
+            if let Some(operand) = operand {
+                let (Some(result_ty), Some(operand_ty)) = (
+                    graph.value(result).ty.as_ref(),
+                    graph.value(operand).ty.as_ref(),
+                ) else {
+                    continue;
+                };
+                let output_ty = graph.value(node.outputs[0]).ty.as_ref();
+                if operand == result
+                    || operand_layout(result_ty, operand_ty).is_none()
+                    || output_ty != Some(result_ty)
+                {
+                    continue;
+                }
+                // The operand must exist when the producer runs.
+                if !defined_before(operand, position[&producer]) {
+                    continue;
+                }
             }
+            return Some((producer, consumer, step, operand));
         }
-        return Some((producer, consumer, step, operand));
     }
     None
 }
@@ -184,14 +175,20 @@ fn is_epilogue_producer(graph: &Graph, value: ValueId) -> bool {
 pub fn form_activations(graph: &mut Graph) -> Result<(), PassError> {
     let mut rewrites = Vec::new();
     for (id, node) in graph.nodes() {
-        let Some(binary) = downcast::<Binary>(node.op.as_ref()) else { continue };
+        let Some(binary) = downcast::<Binary>(node.op.as_ref()) else {
+            continue;
+        };
         if binary.kind != BinaryKind::Mul || node.inputs.len() != 2 {
             continue;
         }
-        for (x, other) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
+        for (x, other) in [
+            (node.inputs[0], node.inputs[1]),
+            (node.inputs[1], node.inputs[0]),
+        ] {
             let is_sigmoid_of_x = graph.producer(other).is_some_and(|(_, producer)| {
                 producer.inputs.first() == Some(&x)
-                    && downcast::<Unary>(producer.op.as_ref()).is_some_and(|u| u.kind == UnaryKind::Sigmoid)
+                    && downcast::<Unary>(producer.op.as_ref())
+                        .is_some_and(|u| u.kind == UnaryKind::Sigmoid)
             });
             if is_sigmoid_of_x && graph.value(x).ty == graph.value(node.outputs[0]).ty {
                 rewrites.push((id, x));
