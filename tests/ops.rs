@@ -1,1 +1,2431 @@
-//! placeholder
+//! Every lowered op kernel against the op's own reference evaluation (`Operator::evaluate`, plain
+//! loops), over many shapes and attributes.
+//!
+//! How: each case adds graph inputs (the tensors under test, so nothing constant-folds away), the
+//! op's node(s) and graph outputs to a [`Builder`], which evaluates the reference alongside. Many
+//! cases share one graph (compiling and linking costs ~50-100 ms per graph); the graph runs
+//! through the whole pass pipeline (verifier after every pass), is compiled, linked with `cc`,
+//! loaded by the runtime and run with `run_tensors`. When a graph fails to build or run, its cases
+//! are bisected so the report names the failing case. Values are deterministic pseudo-random
+//! (seeded SplitMix64); the proptest properties use a fixed seed count and no failure file.
+//!
+//! Tolerances (`Tol`), per output:
+//! - `Exact` (bitwise up to the sign of zero; NaN matches NaN) for data movement (concat, pack,
+//!   pad, transpose, strided slice, views, cast), max/min (max pool, max/min reductions, maximum,
+//!   minimum), relu-like activations and every elementwise op that is one correctly rounded IEEE
+//!   operation per element in both the kernel and the reference (add, sub, mul, div, sqrt,
+//!   reciprocal, rsqrt = 1 / sqrt, square, floor, ceil, round, squared difference, floor div,
+//!   prelu, neg, abs, comparisons, select).
+//! - `Rel(1e-5)`: |got - expected| ≤ 1e-5 × max |expected| over the output, for sums, products,
+//!   means, average pooling, convolutions and matrix products: the kernels add in another order
+//!   than the reference (vector lanes, tiles), fuse multiply-adds and multiply by a reciprocal
+//!   instead of dividing, so results differ by a few ulps of the largest partial sums.
+//! - `AbsRel(2e-6)`: |got - expected| ≤ 2e-6 × (1 + |expected|), for exp, sigmoid, tanh, elu and
+//!   softmax: the kernels use a polynomial exp (relative error < 2e-7 per call) against libm's, and
+//!   sigmoid/tanh/softmax add a division and a sum on top.
+//! - Convolution and matrix-product epilogues ending in sigmoid/tanh/elu get both allowances added.
+//!
+//! `TFJSC_OPS_PERTURB=1` perturbs the first element of every expected output beyond its tolerance:
+//! every test must then fail (how the tests were checked to be able to fail);
+//! `harness_detects_a_one_ulp_difference` checks the comparison itself on every run.
+
+mod common;
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+use proptest::prelude::*;
+use proptest::test_runner::Config as ProptestConfig;
+use tfjsc::compile::{compile_graph, write_outputs};
+use tfjsc::ir::{DType, Graph, Tensor, TensorData, TensorType, ValueId};
+use tfjsc::ops::conv::{Conv2d, Padding};
+use tfjsc::ops::elementwise::{Binary, BinaryKind, Cast, Select, Unary, UnaryKind};
+use tfjsc::ops::epilogue::Epilogue;
+use tfjsc::ops::matmul::MatMul;
+use tfjsc::ops::pool::Pool;
+use tfjsc::ops::reduce::{Reduce, ReduceAxes, ReduceKind};
+use tfjsc::ops::shape::{Concat, Pad, Reshape, ReshapeMode, StridedSlice, Transpose};
+use tfjsc::ops::softmax::Softmax;
+use tfjsc::ops::{Attribute, Attributes, Operator};
+use tfjsc_runtime::Model;
+
+// ---------------------------------------------------------------------------------------------
+// Tolerances
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Tol {
+    Exact,
+    /// Relative to max |expected| of the output.
+    Rel(f64),
+    /// Absolute plus relative, per element.
+    AbsRel(f64),
+    /// `Rel(r)` and `AbsRel(a)` allowances added.
+    RelPlusAbsRel(f64, f64),
+}
+
+const SUMS: Tol = Tol::Rel(1e-5);
+const TRANSCENDENTAL: Tol = Tol::AbsRel(2e-6);
+const SUMS_THEN_TRANSCENDENTAL: Tol = Tol::RelPlusAbsRel(1e-5, 2e-6);
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic values
+// ---------------------------------------------------------------------------------------------
+
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [low, high).
+    fn uniform(&mut self, low: f32, high: f32) -> f32 {
+        let unit = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
+        low + (high - low) * unit
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn count_of(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+/// Uniform f32 values in [low, high).
+fn uniform(shape: &[usize], seed: u64, low: f32, high: f32) -> Tensor {
+    let mut rng = Rng::new(seed);
+    Tensor::from_f32(
+        shape.to_vec(),
+        (0..count_of(shape))
+            .map(|_| rng.uniform(low, high))
+            .collect(),
+    )
+}
+
+/// Values spanning a large range: half in ±100, half in ±8, with `specials` written at rotating
+/// positions (so they land in vector bodies and scalar tails alike).
+fn spread(shape: &[usize], seed: u64, specials: &[f32]) -> Tensor {
+    let mut rng = Rng::new(seed);
+    let count = count_of(shape);
+    let mut values: Vec<f32> = (0..count)
+        .map(|i| {
+            if i % 2 == 0 {
+                rng.uniform(-100.0, 100.0)
+            } else {
+                rng.uniform(-8.0, 8.0)
+            }
+        })
+        .collect();
+    if count > 0 {
+        let rotation = (seed as usize) % specials.len().max(1);
+        for (k, &special) in specials.iter().enumerate().take(count) {
+            let position = (k * 7 + rotation) % count;
+            values[position] = special;
+        }
+    }
+    Tensor::from_f32(shape.to_vec(), values)
+}
+
+/// Values with magnitude in [low, high) and random sign.
+fn signed_magnitudes(shape: &[usize], seed: u64, low: f32, high: f32) -> Tensor {
+    let mut rng = Rng::new(seed);
+    Tensor::from_f32(
+        shape.to_vec(),
+        (0..count_of(shape))
+            .map(|_| {
+                if rng.next() & 1 == 0 {
+                    rng.uniform(low, high)
+                } else {
+                    -rng.uniform(low, high)
+                }
+            })
+            .collect(),
+    )
+}
+
+fn ints(shape: &[usize], seed: u64, low: i32, high: i32) -> Tensor {
+    let mut rng = Rng::new(seed);
+    let span = (high - low) as u64 + 1;
+    Tensor::from_i32(
+        shape.to_vec(),
+        (0..count_of(shape))
+            .map(|_| low + rng.below(span) as i32)
+            .collect(),
+    )
+}
+
+fn bools(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = Rng::new(seed);
+    Tensor::from_bool(
+        shape.to_vec(),
+        (0..count_of(shape)).map(|_| rng.next() & 1 == 1).collect(),
+    )
+}
+
+fn i32_vector(values: &[i64]) -> Tensor {
+    Tensor::from_i32(
+        vec![values.len()],
+        values.iter().map(|&v| v as i32).collect(),
+    )
+}
+
+fn f32_scalar(value: f32) -> Tensor {
+    Tensor::from_f32(vec![], vec![value])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graph builder with reference evaluation
+// ---------------------------------------------------------------------------------------------
+
+struct Check {
+    label: String,
+    output: usize,
+    expected: Tensor,
+    tol: Tol,
+}
+
+struct Builder {
+    graph: Graph,
+    feeds: Vec<Tensor>,
+    reference: HashMap<ValueId, Tensor>,
+    checks: Vec<Check>,
+    label: String,
+    names: usize,
+}
+
+impl Builder {
+    fn new() -> Builder {
+        Builder {
+            graph: Graph::new(),
+            feeds: Vec::new(),
+            reference: HashMap::new(),
+            checks: Vec::new(),
+            label: String::new(),
+            names: 0,
+        }
+    }
+
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.names += 1;
+        format!("{prefix}{}", self.names)
+    }
+
+    /// A graph input fed with `tensor`.
+    fn input(&mut self, tensor: Tensor) -> ValueId {
+        let name = format!("input{}", self.feeds.len());
+        let id = self.graph.add_input(&name, Some(tensor.tensor_type()));
+        self.reference.insert(id, tensor.clone());
+        self.feeds.push(tensor);
+        id
+    }
+
+    /// A compiler-embedded constant.
+    fn constant(&mut self, tensor: Tensor) -> ValueId {
+        let name = self.fresh("constant");
+        let id = self.graph.add_constant(&name, tensor.clone(), None);
+        self.reference.insert(id, tensor);
+        id
+    }
+
+    /// Adds a node and computes its reference value from its inputs' reference values.
+    fn node(&mut self, op: impl Operator, inputs: &[ValueId]) -> ValueId {
+        let op: Arc<dyn Operator> = Arc::new(op);
+        let values: Vec<&Tensor> = inputs.iter().map(|v| &self.reference[v]).collect();
+        let result = op
+            .evaluate(&values)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: reference evaluation of {} {:?}: {e}",
+                    self.label,
+                    op.name(),
+                    op.attributes()
+                )
+            })
+            .remove(0);
+        let name = self.fresh("node");
+        let node = self.graph.add_node(&name, op, inputs.to_vec(), 1);
+        let value = self.graph.node(node).expect("just added").outputs[0];
+        self.reference.insert(value, result);
+        value
+    }
+
+    fn output(&mut self, value: ValueId, tol: Tol) {
+        let output = self.graph.outputs.len();
+        self.graph.add_output(&format!("output{output}"), value);
+        let expected = self.reference[&value].clone();
+        self.checks.push(Check {
+            label: self.label.clone(),
+            output,
+            expected,
+            tol,
+        });
+    }
+}
+
+type Build = Box<dyn Fn(&mut Builder) + Send + Sync>;
+
+struct Case {
+    label: String,
+    build: Build,
+}
+
+fn case(label: impl Into<String>, build: impl Fn(&mut Builder) + Send + Sync + 'static) -> Case {
+    Case {
+        label: label.into(),
+        build: Box::new(build),
+    }
+}
+
+/// One input through one op, compared with `tol`.
+fn single(label: String, op: impl Operator + Clone, inputs: Vec<Tensor>, tol: Tol) -> Case {
+    case(label, move |b| {
+        let ids: Vec<ValueId> = inputs.iter().map(|t| b.input(t.clone())).collect();
+        let y = b.node(op.clone(), &ids);
+        b.output(y, tol);
+    })
+}
+
+fn to_runtime(tensor: &Tensor) -> tfjsc_runtime::Tensor {
+    match &tensor.data {
+        TensorData::F32(v) => tfjsc_runtime::Tensor::from_f32(&tensor.shape, v),
+        TensorData::I32(v) => tfjsc_runtime::Tensor::from_i32(&tensor.shape, v),
+        TensorData::Bool(v) => tfjsc_runtime::Tensor::from_bool(&tensor.shape, v),
+        TensorData::I64(_) => panic!("the runtime has no int64 inputs"),
+    }
+    .expect("runtime tensor")
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else if let Some(text) = payload.downcast_ref::<&str>() {
+        text.to_string()
+    } else {
+        "panic".into()
+    }
+}
+
+/// Pipeline, compile, link, load, run. Errors (and panics) come back as text.
+fn execute(graph: Graph, feeds: &[Tensor]) -> Result<Vec<tfjsc_runtime::Tensor>, String> {
+    let directory = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let result = catch_unwind(AssertUnwindSafe(
+        || -> Result<Vec<tfjsc_runtime::Tensor>, String> {
+            let mut graph = graph;
+            tfjsc::passes::run_pipeline(&mut graph, true, &mut |_, _| {})
+                .map_err(|e| format!("pipeline: {e}"))?;
+            let compiled = compile_graph(graph, None, &common::options())
+                .map_err(|e| format!("compile: {e}"))?;
+            let library = directory.path().join("libgraph.so");
+            write_outputs(&compiled, &library).map_err(|e| format!("link: {e}"))?;
+            let model =
+                Model::load(&library, Some(directory.path())).map_err(|e| format!("load: {e}"))?;
+            let inputs: Vec<tfjsc_runtime::Tensor> = feeds.iter().map(to_runtime).collect();
+            let mut context = model.new_context().map_err(|e| format!("context: {e}"))?;
+            context
+                .run_tensors(&inputs)
+                .map_err(|e| format!("run: {e}"))
+        },
+    ));
+    result.unwrap_or_else(|payload| Err(format!("panic: {}", panic_text(payload))))
+}
+
+fn perturbing() -> bool {
+    std::env::var_os("TFJSC_OPS_PERTURB").is_some_and(|v| v != "0")
+}
+
+/// The expected tensor with element 0 moved beyond any tolerance used here.
+fn perturbed(tensor: &Tensor) -> Tensor {
+    let mut tensor = tensor.clone();
+    match &mut tensor.data {
+        TensorData::F32(v) => {
+            if let Some(first) = v.first_mut() {
+                let scale = 1.0 + first.abs();
+                *first = if first.is_finite() {
+                    *first + 1e-3 * scale
+                } else {
+                    0.0
+                };
+            }
+        }
+        TensorData::I32(v) => {
+            if let Some(first) = v.first_mut() {
+                *first = first.wrapping_add(1);
+            }
+        }
+        TensorData::Bool(v) => {
+            if let Some(first) = v.first_mut() {
+                *first = !*first;
+            }
+        }
+        TensorData::I64(v) => {
+            if let Some(first) = v.first_mut() {
+                *first += 1;
+            }
+        }
+    }
+    tensor
+}
+
+fn multi_index(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for axis in (0..shape.len()).rev() {
+        if shape[axis] > 0 {
+            index[axis] = flat % shape[axis];
+            flat /= shape[axis];
+        }
+    }
+    index
+}
+
+/// Compares one output; `Err` describes the first difference.
+fn compare(expected: &Tensor, actual: &tfjsc_runtime::Tensor, tol: Tol) -> Result<(), String> {
+    let expected_dtype = match expected.dtype() {
+        DType::F32 => tfjsc_runtime::DType::Float32,
+        DType::I32 => tfjsc_runtime::DType::Int32,
+        DType::Bool => tfjsc_runtime::DType::Bool,
+        DType::I64 => return Err("int64 outputs are not comparable".into()),
+    };
+    if actual.dtype != expected_dtype || actual.shape != expected.shape {
+        return Err(format!(
+            "got {} {:?}, expected {} {:?}",
+            actual.dtype, actual.shape, expected_dtype, expected.shape
+        ));
+    }
+    let got: Vec<f64> = match actual.dtype {
+        tfjsc_runtime::DType::Float32 => {
+            actual.to_f32().unwrap().iter().map(|&v| v as f64).collect()
+        }
+        tfjsc_runtime::DType::Int32 => actual.to_i32().unwrap().iter().map(|&v| v as f64).collect(),
+        tfjsc_runtime::DType::Bool => actual
+            .to_bool()
+            .unwrap()
+            .iter()
+            .map(|&v| v as u8 as f64)
+            .collect(),
+    };
+    let want: Vec<f64> = match &expected.data {
+        TensorData::F32(v) => v.iter().map(|&v| v as f64).collect(),
+        TensorData::I32(v) => v.iter().map(|&v| v as f64).collect(),
+        TensorData::Bool(v) => v.iter().map(|&v| v as u8 as f64).collect(),
+        TensorData::I64(v) => v.iter().map(|&v| v as f64).collect(),
+    };
+    let scale = want
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(0f64, |m, v| m.max(v.abs()))
+        .max(1e-30);
+    let allowed = |e: f64| match tol {
+        Tol::Exact => 0.0,
+        Tol::Rel(r) => r * scale,
+        Tol::AbsRel(a) => a * (1.0 + e.abs()),
+        Tol::RelPlusAbsRel(r, a) => r * scale + a * (1.0 + e.abs()),
+    };
+    let mut bad = 0usize;
+    let mut first: Option<(usize, f64, f64)> = None;
+    let mut worst = 0f64;
+    for (index, (&g, &e)) in got.iter().zip(&want).enumerate() {
+        let ok = if e.is_nan() || g.is_nan() {
+            e.is_nan() && g.is_nan()
+        } else if e.is_infinite() || g.is_infinite() {
+            g == e // (reported with "allowed inf": infinities must match exactly)
+        } else {
+            let difference = (g - e).abs();
+            worst = worst.max(difference);
+            difference <= allowed(e)
+        };
+        if !ok {
+            bad += 1;
+            if first.is_none() {
+                first = Some((index, g, e));
+            }
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some((index, g, e)) => Err(format!(
+            "{bad} of {} elements differ; first at {:?} (flat {index}): got {g:e}, expected {e:e} (allowed {:.2e}); worst finite difference {worst:.3e}, max |expected| {scale:.3e}",
+            want.len(),
+            multi_index(index, &expected.shape),
+            allowed(e),
+        )),
+    }
+}
+
+/// Builds `cases` into one graph and checks every output; on a build or run failure, bisects.
+fn run_group(cases: &[Case], graphs: &mut usize) -> Vec<String> {
+    let mut builder = Builder::new();
+    for case in cases {
+        builder.label = case.label.clone();
+        (case.build)(&mut builder);
+    }
+    let Builder {
+        graph,
+        feeds,
+        checks,
+        ..
+    } = builder;
+    *graphs += 1;
+    match execute(graph, &feeds) {
+        Ok(outputs) => {
+            let perturb = perturbing();
+            checks
+                .iter()
+                .filter_map(|check| {
+                    let expected = if perturb {
+                        perturbed(&check.expected)
+                    } else {
+                        check.expected.clone()
+                    };
+                    compare(&expected, &outputs[check.output], check.tol)
+                        .err()
+                        .map(|message| format!("{} [{:?}]: {message}", check.label, check.tol))
+                })
+                .collect()
+        }
+        Err(message) if cases.len() == 1 => vec![format!("{}: {message}", cases[0].label)],
+        Err(message) => {
+            let (left, right) = cases.split_at(cases.len() / 2);
+            let mut failures = run_group(left, graphs);
+            failures.extend(run_group(right, graphs));
+            if failures.is_empty() {
+                failures.push(format!(
+                    "cases {}..{} fail together but not apart: {message}",
+                    cases[0].label,
+                    cases[cases.len() - 1].label
+                ));
+            }
+            failures
+        }
+    }
+}
+
+/// Runs `cases` in graphs of at most `per_graph` cases (two threads); returns the failures.
+fn run_cases(name: &str, cases: Vec<Case>, per_graph: usize) -> Vec<String> {
+    let started = Instant::now();
+    let count = cases.len();
+    let groups: Vec<&[Case]> = cases.chunks(per_graph.max(1)).collect();
+    let (failures, graphs) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|worker| {
+                let mine: Vec<&[Case]> = groups.iter().skip(worker).step_by(2).copied().collect();
+                scope.spawn(move || {
+                    let mut graphs = 0;
+                    let failures: Vec<String> = mine
+                        .iter()
+                        .flat_map(|group| run_group(group, &mut graphs))
+                        .collect();
+                    (failures, graphs)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .fold((Vec::new(), 0), |(mut all, total), handle| {
+                let (failures, graphs) = handle.join().expect("worker");
+                all.extend(failures);
+                (all, total + graphs)
+            })
+    });
+    eprintln!(
+        "{name}: {count} cases in {graphs} graphs, {:.2} s, {} failing",
+        started.elapsed().as_secs_f64(),
+        failures.len()
+    );
+    failures
+}
+
+fn check_cases(name: &str, cases: Vec<Case>, per_graph: usize) {
+    let failures = run_cases(name, cases, per_graph);
+    assert!(
+        failures.is_empty(),
+        "{name}: {} failing case(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness itself
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn harness_detects_a_one_ulp_difference() {
+    let x = uniform(&[3, 5], 1, -2.0, 2.0);
+    let mut builder = Builder::new();
+    builder.label = "harness".into();
+    let input = builder.input(x);
+    let y = builder.node(Unary::new(UnaryKind::Neg), &[input]);
+    builder.output(y, Tol::Exact);
+    let Builder {
+        graph,
+        feeds,
+        checks,
+        ..
+    } = builder;
+    let outputs = execute(graph, &feeds).expect("a negation compiles");
+    let expected = &checks[0].expected;
+    assert_eq!(compare(expected, &outputs[0], Tol::Exact), Ok(()));
+    let mut off = expected.clone();
+    if let TensorData::F32(v) = &mut off.data {
+        v[7] = f32::from_bits(v[7].to_bits() + 1);
+    }
+    let message = compare(&off, &outputs[0], Tol::Exact).expect_err("one ulp must be caught");
+    assert!(message.contains("[1, 2]"), "{message}");
+    assert!(compare(&perturbed(expected), &outputs[0], SUMS).is_err());
+    assert!(compare(&perturbed(expected), &outputs[0], TRANSCENDENTAL).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise
+// ---------------------------------------------------------------------------------------------
+
+/// Shapes for elementwise ops: scalar, size 1, odd sizes, multiples and non-multiples of 4.
+const ELEMENTWISE_SHAPES: &[&[usize]] = &[
+    &[],
+    &[1],
+    &[3],
+    &[4],
+    &[5],
+    &[7],
+    &[17],
+    &[1, 13],
+    &[2, 8],
+    &[2, 3, 5],
+    &[3, 1, 4, 3],
+];
+
+const UNARY_SPECIALS: &[f32] = &[
+    0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 6.0, 6.5, -6.5, 1e-3, -1e-3, 3.0e-39, -100.0,
+    100.0, 88.5, -88.5, 44.0, -44.0, 1e-8, -1e-8, 87.9, 16777215.0,
+];
+
+fn unary_tol(kind: UnaryKind) -> Tol {
+    match kind {
+        UnaryKind::Exp | UnaryKind::Sigmoid | UnaryKind::Tanh | UnaryKind::Elu => TRANSCENDENTAL,
+        _ => Tol::Exact,
+    }
+}
+
+const LOWERED_UNARY: &[UnaryKind] = &[
+    UnaryKind::Relu,
+    UnaryKind::Relu6,
+    UnaryKind::LeakyRelu,
+    UnaryKind::Sigmoid,
+    UnaryKind::Tanh,
+    UnaryKind::Exp,
+    UnaryKind::Elu,
+    UnaryKind::Neg,
+    UnaryKind::Abs,
+    UnaryKind::Sqrt,
+    UnaryKind::Rsqrt,
+    UnaryKind::Square,
+    UnaryKind::Floor,
+    UnaryKind::Ceil,
+    UnaryKind::Round,
+    UnaryKind::Reciprocal,
+];
+
+#[test]
+fn unary_kernels_match_reference() {
+    let mut cases = Vec::new();
+    for (k, &kind) in LOWERED_UNARY.iter().enumerate() {
+        let alphas: &[f32] = if kind == UnaryKind::LeakyRelu {
+            &[0.2, 0.01]
+        } else {
+            &[0.0]
+        };
+        for &alpha in alphas {
+            for (s, shape) in ELEMENTWISE_SHAPES.iter().enumerate() {
+                let x = spread(shape, (k * 100 + s) as u64, UNARY_SPECIALS);
+                let op = Unary { kind, alpha };
+                cases.push(single(
+                    format!("unary {} alpha={alpha} x{shape:?}", kind.text()),
+                    op,
+                    vec![x],
+                    unary_tol(kind),
+                ));
+            }
+        }
+    }
+    // exp near and past f32 overflow (88.72): finite up to there, then +inf.
+    let near_overflow =
+        Tensor::from_f32(vec![7], vec![87.5, 88.0, 88.25, 88.5, 88.7, 88.75, 100.0]);
+    cases.push(single(
+        "unary exp near overflow x[7] = [87.5, 88, 88.25, 88.5, 88.7, 88.75, 100]".into(),
+        Unary::new(UnaryKind::Exp),
+        vec![near_overflow],
+        TRANSCENDENTAL,
+    ));
+    // Two unary kernels in a row, and one reading the same input twice.
+    cases.push(case("unary chain tanh(relu6(x)) [2, 9]", |b| {
+        let x = b.input(spread(&[2, 9], 77, UNARY_SPECIALS));
+        let y = b.node(Unary::new(UnaryKind::Relu6), &[x]);
+        let z = b.node(Unary::new(UnaryKind::Tanh), &[y]);
+        b.output(y, Tol::Exact);
+        b.output(z, TRANSCENDENTAL);
+    }));
+    check_cases("unary", cases, 48);
+}
+
+/// (left shape, right shape) broadcasting patterns.
+const BROADCASTS: &[(&[usize], &[usize])] = &[
+    (&[2, 3, 5], &[2, 3, 5]),
+    (&[7], &[7]),
+    (&[2, 3, 5], &[]),
+    (&[], &[2, 3, 5]),
+    (&[1], &[6]),
+    (&[2, 3, 5], &[5]),
+    (&[4, 7], &[1, 7]),
+    (&[4, 7], &[4, 1]),
+    (&[4, 1], &[1, 7]),
+    (&[2, 3, 4, 5], &[4, 5]),
+    (&[3, 1, 5], &[1, 4, 1]),
+    (&[1, 1, 13], &[2, 3, 1]),
+    (&[2, 2, 2, 17], &[17]),
+    (&[16], &[1, 16]),
+    (&[2, 9, 8], &[2, 1, 8]),
+    (&[5, 1], &[5]),
+    (&[1], &[1]),
+    (&[], &[]),
+    (&[1, 4, 4, 3], &[1, 1, 1, 3]),
+];
+
+const BINARY_SPECIALS: &[f32] = &[0.0, -0.0, 1.0, -1.0, 0.5, -2.5, f32::NAN, 3.0, -3.0];
+
+const F32_BINARY: &[BinaryKind] = &[
+    BinaryKind::Add,
+    BinaryKind::Sub,
+    BinaryKind::Mul,
+    BinaryKind::Div,
+    BinaryKind::Maximum,
+    BinaryKind::Minimum,
+    BinaryKind::SquaredDifference,
+    BinaryKind::Prelu,
+    BinaryKind::FloorDiv,
+];
+
+fn binary_operands(
+    kind: BinaryKind,
+    left: &[usize],
+    right: &[usize],
+    seed: u64,
+) -> (Tensor, Tensor) {
+    let x = spread(left, seed, BINARY_SPECIALS);
+    let y = match kind {
+        // Divisors away from zero (zero itself is still among the specials of x / y elsewhere).
+        BinaryKind::Div | BinaryKind::FloorDiv => signed_magnitudes(right, seed + 1, 0.25, 4.0),
+        BinaryKind::Prelu => uniform(right, seed + 1, -0.5, 1.5),
+        _ => spread(right, seed + 1, BINARY_SPECIALS),
+    };
+    (x, y)
+}
+
+#[test]
+fn binary_kernels_match_reference() {
+    let mut cases = Vec::new();
+    for (k, &kind) in F32_BINARY.iter().enumerate() {
+        for (p, &(left, right)) in BROADCASTS.iter().enumerate() {
+            let (x, y) = binary_operands(kind, left, right, (k * 1000 + p * 10) as u64);
+            cases.push(single(
+                format!("binary {} {left:?} {right:?}", kind.text()),
+                Binary::new(kind),
+                vec![x, y],
+                Tol::Exact,
+            ));
+        }
+    }
+    // Division by zero and zero by zero (inf, NaN) go through the same IEEE division.
+    for kind in [BinaryKind::Div, BinaryKind::FloorDiv] {
+        let x = Tensor::from_f32(vec![6], vec![1.0, -1.0, 0.0, 5.5, -7.25, 0.0]);
+        let y = Tensor::from_f32(vec![6], vec![0.0, 0.0, 0.0, -0.0, 2.0, -3.0]);
+        cases.push(single(
+            format!("binary {} by zero [6]", kind.text()),
+            Binary::new(kind),
+            vec![x, y],
+            Tol::Exact,
+        ));
+    }
+    // int32 arithmetic.
+    for (k, kind) in [
+        BinaryKind::Add,
+        BinaryKind::Sub,
+        BinaryKind::Mul,
+        BinaryKind::Maximum,
+        BinaryKind::Minimum,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (p, &(left, right)) in BROADCASTS.iter().enumerate().step_by(2) {
+            let x = ints(left, (k * 31 + p) as u64, -1000, 1000);
+            let y = ints(right, (k * 31 + p + 7) as u64, -1000, 1000);
+            cases.push(single(
+                format!("binary i32 {} {left:?} {right:?}", kind.text()),
+                Binary::new(kind),
+                vec![x, y],
+                Tol::Exact,
+            ));
+        }
+    }
+    // Comparisons (bool results) on f32 and i32, logical ops on bool.
+    let comparisons = [
+        BinaryKind::Less,
+        BinaryKind::LessEqual,
+        BinaryKind::Greater,
+        BinaryKind::GreaterEqual,
+        BinaryKind::Equal,
+        BinaryKind::NotEqual,
+    ];
+    for (k, kind) in comparisons.into_iter().enumerate() {
+        for (p, &(left, right)) in BROADCASTS.iter().enumerate().skip(k % 3).step_by(3) {
+            // Small integers make equal operands common.
+            let mut rng = Rng::new((k * 17 + p) as u64);
+            let x = Tensor::from_f32(
+                left.to_vec(),
+                (0..count_of(left))
+                    .map(|_| rng.below(4) as f32 - 1.5)
+                    .collect(),
+            );
+            let y = Tensor::from_f32(
+                right.to_vec(),
+                (0..count_of(right))
+                    .map(|_| rng.below(4) as f32 - 1.5)
+                    .collect(),
+            );
+            cases.push(single(
+                format!("binary f32 {} {left:?} {right:?}", kind.text()),
+                Binary::new(kind),
+                vec![x, y],
+                Tol::Exact,
+            ));
+            let x = ints(left, (k * 19 + p) as u64, -2, 2);
+            let y = ints(right, (k * 23 + p) as u64, -2, 2);
+            cases.push(single(
+                format!("binary i32 {} {left:?} {right:?}", kind.text()),
+                Binary::new(kind),
+                vec![x, y],
+                Tol::Exact,
+            ));
+        }
+    }
+    for kind in [BinaryKind::LogicalAnd, BinaryKind::LogicalOr] {
+        for (p, &(left, right)) in BROADCASTS.iter().enumerate().step_by(3) {
+            let x = bools(left, p as u64);
+            let y = bools(right, p as u64 + 50);
+            cases.push(single(
+                format!("binary bool {} {left:?} {right:?}", kind.text()),
+                Binary::new(kind),
+                vec![x, y],
+                Tol::Exact,
+            ));
+        }
+    }
+    // Select with broadcasting condition.
+    for (p, (condition, x, y)) in [
+        (&[2, 3, 5][..], &[2, 3, 5][..], &[2, 3, 5][..]),
+        (&[5], &[2, 3, 5], &[]),
+        (&[2, 1, 1], &[1, 4, 3], &[2, 4, 3]),
+        (&[], &[7], &[7]),
+        (&[9], &[9], &[1]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let inputs = vec![
+            bools(condition, p as u64),
+            uniform(x, p as u64 + 1, -5.0, 5.0),
+            uniform(y, p as u64 + 2, -5.0, 5.0),
+        ];
+        cases.push(single(
+            format!("select {condition:?} {x:?} {y:?}"),
+            Select,
+            inputs,
+            Tol::Exact,
+        ));
+    }
+    check_cases("binary", cases, 60);
+}
+
+/// A shape of rank ≤ 4 with small dimensions.
+fn small_shape() -> impl Strategy<Value = Vec<usize>> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(1usize),
+            2usize..=6,
+            Just(8usize),
+            Just(13usize),
+            Just(17usize)
+        ],
+        0..=4,
+    )
+}
+
+/// Two shapes that broadcast: `full`, and a copy with some axes set to 1 and some leading axes
+/// dropped, in either order.
+fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+    (small_shape(), any::<u64>()).prop_map(|(full, bits)| {
+        let drop = (bits % (full.len() as u64 + 1)) as usize;
+        let other: Vec<usize> = full
+            .iter()
+            .enumerate()
+            .skip(drop)
+            .map(|(axis, &d)| if bits >> (8 + axis) & 1 == 1 { 1 } else { d })
+            .collect();
+        if bits >> 20 & 1 == 1 {
+            (full, other)
+        } else {
+            (other, full)
+        }
+    })
+}
+
+fn proptest_config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters: 32,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(proptest_config(32))]
+
+    /// Random broadcasting pairs, every f32 binary kind in one graph.
+    #[test]
+    fn binary_broadcasting_property((left, right) in broadcast_pair(), seed in any::<u64>()) {
+        let cases: Vec<Case> = F32_BINARY
+            .iter()
+            .enumerate()
+            .map(|(k, &kind)| {
+                let (x, y) = binary_operands(kind, &left, &right, seed.wrapping_add(k as u64));
+                single(format!("binary {} {left:?} {right:?} seed {seed}", kind.text()), Binary::new(kind), vec![x, y], Tol::Exact)
+            })
+            .collect();
+        let failures = run_cases("binary property", cases, 64);
+        prop_assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
+
+#[test]
+fn cast_kernels_match_reference() {
+    let mut cases = Vec::new();
+    let shapes: &[&[usize]] = &[&[], &[1], &[5], &[3, 7], &[2, 2, 4], &[17]];
+    let float_specials = [
+        0.0,
+        -0.0,
+        0.999_999,
+        -0.999_999,
+        -0.5,
+        0.5,
+        2_147_483_520.0,
+        -2_147_483_648.0,
+        1e-40,
+        -7.0,
+        16_777_217.0,
+    ];
+    let int_specials = [
+        0,
+        1,
+        -1,
+        16_777_217,
+        -16_777_217,
+        (1 << 30) + 1,
+        i32::MIN,
+        i32::MAX,
+        7,
+    ];
+    for (s, &shape) in shapes.iter().enumerate() {
+        let seed = s as u64 * 13;
+        let mut floats = uniform(shape, seed, -1000.0, 1000.0);
+        if let TensorData::F32(v) = &mut floats.data {
+            for (position, value) in v.iter_mut().zip(float_specials.iter().cycle().skip(s)) {
+                if position.abs() < 400.0 {
+                    *position = *value;
+                }
+            }
+        }
+        let mut integers = ints(shape, seed + 1, -100_000, 100_000);
+        if let TensorData::I32(v) = &mut integers.data {
+            for (k, value) in v.iter_mut().enumerate().step_by(2) {
+                *value = int_specials[(k + s) % int_specials.len()];
+            }
+        }
+        let mut with_nan = floats.clone();
+        if let TensorData::F32(v) = &mut with_nan.data {
+            if let Some(last) = v.last_mut() {
+                *last = f32::NAN;
+            }
+        }
+        let flags = bools(shape, seed + 2);
+        let small_ints = ints(shape, seed + 3, -2, 2);
+        for (from, to, input) in [
+            ("f32", DType::I32, &floats),
+            ("i32", DType::F32, &integers),
+            ("f32 with NaN", DType::Bool, &with_nan),
+            ("i32", DType::Bool, &small_ints),
+            ("bool", DType::F32, &flags),
+            ("bool", DType::I32, &flags),
+            ("f32", DType::F32, &floats),
+            ("i32", DType::I32, &integers),
+        ] {
+            cases.push(single(
+                format!("cast {from} -> {to:?} {shape:?}"),
+                Cast { to },
+                vec![input.clone()],
+                Tol::Exact,
+            ));
+        }
+    }
+    check_cases("cast", cases, 64);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution
+// ---------------------------------------------------------------------------------------------
+
+/// How an epilogue operand lines up with the output.
+#[derive(Clone, Copy, Debug)]
+enum Operand {
+    /// `[C]`
+    Channel,
+    /// `[1, 1, 1, C]` (or `[1, C]` for matrix products)
+    Channel4,
+    /// `[]`
+    Scalar,
+    /// `[1]`
+    Scalar1,
+    /// The output's own shape (a residual).
+    Full,
+}
+
+/// Epilogues: text and operand layouts, one per binary step.
+const EPILOGUES: &[(&str, &[Operand])] = &[
+    ("", &[]),
+    ("add", &[Operand::Channel]),
+    ("add;relu6", &[Operand::Channel]),
+    ("add;relu", &[Operand::Channel4]),
+    ("mul;add;relu6", &[Operand::Channel, Operand::Channel]),
+    ("add;add;relu", &[Operand::Channel, Operand::Full]),
+    ("add", &[Operand::Full]),
+    ("mul", &[Operand::Scalar]),
+    ("add;leaky_relu:0.2", &[Operand::Scalar1]),
+    ("sub;sigmoid", &[Operand::Channel]),
+    ("div;tanh", &[Operand::Channel]),
+    ("maximum;minimum", &[Operand::Scalar, Operand::Channel]),
+    ("prelu", &[Operand::Channel]),
+    ("elu", &[]),
+    ("relu6", &[]),
+    (
+        "add;relu;mul;add",
+        &[Operand::Channel, Operand::Channel4, Operand::Full],
+    ),
+];
+
+fn epilogue(text: &str) -> Epilogue {
+    Epilogue::parse(&Attributes::default().with("epilogue", Attribute::Str(text.into())))
+        .expect("epilogue")
+}
+
+fn epilogue_tol(text: &str) -> Tol {
+    if ["sigmoid", "tanh", "elu"].iter().any(|t| text.contains(t)) {
+        SUMS_THEN_TRANSCENDENTAL
+    } else {
+        SUMS
+    }
+}
+
+/// Operand tensors for an epilogue over an output of `shape`.
+fn epilogue_operands(
+    text: &str,
+    layouts: &[Operand],
+    shape: &[usize],
+    matrix: bool,
+    seed: u64,
+) -> Vec<Tensor> {
+    let channels = *shape.last().unwrap_or(&1);
+    let steps: Vec<&str> = text.split(';').filter(|s| !s.is_empty()).collect();
+    let binary_steps: Vec<&str> = steps
+        .iter()
+        .copied()
+        .filter(|s| BinaryKind::from_text(s).is_some())
+        .collect();
+    assert_eq!(
+        binary_steps.len(),
+        layouts.len(),
+        "epilogue {text:?} needs {} operands",
+        binary_steps.len()
+    );
+    binary_steps
+        .iter()
+        .zip(layouts)
+        .enumerate()
+        .map(|(k, (&step, &layout))| {
+            let operand_shape = match layout {
+                Operand::Channel => vec![channels],
+                Operand::Channel4 if matrix => vec![1, channels],
+                Operand::Channel4 => vec![1, 1, 1, channels],
+                Operand::Scalar => vec![],
+                Operand::Scalar1 => vec![1],
+                Operand::Full => shape.to_vec(),
+            };
+            let seed = seed + 101 * (k as u64 + 1);
+            match step {
+                "div" => uniform(&operand_shape, seed, 0.5, 2.0),
+                "prelu" => uniform(&operand_shape, seed, -0.5, 1.0),
+                _ => uniform(&operand_shape, seed, -1.0, 1.0),
+            }
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+struct ConvConfig {
+    batch: usize,
+    size: [usize; 2],
+    channels: usize,
+    kernel: [usize; 2],
+    /// Output channels (regular) or depth multiplier (depthwise).
+    outputs: usize,
+    strides: [usize; 2],
+    dilations: [usize; 2],
+    padding: Padding,
+    depthwise: bool,
+    epilogue: usize,
+    filter_is_input: bool,
+}
+
+impl ConvConfig {
+    fn op(&self) -> Conv2d {
+        Conv2d {
+            strides: self.strides,
+            dilations: self.dilations,
+            padding: self.padding.clone(),
+            depthwise: self.depthwise,
+            epilogue: epilogue(EPILOGUES[self.epilogue].0),
+        }
+    }
+
+    fn input_type(&self) -> TensorType {
+        TensorType::new(
+            DType::F32,
+            vec![self.batch, self.size[0], self.size[1], self.channels],
+        )
+    }
+
+    fn filter_type(&self) -> TensorType {
+        TensorType::new(
+            DType::F32,
+            vec![self.kernel[0], self.kernel[1], self.channels, self.outputs],
+        )
+    }
+
+    /// The output shape, if the geometry is valid.
+    fn output_shape(&self) -> Option<Vec<usize>> {
+        let (window, channels) = self
+            .op()
+            .geometry(&self.input_type(), &self.filter_type())
+            .ok()?;
+        (window.output[0] > 0 && window.output[1] > 0)
+            .then(|| vec![self.batch, window.output[0], window.output[1], channels])
+    }
+
+    fn label(&self) -> String {
+        format!(
+            "conv2d{} x[{}, {}, {}, {}] filter[{}, {}, {}, {}]{} strides {:?} dilations {:?} padding {:?} epilogue {:?}",
+            if self.depthwise { " depthwise" } else { "" },
+            self.batch,
+            self.size[0],
+            self.size[1],
+            self.channels,
+            self.kernel[0],
+            self.kernel[1],
+            self.channels,
+            self.outputs,
+            if self.filter_is_input { " (input)" } else { " (constant)" },
+            self.strides,
+            self.dilations,
+            self.padding,
+            EPILOGUES[self.epilogue].0,
+        )
+    }
+
+    fn case(&self, seed: u64) -> Case {
+        let config = self.clone();
+        let shape = config
+            .output_shape()
+            .unwrap_or_else(|| panic!("invalid geometry: {}", config.label()));
+        let (text, layouts) = EPILOGUES[config.epilogue];
+        let x = uniform(&config.input_type().shape, seed, -1.0, 1.0);
+        let filter = uniform(&config.filter_type().shape, seed + 1, -1.0, 1.0);
+        let operands = epilogue_operands(text, layouts, &shape, false, seed + 2);
+        case(config.label(), move |b| {
+            let input = b.input(x.clone());
+            let filter = if config.filter_is_input {
+                b.input(filter.clone())
+            } else {
+                b.constant(filter.clone())
+            };
+            let mut inputs = vec![input, filter];
+            inputs.extend(operands.iter().map(|t| b.input(t.clone())));
+            let y = b.node(config.op(), &inputs);
+            b.output(y, epilogue_tol(text));
+        })
+    }
+}
+
+const CHANNELS: &[usize] = &[1, 3, 4, 5, 8, 13, 16, 17];
+
+/// Deterministic grid of convolution configurations, mixing every attribute.
+fn conv_grid(depthwise: bool, count: usize) -> Vec<ConvConfig> {
+    let kernels: &[[usize; 2]] = &[[3, 3], [1, 1], [2, 3], [3, 1], [5, 5], [1, 2], [2, 2]];
+    let strides: &[[usize; 2]] = &[[1, 1], [2, 2], [3, 3], [1, 2], [2, 1], [3, 2]];
+    let dilations: &[[usize; 2]] = &[[1, 1], [2, 2], [1, 1], [2, 1], [1, 2]];
+    let paddings = [
+        Padding::Same,
+        Padding::Valid,
+        Padding::Explicit([1, 0, 2, 1]),
+        Padding::Same,
+        Padding::Explicit([0, 2, 1, 1]),
+        Padding::Valid,
+        Padding::Explicit([1, 1, 1, 1]),
+    ];
+    let sizes: &[[usize; 2]] = &[
+        [5, 7],
+        [6, 6],
+        [9, 4],
+        [3, 11],
+        [1, 1],
+        [7, 5],
+        [8, 9],
+        [4, 13],
+        [2, 3],
+        [11, 10],
+        [12, 12],
+    ];
+    let multipliers: &[usize] = &[1, 2, 1, 3, 2];
+    let mut configs = Vec::new();
+    let mut i = 0usize;
+    while configs.len() < count {
+        let channels = CHANNELS[i % CHANNELS.len()];
+        let outputs = if depthwise {
+            multipliers[i % multipliers.len()]
+        } else {
+            CHANNELS[(i * 3 + i / CHANNELS.len()) % CHANNELS.len()]
+        };
+        let config = ConvConfig {
+            batch: 1 + (i / 5) % 2,
+            size: sizes[i % sizes.len()],
+            channels,
+            kernel: kernels[i % kernels.len()],
+            outputs,
+            strides: strides[i % strides.len()],
+            dilations: dilations[(i / 2) % dilations.len()],
+            padding: paddings[i % paddings.len()].clone(),
+            depthwise,
+            epilogue: (i * 7) % EPILOGUES.len(),
+            filter_is_input: i % 3 == 1,
+        };
+        i += 1;
+        if config.output_shape().is_some() {
+            configs.push(config);
+        }
+        assert!(i < count * 10, "too few valid configurations");
+    }
+    configs
+}
+
+#[test]
+fn conv2d_kernels_match_reference() {
+    let mut cases: Vec<Case> = conv_grid(false, 64)
+        .iter()
+        .enumerate()
+        .map(|(k, c)| c.case(k as u64 * 1000))
+        .collect();
+    // Every epilogue on one geometry, with filters as constants and as inputs; every channel
+    // count as input and output.
+    for (e, _) in EPILOGUES.iter().enumerate() {
+        for filter_is_input in [false, true] {
+            let config = ConvConfig {
+                batch: 1,
+                size: [6, 7],
+                channels: 3,
+                kernel: [3, 3],
+                outputs: 13,
+                strides: [1, 1],
+                dilations: [1, 1],
+                padding: Padding::Same,
+                depthwise: false,
+                epilogue: e,
+                filter_is_input,
+            };
+            cases.push(config.case(50_000 + e as u64 * 10 + filter_is_input as u64));
+        }
+    }
+    for (a, &channels) in CHANNELS.iter().enumerate() {
+        for (b, &outputs) in CHANNELS.iter().enumerate() {
+            let config = ConvConfig {
+                batch: 1,
+                size: [4, 5],
+                channels,
+                kernel: [2, 2],
+                outputs,
+                strides: [1, 1],
+                dilations: [1, 1],
+                padding: Padding::Valid,
+                depthwise: false,
+                epilogue: (a + b) % 3,
+                filter_is_input: (a + b) % 2 == 0,
+            };
+            cases.push(config.case(60_000 + (a * 10 + b) as u64));
+        }
+    }
+    check_cases("conv2d", cases, 24);
+}
+
+#[test]
+fn depthwise_conv2d_kernels_match_reference() {
+    let mut cases: Vec<Case> = conv_grid(true, 56)
+        .iter()
+        .enumerate()
+        .map(|(k, c)| c.case(70_000 + k as u64 * 1000))
+        .collect();
+    for (a, &channels) in CHANNELS.iter().enumerate() {
+        for multiplier in [1, 2] {
+            for (e, epilogue) in [(0, 0usize), (1, 2), (2, 5), (3, 11)] {
+                let config = ConvConfig {
+                    batch: 1,
+                    size: [5, 6],
+                    channels,
+                    kernel: [3, 3],
+                    outputs: multiplier,
+                    strides: [1 + e % 2, 1 + e % 2],
+                    dilations: [1, 1],
+                    padding: if e % 2 == 0 {
+                        Padding::Same
+                    } else {
+                        Padding::Valid
+                    },
+                    depthwise: true,
+                    epilogue,
+                    filter_is_input: e == 1,
+                };
+                cases.push(config.case(90_000 + (a * 100 + multiplier * 10 + e) as u64));
+            }
+        }
+    }
+    check_cases("depthwise conv2d", cases, 24);
+}
+
+/// Convolution followed by separate bias / activation / residual nodes: the fusion pass folds
+/// them into the epilogue (or must leave them alone when the result has another reader).
+#[test]
+fn fused_conv2d_graphs_match_reference() {
+    let mut cases = Vec::new();
+    for (k, &(channels, outputs, depthwise)) in [
+        (3usize, 8usize, false),
+        (5, 13, false),
+        (8, 2, true),
+        (13, 1, true),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = k as u64 * 7;
+        let op = Conv2d {
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::Same,
+            depthwise,
+            epilogue: Epilogue::default(),
+        };
+        let out_channels = if depthwise {
+            channels * outputs
+        } else {
+            outputs
+        };
+        let x = uniform(&[1, 5, 6, channels], seed, -1.0, 1.0);
+        let filter = uniform(&[3, 3, channels, outputs], seed + 1, -1.0, 1.0);
+        let bias = uniform(&[out_channels], seed + 2, -1.0, 1.0);
+        let scale = uniform(&[1, 1, 1, out_channels], seed + 3, 0.5, 1.5);
+        let residual = uniform(&[1, 5, 6, out_channels], seed + 4, -1.0, 1.0);
+        {
+            let (op, x, filter, bias, scale, residual) = (
+                op.clone(),
+                x.clone(),
+                filter.clone(),
+                bias.clone(),
+                scale.clone(),
+                residual.clone(),
+            );
+            cases.push(case(format!("conv → mul → add(bias) → add(residual, ·) → relu6, {channels}→{out_channels} depthwise={depthwise}"), move |b| {
+                let input = b.input(x.clone());
+                let filter = b.constant(filter.clone());
+                let conv = b.node(op.clone(), &[input, filter]);
+                let scale = b.constant(scale.clone());
+                let scaled = b.node(Binary::new(BinaryKind::Mul), &[scale, conv]);
+                let bias = b.constant(bias.clone());
+                let biased = b.node(Binary::new(BinaryKind::Add), &[scaled, bias]);
+                let residual = b.input(residual.clone());
+                let summed = b.node(Binary::new(BinaryKind::Add), &[residual, biased]);
+                let y = b.node(Unary::new(UnaryKind::Relu6), &[summed]);
+                b.output(y, SUMS);
+            }));
+        }
+        cases.push(case(
+            format!(
+                "conv read twice (not fusable): relu(conv) and conv, {channels}→{out_channels}"
+            ),
+            move |b| {
+                let input = b.input(x.clone());
+                let filter = b.input(filter.clone());
+                let conv = b.node(op.clone(), &[input, filter]);
+                let bias = b.input(bias.clone());
+                let biased = b.node(Binary::new(BinaryKind::Sub), &[conv, bias]);
+                let y = b.node(Unary::new(UnaryKind::Relu), &[biased]);
+                b.output(y, SUMS);
+                b.output(conv, SUMS);
+            },
+        ));
+    }
+    check_cases("fused conv2d", cases, 16);
+}
+
+fn conv_config_strategy() -> impl Strategy<Value = ConvConfig> {
+    (
+        (
+            1usize..=2,
+            1usize..=9,
+            1usize..=9,
+            proptest::sample::select(CHANNELS.to_vec()),
+        ),
+        (
+            1usize..=3,
+            1usize..=3,
+            proptest::sample::select(CHANNELS.to_vec()),
+            1usize..=2,
+        ),
+        (
+            1usize..=3,
+            1usize..=3,
+            1usize..=2,
+            1usize..=2,
+            0usize..3,
+            [0usize..3, 0usize..3, 0usize..3, 0usize..3],
+        ),
+        (any::<bool>(), 0..EPILOGUES.len(), any::<bool>()),
+    )
+        .prop_map(
+            |(
+                (batch, h, w, channels),
+                (kh, kw, outputs, multiplier),
+                (sh, sw, dh, dw, padding, pads),
+                (depthwise, epilogue, filter_is_input),
+            )| {
+                let padding = match padding {
+                    0 => Padding::Same,
+                    1 => Padding::Valid,
+                    _ => Padding::Explicit(pads),
+                };
+                let mut config = ConvConfig {
+                    batch,
+                    size: [h, w],
+                    channels,
+                    kernel: [kh, kw],
+                    outputs: if depthwise { multiplier } else { outputs },
+                    strides: [sh, sw],
+                    dilations: [dh, dw],
+                    padding,
+                    depthwise,
+                    epilogue,
+                    filter_is_input,
+                };
+                if config.output_shape().is_none() {
+                    config.padding = Padding::Same;
+                }
+                config
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(proptest_config(48))]
+
+    /// Random geometries, three per graph.
+    #[test]
+    fn conv2d_property(configs in proptest::collection::vec(conv_config_strategy(), 3), seed in 0u64..1_000_000) {
+        let cases: Vec<Case> = configs.iter().enumerate().map(|(k, c)| c.case(seed + k as u64 * 10)).collect();
+        let failures = run_cases("conv2d property", cases, 3);
+        prop_assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix product
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct MatMulConfig {
+    batch: Vec<usize>,
+    m: usize,
+    k: usize,
+    n: usize,
+    transpose_a: bool,
+    transpose_b: bool,
+    epilogue: usize,
+    b_is_constant: bool,
+}
+
+impl MatMulConfig {
+    fn case(&self, seed: u64) -> Case {
+        let config = self.clone();
+        let (text, layouts) = EPILOGUES[config.epilogue];
+        let mut a_shape = config.batch.clone();
+        a_shape.extend(if config.transpose_a {
+            [config.k, config.m]
+        } else {
+            [config.m, config.k]
+        });
+        let mut b_shape = config.batch.clone();
+        b_shape.extend(if config.transpose_b {
+            [config.n, config.k]
+        } else {
+            [config.k, config.n]
+        });
+        let mut out_shape = config.batch.clone();
+        out_shape.extend([config.m, config.n]);
+        let a = uniform(&a_shape, seed, -1.0, 1.0);
+        let b_value = uniform(&b_shape, seed + 1, -1.0, 1.0);
+        let operands = epilogue_operands(text, layouts, &out_shape, true, seed + 2);
+        let label = format!(
+            "matmul a{a_shape:?} b{b_shape:?} transpose_a={} transpose_b={} b {} epilogue {text:?}",
+            config.transpose_a,
+            config.transpose_b,
+            if config.b_is_constant {
+                "constant"
+            } else {
+                "input"
+            }
+        );
+        case(label, move |b| {
+            let a_id = b.input(a.clone());
+            let b_id = if config.b_is_constant {
+                b.constant(b_value.clone())
+            } else {
+                b.input(b_value.clone())
+            };
+            let mut inputs = vec![a_id, b_id];
+            inputs.extend(operands.iter().map(|t| b.input(t.clone())));
+            let op = MatMul {
+                transpose_a: config.transpose_a,
+                transpose_b: config.transpose_b,
+                epilogue: epilogue(text),
+            };
+            let y = b.node(op, &inputs);
+            b.output(y, epilogue_tol(text));
+        })
+    }
+}
+
+#[test]
+fn matmul_kernels_match_reference() {
+    let ms = [1usize, 3, 4, 5, 8, 13, 17, 2];
+    let ks = [1usize, 2, 5, 8, 16, 17, 3];
+    let ns = [1usize, 3, 4, 5, 8, 13, 16, 17, 29, 33, 64, 12];
+    let batches: [&[usize]; 4] = [&[], &[2], &[], &[2, 3]];
+    let mut cases = Vec::new();
+    for i in 0..72usize {
+        let config = MatMulConfig {
+            batch: batches[i % batches.len()].to_vec(),
+            m: ms[i % ms.len()],
+            k: ks[i % ks.len()],
+            n: ns[i % ns.len()],
+            transpose_a: i / 2 % 2 == 1,
+            transpose_b: i / 4 % 2 == 1,
+            epilogue: (i * 5) % EPILOGUES.len(),
+            b_is_constant: i % 3 == 0,
+        };
+        cases.push(config.case(i as u64 * 100));
+    }
+    check_cases("matmul", cases, 24);
+}
+
+proptest! {
+    #![proptest_config(proptest_config(32))]
+
+    #[test]
+    fn matmul_property(
+        batch in proptest::collection::vec(1usize..=3, 0..=2),
+        m in 1usize..=20, k in 1usize..=20, n in 1usize..=40,
+        transpose_a in any::<bool>(), transpose_b in any::<bool>(),
+        epilogue in 0..EPILOGUES.len(), b_is_constant in any::<bool>(), seed in 0u64..1_000_000,
+    ) {
+        let config = MatMulConfig { batch, m, k, n, transpose_a, transpose_b, epilogue, b_is_constant };
+        let failures = run_cases("matmul property", vec![config.case(seed)], 1);
+        prop_assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling, reductions, softmax
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn pool_kernels_match_reference() {
+    let windows: &[[usize; 2]] = &[[2, 2], [3, 3], [1, 1], [2, 3], [3, 1], [5, 5]];
+    let strides: &[[usize; 2]] = &[[2, 2], [1, 1], [3, 3], [1, 2], [2, 1]];
+    let paddings = [
+        Padding::Same,
+        Padding::Valid,
+        Padding::Explicit([1, 0, 0, 1]),
+        Padding::Explicit([1, 1, 2, 0]),
+    ];
+    let sizes: &[[usize; 2]] = &[[7, 7], [6, 5], [1, 1], [4, 9], [8, 8], [5, 3], [3, 10]];
+    let mut cases = Vec::new();
+    let mut i = 0usize;
+    let mut made = 0usize;
+    while made < 96 {
+        let max = i.is_multiple_of(2);
+        let pool = Pool {
+            max,
+            window: windows[i / 2 % windows.len()],
+            strides: strides[i % strides.len()],
+            padding: paddings[i / 3 % paddings.len()].clone(),
+        };
+        let shape = vec![
+            1 + i / 7 % 2,
+            sizes[i % sizes.len()][0],
+            sizes[i % sizes.len()][1],
+            CHANNELS[i % CHANNELS.len()],
+        ];
+        i += 1;
+        if pool
+            .infer(&tfjsc::ops::InputFacts {
+                types: vec![&TensorType::new(DType::F32, shape.clone())],
+                constants: vec![None],
+            })
+            .is_err()
+        {
+            continue;
+        }
+        // Explicit pads smaller than the window (no window entirely in padding: see below).
+        if let Padding::Explicit(p) = pool.padding {
+            if p[0].max(p[1]) >= pool.window[0] || p[2].max(p[3]) >= pool.window[1] {
+                continue;
+            }
+        }
+        made += 1;
+        let x = uniform(&shape, i as u64, -10.0, 10.0);
+        let label = format!(
+            "pool {} x{shape:?} window {:?} strides {:?} padding {:?}",
+            if max { "max" } else { "average" },
+            pool.window,
+            pool.strides,
+            pool.padding
+        );
+        cases.push(single(
+            label,
+            pool,
+            vec![x],
+            if max { Tol::Exact } else { SUMS },
+        ));
+    }
+    // Windows lying entirely in the explicit padding: the reference yields -inf (max) and 0
+    // (average, an empty window counts as one element).
+    for max in [true, false] {
+        let pool = Pool {
+            max,
+            window: [1, 2],
+            strides: [1, 1],
+            padding: Padding::Explicit([2, 0, 0, 2]),
+        };
+        let x = uniform(&[1, 3, 4, 5], 7, -10.0, 10.0);
+        let label = format!("pool {} x[1, 3, 4, 5] window [1, 2] strides [1, 1] padding Explicit([2, 0, 0, 2]) (windows entirely in padding)", if max { "max" } else { "average" });
+        cases.push(single(
+            label,
+            pool,
+            vec![x],
+            if max { Tol::Exact } else { SUMS },
+        ));
+    }
+    check_cases("pool", cases, 48);
+}
+
+const REDUCE_KINDS: &[(ReduceKind, &str)] = &[
+    (ReduceKind::Mean, "mean"),
+    (ReduceKind::Sum, "sum"),
+    (ReduceKind::Max, "max"),
+    (ReduceKind::Min, "min"),
+    (ReduceKind::Prod, "prod"),
+];
+
+fn reduce_cases(kind: ReduceKind, name: &str, seed: u64) -> Vec<Case> {
+    let shapes: &[&[usize]] = &[
+        &[7],
+        &[3, 5],
+        &[2, 3, 4],
+        &[2, 3, 4, 5],
+        &[1, 13, 1, 6],
+        &[3, 17],
+        &[],
+    ];
+    let tol = if matches!(kind, ReduceKind::Max | ReduceKind::Min) {
+        Tol::Exact
+    } else {
+        SUMS
+    };
+    let mut cases = Vec::new();
+    for (s, &shape) in shapes.iter().enumerate() {
+        let rank = shape.len();
+        // Products stay near 1; the rest spans both signs.
+        let x = if kind == ReduceKind::Prod {
+            uniform(shape, seed + s as u64, 0.8, 1.25)
+        } else {
+            uniform(shape, seed + s as u64, -10.0, 10.0)
+        };
+        for subset in 0..(1usize << rank) {
+            let axes: Vec<usize> = (0..rank).filter(|a| subset >> a & 1 == 1).collect();
+            for keep_dims in [false, true] {
+                let op = Reduce {
+                    kind,
+                    axes: axes.clone(),
+                    keep_dims,
+                };
+                cases.push(single(
+                    format!("reduce {name} x{shape:?} axes {axes:?} keep_dims={keep_dims}"),
+                    op,
+                    vec![x.clone()],
+                    tol,
+                ));
+            }
+        }
+    }
+    // Negative and repeated axes through the axes operand (resolved by shape inference).
+    let negative: &[(&[usize], &[i64])] = &[
+        (&[2, 3, 4], &[-1]),
+        (&[2, 3, 4], &[-2, -1]),
+        (&[2, 3, 4, 5], &[0, -1]),
+        (&[2, 3, 4, 5], &[1, -3]),
+        (&[3, 17], &[-2]),
+        (&[6], &[-1]),
+    ];
+    for (k, &(shape, axes)) in negative.iter().enumerate() {
+        let x = if kind == ReduceKind::Prod {
+            uniform(shape, seed + 50 + k as u64, 0.8, 1.25)
+        } else {
+            uniform(shape, seed + 50 + k as u64, -10.0, 10.0)
+        };
+        for keep_dims in [false, true] {
+            let axes_tensor = i32_vector(axes);
+            let x = x.clone();
+            cases.push(case(
+                format!("reduce {name} x{shape:?} axes operand {axes:?} keep_dims={keep_dims}"),
+                move |b| {
+                    let input = b.input(x.clone());
+                    let axes = b.constant(axes_tensor.clone());
+                    let y = b.node(ReduceAxes { kind, keep_dims }, &[input, axes]);
+                    b.output(y, tol);
+                },
+            ));
+        }
+    }
+    cases
+}
+
+#[test]
+fn reduce_kernels_match_reference() {
+    let cases: Vec<Case> = REDUCE_KINDS
+        .iter()
+        .enumerate()
+        .flat_map(|(k, &(kind, name))| reduce_cases(kind, name, k as u64 * 1000))
+        .collect();
+    check_cases("reduce", cases, 80);
+}
+
+#[test]
+fn softmax_kernels_match_reference() {
+    let shapes: &[&[usize]] = &[
+        &[1],
+        &[3],
+        &[4],
+        &[5],
+        &[2, 7],
+        &[3, 8],
+        &[2, 3, 13],
+        &[1, 17],
+        &[4, 33],
+        &[2, 1],
+        &[1, 1, 64],
+    ];
+    let mut cases = Vec::new();
+    for (s, &shape) in shapes.iter().enumerate() {
+        for (r, (low, high)) in [(-5.0f32, 5.0f32), (-80.0, 80.0), (1000.0, 1010.0)]
+            .into_iter()
+            .enumerate()
+        {
+            let x = uniform(shape, (s * 10 + r) as u64, low, high);
+            cases.push(single(
+                format!("softmax x{shape:?} values in [{low}, {high})"),
+                Softmax,
+                vec![x],
+                TRANSCENDENTAL,
+            ));
+        }
+    }
+    check_cases("softmax", cases, 40);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data movement
+// ---------------------------------------------------------------------------------------------
+
+fn typed(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
+    match dtype {
+        DType::F32 => uniform(shape, seed, -10.0, 10.0),
+        DType::I32 => ints(shape, seed, -1000, 1000),
+        DType::Bool => bools(shape, seed),
+        DType::I64 => panic!("no int64 inputs"),
+    }
+}
+
+#[test]
+fn concat_and_pack_kernels_match_reference() {
+    let mut cases = Vec::new();
+    let concats: &[(i64, &[&[usize]])] = &[
+        (0, &[&[2, 3], &[4, 3], &[1, 3]]),
+        (1, &[&[2, 3], &[2, 5]]),
+        (-1, &[&[2, 3, 1], &[2, 3, 4], &[2, 3, 3]]),
+        (1, &[&[1, 2, 3, 4], &[1, 5, 3, 4]]),
+        (
+            3,
+            &[&[1, 2, 2, 3], &[1, 2, 2, 13], &[1, 2, 2, 1], &[1, 2, 2, 16]],
+        ),
+        (0, &[&[5]]),
+        (0, &[&[3], &[1], &[4]]),
+        (-2, &[&[3, 2, 5], &[3, 1, 5]]),
+        (2, &[&[2, 2, 0], &[2, 2, 3]]),
+    ];
+    for (k, &(axis, shapes)) in concats.iter().enumerate() {
+        for dtype in [DType::F32, DType::I32, DType::Bool] {
+            if shapes.iter().any(|s| s.contains(&0)) && dtype != DType::F32 {
+                continue;
+            }
+            let parts: Vec<Tensor> = shapes
+                .iter()
+                .enumerate()
+                .map(|(p, s)| typed(s, dtype, (k * 10 + p) as u64))
+                .collect();
+            cases.push(single(
+                format!("concat axis {axis} {dtype:?} {shapes:?}"),
+                Concat { axis, pack: false },
+                parts,
+                Tol::Exact,
+            ));
+        }
+    }
+    let packs: &[(i64, &[usize], usize)] = &[
+        (0, &[3, 4], 3),
+        (1, &[3, 4], 2),
+        (2, &[3, 4], 4),
+        (-1, &[2, 5], 3),
+        (0, &[], 3),
+        (-3, &[2, 5], 2),
+        (1, &[7], 5),
+    ];
+    for (k, &(axis, shape, count)) in packs.iter().enumerate() {
+        for dtype in [DType::F32, DType::I32, DType::Bool] {
+            let parts: Vec<Tensor> = (0..count)
+                .map(|p| typed(shape, dtype, (k * 10 + p) as u64 + 500))
+                .collect();
+            cases.push(single(
+                format!("pack axis {axis} {dtype:?} {count} × {shape:?}"),
+                Concat { axis, pack: true },
+                parts,
+                Tol::Exact,
+            ));
+        }
+    }
+    // Kernel results as parts, and one input used twice.
+    cases.push(case("concat axis 1 of relu(x), neg(y), x", |b| {
+        let x = b.input(uniform(&[3, 5], 1, -1.0, 1.0));
+        let y = b.input(uniform(&[3, 2], 2, -1.0, 1.0));
+        let rx = b.node(Unary::new(UnaryKind::Relu), &[x]);
+        let ny = b.node(Unary::new(UnaryKind::Neg), &[y]);
+        let joined = b.node(
+            Concat {
+                axis: 1,
+                pack: false,
+            },
+            &[rx, ny, x],
+        );
+        let z = b.node(Unary::new(UnaryKind::Abs), &[joined]);
+        b.output(z, Tol::Exact);
+        b.output(joined, Tol::Exact);
+    }));
+    check_cases("concat and pack", cases, 48);
+}
+
+#[test]
+fn pad_kernels_match_reference() {
+    let pads: &[(&[usize], &[i64])] = &[
+        (&[5], &[2, 3]),
+        (&[3, 4], &[1, 0, 0, 2]),
+        (&[2, 3, 4], &[0, 0, 1, 1, 2, 0]),
+        (&[1, 5, 5, 3], &[0, 0, 1, 2, 2, 1, 0, 0]),
+        (&[2, 3], &[0, 0, 0, 0]),
+        (&[1, 2, 2, 3], &[0, 0, 0, 0, 0, 0, 0, 5]),
+        (&[1], &[0, 4]),
+        (&[2, 1, 3, 1], &[1, 1, 1, 1, 1, 1, 1, 1]),
+        (&[1, 7, 7, 13], &[0, 0, 3, 3, 3, 3, 0, 0]),
+    ];
+    let mut cases = Vec::new();
+    for (k, &(shape, paddings)) in pads.iter().enumerate() {
+        let rank = shape.len();
+        let paddings_tensor =
+            Tensor::from_i32(vec![rank, 2], paddings.iter().map(|&p| p as i32).collect());
+        for (dtype, fill) in [
+            (DType::F32, None),
+            (DType::F32, Some(-1.5f32)),
+            (DType::I32, None),
+            (DType::I32, Some(7.0)),
+        ] {
+            let x = typed(shape, dtype, k as u64 * 3);
+            let paddings_tensor = paddings_tensor.clone();
+            let label = format!("pad {dtype:?} x{shape:?} paddings {paddings:?} fill {fill:?}");
+            cases.push(case(label, move |b| {
+                let input = b.input(x.clone());
+                let p = b.constant(paddings_tensor.clone());
+                let mut inputs = vec![input, p];
+                if let Some(fill) = fill {
+                    let value = if dtype == DType::F32 {
+                        f32_scalar(fill)
+                    } else {
+                        Tensor::from_i32(vec![], vec![fill as i32])
+                    };
+                    inputs.push(b.constant(value));
+                }
+                let y = b.node(Pad, &inputs);
+                b.output(y, Tol::Exact);
+            }));
+        }
+    }
+    check_cases("pad", cases, 40);
+}
+
+#[test]
+fn transpose_kernels_match_reference() {
+    let mut perms: Vec<(Vec<usize>, Vec<i64>)> = vec![
+        (vec![3, 5], vec![1, 0]),
+        (vec![3, 5], vec![-1, 0]),
+        (vec![1, 7, 1], vec![2, 0, 1]),
+        (vec![6], vec![0]),
+    ];
+    for perm in [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ] {
+        perms.push((vec![2, 3, 4], perm.to_vec()));
+    }
+    for perm in [
+        [0, 3, 1, 2],
+        [0, 2, 3, 1],
+        [3, 2, 1, 0],
+        [1, 0, 2, 3],
+        [0, 1, 3, 2],
+    ] {
+        perms.push((vec![2, 3, 4, 5], perm.to_vec()));
+        perms.push((vec![1, 5, 4, 13], perm.to_vec()));
+    }
+    let mut cases = Vec::new();
+    for (k, (shape, perm)) in perms.iter().enumerate() {
+        for dtype in [DType::F32, DType::I32, DType::Bool] {
+            let x = typed(shape, dtype, k as u64);
+            let perm_tensor = i32_vector(perm);
+            cases.push(case(
+                format!("transpose {dtype:?} x{shape:?} perm {perm:?}"),
+                move |b| {
+                    let input = b.input(x.clone());
+                    let p = b.constant(perm_tensor.clone());
+                    let y = b.node(Transpose, &[input, p]);
+                    b.output(y, Tol::Exact);
+                },
+            ));
+        }
+    }
+    check_cases("transpose", cases, 48);
+}
+
+#[derive(Clone, Copy)]
+struct SliceCase {
+    shape: &'static [usize],
+    begin: &'static [i64],
+    end: &'static [i64],
+    strides: &'static [i64],
+    masks: [i64; 5],
+}
+
+#[test]
+fn strided_slice_kernels_match_reference() {
+    // masks: begin, end, ellipsis, new_axis, shrink_axis
+    let slices = [
+        SliceCase {
+            shape: &[10],
+            begin: &[2],
+            end: &[8],
+            strides: &[1],
+            masks: [0; 5],
+        },
+        SliceCase {
+            shape: &[10],
+            begin: &[1],
+            end: &[10],
+            strides: &[3],
+            masks: [0; 5],
+        },
+        SliceCase {
+            shape: &[10],
+            begin: &[-1],
+            end: &[-11],
+            strides: &[-1],
+            masks: [0; 5],
+        },
+        SliceCase {
+            shape: &[10],
+            begin: &[8],
+            end: &[1],
+            strides: &[-2],
+            masks: [0; 5],
+        },
+        SliceCase {
+            shape: &[10],
+            begin: &[0],
+            end: &[0],
+            strides: &[-1],
+            masks: [1, 1, 0, 0, 0],
+        },
+        SliceCase {
+            shape: &[4, 6],
+            begin: &[1, 0],
+            end: &[3, 6],
+            strides: &[1, 2],
+            masks: [0; 5],
+        },
+        SliceCase {
+            shape: &[4, 6],
+            begin: &[2, 1],
+            end: &[3, 4],
+            strides: &[1, 1],
+            masks: [1, 2, 0, 0, 0],
+        },
+        SliceCase {
+            shape: &[3, 5, 7],
+            begin: &[0, 2, 0],
+            end: &[3, 3, 7],
+            strides: &[1, 1, 1],
+            masks: [0, 0, 0, 0, 2],
+        },
+        SliceCase {
+            shape: &[3, 5, 7],
+            begin: &[0, 1],
+            end: &[0, 4],
+            strides: &[1, 1],
+            masks: [0, 0, 1, 0, 0],
+        },
+        SliceCase {
+            shape: &[3, 5, 7],
+            begin: &[0, 0],
+            end: &[0, 2],
+            strides: &[1, 1],
+            masks: [0, 0, 0, 1, 0],
+        },
+        SliceCase {
+            shape: &[2, 3, 4, 5],
+            begin: &[0, 1, -3, 4],
+            end: &[2, 3, -1, 0],
+            strides: &[1, 1, 1, -1],
+            masks: [0; 5],
+        },
+        SliceCase {
+            shape: &[5, 4],
+            begin: &[1, 0],
+            end: &[100, 4],
+            strides: &[2, 1],
+            masks: [0; 5],
+        },
+        SliceCase {
+            shape: &[6, 3],
+            begin: &[-1, 0],
+            end: &[0, 3],
+            strides: &[1, 1],
+            masks: [0, 0, 0, 0, 1],
+        },
+        SliceCase {
+            shape: &[2, 5, 6, 3],
+            begin: &[0, 1, 1, 0],
+            end: &[0, 5, 6, 3],
+            strides: &[1, 2, 2, 1],
+            masks: [1, 1, 0, 0, 0],
+        },
+        SliceCase {
+            shape: &[2, 5, 6, 3],
+            begin: &[0, 2],
+            end: &[0, 3],
+            strides: &[1, 1],
+            masks: [0, 0, 1, 0, 2],
+        },
+        SliceCase {
+            shape: &[1, 9, 17],
+            begin: &[0, 0, 3],
+            end: &[1, 9, 16],
+            strides: &[1, 3, 4],
+            masks: [0; 5],
+        },
+        SliceCase {
+            shape: &[7, 5],
+            begin: &[6, -1],
+            end: &[-8, -6],
+            strides: &[-3, -2],
+            masks: [0; 5],
+        },
+        SliceCase {
+            shape: &[4, 4],
+            begin: &[0, 0, 1],
+            end: &[0, 0, 3],
+            strides: &[1, 1, 1],
+            masks: [1, 1, 0, 2, 0],
+        },
+        SliceCase {
+            shape: &[4, 4],
+            begin: &[0, 0, 1],
+            end: &[0, 0, 3],
+            strides: &[1, 1, 1],
+            masks: [0, 0, 0, 2, 0],
+        },
+        SliceCase {
+            shape: &[3, 8],
+            begin: &[1, 5],
+            end: &[2, 2],
+            strides: &[1, 1],
+            masks: [0; 5],
+        },
+    ];
+    let mut cases = Vec::new();
+    for (k, slice) in slices.iter().copied().enumerate() {
+        for dtype in [DType::F32, DType::I32, DType::Bool] {
+            let x = typed(slice.shape, dtype, k as u64);
+            let [begin_mask, end_mask, ellipsis_mask, new_axis_mask, shrink_axis_mask] =
+                slice.masks;
+            let op = StridedSlice {
+                begin_mask,
+                end_mask,
+                ellipsis_mask,
+                new_axis_mask,
+                shrink_axis_mask,
+            };
+            let label = format!(
+                "strided_slice {dtype:?} x{:?} begin {:?} end {:?} strides {:?} masks (begin, end, ellipsis, new_axis, shrink) {:?}",
+                slice.shape, slice.begin, slice.end, slice.strides, slice.masks
+            );
+            cases.push(case(label, move |b| {
+                let input = b.input(x.clone());
+                let begin = b.constant(i32_vector(slice.begin));
+                let end = b.constant(i32_vector(slice.end));
+                let strides = b.constant(i32_vector(slice.strides));
+                let y = b.node(op.clone(), &[input, begin, end, strides]);
+                b.output(y, Tol::Exact);
+            }));
+        }
+    }
+    check_cases("strided slice", cases, 60);
+}
+
+/// Reshape, squeeze and expand-dims views between kernels, of graph inputs, and as outputs.
+#[test]
+fn reshape_views_between_kernels_match_reference() {
+    let reshape = || Reshape {
+        mode: ReshapeMode::FromOperand,
+    };
+    let mut cases = Vec::new();
+    cases.push(case("relu → reshape [6, 4] → softmax", move |b| {
+        let x = b.input(uniform(&[2, 3, 4], 1, -3.0, 3.0));
+        let r = b.node(Unary::new(UnaryKind::Relu), &[x]);
+        let shape = b.constant(i32_vector(&[6, 4]));
+        let v = b.node(reshape(), &[r, shape]);
+        let y = b.node(Softmax, &[v]);
+        b.output(y, TRANSCENDENTAL);
+    }));
+    cases.push(case("neg → reshape [3, -1] → add [3, 4]", move |b| {
+        let x = b.input(uniform(&[12], 2, -3.0, 3.0));
+        let n = b.node(Unary::new(UnaryKind::Neg), &[x]);
+        let shape = b.constant(i32_vector(&[3, -1]));
+        let v = b.node(reshape(), &[n, shape]);
+        let other = b.input(uniform(&[3, 4], 3, -3.0, 3.0));
+        let y = b.node(Binary::new(BinaryKind::Add), &[v, other]);
+        b.output(y, Tol::Exact);
+    }));
+    cases.push(case(
+        "reshape of a graph input [2, 6] → [3, 4] → square",
+        move |b| {
+            let x = b.input(uniform(&[2, 6], 4, -3.0, 3.0));
+            let shape = b.constant(i32_vector(&[3, 4]));
+            let v = b.node(reshape(), &[x, shape]);
+            let y = b.node(Unary::new(UnaryKind::Square), &[v]);
+            b.output(y, Tol::Exact);
+        },
+    ));
+    cases.push(case("relu → reshape [6] as a graph output", move |b| {
+        let x = b.input(uniform(&[2, 3], 5, -3.0, 3.0));
+        let r = b.node(Unary::new(UnaryKind::Relu), &[x]);
+        let shape = b.constant(i32_vector(&[6]));
+        let v = b.node(reshape(), &[r, shape]);
+        b.output(v, Tol::Exact);
+        b.output(r, Tol::Exact);
+    }));
+    cases.push(case(
+        "graph input reshaped straight to an output",
+        move |b| {
+            let x = b.input(ints(&[4, 5], 6, -9, 9));
+            let shape = b.constant(i32_vector(&[20]));
+            let v = b.node(reshape(), &[x, shape]);
+            b.output(v, Tol::Exact);
+        },
+    ));
+    cases.push(case("abs → squeeze → mul [5]", move |b| {
+        let x = b.input(uniform(&[1, 5, 1], 7, -3.0, 3.0));
+        let a = b.node(Unary::new(UnaryKind::Abs), &[x]);
+        let v = b.node(
+            Reshape {
+                mode: ReshapeMode::Squeeze(vec![]),
+            },
+            &[a],
+        );
+        let other = b.input(uniform(&[5], 8, -3.0, 3.0));
+        let y = b.node(Binary::new(BinaryKind::Mul), &[v, other]);
+        b.output(y, Tol::Exact);
+    }));
+    cases.push(case(
+        "relu → squeeze [-1] → expand_dims 0 → add [1, 1, 3]",
+        move |b| {
+            let x = b.input(uniform(&[4, 5, 1], 9, -3.0, 3.0));
+            let r = b.node(Unary::new(UnaryKind::Relu), &[x]);
+            let s = b.node(
+                Reshape {
+                    mode: ReshapeMode::Squeeze(vec![-1]),
+                },
+                &[r],
+            );
+            let axis = b.constant(Tensor::from_i32(vec![], vec![-1]));
+            let e = b.node(
+                Reshape {
+                    mode: ReshapeMode::ExpandDims,
+                },
+                &[s, axis],
+            );
+            let other = b.input(uniform(&[1, 1, 3], 10, -3.0, 3.0));
+            let y = b.node(Binary::new(BinaryKind::Add), &[e, other]);
+            b.output(y, Tol::Exact);
+        },
+    ));
+    cases.push(case(
+        "conv 1×1 → reshape [16, 8] → matmul [8, 5] → reshape [2, 40] → reduce sum axis 1",
+        move |b| {
+            let x = b.input(uniform(&[1, 4, 4, 3], 11, -1.0, 1.0));
+            let filter = b.constant(uniform(&[1, 1, 3, 8], 12, -1.0, 1.0));
+            let conv = b.node(
+                Conv2d {
+                    strides: [1, 1],
+                    dilations: [1, 1],
+                    padding: Padding::Valid,
+                    depthwise: false,
+                    epilogue: epilogue("relu"),
+                },
+                &[x, filter],
+            );
+            let shape = b.constant(i32_vector(&[16, 8]));
+            let v = b.node(reshape(), &[conv, shape]);
+            let w = b.input(uniform(&[8, 5], 13, -1.0, 1.0));
+            let m = b.node(
+                MatMul {
+                    transpose_a: false,
+                    transpose_b: false,
+                    epilogue: Epilogue::default(),
+                },
+                &[v, w],
+            );
+            let shape = b.constant(i32_vector(&[2, 40]));
+            let v2 = b.node(reshape(), &[m, shape]);
+            let s = b.node(
+                Reduce {
+                    kind: ReduceKind::Sum,
+                    axes: vec![1],
+                    keep_dims: false,
+                },
+                &[v2],
+            );
+            b.output(m, SUMS);
+            b.output(s, SUMS);
+        },
+    ));
+    cases.push(case("two reshapes in a row between transposes", move |b| {
+        let x = b.input(uniform(&[2, 3, 4], 14, -1.0, 1.0));
+        let perm = b.constant(i32_vector(&[2, 0, 1]));
+        let t = b.node(Transpose, &[x, perm]);
+        let shape = b.constant(i32_vector(&[4, 6]));
+        let v = b.node(reshape(), &[t, shape]);
+        let shape = b.constant(i32_vector(&[8, 3]));
+        let v2 = b.node(reshape(), &[v, shape]);
+        let perm = b.constant(i32_vector(&[1, 0]));
+        let y = b.node(Transpose, &[v2, perm]);
+        b.output(y, Tol::Exact);
+    }));
+    cases.push(case(
+        "a graph input as an output, and one kernel result as two outputs",
+        move |b| {
+            let x = b.input(uniform(&[3, 5], 15, -1.0, 1.0));
+            let y = b.node(Unary::new(UnaryKind::Abs), &[x]);
+            b.output(x, Tol::Exact);
+            b.output(y, Tol::Exact);
+            b.output(y, Tol::Exact);
+        },
+    ));
+    check_cases("reshape views", cases, 16);
+}
+
+/// Kernels whose arena buffers must stay live across others (liveness through views, results
+/// read again much later, scratch of padded convolutions).
+#[test]
+fn chains_of_kernels_match_reference() {
+    let mut cases = Vec::new();
+    cases.push(case(
+        "neg → conv (scratch) → max pool → add(·, neg) → softmax → concat(·, neg) and conv",
+        |b| {
+            let x = b.input(uniform(&[1, 6, 6, 4], 1, -1.0, 1.0));
+            let a = b.node(Unary::new(UnaryKind::Neg), &[x]);
+            let filter = b.constant(uniform(&[3, 3, 4, 4], 2, -1.0, 1.0));
+            let conv = b.node(
+                Conv2d {
+                    strides: [1, 1],
+                    dilations: [1, 1],
+                    padding: Padding::Same,
+                    depthwise: false,
+                    epilogue: Epilogue::default(),
+                },
+                &[a, filter],
+            );
+            let pooled = b.node(
+                Pool {
+                    max: true,
+                    window: [3, 3],
+                    strides: [1, 1],
+                    padding: Padding::Same,
+                },
+                &[conv],
+            );
+            let summed = b.node(Binary::new(BinaryKind::Add), &[pooled, a]);
+            let soft = b.node(Softmax, &[summed]);
+            let joined = b.node(
+                Concat {
+                    axis: -1,
+                    pack: false,
+                },
+                &[soft, a],
+            );
+            b.output(joined, TRANSCENDENTAL);
+            b.output(conv, SUMS);
+        },
+    ));
+    cases.push(case(
+        "relu → reshape view read after other kernels → add",
+        |b| {
+            let x = b.input(uniform(&[2, 6], 3, -1.0, 1.0));
+            let a = b.node(Unary::new(UnaryKind::Relu), &[x]);
+            let shape = b.constant(i32_vector(&[12]));
+            let v = b.node(
+                Reshape {
+                    mode: ReshapeMode::FromOperand,
+                },
+                &[a, shape],
+            );
+            let y = b.input(uniform(&[12], 4, -1.0, 1.0));
+            let mut chain = y;
+            for kind in [
+                UnaryKind::Exp,
+                UnaryKind::Sigmoid,
+                UnaryKind::Square,
+                UnaryKind::Neg,
+                UnaryKind::Abs,
+            ] {
+                chain = b.node(Unary::new(kind), &[chain]);
+            }
+            let z = b.node(Binary::new(BinaryKind::Add), &[chain, v]);
+            b.output(z, TRANSCENDENTAL);
+        },
+    ));
+    cases.push(case(
+        "depthwise (scratch) → conv (scratch) → matmul-free reduce mean over H, W → matmul",
+        |b| {
+            let x = b.input(uniform(&[2, 7, 5, 3], 5, -1.0, 1.0));
+            let depthwise = b.constant(uniform(&[3, 3, 3, 2], 6, -1.0, 1.0));
+            let d = b.node(
+                Conv2d {
+                    strides: [2, 2],
+                    dilations: [1, 1],
+                    padding: Padding::Same,
+                    depthwise: true,
+                    epilogue: epilogue("relu6"),
+                },
+                &[x, depthwise],
+            );
+            let filter = b.input(uniform(&[3, 3, 6, 8], 7, -1.0, 1.0));
+            let c = b.node(
+                Conv2d {
+                    strides: [1, 1],
+                    dilations: [1, 1],
+                    padding: Padding::Explicit([1, 1, 1, 1]),
+                    depthwise: false,
+                    epilogue: Epilogue::default(),
+                },
+                &[d, filter],
+            );
+            let mean = b.node(
+                Reduce {
+                    kind: ReduceKind::Mean,
+                    axes: vec![1, 2],
+                    keep_dims: false,
+                },
+                &[c],
+            );
+            let w = b.input(uniform(&[8, 5], 8, -1.0, 1.0));
+            let bias = b.input(uniform(&[5], 9, -1.0, 1.0));
+            let logits = b.node(
+                MatMul {
+                    transpose_a: false,
+                    transpose_b: false,
+                    epilogue: epilogue("add"),
+                },
+                &[mean, w, bias],
+            );
+            let y = b.node(Softmax, &[logits]);
+            b.output(c, SUMS);
+            b.output(y, TRANSCENDENTAL);
+        },
+    ));
+    check_cases("chains", cases, 8);
+}

@@ -17,8 +17,8 @@ use crate::passes::{self, PassError};
 pub enum CompileError {
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("{path}: {source}")]
-    Import { path: PathBuf, source: ImportError },
+    #[error("{path}: {error}")]
+    Import { path: PathBuf, error: ImportError },
     #[error(transparent)]
     Pass(#[from] PassError),
     #[error(transparent)]
@@ -78,11 +78,15 @@ pub struct Lowered {
 /// Loads, imports and runs the pass pipeline (no code generation): what `inspect` needs too.
 pub fn lower_to_ir(path: &Path, options: &CompileOptions) -> Result<Lowered, CompileError> {
     let model = WebModel::open(path)?;
+    import::check_declared_shapes(&model).map_err(|error| CompileError::Import {
+        path: model.path.clone(),
+        error,
+    })?;
     let weights = model.read_weights()?;
-    let imported = import::import(&model, &weights, &options.input_shapes).map_err(|source| {
+    let imported = import::import(&model, &weights, &options.input_shapes).map_err(|error| {
         CompileError::Import {
             path: model.path.clone(),
-            source,
+            error,
         }
     })?;
     let mut graph = imported.graph;

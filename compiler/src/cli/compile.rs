@@ -66,13 +66,16 @@ pub fn run(args: CompileArgs) -> Result<()> {
         verify_each: args.verify_each,
     };
     let start = Instant::now();
-    let compiled = compile(&args.model, &options)
-        .with_context(|| format!("compiling {}", args.model.display()))?;
+    let compiled = compile(&args.model, &options)?;
     for (pass, text) in &compiled.dumps {
-        println!("// IR after {pass}\n{text}");
+        super::print_output(&format!("// IR after {pass}\n{text}\n"));
     }
     for note in &compiled.notes {
         eprintln!("note: {note}");
+    }
+    if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating the output directory {}", parent.display()))?;
     }
     let header = write_outputs(&compiled, &args.output)?;
     eprintln!(

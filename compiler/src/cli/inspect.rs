@@ -20,6 +20,14 @@ pub struct InspectArgs {
     input_shapes: Vec<InputShape>,
 }
 
+fn human_flops(flops: u64) -> String {
+    match flops {
+        f if f >= 1_000_000_000 => format!("{:.3} GFLOP", f as f64 / 1e9),
+        f if f >= 1_000_000 => format!("{:.3} MFLOP", f as f64 / 1e6),
+        f => format!("{:.3} kFLOP", f as f64 / 1e3),
+    }
+}
+
 fn human_bytes(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / (1 << 20) as f64),
@@ -29,30 +37,43 @@ fn human_bytes(bytes: u64) -> String {
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
+    let mut out = String::new();
+    let result = report(&args, &mut out);
+    super::print_output(&out);
+    result
+}
+
+fn report(args: &InspectArgs, out: &mut String) -> Result<()> {
+    use std::fmt::Write;
     if args
         .model
         .extension()
         .is_some_and(|e| e == "so" || e == "dylib")
     {
         let model = super::run::load_model(&args.model, "tfjsc_model", None)?;
-        println!("{}", serde_json::to_string_pretty(model.description())?);
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(model.description())?
+        );
         return Ok(());
     }
     let web = WebModel::open(&args.model)?;
-    println!("model: {} ({:?})", web.path.display(), web.format);
+    let _ = writeln!(out, "model: {} ({:?})", web.path.display(), web.format);
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for node in &web.graph.node {
         *counts.entry(node.op.as_str()).or_insert(0) += 1;
     }
     let mut by_count: Vec<_> = counts.into_iter().collect();
     by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    println!(
+    let _ = writeln!(
+        out,
         "TensorFlow nodes: {} ({} op types)",
         web.graph.node.len(),
         by_count.len()
     );
     for (op, count) in &by_count {
-        println!("  {count:>5}  {op}");
+        let _ = writeln!(out, "  {count:>5}  {op}");
     }
     let stored: u64 = web.weights.iter().filter_map(|w| w.byte_size).sum();
     let parameters: u64 = web
@@ -60,27 +81,28 @@ pub fn run(args: InspectArgs) -> Result<()> {
         .iter()
         .map(|w| w.shape.iter().product::<usize>() as u64)
         .sum();
-    println!(
+    let _ = writeln!(
+        out,
         "weights: {} tensors, {parameters} values, {} stored in {} file(s)",
         web.weights.len(),
         human_bytes(stored),
         web.groups.iter().map(|g| g.paths.len()).sum::<usize>()
     );
     let options = CompileOptions {
-        input_shapes: args.input_shapes,
+        input_shapes: args.input_shapes.clone(),
         verify_each: false,
         ..CompileOptions::default()
     };
     match lower_to_ir(&args.model, &options) {
         Ok(tfjsc::compile::Lowered { graph, notes, .. }) => {
             for note in notes {
-                println!("note: {note}");
+                let _ = writeln!(out, "note: {note}");
             }
             for port in &graph.inputs {
-                println!("input  {:?}: {}", port.name, graph.ty(port.value));
+                let _ = writeln!(out, "input  {:?}: {}", port.name, graph.ty(port.value));
             }
             for port in &graph.outputs {
-                println!("output {:?}: {}", port.name, graph.ty(port.value));
+                let _ = writeln!(out, "output {:?}: {}", port.name, graph.ty(port.value));
             }
             let mut flops = 0u64;
             let mut ir_counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -90,28 +112,34 @@ pub fn run(args: InspectArgs) -> Result<()> {
                 flops += node.op.flops(&inputs, &outputs);
                 *ir_counts.entry(node.op.name().to_string()).or_insert(0) += 1;
             }
-            println!(
+            let _ = writeln!(
+                out,
                 "after the pipeline: {} nodes: {ir_counts:?}",
                 graph.node_count()
             );
-            println!("compute: {:.3} GFLOP per run", flops as f64 / 1e9);
+            let _ = writeln!(
+                out,
+                "compute: {} per run ({flops} FLOP)",
+                human_flops(flops)
+            );
             let plan = plan_memory(&graph);
-            println!(
+            let _ = writeln!(
+                out,
                 "memory: arena {} (without reuse {}), {} weights read in place or decoded by the runtime, {} constants embedded",
                 human_bytes(plan.arena_size as u64),
                 human_bytes(plan.unshared_bytes as u64),
                 plan.weights.len(),
                 plan.embedded.len()
             );
-            println!("unsupported ops: none");
+            let _ = writeln!(out, "unsupported ops: none");
         }
         Err(tfjsc::compile::CompileError::Import {
-            source: ImportError::UnsupportedOps(ops),
+            error: ImportError::UnsupportedOps(ops),
             ..
         }) => {
-            println!("unsupported ops:");
+            let _ = writeln!(out, "unsupported ops:");
             for (op, count) in ops {
-                println!("  {count:>5}  {op}");
+                let _ = writeln!(out, "  {count:>5}  {op}");
             }
         }
         Err(error) => return Err(error).context("lowering to IR"),

@@ -195,13 +195,14 @@ impl<'a> Kernel<'a> {
     }
 
     /// e^x for f32 scalars or f32x4 vectors: Cody-Waite range reduction and a degree-6
-    /// polynomial (Cephes expf coefficients), relative error below 2e-7 on [-87, 88]; inputs
-    /// outside that range are clamped (e^-87 is 1.6e-38, e^88 is 1.65e38).
-    pub fn exp(&mut self, x: Value) -> Value {
-        let ty = self.builder.func.dfg.value_type(x);
-        let low = self.float_constant(ty, -87.0);
-        let high = self.float_constant(ty, 88.0);
-        let x = self.builder.ins().fmax(x, low);
+    /// polynomial (Cephes expf coefficients), relative error below 2e-7. The scale 2^k is applied
+    /// as two halves so every k from -150 to 128 stays a normal float: results down to the
+    /// denormal range are right, and above ln(f32::MAX) the result is +inf, as in TensorFlow.
+    pub fn exp(&mut self, input: Value) -> Value {
+        let ty = self.builder.func.dfg.value_type(input);
+        let low = self.float_constant(ty, -104.0);
+        let high = self.float_constant(ty, 88.722_83);
+        let x = self.builder.ins().fmax(input, low);
         let x = self.builder.ins().fmin(x, high);
         let log2e = self.float_constant(ty, std::f32::consts::LOG2_E);
         let scaled = self.builder.ins().fmul(x, log2e);
@@ -233,16 +234,24 @@ impl<'a> Kernel<'a> {
             types::I32
         };
         let k_int = self.builder.ins().fcvt_to_sint_sat(int_ty, k);
-        let bias = self.int_constant(int_ty, 127);
-        let biased = self.builder.ins().iadd(k_int, bias);
-        let bits = self.builder.ins().ishl_imm_u(biased, 23);
+        // 2^k = 2^half * 2^(k - half), half = floor(k / 2).
+        let half = self.builder.ins().sshr_imm_u(k_int, 1);
+        let rest = self.builder.ins().isub(k_int, half);
         let flags = if ty.is_vector() {
             MemFlagsData::new().with_endianness(cranelift_codegen::ir::Endianness::Little)
         } else {
             MemFlagsData::new()
         };
-        let power = self.builder.ins().bitcast(ty, flags, bits);
-        self.builder.ins().fmul(p, power)
+        let mut result = p;
+        for exponent in [half, rest] {
+            let bias = self.int_constant(int_ty, 127);
+            let biased = self.builder.ins().iadd(exponent, bias);
+            let bits = self.builder.ins().ishl_imm_u(biased, 23);
+            let power = self.builder.ins().bitcast(ty, flags, bits);
+            result = self.builder.ins().fmul(result, power);
+        }
+        let infinity = self.float_constant(ty, f32::INFINITY);
+        self.select_float(FloatCC::GreaterThan, input, high, infinity, result)
     }
 
     /// Lane-wise `condition ? a : b` for a float comparison `x cc y`.

@@ -180,6 +180,30 @@ pub fn parse_input_reference(reference: &str) -> Option<(&str, usize)> {
     }
 }
 
+/// Checks every weight's manifest shape against the shape its Const node declares, so a damaged
+/// manifest is reported by weight name (before the shard bytes are even read).
+pub fn check_declared_shapes(model: &WebModel) -> Result<(), ImportError> {
+    for node in model.graph.node.iter().filter(|n| n.op == "Const") {
+        let Some(spec) = model.weight(&node.name) else {
+            continue;
+        };
+        let declared = NodeAttributes::of(node)
+            .tensor("value")
+            .and_then(|t| t.tensor_shape.as_ref())
+            .and_then(attributes::shape_dims);
+        let Some(declared) = declared else { continue };
+        let manifest: Vec<i64> = spec.shape.iter().map(|&d| d as i64).collect();
+        if declared != manifest {
+            return Err(ImportError::Node {
+                node: node.name.clone(),
+                op: node.op.clone(),
+                message: format!("weight {:?} has shape {manifest:?} in the weights manifest, but the graph declares {declared:?}", spec.name),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Imports `model` with its decoded `weights` (manifest order), pinning input shapes.
 pub fn import(
     model: &WebModel,
@@ -203,9 +227,15 @@ pub fn import(
             .iter()
             .any(|n| n.name == shape.name && n.op == "Placeholder")
         {
+            let inputs: Vec<&str> = nodes
+                .iter()
+                .filter(|n| n.op == "Placeholder")
+                .map(|n| n.name.as_str())
+                .collect();
             return Err(ImportError::Graph(format!(
-                "--input-shape names {:?}, which is not a graph input",
-                shape.name
+                "--input-shape names {:?}, which is not a graph input (inputs: {})",
+                shape.name,
+                inputs.join(", ")
             )));
         }
     }

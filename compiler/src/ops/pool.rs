@@ -146,20 +146,22 @@ impl Operator for Pool {
                 let end = k.builder.ins().iadd_imm_s(start, size as i64);
                 let zero = k.iconst(0);
                 let limit = k.iconst(extent as i64);
-                (
-                    k.builder.ins().smax(start, zero),
-                    k.builder.ins().smin(end, limit),
-                )
+                // A window wholly inside the padding is empty (end = start), never negative.
+                let start = k.builder.ins().smax(start, zero);
+                let end = k.builder.ins().smin(end, limit);
+                (start, k.builder.ins().smax(end, start))
             };
             let (y0, y1) = bounds(k, y, w.strides[0], w.pads[0], w.kernel[0], ih);
             let (x0, x1) = bounds(k, x, w.strides[1], w.pads[2], w.kernel[1], iw);
-            let image = k.builder.ins().imul_imm_s(n, (ih * iw) as i64);
+            let image = k.builder.ins().imul_imm_s(n, ih as i64);
             let inverse_count = if max {
                 None
             } else {
                 let height = k.builder.ins().isub(y1, y0);
                 let width = k.builder.ins().isub(x1, x0);
                 let count = k.builder.ins().imul(height, width);
+                let at_least_one = k.iconst(1);
+                let count = k.builder.ins().smax(count, at_least_one);
                 let count = k.builder.ins().fcvt_from_sint(types::F32, count);
                 let one = k.float_constant(types::F32, 1.0);
                 Some(k.builder.ins().fdiv(one, count))
