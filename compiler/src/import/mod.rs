@@ -113,11 +113,7 @@ pub struct Importer<'g> {
 
 impl Importer<'_> {
     pub fn error(&self, node: &NodeDef, message: impl std::fmt::Display) -> ImportError {
-        ImportError::Node {
-            node: node.name.clone(),
-            op: node.op.clone(),
-            message: message.to_string(),
-        }
+        node_error(node)(message.to_string())
     }
 
     pub fn expect_inputs(
@@ -164,6 +160,15 @@ impl Importer<'_> {
 
     pub fn constant(&mut self, name: &str, tensor: Tensor) -> ValueId {
         self.graph.add_constant(name, tensor, None)
+    }
+}
+
+/// Turns a message about `node` into an [`ImportError`] naming it (for `map_err`).
+pub fn node_error(node: &NodeDef) -> impl Fn(String) -> ImportError + Copy + '_ {
+    move |message| ImportError::Node {
+        node: node.name.clone(),
+        op: node.op.clone(),
+        message,
     }
 }
 
@@ -361,11 +366,7 @@ fn placeholder_type(
     notes: &mut Vec<String>,
 ) -> Result<TensorType, ImportError> {
     let attributes = NodeAttributes::of(node);
-    let fail = |message: String| ImportError::Node {
-        node: node.name.clone(),
-        op: node.op.clone(),
-        message,
-    };
+    let fail = node_error(node);
     let dtype = attributes.dtype("dtype").map_err(fail)?;
     if let Some(given) = input_shapes.iter().find(|s| s.name == node.name) {
         if let Ok(Some(declared)) = attributes.shape("shape") {
@@ -421,11 +422,7 @@ fn import_constant(
     weights: &[WeightValues],
     weight_index: &HashMap<&str, usize>,
 ) -> Result<ValueId, ImportError> {
-    let fail = |message: String| ImportError::Node {
-        node: node.name.clone(),
-        op: node.op.clone(),
-        message,
-    };
+    let fail = node_error(node);
     if let Some(&index) = weight_index.get(node.name.as_str()) {
         let spec = &model.weights[index];
         let shape = spec.shape.clone();

@@ -13,7 +13,7 @@ use super::epilogue::{self, Epilogue};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{Kernel, LANES};
 use crate::codegen::CodegenError;
-use crate::import::{ImportError, Importer, NodeAttributes};
+use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
 use tfjsc_proto::tensorflow::NodeDef;
@@ -659,11 +659,7 @@ pub fn import_conv2d(
 ) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 2)?;
     let attributes = NodeAttributes::of(node);
-    let fail = |e: String| ImportError::Node {
-        node: node.name.clone(),
-        op: node.op.clone(),
-        message: e,
-    };
+    let fail = node_error(node);
     let format = attributes.string_or("data_format", "NHWC").map_err(fail)?;
     let conv = Conv2d {
         strides: tf_pair(&attributes, "strides", &format).map_err(fail)?,
@@ -696,11 +692,7 @@ pub fn import_fused(
     extra: &[ValueId],
 ) -> Result<Vec<ValueId>, ImportError> {
     let attributes = NodeAttributes::of(node);
-    let fail = |e: String| ImportError::Node {
-        node: node.name.clone(),
-        op: node.op.clone(),
-        message: e,
-    };
+    let fail = node_error(node);
     let core_name = if fused.is_empty() {
         node.name.clone()
     } else {
@@ -820,11 +812,7 @@ pub fn import_batch_norm(
 ) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 5)?;
     let attributes = NodeAttributes::of(node);
-    let fail = |e: String| ImportError::Node {
-        node: node.name.clone(),
-        op: node.op.clone(),
-        message: e,
-    };
+    let fail = node_error(node);
     if attributes.boolean_or("is_training", false).map_err(fail)? {
         return Err(fail(
             "training-mode batch normalisation is not supported".into(),

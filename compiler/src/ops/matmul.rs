@@ -11,7 +11,7 @@ use super::epilogue::{self, Epilogue};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{memory_flags, Kernel, LANES};
 use crate::codegen::CodegenError;
-use crate::import::{ImportError, Importer, NodeAttributes};
+use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
 use tfjsc_proto::tensorflow::NodeDef;
@@ -247,11 +247,7 @@ pub fn import_matmul(
 ) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 2)?;
     let attributes = NodeAttributes::of(node);
-    let fail = |e: String| ImportError::Node {
-        node: node.name.clone(),
-        op: node.op.clone(),
-        message: e,
-    };
+    let fail = node_error(node);
     let batched = node.op.starts_with("BatchMatMul");
     let (ta, tb) = if batched {
         ("adj_x", "adj_y")

@@ -10,7 +10,7 @@ use super::conv::{Padding, Window};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{Kernel, LANES};
 use crate::codegen::CodegenError;
-use crate::import::{ImportError, Importer, NodeAttributes};
+use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
 use tfjsc_proto::tensorflow::NodeDef;
@@ -237,11 +237,7 @@ pub fn import_pool(
 ) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 1)?;
     let attributes = NodeAttributes::of(node);
-    let fail = |e: String| ImportError::Node {
-        node: node.name.clone(),
-        op: node.op.clone(),
-        message: e,
-    };
+    let fail = node_error(node);
     let format = attributes.string_or("data_format", "NHWC").map_err(fail)?;
     if format != "NHWC" {
         return Err(fail(format!(

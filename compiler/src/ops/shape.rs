@@ -12,7 +12,7 @@ use super::{
 };
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
-use crate::import::{ImportError, Importer, NodeAttributes};
+use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
 use tfjsc_proto::tensorflow::NodeDef;
@@ -28,55 +28,46 @@ fn gather(data: &TensorData, indices: &[usize]) -> TensorData {
 }
 
 fn concat_data(parts: &[&TensorData], dtype: DType) -> TensorData {
+    fn join<T: Clone>(
+        parts: &[&TensorData],
+        pick: impl Fn(&TensorData) -> Option<&Vec<T>>,
+    ) -> Vec<T> {
+        parts
+            .iter()
+            .filter_map(|part| pick(part))
+            .flatten()
+            .cloned()
+            .collect()
+    }
     match dtype {
-        DType::F32 => TensorData::F32(
-            parts
-                .iter()
-                .flat_map(|p| {
-                    if let TensorData::F32(v) = p {
-                        v.clone()
-                    } else {
-                        vec![]
-                    }
-                })
-                .collect(),
-        ),
-        DType::I32 => TensorData::I32(
-            parts
-                .iter()
-                .flat_map(|p| {
-                    if let TensorData::I32(v) = p {
-                        v.clone()
-                    } else {
-                        vec![]
-                    }
-                })
-                .collect(),
-        ),
-        DType::I64 => TensorData::I64(
-            parts
-                .iter()
-                .flat_map(|p| {
-                    if let TensorData::I64(v) = p {
-                        v.clone()
-                    } else {
-                        vec![]
-                    }
-                })
-                .collect(),
-        ),
-        DType::Bool => TensorData::Bool(
-            parts
-                .iter()
-                .flat_map(|p| {
-                    if let TensorData::Bool(v) = p {
-                        v.clone()
-                    } else {
-                        vec![]
-                    }
-                })
-                .collect(),
-        ),
+        DType::F32 => TensorData::F32(join(parts, |d| {
+            if let TensorData::F32(v) = d {
+                Some(v)
+            } else {
+                None
+            }
+        })),
+        DType::I32 => TensorData::I32(join(parts, |d| {
+            if let TensorData::I32(v) = d {
+                Some(v)
+            } else {
+                None
+            }
+        })),
+        DType::I64 => TensorData::I64(join(parts, |d| {
+            if let TensorData::I64(v) = d {
+                Some(v)
+            } else {
+                None
+            }
+        })),
+        DType::Bool => TensorData::Bool(join(parts, |d| {
+            if let TensorData::Bool(v) = d {
+                Some(v)
+            } else {
+                None
+            }
+        })),
     }
 }
 
@@ -1091,14 +1082,6 @@ impl Operator for Range {
 
 // ---- import ----
 
-fn attr_fail(node: &NodeDef) -> impl Fn(String) -> ImportError + '_ {
-    move |message| ImportError::Node {
-        node: node.name.clone(),
-        op: node.op.clone(),
-        message,
-    }
-}
-
 pub fn import_reshape(
     importer: &mut Importer,
     node: &NodeDef,
@@ -1122,7 +1105,7 @@ pub fn import_squeeze(
     importer.expect_inputs(node, inputs, 1)?;
     let axes = NodeAttributes::of(node)
         .ints_or("squeeze_dims", &[])
-        .map_err(attr_fail(node))?;
+        .map_err(node_error(node))?;
     Ok(vec![importer.add(
         node,
         Reshape {
@@ -1163,7 +1146,7 @@ pub fn import_strided_slice(
 ) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 4)?;
     let a = NodeAttributes::of(node);
-    let fail = attr_fail(node);
+    let fail = node_error(node);
     let op = StridedSlice {
         begin_mask: a.int_or("begin_mask", 0).map_err(&fail)?,
         end_mask: a.int_or("end_mask", 0).map_err(&fail)?,
@@ -1181,7 +1164,7 @@ pub fn import_pack(
 ) -> Result<Vec<ValueId>, ImportError> {
     let axis = NodeAttributes::of(node)
         .int_or("axis", 0)
-        .map_err(attr_fail(node))?;
+        .map_err(node_error(node))?;
     Ok(vec![importer.add(
         node,
         Concat { axis, pack: true },
