@@ -14,6 +14,7 @@ pub mod pool;
 pub mod reduce;
 pub mod shape;
 pub mod softmax;
+pub mod window;
 
 use std::any::Any;
 use std::collections::BTreeMap;

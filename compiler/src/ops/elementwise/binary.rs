@@ -1,0 +1,386 @@
+//! Binary arithmetic, comparisons and select, with NumPy broadcasting.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+
+use super::*;
+use crate::codegen::elementwise::{broadcast_strides, lower_elementwise};
+use crate::codegen::kernel::Kernel;
+use crate::codegen::CodegenError;
+use crate::invalid;
+use crate::ir::{DType, Tensor, TensorData, TensorType};
+use crate::ops::{Attribute, Attributes, InputFacts, OpResult, Operator};
+
+/// `z = f(x, y)` with NumPy broadcasting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Binary {
+    pub kind: BinaryKind,
+}
+
+/// The broadcast shape of two shapes.
+pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> OpResult<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut shape = vec![0; rank];
+    for axis in 0..rank {
+        let x = if axis + a.len() >= rank {
+            a[axis + a.len() - rank]
+        } else {
+            1
+        };
+        let y = if axis + b.len() >= rank {
+            b[axis + b.len() - rank]
+        } else {
+            1
+        };
+        shape[axis] = match (x, y) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return Err(invalid!("shapes {a:?} and {b:?} do not broadcast")),
+        };
+    }
+    Ok(shape)
+}
+
+/// For each output element, the index of the element of an input of `input_shape` it reads.
+pub fn broadcast_indices(input_shape: &[usize], output_shape: &[usize]) -> Vec<usize> {
+    let strides = broadcast_strides(input_shape, output_shape);
+    let count: usize = output_shape.iter().product();
+    let mut indices = Vec::with_capacity(count);
+    let mut position = vec![0usize; output_shape.len()];
+    for _ in 0..count {
+        indices.push(position.iter().zip(&strides).map(|(p, s)| p * s).sum());
+        for axis in (0..output_shape.len()).rev() {
+            position[axis] += 1;
+            if position[axis] < output_shape[axis] {
+                break;
+            }
+            position[axis] = 0;
+        }
+    }
+    indices
+}
+
+impl Binary {
+    pub fn new(kind: BinaryKind) -> Binary {
+        Binary { kind }
+    }
+
+    pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
+        let text = attributes.string("kind")?;
+        let kind =
+            BinaryKind::from_text(text).ok_or_else(|| invalid!("unknown binary kind `{text}`"))?;
+        Ok(Arc::new(Binary { kind }))
+    }
+
+    pub fn apply_f32(&self, x: f32, y: f32) -> f32 {
+        match self.kind {
+            BinaryKind::Add => x + y,
+            BinaryKind::Sub => x - y,
+            BinaryKind::Mul => x * y,
+            BinaryKind::Div => x / y,
+            BinaryKind::Maximum => {
+                if x.is_nan() || y.is_nan() {
+                    f32::NAN
+                } else {
+                    x.max(y)
+                }
+            }
+            BinaryKind::Minimum => {
+                if x.is_nan() || y.is_nan() {
+                    f32::NAN
+                } else {
+                    x.min(y)
+                }
+            }
+            BinaryKind::SquaredDifference => (x - y) * (x - y),
+            BinaryKind::Prelu => {
+                if x < 0.0 {
+                    x * y
+                } else {
+                    x
+                }
+            }
+            BinaryKind::FloorDiv => (x / y).floor(),
+            BinaryKind::FloorMod => x - (x / y).floor() * y,
+            BinaryKind::Pow => x.powf(y),
+            BinaryKind::Less => (x < y) as u8 as f32,
+            BinaryKind::LessEqual => (x <= y) as u8 as f32,
+            BinaryKind::Greater => (x > y) as u8 as f32,
+            BinaryKind::GreaterEqual => (x >= y) as u8 as f32,
+            BinaryKind::Equal => (x == y) as u8 as f32,
+            BinaryKind::NotEqual => (x != y) as u8 as f32,
+            BinaryKind::LogicalAnd => (x != 0.0 && y != 0.0) as u8 as f32,
+            BinaryKind::LogicalOr => (x != 0.0 || y != 0.0) as u8 as f32,
+        }
+    }
+
+    fn apply_i64(&self, x: i64, y: i64) -> OpResult<i64> {
+        Ok(match self.kind {
+            BinaryKind::Add => x.wrapping_add(y),
+            BinaryKind::Sub => x.wrapping_sub(y),
+            BinaryKind::Mul => x.wrapping_mul(y),
+            BinaryKind::Div | BinaryKind::FloorDiv if y == 0 => {
+                return Err(invalid!("integer division by zero"))
+            }
+            BinaryKind::FloorMod if y == 0 => return Err(invalid!("integer division by zero")),
+            BinaryKind::Div => x.wrapping_div(y),
+            BinaryKind::FloorDiv => {
+                x.div_euclid(y) - if y < 0 && x.rem_euclid(y) != 0 { 1 } else { 0 }
+            }
+            BinaryKind::FloorMod => ((x % y) + y) % y,
+            BinaryKind::Maximum => x.max(y),
+            BinaryKind::Minimum => x.min(y),
+            BinaryKind::SquaredDifference => (x - y).wrapping_mul(x - y),
+            BinaryKind::Pow => x.wrapping_pow(y.clamp(0, u32::MAX as i64) as u32),
+            BinaryKind::Prelu => {
+                if x < 0 {
+                    x * y
+                } else {
+                    x
+                }
+            }
+            BinaryKind::Less => (x < y) as i64,
+            BinaryKind::LessEqual => (x <= y) as i64,
+            BinaryKind::Greater => (x > y) as i64,
+            BinaryKind::GreaterEqual => (x >= y) as i64,
+            BinaryKind::Equal => (x == y) as i64,
+            BinaryKind::NotEqual => (x != y) as i64,
+            BinaryKind::LogicalAnd => (x != 0 && y != 0) as i64,
+            BinaryKind::LogicalOr => (x != 0 || y != 0) as i64,
+        })
+    }
+
+    /// Emits the element body for f32 scalars or vectors (`x` and `y` of type `ty`).
+    pub fn emit(
+        &self,
+        kernel: &mut Kernel,
+        x: Value,
+        y: Value,
+        ty: Type,
+    ) -> Result<Value, CodegenError> {
+        Ok(match self.kind {
+            BinaryKind::Add => kernel.builder.ins().fadd(x, y),
+            BinaryKind::Sub => kernel.builder.ins().fsub(x, y),
+            BinaryKind::Mul => kernel.builder.ins().fmul(x, y),
+            BinaryKind::Div => kernel.builder.ins().fdiv(x, y),
+            BinaryKind::Maximum => kernel.builder.ins().fmax(x, y),
+            BinaryKind::Minimum => kernel.builder.ins().fmin(x, y),
+            BinaryKind::SquaredDifference => {
+                let difference = kernel.builder.ins().fsub(x, y);
+                kernel.builder.ins().fmul(difference, difference)
+            }
+            BinaryKind::Prelu => {
+                let zero = kernel.float_constant(ty, 0.0);
+                let scaled = kernel.builder.ins().fmul(x, y);
+                kernel.select_float(FloatCC::LessThan, x, zero, scaled, x)
+            }
+            BinaryKind::FloorDiv => {
+                let quotient = kernel.builder.ins().fdiv(x, y);
+                kernel.builder.ins().floor(quotient)
+            }
+            _ => return Err(kernel.error(format!("no f32 kernel for `{}`", self.kind.text()))),
+        })
+    }
+
+    fn emit_scalar_mixed(
+        &self,
+        kernel: &mut Kernel,
+        args: &[Value],
+        input: DType,
+    ) -> Result<Value, CodegenError> {
+        let (x, y) = (args[0], args[1]);
+        if self.kind.is_comparison() {
+            let flag = match input {
+                DType::F32 => {
+                    let cc = match self.kind {
+                        BinaryKind::Less => FloatCC::LessThan,
+                        BinaryKind::LessEqual => FloatCC::LessThanOrEqual,
+                        BinaryKind::Greater => FloatCC::GreaterThan,
+                        BinaryKind::GreaterEqual => FloatCC::GreaterThanOrEqual,
+                        BinaryKind::Equal => FloatCC::Equal,
+                        BinaryKind::NotEqual => FloatCC::NotEqual,
+                        _ => return Err(kernel.error("logical op on f32")),
+                    };
+                    kernel.builder.ins().fcmp(cc, x, y)
+                }
+                DType::I32 | DType::Bool => match self.kind {
+                    BinaryKind::LogicalAnd => kernel.builder.ins().band(x, y),
+                    BinaryKind::LogicalOr => kernel.builder.ins().bor(x, y),
+                    kind => {
+                        let cc = match kind {
+                            BinaryKind::Less => IntCC::SignedLessThan,
+                            BinaryKind::LessEqual => IntCC::SignedLessThanOrEqual,
+                            BinaryKind::Greater => IntCC::SignedGreaterThan,
+                            BinaryKind::GreaterEqual => IntCC::SignedGreaterThanOrEqual,
+                            BinaryKind::Equal => IntCC::Equal,
+                            _ => IntCC::NotEqual,
+                        };
+                        kernel.builder.ins().icmp(cc, x, y)
+                    }
+                },
+                DType::I64 => return Err(kernel.error("i64 comparison kernel")),
+            };
+            return Ok(flag);
+        }
+        if input != DType::I32 {
+            return Err(kernel.error(format!("no {input:?} kernel for `{}`", self.kind.text())));
+        }
+        Ok(match self.kind {
+            BinaryKind::Add => kernel.builder.ins().iadd(x, y),
+            BinaryKind::Sub => kernel.builder.ins().isub(x, y),
+            BinaryKind::Mul => kernel.builder.ins().imul(x, y),
+            BinaryKind::Maximum => kernel.builder.ins().smax(x, y),
+            BinaryKind::Minimum => kernel.builder.ins().smin(x, y),
+            _ => return Err(kernel.error(format!("no i32 kernel for `{}`", self.kind.text()))),
+        })
+    }
+}
+
+impl Operator for Binary {
+    fn name(&self) -> &'static str {
+        "binary"
+    }
+
+    fn attributes(&self) -> Attributes {
+        Attributes::default().with("kind", Attribute::Str(self.kind.text().into()))
+    }
+
+    fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
+        inputs.expect_count(2)?;
+        let (a, b) = (inputs.ty(0)?, inputs.ty(1)?);
+        if a.dtype != b.dtype {
+            return Err(invalid!("operand dtypes differ: {a} and {b}"));
+        }
+        let shape = broadcast_shapes(&a.shape, &b.shape)?;
+        let dtype = if self.kind.is_comparison() {
+            DType::Bool
+        } else {
+            a.dtype
+        };
+        Ok(vec![TensorType::new(dtype, shape)])
+    }
+
+    fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        let (a, b) = (inputs[0], inputs[1]);
+        let shape = broadcast_shapes(&a.shape, &b.shape)?;
+        let left = broadcast_indices(&a.shape, &shape);
+        let right = broadcast_indices(&b.shape, &shape);
+        let result = match (&a.data, &b.data) {
+            (TensorData::F32(x), TensorData::F32(y)) => {
+                let values: Vec<f32> = left
+                    .iter()
+                    .zip(&right)
+                    .map(|(&i, &j)| self.apply_f32(x[i], y[j]))
+                    .collect();
+                if self.kind.is_comparison() {
+                    Tensor::from_bool(shape, values.iter().map(|&v| v != 0.0).collect())
+                } else {
+                    Tensor::from_f32(shape, values)
+                }
+            }
+            _ => {
+                let (x, y) = (a.to_i64_vec(), b.to_i64_vec());
+                let values: Vec<i64> = left
+                    .iter()
+                    .zip(&right)
+                    .map(|(&i, &j)| self.apply_i64(x[i], y[j]))
+                    .collect::<OpResult<_>>()?;
+                if self.kind.is_comparison() {
+                    Tensor::from_bool(shape, values.iter().map(|&v| v != 0).collect())
+                } else {
+                    Tensor::from_i64(shape, values).cast(a.dtype())
+                }
+            }
+        };
+        Ok(vec![result])
+    }
+
+    fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
+        let input = kernel.inputs[0].ty.dtype;
+        if input == DType::F32 && !self.kind.is_comparison() {
+            return lower_elementwise(kernel, &|k, args, ty| self.emit(k, args[0], args[1], ty));
+        }
+        lower_elementwise(kernel, &|k, args, ty| {
+            let value = self.emit_scalar_mixed(k, args, input)?;
+            Ok(
+                if ty == types::I8 && k.builder.func.dfg.value_type(value) != types::I8 {
+                    k.builder.ins().ireduce(types::I8, value)
+                } else {
+                    value
+                },
+            )
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// `condition ? x : y` elementwise with broadcasting (TensorFlow SelectV2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Select;
+
+impl Select {
+    pub fn parse(_: &Attributes) -> OpResult<Arc<dyn Operator>> {
+        Ok(Arc::new(Select))
+    }
+}
+
+impl Operator for Select {
+    fn name(&self) -> &'static str {
+        "select"
+    }
+
+    fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
+        inputs.expect_count(3)?;
+        let (condition, x, y) = (inputs.ty(0)?, inputs.ty(1)?, inputs.ty(2)?);
+        let shape = broadcast_shapes(&broadcast_shapes(&condition.shape, &x.shape)?, &y.shape)?;
+        Ok(vec![TensorType::new(x.dtype, shape)])
+    }
+
+    fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        let (condition, x, y) = (inputs[0], inputs[1], inputs[2]);
+        let shape = broadcast_shapes(&broadcast_shapes(&condition.shape, &x.shape)?, &y.shape)?;
+        let flags = condition.to_i64_vec();
+        let (ci, xi, yi) = (
+            broadcast_indices(&condition.shape, &shape),
+            broadcast_indices(&x.shape, &shape),
+            broadcast_indices(&y.shape, &shape),
+        );
+        let pick = |k: usize| flags[ci[k]] != 0;
+        let count = ci.len();
+        Ok(vec![match (&x.data, &y.data) {
+            (TensorData::F32(a), TensorData::F32(b)) => Tensor::from_f32(
+                shape,
+                (0..count)
+                    .map(|k| if pick(k) { a[xi[k]] } else { b[yi[k]] })
+                    .collect(),
+            ),
+            _ => {
+                let (a, b) = (x.to_i64_vec(), y.to_i64_vec());
+                Tensor::from_i64(
+                    shape,
+                    (0..count)
+                        .map(|k| if pick(k) { a[xi[k]] } else { b[yi[k]] })
+                        .collect(),
+                )
+                .cast(x.dtype())
+            }
+        }])
+    }
+
+    fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
+        lower_elementwise(kernel, &|k, args, _| {
+            Ok(k.builder.ins().select(args[0], args[1], args[2]))
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

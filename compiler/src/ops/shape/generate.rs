@@ -1,0 +1,126 @@
+//! Fill and Range: values generated from constants, evaluated at compile time only.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::codegen::kernel::Kernel;
+use crate::codegen::CodegenError;
+use crate::import::{ImportError, Importer};
+use crate::invalid;
+use crate::ir::{Tensor, TensorType, ValueId};
+use crate::ops::{Attributes, InputFacts, OpResult, Operator};
+use tfjsc_proto::tensorflow::NodeDef;
+
+// ---- Fill and Range: compile-time only ----
+
+/// Fill(dims, value).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fill;
+simple_parse!(Fill, Fill);
+
+impl Operator for Fill {
+    fn name(&self) -> &'static str {
+        "fill"
+    }
+
+    fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
+        let dims = inputs.constant(0, "Fill dims")?.to_i64_vec();
+        if dims.iter().any(|&d| d < 0) {
+            return Err(invalid!("Fill dims {dims:?} must be non-negative"));
+        }
+        Ok(vec![TensorType::new(
+            inputs.ty(1)?.dtype,
+            dims.iter().map(|&d| d as usize).collect(),
+        )])
+    }
+
+    fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        let dims: Vec<usize> = inputs[0]
+            .to_i64_vec()
+            .iter()
+            .map(|&d| d.max(0) as usize)
+            .collect();
+        let value = inputs[1].to_f32_vec().first().copied().unwrap_or(0.0);
+        Ok(vec![Tensor::filled(inputs[1].dtype(), dims, value as f64)])
+    }
+
+    fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
+        Err(kernel.error("Fill with a run-time value is not supported"))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Range(start, limit, delta).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Range;
+simple_parse!(Range, Range);
+
+impl Range {
+    fn values(start: f64, limit: f64, delta: f64) -> OpResult<usize> {
+        if delta == 0.0 {
+            return Err(invalid!("Range delta is 0"));
+        }
+        let count = ((limit - start) / delta).ceil();
+        if count > 1e8 {
+            return Err(invalid!("Range would hold {count} values"));
+        }
+        Ok(count.max(0.0) as usize)
+    }
+}
+
+impl Operator for Range {
+    fn name(&self) -> &'static str {
+        "range"
+    }
+
+    fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
+        let get = |i| {
+            inputs
+                .constant(i, "Range bounds")
+                .map(|t| t.to_f32_vec().first().copied().unwrap_or(0.0) as f64)
+        };
+        let count = Range::values(get(0)?, get(1)?, get(2)?)?;
+        Ok(vec![TensorType::new(inputs.ty(0)?.dtype, vec![count])])
+    }
+
+    fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        let get = |i: usize| inputs[i].to_f32_vec().first().copied().unwrap_or(0.0) as f64;
+        let (start, limit, delta) = (get(0), get(1), get(2));
+        let count = Range::values(start, limit, delta)?;
+        let values: Vec<f32> = (0..count)
+            .map(|k| (start + k as f64 * delta) as f32)
+            .collect();
+        Ok(vec![
+            Tensor::from_f32(vec![count], values).cast(inputs[0].dtype())
+        ])
+    }
+
+    fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
+        Err(kernel.error("Range should have folded"))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+pub fn import_fill(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    importer.expect_inputs(node, inputs, 2)?;
+    Ok(vec![importer.add(node, Fill, inputs[..2].to_vec())])
+}
+
+pub fn import_range(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    importer.expect_inputs(node, inputs, 3)?;
+    Ok(vec![importer.add(node, Range, inputs[..3].to_vec())])
+}
