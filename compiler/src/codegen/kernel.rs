@@ -11,6 +11,13 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 
+use std::collections::HashMap;
+
+use cranelift_codegen::ir::{AbiParam, FuncRef, Signature};
+use cranelift_module::{FuncId, Linkage, Module};
+use cranelift_object::ObjectModule;
+
+use super::microkernel::{self, TileShape};
 use super::CodegenError;
 use crate::ir::{DType, Tensor, TensorType};
 
@@ -28,6 +35,8 @@ pub struct Operand {
 #[derive(Clone, Copy, Debug)]
 pub struct Features {
     pub fma: bool,
+    /// AVX2 with FMA: compute-bound loops call machine-code micro-kernels.
+    pub avx2: bool,
 }
 
 /// The function being built for one node.
@@ -40,6 +49,10 @@ pub struct Kernel<'a> {
     pub features: Features,
     /// The node's name, for error messages.
     pub node_name: String,
+    /// The object being built (micro-kernels are declared into it on first use).
+    pub module: &'a mut ObjectModule,
+    /// Micro-kernels already placed in the object, by tile shape.
+    pub microkernels: &'a mut HashMap<TileShape, FuncId>,
 }
 
 /// Memory flags for kernel loads and stores: in bounds by construction, not necessarily aligned.
@@ -73,6 +86,25 @@ impl<'a> Kernel<'a> {
             node: self.node_name.clone(),
             message: message.into(),
         }
+    }
+
+    /// The AVX2 GEMM micro-kernel for `shape`, placed into the object on first use (see
+    /// `microkernel` for its contract).
+    pub fn gemm_microkernel(&mut self, shape: TileShape) -> Result<FuncRef, CodegenError> {
+        let id = match self.microkernels.get(&shape) {
+            Some(&id) => id,
+            None => {
+                let mut signature = Signature::new(self.module.isa().default_call_conv());
+                signature.params.extend((0..7).map(|_| AbiParam::new(types::I64)));
+                let backend = |e: cranelift_module::ModuleError| CodegenError::Backend(e.to_string());
+                let id = self.module.declare_function(&shape.symbol(), Linkage::Local, &signature).map_err(backend)?;
+                let bytes = microkernel::assemble(shape)?;
+                self.module.define_function_bytes(id, 64, &bytes, &[]).map_err(backend)?;
+                self.microkernels.insert(shape, id);
+                id
+            }
+        };
+        Ok(self.module.declare_func_in_func(id, self.builder.func))
     }
 
     pub fn iconst(&mut self, value: i64) -> Value {

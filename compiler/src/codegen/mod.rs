@@ -7,6 +7,7 @@
 
 pub mod elementwise;
 pub mod kernel;
+pub mod microkernel;
 pub mod target;
 
 use std::collections::HashMap;
@@ -93,6 +94,7 @@ pub fn generate(
 
     // Kernels.
     let mut kernels: Vec<(crate::ir::NodeId, FuncId)> = Vec::new();
+    let mut microkernels = HashMap::new();
     let mut cache: HashMap<String, FuncId> = HashMap::new();
     for (node_id, node) in graph.nodes() {
         if node.op.view_of_input().is_some() {
@@ -172,6 +174,8 @@ pub fn generate(
                 scratch,
                 features: options.target.features(),
                 node_name: node.name.clone(),
+                module: &mut module,
+                microkernels: &mut microkernels,
             };
             node.op.lower(&mut kernel)?;
             kernel.builder.ins().return_(&[]);

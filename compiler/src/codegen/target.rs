@@ -95,12 +95,12 @@ impl Target {
 
     /// Whether generated code may use FMA.
     pub fn features(&self) -> Features {
-        let fma = match self.cpu {
-            CpuLevel::Native => host_has_fma(),
-            CpuLevel::X86_64V2 => false,
-            CpuLevel::X86_64V3 | CpuLevel::X86_64V4 => true,
+        let (fma, avx2) = match self.cpu {
+            CpuLevel::Native => (host_has("fma"), host_has("fma") && host_has("avx2")),
+            CpuLevel::X86_64V2 => (false, false),
+            CpuLevel::X86_64V3 | CpuLevel::X86_64V4 => (true, true),
         };
-        Features { fma }
+        Features { fma, avx2 }
     }
 
     /// A short human description, recorded in the compiled model.
@@ -147,12 +147,17 @@ impl Target {
     }
 }
 
+/// Whether the compiling machine has an x86 feature (`fma`, `avx2`).
 #[cfg(target_arch = "x86_64")]
-fn host_has_fma() -> bool {
-    std::arch::is_x86_feature_detected!("fma")
+fn host_has(feature: &str) -> bool {
+    match feature {
+        "fma" => std::arch::is_x86_feature_detected!("fma"),
+        "avx2" => std::arch::is_x86_feature_detected!("avx2"),
+        _ => false,
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn host_has_fma() -> bool {
-    true
+fn host_has(feature: &str) -> bool {
+    feature == "fma"
 }

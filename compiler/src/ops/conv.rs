@@ -6,7 +6,10 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+
+use crate::codegen::microkernel::{self, TileShape};
 
 use super::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
 use super::epilogue::{self, Epilogue};
@@ -170,6 +173,8 @@ impl Operator for Conv2d {
         let source = pad_into_scratch(kernel, &window)?;
         if self.depthwise {
             lower_depthwise(kernel, &self.epilogue, &window, channels, source)
+        } else if kernel.features.avx2 {
+            lower_regular_microkernels(kernel, &self.epilogue, &window, channels, source)
         } else {
             lower_regular(kernel, &self.epilogue, &window, channels, source)
         }
@@ -241,6 +246,85 @@ fn partition(total: usize, widths: &[usize]) -> Vec<(usize, usize, usize)> {
         }
     }
     runs
+}
+
+/// The regular convolution as GEMM tiles on AVX2 machine-code micro-kernels: for each output
+/// row, blocks of up to 16 output channels by up to 6 output pixels; each tile sums over the
+/// filter taps (one micro-kernel call per tap, accumulating), then the epilogue finishes the
+/// tile in place while it is in L1.
+fn lower_regular_microkernels(
+    kernel: &mut Kernel,
+    epilogue: &Epilogue,
+    w: &Window,
+    channels: usize,
+    source: Value,
+) -> Result<(), CodegenError> {
+    let filter = kernel.inputs[1].pointer;
+    let output = kernel.outputs[0].pointer;
+    let [ph, pw] = w.padded();
+    let c = w.channels;
+    let [oh, ow] = w.output;
+    let lda = (w.strides[1] * c * 4) as i64;
+    let ldbc = (channels * 4) as i64;
+    let tiles = |total: usize, widest: usize| {
+        let mut runs = vec![(0, total / widest, widest)];
+        if total % widest != 0 {
+            runs.push((total / widest * widest, 1, total % widest));
+        }
+        runs.retain(|run| run.1 > 0);
+        runs
+    };
+    let channel_runs = tiles(channels, microkernel::MAX_COLUMNS);
+    let pixel_runs = tiles(ow, microkernel::MAX_ROWS);
+    kernel.for_count(w.batch * oh, &mut |k, row| {
+        let n = k.builder.ins().udiv_imm_s(row, oh as i64);
+        let y = k.builder.ins().urem_imm_s(row, oh as i64);
+        let input_row = k.builder.ins().imul_imm_s(n, ph as i64);
+        let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
+        let input_row = k.builder.ins().iadd(input_row, y_scaled);
+        let output_row = k.builder.ins().imul_imm_s(row, ow as i64);
+        for &(channel_start, channel_count, columns) in &channel_runs {
+            k.for_steps(channel_start, channel_count, columns, &mut |k, co| {
+                for &(pixel_start, pixel_count, rows) in &pixel_runs {
+                    let function = k.gemm_microkernel(TileShape { rows, columns })?;
+                    k.for_steps(pixel_start, pixel_count, rows, &mut |k, x0| {
+                        let pixel = k.builder.ins().iadd(output_row, x0);
+                        let first = k.builder.ins().imul_imm_s(pixel, channels as i64);
+                        let first = k.builder.ins().iadd(first, co);
+                        let c_pointer = k.address(output, first, 4);
+                        k.for_count(w.kernel[0], &mut |k, ky| {
+                            let dy = k.builder.ins().imul_imm_s(ky, w.dilations[0] as i64);
+                            let iy = k.builder.ins().iadd(input_row, dy);
+                            let row_base = k.builder.ins().imul_imm_s(iy, pw as i64);
+                            let x_scaled = k.builder.ins().imul_imm_s(x0, w.strides[1] as i64);
+                            let row_base = k.builder.ins().iadd(row_base, x_scaled);
+                            k.for_count(w.kernel[1], &mut |k, kx| {
+                                let dx = k.builder.ins().imul_imm_s(kx, w.dilations[1] as i64);
+                                let pixel = k.builder.ins().iadd(row_base, dx);
+                                let a_index = k.builder.ins().imul_imm_s(pixel, c as i64);
+                                let a_pointer = k.address(source, a_index, 4);
+                                let tap = k.builder.ins().imul_imm_s(ky, w.kernel[1] as i64);
+                                let tap = k.builder.ins().iadd(tap, kx);
+                                let b_index = k.builder.ins().imul_imm_s(tap, (c * channels) as i64);
+                                let b_index = k.builder.ins().iadd(b_index, co);
+                                let b_pointer = k.address(filter, b_index, 4);
+                                let later_tap = k.builder.ins().icmp_imm_s(IntCC::NotEqual, tap, 0);
+                                let accumulate = k.builder.ins().uextend(types::I64, later_tap);
+                                let lda = k.iconst(lda);
+                                let ldbc = k.iconst(ldbc);
+                                let depth = k.iconst(c as i64);
+                                k.builder.ins().call(function, &[a_pointer, lda, b_pointer, ldbc, c_pointer, depth, accumulate]);
+                                Ok(())
+                            })
+                        })?;
+                        epilogue::emit_in_place(k, epilogue, output, first, co, rows, columns, channels, 2)
+                    })?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })
 }
 
 /// Register tiles of the regular convolution: (output channels, output pixels). 16 channels by 3

@@ -206,3 +206,40 @@ pub fn emit(
     }
     Ok(value)
 }
+
+/// Applies `epilogue` in place to a `rows` × `columns` block of the output starting at element
+/// `first` (row stride `row_stride` elements, first channel `first_channel`): for kernels whose
+/// inner loop is machine code that stores raw sums.
+#[allow(clippy::too_many_arguments)]
+pub fn emit_in_place(
+    kernel: &mut Kernel,
+    epilogue: &Epilogue,
+    output: Value,
+    first: Value,
+    first_channel: Value,
+    rows: usize,
+    columns: usize,
+    row_stride: usize,
+    first_operand: usize,
+) -> Result<(), CodegenError> {
+    use crate::codegen::kernel::LANES;
+    if epilogue.is_empty() {
+        return Ok(());
+    }
+    let vector_end = columns / LANES * LANES;
+    for row in 0..rows {
+        let row_start = kernel.builder.ins().iadd_imm_s(first, (row * row_stride) as i64);
+        for (start, count, width) in [(0, vector_end / LANES, LANES), (vector_end, columns - vector_end, 1)] {
+            let ty = if width == LANES { types::F32X4 } else { types::F32 };
+            kernel.for_steps(start, count, width, &mut |k, j| {
+                let index = k.builder.ins().iadd(row_start, j);
+                let channel = k.builder.ins().iadd(first_channel, j);
+                let value = k.load(ty, output, index, 4);
+                let value = emit(k, epilogue, value, ty, index, channel, first_operand)?;
+                k.store(value, output, index, 4);
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
