@@ -219,6 +219,10 @@ pub struct Description {
     /// The instruction set the code was compiled for (informational).
     #[serde(default)]
     pub target: String,
+    /// CPU features the code uses (`avx2`, `fma`, ...): loading refuses a CPU that lacks one,
+    /// rather than letting the code fault on an unknown instruction.
+    #[serde(default)]
+    pub required_cpu_features: Vec<String>,
     /// Inputs, in the order of the `inputs` pointer array.
     pub inputs: Vec<TensorSpec>,
     /// Outputs, in the order of the `outputs` pointer array.

@@ -13,6 +13,12 @@ use crate::npy::NpyError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The library was compiled for a CPU feature this machine does not have.
+    #[error("the compiled model needs the CPU feature `{feature}`, which this machine does not have (recompile with a lower --cpu)")]
+    UnsupportedCpu {
+        /// The missing feature, as the description names it.
+        feature: String,
+    },
     /// The compiled model library could not be opened.
     #[error("cannot open compiled model library {path}: {source}")]
     OpenLibrary {

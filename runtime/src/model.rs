@@ -131,6 +131,15 @@ impl Model {
         let text = unsafe { CStr::from_ptr(description) };
         let text = text.to_str().map_err(|_| Error::DescriptionNotUtf8)?;
         let description = Description::parse(text)?;
+        if let Some(feature) = description
+            .required_cpu_features
+            .iter()
+            .find(|f| !crate::cpu::has_feature(f))
+        {
+            return Err(Error::UnsupportedCpu {
+                feature: feature.clone(),
+            });
+        }
         let weights_dir = weights_dir.map_or_else(
             || PathBuf::from(&description.weights_dir),
             Path::to_path_buf,

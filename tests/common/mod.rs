@@ -17,10 +17,14 @@ pub fn fixtures() -> PathBuf {
     repository().join("tests/fixtures")
 }
 
-/// Options for tests: the verifier after every pass.
+/// Options for tests: the verifier after every pass; the CPU from `TFJSC_TEST_CPU` (default:
+/// native), so CI also runs the portable kernels with `TFJSC_TEST_CPU=x86-64-v2`.
 pub fn options() -> CompileOptions {
+    let cpu = std::env::var("TFJSC_TEST_CPU").unwrap_or_else(|_| "native".into());
+    let cpu: tfjsc::codegen::target::CpuLevel = cpu.parse().expect("TFJSC_TEST_CPU");
     CompileOptions {
         verify_each: true,
+        target: tfjsc::codegen::Target::new(cpu),
         ..CompileOptions::default()
     }
 }

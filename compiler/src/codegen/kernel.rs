@@ -95,11 +95,19 @@ impl<'a> Kernel<'a> {
             Some(&id) => id,
             None => {
                 let mut signature = Signature::new(self.module.isa().default_call_conv());
-                signature.params.extend((0..7).map(|_| AbiParam::new(types::I64)));
-                let backend = |e: cranelift_module::ModuleError| CodegenError::Backend(e.to_string());
-                let id = self.module.declare_function(&shape.symbol(), Linkage::Local, &signature).map_err(backend)?;
+                signature
+                    .params
+                    .extend((0..7).map(|_| AbiParam::new(types::I64)));
+                let backend =
+                    |e: cranelift_module::ModuleError| CodegenError::Backend(e.to_string());
+                let id = self
+                    .module
+                    .declare_function(&shape.symbol(), Linkage::Local, &signature)
+                    .map_err(backend)?;
                 let bytes = microkernel::assemble(shape)?;
-                self.module.define_function_bytes(id, 64, &bytes, &[]).map_err(backend)?;
+                self.module
+                    .define_function_bytes(id, 64, &bytes, &[])
+                    .map_err(backend)?;
                 self.microkernels.insert(shape, id);
                 id
             }

@@ -45,6 +45,17 @@ impl TileShape {
     }
 }
 
+/// Splits `total` into `(start, count, width)` runs: as many tiles of `widest` as fit, then one
+/// narrower tile for the rest.
+pub fn tile_runs(total: usize, widest: usize) -> Vec<(usize, usize, usize)> {
+    let mut runs = vec![(0, total / widest, widest)];
+    if !total.is_multiple_of(widest) {
+        runs.push((total / widest * widest, 1, total % widest));
+    }
+    runs.retain(|run| run.1 > 0);
+    runs
+}
+
 fn ymm(index: usize) -> AsmRegisterYmm {
     // Indices stay below 16 by construction (rows ≤ 6, vectors ≤ 2).
     registers::get_ymm(Register::YMM0 + index as u32).unwrap_or(ymm15)
@@ -82,7 +93,9 @@ fn c_row(p: usize, offset: i32) -> AsmMemoryOperand {
 pub fn assemble(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     let TileShape { rows, columns } = shape;
     if rows == 0 || rows > MAX_ROWS || columns == 0 || columns > MAX_COLUMNS {
-        return Err(CodegenError::Backend(format!("no micro-kernel for a {rows}x{columns} tile")));
+        return Err(CodegenError::Backend(format!(
+            "no micro-kernel for a {rows}x{columns} tile"
+        )));
     }
     let vectors = columns.div_ceil(LANES);
     let tail = columns % LANES; // lanes of the last vector when it is partial
@@ -105,7 +118,8 @@ pub fn assemble(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     if tail != 0 {
         // Eight lanes starting `8 - tail` dwords into [-1 × 8, 0 × 8]: `tail` ones, then zeros.
         a.lea(rax, ptr(mask_table)).map_err(asm_error)?;
-        a.vmovdqu(mask, ymmword_ptr(rax + ((LANES - tail) * 4) as i32)).map_err(asm_error)?;
+        a.vmovdqu(mask, ymmword_ptr(rax + ((LANES - tail) * 4) as i32))
+            .map_err(asm_error)?;
     }
     // The 7th argument (accumulate) is on the stack above the return address.
     a.mov(rax, qword_ptr(rsp + 8)).map_err(asm_error)?;
@@ -115,7 +129,8 @@ pub fn assemble(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
         for v in 0..vectors {
             let source = c_row(p, (v * 32) as i32);
             if masked(v) {
-                a.vmaskmovps(accumulator(p, v), mask, source).map_err(asm_error)?;
+                a.vmaskmovps(accumulator(p, v), mask, source)
+                    .map_err(asm_error)?;
             } else {
                 a.vmovups(accumulator(p, v), source).map_err(asm_error)?;
             }
@@ -125,7 +140,8 @@ pub fn assemble(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     a.set_label(&mut zero_start).map_err(asm_error)?;
     for p in 0..rows {
         for v in 0..vectors {
-            a.vxorps(accumulator(p, v), accumulator(p, v), accumulator(p, v)).map_err(asm_error)?;
+            a.vxorps(accumulator(p, v), accumulator(p, v), accumulator(p, v))
+                .map_err(asm_error)?;
         }
     }
     a.set_label(&mut loop_start).map_err(asm_error)?;
@@ -143,7 +159,8 @@ pub fn assemble(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     for p in 0..rows {
         a.vbroadcastss(broadcast, a_row(p)).map_err(asm_error)?;
         for v in 0..vectors {
-            a.vfmadd231ps(accumulator(p, v), b_vector(v), broadcast).map_err(asm_error)?;
+            a.vfmadd231ps(accumulator(p, v), b_vector(v), broadcast)
+                .map_err(asm_error)?;
         }
     }
     a.add(rdi, 4).map_err(asm_error)?;
@@ -156,9 +173,11 @@ pub fn assemble(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
         for v in 0..vectors {
             let destination = c_row(p, (v * 32) as i32);
             if masked(v) {
-                a.vmaskmovps(destination, mask, accumulator(p, v)).map_err(asm_error)?;
+                a.vmaskmovps(destination, mask, accumulator(p, v))
+                    .map_err(asm_error)?;
             } else {
-                a.vmovups(destination, accumulator(p, v)).map_err(asm_error)?;
+                a.vmovups(destination, accumulator(p, v))
+                    .map_err(asm_error)?;
             }
         }
     }
@@ -166,7 +185,9 @@ pub fn assemble(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     a.ret().map_err(asm_error)?;
     if tail != 0 {
         a.set_label(&mut mask_table).map_err(asm_error)?;
-        let table: Vec<u8> = (0..2 * LANES).flat_map(|i| if i < LANES { [0xFF; 4] } else { [0; 4] }).collect();
+        let table: Vec<u8> = (0..2 * LANES)
+            .flat_map(|i| if i < LANES { [0xFF; 4] } else { [0; 4] })
+            .collect();
         a.db(&table).map_err(asm_error)?;
     }
     a.assemble(0).map_err(asm_error)
@@ -184,7 +205,15 @@ mod tests {
                 assert!(bytes.len() > 16, "{rows}x{columns}");
             }
         }
-        assert!(assemble(TileShape { rows: 7, columns: 8 }).is_err());
-        assert!(assemble(TileShape { rows: 1, columns: 17 }).is_err());
+        assert!(assemble(TileShape {
+            rows: 7,
+            columns: 8
+        })
+        .is_err());
+        assert!(assemble(TileShape {
+            rows: 1,
+            columns: 17
+        })
+        .is_err());
     }
 }

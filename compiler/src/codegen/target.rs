@@ -103,6 +103,30 @@ impl Target {
         Features { fma, avx2 }
     }
 
+    /// CPU features the generated code may use, by the names the runtime checks.
+    pub fn required_features(&self) -> Vec<&'static str> {
+        let from_flags = |flags: &[&'static str]| -> Vec<&'static str> {
+            flags
+                .iter()
+                .map(|flag| match flag.trim_start_matches("has_") {
+                    "sse41" => "sse4.1",
+                    "sse42" => "sse4.2",
+                    other => other,
+                })
+                .collect()
+        };
+        match self.cpu {
+            CpuLevel::Native => {
+                let all = CpuLevel::X86_64V4;
+                from_flags(Target::new(all).isa_flags())
+                    .into_iter()
+                    .filter(|f| host_has(f))
+                    .collect()
+            }
+            _ => from_flags(self.isa_flags()),
+        }
+    }
+
     /// A short human description, recorded in the compiled model.
     pub fn describe(&self) -> String {
         format!(
@@ -147,14 +171,10 @@ impl Target {
     }
 }
 
-/// Whether the compiling machine has an x86 feature (`fma`, `avx2`).
+/// Whether the compiling machine has an x86 feature (names as the runtime checks them).
 #[cfg(target_arch = "x86_64")]
 fn host_has(feature: &str) -> bool {
-    match feature {
-        "fma" => std::arch::is_x86_feature_detected!("fma"),
-        "avx2" => std::arch::is_x86_feature_detected!("avx2"),
-        _ => false,
-    }
+    tfjsc_runtime::cpu::has_feature(feature)
 }
 
 #[cfg(not(target_arch = "x86_64"))]

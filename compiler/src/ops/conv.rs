@@ -263,20 +263,19 @@ fn lower_regular_microkernels(
     let output = kernel.outputs[0].pointer;
     let [ph, pw] = w.padded();
     let c = w.channels;
-    let [oh, ow] = w.output;
+    // A pointwise convolution (1x1, stride 1, no padding) reads input pixels at one stride
+    // across rows and images: one GEMM over all of them, so only the last tile is partial.
+    let pointwise = w.kernel == [1, 1] && w.strides == [1, 1] && !w.has_padding();
+    let (batch, [oh, ow]) = if pointwise {
+        (1, [1, w.batch * w.output[0] * w.output[1]])
+    } else {
+        (w.batch, w.output)
+    };
     let lda = (w.strides[1] * c * 4) as i64;
     let ldbc = (channels * 4) as i64;
-    let tiles = |total: usize, widest: usize| {
-        let mut runs = vec![(0, total / widest, widest)];
-        if total % widest != 0 {
-            runs.push((total / widest * widest, 1, total % widest));
-        }
-        runs.retain(|run| run.1 > 0);
-        runs
-    };
-    let channel_runs = tiles(channels, microkernel::MAX_COLUMNS);
-    let pixel_runs = tiles(ow, microkernel::MAX_ROWS);
-    kernel.for_count(w.batch * oh, &mut |k, row| {
+    let channel_runs = microkernel::tile_runs(channels, microkernel::MAX_COLUMNS);
+    let pixel_runs = microkernel::tile_runs(ow, microkernel::MAX_ROWS);
+    kernel.for_count(batch * oh, &mut |k, row| {
         let n = k.builder.ins().udiv_imm_s(row, oh as i64);
         let y = k.builder.ins().urem_imm_s(row, oh as i64);
         let input_row = k.builder.ins().imul_imm_s(n, ph as i64);
@@ -305,7 +304,8 @@ fn lower_regular_microkernels(
                                 let a_pointer = k.address(source, a_index, 4);
                                 let tap = k.builder.ins().imul_imm_s(ky, w.kernel[1] as i64);
                                 let tap = k.builder.ins().iadd(tap, kx);
-                                let b_index = k.builder.ins().imul_imm_s(tap, (c * channels) as i64);
+                                let b_index =
+                                    k.builder.ins().imul_imm_s(tap, (c * channels) as i64);
                                 let b_index = k.builder.ins().iadd(b_index, co);
                                 let b_pointer = k.address(filter, b_index, 4);
                                 let later_tap = k.builder.ins().icmp_imm_s(IntCC::NotEqual, tap, 0);
@@ -313,11 +313,19 @@ fn lower_regular_microkernels(
                                 let lda = k.iconst(lda);
                                 let ldbc = k.iconst(ldbc);
                                 let depth = k.iconst(c as i64);
-                                k.builder.ins().call(function, &[a_pointer, lda, b_pointer, ldbc, c_pointer, depth, accumulate]);
+                                k.builder.ins().call(
+                                    function,
+                                    &[
+                                        a_pointer, lda, b_pointer, ldbc, c_pointer, depth,
+                                        accumulate,
+                                    ],
+                                );
                                 Ok(())
                             })
                         })?;
-                        epilogue::emit_in_place(k, epilogue, output, first, co, rows, columns, channels, 2)
+                        epilogue::emit_in_place(
+                            k, epilogue, output, first, co, rows, columns, channels, 2,
+                        )
                     })?;
                 }
                 Ok(())

@@ -228,9 +228,19 @@ pub fn emit_in_place(
     }
     let vector_end = columns / LANES * LANES;
     for row in 0..rows {
-        let row_start = kernel.builder.ins().iadd_imm_s(first, (row * row_stride) as i64);
-        for (start, count, width) in [(0, vector_end / LANES, LANES), (vector_end, columns - vector_end, 1)] {
-            let ty = if width == LANES { types::F32X4 } else { types::F32 };
+        let row_start = kernel
+            .builder
+            .ins()
+            .iadd_imm_s(first, (row * row_stride) as i64);
+        for (start, count, width) in [
+            (0, vector_end / LANES, LANES),
+            (vector_end, columns - vector_end, 1),
+        ] {
+            let ty = if width == LANES {
+                types::F32X4
+            } else {
+                types::F32
+            };
             kernel.for_steps(start, count, width, &mut |k, j| {
                 let index = k.builder.ins().iadd(row_start, j);
                 let channel = k.builder.ins().iadd(first_channel, j);

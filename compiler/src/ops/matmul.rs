@@ -10,6 +10,7 @@ use super::conv::import_fused;
 use super::epilogue::{self, Epilogue};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{memory_flags, Kernel, LANES};
+use crate::codegen::microkernel::{self, TileShape};
 use crate::codegen::CodegenError;
 use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
@@ -78,6 +79,61 @@ impl MatMul {
         ))
     }
 
+    /// Row-major products as GEMM tiles on the machine-code micro-kernels, epilogue in place.
+    fn lower_microkernels(&self, kernel: &mut Kernel, d: &Dims) -> Result<(), CodegenError> {
+        let (a, b, c) = (
+            kernel.inputs[0].pointer,
+            kernel.inputs[1].pointer,
+            kernel.outputs[0].pointer,
+        );
+        let row_runs = microkernel::tile_runs(d.m, microkernel::MAX_ROWS);
+        let column_runs = microkernel::tile_runs(d.n, microkernel::MAX_COLUMNS);
+        kernel.for_count(d.batch, &mut |k, batch| {
+            let a_batch = k.builder.ins().imul_imm_s(batch, (d.m * d.k) as i64);
+            let b_batch = k.builder.ins().imul_imm_s(batch, (d.k * d.n) as i64);
+            let c_batch = k.builder.ins().imul_imm_s(batch, (d.m * d.n) as i64);
+            for &(column_start, column_count, columns) in &column_runs {
+                k.for_steps(column_start, column_count, columns, &mut |k, j| {
+                    let b_index = k.builder.ins().iadd(b_batch, j);
+                    let b_pointer = k.address(b, b_index, 4);
+                    for &(row_start, row_count, rows) in &row_runs {
+                        let function = k.gemm_microkernel(TileShape { rows, columns })?;
+                        k.for_steps(row_start, row_count, rows, &mut |k, i| {
+                            let a_index = k.builder.ins().imul_imm_s(i, d.k as i64);
+                            let a_index = k.builder.ins().iadd(a_batch, a_index);
+                            let a_pointer = k.address(a, a_index, 4);
+                            let first = k.builder.ins().imul_imm_s(i, d.n as i64);
+                            let first = k.builder.ins().iadd(c_batch, first);
+                            let first = k.builder.ins().iadd(first, j);
+                            let c_pointer = k.address(c, first, 4);
+                            let lda = k.iconst((d.k * 4) as i64);
+                            let ldbc = k.iconst((d.n * 4) as i64);
+                            let depth = k.iconst(d.k as i64);
+                            let overwrite = k.iconst(0);
+                            k.builder.ins().call(
+                                function,
+                                &[a_pointer, lda, b_pointer, ldbc, c_pointer, depth, overwrite],
+                            );
+                            epilogue::emit_in_place(
+                                k,
+                                &self.epilogue,
+                                c,
+                                first,
+                                j,
+                                rows,
+                                columns,
+                                d.n,
+                                2,
+                            )
+                        })?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })
+    }
+
     /// Element strides (row, column) of A as [M, K] and of B as [K, N].
     fn strides(&self, d: &Dims) -> ((usize, usize), (usize, usize)) {
         let a = if self.transpose_a { (1, d.m) } else { (d.k, 1) };
@@ -138,6 +194,9 @@ impl Operator for MatMul {
         let (d, _) = self
             .dims(&kernel.inputs[0].ty, &kernel.inputs[1].ty)
             .map_err(|e| kernel.error(e.to_string()))?;
+        if kernel.features.avx2 && !self.transpose_a && !self.transpose_b {
+            return self.lower_microkernels(kernel, &d);
+        }
         let ((am, ak), (bk, bn)) = self.strides(&d);
         let (a, b, c) = (
             kernel.inputs[0].pointer,
