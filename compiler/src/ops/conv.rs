@@ -275,6 +275,7 @@ fn lower_regular_microkernels(
     let ldbc = (channels * 4) as i64;
     let channel_runs = microkernel::tile_runs(channels, microkernel::MAX_COLUMNS);
     let pixel_runs = microkernel::tile_runs(ow, microkernel::MAX_ROWS);
+    let depth_runs = microkernel::tile_runs(c, DEPTH_BLOCK);
     kernel.for_count(batch * oh, &mut |k, row| {
         let n = k.builder.ins().udiv_imm_s(row, oh as i64);
         let y = k.builder.ins().urem_imm_s(row, oh as i64);
@@ -284,45 +285,66 @@ fn lower_regular_microkernels(
         let output_row = k.builder.ins().imul_imm_s(row, ow as i64);
         for &(channel_start, channel_count, columns) in &channel_runs {
             k.for_steps(channel_start, channel_count, columns, &mut |k, co| {
-                for &(pixel_start, pixel_count, rows) in &pixel_runs {
-                    let function = k.gemm_microkernel(TileShape { rows, columns })?;
-                    k.for_steps(pixel_start, pixel_count, rows, &mut |k, x0| {
-                        let pixel = k.builder.ins().iadd(output_row, x0);
-                        let first = k.builder.ins().imul_imm_s(pixel, channels as i64);
-                        let first = k.builder.ins().iadd(first, co);
-                        let c_pointer = k.address(output, first, 4);
-                        k.for_count(w.kernel[0], &mut |k, ky| {
-                            let dy = k.builder.ins().imul_imm_s(ky, w.dilations[0] as i64);
-                            let iy = k.builder.ins().iadd(input_row, dy);
-                            let row_base = k.builder.ins().imul_imm_s(iy, pw as i64);
-                            let x_scaled = k.builder.ins().imul_imm_s(x0, w.strides[1] as i64);
-                            let row_base = k.builder.ins().iadd(row_base, x_scaled);
-                            k.for_count(w.kernel[1], &mut |k, kx| {
-                                let dx = k.builder.ins().imul_imm_s(kx, w.dilations[1] as i64);
-                                let pixel = k.builder.ins().iadd(row_base, dx);
-                                let a_index = k.builder.ins().imul_imm_s(pixel, c as i64);
-                                let a_pointer = k.address(source, a_index, 4);
-                                let tap = k.builder.ins().imul_imm_s(ky, w.kernel[1] as i64);
-                                let tap = k.builder.ins().iadd(tap, kx);
-                                let b_index =
-                                    k.builder.ins().imul_imm_s(tap, (c * channels) as i64);
+                // Sum over taps and depth blocks; each block of B (≤ 256 × 16 floats) is reused
+                // from L1 by every pixel tile of the row.
+                k.for_count(w.kernel[0], &mut |k, ky| {
+                    let dy = k.builder.ins().imul_imm_s(ky, w.dilations[0] as i64);
+                    let iy = k.builder.ins().iadd(input_row, dy);
+                    let input_row_base = k.builder.ins().imul_imm_s(iy, pw as i64);
+                    k.for_count(w.kernel[1], &mut |k, kx| {
+                        let dx = k.builder.ins().imul_imm_s(kx, w.dilations[1] as i64);
+                        let tap = k.builder.ins().imul_imm_s(ky, w.kernel[1] as i64);
+                        let tap = k.builder.ins().iadd(tap, kx);
+                        let later_tap = k.builder.ins().icmp_imm_s(IntCC::NotEqual, tap, 0);
+                        for &(depth_start, depth_count, depth) in &depth_runs {
+                            k.for_steps(depth_start, depth_count, depth, &mut |k, k0| {
+                                let later_block =
+                                    k.builder.ins().icmp_imm_s(IntCC::NotEqual, k0, 0);
+                                let accumulate = k.builder.ins().bor(later_tap, later_block);
+                                let accumulate = k.builder.ins().uextend(types::I64, accumulate);
+                                let b_index = k.builder.ins().imul_imm_s(tap, c as i64);
+                                let b_index = k.builder.ins().iadd(b_index, k0);
+                                let b_index = k.builder.ins().imul_imm_s(b_index, channels as i64);
                                 let b_index = k.builder.ins().iadd(b_index, co);
                                 let b_pointer = k.address(filter, b_index, 4);
-                                let later_tap = k.builder.ins().icmp_imm_s(IntCC::NotEqual, tap, 0);
-                                let accumulate = k.builder.ins().uextend(types::I64, later_tap);
-                                let lda = k.iconst(lda);
-                                let ldbc = k.iconst(ldbc);
-                                let depth = k.iconst(c as i64);
-                                k.builder.ins().call(
-                                    function,
-                                    &[
-                                        a_pointer, lda, b_pointer, ldbc, c_pointer, depth,
-                                        accumulate,
-                                    ],
-                                );
+                                for &(pixel_start, pixel_count, rows) in &pixel_runs {
+                                    let function =
+                                        k.gemm_microkernel(TileShape { rows, columns })?;
+                                    k.for_steps(pixel_start, pixel_count, rows, &mut |k, x0| {
+                                        let x_scaled =
+                                            k.builder.ins().imul_imm_s(x0, w.strides[1] as i64);
+                                        let pixel = k.builder.ins().iadd(input_row_base, x_scaled);
+                                        let pixel = k.builder.ins().iadd(pixel, dx);
+                                        let a_index = k.builder.ins().imul_imm_s(pixel, c as i64);
+                                        let a_index = k.builder.ins().iadd(a_index, k0);
+                                        let a_pointer = k.address(source, a_index, 4);
+                                        let out_pixel = k.builder.ins().iadd(output_row, x0);
+                                        let first =
+                                            k.builder.ins().imul_imm_s(out_pixel, channels as i64);
+                                        let first = k.builder.ins().iadd(first, co);
+                                        let c_pointer = k.address(output, first, 4);
+                                        let lda = k.iconst(lda);
+                                        let ldbc = k.iconst(ldbc);
+                                        let depth = k.iconst(depth as i64);
+                                        let arguments = [
+                                            a_pointer, lda, b_pointer, ldbc, c_pointer, depth,
+                                            accumulate,
+                                        ];
+                                        k.builder.ins().call(function, &arguments);
+                                        Ok(())
+                                    })?;
+                                }
                                 Ok(())
-                            })
-                        })?;
+                            })?;
+                        }
+                        Ok(())
+                    })
+                })?;
+                for &(pixel_start, pixel_count, rows) in &pixel_runs {
+                    k.for_steps(pixel_start, pixel_count, rows, &mut |k, x0| {
+                        let out_pixel = k.builder.ins().iadd(output_row, x0);
+                        let first = k.builder.ins().imul_imm_s(out_pixel, channels as i64);
+                        let first = k.builder.ins().iadd(first, co);
                         epilogue::emit_in_place(
                             k, epilogue, output, first, co, rows, columns, channels, 2,
                         )
@@ -334,6 +356,10 @@ fn lower_regular_microkernels(
         Ok(())
     })
 }
+
+/// Input channels summed per micro-kernel call: 256 rows of a 16-column B block are 16 KiB,
+/// which stays in L1 while every pixel tile of an output row uses it.
+const DEPTH_BLOCK: usize = 256;
 
 /// Register tiles of the regular convolution: (output channels, output pixels). 16 channels by 3
 /// pixels keeps 12 f32x4 accumulators, 4 weight vectors and a broadcast in the 16 xmm registers.
