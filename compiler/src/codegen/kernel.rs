@@ -17,7 +17,7 @@ use cranelift_codegen::ir::{AbiParam, FuncRef, Signature};
 use cranelift_module::{FuncId, Linkage, Module};
 use cranelift_object::ObjectModule;
 
-use super::microkernel::{self, TileShape};
+use super::microkernel::Microkernel;
 use super::CodegenError;
 use crate::ir::{DType, Tensor, TensorType};
 
@@ -52,7 +52,7 @@ pub struct Kernel<'a> {
     /// The object being built (micro-kernels are declared into it on first use).
     pub module: &'a mut ObjectModule,
     /// Micro-kernels already placed in the object, by tile shape.
-    pub microkernels: &'a mut HashMap<TileShape, FuncId>,
+    pub microkernels: &'a mut HashMap<Microkernel, FuncId>,
 }
 
 /// Memory flags for kernel loads and stores: in bounds by construction, not necessarily aligned.
@@ -88,23 +88,23 @@ impl<'a> Kernel<'a> {
         }
     }
 
-    /// The AVX2 GEMM micro-kernel for `shape`, placed into the object on first use (see
-    /// `microkernel` for its contract).
-    pub fn gemm_microkernel(&mut self, shape: TileShape) -> Result<FuncRef, CodegenError> {
+    /// A machine-code micro-kernel, placed into the object on first use (see `microkernel` for
+    /// the contracts).
+    pub fn microkernel(&mut self, shape: Microkernel) -> Result<FuncRef, CodegenError> {
         let id = match self.microkernels.get(&shape) {
             Some(&id) => id,
             None => {
                 let mut signature = Signature::new(self.module.isa().default_call_conv());
                 signature
                     .params
-                    .extend((0..7).map(|_| AbiParam::new(types::I64)));
+                    .extend((0..shape.parameter_count()).map(|_| AbiParam::new(types::I64)));
                 let backend =
                     |e: cranelift_module::ModuleError| CodegenError::Backend(e.to_string());
                 let id = self
                     .module
                     .declare_function(&shape.symbol(), Linkage::Local, &signature)
                     .map_err(backend)?;
-                let bytes = microkernel::assemble(shape)?;
+                let bytes = shape.assemble()?;
                 self.module
                     .define_function_bytes(id, 64, &bytes, &[])
                     .map_err(backend)?;

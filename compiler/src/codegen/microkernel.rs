@@ -32,17 +32,173 @@ pub const MAX_ROWS: usize = 6;
 pub const MAX_COLUMNS: usize = 16;
 const LANES: usize = 8;
 
-/// Which tile a kernel computes.
+/// Which tile a GEMM kernel computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TileShape {
     pub rows: usize,
     pub columns: usize,
 }
 
-impl TileShape {
+/// A depthwise-convolution kernel, specialised to one layer's geometry: `pixels` output pixels
+/// (≤ 12) of one output row by `lanes` channels (≤ 8, one ymm; masked below 8), over a
+/// `window[0]` × `window[1]` filter. Byte strides: between the input pixels of consecutive
+/// outputs, between filter rows and columns in the input, between taps in the filter, and between
+/// output pixels. Signature (System V): `kernel(input, filter, output)`, where `input` points at
+/// the first window's top-left element, `filter` at tap (0, 0) and `output` at the first output,
+/// all at the tile's first channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DepthwiseShape {
+    pub pixels: usize,
+    pub lanes: usize,
+    pub window: [usize; 2],
+    pub input_pixel_stride: usize,
+    pub input_row_stride: usize,
+    pub input_column_stride: usize,
+    pub tap_stride: usize,
+    pub output_pixel_stride: usize,
+}
+
+/// Every machine-code kernel shape, as placed into the object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Microkernel {
+    Gemm(TileShape),
+    Depthwise(DepthwiseShape),
+}
+
+impl Microkernel {
+    /// A local symbol name, unique per shape.
     pub fn symbol(&self) -> String {
-        format!("tfjsc_gemm_avx2_{}x{}", self.rows, self.columns)
+        match self {
+            Microkernel::Gemm(t) => format!("tfjsc_gemm_avx2_{}x{}", t.rows, t.columns),
+            Microkernel::Depthwise(d) => format!(
+                "tfjsc_depthwise_avx2_{}x{}_{}x{}_{}_{}_{}_{}_{}",
+                d.pixels,
+                d.lanes,
+                d.window[0],
+                d.window[1],
+                d.input_pixel_stride,
+                d.input_row_stride,
+                d.input_column_stride,
+                d.tap_stride,
+                d.output_pixel_stride
+            ),
+        }
     }
+
+    /// Number of 64-bit arguments.
+    pub fn parameter_count(&self) -> usize {
+        match self {
+            Microkernel::Gemm(_) => 7,
+            Microkernel::Depthwise(_) => 3,
+        }
+    }
+
+    pub fn assemble(&self) -> Result<Vec<u8>, CodegenError> {
+        match self {
+            Microkernel::Gemm(shape) => assemble(*shape),
+            Microkernel::Depthwise(shape) => assemble_depthwise(*shape),
+        }
+    }
+}
+
+/// Largest depthwise tile, in output pixels (12 accumulators + filter, input and mask registers).
+pub const MAX_DEPTHWISE_PIXELS: usize = 12;
+
+fn displacement(bytes: usize) -> Result<i32, CodegenError> {
+    i32::try_from(bytes)
+        .map_err(|_| CodegenError::Backend(format!("displacement {bytes} does not fit 32 bits")))
+}
+
+/// Eight 32-bit lanes starting `8 - lanes` dwords into [-1 × 8, 0 × 8]: `lanes` ones, then zeros.
+fn load_mask(
+    a: &mut CodeAssembler,
+    table: CodeLabel,
+    lanes: usize,
+    mask: AsmRegisterYmm,
+) -> Result<(), CodegenError> {
+    a.lea(rax, ptr(table)).map_err(asm_error)?;
+    a.vmovdqu(mask, ymmword_ptr(rax + ((LANES - lanes) * 4) as i32))
+        .map_err(asm_error)
+}
+
+fn emit_mask_table(a: &mut CodeAssembler, table: &mut CodeLabel) -> Result<(), CodegenError> {
+    a.set_label(table).map_err(asm_error)?;
+    let bytes: Vec<u8> = (0..2 * LANES)
+        .flat_map(|i| if i < LANES { [0xFF; 4] } else { [0; 4] })
+        .collect();
+    a.db(&bytes).map_err(asm_error)
+}
+
+/// Assembles a depthwise kernel (see [`DepthwiseShape`]).
+pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError> {
+    let DepthwiseShape {
+        pixels,
+        lanes,
+        window,
+        ..
+    } = shape;
+    if pixels == 0
+        || pixels > MAX_DEPTHWISE_PIXELS
+        || lanes == 0
+        || lanes > LANES
+        || window.contains(&0)
+    {
+        return Err(CodegenError::Backend(format!(
+            "no depthwise micro-kernel for {shape:?}"
+        )));
+    }
+    let masked = lanes < LANES;
+    let (filter_vector, input_vector, mask) = (ymm12, ymm13, ymm15);
+    let mut a = CodeAssembler::new(64).map_err(asm_error)?;
+    let mut mask_table = a.create_label();
+    if masked {
+        load_mask(&mut a, mask_table, lanes, mask)?;
+    }
+    for p in 0..pixels {
+        a.vxorps(ymm(p), ymm(p), ymm(p)).map_err(asm_error)?;
+    }
+    for ky in 0..window[0] {
+        for kx in 0..window[1] {
+            let tap = displacement((ky * window[1] + kx) * shape.tap_stride)?;
+            if masked {
+                a.vmaskmovps(filter_vector, mask, ymmword_ptr(rsi + tap))
+                    .map_err(asm_error)?;
+            } else {
+                a.vmovups(filter_vector, ymmword_ptr(rsi + tap))
+                    .map_err(asm_error)?;
+            }
+            for p in 0..pixels {
+                let offset = displacement(
+                    ky * shape.input_row_stride
+                        + kx * shape.input_column_stride
+                        + p * shape.input_pixel_stride,
+                )?;
+                if masked {
+                    a.vmaskmovps(input_vector, mask, ymmword_ptr(rdi + offset))
+                        .map_err(asm_error)?;
+                    a.vfmadd231ps(ymm(p), filter_vector, input_vector)
+                        .map_err(asm_error)?;
+                } else {
+                    a.vfmadd231ps(ymm(p), filter_vector, ymmword_ptr(rdi + offset))
+                        .map_err(asm_error)?;
+                }
+            }
+        }
+    }
+    for p in 0..pixels {
+        let destination = ymmword_ptr(rdx + displacement(p * shape.output_pixel_stride)?);
+        if masked {
+            a.vmaskmovps(destination, mask, ymm(p)).map_err(asm_error)?;
+        } else {
+            a.vmovups(destination, ymm(p)).map_err(asm_error)?;
+        }
+    }
+    a.vzeroupper().map_err(asm_error)?;
+    a.ret().map_err(asm_error)?;
+    if masked {
+        emit_mask_table(&mut a, &mut mask_table)?;
+    }
+    a.assemble(0).map_err(asm_error)
 }
 
 /// Splits `total` into `(start, count, width)` runs: as many tiles of `widest` as fit, then one

@@ -10,7 +10,7 @@ use super::conv::import_fused;
 use super::epilogue::{self, Epilogue};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{memory_flags, Kernel, LANES};
-use crate::codegen::microkernel::{self, TileShape};
+use crate::codegen::microkernel::{self, Microkernel, TileShape};
 use crate::codegen::CodegenError;
 use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
@@ -97,7 +97,8 @@ impl MatMul {
                     let b_index = k.builder.ins().iadd(b_batch, j);
                     let b_pointer = k.address(b, b_index, 4);
                     for &(row_start, row_count, rows) in &row_runs {
-                        let function = k.gemm_microkernel(TileShape { rows, columns })?;
+                        let function =
+                            k.microkernel(Microkernel::Gemm(TileShape { rows, columns }))?;
                         k.for_steps(row_start, row_count, rows, &mut |k, i| {
                             let a_index = k.builder.ins().imul_imm_s(i, d.k as i64);
                             let a_index = k.builder.ins().iadd(a_batch, a_index);
