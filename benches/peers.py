@@ -16,8 +16,8 @@ For every model (sequentially, one peer at a time):
     is a JSON object {"median_ms","p90_ms","min_ms","load_ms","threads","runs"}.
 Each in-process peer runs `--warmup` (10) untimed runs, then `--runs` (50) timed runs on
 input_0.npy; reports median / p90 / min in ms and the error against expected_0.npy as
-max|y - expected| / max|expected|.  tfjsc's output is not compared here (its bench command does
-not return values; the fixture tests do that).
+max|y - expected| / max|expected|; tfjsc's comes from `tfjsc run` on the same input (its bench
+command does not return values).
 
 Prints one markdown table; --json PATH also writes every number.
 
@@ -173,6 +173,19 @@ def bench_tfjsc(binary, name, model_dir, runs, workdir, timeout):
     if p.returncode != 0 or not os.path.exists(lib):
         raise RuntimeError("tfjsc compile failed (exit %d): %s" % (p.returncode,
                                                                   (p.stderr or p.stdout)[-2000:]))
+    # Accuracy: tfjsc's own answer on the same input, against TensorFlow's.
+    out_dir = os.path.join(workdir, "%s_outputs" % name)
+    cmd = [binary, "run", lib, "--input", os.path.join(model_dir, "input_0.npy"), "--out", out_dir]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError("tfjsc run failed (exit %d): %s" % (p.returncode,
+                                                              (p.stderr or p.stdout)[-2000:]))
+    with open(os.path.join(out_dir, "outputs.json")) as f:
+        listing = json.load(f)
+    got = np.load(os.path.join(out_dir, listing[0]["file"]))
+    expected = np.load(os.path.join(model_dir, "expected_0.npy"))
+    max_rel_err = float(np.abs(got.astype(np.float64) - expected).max() / np.abs(expected).max())
     cmd = [binary, "bench", lib, "--runs", str(runs), "--json"]
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        timeout=timeout)
@@ -189,6 +202,7 @@ def bench_tfjsc(binary, name, model_dir, runs, workdir, timeout):
     out = {k: res.get(k) for k in ("median_ms", "p90_ms", "min_ms", "load_ms", "threads", "runs")}
     out["compile_s"] = compile_s
     out["lib_bytes"] = os.path.getsize(lib)
+    out["max_rel_err"] = max_rel_err
     return out
 
 
@@ -219,8 +233,8 @@ def make_table(results, with_tfjsc):
     hdr = ["model", "ORT 1T ms (med / p90 / min)", "ORT 2T ms (med / p90 / min)",
            "TF 1T ms (med / p90 / min)", "rel err ORT1 / ORT2 / TF"]
     if with_tfjsc:
-        hdr += ["tfjsc compile s", "tfjsc ms (med / p90 / min)", "tfjsc threads",
-                "tfjsc / ORT 1T (med)", "tfjsc / ORT 1T (min)"]
+        hdr += ["tfjsc compile s", "tfjsc library KB", "tfjsc ms (med / p90 / min)",
+                "tfjsc threads", "tfjsc rel err", "tfjsc / ORT 1T (med)", "tfjsc / ORT 1T (min)"]
     lines = ["| " + " | ".join(hdr) + " |", "|" + "|".join(["---"] * len(hdr)) + "|"]
     for name, r in results.items():
         o1, o2, t = r.get("ort_1t"), r.get("ort_2t"), r.get("tf_1t")
@@ -228,8 +242,9 @@ def make_table(results, with_tfjsc):
         if with_tfjsc:
             j = r.get("tfjsc")
             ok = j and "error" not in j
-            row += ["%.1f" % j["compile_s"] if ok else ("FAIL" if j else "-"),
-                    _cell(j), str(j.get("threads")) if ok else "-",
+            row += ["%.2f" % j["compile_s"] if ok else ("FAIL" if j else "-"),
+                    "%.0f" % (j["lib_bytes"] / 1024) if ok else "-",
+                    _cell(j), str(j.get("threads")) if ok else "-", _err(j),
                     _ratio(j, o1, "median_ms"), _ratio(j, o1, "min_ms")]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
