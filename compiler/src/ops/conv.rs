@@ -35,16 +35,9 @@ pub struct Conv2d {
 
 impl Conv2d {
     pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
-        let pair = |name: &str| -> OpResult<[usize; 2]> {
-            let v = attributes.ints(name)?;
-            if v.len() != 2 || v.iter().any(|&x| x <= 0) {
-                return Err(invalid!("{name} must be two positive integers"));
-            }
-            Ok([v[0] as usize, v[1] as usize])
-        };
         Ok(Arc::new(Conv2d {
-            strides: pair("strides")?,
-            dilations: pair("dilations")?,
+            strides: attributes.positive_pair("strides")?,
+            dilations: attributes.positive_pair("dilations")?,
             padding: Padding::parse(attributes)?,
             depthwise: attributes.boolean("depthwise")?,
             epilogue: Epilogue::parse(attributes)?,

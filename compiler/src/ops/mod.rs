@@ -203,6 +203,15 @@ impl Attributes {
         }
     }
 
+    /// Two positive integers (window sizes, strides, dilations).
+    pub fn positive_pair(&self, name: &str) -> OpResult<[usize; 2]> {
+        let values = self.ints(name)?;
+        if values.len() != 2 || values.iter().any(|&x| x <= 0) {
+            return Err(invalid!("{name} must be two positive integers"));
+        }
+        Ok([values[0] as usize, values[1] as usize])
+    }
+
     pub fn floats(&self, name: &str) -> OpResult<Vec<f32>> {
         match self.get(name)? {
             Attribute::Floats(values) => Ok(values.clone()),

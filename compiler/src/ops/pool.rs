@@ -25,13 +25,6 @@ pub struct Pool {
 
 impl Pool {
     pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
-        let pair = |name: &str| -> OpResult<[usize; 2]> {
-            let v = attributes.ints(name)?;
-            if v.len() != 2 || v.iter().any(|&x| x <= 0) {
-                return Err(invalid!("{name} must be two positive integers"));
-            }
-            Ok([v[0] as usize, v[1] as usize])
-        };
         let max = match attributes.string("kind")? {
             "max" => true,
             "average" => false,
@@ -39,8 +32,8 @@ impl Pool {
         };
         Ok(Arc::new(Pool {
             max,
-            window: pair("window")?,
-            strides: pair("strides")?,
+            window: attributes.positive_pair("window")?,
+            strides: attributes.positive_pair("strides")?,
             padding: Padding::parse(attributes)?,
         }))
     }
