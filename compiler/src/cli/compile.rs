@@ -79,7 +79,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
     }
     let header = write_outputs(&compiled, &args.output)?;
     eprintln!(
-        "compiled {} -> {} and {} in {:.0} ms ({} kernels' nodes, arena {} bytes, {} weights)",
+        "compiled {} -> {} and {} in {:.0} ms ({} nodes, arena {} bytes, {} weights)",
         args.model.display(),
         args.output.display(),
         header.display(),
