@@ -210,21 +210,30 @@ pub fn pad_into_scratch(kernel: &mut Kernel, window: &Window) -> Result<Value, C
     let scratch = kernel.scratch;
     let [ph, pw] = window.padded();
     let c = window.channels;
-    let zero = kernel.iconst(0);
-    kernel.fill_words(scratch, zero, window.batch * ph * pw * c, 0)?;
     let [ih, iw] = window.input;
-    let (top, left) = (window.pads[0], window.pads[2]);
-    kernel.for_count(window.batch * ih, &mut |k, row| {
-        // row = n * ih + y; destination row = n * ph + y + top.
-        let n = k.builder.ins().udiv_imm_s(row, ih as i64);
-        let y = k.builder.ins().urem_imm_s(row, ih as i64);
-        let destination_row = k.builder.ins().imul_imm_s(n, ph as i64);
-        let destination_row = k.builder.ins().iadd(destination_row, y);
-        let destination_row = k.builder.ins().iadd_imm_s(destination_row, top as i64);
-        let destination = k.builder.ins().imul_imm_s(destination_row, (pw * c) as i64);
-        let destination = k.builder.ins().iadd_imm_s(destination, (left * c) as i64);
-        let source = k.builder.ins().imul_imm_s(row, (iw * c) as i64);
-        k.copy_elements(input, source, scratch, destination, iw * c, 4)
+    let [top, bottom, left, right] = window.pads;
+    // Only the border is zeroed: the interior is overwritten by the copy.
+    kernel.for_count(window.batch, &mut |k, n| {
+        let image = k.builder.ins().imul_imm_s(n, (ph * pw * c) as i64);
+        k.fill_words(scratch, image, top * pw * c, 0)?;
+        let bottom_start = k
+            .builder
+            .ins()
+            .iadd_imm_s(image, ((top + ih) * pw * c) as i64);
+        k.fill_words(scratch, bottom_start, bottom * pw * c, 0)?;
+        let source_image = k.builder.ins().imul_imm_s(n, (ih * iw * c) as i64);
+        k.for_count(ih, &mut |k, y| {
+            let row = k.builder.ins().iadd_imm_s(y, top as i64);
+            let row_start = k.builder.ins().imul_imm_s(row, (pw * c) as i64);
+            let row_start = k.builder.ins().iadd(image, row_start);
+            k.fill_words(scratch, row_start, left * c, 0)?;
+            let destination = k.builder.ins().iadd_imm_s(row_start, (left * c) as i64);
+            let source = k.builder.ins().imul_imm_s(y, (iw * c) as i64);
+            let source = k.builder.ins().iadd(source_image, source);
+            k.copy_elements(input, source, scratch, destination, iw * c, 4)?;
+            let right_start = k.builder.ins().iadd_imm_s(destination, (iw * c) as i64);
+            k.fill_words(scratch, right_start, right * c, 0)
+        })
     })?;
     Ok(scratch)
 }
