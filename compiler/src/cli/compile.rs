@@ -57,6 +57,17 @@ pub fn run(args: CompileArgs) -> Result<()> {
             args.symbol_prefix
         );
     }
+    let extension = args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    if !matches!(extension, "o" | "so" | "dylib") {
+        bail!(
+            "{}: unknown output kind {extension:?}: use .o (object) or .so (shared library)",
+            args.output.display()
+        );
+    }
     let cpu: CpuLevel = args.cpu.parse().map_err(anyhow::Error::msg)?;
     let options = CompileOptions {
         input_shapes: args.input_shapes,
