@@ -82,15 +82,17 @@ impl Unary {
     /// Emits the element body for f32 scalars or vectors.
     pub fn emit(&self, kernel: &mut Kernel, x: Value, ty: Type) -> Result<Value, CodegenError> {
         Ok(match self.kind {
+            // Compare-and-select rather than fmax/fmin: NaN passes through either way, and x86
+            // needs one compare and one blend instead of fmax's IEEE sequence.
             UnaryKind::Relu => {
                 let zero = kernel.float_constant(ty, 0.0);
-                kernel.builder.ins().fmax(x, zero)
+                kernel.select_float(FloatCC::LessThan, x, zero, zero, x)
             }
             UnaryKind::Relu6 => {
                 let zero = kernel.float_constant(ty, 0.0);
                 let six = kernel.float_constant(ty, 6.0);
-                let low = kernel.builder.ins().fmax(x, zero);
-                kernel.builder.ins().fmin(low, six)
+                let low = kernel.select_float(FloatCC::LessThan, x, zero, zero, x);
+                kernel.select_float(FloatCC::GreaterThan, low, six, six, low)
             }
             UnaryKind::LeakyRelu => {
                 let alpha = kernel.float_constant(ty, self.alpha);
