@@ -31,6 +31,18 @@ typedef struct tfjsc_context tfjsc_context;
 /* Returned by tfjsc_context_run on failure. */
 #define TFJSC_ERROR (-1)
 
+/* Load flags (tfjsc_model_open_ex, tfjsc_model_open_static_ex).
+ *
+ * WEIGHT SHARDS ARE MEMORY-MAPPED BY DEFAULT. While a model is open, its shard files must not be
+ * truncated or rewritten in place: a truncated shard (`truncate`, or `cp new old`, which
+ * truncates before writing) kills the process with SIGBUS at the next run, and a shard
+ * overwritten in place silently changes results (its CRC-32 is checked only when the model is
+ * opened). Replacing a shard by renaming a new file over it is safe: the old file stays mapped.
+ * A host that cannot promise this passes TFJSC_LOAD_COPY_WEIGHTS: the shards are read into
+ * private memory and checked when the model is opened, and later changes to the files cannot
+ * affect it (at the cost of the shards' size in memory per open model). */
+#define TFJSC_LOAD_COPY_WEIGHTS 1u
+
 /* The compiled model's entry point (ABI v1, see docs/abi.md). */
 typedef int32_t (*tfjsc_run_fn)(const void *const *weights, const void *const *inputs,
                                 void *const *outputs, void *arena);
@@ -45,9 +57,18 @@ tfjsc_model *tfjsc_model_open(const char *library, const char *weights_dir, char
 tfjsc_model *tfjsc_model_open_with_prefix(const char *library, const char *prefix,
                                           const char *weights_dir, char *error, size_t error_len);
 
+/* As tfjsc_model_open_with_prefix (prefix NULL: the default) with TFJSC_LOAD_* flags. */
+tfjsc_model *tfjsc_model_open_ex(const char *library, const char *prefix, const char *weights_dir,
+                                 uint32_t flags, char *error, size_t error_len);
+
 /* Wraps model code linked into this program: pass PREFIX_description() and PREFIX_run. */
 tfjsc_model *tfjsc_model_open_static(const char *description, tfjsc_run_fn run,
                                      const char *weights_dir, char *error, size_t error_len);
+
+/* As tfjsc_model_open_static, with TFJSC_LOAD_* flags. */
+tfjsc_model *tfjsc_model_open_static_ex(const char *description, tfjsc_run_fn run,
+                                        const char *weights_dir, uint32_t flags, char *error,
+                                        size_t error_len);
 
 /* Closes a model (NULL is ignored). Free its contexts first. */
 void tfjsc_model_close(tfjsc_model *model);
@@ -76,6 +97,7 @@ void tfjsc_context_free(tfjsc_context *context);
 
 /* Runs the model once. inputs[i] / outputs[i]: dense row-major buffers of exactly
  * tfjsc_model_{input,output}_byte_size(model, i) bytes; outputs must not overlap anything.
+ * Bool inputs must hold only bytes 0 and 1 (any other byte is an error naming the input).
  * Returns 0, or TFJSC_ERROR with a message in error. */
 int32_t tfjsc_context_run(tfjsc_context *context, const void *const *inputs,
                           void *const *outputs, char *error, size_t error_len);

@@ -71,7 +71,6 @@ impl AlignedBuffer {
     }
 
     /// The bytes.
-    #[cfg(test)]
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: the pointer is valid and initialised for `length` bytes (dangling only when
         // `length` is 0, which `from_raw_parts` allows for an aligned non-null pointer).

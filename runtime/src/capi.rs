@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use crate::description::{DType, TensorSpec};
 use crate::error::Error;
-use crate::model::{detached_state, ExecutionState, Model, RunFn};
+use crate::model::{detached_state, ExecutionState, LoadOptions, Model, RunFn};
+use crate::weights::WeightLoading;
 
 /// `tfjsc_dtype` code for float32.
 pub const TFJSC_DTYPE_FLOAT32: i32 = 1;
@@ -20,6 +21,11 @@ pub const TFJSC_DTYPE_INT32: i32 = 2;
 pub const TFJSC_DTYPE_BOOL: i32 = 3;
 /// Status returned by `tfjsc_context_run` on any failure.
 pub const TFJSC_ERROR: i32 = -1;
+/// Load flag: read the weight shards into private memory instead of mapping them
+/// ([`WeightLoading::Copied`]).
+pub const TFJSC_LOAD_COPY_WEIGHTS: u32 = 1;
+/// Every load flag this runtime knows.
+const KNOWN_LOAD_FLAGS: u32 = TFJSC_LOAD_COPY_WEIGHTS;
 
 /// An open model as seen from C (`tfjsc_model`): the model plus NUL-terminated names.
 pub struct CModel {
@@ -179,19 +185,65 @@ pub unsafe extern "C" fn tfjsc_model_open_with_prefix(
     error: *mut c_char,
     error_len: usize,
 ) -> *mut CModel {
+    // SAFETY: forwarded contract; no flags.
+    unsafe { tfjsc_model_open_ex(library, prefix, weights_dir, 0, error, error_len) }
+}
+
+/// Load options from C: the weights directory and the `TFJSC_LOAD_*` flags.
+///
+/// # Safety
+/// `weights_dir` must be NULL or NUL-terminated.
+unsafe fn load_options(weights_dir: *const c_char, flags: u32) -> Result<LoadOptions, Error> {
+    if flags & !KNOWN_LOAD_FLAGS != 0 {
+        return Err(Error::UnknownLoadFlags {
+            flags: flags & !KNOWN_LOAD_FLAGS,
+        });
+    }
+    Ok(LoadOptions {
+        // SAFETY: forwarded contract.
+        weights_dir: unsafe { optional_path(weights_dir)? },
+        weights: if flags & TFJSC_LOAD_COPY_WEIGHTS != 0 {
+            WeightLoading::Copied
+        } else {
+            WeightLoading::Mapped
+        },
+        ..LoadOptions::default()
+    })
+}
+
+/// Opens a compiled model library with load flags (`TFJSC_LOAD_*`). `prefix` NULL means the
+/// default prefix. Returns NULL on failure.
+///
+/// # Safety
+/// As [`tfjsc_model_open`]; `prefix` must be NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn tfjsc_model_open_ex(
+    library: *const c_char,
+    prefix: *const c_char,
+    weights_dir: *const c_char,
+    flags: u32,
+    error: *mut c_char,
+    error_len: usize,
+) -> *mut CModel {
     guarded(error, error_len, std::ptr::null_mut(), || {
-        // SAFETY: the three strings are NULL or NUL-terminated by this function's contract.
-        let (library, prefix, weights_dir) = unsafe {
+        // SAFETY: the strings are NULL or NUL-terminated by this function's contract.
+        let (library, mut options) = unsafe {
             (
                 string_argument(library, "library path")?,
-                string_argument(prefix, "symbol prefix")?,
-                optional_path(weights_dir)?,
+                load_options(weights_dir, flags)?,
             )
         };
-        let prefix = prefix.to_str().map_err(|_| Error::NotUtf8 {
-            what: "symbol prefix".to_string(),
-        })?;
-        let model = Model::load_with_prefix(&path_from(library)?, prefix, weights_dir.as_deref())?;
+        if !prefix.is_null() {
+            // SAFETY: non-null and NUL-terminated by this function's contract.
+            let prefix = unsafe { CStr::from_ptr(prefix) };
+            options.symbol_prefix = prefix
+                .to_str()
+                .map_err(|_| Error::NotUtf8 {
+                    what: "symbol prefix".to_string(),
+                })?
+                .to_string();
+        }
+        let model = Model::load_with_options(&path_from(library)?, &options)?;
         into_handle(model)
     })
 }
@@ -210,15 +262,32 @@ pub unsafe extern "C" fn tfjsc_model_open_static(
     error: *mut c_char,
     error_len: usize,
 ) -> *mut CModel {
+    // SAFETY: forwarded contract; no flags.
+    unsafe { tfjsc_model_open_static_ex(description, run, weights_dir, 0, error, error_len) }
+}
+
+/// As [`tfjsc_model_open_static`], with load flags (`TFJSC_LOAD_*`).
+///
+/// # Safety
+/// As [`tfjsc_model_open_static`].
+#[no_mangle]
+pub unsafe extern "C" fn tfjsc_model_open_static_ex(
+    description: *const c_char,
+    run: Option<RunFn>,
+    weights_dir: *const c_char,
+    flags: u32,
+    error: *mut c_char,
+    error_len: usize,
+) -> *mut CModel {
     guarded(error, error_len, std::ptr::null_mut(), || {
         let run = run.ok_or_else(|| Error::NullPointer {
             what: "run function".to_string(),
         })?;
         // SAFETY: `weights_dir` is NULL or NUL-terminated by this function's contract.
-        let weights_dir = unsafe { optional_path(weights_dir)? };
+        let options = unsafe { load_options(weights_dir, flags)? };
         // SAFETY: `description` and `run` satisfy `from_static`'s contract by this function's
         // contract (a null description is reported as an error).
-        let model = unsafe { Model::from_static(description, run, weights_dir.as_deref())? };
+        let model = unsafe { Model::from_static_with_options(description, run, &options)? };
         into_handle(model)
     })
 }

@@ -97,6 +97,34 @@ pub enum Error {
         found: u32,
     },
 
+    /// A weight file name in the description was refused before anything was opened: absolute,
+    /// leading outside the weights directory, or not a regular file.
+    #[error("weight file {path} refused: {reason}")]
+    WeightFileRefused {
+        /// The weights directory joined with the name as the description lists it.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: crate::shard_file::ShardPathError,
+    },
+
+    /// Load flags this runtime does not know were passed (C API).
+    #[error("unknown load flags {flags:#x}")]
+    UnknownLoadFlags {
+        /// The unknown bits.
+        flags: u32,
+    },
+
+    /// A bool input holds a byte other than 0 and 1.
+    #[error("input `{name}` is bool, but its byte {index} is {value} (bools must be 0 or 1)")]
+    InvalidBool {
+        /// The input's name.
+        name: String,
+        /// Index of the first offending element.
+        index: usize,
+        /// Its byte.
+        value: u8,
+    },
+
     /// A weight's stored bytes do not lie inside its group's byte stream.
     #[error("weight `{name}` (offset {offset}, {byte_size} bytes) does not fit in weight group {group} of {stream_size} bytes")]
     WeightOutOfRange {

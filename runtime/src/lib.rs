@@ -31,12 +31,13 @@ pub mod description;
 mod error;
 mod model;
 pub mod npy;
+pub mod shard_file;
 mod tensor;
 mod weights;
 
 pub use description::{DType, Description, Encoding, TensorSpec, ABI_VERSION};
 pub use error::Error;
-pub use model::{Context, DescriptionFn, Model, RunFn, DEFAULT_SYMBOL_PREFIX};
+pub use model::{Context, DescriptionFn, LoadOptions, Model, RunFn, DEFAULT_SYMBOL_PREFIX};
 pub use npy::NpyError;
 pub use tensor::Tensor;
-pub use weights::WeightSource;
+pub use weights::{WeightLoading, WeightSource};

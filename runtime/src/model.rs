@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use libloading::Library;
 
 use crate::aligned::AlignedBuffer;
-use crate::description::{Description, TensorSpec, MINIMUM_ALIGNMENT};
+use crate::description::{DType, Description, TensorSpec, MINIMUM_ALIGNMENT};
 use crate::error::Error;
 use crate::tensor::Tensor;
-use crate::weights::{WeightSource, WeightStore};
+use crate::weights::{WeightLoading, WeightSource, WeightStore};
 
 /// The symbol prefix `tfjsc compile` uses unless `--symbol-prefix` says otherwise.
 pub const DEFAULT_SYMBOL_PREFIX: &str = "tfjsc_model";
@@ -31,6 +31,27 @@ pub type RunFn = unsafe extern "C" fn(
     outputs: *const *mut c_void,
     arena: *mut c_void,
 ) -> i32;
+
+/// How to load a compiled model: where its weights are and how to hold them.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The prefix of the library's symbols (`--symbol-prefix` at compile time).
+    pub symbol_prefix: String,
+    /// Where the shards are; `None` uses the description's `weights_dir`.
+    pub weights_dir: Option<PathBuf>,
+    /// Map the shards (default) or copy them into private memory; see [`WeightLoading`].
+    pub weights: WeightLoading,
+}
+
+impl Default for LoadOptions {
+    fn default() -> LoadOptions {
+        LoadOptions {
+            symbol_prefix: DEFAULT_SYMBOL_PREFIX.to_string(),
+            weights_dir: None,
+            weights: WeightLoading::Mapped,
+        }
+    }
+}
 
 /// A compiled model ready to run: its code, its description, and its checked weights.
 ///
@@ -59,6 +80,8 @@ impl Model {
     ///
     /// `weights_dir`: where the shards are; `None` uses the description's `weights_dir`.
     /// The library must be one written by `tfjsc compile`: opening a library runs its code.
+    /// The shards are mapped ([`WeightLoading::Mapped`]): they must not be truncated or
+    /// rewritten in place while the model is loaded.
     pub fn load(library: &Path, weights_dir: Option<&Path>) -> Result<Model, Error> {
         Model::load_with_prefix(library, DEFAULT_SYMBOL_PREFIX, weights_dir)
     }
@@ -69,6 +92,17 @@ impl Model {
         prefix: &str,
         weights_dir: Option<&Path>,
     ) -> Result<Model, Error> {
+        let options = LoadOptions {
+            symbol_prefix: prefix.to_string(),
+            weights_dir: weights_dir.map(Path::to_path_buf),
+            ..LoadOptions::default()
+        };
+        Model::load_with_options(library, &options)
+    }
+
+    /// Opens a compiled model library as `options` say.
+    pub fn load_with_options(library: &Path, options: &LoadOptions) -> Result<Model, Error> {
+        let prefix = options.symbol_prefix.as_str();
         // SAFETY: opening a library runs its initialisers; a tfjsc-compiled model has none of its
         // own, and the caller chose this file as a compiled model (documented above).
         let handle = unsafe { Library::new(loadable_path(library)) }.map_err(|source| {
@@ -99,7 +133,7 @@ impl Model {
         // returns a NUL-terminated string in static storage.
         let description = unsafe { describe() };
         // SAFETY: `description` comes from the library's own description function.
-        unsafe { Model::from_parts(description, run, weights_dir, Some(handle)) }
+        unsafe { Model::from_parts(description, run, options, Some(handle)) }
     }
 
     /// Wraps model code linked statically into this program.
@@ -112,8 +146,26 @@ impl Model {
         run: RunFn,
         weights_dir: Option<&Path>,
     ) -> Result<Model, Error> {
+        let options = LoadOptions {
+            weights_dir: weights_dir.map(Path::to_path_buf),
+            ..LoadOptions::default()
+        };
         // SAFETY: forwarded from this function's contract.
-        unsafe { Model::from_parts(description, run, weights_dir, None) }
+        unsafe { Model::from_static_with_options(description, run, &options) }
+    }
+
+    /// Wraps model code linked statically into this program, loading its weights as `options`
+    /// say (`symbol_prefix` is not used).
+    ///
+    /// # Safety
+    /// As [`Model::from_static`].
+    pub unsafe fn from_static_with_options(
+        description: *const c_char,
+        run: RunFn,
+        options: &LoadOptions,
+    ) -> Result<Model, Error> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { Model::from_parts(description, run, options, None) }
     }
 
     /// # Safety
@@ -121,7 +173,7 @@ impl Model {
     unsafe fn from_parts(
         description: *const c_char,
         run: RunFn,
-        weights_dir: Option<&Path>,
+        options: &LoadOptions,
         library: Option<Library>,
     ) -> Result<Model, Error> {
         if description.is_null() {
@@ -140,11 +192,11 @@ impl Model {
                 feature: feature.clone(),
             });
         }
-        let weights_dir = weights_dir.map_or_else(
-            || PathBuf::from(&description.weights_dir),
-            Path::to_path_buf,
-        );
-        let weights = WeightStore::load(&description, &weights_dir)?;
+        let weights_dir = options
+            .weights_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&description.weights_dir));
+        let weights = WeightStore::load(&description, &weights_dir, options.weights)?;
         Ok(Model {
             description,
             weights_dir,
@@ -199,6 +251,12 @@ impl Model {
         state.input_pointers.clear();
         for (spec, &source) in description.inputs.iter().zip(inputs) {
             let pointer = usable_pointer(spec, source.cast_mut(), "input")?;
+            if spec.dtype == DType::Bool && spec.byte_size() > 0 {
+                // SAFETY: `usable_pointer` refused a null `source` for a non-empty tensor, and
+                // `source` is readable for the byte size by this function's contract.
+                let bytes = unsafe { std::slice::from_raw_parts(source, spec.byte_size()) };
+                check_bools(spec, bytes)?;
+            }
             if pointer.is_null() {
                 let mut buffer = AlignedBuffer::zeroed(spec.byte_size(), MINIMUM_ALIGNMENT)?;
                 // SAFETY: `source` is readable for the byte size by this function's contract, and
@@ -254,6 +312,20 @@ fn loadable_path(library: &Path) -> PathBuf {
     match (components.next(), components.next()) {
         (Some(std::path::Component::Normal(_)), None) => Path::new(".").join(library),
         _ => library.to_path_buf(),
+    }
+}
+
+/// The compiled code relies on bools being 0 or 1 (logical ops work bitwise, selects test
+/// non-zero): any other byte would give answers that depend on the op, so it is refused here, at
+/// the boundary every run goes through.
+fn check_bools(spec: &TensorSpec, bytes: &[u8]) -> Result<(), Error> {
+    match bytes.iter().position(|&byte| byte > 1) {
+        None => Ok(()),
+        Some(index) => Err(Error::InvalidBool {
+            name: spec.name.clone(),
+            index,
+            value: bytes[index],
+        }),
     }
 }
 

@@ -1,14 +1,17 @@
-//! Weight shards: map them, check them, and build the pointer table the compiled code reads.
+//! Weight shards: map (or copy) them, check them, and build the pointer table the compiled code
+//! reads.
 //!
 //! Compiled models hold code only; their weights stay in the web model's shard files. This module
-//! maps every shard read-only, proves it is the file the model was compiled against (size and
-//! CRC-32), and produces one pointer per weight: straight into the mapping when the stored bytes
-//! already are the decoded values at an aligned offset inside one file, otherwise into an owned
-//! 64-byte-aligned buffer holding the decoded values. It must never write to a mapping, and never
-//! hand the code a pointer that is misaligned or outlives the store.
+//! opens every shard through [`crate::shard_file`] (relative names inside the weights directory,
+//! regular files only), maps it read-only or copies it into private memory
+//! ([`WeightLoading`]), proves it is the file the model was compiled against (size and CRC-32 of
+//! the bytes the code will read), and produces one pointer per weight: straight into the mapping
+//! or copy when the stored bytes already are the decoded values at an aligned offset inside one
+//! file, otherwise into an owned 64-byte-aligned buffer holding the decoded values. It must never
+//! write to a mapping, and never hand the code a pointer that is misaligned or outlives the store.
 
 use std::ffi::c_void;
-use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
 use memmap2::Mmap;
@@ -16,11 +19,35 @@ use memmap2::Mmap;
 use crate::aligned::AlignedBuffer;
 use crate::description::{DType, Description, Encoding, WeightSpec, MINIMUM_ALIGNMENT};
 use crate::error::Error;
+use crate::shard_file::{open_in_folder, OpenedFile, ShardPathError};
+
+/// How a loaded model holds its weight shards.
+///
+/// A mapping shares the page cache: loading is fast and many processes running one model share
+/// one copy of the weights in memory. But the mapping *is* the file: a shard truncated while the
+/// model is loaded (by `truncate`, or by `cp` onto it, which truncates then writes) makes the
+/// next run die of SIGBUS inside the compiled code, and a shard rewritten in place changes the
+/// results of later runs without any check noticing (the CRC-32 is checked once, at load).
+/// Replacing a shard by renaming a new file over it is safe: the mapping keeps the old file.
+/// Hosts that cannot promise their shard files stay unchanged use [`WeightLoading::Copied`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightLoading {
+    /// Map every shard read-only (the default). Shards must not be truncated or written in
+    /// place while the model is loaded.
+    #[default]
+    Mapped,
+    /// Read every shard into private memory at load time and check the copy: later changes to
+    /// the files cannot affect the loaded model. Costs the shards' size in resident memory per
+    /// loaded model, and the time to read them.
+    Copied,
+}
 
 /// The bytes of one shard file.
 enum FileBytes {
     /// A read-only mapping of the whole file.
     Mapped(Mmap),
+    /// A private copy of the whole file.
+    Copied(AlignedBuffer),
     /// An empty file (which cannot be mapped).
     Empty,
 }
@@ -29,6 +56,7 @@ impl FileBytes {
     fn bytes(&self) -> &[u8] {
         match self {
             FileBytes::Mapped(mapping) => mapping,
+            FileBytes::Copied(buffer) => buffer.as_slice(),
             FileBytes::Empty => &[],
         }
     }
@@ -65,15 +93,39 @@ unsafe impl Send for WeightStore {}
 unsafe impl Sync for WeightStore {}
 
 impl WeightStore {
-    /// Maps and checks every shard of `description` under `weights_dir`, then decodes the weights.
+    /// Opens, maps or copies, and checks every shard of `description` under `weights_dir`, then
+    /// decodes the weights.
     pub(crate) fn load(
         description: &Description,
         weights_dir: &Path,
+        loading: WeightLoading,
     ) -> Result<WeightStore, Error> {
         let mut files = Vec::with_capacity(description.weight_files.len());
         for weight_file in &description.weight_files {
-            let path = weights_dir.join(&weight_file.path);
-            let bytes = map_file(&path)?;
+            let opened = open_in_folder(weights_dir, &weight_file.path).map_err(|reason| {
+                let path = weights_dir.join(&weight_file.path);
+                match reason {
+                    ShardPathError::NotFound => Error::WeightFileUnreadable {
+                        path,
+                        source: std::io::ErrorKind::NotFound.into(),
+                    },
+                    ShardPathError::Io(source) => Error::WeightFileUnreadable { path, source },
+                    reason => Error::WeightFileRefused { path, reason },
+                }
+            })?;
+            let path = opened.path.clone();
+            // Checked before mapping or reading, so a huge file is never read.
+            if opened.size != weight_file.size {
+                return Err(Error::WeightFileSize {
+                    path,
+                    expected: weight_file.size,
+                    found: opened.size,
+                });
+            }
+            let bytes = match loading {
+                WeightLoading::Mapped => map_file(opened)?,
+                WeightLoading::Copied => copy_file(opened)?,
+            };
             let found_size = bytes.bytes().len() as u64;
             if found_size != weight_file.size {
                 return Err(Error::WeightFileSize {
@@ -129,22 +181,42 @@ impl WeightStore {
     }
 }
 
-/// Maps one file read-only; an empty file gets no mapping.
-fn map_file(path: &Path) -> Result<FileBytes, Error> {
-    let unreadable = |source| Error::WeightFileUnreadable {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::open(path).map_err(unreadable)?;
-    let length = file.metadata().map_err(unreadable)?.len();
-    if length == 0 {
+/// Maps one opened file read-only; an empty file gets no mapping.
+fn map_file(opened: OpenedFile) -> Result<FileBytes, Error> {
+    if opened.size == 0 {
         return Ok(FileBytes::Empty);
     }
-    // SAFETY: the mapping is read-only and private to this process. Shards are treated as
-    // immutable while a model is loaded (as the ABI requires); a file truncated by another process
-    // behind our back is outside what any mmap-based reader can defend against.
-    let mapping = unsafe { Mmap::map(&file) }.map_err(unreadable)?;
+    // SAFETY: the mapping is read-only and private to this process. It stays valid only while
+    // nobody truncates or rewrites the file: the documented contract of `WeightLoading::Mapped`
+    // (README, docs/abi.md, the C header); `WeightLoading::Copied` is the choice for hosts that
+    // cannot promise it.
+    let mapping =
+        unsafe { Mmap::map(&opened.file) }.map_err(|source| Error::WeightFileUnreadable {
+            path: opened.path.clone(),
+            source,
+        })?;
     Ok(FileBytes::Mapped(mapping))
+}
+
+/// Reads one opened file, of the size it had when opened, into a private aligned buffer. A file
+/// that shrank meanwhile is an error; one that grew is read only up to that size (the size and
+/// CRC-32 checks then decide).
+fn copy_file(opened: OpenedFile) -> Result<FileBytes, Error> {
+    let unreadable = |source| Error::WeightFileUnreadable {
+        path: opened.path.clone(),
+        source,
+    };
+    let size = usize::try_from(opened.size).map_err(|_| Error::Allocation {
+        bytes: usize::MAX,
+        alignment: MINIMUM_ALIGNMENT,
+    })?;
+    if size == 0 {
+        return Ok(FileBytes::Empty);
+    }
+    let mut buffer = AlignedBuffer::zeroed(size, MINIMUM_ALIGNMENT)?;
+    let mut file = &opened.file;
+    file.read_exact(buffer.as_mut_slice()).map_err(unreadable)?;
+    Ok(FileBytes::Copied(buffer))
 }
 
 /// The stored bytes of one weight: one slice of one file, or several pieces across files.

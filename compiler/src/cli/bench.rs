@@ -22,12 +22,8 @@ pub struct BenchArgs {
     /// Inputs as NAME=FILE.npy (default: random values in [-1, 1)).
     #[arg(long = "input")]
     inputs: Vec<String>,
-    /// Directory of the weight shards (default: where they were at compile time).
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// Prefix of the library's symbols.
-    #[arg(long, default_value = "tfjsc_model")]
-    symbol_prefix: String,
+    #[command(flatten)]
+    load: super::run::LoadArgs,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -58,8 +54,7 @@ fn random_tensor(dtype: DType, shape: &[usize], seed: &mut u64) -> Result<Tensor
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let start = Instant::now();
-    let model =
-        super::run::load_model(&args.library, &args.symbol_prefix, args.weights.as_deref())?;
+    let model = args.load.load(&args.library)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let inputs = if args.inputs.is_empty() {
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;

@@ -50,7 +50,7 @@ fn report(args: &InspectArgs, out: &mut String) -> Result<()> {
         .extension()
         .is_some_and(|e| e == "so" || e == "dylib")
     {
-        let model = super::run::load_model(&args.model, "tfjsc_model", None)?;
+        let model = super::run::load_model(&args.model)?;
         let _ = writeln!(
             out,
             "{}",

@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use tfjsc_runtime::npy::{read_npy, write_npy};
-use tfjsc_runtime::{Model, Tensor};
+use tfjsc_runtime::{LoadOptions, Model, Tensor, WeightLoading};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -19,18 +19,46 @@ pub struct RunArgs {
     /// Directory for the outputs (created if missing).
     #[arg(long = "out")]
     out: PathBuf,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+/// How `run` and `bench` load a compiled library.
+#[derive(Args)]
+pub struct LoadArgs {
     /// Directory of the weight shards (default: where they were at compile time).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Prefix of the library's symbols.
     #[arg(long, default_value = "tfjsc_model")]
     symbol_prefix: String,
+    /// Read the weight shards into private memory instead of mapping them. Use it where the
+    /// shard files may be truncated or rewritten in place while the model is loaded (a mapped
+    /// shard must not be: replace shards by renaming a new file over them).
+    #[arg(long)]
+    copy_weights: bool,
 }
 
-/// Loads the library and maps its weights, with context on failure.
-pub fn load_model(library: &Path, prefix: &str, weights: Option<&Path>) -> Result<Model> {
-    Model::load_with_prefix(library, prefix, weights)
-        .with_context(|| format!("loading {}", library.display()))
+impl LoadArgs {
+    /// Loads `library` as these arguments say, with context on failure.
+    pub fn load(&self, library: &Path) -> Result<Model> {
+        let options = LoadOptions {
+            symbol_prefix: self.symbol_prefix.clone(),
+            weights_dir: self.weights.clone(),
+            weights: if self.copy_weights {
+                WeightLoading::Copied
+            } else {
+                WeightLoading::Mapped
+            },
+        };
+        Model::load_with_options(library, &options)
+            .with_context(|| format!("loading {}", library.display()))
+    }
+}
+
+/// Loads the library with the default prefix and mapped weights, with context on failure.
+pub fn load_model(library: &Path) -> Result<Model> {
+    Model::load(library, None).with_context(|| format!("loading {}", library.display()))
 }
 
 /// Reads the inputs given as NAME=FILE or FILE, in the model's input order.
@@ -95,7 +123,7 @@ fn file_name(name: &str) -> String {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let model = load_model(&args.library, &args.symbol_prefix, args.weights.as_deref())?;
+    let model = args.load.load(&args.library)?;
     let inputs = read_inputs(&model, &args.inputs)?;
     let mut context = model.new_context()?;
     let outputs = context.run_tensors(&inputs).context("running the model")?;

@@ -216,6 +216,7 @@ pub fn import(
     input_shapes: &[InputShape],
 ) -> Result<Imported, ImportError> {
     let nodes = &model.graph.node;
+    check_node_names(nodes)?;
     let by_name: HashMap<&str, &NodeDef> = nodes.iter().map(|n| (n.name.as_str(), n)).collect();
     // Unsupported ops first, all at once.
     let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
@@ -484,6 +485,48 @@ fn sinks(nodes: &[NodeDef]) -> Vec<String> {
         .collect()
 }
 
+/// Every node must have a name of its own: inputs refer to nodes by name, so a duplicate or an
+/// empty name would make references ambiguous (and give a library two inputs of one name).
+/// Reports every offending name at once.
+fn check_node_names(nodes: &[NodeDef]) -> Result<(), ImportError> {
+    let mut positions: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (position, node) in nodes.iter().enumerate() {
+        positions
+            .entry(node.name.as_str())
+            .or_default()
+            .push(position);
+    }
+    let describe = |positions: &[usize]| {
+        positions
+            .iter()
+            .map(|&position| format!("#{position} ({})", nodes[position].op))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let problems: Vec<String> = positions
+        .iter()
+        .filter(|(name, positions)| name.is_empty() || positions.len() > 1)
+        .map(|(name, positions)| {
+            if name.is_empty() {
+                format!("nodes without a name: {}", describe(positions))
+            } else {
+                format!(
+                    "{name:?} names {} nodes: {}",
+                    positions.len(),
+                    describe(positions)
+                )
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(ImportError::Graph(format!(
+        "every node needs a unique, non-empty name; {}",
+        problems.join("; ")
+    )))
+}
+
 /// Kahn's algorithm over data and control edges; GraphDef order is not guaranteed.
 fn topological_order<'a>(
     nodes: &'a [NodeDef],
@@ -555,6 +598,32 @@ mod tests {
         assert_eq!(parse_input_reference("split:2"), Some(("split", 2)));
         assert_eq!(parse_input_reference("^init"), None);
         assert_eq!(parse_input_reference("odd:name"), Some(("odd:name", 0)));
+    }
+
+    fn node(name: &str, op: &str) -> NodeDef {
+        NodeDef {
+            name: name.to_string(),
+            op: op.to_string(),
+            ..NodeDef::default()
+        }
+    }
+
+    #[test]
+    fn duplicate_and_empty_node_names_are_rejected_all_at_once() {
+        let nodes = [
+            node("x", "Placeholder"),
+            node("x", "Placeholder"),
+            node("", "Relu"),
+            node("y", "Relu"),
+            node("", "Const"),
+        ];
+        let message = check_node_names(&nodes).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "every node needs a unique, non-empty name; nodes without a name: #2 (Relu), \
+             #4 (Const); \"x\" names 2 nodes: #0 (Placeholder), #1 (Placeholder)"
+        );
+        assert!(check_node_names(&[node("x", "Placeholder"), node("y", "Relu")]).is_ok());
     }
 
     #[test]

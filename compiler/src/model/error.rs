@@ -108,6 +108,29 @@ pub enum ModelError {
         weight: String,
     },
 
+    /// A shard file name was refused before anything was opened: absolute, leading outside the
+    /// model's folder, or not naming a regular file.
+    #[error("weight shard {name:?} (group {group} of {manifest}) refused: {reason}")]
+    ShardRefused {
+        /// The name as the manifest writes it.
+        name: String,
+        /// The file holding the manifest.
+        manifest: PathBuf,
+        /// Index of the weight group.
+        group: usize,
+        /// Why it was refused.
+        reason: tfjsc_runtime::shard_file::ShardPathError,
+    },
+
+    /// A model file is not a regular file (a FIFO, a device, a directory).
+    #[error("{path}: {reason}")]
+    NotRegularFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: tfjsc_runtime::shard_file::ShardPathError,
+    },
+
     /// A group's shard files hold fewer bytes than its weights need.
     #[error(
         "weight {weight:?} needs bytes {start}..{end} of group {group} of {manifest}, but its shard files hold only {available} bytes (last file: {path})"

@@ -31,6 +31,8 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+use tfjsc_runtime::shard_file::{open_in_folder, open_regular, ShardPathError};
+
 pub use error::ModelError;
 pub use manifest::{WeightDtype, WeightEncoding, WeightGroupSpec, WeightSpec};
 pub use model_json::{ModelSignature, SignatureTensor};
@@ -90,8 +92,38 @@ fn locate(path: &Path) -> Result<(PathBuf, WebFormat), ModelError> {
         })
 }
 
+/// Reads a model file the user named (or that `locate` found in the folder the user named): a
+/// regular file only, so a FIFO or a device cannot hang the reader or exhaust memory.
 fn read_file(path: &Path) -> Result<Vec<u8>, ModelError> {
-    std::fs::read(path).map_err(|source| ModelError::io(path, source))
+    let (file, size) = open_regular(path).map_err(|reason| opening_error(path, reason))?;
+    read_opened(path, &file, size)
+}
+
+/// Reads the file `name` inside the model's folder, under the rules shard names obey.
+fn read_file_in_folder(folder: &Path, name: &str) -> Result<Vec<u8>, ModelError> {
+    let path = folder.join(name);
+    let opened = open_in_folder(folder, name).map_err(|reason| opening_error(&path, reason))?;
+    read_opened(&path, &opened.file, opened.size)
+}
+
+fn read_opened(path: &Path, file: &std::fs::File, size: u64) -> Result<Vec<u8>, ModelError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    file.take(size)
+        .read_to_end(&mut bytes)
+        .map_err(|source| ModelError::io(path, source))?;
+    Ok(bytes)
+}
+
+fn opening_error(path: &Path, reason: ShardPathError) -> ModelError {
+    match reason {
+        ShardPathError::NotFound => ModelError::io(path, std::io::ErrorKind::NotFound.into()),
+        ShardPathError::Io(source) => ModelError::io(path, source),
+        reason => ModelError::NotRegularFile {
+            path: path.to_path_buf(),
+            reason,
+        },
+    }
 }
 
 impl WebModel {
@@ -117,7 +149,8 @@ impl WebModel {
             WebFormat::LegacyProtobuf => {
                 let graph = legacy::parse_graph(&path, &bytes)?;
                 let manifest_path = dir.join(legacy::MANIFEST_FILE_NAME);
-                let manifest = legacy::parse_manifest(&manifest_path, &read_file(&manifest_path)?)?;
+                let manifest_bytes = read_file_in_folder(&dir, legacy::MANIFEST_FILE_NAME)?;
+                let manifest = legacy::parse_manifest(&manifest_path, &manifest_bytes)?;
                 (graph, None, manifest)
             }
         };

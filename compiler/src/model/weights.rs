@@ -9,7 +9,10 @@
 //! weights become rounded int32. It never panics on file contents: every
 //! slice is taken with `get` and every size computed with checked arithmetic.
 
+use std::io::Read;
 use std::path::PathBuf;
+
+use tfjsc_runtime::shard_file::{open_in_folder, ShardPathError};
 
 use super::error::ModelError;
 use super::manifest::{WeightDtype, WeightEncoding, WeightSpec};
@@ -69,7 +72,10 @@ impl WebModel {
             .unwrap_or_default()
     }
 
-    /// Reads each file of `group` in order and hands its path and bytes to `visit`.
+    /// Opens every file of `group` (each name checked by [`open_in_folder`]: relative, inside
+    /// the model's folder, a regular file), checks that together they are not longer than the
+    /// group's weights need, then reads each in order and hands its name, path and bytes to
+    /// `visit`. Nothing is read before every file of the group has passed those checks.
     fn visit_group_files(
         &self,
         group: usize,
@@ -78,25 +84,60 @@ impl WebModel {
         let Some(spec) = self.groups.get(group) else {
             return Ok(());
         };
+        let mut opened = Vec::with_capacity(spec.paths.len());
         let mut position = 0u64;
         for name in &spec.paths {
-            let path = self.dir.join(name);
-            let bytes = std::fs::read(&path).map_err(|source| {
-                if source.kind() == std::io::ErrorKind::NotFound {
-                    ModelError::MissingShard {
-                        path: path.clone(),
-                        manifest: self.manifest_path(),
-                        group,
-                        weight: self.weight_at(group, position),
-                    }
-                } else {
-                    ModelError::io(&path, source)
-                }
+            let file = open_in_folder(&self.dir, name).map_err(|reason| match reason {
+                ShardPathError::NotFound => ModelError::MissingShard {
+                    path: self.dir.join(name),
+                    manifest: self.manifest_path(),
+                    group,
+                    weight: self.weight_at(group, position),
+                },
+                reason => ModelError::ShardRefused {
+                    name: name.clone(),
+                    manifest: self.manifest_path(),
+                    group,
+                    reason,
+                },
             })?;
-            position = position.saturating_add(bytes.len() as u64);
-            visit(name, path, bytes);
+            position = position.saturating_add(file.size);
+            opened.push((name, file));
+        }
+        if let (Some(expected), Some((_, last))) = (self.stream_size(group), opened.last()) {
+            if position > expected {
+                return Err(ModelError::LongShard {
+                    path: last.path.clone(),
+                    manifest: self.manifest_path(),
+                    group,
+                    weight: self
+                        .weights_of_group(group)
+                        .last()
+                        .map(|weight| weight.name.clone())
+                        .unwrap_or_default(),
+                    expected,
+                    available: position,
+                });
+            }
+        }
+        for (name, file) in opened {
+            let mut bytes = Vec::new();
+            // Never more than the size checked above, even if the file grows meanwhile.
+            (&file.file)
+                .take(file.size)
+                .read_to_end(&mut bytes)
+                .map_err(|source| ModelError::io(&file.path, source))?;
+            visit(name, file.path, bytes);
         }
         Ok(())
+    }
+
+    /// The length of `group`'s stream that its weights imply, when every weight's size is known.
+    fn stream_size(&self, group: usize) -> Option<u64> {
+        self.weights_of_group(group).try_fold(0u64, |end, weight| {
+            let size = weight.byte_size?;
+            Some(end.max(weight.offset.saturating_add(size)))
+        })
     }
 
     fn read_group_stream(&self, group: usize) -> Result<GroupStream, ModelError> {
