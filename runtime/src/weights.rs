@@ -42,22 +42,34 @@ pub enum WeightLoading {
     Copied,
 }
 
-/// The bytes of one shard file.
-enum FileBytes {
-    /// A read-only mapping of the whole file.
-    Mapped(Mmap),
-    /// A private copy of the whole file.
-    Copied(AlignedBuffer),
-    /// An empty file (which cannot be mapped).
-    Empty,
+/// The shards' bytes as the store holds them.
+enum Storage {
+    /// One read-only mapping per file (`None` for an empty file, which cannot be mapped).
+    Mapped(Vec<Option<Mmap>>),
+    /// One private buffer per group, holding the group's files back to back: its whole stream
+    /// in one piece, so weights that straddle two shards are still read in place.
+    Copied(Vec<AlignedBuffer>),
 }
 
-impl FileBytes {
-    fn bytes(&self) -> &[u8] {
+impl Storage {
+    /// Each group's stream as the pieces it is stored in, in stream order.
+    fn streams<'storage>(&'storage self, description: &Description) -> Vec<Vec<&'storage [u8]>> {
         match self {
-            FileBytes::Mapped(mapping) => mapping,
-            FileBytes::Copied(buffer) => buffer.as_slice(),
-            FileBytes::Empty => &[],
+            Storage::Mapped(files) => description
+                .weight_groups
+                .iter()
+                .map(|group| {
+                    group
+                        .files
+                        .iter()
+                        .map(|&file| files[file].as_deref().unwrap_or(&[]))
+                        .collect()
+                })
+                .collect(),
+            Storage::Copied(groups) => groups
+                .iter()
+                .map(|buffer| vec![buffer.as_slice()])
+                .collect(),
         }
     }
 }
@@ -65,8 +77,8 @@ impl FileBytes {
 /// Where the decoded values of one weight live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightSource {
-    /// In place, inside the mapped shard file.
-    Mapped,
+    /// In place: inside the mapped shard file, or inside the private copy of its group.
+    InPlace,
     /// In a buffer the runtime decoded or copied at load time, of this many bytes.
     Decoded {
         /// Bytes of the owned buffer.
@@ -74,10 +86,10 @@ pub enum WeightSource {
     },
 }
 
-/// All mapped shards, all decoded weights, and the pointer table into them.
+/// The shards (mapped or copied), all decoded weights, and the pointer table into them.
 pub(crate) struct WeightStore {
-    /// Kept alive for the pointers into them.
-    _files: Vec<FileBytes>,
+    /// Kept alive for the pointers into it.
+    _storage: Storage,
     /// Kept alive for the pointers into them.
     _decoded: Vec<AlignedBuffer>,
     /// One pointer per weight, in description order.
@@ -100,6 +112,8 @@ impl WeightStore {
         weights_dir: &Path,
         loading: WeightLoading,
     ) -> Result<WeightStore, Error> {
+        // Every file is opened and its size checked before any is mapped or read, so a refused
+        // name or a huge file costs nothing.
         let mut files = Vec::with_capacity(description.weight_files.len());
         for weight_file in &description.weight_files {
             let opened = open_in_folder(weights_dir, &weight_file.path).map_err(|reason| {
@@ -113,57 +127,46 @@ impl WeightStore {
                     reason => Error::WeightFileRefused { path, reason },
                 }
             })?;
-            let path = opened.path.clone();
-            // Checked before mapping or reading, so a huge file is never read.
             if opened.size != weight_file.size {
                 return Err(Error::WeightFileSize {
-                    path,
+                    path: opened.path,
                     expected: weight_file.size,
                     found: opened.size,
                 });
             }
-            let bytes = match loading {
-                WeightLoading::Mapped => map_file(opened)?,
-                WeightLoading::Copied => copy_file(opened)?,
-            };
-            let found_size = bytes.bytes().len() as u64;
-            if found_size != weight_file.size {
-                return Err(Error::WeightFileSize {
-                    path,
-                    expected: weight_file.size,
-                    found: found_size,
-                });
-            }
-            let found_checksum = crc32fast::hash(bytes.bytes());
-            if found_checksum != weight_file.crc32 {
-                return Err(Error::WeightFileChecksum {
-                    path,
-                    expected: weight_file.crc32,
-                    found: found_checksum,
-                });
-            }
-            files.push(bytes);
+            files.push(opened);
         }
+        let storage = match loading {
+            WeightLoading::Mapped => map_files(description, &files)?,
+            WeightLoading::Copied => copy_groups(description, &files)?,
+        };
 
+        let streams = storage.streams(description);
         let mut decoded = Vec::new();
         let mut pointers = Vec::with_capacity(description.weights.len());
         let mut sources = Vec::with_capacity(description.weights.len());
         for weight in &description.weights {
-            let stored = locate(description, &files, weight)?;
+            let stored = locate(description, &streams[weight.group], weight)?;
             if let Some(pointer) = in_place_pointer(weight, &stored) {
                 pointers.push(pointer);
-                sources.push(WeightSource::Mapped);
+                sources.push(WeightSource::InPlace);
                 continue;
             }
-            let buffer = decode(weight, &stored.bytes())?;
+            let buffer = match stored {
+                // Pieces of a weight stored as decoded: concatenated straight into its buffer
+                // (no intermediate copy, which for a large weight doubled the peak memory).
+                StoredBytes::Pieces(pieces) if stored_as_decoded(weight) => concatenate(&pieces)?,
+                stored => decode(weight, &stored.bytes())?,
+            };
             pointers.push(buffer.as_ptr().cast::<c_void>());
             sources.push(WeightSource::Decoded {
                 bytes: buffer.len(),
             });
             decoded.push(buffer);
         }
+        drop(streams);
         Ok(WeightStore {
-            _files: files,
+            _storage: storage,
             _decoded: decoded,
             pointers,
             sources,
@@ -181,42 +184,82 @@ impl WeightStore {
     }
 }
 
-/// Maps one opened file read-only; an empty file gets no mapping.
-fn map_file(opened: OpenedFile) -> Result<FileBytes, Error> {
-    if opened.size == 0 {
-        return Ok(FileBytes::Empty);
+/// Checks one file's bytes against the CRC-32 the model was compiled with.
+fn check_checksum(file: &OpenedFile, expected: u32, bytes: &[u8]) -> Result<(), Error> {
+    let found = crc32fast::hash(bytes);
+    if found != expected {
+        return Err(Error::WeightFileChecksum {
+            path: file.path.clone(),
+            expected,
+            found,
+        });
     }
-    // SAFETY: the mapping is read-only and private to this process. It stays valid only while
-    // nobody truncates or rewrites the file: the documented contract of `WeightLoading::Mapped`
-    // (README, docs/abi.md, the C header); `WeightLoading::Copied` is the choice for hosts that
-    // cannot promise it.
-    let mapping =
-        unsafe { Mmap::map(&opened.file) }.map_err(|source| Error::WeightFileUnreadable {
-            path: opened.path.clone(),
-            source,
-        })?;
-    Ok(FileBytes::Mapped(mapping))
+    Ok(())
 }
 
-/// Reads one opened file, of the size it had when opened, into a private aligned buffer. A file
-/// that shrank meanwhile is an error; one that grew is read only up to that size (the size and
-/// CRC-32 checks then decide).
-fn copy_file(opened: OpenedFile) -> Result<FileBytes, Error> {
-    let unreadable = |source| Error::WeightFileUnreadable {
-        path: opened.path.clone(),
-        source,
-    };
-    let size = usize::try_from(opened.size).map_err(|_| Error::Allocation {
-        bytes: usize::MAX,
-        alignment: MINIMUM_ALIGNMENT,
-    })?;
-    if size == 0 {
-        return Ok(FileBytes::Empty);
+/// Maps every opened file read-only and checks its CRC-32 on the mapping.
+fn map_files(description: &Description, files: &[OpenedFile]) -> Result<Storage, Error> {
+    let mut mappings = Vec::with_capacity(files.len());
+    for (file, spec) in files.iter().zip(&description.weight_files) {
+        if file.size == 0 {
+            check_checksum(file, spec.crc32, &[])?;
+            mappings.push(None);
+            continue;
+        }
+        // SAFETY: the mapping is read-only and private to this process. It stays valid only
+        // while nobody truncates or rewrites the file: the documented contract of
+        // `WeightLoading::Mapped` (README, docs/abi.md, the C header); `WeightLoading::Copied`
+        // is the choice for hosts that cannot promise it.
+        let mapping = unsafe { Mmap::map(&file.file) }.map_err(|source| {
+            Error::WeightFileUnreadable {
+                path: file.path.clone(),
+                source,
+            }
+        })?;
+        if mapping.len() as u64 != spec.size {
+            return Err(Error::WeightFileSize {
+                path: file.path.clone(),
+                expected: spec.size,
+                found: mapping.len() as u64,
+            });
+        }
+        check_checksum(file, spec.crc32, &mapping)?;
+        mappings.push(Some(mapping));
     }
-    let mut buffer = AlignedBuffer::zeroed(size, MINIMUM_ALIGNMENT)?;
-    let mut file = &opened.file;
-    file.read_exact(buffer.as_mut_slice()).map_err(unreadable)?;
-    Ok(FileBytes::Copied(buffer))
+    Ok(Storage::Mapped(mappings))
+}
+
+/// Reads each group's files, back to back, into one private buffer per group, and checks each
+/// file's CRC-32 on the copy (so the code runs on exactly the bytes that were checked). Each file
+/// is read up to the size it had when opened: a file that shrank meanwhile is an error.
+fn copy_groups(description: &Description, files: &[OpenedFile]) -> Result<Storage, Error> {
+    let mut groups = Vec::with_capacity(description.weight_groups.len());
+    for (index, group) in description.weight_groups.iter().enumerate() {
+        let size = usize::try_from(description.group_stream_size(index)).map_err(|_| {
+            Error::Allocation {
+                bytes: usize::MAX,
+                alignment: MINIMUM_ALIGNMENT,
+            }
+        })?;
+        let mut buffer = AlignedBuffer::zeroed(size, MINIMUM_ALIGNMENT)?;
+        let mut start = 0usize;
+        for &file_index in &group.files {
+            let (file, spec) = (&files[file_index], &description.weight_files[file_index]);
+            // Sizes were checked against the description, whose group size is their sum.
+            let end = start + spec.size as usize;
+            let target = &mut buffer.as_mut_slice()[start..end];
+            (&file.file)
+                .read_exact(target)
+                .map_err(|source| Error::WeightFileUnreadable {
+                    path: file.path.clone(),
+                    source,
+                })?;
+            check_checksum(file, spec.crc32, target)?;
+            start = end;
+        }
+        groups.push(buffer);
+    }
+    Ok(Storage::Copied(groups))
 }
 
 /// The stored bytes of one weight: one slice of one file, or several pieces across files.
@@ -234,10 +277,11 @@ impl StoredBytes<'_> {
     }
 }
 
-/// Finds a weight's stored bytes in its group's stream, checking they lie inside it.
+/// Finds a weight's stored bytes in its group's stream (given as the pieces it is stored in),
+/// checking they lie inside it.
 fn locate<'files>(
     description: &Description,
-    files: &'files [FileBytes],
+    stream: &[&'files [u8]],
     weight: &WeightSpec,
 ) -> Result<StoredBytes<'files>, Error> {
     let stream_size = description.group_stream_size(weight.group);
@@ -254,19 +298,15 @@ fn locate<'files>(
     let start = weight.offset;
     let end = start + weight.byte_size;
     let mut pieces = Vec::new();
-    let mut file_start = 0u64;
-    // The group index was validated with the description; the file indices too.
-    for &file_index in &description.weight_groups[weight.group].files {
-        let bytes = files[file_index].bytes();
-        let file_end = file_start + bytes.len() as u64;
-        let piece_start = start.max(file_start);
-        let piece_end = end.min(file_end);
-        if piece_start < piece_end {
-            let from = (piece_start - file_start) as usize;
-            let to = (piece_end - file_start) as usize;
-            pieces.push(&bytes[from..to]);
+    let mut piece_offset = 0u64;
+    for bytes in stream {
+        let piece_end = piece_offset + bytes.len() as u64;
+        let from = start.max(piece_offset);
+        let to = end.min(piece_end);
+        if from < to {
+            pieces.push(&bytes[(from - piece_offset) as usize..(to - piece_offset) as usize]);
         }
-        file_start = file_end;
+        piece_offset = piece_end;
     }
     Ok(match pieces.len() {
         0 => StoredBytes::Contiguous(&[]),
@@ -275,7 +315,26 @@ fn locate<'files>(
     })
 }
 
-/// A pointer into the mapping, when the stored bytes can be used as they are.
+/// Whether the stored bytes of `weight` are its values as the code reads them.
+fn stored_as_decoded(weight: &WeightSpec) -> bool {
+    cfg!(target_endian = "little")
+        && weight.encoding.is_stored_as_decoded()
+        && weight.dtype != DType::Bool
+}
+
+/// The pieces, back to back, in a new aligned buffer.
+fn concatenate(pieces: &[&[u8]]) -> Result<AlignedBuffer, Error> {
+    let length = pieces.iter().map(|piece| piece.len()).sum();
+    let mut buffer = AlignedBuffer::zeroed(length, MINIMUM_ALIGNMENT)?;
+    let mut start = 0;
+    for piece in pieces {
+        buffer.as_mut_slice()[start..start + piece.len()].copy_from_slice(piece);
+        start += piece.len();
+    }
+    Ok(buffer)
+}
+
+/// A pointer into the mapping or copy, when the stored bytes can be used as they are.
 fn in_place_pointer(weight: &WeightSpec, stored: &StoredBytes<'_>) -> Option<*const c_void> {
     if cfg!(target_endian = "big") || !weight.encoding.is_stored_as_decoded() {
         return None;

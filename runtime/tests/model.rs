@@ -6,7 +6,7 @@ mod common;
 use std::ffi::c_char;
 
 use common::{expected, f32_bytes, i32_bytes, FakeModel, K, X};
-use tfjsc_runtime::{DType, Error, Model, RunFn, Tensor, WeightSource};
+use tfjsc_runtime::{DType, Error, LoadOptions, Model, RunFn, Tensor, WeightLoading, WeightSource};
 
 fn run_bytes(model: &Model, x: &[f32; 6], k: &[i32; 3]) -> (Vec<f32>, Vec<i32>) {
     let mut context = model.new_context().unwrap();
@@ -42,9 +42,24 @@ fn weights_are_mapped_in_place_only_when_aligned_inside_one_file() {
     assert_eq!(sources[1], WeightSource::Decoded { bytes: 12 });
     assert_eq!(sources[2], WeightSource::Decoded { bytes: 12 });
     assert_eq!(sources[3], WeightSource::Decoded { bytes: 12 });
-    assert_eq!(sources[4], WeightSource::Mapped);
-    assert_eq!(sources[5], WeightSource::Mapped);
+    assert_eq!(sources[4], WeightSource::InPlace);
+    assert_eq!(sources[5], WeightSource::InPlace);
     assert_eq!(sources[6], WeightSource::Decoded { bytes: 12 });
+}
+
+#[test]
+fn copied_weights_hold_each_group_in_one_piece() {
+    let fake = FakeModel::build();
+    let options = LoadOptions {
+        weights: WeightLoading::Copied,
+        ..LoadOptions::default()
+    };
+    let model = Model::load_with_options(&fake.library, &options).unwrap();
+    assert_eq!(run_bytes(&model, &X, &K), expected(&X, &K));
+    let sources = model.weight_sources();
+    // The kernel straddles two files, but the copy holds its group's stream in one piece.
+    assert_eq!(sources[0], WeightSource::InPlace);
+    assert_eq!(&sources[1..], &Model::load(&fake.library, None).unwrap().weight_sources()[1..]);
 }
 
 #[test]
