@@ -178,6 +178,8 @@ pub(crate) struct CheckedState {
     weights: Vec<GuardedCopy>,
     inputs: Vec<GuardedCopy>,
     outputs: Vec<GuardedCopy>,
+    /// Whether the copies above have been allocated for the model (sizes never change).
+    allocated: bool,
 }
 
 impl CheckedState {
@@ -211,7 +213,7 @@ impl CheckedState {
             ));
         }
         let red = section.red_zone_bytes;
-        if self.weights.len() != description.weights.len() {
+        if !self.allocated {
             self.weights = description
                 .weights
                 .iter()
@@ -230,6 +232,7 @@ impl CheckedState {
                 .iter()
                 .map(|tensor| GuardedCopy::new(tensor.byte_size(), red))
                 .collect::<Result<_, _>>()?;
+            self.allocated = true;
         }
         // Fresh copies of weights and inputs every run: a kernel that wrote into one last run
         // must not change this one.
@@ -254,6 +257,14 @@ impl CheckedState {
             .map(|copy| copy.data().cast::<c_void>())
             .collect();
 
+        if weight_pointers.len() != description.weights.len()
+            || input_pointers.len() != description.inputs.len()
+            || output_pointers.len() != description.outputs.len()
+        {
+            return Err(Error::InvalidDescription(
+                "checked run: guarded copies do not match the description".to_string(),
+            ));
+        }
         let zones = self.zones(section, description.arena.alignment, arena)?;
         for zone in &zones {
             zone.fill();
