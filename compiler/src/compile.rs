@@ -9,7 +9,9 @@ use crate::codegen::{self, CodegenError, CodegenOptions, Target};
 use crate::import::{self, ImportError, InputShape};
 use crate::ir::{text, Graph};
 use crate::model::{ModelError, WebModel, WeightEncoding};
-use crate::passes::memory::{plan_memory, MemoryPlan, ARENA_ALIGNMENT};
+use crate::passes::memory::{
+    plan_memory, plan_memory_checked, MemoryPlan, ARENA_ALIGNMENT, RED_ZONE_BYTES,
+};
 use crate::passes::{self, PassError};
 
 /// Everything that can stop a compilation.
@@ -36,6 +38,9 @@ pub struct CompileOptions {
     /// Pass names after which to print the IR ("all" for every one).
     pub dump_ir: Vec<String>,
     pub verify_each: bool,
+    /// Checked mode, for testing kernels: no buffer reuse, red zones around every arena buffer,
+    /// and a `PREFIX_step` entry so the runtime can verify the zones after every kernel.
+    pub checked: bool,
 }
 
 impl Default for CompileOptions {
@@ -46,6 +51,7 @@ impl Default for CompileOptions {
             symbol_prefix: "tfjsc_model".into(),
             dump_ir: Vec::new(),
             verify_each: cfg!(debug_assertions),
+            checked: false,
         }
     }
 }
@@ -121,7 +127,11 @@ pub fn compile_graph(
     model: Option<WebModel>,
     options: &CompileOptions,
 ) -> Result<Compiled, CompileError> {
-    let plan = plan_memory(&graph);
+    let plan = if options.checked {
+        plan_memory_checked(&graph)
+    } else {
+        plan_memory(&graph)
+    };
     let description = describe(model.as_ref(), &graph, &plan, options)?;
     let description_text = description.to_string();
     let object = codegen::generate(
@@ -131,6 +141,7 @@ pub fn compile_graph(
             target: &options.target,
             symbol_prefix: &options.symbol_prefix,
             description: &description_text,
+            checked: options.checked,
         },
     )?;
     let header = header(&description, &options.symbol_prefix);
@@ -151,7 +162,33 @@ pub fn display_name(name: &str) -> &str {
     name.strip_suffix(":0").unwrap_or(name)
 }
 
+/// Adds the description's `checked` section (docs/abi.md, "Checked mode") when compiling checked.
 fn describe(
+    model: Option<&WebModel>,
+    graph: &Graph,
+    plan: &MemoryPlan,
+    options: &CompileOptions,
+) -> Result<serde_json::Value, CompileError> {
+    let mut description = describe_unchecked(model, graph, plan, options)?;
+    if options.checked {
+        let steps: Vec<&str> = codegen::kernel_nodes(graph)
+            .map(|(_, node)| node.name.as_str())
+            .collect();
+        let regions: Vec<serde_json::Value> = plan
+            .regions
+            .iter()
+            .map(|r| json!({"name": r.name, "offset": r.offset, "size": r.size}))
+            .collect();
+        description["checked"] = json!({
+            "red_zone_bytes": RED_ZONE_BYTES,
+            "steps": steps,
+            "regions": regions,
+        });
+    }
+    Ok(description)
+}
+
+fn describe_unchecked(
     model: Option<&WebModel>,
     graph: &Graph,
     plan: &MemoryPlan,
@@ -276,6 +313,14 @@ fn header(description: &serde_json::Value, prefix: &str) -> String {
          void *const *outputs, void *arena);\n\n",
         description["model"].as_str().unwrap_or("?")
     );
+    if description.get("checked").is_some() {
+        text += &format!(
+            "/* Checked mode: runs only the index-th kernel of `run`; returns 1 when index is out of\n   \
+             range, else 0. The runtime verifies red zones between steps (docs/abi.md). */\n\
+             int32_t {prefix}_step(uint32_t index, const void *const *weights,\n                  \
+             const void *const *inputs, void *const *outputs, void *arena);\n\n"
+        );
+    }
     text += &format!(
         "#define {upper}_ARENA_SIZE ((size_t){})\n",
         description["arena"]["size"]
@@ -366,4 +411,71 @@ pub fn write_outputs(compiled: &Compiled, output: &Path) -> Result<PathBuf, Comp
     std::fs::write(&header_path, &compiled.header)
         .map_err(|e| fail(format!("writing {}: {e}", header_path.display())))?;
     Ok(header_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small real graph compiled `--checked`, linked and run by the runtime (which then runs it
+    /// step by step with red zones verified): clean, and the description lists every region.
+    #[test]
+    fn checked_library_runs_clean_and_lists_its_regions() {
+        let mut graph = text::parse(
+            "graph {\n  input %0 \"x\" : f32[2, 33]\n  const %1 [66] : i32[1]\n\
+             %2 = unary(%0) {kind=\"relu\"} : ? @\"a\"\n  %3 = unary(%2) {kind=\"neg\"} : ? @\"b\"\n\
+             %4 = reshape(%3, %1) {mode=\"operand\"} : ? @\"view\"\n\
+             %5 = unary(%4) {kind=\"exp\"} : ? @\"c\"\n  output \"y\" %5\n}\n",
+        )
+        .unwrap();
+        passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
+        let options = CompileOptions {
+            checked: true,
+            ..CompileOptions::default()
+        };
+        let compiled = compile_graph(graph, None, &options).unwrap();
+        let checked = &compiled.description["checked"];
+        assert_eq!(checked["red_zone_bytes"], RED_ZONE_BYTES);
+        assert_eq!(checked["steps"], json!(["a", "b", "c"]));
+        assert_eq!(
+            checked["regions"],
+            json!([
+                {"name": "a:0", "offset": 64, "size": 264},
+                {"name": "b:0", "offset": 64 + 320 + 128, "size": 264},
+            ])
+        );
+        assert!(compiled
+            .header
+            .contains("int32_t tfjsc_model_step(uint32_t index"));
+
+        let directory = tempfile::tempdir().unwrap();
+        let library = directory.path().join("libchecked.so");
+        write_outputs(&compiled, &library).unwrap();
+        let model = tfjsc_runtime::Model::load(&library, None).unwrap();
+        assert!(model.description().checked.is_some());
+        let x: Vec<f32> = (0..66).map(|i| i as f32 / 16.0 - 2.0).collect();
+        let input = tfjsc_runtime::Tensor::from_f32(&[2, 33], &x).unwrap();
+        let outputs = model.new_context().unwrap().run_tensors(&[input]).unwrap();
+        let y = outputs[0].to_f32().unwrap();
+        for (y, x) in y.iter().zip(&x) {
+            let expected = (-x.max(0.0)).exp();
+            assert!(
+                (y - expected).abs() <= 1e-6 * expected.abs(),
+                "{y} vs {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn unchecked_descriptions_have_no_checked_section() {
+        let mut graph = text::parse(
+            "graph {\n  input %0 \"x\" : f32[4]\n  %1 = unary(%0) {kind=\"relu\"} : ? @\"a\"\n  \
+             output \"y\" %1\n}\n",
+        )
+        .unwrap();
+        passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
+        let compiled = compile_graph(graph, None, &CompileOptions::default()).unwrap();
+        assert!(compiled.description.get("checked").is_none());
+        assert!(!compiled.header.contains("_step("));
+    }
 }

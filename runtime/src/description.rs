@@ -203,6 +203,96 @@ pub struct WeightSpec {
     pub encoding: Encoding,
 }
 
+/// One arena region of a checked model: a buffer with red zones on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Region {
+    /// What the buffer holds, for error messages (`NODE:0`, `scratch of NODE`).
+    pub name: String,
+    /// Byte offset of the buffer in the arena.
+    pub offset: usize,
+    /// Bytes of the buffer; its after zone starts at `offset + size`.
+    pub size: usize,
+}
+
+/// The optional `checked` section: the model was compiled with `--checked` and exports
+/// `PREFIX_step` (docs/abi.md, "Checked mode").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckedSection {
+    /// Red zone bytes before every region; the after zone takes as many plus the padding up to
+    /// the arena alignment (see [`CheckedSection::zones_of`]).
+    pub red_zone_bytes: usize,
+    /// The node each step runs, in order: `PREFIX_step(i, ...)` runs `steps[i]`.
+    pub steps: Vec<String>,
+    /// Every arena region.
+    pub regions: Vec<Region>,
+}
+
+impl CheckedSection {
+    /// The red zones of `region` as `(before, after)` byte ranges of the arena, or `None` on
+    /// overflow. The after zone runs from the buffer's end to `red_zone_bytes` past the buffer's
+    /// end rounded up to `alignment`, so padding is checked too.
+    pub fn zones_of(
+        &self,
+        region: &Region,
+        alignment: usize,
+    ) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+        let start = region.offset.checked_sub(self.red_zone_bytes)?;
+        let end = region.offset.checked_add(region.size)?;
+        let padded = end.checked_next_multiple_of(alignment)?;
+        let after_end = padded.checked_add(self.red_zone_bytes)?;
+        Some((start..region.offset, end..after_end))
+    }
+
+    /// Checks the section against an arena of `arena_size` bytes aligned to `alignment`: every
+    /// region and its zones inside the arena, buffers aligned, no two regions' extents (zones
+    /// included) overlapping, and a step count the `uint32_t` index can reach.
+    fn validate(&self, arena_size: usize, alignment: usize) -> Result<(), Error> {
+        let invalid = |message: String| Err(Error::InvalidDescription(message));
+        if self.red_zone_bytes == 0 {
+            return invalid("checked: red_zone_bytes is 0".to_string());
+        }
+        if u32::try_from(self.steps.len()).is_err() {
+            return invalid(format!(
+                "checked: {} steps do not fit a 32-bit index",
+                self.steps.len()
+            ));
+        }
+        let mut extents = Vec::with_capacity(self.regions.len());
+        for region in &self.regions {
+            let Some((before, after)) = self.zones_of(region, alignment) else {
+                return invalid(format!(
+                    "checked: region `{}` (offset {}, {} bytes) leaves no room for its red zones",
+                    region.name, region.offset, region.size
+                ));
+            };
+            if after.end > arena_size {
+                return invalid(format!(
+                    "checked: region `{}` (offset {}, {} bytes) and its red zones end at byte {}, past the arena of {arena_size} bytes",
+                    region.name, region.offset, region.size, after.end
+                ));
+            }
+            if region.offset % alignment != 0 {
+                return invalid(format!(
+                    "checked: region `{}` offset {} is not aligned to {alignment}",
+                    region.name, region.offset
+                ));
+            }
+            extents.push((before.start, after.end, region.name.as_str()));
+        }
+        extents.sort_unstable();
+        for pair in extents.windows(2) {
+            if let [(_, first_end, first), (second_start, _, second)] = pair {
+                if second_start < first_end {
+                    return invalid(format!(
+                        "checked: regions `{first}` and `{second}` overlap (red zones included)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The whole description of a compiled model (ABI v1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Description {
@@ -235,6 +325,9 @@ pub struct Description {
     pub weight_groups: Vec<WeightGroup>,
     /// The weights the code reads, in pointer-array order.
     pub weights: Vec<WeightSpec>,
+    /// Present when the model was compiled with `--checked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked: Option<CheckedSection>,
 }
 
 impl Description {
@@ -334,6 +427,9 @@ impl Description {
                     found: weight.byte_size,
                 });
             }
+        }
+        if let Some(checked) = &self.checked {
+            checked.validate(self.arena.size, self.arena.alignment)?;
         }
         Ok(())
     }

@@ -279,4 +279,27 @@ pub enum Error {
     /// Reading or writing a NumPy file failed.
     #[error(transparent)]
     Npy(#[from] NpyError),
+
+    /// Checked mode: a kernel wrote into a red zone (docs/abi.md, "Checked mode").
+    #[error("checked run: step {step} (node `{node}`) damaged the red zone {side} {buffer}: first bad byte at offset {offset} from the buffer's start")]
+    RedZoneDamaged {
+        /// Index of the step (kernel) after which the damage was found.
+        step: usize,
+        /// The node that step runs.
+        node: String,
+        /// The buffer, e.g. "region `NODE:0`", "input `x`", "output `y`", "weight `w`".
+        buffer: String,
+        /// Which side of the buffer.
+        side: crate::checked::Side,
+        /// The damaged byte nearest the buffer, relative to its first byte (-1: the byte just
+        /// before it; the buffer's size: the byte just after it).
+        offset: i64,
+    },
+
+    /// The description has a `checked` section but no step function was given.
+    #[error("the compiled model was built with --checked and needs its step function ({what})")]
+    MissingStepFunction {
+        /// How to provide it.
+        what: String,
+    },
 }

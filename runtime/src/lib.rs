@@ -26,6 +26,7 @@
 
 mod aligned;
 pub mod capi;
+pub mod checked;
 pub mod cpu;
 pub mod description;
 mod error;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use libloading::Library;
 
 use crate::aligned::AlignedBuffer;
+use crate::checked::{CheckedState, StepFn};
 use crate::description::{DType, Description, TensorSpec, MINIMUM_ALIGNMENT};
 use crate::error::Error;
 use crate::tensor::Tensor;
@@ -61,6 +62,8 @@ pub struct Model {
     weights_dir: PathBuf,
     weights: WeightStore,
     run: RunFn,
+    /// Checked mode (crate::checked): present exactly when the description has a checked section.
+    step: Option<StepFn>,
     /// Declared last so the code is unloaded after everything else is dropped.
     _library: Option<Library>,
 }
@@ -132,8 +135,15 @@ impl Model {
         // SAFETY: `describe` is the ABI description function of a library kept open below; it
         // returns a NUL-terminated string in static storage.
         let description = unsafe { describe() };
+        // Checked mode: `PREFIX_step` is looked up only when the description asks for it.
+        let step_symbol = format!("{prefix}_step");
+        // SAFETY: the checked section of docs/abi.md declares `PREFIX_step` as `StepFn`.
+        let step = || unsafe { handle.get::<StepFn>(step_symbol.as_str()) }.map(|s| *s);
+        let step = || step().map_err(missing(step_symbol.clone()));
         // SAFETY: `description` comes from the library's own description function.
-        unsafe { Model::from_parts(description, run, options, Some(handle)) }
+        let mut model = unsafe { Model::from_parts(description, run, &step, options) }?;
+        model._library = Some(handle);
+        Ok(model)
     }
 
     /// Wraps model code linked statically into this program.
@@ -164,8 +174,33 @@ impl Model {
         run: RunFn,
         options: &LoadOptions,
     ) -> Result<Model, Error> {
+        let step = || {
+            Err(Error::MissingStepFunction {
+                what: "use Model::from_static_checked".to_string(),
+            })
+        };
         // SAFETY: forwarded from this function's contract.
-        unsafe { Model::from_parts(description, run, options, None) }
+        unsafe { Model::from_parts(description, run, &step, options) }
+    }
+
+    /// Wraps statically linked model code compiled with `--checked`: runs go step by step with
+    /// red zones verified after every kernel (docs/abi.md, "Checked mode"). A description without
+    /// a checked section runs normally.
+    ///
+    /// # Safety
+    /// As [`Model::from_static`], and `step` must implement the description's checked section.
+    pub unsafe fn from_static_checked(
+        description: *const c_char,
+        run: RunFn,
+        step: StepFn,
+        weights_dir: Option<&Path>,
+    ) -> Result<Model, Error> {
+        let options = LoadOptions {
+            weights_dir: weights_dir.map(Path::to_path_buf),
+            ..LoadOptions::default()
+        };
+        // SAFETY: forwarded from this function's contract.
+        unsafe { Model::from_parts(description, run, &|| Ok(step), &options) }
     }
 
     /// # Safety
@@ -173,8 +208,8 @@ impl Model {
     unsafe fn from_parts(
         description: *const c_char,
         run: RunFn,
+        step: &dyn Fn() -> Result<StepFn, Error>,
         options: &LoadOptions,
-        library: Option<Library>,
     ) -> Result<Model, Error> {
         if description.is_null() {
             return Err(Error::NullDescription);
@@ -197,12 +232,14 @@ impl Model {
             .clone()
             .unwrap_or_else(|| PathBuf::from(&description.weights_dir));
         let weights = WeightStore::load(&description, &weights_dir, options.weights)?;
+        let step = description.checked.as_ref().map(|_| step()).transpose()?;
         Ok(Model {
             description,
             weights_dir,
             weights,
             run,
-            _library: library,
+            step,
+            _library: None,
         })
     }
 
@@ -281,17 +318,35 @@ impl Model {
             }
         }
 
-        // SAFETY: the pointer arrays hold one entry per input/output of the description, each
-        // valid for its tensor's byte size and aligned to its element size (staged otherwise);
-        // the weight table was built from the same description and lives as long as `self`; the
-        // arena has `arena.size` bytes at `arena.alignment` (at least 64) and is exclusively ours.
-        let status = unsafe {
-            (self.run)(
-                self.weights.pointers(),
-                state.input_pointers.as_ptr(),
-                state.output_pointers.as_ptr(),
-                state.arena.as_mut_ptr().cast(),
-            )
+        let status = if let Some(step) = self.step {
+            // Checked mode (crate::checked): the same pointers, one kernel at a time, red zones
+            // verified after each.
+            let weights = self.weights.pointers();
+            // SAFETY: as for `run` below, and `step` implements the description's checked section.
+            unsafe {
+                state.checked.run(
+                    description,
+                    step,
+                    weights,
+                    &state.input_pointers,
+                    &state.output_pointers,
+                    &mut state.arena,
+                )
+            }?;
+            0
+        } else {
+            // SAFETY: the pointer arrays hold one entry per input/output of the description, each
+            // valid for its tensor's byte size and aligned to its element size (staged otherwise);
+            // the weight table was built from the same description and lives as long as `self`; the
+            // arena has `arena.size` bytes at `arena.alignment` (at least 64) and is exclusively ours.
+            unsafe {
+                (self.run)(
+                    self.weights.pointers(),
+                    state.input_pointers.as_ptr(),
+                    state.output_pointers.as_ptr(),
+                    state.arena.as_mut_ptr().cast(),
+                )
+            }
         };
         for (index, buffer) in staged_outputs {
             // SAFETY: `outputs[index]` is writable for the byte size (contract) and distinct
@@ -361,6 +416,8 @@ pub(crate) struct ExecutionState {
     arena: AlignedBuffer,
     input_pointers: Vec<*const c_void>,
     output_pointers: Vec<*mut c_void>,
+    /// Checked mode's guarded copies (empty unless the model is checked).
+    checked: CheckedState,
 }
 
 // SAFETY: the pointer vectors are scratch space rebuilt at the start of every run and never
@@ -374,6 +431,7 @@ impl ExecutionState {
             arena: AlignedBuffer::zeroed(description.arena.size, alignment)?,
             input_pointers: Vec::with_capacity(description.inputs.len()),
             output_pointers: Vec::with_capacity(description.outputs.len()),
+            checked: CheckedState::default(),
         })
     }
 }

@@ -18,13 +18,15 @@ pub fn fixtures() -> PathBuf {
 }
 
 /// Options for tests: the verifier after every pass; the CPU from `TFJSC_TEST_CPU` (default:
-/// native), so CI also runs the portable kernels with `TFJSC_TEST_CPU=x86-64-v2`.
+/// native), so CI also runs the portable kernels with `TFJSC_TEST_CPU=x86-64-v2`; checked mode
+/// with `TFJSC_TEST_CHECKED=1`, so CI also runs every kernel between red zones (docs/abi.md).
 pub fn options() -> CompileOptions {
     let cpu = std::env::var("TFJSC_TEST_CPU").unwrap_or_else(|_| "native".into());
     let cpu: tfjsc::codegen::target::CpuLevel = cpu.parse().expect("TFJSC_TEST_CPU");
     CompileOptions {
         verify_each: true,
         target: tfjsc::codegen::Target::new(cpu),
+        checked: std::env::var("TFJSC_TEST_CHECKED").is_ok_and(|value| value == "1"),
         ..CompileOptions::default()
     }
 }

@@ -34,6 +34,9 @@ pub struct CompileArgs {
     /// Run the IR verifier after every pass.
     #[arg(long)]
     verify_each: bool,
+    /// Red zones around every buffer, checked after every kernel: for testing kernels; slow.
+    #[arg(long)]
+    checked: bool,
 }
 
 pub fn run(args: CompileArgs) -> Result<()> {
@@ -75,6 +78,7 @@ pub fn run(args: CompileArgs) -> Result<()> {
         symbol_prefix: args.symbol_prefix,
         dump_ir: args.dump_ir,
         verify_each: args.verify_each,
+        checked: args.checked,
     };
     let start = Instant::now();
     let compiled = compile(&args.model, &options)?;

@@ -1,6 +1,7 @@
 //! Code generation: every node becomes one Cranelift function (its kernel); a `run` function
 //! calls them in order with pointers resolved from the memory plan; the description and computed
-//! constants go into read-only data; the result is a relocatable object.
+//! constants go into read-only data; the result is a relocatable object. In checked mode a `step`
+//! function also calls any one kernel, with the same argument resolution as `run`.
 //!
 //! Codegen never runs what it generates and never reads weight data: it only needs their
 //! places (the runtime hands the code one pointer per weight).
@@ -14,14 +15,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cranelift_codegen::ir::{
-    types, AbiParam, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
+    types, AbiParam, Block, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
 };
 use cranelift_codegen::isa::OwnedTargetIsa;
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Switch};
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 
-use crate::ir::Graph;
+use crate::ir::{Graph, Node, NodeId};
 use crate::passes::memory::{Location, MemoryPlan};
 use kernel::{Kernel, Operand};
 pub use target::Target;
@@ -46,6 +47,116 @@ pub struct CodegenOptions<'a> {
     pub symbol_prefix: &'a str,
     /// The JSON description embedded in the object.
     pub description: &'a str,
+    /// Also export `{prefix}_step`, which runs one kernel (checked mode).
+    pub checked: bool,
+}
+
+/// The nodes that get a kernel call, in the order `run` calls them (views get none: they only
+/// rename their source's buffer). Step `i` of checked mode is the `i`-th of these.
+pub fn kernel_nodes(graph: &Graph) -> impl Iterator<Item = (NodeId, &Node)> {
+    graph
+        .nodes()
+        .filter(|(_, node)| node.op.view_of_input().is_none())
+}
+
+/// Resolves a kernel's arguments from the memory plan and emits its call: the one place that
+/// knows how `run` and `step` pass pointers to kernels. Addresses are cached per location, so
+/// one instance must only be used within one block (or blocks that block dominates).
+struct KernelCall {
+    /// The entry's `weights`, `inputs`, `outputs` and `arena` parameters.
+    weights: Value,
+    inputs: Value,
+    outputs: Value,
+    arena: Value,
+    pointer: types::Type,
+    resolved: HashMap<Location, Value>,
+    null: Option<Value>,
+}
+
+impl KernelCall {
+    fn new([weights, inputs, outputs, arena]: [Value; 4], pointer: types::Type) -> KernelCall {
+        KernelCall {
+            weights,
+            inputs,
+            outputs,
+            arena,
+            pointer,
+            resolved: HashMap::new(),
+            null: None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        module: &mut ObjectModule,
+        graph: &Graph,
+        plan: &MemoryPlan,
+        embedded: &[DataId],
+        node_id: NodeId,
+        function: FuncId,
+    ) -> Result<(), CodegenError> {
+        let pointer = self.pointer;
+        let flags = MemFlagsData::trusted();
+        let node = graph
+            .node(node_id)
+            .ok_or_else(|| backend("kernel for a removed node"))?;
+        let mut arguments = Vec::new();
+        for &value in node.inputs.iter().chain(&node.outputs) {
+            let location = *plan.locations.get(&value).ok_or_else(|| {
+                backend(format!(
+                    "node {:?}: value {value} has no place in the memory plan",
+                    node.name
+                ))
+            })?;
+            let address = match self.resolved.get(&location) {
+                Some(&address) => address,
+                None => {
+                    let address = match location {
+                        Location::Input(i) => {
+                            builder
+                                .ins()
+                                .load(pointer, flags, self.inputs, (i * 8) as i32)
+                        }
+                        Location::Output(i) => {
+                            builder
+                                .ins()
+                                .load(pointer, flags, self.outputs, (i * 8) as i32)
+                        }
+                        Location::Weight(i) => {
+                            builder
+                                .ins()
+                                .load(pointer, flags, self.weights, (i * 8) as i32)
+                        }
+                        Location::Arena(offset) => {
+                            builder.ins().iadd_imm_s(self.arena, offset as i64)
+                        }
+                        Location::Embedded(i) => {
+                            let data = *embedded
+                                .get(i)
+                                .ok_or_else(|| backend("embedded constant out of range"))?;
+                            let global = module.declare_data_in_func(data, builder.func);
+                            builder.ins().symbol_value(pointer, global)
+                        }
+                    };
+                    self.resolved.insert(location, address);
+                    address
+                }
+            };
+            arguments.push(address);
+        }
+        let scratch = match plan.scratch.get(&node_id) {
+            Some(&(offset, _)) => builder.ins().iadd_imm_s(self.arena, offset as i64),
+            None => *self
+                .null
+                .get_or_insert_with(|| builder.ins().iconst(pointer, 0)),
+        };
+        arguments.push(scratch);
+        let callee = module.declare_func_in_func(function, builder.func);
+        builder.ins().call(callee, &arguments);
+        Ok(())
+    }
 }
 
 /// Generates the object file bytes.
@@ -93,13 +204,10 @@ pub fn generate(
     }
 
     // Kernels.
-    let mut kernels: Vec<(crate::ir::NodeId, FuncId)> = Vec::new();
+    let mut kernels: Vec<(NodeId, FuncId)> = Vec::new();
     let mut microkernels = HashMap::new();
     let mut cache: HashMap<String, FuncId> = HashMap::new();
-    for (node_id, node) in graph.nodes() {
-        if node.op.view_of_input().is_some() {
-            continue;
-        }
+    for (node_id, node) in kernel_nodes(graph) {
         let mut signature = Signature::new(isa.default_call_conv());
         for _ in 0..node.inputs.len() + node.outputs.len() + 1 {
             signature.params.push(AbiParam::new(pointer));
@@ -189,7 +297,7 @@ pub fn generate(
         kernels.push((node_id, id));
     }
 
-    // The run entry.
+    // The run entry: every kernel in order.
     let mut signature = Signature::new(isa.default_call_conv());
     for _ in 0..4 {
         signature.params.push(AbiParam::new(pointer));
@@ -213,55 +321,17 @@ pub fn generate(
         let [weights, inputs, outputs, arena] =
             <[Value; 4]>::try_from(builder.block_params(entry).to_vec())
                 .map_err(|_| backend("run signature"))?;
-        let flags = MemFlagsData::trusted();
-        let mut resolved: HashMap<Location, Value> = HashMap::new();
-        let null = builder.ins().iconst(pointer, 0);
-        for (node_id, function) in &kernels {
-            let node = graph
-                .node(*node_id)
-                .ok_or_else(|| backend("kernel for a removed node"))?;
-            let mut arguments = Vec::new();
-            for &value in node.inputs.iter().chain(&node.outputs) {
-                let location = *plan.locations.get(&value).ok_or_else(|| {
-                    backend(format!(
-                        "node {:?}: value {value} has no place in the memory plan",
-                        node.name
-                    ))
-                })?;
-                let address = match resolved.get(&location) {
-                    Some(&address) => address,
-                    None => {
-                        let address = match location {
-                            Location::Input(i) => {
-                                builder.ins().load(pointer, flags, inputs, (i * 8) as i32)
-                            }
-                            Location::Output(i) => {
-                                builder.ins().load(pointer, flags, outputs, (i * 8) as i32)
-                            }
-                            Location::Weight(i) => {
-                                builder.ins().load(pointer, flags, weights, (i * 8) as i32)
-                            }
-                            Location::Arena(offset) => {
-                                builder.ins().iadd_imm_s(arena, offset as i64)
-                            }
-                            Location::Embedded(i) => {
-                                let global = module.declare_data_in_func(embedded[i], builder.func);
-                                builder.ins().symbol_value(pointer, global)
-                            }
-                        };
-                        resolved.insert(location, address);
-                        address
-                    }
-                };
-                arguments.push(address);
-            }
-            let scratch = match plan.scratch.get(node_id) {
-                Some(&(offset, _)) => builder.ins().iadd_imm_s(arena, offset as i64),
-                None => null,
-            };
-            arguments.push(scratch);
-            let callee = module.declare_func_in_func(*function, builder.func);
-            builder.ins().call(callee, &arguments);
+        let mut call = KernelCall::new([weights, inputs, outputs, arena], pointer);
+        for &(node_id, function) in &kernels {
+            call.emit(
+                &mut builder,
+                &mut module,
+                graph,
+                plan,
+                &embedded,
+                node_id,
+                function,
+            )?;
         }
         let zero = builder.ins().iconst(types::I32, 0);
         builder.ins().return_(&[zero]);
@@ -271,6 +341,70 @@ pub fn generate(
         .define_function(run_id, &mut context)
         .map_err(|e| backend(format!("run: {e:?}")))?;
     module.clear_context(&mut context);
+
+    // Checked mode: the step entry, one kernel call per call (docs/abi.md, "Checked mode"), so
+    // the runtime can verify the red zones between kernels.
+    if options.checked {
+        let mut signature = Signature::new(isa.default_call_conv());
+        signature.params.push(AbiParam::new(types::I32));
+        for _ in 0..4 {
+            signature.params.push(AbiParam::new(pointer));
+        }
+        signature.returns.push(AbiParam::new(types::I32));
+        let step_id = module
+            .declare_function(
+                &format!("{}_step", options.symbol_prefix),
+                Linkage::Export,
+                &signature,
+            )
+            .map_err(backend)?;
+        context.func.signature = signature;
+        context.func.name = UserFuncName::user(0, step_id.as_u32());
+        {
+            let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
+            let entry = builder.create_block();
+            builder.append_block_params_for_function_params(entry);
+            builder.switch_to_block(entry);
+            let [index, weights, inputs, outputs, arena] =
+                <[Value; 5]>::try_from(builder.block_params(entry).to_vec())
+                    .map_err(|_| backend("step signature"))?;
+            let out_of_range = builder.create_block();
+            let mut switch = Switch::new();
+            let blocks: Vec<Block> = kernels.iter().map(|_| builder.create_block()).collect();
+            for (step, &block) in blocks.iter().enumerate() {
+                switch.set_entry(step as u128, block);
+            }
+            switch.emit(&mut builder, index, out_of_range);
+            builder.seal_block(entry);
+            for (&block, &(node_id, function)) in blocks.iter().zip(&kernels) {
+                builder.switch_to_block(block);
+                builder.seal_block(block);
+                // A fresh resolution per block: values of one step's block do not dominate
+                // another's.
+                let mut call = KernelCall::new([weights, inputs, outputs, arena], pointer);
+                call.emit(
+                    &mut builder,
+                    &mut module,
+                    graph,
+                    plan,
+                    &embedded,
+                    node_id,
+                    function,
+                )?;
+                let zero = builder.ins().iconst(types::I32, 0);
+                builder.ins().return_(&[zero]);
+            }
+            builder.switch_to_block(out_of_range);
+            builder.seal_block(out_of_range);
+            let one = builder.ins().iconst(types::I32, 1);
+            builder.ins().return_(&[one]);
+            builder.finalize(isa.frontend_config());
+        }
+        module
+            .define_function(step_id, &mut context)
+            .map_err(|e| backend(format!("step: {e:?}")))?;
+        module.clear_context(&mut context);
+    }
 
     // The description: static JSON and a function returning it.
     let data_id = module

@@ -5,6 +5,11 @@
 //! and everything else in one arena, reused by liveness: a buffer is free again after the last
 //! node that reads it (directly or through a view). Kernels' scratch lives in the arena too, for
 //! the duration of its node.
+//!
+//! In checked mode (`tfjsc compile --checked`) nothing is reused: every arena value and every
+//! node's scratch gets a region of its own with a red zone of [`RED_ZONE_BYTES`] on each side, and
+//! the plan lists the regions so the runtime can fill the zones and verify them after every kernel
+//! (docs/abi.md, "Checked mode"). Reuse would make a zone of a dead buffer live data of another.
 
 use std::collections::HashMap;
 
@@ -12,6 +17,20 @@ use crate::ir::{Definition, Graph, NodeId, ValueId};
 
 /// Arena offsets are multiples of this (cache line, and the widest vector).
 pub const ARENA_ALIGNMENT: usize = 64;
+
+/// Checked mode: bytes of red zone before every region, and at least as many after it.
+pub const RED_ZONE_BYTES: usize = 64;
+
+/// One arena region of a checked plan: a value's buffer or a node's scratch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// `NODE:OUTPUT_INDEX` for a value, `scratch of NODE` for scratch.
+    pub name: String,
+    /// Byte offset of the buffer in the arena (a multiple of [`ARENA_ALIGNMENT`]).
+    pub offset: usize,
+    /// Bytes the kernels may touch; the after zone starts right here.
+    pub size: usize,
+}
 
 /// Where a value lives at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,22 +58,34 @@ pub struct MemoryPlan {
     pub embedded: Vec<ValueId>,
     /// What the arena would take without reuse (for `inspect`).
     pub unshared_bytes: usize,
+    /// Checked mode: every region in arena order, each with red zones (empty otherwise).
+    pub regions: Vec<Region>,
 }
 
 fn round_up(value: usize) -> usize {
     value.div_ceil(ARENA_ALIGNMENT) * ARENA_ALIGNMENT
 }
 
-/// First-fit allocator over a growing arena.
+/// First-fit allocator over a growing arena; in checked mode a bump allocator with red zones.
 #[derive(Default)]
 struct Arena {
     /// Free (offset, size) ranges, sorted by offset.
     free: Vec<(usize, usize)>,
     end: usize,
+    /// Never reuse, and put [`RED_ZONE_BYTES`] before and after every buffer.
+    checked: bool,
 }
 
 impl Arena {
     fn allocate(&mut self, size: usize) -> usize {
+        if self.checked {
+            // Zone, buffer padded to the alignment, zone: the buffer stays 64-byte aligned
+            // because the zone is a multiple of the alignment, and the padding belongs to the
+            // after zone, so a one-byte overrun is caught too.
+            let offset = self.end + RED_ZONE_BYTES;
+            self.end = offset + round_up(size) + RED_ZONE_BYTES;
+            return offset;
+        }
         let size = round_up(size.max(1));
         if let Some(position) = self.free.iter().position(|&(_, s)| s >= size) {
             let (offset, available) = self.free[position];
@@ -79,6 +110,9 @@ impl Arena {
     }
 
     fn release(&mut self, offset: usize, size: usize) {
+        if self.checked {
+            return;
+        }
         let size = round_up(size.max(1));
         let position = self.free.partition_point(|&(o, _)| o < offset);
         self.free.insert(position, (offset, size));
@@ -94,8 +128,17 @@ impl Arena {
     }
 }
 
-/// Plans memory for a typed, verified graph.
+/// Plans memory for a typed, verified graph, reusing dead buffers.
 pub fn plan_memory(graph: &Graph) -> MemoryPlan {
+    plan(graph, false)
+}
+
+/// Plans memory for checked mode: no reuse, red zones around every region, regions listed.
+pub fn plan_memory_checked(graph: &Graph) -> MemoryPlan {
+    plan(graph, true)
+}
+
+fn plan(graph: &Graph, checked: bool) -> MemoryPlan {
     let mut plan = MemoryPlan::default();
     let nodes: Vec<(NodeId, &crate::ir::Node)> = graph.nodes().collect();
     for (index, port) in graph.inputs.iter().enumerate() {
@@ -153,7 +196,10 @@ pub fn plan_memory(graph: &Graph) -> MemoryPlan {
             last_use.insert(resolve(&root, input), position);
         }
     }
-    let mut arena = Arena::default();
+    let mut arena = Arena {
+        checked,
+        ..Arena::default()
+    };
     let mut live: Vec<(ValueId, usize, usize)> = Vec::new(); // (value, offset, size)
     for (position, (id, node)) in nodes.iter().enumerate() {
         if node.op.view_of_input().is_some() {
@@ -167,7 +213,7 @@ pub fn plan_memory(graph: &Graph) -> MemoryPlan {
             }
             !done
         });
-        for &output in &node.outputs {
+        for (output_index, &output) in node.outputs.iter().enumerate() {
             if plan.locations.contains_key(&output)
                 || matches!(graph.value(output).definition, Definition::Constant(_))
             {
@@ -182,6 +228,13 @@ pub fn plan_memory(graph: &Graph) -> MemoryPlan {
             let offset = arena.allocate(size);
             plan.unshared_bytes += round_up(size.max(1));
             plan.locations.insert(output, Location::Arena(offset));
+            if checked {
+                plan.regions.push(Region {
+                    name: format!("{}:{output_index}", node.name),
+                    offset,
+                    size,
+                });
+            }
             live.push((output, offset, size));
         }
         let input_types: Vec<_> = node
@@ -199,6 +252,13 @@ pub fn plan_memory(graph: &Graph) -> MemoryPlan {
             let offset = arena.allocate(scratch);
             plan.unshared_bytes += round_up(scratch);
             plan.scratch.insert(*id, (offset, scratch));
+            if checked {
+                plan.regions.push(Region {
+                    name: format!("scratch of {}", node.name),
+                    offset,
+                    size: scratch,
+                });
+            }
             arena.release(offset, scratch);
         }
     }
@@ -244,5 +304,56 @@ mod tests {
         assert_eq!(location("d"), Location::Output(0));
         assert_eq!(plan.arena_size, 2048);
         assert_eq!(plan.unshared_bytes, 3072);
+    }
+
+    #[test]
+    fn checked_plan_gives_every_buffer_its_own_region_between_red_zones() {
+        // The chain of the test above: no reuse, so c no longer takes a's place.
+        let mut graph = parse(
+            "graph {\n  input %0 \"x\" : f32[256]\n  const %1 [16, 16] : i32[2]\n\
+             %2 = unary(%0) {kind=\"relu\"} : ? @\"a\"\n  %3 = unary(%2) {kind=\"tanh\"} : ? @\"b\"\n\
+             %4 = unary(%3) {kind=\"exp\"} : ? @\"c\"\n  %5 = reshape(%4, %1) {mode=\"operand\"} : ? @\"view\"\n\
+             %6 = unary(%5) {kind=\"neg\"} : ? @\"d\"\n  output \"y\" %6\n}\n",
+        )
+        .unwrap();
+        crate::passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
+        let plan = plan_memory_checked(&graph);
+        let names: Vec<_> = plan.regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a:0", "b:0", "c:0"],
+            "no reuse: c gets its own region"
+        );
+        for (index, region) in plan.regions.iter().enumerate() {
+            assert_eq!(region.size, 1024);
+            assert_eq!(region.offset % ARENA_ALIGNMENT, 0);
+            // zone | buffer | zone, back to back.
+            assert_eq!(
+                region.offset,
+                RED_ZONE_BYTES + index * (1024 + 2 * RED_ZONE_BYTES)
+            );
+        }
+        assert_eq!(plan.arena_size, 3 * (1024 + 2 * RED_ZONE_BYTES));
+        let (_, view) = graph.nodes().find(|(_, n)| n.name == "view").unwrap();
+        assert_eq!(
+            plan.locations[&view.outputs[0]],
+            Location::Arena(plan.regions[2].offset)
+        );
+    }
+
+    #[test]
+    fn checked_arena_pads_odd_sizes_into_the_after_zone() {
+        let mut arena = Arena {
+            checked: true,
+            ..Arena::default()
+        };
+        assert_eq!(arena.allocate(5), RED_ZONE_BYTES);
+        arena.release(RED_ZONE_BYTES, 5);
+        assert_eq!(
+            arena.allocate(0),
+            64 + 64 + 64 + 64,
+            "released space is not reused"
+        );
+        assert_eq!(arena.end, 64 + 64 + 64 + 64 + 64);
     }
 }
