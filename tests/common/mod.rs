@@ -47,7 +47,13 @@ pub fn load_graph(mut graph: Graph, directory: &Path) -> Model {
     let compiled = compile_graph(graph, None, &options()).expect("compile");
     let library = directory.join("libgraph.so");
     write_outputs(&compiled, &library).expect("link");
-    Model::load(&library, Some(directory)).expect("load")
+    let model = Model::load(&library, Some(directory)).expect("load");
+    assert_eq!(
+        model.description().checked.is_some(),
+        options().checked,
+        "the library runs in checked mode exactly when TFJSC_TEST_CHECKED=1"
+    );
+    model
 }
 
 /// max |a - b| / max |b| (with max |b| at least 1e-30).
