@@ -210,12 +210,11 @@ fn map_files(description: &Description, files: &[OpenedFile]) -> Result<Storage,
         // while nobody truncates or rewrites the file: the documented contract of
         // `WeightLoading::Mapped` (README, docs/abi.md, the C header); `WeightLoading::Copied`
         // is the choice for hosts that cannot promise it.
-        let mapping = unsafe { Mmap::map(&file.file) }.map_err(|source| {
-            Error::WeightFileUnreadable {
+        let mapping =
+            unsafe { Mmap::map(&file.file) }.map_err(|source| Error::WeightFileUnreadable {
                 path: file.path.clone(),
                 source,
-            }
-        })?;
+            })?;
         if mapping.len() as u64 != spec.size {
             return Err(Error::WeightFileSize {
                 path: file.path.clone(),

@@ -59,7 +59,10 @@ fn copied_weights_hold_each_group_in_one_piece() {
     let sources = model.weight_sources();
     // The kernel straddles two files, but the copy holds its group's stream in one piece.
     assert_eq!(sources[0], WeightSource::InPlace);
-    assert_eq!(&sources[1..], &Model::load(&fake.library, None).unwrap().weight_sources()[1..]);
+    assert_eq!(
+        &sources[1..],
+        &Model::load(&fake.library, None).unwrap().weight_sources()[1..]
+    );
 }
 
 #[test]

@@ -159,6 +159,29 @@ impl KernelCall {
     }
 }
 
+/// Declares an exported entry point and readies `context` to build its body.
+fn declare_entry(
+    module: &mut ObjectModule,
+    context: &mut cranelift_codegen::Context,
+    name: &str,
+    parameters: &[types::Type],
+    returns: &[types::Type],
+) -> Result<FuncId, CodegenError> {
+    let mut signature = Signature::new(module.isa().default_call_conv());
+    signature
+        .params
+        .extend(parameters.iter().map(|&ty| AbiParam::new(ty)));
+    signature
+        .returns
+        .extend(returns.iter().map(|&ty| AbiParam::new(ty)));
+    let id = module
+        .declare_function(name, Linkage::Export, &signature)
+        .map_err(backend)?;
+    context.func.signature = signature;
+    context.func.name = UserFuncName::user(0, id.as_u32());
+    Ok(id)
+}
+
 /// Generates the object file bytes.
 pub fn generate(
     graph: &Graph,
@@ -298,20 +321,13 @@ pub fn generate(
     }
 
     // The run entry: every kernel in order.
-    let mut signature = Signature::new(isa.default_call_conv());
-    for _ in 0..4 {
-        signature.params.push(AbiParam::new(pointer));
-    }
-    signature.returns.push(AbiParam::new(types::I32));
-    let run_id = module
-        .declare_function(
-            &format!("{}_run", options.symbol_prefix),
-            Linkage::Export,
-            &signature,
-        )
-        .map_err(backend)?;
-    context.func.signature = signature;
-    context.func.name = UserFuncName::user(0, run_id.as_u32());
+    let run_id = declare_entry(
+        &mut module,
+        &mut context,
+        &format!("{}_run", options.symbol_prefix),
+        &[pointer; 4],
+        &[types::I32],
+    )?;
     {
         let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
         let entry = builder.create_block();
@@ -345,21 +361,13 @@ pub fn generate(
     // Checked mode: the step entry, one kernel call per call (docs/abi.md, "Checked mode"), so
     // the runtime can verify the red zones between kernels.
     if options.checked {
-        let mut signature = Signature::new(isa.default_call_conv());
-        signature.params.push(AbiParam::new(types::I32));
-        for _ in 0..4 {
-            signature.params.push(AbiParam::new(pointer));
-        }
-        signature.returns.push(AbiParam::new(types::I32));
-        let step_id = module
-            .declare_function(
-                &format!("{}_step", options.symbol_prefix),
-                Linkage::Export,
-                &signature,
-            )
-            .map_err(backend)?;
-        context.func.signature = signature;
-        context.func.name = UserFuncName::user(0, step_id.as_u32());
+        let step_id = declare_entry(
+            &mut module,
+            &mut context,
+            &format!("{}_step", options.symbol_prefix),
+            &[types::I32, pointer, pointer, pointer, pointer],
+            &[types::I32],
+        )?;
         {
             let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
             let entry = builder.create_block();
@@ -415,17 +423,13 @@ pub fn generate(
     text.push(0);
     data.define(text.into_boxed_slice());
     module.define_data(data_id, &data).map_err(backend)?;
-    let mut signature = Signature::new(isa.default_call_conv());
-    signature.returns.push(AbiParam::new(pointer));
-    let describe_id = module
-        .declare_function(
-            &format!("{}_description", options.symbol_prefix),
-            Linkage::Export,
-            &signature,
-        )
-        .map_err(backend)?;
-    context.func.signature = signature;
-    context.func.name = UserFuncName::user(0, describe_id.as_u32());
+    let describe_id = declare_entry(
+        &mut module,
+        &mut context,
+        &format!("{}_description", options.symbol_prefix),
+        &[],
+        &[pointer],
+    )?;
     {
         let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
         let entry = builder.create_block();

@@ -277,9 +277,8 @@ mod tests {
     use super::*;
     use crate::ir::text::parse;
 
-    #[test]
-    fn arena_reuses_dead_buffers_and_views_share() {
-        // a -> b -> c -> d: a dies after b, so c can take a's place.
+    /// x -> a -> b -> c -> view -> d, through the pipeline.
+    fn chain() -> Graph {
         let mut graph = parse(
             "graph {\n  input %0 \"x\" : f32[256]\n  const %1 [16, 16] : i32[2]\n\
              %2 = unary(%0) {kind=\"relu\"} : ? @\"a\"\n  %3 = unary(%2) {kind=\"tanh\"} : ? @\"b\"\n\
@@ -288,6 +287,13 @@ mod tests {
         )
         .unwrap();
         crate::passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
+        graph
+    }
+
+    #[test]
+    fn arena_reuses_dead_buffers_and_views_share() {
+        // a -> b -> c -> d: a dies after b, so c can take a's place.
+        let graph = chain();
         let plan = plan_memory(&graph);
         let location = |name: &str| {
             let (_, node) = graph.nodes().find(|(_, n)| n.name == name).unwrap();
@@ -309,14 +315,7 @@ mod tests {
     #[test]
     fn checked_plan_gives_every_buffer_its_own_region_between_red_zones() {
         // The chain of the test above: no reuse, so c no longer takes a's place.
-        let mut graph = parse(
-            "graph {\n  input %0 \"x\" : f32[256]\n  const %1 [16, 16] : i32[2]\n\
-             %2 = unary(%0) {kind=\"relu\"} : ? @\"a\"\n  %3 = unary(%2) {kind=\"tanh\"} : ? @\"b\"\n\
-             %4 = unary(%3) {kind=\"exp\"} : ? @\"c\"\n  %5 = reshape(%4, %1) {mode=\"operand\"} : ? @\"view\"\n\
-             %6 = unary(%5) {kind=\"neg\"} : ? @\"d\"\n  output \"y\" %6\n}\n",
-        )
-        .unwrap();
-        crate::passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
+        let graph = chain();
         let plan = plan_memory_checked(&graph);
         let names: Vec<_> = plan.regions.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
