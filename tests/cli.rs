@@ -858,6 +858,30 @@ fn output_path_with_an_unknown_extension_is_refused() {
     );
 }
 
+#[test]
+fn linking_a_library_leaves_the_users_other_files_alone() {
+    // `-o x.so` once wrote its temporary object as `x.o` and deleted it.
+    let temporary = tempfile::tempdir().unwrap();
+    let own_object = temporary.path().join("model.o");
+    std::fs::write(&own_object, b"the user's own object").unwrap();
+    let library = temporary.path().join("model.so");
+    compile_ok(&fixture("mlp").join("model.json"), &library);
+    assert_eq!(
+        std::fs::read(&own_object).unwrap(),
+        b"the user's own object"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(temporary.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["model.h", "model.o", "model.so"],
+        "only the outputs are new"
+    );
+}
+
 // ------------------------------------------------------------------------------------------------
 // Bad run-time input
 

@@ -710,6 +710,7 @@ const F32_BINARY: &[BinaryKind] = &[
     BinaryKind::Sub,
     BinaryKind::Mul,
     BinaryKind::Div,
+    BinaryKind::DivNoNan,
     BinaryKind::Maximum,
     BinaryKind::Minimum,
     BinaryKind::SquaredDifference,
@@ -748,7 +749,7 @@ fn binary_kernels_match_reference() {
         }
     }
     // Division by zero and zero by zero (inf, NaN) go through the same IEEE division.
-    for kind in [BinaryKind::Div, BinaryKind::FloorDiv] {
+    for kind in [BinaryKind::Div, BinaryKind::DivNoNan, BinaryKind::FloorDiv] {
         let x = Tensor::from_f32(vec![6], vec![1.0, -1.0, 0.0, 5.5, -7.25, 0.0]);
         let y = Tensor::from_f32(vec![6], vec![0.0, 0.0, 0.0, -0.0, 2.0, -3.0]);
         cases.push(single(
@@ -2428,4 +2429,50 @@ fn chains_of_kernels_match_reference() {
         },
     ));
     check_cases("chains", cases, 8);
+}
+
+/// TensorFlow's `DivNoNan`, imported from a model.json (the path a user's model takes): 0
+/// wherever the divisor is ±0, whatever the dividend (even inf and NaN); plain division elsewhere.
+/// Expected values written out, not taken from our reference.
+#[test]
+fn div_no_nan_is_zero_where_the_divisor_is_zero() {
+    let placeholder = |name: &str| {
+        serde_json::json!({"name": name, "op": "Placeholder", "attr": {
+            "dtype": {"type": "DT_FLOAT"}, "shape": {"shape": {"dim": [{"size": "8"}]}}}})
+    };
+    let model = serde_json::json!({
+        "format": "graph-model",
+        "modelTopology": {"node": [
+            placeholder("x"),
+            placeholder("y"),
+            {"name": "q", "op": "DivNoNan", "input": ["x", "y"], "attr": {"T": {"type": "DT_FLOAT"}}},
+        ]},
+        "weightsManifest": [],
+    });
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("model.json");
+    std::fs::write(&path, serde_json::to_vec(&model).unwrap()).unwrap();
+    let library = common::compile_model(&path, directory.path(), "libdiv.so");
+    let model = tfjsc_runtime::Model::load(&library, None).unwrap();
+    let inf = f32::INFINITY;
+    let x = [1.0, -1.0, 0.0, inf, f32::NAN, 6.0, -7.5, 1.0];
+    let y = [0.0, -0.0, 0.0, 0.0, 0.0, 2.0, 2.5, f32::NAN];
+    let outputs = model
+        .new_context()
+        .unwrap()
+        .run_tensors(&[
+            tfjsc_runtime::Tensor::from_f32(&[8], &x).unwrap(),
+            tfjsc_runtime::Tensor::from_f32(&[8], &y).unwrap(),
+        ])
+        .unwrap();
+    let got = outputs[0].to_f32().unwrap();
+    let expected = [0.0, 0.0, 0.0, 0.0, 0.0, 3.0, -3.0, f32::NAN];
+    for (index, (got, expected)) in got.iter().zip(expected).enumerate() {
+        assert!(
+            got.to_bits() == expected.to_bits() || (got.is_nan() && expected.is_nan()),
+            "element {index}: {} / {} gave {got}, expected {expected}",
+            x[index],
+            y[index]
+        );
+    }
 }

@@ -379,7 +379,11 @@ pub fn write_outputs(compiled: &Compiled, output: &Path) -> Result<PathBuf, Comp
     match extension {
         "o" => std::fs::write(output, &compiled.object).map_err(|e| fail(e.to_string()))?,
         "so" | "dylib" => {
-            let object_path = output.with_extension("o");
+            // The object goes to a temporary directory of its own: never beside the output,
+            // where it would overwrite (and then delete) a file the user did not name.
+            let temporary = tempfile::tempdir()
+                .map_err(|e| fail(format!("creating a temporary directory: {e}")))?;
+            let object_path = temporary.path().join("model.o");
             std::fs::write(&object_path, &compiled.object)
                 .map_err(|e| fail(format!("writing {}: {e}", object_path.display())))?;
             let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
@@ -389,7 +393,7 @@ pub fn write_outputs(compiled: &Compiled, output: &Path) -> Result<PathBuf, Comp
                 .arg(output)
                 .arg(&object_path)
                 .output();
-            let _ = std::fs::remove_file(&object_path);
+            drop(temporary);
             let result = result.map_err(|e| {
                 fail(format!(
                     "could not run the C compiler `{compiler}` to link: {e}"

@@ -19,6 +19,7 @@ const FUSABLE_BINARY: &[BinaryKind] = &[
     BinaryKind::Sub,
     BinaryKind::Mul,
     BinaryKind::Div,
+    BinaryKind::DivNoNan,
     BinaryKind::Maximum,
     BinaryKind::Minimum,
     BinaryKind::Prelu,

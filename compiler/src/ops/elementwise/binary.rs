@@ -82,6 +82,9 @@ impl Binary {
             BinaryKind::Sub => x - y,
             BinaryKind::Mul => x * y,
             BinaryKind::Div => x / y,
+            // TensorFlow's DivNoNan: 0 wherever the divisor is 0, whatever the dividend.
+            BinaryKind::DivNoNan if y == 0.0 => 0.0,
+            BinaryKind::DivNoNan => x / y,
             BinaryKind::Maximum => {
                 if x.is_nan() || y.is_nan() {
                     f32::NAN
@@ -128,6 +131,8 @@ impl Binary {
             }
             BinaryKind::FloorMod if y == 0 => return Err(invalid!("integer division by zero")),
             BinaryKind::Div => x.wrapping_div(y),
+            BinaryKind::DivNoNan if y == 0 => 0,
+            BinaryKind::DivNoNan => x.wrapping_div(y),
             BinaryKind::FloorDiv => {
                 x.div_euclid(y) - if y < 0 && x.rem_euclid(y) != 0 { 1 } else { 0 }
             }
@@ -167,6 +172,11 @@ impl Binary {
             BinaryKind::Sub => kernel.builder.ins().fsub(x, y),
             BinaryKind::Mul => kernel.builder.ins().fmul(x, y),
             BinaryKind::Div => kernel.builder.ins().fdiv(x, y),
+            BinaryKind::DivNoNan => {
+                let zero = kernel.float_constant(ty, 0.0);
+                let quotient = kernel.builder.ins().fdiv(x, y);
+                kernel.select_float(FloatCC::Equal, y, zero, zero, quotient)
+            }
             BinaryKind::Maximum => kernel.builder.ins().fmax(x, y),
             BinaryKind::Minimum => kernel.builder.ins().fmin(x, y),
             BinaryKind::SquaredDifference => {

@@ -29,7 +29,8 @@ named_kinds!(UnaryKind {
 });
 
 named_kinds!(BinaryKind {
-    Add => "add", Sub => "sub", Mul => "mul", Div => "div", Maximum => "maximum", Minimum => "minimum",
+    Add => "add", Sub => "sub", Mul => "mul", Div => "div", DivNoNan => "div_no_nan",
+    Maximum => "maximum", Minimum => "minimum",
     SquaredDifference => "squared_difference", Prelu => "prelu", FloorDiv => "floor_div",
     FloorMod => "floor_mod", Pow => "pow", Less => "less", LessEqual => "less_equal",
     Greater => "greater", GreaterEqual => "greater_equal", Equal => "equal", NotEqual => "not_equal",
@@ -95,7 +96,7 @@ pub const TF_BINARY: &[(&str, BinaryKind)] = &[
     ("Mul", BinaryKind::Mul),
     ("RealDiv", BinaryKind::Div),
     ("Div", BinaryKind::Div),
-    ("DivNoNan", BinaryKind::Div),
+    ("DivNoNan", BinaryKind::DivNoNan),
     ("Maximum", BinaryKind::Maximum),
     ("Minimum", BinaryKind::Minimum),
     ("SquaredDifference", BinaryKind::SquaredDifference),
