@@ -859,6 +859,69 @@ fn output_path_with_an_unknown_extension_is_refused() {
 }
 
 #[test]
+fn inspect_and_compile_list_the_same_unlowerable_nodes_all_at_once() {
+    // Imported is not lowerable: these ops import, but no kernel computes them on f32 / bool yet.
+    let placeholder = |name: &str, dtype: &str| {
+        serde_json::json!({"name": name, "op": "Placeholder", "attr": {
+            "dtype": {"type": dtype}, "shape": {"shape": {"dim": [{"size": "8"}]}}}})
+    };
+    let unary = |name: &str, op: &str, input: &str| serde_json::json!({"name": name, "op": op, "input": [input], "attr": {"T": {"type": "DT_FLOAT"}}});
+    let model = serde_json::json!({
+        "format": "graph-model",
+        "modelTopology": {"node": [
+            placeholder("x", "DT_FLOAT"),
+            placeholder("b", "DT_BOOL"),
+            unary("log1", "Log", "x"),
+            unary("log2", "Log", "log1"),
+            unary("sine", "Sin", "log2"),
+            unary("tanh", "Tanh", "sine"),
+            {"name": "not", "op": "LogicalNot", "input": ["b"]},
+        ]},
+        "weightsManifest": [],
+    });
+    let temporary = tempfile::tempdir().unwrap();
+    let path = temporary.path().join("model.json");
+    write_json(&path, &model);
+    let library = temporary.path().join("libm.so");
+    let compiled = fails(&[
+        OsStr::new("compile"),
+        path.as_os_str(),
+        OsStr::new("-o"),
+        library.as_os_str(),
+    ]);
+    let inspected = succeeds(&[OsStr::new("inspect"), path.as_os_str()]);
+    let listing = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip_while(|line| !line.contains("cannot lower"))
+            .map(|line| {
+                line.trim_start_matches("error: ")
+                    .trim_start_matches("unsupported ops: ")
+                    .to_string()
+            })
+            .collect()
+    };
+    let expected = [
+        "cannot lower 4 node(s) on this target:",
+        "  unary ×2: no kernel for `log` yet (nodes \"log1\", \"log2\")",
+        "  unary ×1: no kernel for `sin` yet (nodes \"sine\")",
+        "  unary ×1: logical_not kernel is for f32 only (nodes \"not\")",
+    ];
+    assert_eq!(
+        listing(&compiled.stderr),
+        expected,
+        "{}",
+        compiled.describe()
+    );
+    assert_eq!(
+        listing(&inspected.stdout),
+        expected,
+        "{}",
+        inspected.describe()
+    );
+    assert!(!library.exists());
+}
+
+#[test]
 fn linking_a_library_leaves_the_users_other_files_alone() {
     // `-o x.so` once wrote its temporary object as `x.o` and deleted it.
     let temporary = tempfile::tempdir().unwrap();

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use tfjsc::compile::{lower_to_ir, CompileOptions};
+use tfjsc::codegen::CodegenError;
+use tfjsc::compile::{compile_graph, lower_to_ir, CompileError, CompileOptions};
 use tfjsc::import::{ImportError, InputShape};
 use tfjsc::model::WebModel;
 use tfjsc::passes::memory::plan_memory;
@@ -94,7 +95,12 @@ fn report(args: &InspectArgs, out: &mut String) -> Result<()> {
         ..CompileOptions::default()
     };
     match lower_to_ir(&args.model, &options) {
-        Ok(tfjsc::compile::Lowered { graph, notes, .. }) => {
+        Ok(tfjsc::compile::Lowered {
+            graph,
+            notes,
+            model,
+            ..
+        }) => {
             for note in notes {
                 let _ = writeln!(out, "note: {note}");
             }
@@ -131,7 +137,16 @@ fn report(args: &InspectArgs, out: &mut String) -> Result<()> {
                 plan.weights.len(),
                 plan.embedded.len()
             );
-            let _ = writeln!(out, "unsupported ops: none");
+            // The same question `compile` asks, answered the same way: lower every node.
+            match compile_graph(graph, Some(model), &options) {
+                Ok(_) => {
+                    let _ = writeln!(out, "unsupported ops: none");
+                }
+                Err(CompileError::Codegen(error @ CodegenError::Unlowerable(_))) => {
+                    let _ = writeln!(out, "unsupported ops: {error}");
+                }
+                Err(error) => return Err(error).context("generating code"),
+            }
         }
         Err(tfjsc::compile::CompileError::Import {
             error: ImportError::UnsupportedOps(ops),

@@ -34,6 +34,58 @@ pub enum CodegenError {
     Unsupported { node: String, message: String },
     #[error("code generation: {0}")]
     Backend(String),
+    /// Nodes that no kernel lowers (an op, or a dtype of it, this target cannot compile yet),
+    /// every one of them.
+    #[error("{}", describe_unlowerable(.0))]
+    Unlowerable(Vec<Unlowerable>),
+}
+
+/// A node codegen cannot lower, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unlowerable {
+    /// The node's name.
+    pub node: String,
+    /// Its IR op name.
+    pub op: String,
+    /// What is missing, e.g. "no f32 kernel for `log`".
+    pub message: String,
+}
+
+/// One line per distinct reason, with its count and the first nodes: a model with fifty `Log`
+/// nodes gives one line, not fifty.
+pub fn describe_unlowerable(nodes: &[Unlowerable]) -> String {
+    let mut reasons: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for node in nodes {
+        match reasons
+            .iter_mut()
+            .find(|(op, message, _)| *op == node.op && *message == node.message)
+        {
+            Some((_, _, names)) => names.push(&node.node),
+            None => reasons.push((&node.op, &node.message, vec![&node.node])),
+        }
+    }
+    let lines: Vec<String> = reasons
+        .iter()
+        .map(|(op, message, names)| {
+            let shown: Vec<String> = names.iter().take(3).map(|n| format!("{n:?}")).collect();
+            let more = names.len().saturating_sub(3);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!(
+                "  {op} ×{}: {message} (nodes {}{more})",
+                names.len(),
+                shown.join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "cannot lower {} node(s) on this target:\n{}",
+        nodes.len(),
+        lines.join("\n")
+    )
 }
 
 fn backend<E: std::fmt::Display>(error: E) -> CodegenError {
@@ -230,6 +282,7 @@ pub fn generate(
     let mut kernels: Vec<(NodeId, FuncId)> = Vec::new();
     let mut microkernels = HashMap::new();
     let mut cache: HashMap<String, FuncId> = HashMap::new();
+    let mut unlowerable = Vec::new();
     for (node_id, node) in kernel_nodes(graph) {
         let mut signature = Signature::new(isa.default_call_conv());
         for _ in 0..node.inputs.len() + node.outputs.len() + 1 {
@@ -270,7 +323,7 @@ pub fn generate(
             .map_err(backend)?;
         context.func.signature = signature;
         context.func.name = UserFuncName::user(0, id.as_u32());
-        {
+        let lowered = {
             let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
             let entry = builder.create_block();
             builder.append_block_params_for_function_params(entry);
@@ -308,9 +361,27 @@ pub fn generate(
                 module: &mut module,
                 microkernels: &mut microkernels,
             };
-            node.op.lower(&mut kernel)?;
-            kernel.builder.ins().return_(&[]);
-            kernel.builder.finalize(isa.frontend_config());
+            let lowered = node.op.lower(&mut kernel);
+            if lowered.is_ok() {
+                kernel.builder.ins().return_(&[]);
+                kernel.builder.finalize(isa.frontend_config());
+            }
+            lowered
+        };
+        if let Err(error) = lowered {
+            // Every node is tried, so that one compilation lists everything it cannot lower.
+            unlowerable.push(Unlowerable {
+                node: node.name.clone(),
+                op: node.op.name().to_string(),
+                message: match error {
+                    CodegenError::Unsupported { message, .. } => message,
+                    other => other.to_string(),
+                },
+            });
+            module.clear_context(&mut context);
+            // The abandoned builder left its state behind: start the next one clean.
+            function_context = FunctionBuilderContext::new();
+            continue;
         }
         module
             .define_function(id, &mut context)
@@ -318,6 +389,10 @@ pub fn generate(
         module.clear_context(&mut context);
         cache.insert(key, id);
         kernels.push((node_id, id));
+    }
+
+    if !unlowerable.is_empty() {
+        return Err(CodegenError::Unlowerable(unlowerable));
     }
 
     // The run entry: every kernel in order.
