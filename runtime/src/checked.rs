@@ -117,6 +117,9 @@ impl Zone {
     }
 }
 
+/// The byte every arena and output byte holds before a checked run (see `CheckedState::run`).
+const POISON: u8 = 0xFF;
+
 /// A heap copy of one input, output or weight: zone | data | zone, data 64-byte aligned.
 struct GuardedCopy {
     buffer: AlignedBuffer,
@@ -150,6 +153,11 @@ impl GuardedCopy {
     fn data(&mut self) -> *mut u8 {
         // SAFETY: `guard + size` is at most the buffer's length (built in `new`).
         unsafe { self.buffer.as_mut_ptr().add(self.guard) }
+    }
+
+    /// The data bytes (not the zones).
+    fn bytes(&self) -> &[u8] {
+        &self.buffer.as_slice()[self.guard..self.guard + self.size]
     }
 
     fn zones(&mut self, guarded: Guarded, next_index: &mut usize, zones: &mut Vec<Zone>) {
@@ -265,6 +273,16 @@ impl CheckedState {
                 "checked run: guarded copies do not match the description".to_string(),
             ));
         }
+        // Poison: every arena byte and every output byte starts as 0xFF (a float32 NaN, an int32
+        // -1, a bool that is neither 0 nor 1), so an element that no kernel writes before it is
+        // read, or that never gets written at all, shows in the outputs instead of passing as a
+        // stale or zero value.
+        arena.as_mut_slice().fill(POISON);
+        for copy in &mut self.outputs {
+            let (data, size) = (copy.data(), copy.size);
+            // SAFETY: the copy's data is ours and `size` bytes long.
+            unsafe { std::ptr::write_bytes(data, POISON, size) };
+        }
         let zones = self.zones(section, description.arena.alignment, arena)?;
         for zone in &zones {
             zone.fill();
@@ -297,6 +315,30 @@ impl CheckedState {
                 )))
                 }
                 code => return Err(Error::RunFailed { code }),
+            }
+            // Inputs and weights are read-only to the code: compare each copy with its source.
+            let read_only = self
+                .inputs
+                .iter()
+                .zip(inputs)
+                .enumerate()
+                .map(|(index, (copy, &source))| (Guarded::Input(index), copy, source))
+                .chain(self.weights.iter().enumerate().map(|(index, copy)| {
+                    // SAFETY: one readable pointer per description weight (contract).
+                    (Guarded::Weight(index), copy, unsafe { *weights.add(index) })
+                }));
+            for (guarded, copy, source) in read_only {
+                // SAFETY: `source` is readable for the copy's size (contract).
+                let original =
+                    unsafe { std::slice::from_raw_parts(source.cast::<u8>(), copy.size) };
+                if let Some(offset) = copy.bytes().iter().zip(original).position(|(a, b)| a != b) {
+                    return Err(Error::ReadOnlyBufferWritten {
+                        step: index,
+                        node: node.clone(),
+                        buffer: self.name_of(guarded, section, description),
+                        offset,
+                    });
+                }
             }
             if let Some(zone) = zones.iter().find(|zone| zone.damage().is_some()) {
                 let offset = zone.damage().unwrap_or_default();

@@ -296,6 +296,19 @@ pub enum Error {
         offset: i64,
     },
 
+    /// Checked mode: a kernel wrote into an input or a weight, which the code may only read.
+    #[error("checked run: step {step} (node `{node}`) wrote into {buffer}, which is read-only: first changed byte at offset {offset}")]
+    ReadOnlyBufferWritten {
+        /// Index of the step (kernel) after which the change was found.
+        step: usize,
+        /// The node that step runs.
+        node: String,
+        /// The buffer, "input `x`" or "weight `w`".
+        buffer: String,
+        /// The first changed byte, relative to the buffer's first byte.
+        offset: usize,
+    },
+
     /// The description has a `checked` section but no step function was given.
     #[error("the compiled model was built with --checked and needs its step function ({what})")]
     MissingStepFunction {

@@ -22,6 +22,13 @@ enum Fault {
     WeightAfter,
     /// Step 0 reads one element past its input (reads are not caught, but poison).
     InputRead,
+    /// Step 0 writes into its input, step 1 into the weight: read-only buffers.
+    InputWrite,
+    WeightWrite,
+    /// Step 1 leaves the last output element unwritten.
+    OutputUnwritten,
+    /// Step 1 reads the region's last element before step 0 has written it.
+    RegionUnwritten,
 }
 
 /// Two kernels: step 0 `scale` (arena region `a:0` = x * w), step 1 `negate` (y = -a). The
@@ -47,19 +54,32 @@ unsafe fn step(
         let a = arena.cast::<u8>().add(64).cast::<f32>();
         match index {
             0 => {
-                let count = if fault == Fault::InputRead { 5 } else { 4 };
+                let count = match fault {
+                    Fault::InputRead => 5,
+                    Fault::RegionUnwritten => 3,
+                    _ => 4,
+                };
                 for i in 0..count {
                     *a.add(i % 4) = *x.add(i) * *w.add(i % 4);
+                }
+                if fault == Fault::InputWrite {
+                    *x.cast_mut().add(2) = 0.0;
                 }
                 if fault == Fault::RegionAfter {
                     *a.cast::<u8>().add(16) = 0;
                 }
             }
             1 => {
-                for i in 0..4 {
+                let count = if fault == Fault::OutputUnwritten {
+                    3
+                } else {
+                    4
+                };
+                for i in 0..count {
                     *y.add(i) = -*a.add(i);
                 }
                 match fault {
+                    Fault::WeightWrite => *w.cast_mut().add(1) = 7.0,
                     Fault::OutputAfter => *y.cast::<u8>().add(16) = 0,
                     Fault::OutputBefore => *y.cast::<u8>().sub(1) = 0,
                     Fault::WeightAfter => *w.cast::<u8>().cast_mut().add(16) = 0,
@@ -92,6 +112,10 @@ step_fn!(step_output_before, Fault::OutputBefore);
 step_fn!(step_region_after, Fault::RegionAfter);
 step_fn!(step_weight_after, Fault::WeightAfter);
 step_fn!(step_input_read, Fault::InputRead);
+step_fn!(step_input_write, Fault::InputWrite);
+step_fn!(step_weight_write, Fault::WeightWrite);
+step_fn!(step_output_unwritten, Fault::OutputUnwritten);
+step_fn!(step_region_unwritten, Fault::RegionUnwritten);
 
 /// `run` is never called in checked mode.
 unsafe extern "C" fn run_unused(
@@ -298,4 +322,33 @@ fn malformed_checked_sections_are_errors() {
     description["checked"]["red_zone_bytes"] = 0.into();
     let error = load(&directory, &description, Some(step_good)).unwrap_err();
     assert!(matches!(error, Error::InvalidDescription(_)), "{error}");
+}
+
+#[test]
+fn writes_into_inputs_and_weights_name_the_buffer() {
+    for (step, expected) in [
+        (step_input_write as StepFn, (0, "scale", "input `x`", 11)),
+        (step_weight_write, (1, "negate", "weight `w`", 6)),
+    ] {
+        match run(step) {
+            Err(Error::ReadOnlyBufferWritten {
+                step,
+                node,
+                buffer,
+                offset,
+            }) => assert_eq!((step, node.as_str(), buffer.as_str(), offset), expected),
+            other => panic!("expected a write into a read-only buffer, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn elements_never_written_come_out_as_nan() {
+    // An output element no kernel writes, and an arena element read before it is written.
+    let output = run(step_output_unwritten).unwrap();
+    assert_eq!(&output[..3], &[-1.0, 2.0, -1.5]);
+    assert!(output[3].is_nan(), "{output:?}");
+    let output = run(step_region_unwritten).unwrap();
+    assert_eq!(&output[..3], &[-1.0, 2.0, -1.5]);
+    assert!(output[3].is_nan(), "{output:?}");
 }
