@@ -579,3 +579,71 @@ fn two_prefixed_objects_link_into_one_program() {
     check_raw_output(MLP, &mlp_out);
     check_raw_output(MOBILENET, &mobilenet_out);
 }
+
+/// A model object compiled with `--checked`, linked statically and opened with
+/// `tfjsc_model_open_static_checked` and copied weights: runs kernel by kernel, red zones
+/// verified, and gives TensorFlow's answer.
+const CHECKED_STATIC_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include "tfjsc_runtime.h"
+#include "mlp.h"
+
+int main(int argc, char **argv) {
+    char error[1024];
+    if (argc != 4) { fprintf(stderr, "usage: checked MLP_DIR IN OUT\n"); return 2; }
+    tfjsc_model *model = tfjsc_model_open_static_checked(mlp_description(), mlp_run, mlp_step,
+                                                         argv[1], TFJSC_LOAD_COPY_WEIGHTS,
+                                                         error, sizeof error);
+    if (!model) { fprintf(stderr, "open: %s\n", error); return 1; }
+    if (tfjsc_model_open_static(mlp_description(), mlp_run, argv[1], error, sizeof error)) {
+        fprintf(stderr, "a checked model opened without its step function\n");
+        return 1;
+    }
+    size_t in_size = tfjsc_model_input_byte_size(model, 0), out_size = tfjsc_model_output_byte_size(model, 0);
+    void *input = malloc(in_size), *output = malloc(out_size);
+    FILE *file = fopen(argv[2], "rb");
+    if (!file || fread(input, 1, in_size, file) != in_size) return 1;
+    fclose(file);
+    tfjsc_context *context = tfjsc_context_new(model, error, sizeof error);
+    const void *inputs[1] = {input};
+    void *outputs[1] = {output};
+    if (!context || tfjsc_context_run(context, inputs, outputs, error, sizeof error) != 0) {
+        fprintf(stderr, "run: %s\n", error);
+        return 1;
+    }
+    file = fopen(argv[3], "wb");
+    if (!file || fwrite(output, 1, out_size, file) != out_size || fclose(file) != 0) return 1;
+    tfjsc_context_free(context);
+    tfjsc_model_close(model);
+    free(input);
+    free(output);
+    return 0;
+}
+"#;
+
+#[test]
+fn checked_object_links_statically_with_copied_weights() {
+    let temporary = tempfile::tempdir().unwrap();
+    let directory = temporary.path();
+    let object = directory.join("mlp.o");
+    let model = fixture(MLP).join("model.json");
+    tfjsc(&[
+        OsStr::new("compile"),
+        model.as_os_str(),
+        OsStr::new("-o"),
+        object.as_os_str(),
+        OsStr::new("--symbol-prefix"),
+        OsStr::new("mlp"),
+        OsStr::new("--checked"),
+    ]);
+    let source = directory.join("checked.c");
+    std::fs::write(&source, CHECKED_STATIC_C).unwrap();
+    let program = directory.join("checked");
+    link_c_program(&[&source, &object], &[directory], &program);
+    let input = raw_input(MLP, directory);
+    let output = directory.join("out.bin");
+    let outcome = run_program(&program, &[&fixture(MLP), &input, &output]);
+    assert!(outcome.success, "checked static model:\n{}", outcome.stderr);
+    check_raw_output(MLP, &output);
+}

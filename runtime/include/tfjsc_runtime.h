@@ -65,10 +65,20 @@ tfjsc_model *tfjsc_model_open_ex(const char *library, const char *prefix, const 
 tfjsc_model *tfjsc_model_open_static(const char *description, tfjsc_run_fn run,
                                      const char *weights_dir, char *error, size_t error_len);
 
+/* A model compiled with --checked exports PREFIX_step too (docs/abi.md, "Checked mode"). */
+typedef int32_t (*tfjsc_step_fn)(uint32_t index, const void *const *weights,
+                                 const void *const *inputs, void *const *outputs, void *arena);
+
 /* As tfjsc_model_open_static, with TFJSC_LOAD_* flags. */
 tfjsc_model *tfjsc_model_open_static_ex(const char *description, tfjsc_run_fn run,
                                         const char *weights_dir, uint32_t flags, char *error,
                                         size_t error_len);
+
+/* Wraps statically linked code compiled with --checked (PREFIX_description(), PREFIX_run,
+ * PREFIX_step): every run goes kernel by kernel with red zones verified. For testing kernels. */
+tfjsc_model *tfjsc_model_open_static_checked(const char *description, tfjsc_run_fn run,
+                                             tfjsc_step_fn step, const char *weights_dir,
+                                             uint32_t flags, char *error, size_t error_len);
 
 /* Closes a model (NULL is ignored). Free its contexts first. */
 void tfjsc_model_close(tfjsc_model *model);

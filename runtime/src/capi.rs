@@ -8,6 +8,7 @@ use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
+use crate::checked::StepFn;
 use crate::description::{DType, TensorSpec};
 use crate::error::Error;
 use crate::model::{detached_state, ExecutionState, LoadOptions, Model, RunFn};
@@ -288,6 +289,38 @@ pub unsafe extern "C" fn tfjsc_model_open_static_ex(
         // SAFETY: `description` and `run` satisfy `from_static`'s contract by this function's
         // contract (a null description is reported as an error).
         let model = unsafe { Model::from_static_with_options(description, run, &options)? };
+        into_handle(model)
+    })
+}
+
+/// Wraps statically linked model code compiled with `--checked`: as
+/// [`tfjsc_model_open_static_ex`], plus its `PREFIX_step`. Runs then go kernel by kernel with red
+/// zones verified (docs/abi.md, "Checked mode"). Returns NULL on failure.
+///
+/// # Safety
+/// As [`tfjsc_model_open_static`], and `step` must implement the description's checked section.
+#[no_mangle]
+pub unsafe extern "C" fn tfjsc_model_open_static_checked(
+    description: *const c_char,
+    run: Option<RunFn>,
+    step: Option<StepFn>,
+    weights_dir: *const c_char,
+    flags: u32,
+    error: *mut c_char,
+    error_len: usize,
+) -> *mut CModel {
+    guarded(error, error_len, std::ptr::null_mut(), || {
+        let missing = |what: &str| Error::NullPointer {
+            what: what.to_string(),
+        };
+        let run = run.ok_or_else(|| missing("run function"))?;
+        let step = step.ok_or_else(|| missing("step function"))?;
+        // SAFETY: `weights_dir` is NULL or NUL-terminated by this function's contract.
+        let options = unsafe { load_options(weights_dir, flags)? };
+        // SAFETY: `description`, `run` and `step` satisfy `from_static_checked`'s contract by
+        // this function's contract (a null description is reported as an error).
+        let model =
+            unsafe { Model::from_static_checked_with_options(description, run, step, &options)? };
         into_handle(model)
     })
 }

@@ -200,7 +200,21 @@ impl Model {
             ..LoadOptions::default()
         };
         // SAFETY: forwarded from this function's contract.
-        unsafe { Model::from_parts(description, run, &|| Ok(step), &options) }
+        unsafe { Model::from_static_checked_with_options(description, run, step, &options) }
+    }
+
+    /// As [`Model::from_static_checked`], loading the weights as `options` say.
+    ///
+    /// # Safety
+    /// As [`Model::from_static_checked`].
+    pub unsafe fn from_static_checked_with_options(
+        description: *const c_char,
+        run: RunFn,
+        step: StepFn,
+        options: &LoadOptions,
+    ) -> Result<Model, Error> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { Model::from_parts(description, run, &|| Ok(step), options) }
     }
 
     /// # Safety
