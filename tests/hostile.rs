@@ -96,7 +96,8 @@ impl Outcome {
     }
 }
 
-/// A copy of the MLP fixture in a new temporary directory: (keep-alive, root, model folder).
+/// A copy of the MLP fixture in `model/` of a new temporary directory: (the directory, the
+/// model folder).
 fn mlp_copy() -> (tempfile::TempDir, PathBuf) {
     let temporary = tempfile::tempdir().unwrap();
     let folder = temporary.path().join("model");
