@@ -22,6 +22,12 @@ use crate::ops::{parse_operator, Attribute, Attributes};
 /// Constants up to this many elements print their values.
 pub const INLINE_LIMIT: usize = 16;
 
+/// The most bytes of zeros the parser materialises for `elided` and `weight` constants, all
+/// together. A few characters of text can name a type of any size, and parsing must not turn
+/// them into gigabytes (found by fuzzing); 64 MiB is far above what any test or dump of the
+/// bundled fixtures needs.
+pub const MAX_ZERO_FILLED_BYTES: usize = 1 << 26;
+
 /// Prints the graph in the text form. Values are numbered densely in the order they are printed
 /// (inputs, constants, node results), so a graph and its re-parse print identically.
 pub fn print(graph: &Graph) -> String {
@@ -306,7 +312,11 @@ impl Cursor {
             }
             self.eat_punct(',');
         }
-        Ok(Some(TensorType::new(dtype, shape)))
+        let ty = TensorType::new(dtype, shape);
+        if ty.checked_byte_size().is_none() {
+            return Err(format!("type {ty} is too large"));
+        }
+        Ok(Some(ty))
     }
 
     /// A bracketed list of number or boolean words.
@@ -419,6 +429,7 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
     let mut graph = Graph::new();
     let mut names: HashMap<u32, ValueId> = HashMap::new();
     let mut started = false;
+    let mut zero_filled_bytes = 0usize;
     for (line_index, line) in text.lines().enumerate() {
         let fail = |message: String| ParseError {
             line: line_index + 1,
@@ -469,7 +480,16 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
                     let ty = cursor.tensor_type()?.ok_or("a constant needs a type")?;
                     let tensor = match items {
                         Some(items) => literal_tensor(&items, &ty)?,
-                        None => Tensor::filled(ty.dtype, ty.shape.clone(), 0.0),
+                        None => {
+                            zero_filled_bytes = ty
+                                .checked_byte_size()
+                                .and_then(|bytes| bytes.checked_add(zero_filled_bytes))
+                                .filter(|&total| total <= MAX_ZERO_FILLED_BYTES)
+                                .ok_or(format!(
+                                    "constant {ty} takes the zero-filled constants over {MAX_ZERO_FILLED_BYTES} bytes"
+                                ))?;
+                            Tensor::filled(ty.dtype, ty.shape.clone(), 0.0)
+                        }
                     };
                     let name = weight.clone().unwrap_or_else(|| format!("const{v}"));
                     names.insert(v, graph.add_constant(&name, tensor, weight));

@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target: see `tfjsc::fuzzing::pipeline` (the stable replay test calls the same function).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tfjsc::fuzzing::pipeline(data));

@@ -1,0 +1,326 @@
+//! Replays the committed fuzz corpus and every crash reproducer on stable Rust.
+//!
+//! Each directory `fuzz/corpus/TARGET/` and `fuzz/artifacts/TARGET/` is fed, file by file,
+//! through `tfjsc::fuzzing::TARGET`, the very function the nightly fuzz target calls; a file that
+//! panics fails the test by name. So a crash found once by the fuzzer (and committed under
+//! `fuzz/artifacts/`) stays fixed without anyone running nightly.
+//!
+//! `cargo test -p tfjsc --test fuzz_corpus -- --ignored write_seed_corpus` rewrites the seed files
+//! (`fuzz/corpus/TARGET/seed-*`) from the fixtures; the fuzzer's own finds sit beside them.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use tfjsc::fuzzing;
+use tfjsc_proto::tensorflow::{
+    attr_value, tensor_shape_proto, AttrValue, DataType, TensorProto, TensorShapeProto,
+};
+
+/// A fuzzing entry point: arbitrary bytes in, nothing out, never a panic.
+type EntryPoint = fn(&[u8]);
+
+/// Every fuzz target, by the directory name its corpus and artifacts use.
+const TARGETS: &[(&str, EntryPoint)] = &[
+    ("model_json", fuzzing::model_json),
+    ("legacy_graph", fuzzing::legacy_graph),
+    ("npy", fuzzing::npy),
+    ("description", fuzzing::description),
+    ("pipeline", fuzzing::pipeline),
+];
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn files_in(directory: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn corpus_and_reproducers_replay_without_panics() {
+    let fuzz = repository().join("fuzz");
+    let mut panicked = Vec::new();
+    let mut replayed = 0;
+    for kind in ["corpus", "artifacts"] {
+        let Ok(entries) = std::fs::read_dir(fuzz.join(kind)) else {
+            continue;
+        };
+        for entry in entries {
+            let directory = entry.expect("directory entry").path();
+            if !directory.is_dir() {
+                continue;
+            }
+            let name = directory.file_name().unwrap().to_string_lossy().to_string();
+            let Some((_, target)) = TARGETS.iter().find(|(target, _)| *target == name) else {
+                panic!(
+                    "{}: no fuzz target of that name in TARGETS",
+                    directory.display()
+                );
+            };
+            for file in files_in(&directory) {
+                let data = std::fs::read(&file).expect("read corpus file");
+                replayed += 1;
+                if catch_unwind(AssertUnwindSafe(|| target(&data))).is_err() {
+                    panicked.push(file.display().to_string());
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(fuzzing::scratch_root());
+    assert!(
+        replayed > 0,
+        "no corpus files found under {}",
+        fuzz.display()
+    );
+    assert!(
+        panicked.is_empty(),
+        "{} of {replayed} fuzz inputs panicked:\n{}",
+        panicked.len(),
+        panicked.join("\n")
+    );
+}
+
+/// Writes `bytes` as the seed `fuzz/corpus/TARGET/seed-NAME`.
+fn write_seed(target: &str, name: &str, bytes: &[u8]) {
+    let directory = repository().join("fuzz/corpus").join(target);
+    std::fs::create_dir_all(&directory).expect("create corpus directory");
+    std::fs::write(directory.join(format!("seed-{name}")), bytes).expect("write seed");
+}
+
+fn fixture(path: &str) -> PathBuf {
+    repository().join("tests/fixtures").join(path)
+}
+
+/// A model.json input: the JSON, the separator, the shard.
+fn model_json_input(json: &[u8], shard: &[u8]) -> Vec<u8> {
+    let mut input = json.to_vec();
+    input.push(fuzzing::MODEL_JSON_SEPARATOR);
+    input.extend_from_slice(shard);
+    input
+}
+
+fn model_json_seeds() {
+    // Real converter output, with its whole shard (the small models only: seeds stay small).
+    for name in ["mlp_uint8", "mlp_float16", "effnet_block"] {
+        let json = std::fs::read(fixture(&format!("{name}/model.json"))).unwrap();
+        let shard = std::fs::read(fixture(&format!("{name}/group1-shard1of1.bin"))).unwrap();
+        write_seed("model_json", name, &model_json_input(&json, &shard));
+    }
+    // Every dtype and quantization in one tiny manifest, and a signature.
+    let mut stream = Vec::new();
+    stream.extend([1.5f32, -2.0].iter().flat_map(|v| v.to_le_bytes()));
+    stream.extend([7i32, -9].iter().flat_map(|v| v.to_le_bytes()));
+    stream.extend([1u8, 0, 2]);
+    stream.extend([2u32.to_le_bytes().as_slice(), b"ab", &0u32.to_le_bytes()].concat());
+    stream.extend([0.5f32, -0.25].iter().flat_map(|v| v.to_le_bytes()));
+    stream.extend([0x3c00u16, 0xb800].iter().flat_map(|v| v.to_le_bytes()));
+    stream.extend([0u8, 1, 255]);
+    stream.extend([0u16, 1000].iter().flat_map(|v| v.to_le_bytes()));
+    stream.extend([0u8, 3, 4]);
+    stream.extend(42f32.to_le_bytes());
+    let json = serde_json::json!({
+        "format": "graph-model",
+        "modelTopology": {"node": [
+            {"name": "x", "op": "Placeholder", "attr": {"dtype": {"type": "DT_FLOAT"},
+             "shape": {"shape": {"dim": [{"size": "-1"}, {"size": "2"}]}}}},
+            {"name": "f", "op": "Const", "attr": {"dtype": {"type": "DT_FLOAT"}}},
+            {"name": "h", "op": "Const", "attr": {"dtype": {"type": "DT_FLOAT"}}},
+            {"name": "y", "op": "Mul", "input": ["x", "f"]},
+            {"name": "z", "op": "AddV2", "input": ["y", "h"]}
+        ], "versions": {"producer": 1}},
+        "signature": {
+            "inputs": {"x": {"name": "x:0", "dtype": "DT_FLOAT"}},
+            "outputs": {"z": {"name": "z:0", "dtype": "DT_FLOAT"}}
+        },
+        "weightsManifest": [{"paths": [fuzzing::MODEL_JSON_SHARD], "weights": [
+            {"name": "f", "shape": [2], "dtype": "float32"},
+            {"name": "i", "shape": [2], "dtype": "int32"},
+            {"name": "b", "shape": [3], "dtype": "bool"},
+            {"name": "s", "shape": [2], "dtype": "string"},
+            {"name": "c", "shape": [1], "dtype": "complex64"},
+            {"name": "h", "shape": [2], "dtype": "float32",
+             "quantization": {"dtype": "float16", "original_dtype": "float32"}},
+            {"name": "u8", "shape": [3], "dtype": "float32",
+             "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1.0}},
+            {"name": "u16", "shape": [2], "dtype": "float32",
+             "quantization": {"dtype": "uint16", "scale": 0.001, "min": 2.0}},
+            {"name": "q_int", "shape": [3], "dtype": "int32",
+             "quantization": {"dtype": "uint8", "scale": 0.5, "min": -2.0, "original_dtype": "int32"}},
+            {"name": "scalar", "shape": [], "dtype": "float32"}
+        ]}]
+    });
+    let json = serde_json::to_vec(&json).unwrap();
+    write_seed(
+        "model_json",
+        "every_dtype",
+        &model_json_input(&json, &stream),
+    );
+}
+
+/// The legacy fixtures' graphs with every weight's value put in its `Const`, so the graph
+/// imports beside an empty manifest: small weights (shapes, paddings, axes) with their real
+/// values, large ones as a single value that fills their shape, so seeds stay small.
+fn legacy_graph_seeds() {
+    for name in ["mlp", "small_cnn", "effnet_block", "mobilenet_v2_035_96"] {
+        let path = fixture(&format!("{name}/legacy/web_model.pb"));
+        let model = tfjsc::model::WebModel::open(&path).expect("legacy fixture opens");
+        let values = model.read_weights().expect("legacy fixture weights read");
+        let mut graph = model.graph.clone();
+        for node in graph.node.iter_mut().filter(|node| node.op == "Const") {
+            let Some(index) = model.weights.iter().position(|w| w.name == node.name) else {
+                continue;
+            };
+            let weight = &model.weights[index];
+            /// Weights up to this many elements keep their values.
+            const EXACT_LIMIT: usize = 256;
+            let exact = weight.shape.iter().product::<usize>() <= EXACT_LIMIT;
+            let shape = TensorShapeProto {
+                dim: weight
+                    .shape
+                    .iter()
+                    .map(|&size| tensor_shape_proto::Dim {
+                        size: size as i64,
+                        name: String::new(),
+                    })
+                    .collect(),
+                unknown_rank: false,
+            };
+            let mut tensor = TensorProto {
+                tensor_shape: Some(shape),
+                ..TensorProto::default()
+            };
+            use tfjsc::model::WeightValues;
+            match &values[index] {
+                WeightValues::Int32(values) => {
+                    tensor.dtype = DataType::DtInt32 as i32;
+                    tensor.int_val = if exact { values.clone() } else { vec![1] };
+                }
+                WeightValues::Bool(values) => {
+                    tensor.dtype = DataType::DtBool as i32;
+                    tensor.bool_val = if exact { values.clone() } else { vec![true] };
+                }
+                WeightValues::Float32(values) => {
+                    tensor.dtype = DataType::DtFloat as i32;
+                    tensor.float_val = if exact { values.clone() } else { vec![0.5] };
+                }
+                _ => panic!("{name}: weight {} is {:?}", weight.name, weight.dtype),
+            }
+            node.attr.insert(
+                "value".to_string(),
+                AttrValue {
+                    value: Some(attr_value::Value::Tensor(tensor)),
+                },
+            );
+        }
+        write_seed("legacy_graph", name, &graph.encode_to_vec());
+    }
+    // As converted (values stripped): the reader alone, import stops at the first weight.
+    let stripped = std::fs::read(fixture("mlp/legacy/web_model.pb")).unwrap();
+    write_seed("legacy_graph", "mlp_stripped", &stripped);
+}
+
+fn npy_seeds() {
+    for name in [
+        "mlp/input_0.npy",
+        "mlp/expected_0.npy",
+        "small_cnn/input_0.npy",
+    ] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        write_seed("npy", &name.replace('/', "_"), &bytes);
+    }
+    use tfjsc_runtime::{npy::encode_npy, DType, Tensor};
+    let int32 = Tensor::new(
+        DType::Int32,
+        vec![2, 2],
+        vec![1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0],
+    );
+    write_seed("npy", "int32", &encode_npy(&int32.unwrap()));
+    let bools = Tensor::new(DType::Bool, vec![3], vec![1, 0, 1]);
+    write_seed("npy", "bool", &encode_npy(&bools.unwrap()));
+    let scalar = Tensor::new(DType::Float32, vec![], 1f32.to_le_bytes().to_vec());
+    write_seed("npy", "scalar", &encode_npy(&scalar.unwrap()));
+    // Version 2.0 (four-byte header length), and headers the reader must refuse.
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }          \n";
+    let mut version2 = b"\x93NUMPY\x02\x00".to_vec();
+    version2.extend((header.len() as u32).to_le_bytes());
+    version2.extend(header.as_bytes());
+    version2.extend([0u8; 8]);
+    write_seed("npy", "version2", &version2);
+    for (name, descr, fortran) in [
+        ("big_endian", ">f4", "False"),
+        ("fortran", "<f4", "True"),
+        ("float64", "<f8", "False"),
+    ] {
+        let header =
+            format!("{{'descr': '{descr}', 'fortran_order': {fortran}, 'shape': (1, 2), }}\n");
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes.extend([0u8; 16]);
+        write_seed("npy", name, &bytes);
+    }
+}
+
+fn description_seeds() {
+    for name in [
+        "mlp",
+        "mlp_uint8",
+        "mlp_float16",
+        "small_cnn",
+        "effnet_block",
+    ] {
+        let options = tfjsc::compile::CompileOptions {
+            target: tfjsc::codegen::Target::new(tfjsc::codegen::target::CpuLevel::X86_64V2),
+            ..Default::default()
+        };
+        let compiled = tfjsc::compile::compile(&fixture(&format!("{name}/model.json")), &options)
+            .expect("fixture compiles");
+        let mut description = compiled.description;
+        // Relative paths: the seed must not depend on where the repository was checked out.
+        description["model"] = "model.json".into();
+        description["weights_dir"] = ".".into();
+        let text = serde_json::to_string_pretty(&description).unwrap();
+        write_seed("description", name, text.as_bytes());
+    }
+}
+
+fn pipeline_seeds() {
+    for path in files_in(&repository().join("tests/passes")) {
+        if path.extension().is_some_and(|extension| extension == "ir") {
+            let name = path.file_stem().unwrap().to_string_lossy().to_string();
+            write_seed("pipeline", &name, &std::fs::read(&path).unwrap());
+        }
+    }
+    // The fixtures as imported (weights print elided): real op mixes at real sizes.
+    for name in ["mlp", "small_cnn", "effnet_block", "mobilenet_v2_035_96"] {
+        let options = tfjsc::compile::CompileOptions {
+            dump_ir: vec!["import".to_string()],
+            ..Default::default()
+        };
+        let lowered =
+            tfjsc::compile::lower_to_ir(&fixture(&format!("{name}/model.json")), &options)
+                .expect("fixture lowers");
+        let (_, text) = &lowered.dumps[0];
+        write_seed("pipeline", name, text.as_bytes());
+    }
+}
+
+/// Rewrites the seed corpus from the fixtures (ignored: run it by name after changing a format).
+#[test]
+#[ignore]
+fn write_seed_corpus() {
+    model_json_seeds();
+    legacy_graph_seeds();
+    npy_seeds();
+    description_seeds();
+    pipeline_seeds();
+}
