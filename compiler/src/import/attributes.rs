@@ -171,6 +171,9 @@ impl<'n> NodeAttributes<'n> {
     }
 }
 
+/// The most bytes an inline constant (a TensorProto in the graph, not a weight) may decode to.
+pub const MAX_INLINE_CONSTANT_BYTES: usize = 1 << 28;
+
 /// Decodes the values stored inside a TensorProto (inline constants). A proto with fewer values
 /// than elements repeats its last value (TensorFlow's rule); one with none is all zeros.
 pub fn tensor_from_proto(proto: &TensorProto) -> Result<Tensor, String> {
@@ -188,15 +191,26 @@ pub fn tensor_from_proto(proto: &TensorProto) -> Result<Tensor, String> {
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or("constant is too large")?;
-    fn expand<T: Copy + Default>(values: Vec<T>, count: usize) -> Vec<T> {
+    // Repeating a last value can turn a few bytes of protobuf into any size: bound what an
+    // inline constant may expand to (real graphs keep large constants in the weight shards).
+    if count.saturating_mul(8) > MAX_INLINE_CONSTANT_BYTES {
+        return Err(format!(
+            "inline constant of shape {shape:?} would take more than {MAX_INLINE_CONSTANT_BYTES} bytes"
+        ));
+    }
+    fn expand<T: Copy + Default>(values: Vec<T>, count: usize) -> Result<Vec<T>, String> {
         match values.last().copied() {
-            None => vec![T::default(); count],
+            None => Ok(vec![T::default(); count]),
             Some(last) if values.len() < count => {
                 let mut out = values;
                 out.resize(count, last);
-                out
+                Ok(out)
             }
-            Some(_) => values,
+            Some(_) if values.len() > count => Err(format!(
+                "constant holds {} values, its shape has {count} elements",
+                values.len()
+            )),
+            Some(_) => Ok(values),
         }
     }
     let content = &proto.tensor_content;
@@ -231,28 +245,28 @@ pub fn tensor_from_proto(proto: &TensorProto) -> Result<Tensor, String> {
                     .collect(),
                 None => proto.float_val.clone(),
             };
-            Tensor::from_f32(shape, expand(values, count))
+            Tensor::from_f32(shape, expand(values, count)?)
         }
         data_type::DOUBLE => {
             let values = match from_content(8)? {
                 Some(raw) => raw.iter().map(|b| f64::from_le_bytes(*b) as f32).collect(),
                 None => proto.double_val.iter().map(|&v| v as f32).collect(),
             };
-            Tensor::from_f32(shape, expand(values, count))
+            Tensor::from_f32(shape, expand(values, count)?)
         }
         data_type::INT64 => {
             let values = match from_content(8)? {
                 Some(raw) => raw.iter().map(|b| i64::from_le_bytes(*b)).collect(),
                 None => proto.int64_val.clone(),
             };
-            Tensor::from_i64(shape, expand(values, count))
+            Tensor::from_i64(shape, expand(values, count)?)
         }
         data_type::BOOL => {
             let values = match from_content(1)? {
                 Some(raw) => raw.iter().map(|b| b[0] != 0).collect(),
                 None => proto.bool_val.clone(),
             };
-            Tensor::from_bool(shape, expand(values, count))
+            Tensor::from_bool(shape, expand(values, count)?)
         }
         _ if dtype == DType::I32 => {
             let size = match proto.dtype {
@@ -272,7 +286,7 @@ pub fn tensor_from_proto(proto: &TensorProto) -> Result<Tensor, String> {
                     .collect(),
                 None => proto.int_val.clone(),
             };
-            Tensor::from_i32(shape, expand(values, count))
+            Tensor::from_i32(shape, expand(values, count)?)
         }
         other => {
             return Err(format!(
@@ -281,4 +295,41 @@ pub fn tensor_from_proto(proto: &TensorProto) -> Result<Tensor, String> {
         }
     };
     Ok(tensor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tfjsc_proto::tensorflow::{tensor_shape_proto, DataType, TensorShapeProto};
+
+    fn float_proto(dims: &[i64], values: &[f32]) -> TensorProto {
+        TensorProto {
+            dtype: DataType::DtFloat as i32,
+            tensor_shape: Some(TensorShapeProto {
+                dim: dims
+                    .iter()
+                    .map(|&size| tensor_shape_proto::Dim {
+                        size,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            float_val: values.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn inline_constants_repeat_their_last_value_within_bounds() {
+        let tensor = tensor_from_proto(&float_proto(&[3], &[1.0, 2.0])).unwrap();
+        assert_eq!(tensor, Tensor::from_f32(vec![3], vec![1.0, 2.0, 2.0]));
+        // More values than elements (found by fuzzing: a debug assertion, and an inconsistent
+        // tensor in release builds).
+        let error = tensor_from_proto(&float_proto(&[1], &[1.0, 2.0])).unwrap_err();
+        assert!(error.contains("holds 2 values"), "{error}");
+        // One value repeated into terabytes.
+        let error = tensor_from_proto(&float_proto(&[1 << 20, 1 << 20], &[1.0])).unwrap_err();
+        assert!(error.contains("would take more than"), "{error}");
+    }
 }
