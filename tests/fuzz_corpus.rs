@@ -5,6 +5,9 @@
 //! panics fails the test by name. So a crash found once by the fuzzer (and committed under
 //! `fuzz/artifacts/`) stays fixed without anyone running nightly.
 //!
+//! Findings in code this branch may not edit wait in `fuzz/known/TARGET/`, replayed only by the
+//! ignored `known_findings_replay_without_panics` until fixed.
+//!
 //! `cargo test -p tfjsc --test fuzz_corpus -- --ignored write_seed_corpus` rewrites the seed files
 //! (`fuzz/corpus/TARGET/seed-*`) from the fixtures; the fuzzer's own finds sit beside them.
 
@@ -47,10 +50,23 @@ fn files_in(directory: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn corpus_and_reproducers_replay_without_panics() {
+    replay(&["corpus", "artifacts"]);
+}
+
+/// Findings in code this branch could not fix yet (`fuzz/known/TARGET/`, listed in
+/// `fuzz/README.md`): ignored until fixed, then the files move to `fuzz/artifacts/`.
+#[test]
+#[ignore]
+fn known_findings_replay_without_panics() {
+    replay(&["known"]);
+}
+
+/// Replays every file under `fuzz/KIND/TARGET/` for each of `kinds`.
+fn replay(kinds: &[&str]) {
     let fuzz = repository().join("fuzz");
     let mut panicked = Vec::new();
     let mut replayed = 0;
-    for kind in ["corpus", "artifacts"] {
+    for kind in kinds {
         let Ok(entries) = std::fs::read_dir(fuzz.join(kind)) else {
             continue;
         };
@@ -76,6 +92,10 @@ fn corpus_and_reproducers_replay_without_panics() {
         }
     }
     let _ = std::fs::remove_dir_all(fuzzing::scratch_root());
+    eprintln!(
+        "replayed {replayed} fuzz inputs from fuzz/{{{}}}",
+        kinds.join(",")
+    );
     assert!(
         replayed > 0,
         "no corpus files found under {}",

@@ -31,8 +31,15 @@ pub const MODEL_JSON_SEPARATOR: u8 = 0;
 /// committed seeds' manifests name it.
 pub const MODEL_JSON_SHARD: &str = "group1-shard1of1.bin";
 
+/// The prefix of scratch directory names; the process id follows.
+const SCRATCH_PREFIX: &str = "tfjsc-fuzz-";
+
 /// The root of this process's scratch directories (`/dev/shm/tfjsc-fuzz-PID`, or the same
 /// under the system temporary directory). Tests may delete it when done.
+///
+/// libFuzzer exits without running destructors, and its fork mode starts a new process per job,
+/// so the first call also removes the roots of processes that no longer exist (where `/proc`
+/// tells): otherwise every fuzzing session would leave dozens behind in shared memory.
 pub fn scratch_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
@@ -42,8 +49,28 @@ pub fn scratch_root() -> &'static Path {
         } else {
             std::env::temp_dir()
         };
-        base.join(format!("tfjsc-fuzz-{}", std::process::id()))
+        remove_stale_roots(&base);
+        base.join(format!("{SCRATCH_PREFIX}{}", std::process::id()))
     })
+}
+
+/// Removes `base/tfjsc-fuzz-PID` directories whose process is gone.
+fn remove_stale_roots(base: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// The scratch directory of one target, created on first use. Each target has its own, so that

@@ -608,4 +608,20 @@ mod tests {
         // The unused bool constant is not printed.
         assert!(!printed.contains("bool"), "{printed}");
     }
+
+    #[test]
+    fn huge_types_are_errors_not_allocations() {
+        // Found by fuzzing: 11 characters of dimension asked for 44 GB of zeros.
+        let error = parse("graph {\n  const %0 elided : f32[11111111111]\n}\n").unwrap_err();
+        assert!(error.message.contains("zero-filled"), "{}", error.message);
+        let error =
+            parse("graph {\n  input %0 \"x\" : f32[4294967296,4294967296]\n}\n").unwrap_err();
+        assert!(error.message.contains("too large"), "{}", error.message);
+        let total =
+            "graph {\n  const %0 elided : f32[8388608]\n  const %1 elided : f32[8388609]\n}\n";
+        assert!(
+            parse(total).is_err(),
+            "the limit is on all zero-filled constants together"
+        );
+    }
 }
