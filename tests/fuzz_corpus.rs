@@ -5,9 +5,6 @@
 //! panics fails the test by name. So a crash found once by the fuzzer (and committed under
 //! `fuzz/artifacts/`) stays fixed without anyone running nightly.
 //!
-//! Findings in code this branch may not edit wait in `fuzz/known/TARGET/`, replayed only by the
-//! ignored `known_findings_replay_without_panics` until fixed.
-//!
 //! `cargo test -p tfjsc --test fuzz_corpus -- --ignored write_seed_corpus` rewrites the seed files
 //! (`fuzz/corpus/TARGET/seed-*`) from the fixtures; the fuzzer's own finds sit beside them.
 
@@ -51,14 +48,6 @@ fn files_in(directory: &Path) -> Vec<PathBuf> {
 #[test]
 fn corpus_and_reproducers_replay_without_panics() {
     replay(&["corpus", "artifacts"]);
-}
-
-/// Findings in code this branch could not fix yet (`fuzz/known/TARGET/`, listed in
-/// `fuzz/README.md`): ignored until fixed, then the files move to `fuzz/artifacts/`.
-#[test]
-#[ignore]
-fn known_findings_replay_without_panics() {
-    replay(&["known"]);
 }
 
 /// Replays every file under `fuzz/KIND/TARGET/` for each of `kinds`.
