@@ -281,15 +281,8 @@ pub unsafe extern "C" fn tfjsc_model_open_static_ex(
     error_len: usize,
 ) -> *mut CModel {
     guarded(error, error_len, std::ptr::null_mut(), || {
-        let run = run.ok_or_else(|| Error::NullPointer {
-            what: "run function".to_string(),
-        })?;
-        // SAFETY: `weights_dir` is NULL or NUL-terminated by this function's contract.
-        let options = unsafe { load_options(weights_dir, flags)? };
-        // SAFETY: `description` and `run` satisfy `from_static`'s contract by this function's
-        // contract (a null description is reported as an error).
-        let model = unsafe { Model::from_static_with_options(description, run, &options)? };
-        into_handle(model)
+        // SAFETY: forwarded contract.
+        unsafe { open_static(description, run, None, weights_dir, flags) }
     })
 }
 
@@ -310,19 +303,39 @@ pub unsafe extern "C" fn tfjsc_model_open_static_checked(
     error_len: usize,
 ) -> *mut CModel {
     guarded(error, error_len, std::ptr::null_mut(), || {
-        let missing = |what: &str| Error::NullPointer {
-            what: what.to_string(),
-        };
-        let run = run.ok_or_else(|| missing("run function"))?;
-        let step = step.ok_or_else(|| missing("step function"))?;
-        // SAFETY: `weights_dir` is NULL or NUL-terminated by this function's contract.
-        let options = unsafe { load_options(weights_dir, flags)? };
-        // SAFETY: `description`, `run` and `step` satisfy `from_static_checked`'s contract by
-        // this function's contract (a null description is reported as an error).
-        let model =
-            unsafe { Model::from_static_checked_with_options(description, run, step, &options)? };
-        into_handle(model)
+        let step = step.ok_or_else(|| Error::NullPointer {
+            what: "step function".to_string(),
+        })?;
+        // SAFETY: forwarded contract.
+        unsafe { open_static(description, run, Some(step), weights_dir, flags) }
     })
+}
+
+/// The body of the `tfjsc_model_open_static*` functions: `step` is `Some` for checked code.
+///
+/// # Safety
+/// As [`tfjsc_model_open_static_checked`].
+unsafe fn open_static(
+    description: *const c_char,
+    run: Option<RunFn>,
+    step: Option<StepFn>,
+    weights_dir: *const c_char,
+    flags: u32,
+) -> Result<*mut CModel, Error> {
+    let run = run.ok_or_else(|| Error::NullPointer {
+        what: "run function".to_string(),
+    })?;
+    // SAFETY: `weights_dir` is NULL or NUL-terminated by the caller's contract.
+    let options = unsafe { load_options(weights_dir, flags)? };
+    // SAFETY: `description`, `run` and `step` satisfy `from_static`'s and
+    // `from_static_checked`'s contracts by the caller's (a null description is an error).
+    let model = unsafe {
+        match step {
+            Some(step) => Model::from_static_checked_with_options(description, run, step, &options),
+            None => Model::from_static_with_options(description, run, &options),
+        }
+    }?;
+    into_handle(model)
 }
 
 /// Closes a model opened by one of the `tfjsc_model_open*` functions. NULL is ignored.

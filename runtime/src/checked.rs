@@ -418,32 +418,12 @@ impl CheckedState {
         section: &CheckedSection,
         description: &Description,
     ) -> String {
-        let name = |list: Option<&String>| list.cloned().unwrap_or_default();
-        match guarded {
-            Guarded::Region(index) => {
-                format!(
-                    "region `{}`",
-                    name(section.regions.get(index).map(|r| &r.name))
-                )
-            }
-            Guarded::Input(index) => {
-                format!(
-                    "input `{}`",
-                    name(description.inputs.get(index).map(|t| &t.name))
-                )
-            }
-            Guarded::Output(index) => {
-                format!(
-                    "output `{}`",
-                    name(description.outputs.get(index).map(|t| &t.name))
-                )
-            }
-            Guarded::Weight(index) => {
-                format!(
-                    "weight `{}`",
-                    name(description.weights.get(index).map(|w| &w.name))
-                )
-            }
-        }
+        let (kind, name) = match guarded {
+            Guarded::Region(index) => ("region", section.regions.get(index).map(|r| &r.name)),
+            Guarded::Input(index) => ("input", description.inputs.get(index).map(|t| &t.name)),
+            Guarded::Output(index) => ("output", description.outputs.get(index).map(|t| &t.name)),
+            Guarded::Weight(index) => ("weight", description.weights.get(index).map(|w| &w.name)),
+        };
+        format!("{kind} `{}`", name.map_or("", String::as_str))
     }
 }

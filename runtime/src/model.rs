@@ -44,6 +44,16 @@ pub struct LoadOptions {
     pub weights: WeightLoading,
 }
 
+impl LoadOptions {
+    /// The defaults with the shards in `weights_dir` (`None`: the description's).
+    pub fn with_weights_dir(weights_dir: Option<&Path>) -> LoadOptions {
+        LoadOptions {
+            weights_dir: weights_dir.map(Path::to_path_buf),
+            ..LoadOptions::default()
+        }
+    }
+}
+
 impl Default for LoadOptions {
     fn default() -> LoadOptions {
         LoadOptions {
@@ -97,8 +107,7 @@ impl Model {
     ) -> Result<Model, Error> {
         let options = LoadOptions {
             symbol_prefix: prefix.to_string(),
-            weights_dir: weights_dir.map(Path::to_path_buf),
-            ..LoadOptions::default()
+            ..LoadOptions::with_weights_dir(weights_dir)
         };
         Model::load_with_options(library, &options)
     }
@@ -156,10 +165,7 @@ impl Model {
         run: RunFn,
         weights_dir: Option<&Path>,
     ) -> Result<Model, Error> {
-        let options = LoadOptions {
-            weights_dir: weights_dir.map(Path::to_path_buf),
-            ..LoadOptions::default()
-        };
+        let options = LoadOptions::with_weights_dir(weights_dir);
         // SAFETY: forwarded from this function's contract.
         unsafe { Model::from_static_with_options(description, run, &options) }
     }
@@ -195,10 +201,7 @@ impl Model {
         step: StepFn,
         weights_dir: Option<&Path>,
     ) -> Result<Model, Error> {
-        let options = LoadOptions {
-            weights_dir: weights_dir.map(Path::to_path_buf),
-            ..LoadOptions::default()
-        };
+        let options = LoadOptions::with_weights_dir(weights_dir);
         // SAFETY: forwarded from this function's contract.
         unsafe { Model::from_static_checked_with_options(description, run, step, &options) }
     }

@@ -114,7 +114,11 @@ pub fn kernel_nodes(graph: &Graph) -> impl Iterator<Item = (NodeId, &Node)> {
 /// Resolves a kernel's arguments from the memory plan and emits its call: the one place that
 /// knows how `run` and `step` pass pointers to kernels. Addresses are cached per location, so
 /// one instance must only be used within one block (or blocks that block dominates).
-struct KernelCall {
+struct KernelCall<'a> {
+    graph: &'a Graph,
+    plan: &'a MemoryPlan,
+    /// The embedded constants' data, by `Location::Embedded` index.
+    embedded: &'a [DataId],
     /// The entry's `weights`, `inputs`, `outputs` and `arena` parameters.
     weights: Value,
     inputs: Value,
@@ -125,9 +129,18 @@ struct KernelCall {
     null: Option<Value>,
 }
 
-impl KernelCall {
-    fn new([weights, inputs, outputs, arena]: [Value; 4], pointer: types::Type) -> KernelCall {
+impl<'a> KernelCall<'a> {
+    fn new(
+        graph: &'a Graph,
+        plan: &'a MemoryPlan,
+        embedded: &'a [DataId],
+        [weights, inputs, outputs, arena]: [Value; 4],
+        pointer: types::Type,
+    ) -> KernelCall<'a> {
         KernelCall {
+            graph,
+            plan,
+            embedded,
             weights,
             inputs,
             outputs,
@@ -138,17 +151,14 @@ impl KernelCall {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn emit(
         &mut self,
         builder: &mut FunctionBuilder,
         module: &mut ObjectModule,
-        graph: &Graph,
-        plan: &MemoryPlan,
-        embedded: &[DataId],
         node_id: NodeId,
         function: FuncId,
     ) -> Result<(), CodegenError> {
+        let (graph, plan, embedded) = (self.graph, self.plan, self.embedded);
         let pointer = self.pointer;
         let flags = MemFlagsData::trusted();
         let node = graph
@@ -412,17 +422,15 @@ pub fn generate(
         let [weights, inputs, outputs, arena] =
             <[Value; 4]>::try_from(builder.block_params(entry).to_vec())
                 .map_err(|_| backend("run signature"))?;
-        let mut call = KernelCall::new([weights, inputs, outputs, arena], pointer);
+        let mut call = KernelCall::new(
+            graph,
+            plan,
+            &embedded,
+            [weights, inputs, outputs, arena],
+            pointer,
+        );
         for &(node_id, function) in &kernels {
-            call.emit(
-                &mut builder,
-                &mut module,
-                graph,
-                plan,
-                &embedded,
-                node_id,
-                function,
-            )?;
+            call.emit(&mut builder, &mut module, node_id, function)?;
         }
         let zero = builder.ins().iconst(types::I32, 0);
         builder.ins().return_(&[zero]);
@@ -464,16 +472,14 @@ pub fn generate(
                 builder.seal_block(block);
                 // A fresh resolution per block: values of one step's block do not dominate
                 // another's.
-                let mut call = KernelCall::new([weights, inputs, outputs, arena], pointer);
-                call.emit(
-                    &mut builder,
-                    &mut module,
+                let mut call = KernelCall::new(
                     graph,
                     plan,
                     &embedded,
-                    node_id,
-                    function,
-                )?;
+                    [weights, inputs, outputs, arena],
+                    pointer,
+                );
+                call.emit(&mut builder, &mut module, node_id, function)?;
                 let zero = builder.ins().iconst(types::I32, 0);
                 builder.ins().return_(&[zero]);
             }

@@ -106,6 +106,7 @@ fn read_file_in_folder(folder: &Path, name: &str) -> Result<Vec<u8>, ModelError>
     read_opened(&path, &opened.file, opened.size)
 }
 
+/// Reads an opened file, at most `size` bytes (its size when checked, even if it grew since).
 fn read_opened(path: &Path, file: &std::fs::File, size: u64) -> Result<Vec<u8>, ModelError> {
     use std::io::Read;
     let mut bytes = Vec::new();

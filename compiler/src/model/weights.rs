@@ -9,7 +9,6 @@
 //! weights become rounded int32. It never panics on file contents: every
 //! slice is taken with `get` and every size computed with checked arithmetic.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use tfjsc_runtime::shard_file::{open_in_folder, ShardPathError};
@@ -121,12 +120,8 @@ impl WebModel {
             }
         }
         for (name, file) in opened {
-            let mut bytes = Vec::new();
             // Never more than the size checked above, even if the file grows meanwhile.
-            (&file.file)
-                .take(file.size)
-                .read_to_end(&mut bytes)
-                .map_err(|source| ModelError::io(&file.path, source))?;
+            let bytes = super::read_opened(&file.path, &file.file, file.size)?;
             visit(name, file.path, bytes);
         }
         Ok(())
