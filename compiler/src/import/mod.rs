@@ -2,87 +2,21 @@
 //!
 //! Import does the cleanup that needs TensorFlow's names: `name:k` outputs, `^control` inputs
 //! (dropped: compiled code runs nodes in data order), Identity-like and NoOp nodes (removed),
-//! placeholders specialised to static shapes. Each TensorFlow op maps to IR ops through one
-//! table, [`IMPORTERS`]; anything not in it is reported, all at once, with counts.
-
-mod attributes;
+//! placeholders specialised to static shapes. Every other TensorFlow op maps to IR ops through
+//! the op registry (`ops::registry`); ops no family imports are reported, all at once, with counts.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use tfjsc_proto::tensorflow::NodeDef;
 
-pub use attributes::{dtype_from_tf, tensor_from_proto, NodeAttributes};
+pub use crate::ops::importer::{
+    dtype_from_tf, node_error, tensor_from_proto, ImportError, ImportFn, Importer, NodeAttributes,
+};
 
 use crate::ir::{DType, Graph, Tensor, TensorType, ValueId};
 use crate::model::{WebModel, WeightValues};
-use crate::ops::{self, Operator};
-
-/// Why a graph could not be imported.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    #[error("node {node:?} ({op}): {message}")]
-    Node {
-        node: String,
-        op: String,
-        message: String,
-    },
-    #[error("unsupported ops ({}): {}", .0.values().sum::<usize>(), format_counts(.0))]
-    UnsupportedOps(BTreeMap<String, usize>),
-    #[error("{0}")]
-    Graph(String),
-}
-
-fn format_counts(counts: &BTreeMap<String, usize>) -> String {
-    counts
-        .iter()
-        .map(|(op, count)| format!("{op} ×{count}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Imports one TensorFlow node: its inputs already resolved to IR values.
-pub type ImportFn = fn(&mut Importer, &NodeDef, &[ValueId]) -> Result<Vec<ValueId>, ImportError>;
-
-/// TensorFlow op name → importer. One line per op.
-pub const IMPORTERS: &[(&str, ImportFn)] = &[
-    ("AddN", ops::elementwise::import_add_n),
-    ("LeakyRelu", ops::elementwise::import_leaky_relu),
-    ("Select", ops::elementwise::import_select),
-    ("SelectV2", ops::elementwise::import_select),
-    ("Cast", ops::elementwise::import_cast),
-    ("ClipByValue", ops::elementwise::import_clip),
-    ("Conv2D", ops::conv::import_conv2d),
-    ("_FusedConv2D", ops::conv::import_conv2d),
-    ("DepthwiseConv2dNative", ops::conv::import_conv2d),
-    ("FusedDepthwiseConv2dNative", ops::conv::import_conv2d),
-    ("MatMul", ops::matmul::import_matmul),
-    ("_FusedMatMul", ops::matmul::import_matmul),
-    ("BatchMatMul", ops::matmul::import_matmul),
-    ("BatchMatMulV2", ops::matmul::import_matmul),
-    ("FusedBatchNorm", ops::conv::import_batch_norm),
-    ("FusedBatchNormV3", ops::conv::import_batch_norm),
-    ("MaxPool", ops::pool::import_pool),
-    ("AvgPool", ops::pool::import_pool),
-    ("Mean", ops::reduce::import_reduce),
-    ("Sum", ops::reduce::import_reduce),
-    ("Max", ops::reduce::import_reduce),
-    ("Min", ops::reduce::import_reduce),
-    ("Prod", ops::reduce::import_reduce),
-    ("Softmax", ops::softmax::import_softmax),
-    ("Reshape", ops::shape::import_reshape),
-    ("Squeeze", ops::shape::import_squeeze),
-    ("ExpandDims", ops::shape::import_expand_dims),
-    ("Shape", ops::shape::import_shape),
-    ("StridedSlice", ops::shape::import_strided_slice),
-    ("Pack", ops::shape::import_pack),
-    ("ConcatV2", ops::shape::import_concat),
-    ("Pad", ops::shape::import_pad),
-    ("PadV2", ops::shape::import_pad),
-    ("Transpose", ops::shape::import_transpose),
-    ("Fill", ops::shape::import_fill),
-    ("Range", ops::shape::import_range),
-];
+use crate::ops::importer::shape_dims;
+use crate::ops::registry;
 
 /// Ops that pass their first input through unchanged.
 const IDENTITY_OPS: &[&str] = &[
@@ -104,72 +38,6 @@ pub struct InputShape {
 pub struct Imported {
     pub graph: Graph,
     pub notes: Vec<String>,
-}
-
-/// The importer state handed to each op's import function.
-pub struct Importer<'g> {
-    pub graph: &'g mut Graph,
-}
-
-impl Importer<'_> {
-    pub fn error(&self, node: &NodeDef, message: impl std::fmt::Display) -> ImportError {
-        node_error(node)(message.to_string())
-    }
-
-    pub fn expect_inputs(
-        &self,
-        node: &NodeDef,
-        inputs: &[ValueId],
-        count: usize,
-    ) -> Result<(), ImportError> {
-        if inputs.len() < count {
-            return Err(self.error(
-                node,
-                format!("expected {count} inputs, found {}", inputs.len()),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Adds a single-output node named after the TensorFlow node.
-    pub fn add(&mut self, node: &NodeDef, op: impl Operator, inputs: Vec<ValueId>) -> ValueId {
-        self.add_named(&node.name, op, inputs)
-    }
-
-    pub fn add_named(&mut self, name: &str, op: impl Operator, inputs: Vec<ValueId>) -> ValueId {
-        let id = self.graph.add_node(name, Arc::new(op), inputs, 1);
-        self.graph
-            .node(id)
-            .map(|n| n.outputs[0])
-            .unwrap_or(ValueId(0))
-    }
-
-    pub fn add_multiple(
-        &mut self,
-        node: &NodeDef,
-        op: impl Operator,
-        inputs: Vec<ValueId>,
-        count: usize,
-    ) -> Vec<ValueId> {
-        let id = self.graph.add_node(&node.name, Arc::new(op), inputs, count);
-        self.graph
-            .node(id)
-            .map(|n| n.outputs.clone())
-            .unwrap_or_default()
-    }
-
-    pub fn constant(&mut self, name: &str, tensor: Tensor) -> ValueId {
-        self.graph.add_constant(name, tensor, None)
-    }
-}
-
-/// Turns a message about `node` into an [`ImportError`] naming it (for `map_err`).
-pub fn node_error(node: &NodeDef) -> impl Fn(String) -> ImportError + Copy + '_ {
-    move |message| ImportError::Node {
-        node: node.name.clone(),
-        op: node.op.clone(),
-        message,
-    }
 }
 
 /// Splits a NodeDef input reference into (node name, output index); `None` for `^control`.
@@ -195,7 +63,7 @@ pub fn check_declared_shapes(model: &WebModel) -> Result<(), ImportError> {
         let declared = NodeAttributes::of(node)
             .tensor("value")
             .and_then(|t| t.tensor_shape.as_ref())
-            .and_then(attributes::shape_dims);
+            .and_then(shape_dims);
         let Some(declared) = declared else { continue };
         let manifest: Vec<i64> = spec.shape.iter().map(|&d| d as i64).collect();
         if declared != manifest {
@@ -290,7 +158,7 @@ pub fn import(
                 &weight_index,
             )?],
             op => {
-                let import = importer_for(op).ok_or_else(|| {
+                let import = registry::importer_for(op).ok_or_else(|| {
                     ImportError::UnsupportedOps(BTreeMap::from([(op.to_string(), 1)]))
                 })?;
                 let mut importer = Importer { graph: &mut graph };
@@ -335,30 +203,7 @@ fn is_known(op: &str) -> bool {
         op,
         "NoOp" | "Placeholder" | "PlaceholderWithDefault" | "Const"
     ) || IDENTITY_OPS.contains(&op)
-        || ops::elementwise::TF_UNARY
-            .iter()
-            .any(|(name, _)| *name == op)
-        || ops::elementwise::TF_BINARY
-            .iter()
-            .any(|(name, _)| *name == op)
-        || IMPORTERS.iter().any(|(name, _)| *name == op)
-}
-
-/// Importer for the plain unary and binary names, looked up through their own tables.
-fn elementwise_importer(op: &str) -> Option<ImportFn> {
-    if ops::elementwise::TF_UNARY
-        .iter()
-        .any(|(name, _)| *name == op)
-    {
-        Some(ops::elementwise::import_unary)
-    } else if ops::elementwise::TF_BINARY
-        .iter()
-        .any(|(name, _)| *name == op)
-    {
-        Some(ops::elementwise::import_binary)
-    } else {
-        None
-    }
+        || registry::importer_for(op).is_some()
 }
 
 fn placeholder_type(
@@ -577,15 +422,6 @@ fn topological_order<'a>(
         ));
     }
     Ok(order)
-}
-
-#[doc(hidden)]
-pub fn importer_for(op: &str) -> Option<ImportFn> {
-    IMPORTERS
-        .iter()
-        .find(|(name, _)| *name == op)
-        .map(|(_, f)| *f)
-        .or_else(|| elementwise_importer(op))
 }
 
 #[cfg(test)]

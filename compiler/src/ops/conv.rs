@@ -17,9 +17,10 @@ pub use super::window::{Padding, Window};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{Kernel, LANES};
 use crate::codegen::CodegenError;
-use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
+use crate::ops::importer::{node_error, ImportError, Importer, NodeAttributes};
+use crate::ops::registry::Family;
 use tfjsc_proto::tensorflow::NodeDef;
 
 /// Convolution (regular or depthwise) with an epilogue.
@@ -848,3 +849,15 @@ pub fn import_batch_norm(
         epsilon,
     )])
 }
+
+pub const FAMILY: Family = Family {
+    ir: &[("conv2d", Conv2d::parse)],
+    tensorflow: &[
+        ("Conv2D", import_conv2d),
+        ("_FusedConv2D", import_conv2d),
+        ("DepthwiseConv2dNative", import_conv2d),
+        ("FusedDepthwiseConv2dNative", import_conv2d),
+        ("FusedBatchNorm", import_batch_norm),
+        ("FusedBatchNormV3", import_batch_norm),
+    ],
+};

@@ -12,9 +12,10 @@ use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{memory_flags, Kernel, LANES};
 use crate::codegen::microkernel::{self, Microkernel, TileShape};
 use crate::codegen::CodegenError;
-use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
+use crate::ops::importer::{node_error, ImportError, Importer, NodeAttributes};
+use crate::ops::registry::Family;
 use tfjsc_proto::tensorflow::NodeDef;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -329,3 +330,13 @@ pub fn import_matmul(
         &inputs[2..],
     )
 }
+
+pub const FAMILY: Family = Family {
+    ir: &[("matmul", MatMul::parse)],
+    tensorflow: &[
+        ("MatMul", import_matmul),
+        ("_FusedMatMul", import_matmul),
+        ("BatchMatMul", import_matmul),
+        ("BatchMatMulV2", import_matmul),
+    ],
+};

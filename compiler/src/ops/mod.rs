@@ -2,16 +2,17 @@
 //! TensorFlow NodeDefs, its type rule, its reference evaluation (plain loops, used by constant
 //! folding and as the test oracle) and its lowering to machine code.
 //!
-//! This module holds the trait every op implements, the typed-attribute vocabulary of the IR text
-//! form, and the two tables that name ops: by IR name (text parser) and by TensorFlow name
-//! (importer).
+//! This module holds the trait every op implements and the typed-attribute vocabulary of the IR
+//! text form; [`registry`] lists the op families, [`importer`] is what their importers work with.
 
 pub mod conv;
 pub mod elementwise;
 pub mod epilogue;
+pub mod importer;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
+pub mod registry;
 pub mod shape;
 pub mod softmax;
 pub mod window;
@@ -19,11 +20,12 @@ pub mod window;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
 use crate::ir::{DType, Tensor, TensorType};
+
+pub use registry::parse_operator;
 
 /// Why an op cannot be typed, evaluated or built as asked.
 #[derive(Debug, thiserror::Error)]
@@ -221,41 +223,6 @@ impl Attributes {
             )),
         }
     }
-}
-
-/// Builds an op from its IR name and attributes (the text parser's table).
-pub type ParseFn = fn(&Attributes) -> OpResult<Arc<dyn Operator>>;
-
-/// Every IR op by name. Adding an op adds one line here (and one in the importer's table).
-pub fn parse_operator(name: &str, attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
-    let table: &[(&str, ParseFn)] = &[
-        ("unary", elementwise::Unary::parse),
-        ("binary", elementwise::Binary::parse),
-        ("select", elementwise::Select::parse),
-        ("cast", elementwise::Cast::parse),
-        ("conv2d", conv::Conv2d::parse),
-        ("matmul", matmul::MatMul::parse),
-        ("pool", pool::Pool::parse),
-        ("reduce", reduce::Reduce::parse),
-        ("reduce_axes", reduce::ReduceAxes::parse),
-        ("softmax", softmax::Softmax::parse),
-        ("reshape", shape::Reshape::parse),
-        ("shape_of", shape::ShapeOf::parse),
-        ("strided_slice", shape::StridedSlice::parse),
-        ("pack", shape::Pack::parse),
-        ("concat", shape::Concat::parse),
-        ("pad", shape::Pad::parse),
-        ("copy", shape::Copy::parse),
-        ("transpose", shape::Transpose::parse),
-        ("fill", shape::Fill::parse),
-        ("range", shape::Range::parse),
-    ];
-    let parse = table
-        .iter()
-        .find(|(op_name, _)| *op_name == name)
-        .map(|(_, parse)| parse)
-        .ok_or_else(|| invalid!("unknown op `{name}`"))?;
-    parse(attributes)
 }
 
 /// Downcasts an operator to a concrete op type.

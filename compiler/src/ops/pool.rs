@@ -10,9 +10,10 @@ use super::conv::{Padding, Window};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{Kernel, LANES};
 use crate::codegen::CodegenError;
-use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
+use crate::ops::importer::{node_error, ImportError, Importer, NodeAttributes};
+use crate::ops::registry::Family;
 use tfjsc_proto::tensorflow::NodeDef;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -252,3 +253,8 @@ pub fn import_pool(
     };
     Ok(vec![importer.add(node, pool, vec![inputs[0]])])
 }
+
+pub const FAMILY: Family = Family {
+    ir: &[("pool", Pool::parse)],
+    tensorflow: &[("MaxPool", import_pool), ("AvgPool", import_pool)],
+};

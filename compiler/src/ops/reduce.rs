@@ -8,9 +8,10 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use super::{normalize_axis, strides_of, Attribute, Attributes, InputFacts, OpResult, Operator};
 use crate::codegen::kernel::{Kernel, LANES};
 use crate::codegen::CodegenError;
-use crate::import::{ImportError, Importer, NodeAttributes};
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorType, ValueId};
+use crate::ops::importer::{ImportError, Importer, NodeAttributes};
+use crate::ops::registry::Family;
 use tfjsc_proto::tensorflow::NodeDef;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -391,3 +392,17 @@ impl Operator for ReduceAxes {
         self
     }
 }
+
+pub const FAMILY: Family = Family {
+    ir: &[
+        ("reduce", Reduce::parse),
+        ("reduce_axes", ReduceAxes::parse),
+    ],
+    tensorflow: &[
+        ("Mean", import_reduce),
+        ("Sum", import_reduce),
+        ("Max", import_reduce),
+        ("Min", import_reduce),
+        ("Prod", import_reduce),
+    ],
+};

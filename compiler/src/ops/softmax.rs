@@ -8,9 +8,10 @@ use cranelift_codegen::ir::{types, InstBuilder};
 use super::{Attributes, InputFacts, OpResult, Operator};
 use crate::codegen::kernel::{Kernel, LANES};
 use crate::codegen::CodegenError;
-use crate::import::{ImportError, Importer};
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
+use crate::ops::importer::{ImportError, Importer};
+use crate::ops::registry::Family;
 use tfjsc_proto::tensorflow::NodeDef;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -161,3 +162,8 @@ pub fn import_softmax(
     importer.expect_inputs(node, inputs, 1)?;
     Ok(vec![importer.add(node, Softmax, vec![inputs[0]])])
 }
+
+pub const FAMILY: Family = Family {
+    ir: &[("softmax", Softmax::parse)],
+    tensorflow: &[("Softmax", import_softmax)],
+};

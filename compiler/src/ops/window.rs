@@ -1,8 +1,8 @@
 //! Window geometry shared by convolution and pooling: padding modes (TensorFlow's SAME, VALID
 //! and EXPLICIT) and the sizes and pads they resolve to on an NHWC input.
 
-use crate::import::NodeAttributes;
 use crate::invalid;
+use crate::ops::importer::NodeAttributes;
 use crate::ops::{Attribute, Attributes, OpResult};
 
 /// How a window op pads its input.

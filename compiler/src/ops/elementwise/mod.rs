@@ -2,39 +2,56 @@
 //! broadcasting, select, cast. Their per-element bodies (`Unary::emit`, `Binary::emit`) are also
 //! what fused epilogues of convolutions and matrix products apply in registers.
 
-use crate::import::{ImportError, Importer, NodeAttributes};
 use crate::ir::ValueId;
+use crate::ops::importer::{ImportError, ImportFn, Importer, NodeAttributes};
+use crate::ops::registry::Family;
 use tfjsc_proto::tensorflow::NodeDef;
 
+/// A kind enum with its IR text names and the TensorFlow ops that import as each kind; also
+/// writes `$table`, the TensorFlow name → `$importer` lines of the family.
 macro_rules! named_kinds {
-    ($enum_name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+    ($enum_name:ident, $table:ident => $importer:path {
+        $($variant:ident => $text:literal [$($tf:literal),*]),* $(,)?
+    }) => {
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum $enum_name { $($variant),* }
         impl $enum_name {
             pub const ALL: &'static [$enum_name] = &[$($enum_name::$variant),*];
+            const TENSORFLOW: &'static [(&'static str, $enum_name)] =
+                &[$($(($tf, $enum_name::$variant),)*)*];
             pub fn text(self) -> &'static str { match self { $($enum_name::$variant => $text),* } }
             pub fn from_text(text: &str) -> Option<$enum_name> {
                 Self::ALL.iter().copied().find(|kind| kind.text() == text)
             }
+            /// The kind a TensorFlow op of this name imports as.
+            pub fn from_tensorflow(op: &str) -> Option<$enum_name> {
+                Self::TENSORFLOW.iter().find(|(name, _)| *name == op).map(|(_, kind)| *kind)
+            }
         }
+        const $table: &[(&str, ImportFn)] = &[$($(($tf, $importer as ImportFn),)*)*];
     };
 }
 
-named_kinds!(UnaryKind {
-    Relu => "relu", Relu6 => "relu6", LeakyRelu => "leaky_relu", Sigmoid => "sigmoid", Tanh => "tanh",
-    Exp => "exp", Neg => "neg", Abs => "abs", Sqrt => "sqrt", Rsqrt => "rsqrt", Square => "square",
-    Floor => "floor", Ceil => "ceil", Round => "round", Reciprocal => "reciprocal", Elu => "elu",
-    Log => "log", Softplus => "softplus", Sin => "sin", Cos => "cos", LogicalNot => "logical_not",
-    Swish => "swish",
+named_kinds!(UnaryKind, TF_UNARY => import_unary {
+    Relu => "relu" ["Relu"], Relu6 => "relu6" ["Relu6"], LeakyRelu => "leaky_relu" [],
+    Sigmoid => "sigmoid" ["Sigmoid"], Tanh => "tanh" ["Tanh"], Exp => "exp" ["Exp"],
+    Neg => "neg" ["Neg"], Abs => "abs" ["Abs"], Sqrt => "sqrt" ["Sqrt"], Rsqrt => "rsqrt" ["Rsqrt"],
+    Square => "square" ["Square"], Floor => "floor" ["Floor"], Ceil => "ceil" ["Ceil"],
+    Round => "round" ["Round"], Reciprocal => "reciprocal" ["Reciprocal"], Elu => "elu" ["Elu"],
+    Log => "log" ["Log"], Softplus => "softplus" ["Softplus"], Sin => "sin" ["Sin"],
+    Cos => "cos" ["Cos"], LogicalNot => "logical_not" ["LogicalNot"], Swish => "swish" [],
 });
 
-named_kinds!(BinaryKind {
-    Add => "add", Sub => "sub", Mul => "mul", Div => "div", DivNoNan => "div_no_nan",
-    Maximum => "maximum", Minimum => "minimum",
-    SquaredDifference => "squared_difference", Prelu => "prelu", FloorDiv => "floor_div",
-    FloorMod => "floor_mod", Pow => "pow", Less => "less", LessEqual => "less_equal",
-    Greater => "greater", GreaterEqual => "greater_equal", Equal => "equal", NotEqual => "not_equal",
-    LogicalAnd => "logical_and", LogicalOr => "logical_or",
+named_kinds!(BinaryKind, TF_BINARY => import_binary {
+    Add => "add" ["Add", "AddV2", "BiasAdd"], Sub => "sub" ["Sub"], Mul => "mul" ["Mul"],
+    Div => "div" ["RealDiv", "Div"], DivNoNan => "div_no_nan" ["DivNoNan"],
+    Maximum => "maximum" ["Maximum"], Minimum => "minimum" ["Minimum"],
+    SquaredDifference => "squared_difference" ["SquaredDifference"], Prelu => "prelu" ["Prelu"],
+    FloorDiv => "floor_div" ["FloorDiv"], FloorMod => "floor_mod" ["FloorMod"], Pow => "pow" ["Pow"],
+    Less => "less" ["Less"], LessEqual => "less_equal" ["LessEqual"], Greater => "greater" ["Greater"],
+    GreaterEqual => "greater_equal" ["GreaterEqual"], Equal => "equal" ["Equal"],
+    NotEqual => "not_equal" ["NotEqual"], LogicalAnd => "logical_and" ["LogicalAnd"],
+    LogicalOr => "logical_or" ["LogicalOr"],
 });
 
 impl BinaryKind {
@@ -63,66 +80,37 @@ pub use unary::Unary;
 
 // ---- import from TensorFlow ----
 
-/// TensorFlow unary op names and their kinds.
-pub const TF_UNARY: &[(&str, UnaryKind)] = &[
-    ("Relu", UnaryKind::Relu),
-    ("Relu6", UnaryKind::Relu6),
-    ("Sigmoid", UnaryKind::Sigmoid),
-    ("Tanh", UnaryKind::Tanh),
-    ("Exp", UnaryKind::Exp),
-    ("Neg", UnaryKind::Neg),
-    ("Abs", UnaryKind::Abs),
-    ("Sqrt", UnaryKind::Sqrt),
-    ("Rsqrt", UnaryKind::Rsqrt),
-    ("Square", UnaryKind::Square),
-    ("Floor", UnaryKind::Floor),
-    ("Ceil", UnaryKind::Ceil),
-    ("Round", UnaryKind::Round),
-    ("Reciprocal", UnaryKind::Reciprocal),
-    ("Elu", UnaryKind::Elu),
-    ("Log", UnaryKind::Log),
-    ("Softplus", UnaryKind::Softplus),
-    ("Sin", UnaryKind::Sin),
-    ("Cos", UnaryKind::Cos),
-    ("LogicalNot", UnaryKind::LogicalNot),
-];
+/// Unary math and activations.
+pub const UNARY: Family = Family {
+    ir: &[("unary", Unary::parse)],
+    tensorflow: TF_UNARY,
+};
 
-/// TensorFlow binary op names and their kinds.
-pub const TF_BINARY: &[(&str, BinaryKind)] = &[
-    ("Add", BinaryKind::Add),
-    ("AddV2", BinaryKind::Add),
-    ("BiasAdd", BinaryKind::Add),
-    ("Sub", BinaryKind::Sub),
-    ("Mul", BinaryKind::Mul),
-    ("RealDiv", BinaryKind::Div),
-    ("Div", BinaryKind::Div),
-    ("DivNoNan", BinaryKind::DivNoNan),
-    ("Maximum", BinaryKind::Maximum),
-    ("Minimum", BinaryKind::Minimum),
-    ("SquaredDifference", BinaryKind::SquaredDifference),
-    ("Prelu", BinaryKind::Prelu),
-    ("FloorDiv", BinaryKind::FloorDiv),
-    ("FloorMod", BinaryKind::FloorMod),
-    ("Pow", BinaryKind::Pow),
-    ("Less", BinaryKind::Less),
-    ("LessEqual", BinaryKind::LessEqual),
-    ("Greater", BinaryKind::Greater),
-    ("GreaterEqual", BinaryKind::GreaterEqual),
-    ("Equal", BinaryKind::Equal),
-    ("NotEqual", BinaryKind::NotEqual),
-    ("LogicalAnd", BinaryKind::LogicalAnd),
-    ("LogicalOr", BinaryKind::LogicalOr),
-];
+/// Binary arithmetic and comparisons.
+pub const BINARY: Family = Family {
+    ir: &[("binary", Binary::parse)],
+    tensorflow: TF_BINARY,
+};
+
+/// Select, cast, and TensorFlow ops that import as chains of unary and binary nodes.
+pub const FAMILY: Family = Family {
+    ir: &[("select", Select::parse), ("cast", Cast::parse)],
+    tensorflow: &[
+        ("AddN", import_add_n),
+        ("LeakyRelu", import_leaky_relu),
+        ("Select", import_select),
+        ("SelectV2", import_select),
+        ("Cast", import_cast),
+        ("ClipByValue", import_clip),
+    ],
+};
 
 pub fn import_unary(
     importer: &mut Importer,
     node: &NodeDef,
     inputs: &[ValueId],
 ) -> Result<Vec<ValueId>, ImportError> {
-    let kind = TF_UNARY
-        .iter()
-        .find(|(name, _)| *name == node.op)
-        .map(|(_, kind)| *kind)
+    let kind = UnaryKind::from_tensorflow(&node.op)
         .ok_or_else(|| importer.error(node, "not a unary op"))?;
     importer.expect_inputs(node, inputs, 1)?;
     Ok(vec![importer.add(
@@ -156,10 +144,7 @@ pub fn import_binary(
     node: &NodeDef,
     inputs: &[ValueId],
 ) -> Result<Vec<ValueId>, ImportError> {
-    let kind = TF_BINARY
-        .iter()
-        .find(|(name, _)| *name == node.op)
-        .map(|(_, kind)| *kind)
+    let kind = BinaryKind::from_tensorflow(&node.op)
         .ok_or_else(|| importer.error(node, "not a binary op"))?;
     importer.expect_inputs(node, inputs, 2)?;
     if node.op == "BiasAdd" {

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
-use crate::import::{ImportError, Importer};
 use crate::invalid;
 use crate::ir::{Tensor, TensorType, ValueId};
+use crate::ops::importer::{ImportError, Importer};
+use crate::ops::registry::Family;
 use crate::ops::{Attributes, InputFacts, OpResult, Operator};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -124,3 +125,8 @@ pub fn import_range(
     importer.expect_inputs(node, inputs, 3)?;
     Ok(vec![importer.add(node, Range, inputs[..3].to_vec())])
 }
+
+pub const FAMILY: Family = Family {
+    ir: &[("fill", Fill::parse), ("range", Range::parse)],
+    tensorflow: &[("Fill", import_fill), ("Range", import_range)],
+};

@@ -8,9 +8,10 @@ use cranelift_codegen::ir::InstBuilder;
 use super::*;
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
-use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
 use crate::ir::{Tensor, TensorData, TensorType, ValueId};
+use crate::ops::importer::{node_error, ImportError, Importer, NodeAttributes};
+use crate::ops::registry::Family;
 use crate::ops::{normalize_axis, Attribute, Attributes, InputFacts, OpResult, Operator};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -175,3 +176,8 @@ pub fn import_concat(
         values.to_vec(),
     )])
 }
+
+pub const FAMILY: Family = Family {
+    ir: &[("pack", Pack::parse), ("concat", Concat::parse)],
+    tensorflow: &[("Pack", import_pack), ("ConcatV2", import_concat)],
+};

@@ -95,12 +95,12 @@ pub(super) fn copy_nest(
     })
 }
 
-mod generate;
-mod join;
-mod pad;
-mod slice;
-mod transpose;
-mod view;
+pub mod generate;
+pub mod join;
+pub mod pad;
+pub mod slice;
+pub mod transpose;
+pub mod view;
 
 pub use generate::{import_fill, import_range, Fill, Range};
 pub use join::{import_concat, import_pack, Concat, Pack};

@@ -7,9 +7,10 @@ use cranelift_codegen::ir::InstBuilder;
 
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
-use crate::import::{ImportError, Importer};
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorType, ValueId};
+use crate::ops::importer::{ImportError, Importer};
+use crate::ops::registry::Family;
 use crate::ops::{strides_of, Attributes, InputFacts, OpError, OpResult, Operator};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -186,3 +187,8 @@ pub fn import_pad(
     importer.expect_inputs(node, inputs, count)?;
     Ok(vec![importer.add(node, Pad, inputs[..count].to_vec())])
 }
+
+pub const FAMILY: Family = Family {
+    ir: &[("pad", Pad::parse)],
+    tensorflow: &[("Pad", import_pad), ("PadV2", import_pad)],
+};

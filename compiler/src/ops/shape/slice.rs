@@ -6,9 +6,10 @@ use std::sync::Arc;
 use super::*;
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
-use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
 use crate::ir::{Tensor, TensorType, ValueId};
+use crate::ops::importer::{node_error, ImportError, Importer, NodeAttributes};
+use crate::ops::registry::Family;
 use crate::ops::{strides_of, Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -284,3 +285,8 @@ pub fn import_strided_slice(
     };
     Ok(vec![importer.add(node, op, inputs[..4].to_vec())])
 }
+
+pub const FAMILY: Family = Family {
+    ir: &[("strided_slice", StridedSlice::parse)],
+    tensorflow: &[("StridedSlice", import_strided_slice)],
+};

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use super::*;
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
-use crate::import::{ImportError, Importer};
 use crate::invalid;
 use crate::ir::{Tensor, TensorType, ValueId};
+use crate::ops::importer::{ImportError, Importer};
+use crate::ops::registry::Family;
 use crate::ops::{normalize_axis, strides_of, Attributes, InputFacts, OpError, OpResult, Operator};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -114,3 +115,8 @@ pub fn import_transpose(
     importer.expect_inputs(node, inputs, 2)?;
     Ok(vec![importer.add(node, Transpose, inputs[..2].to_vec())])
 }
+
+pub const FAMILY: Family = Family {
+    ir: &[("transpose", Transpose::parse)],
+    tensorflow: &[("Transpose", import_transpose)],
+};

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
-use crate::import::{node_error, ImportError, Importer, NodeAttributes};
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorType, ValueId};
+use crate::ops::importer::{node_error, ImportError, Importer, NodeAttributes};
+use crate::ops::registry::Family;
 use crate::ops::{normalize_axis, Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -310,3 +311,17 @@ pub fn import_shape(
     importer.expect_inputs(node, inputs, 1)?;
     Ok(vec![importer.add(node, ShapeOf, vec![inputs[0]])])
 }
+
+pub const FAMILY: Family = Family {
+    ir: &[
+        ("reshape", Reshape::parse),
+        ("shape_of", ShapeOf::parse),
+        ("copy", Copy::parse),
+    ],
+    tensorflow: &[
+        ("Reshape", import_reshape),
+        ("Squeeze", import_squeeze),
+        ("ExpandDims", import_expand_dims),
+        ("Shape", import_shape),
+    ],
+};

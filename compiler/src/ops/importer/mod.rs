@@ -1,0 +1,107 @@
+//! What an op's importer works with: the importer state ([`Importer`]), typed reads of NodeDef
+//! attributes ([`NodeAttributes`]) and [`ImportError`]. A leaf: it knows the IR graph and the
+//! [`Operator`] trait, nothing of the graph importer (`crate::import`) that calls the ops.
+
+mod attributes;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tfjsc_proto::tensorflow::NodeDef;
+
+pub use attributes::{data_type, dtype_from_tf, shape_dims, tensor_from_proto, NodeAttributes};
+
+use crate::ir::{Graph, Tensor, ValueId};
+use crate::ops::Operator;
+
+/// Why a graph could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("node {node:?} ({op}): {message}")]
+    Node {
+        node: String,
+        op: String,
+        message: String,
+    },
+    #[error("unsupported ops ({}): {}", .0.values().sum::<usize>(), format_counts(.0))]
+    UnsupportedOps(BTreeMap<String, usize>),
+    #[error("{0}")]
+    Graph(String),
+}
+
+fn format_counts(counts: &BTreeMap<String, usize>) -> String {
+    counts
+        .iter()
+        .map(|(op, count)| format!("{op} ×{count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Imports one TensorFlow node: its inputs already resolved to IR values.
+pub type ImportFn = fn(&mut Importer, &NodeDef, &[ValueId]) -> Result<Vec<ValueId>, ImportError>;
+
+/// The importer state handed to each op's import function.
+pub struct Importer<'g> {
+    pub graph: &'g mut Graph,
+}
+
+impl Importer<'_> {
+    pub fn error(&self, node: &NodeDef, message: impl std::fmt::Display) -> ImportError {
+        node_error(node)(message.to_string())
+    }
+
+    pub fn expect_inputs(
+        &self,
+        node: &NodeDef,
+        inputs: &[ValueId],
+        count: usize,
+    ) -> Result<(), ImportError> {
+        if inputs.len() < count {
+            return Err(self.error(
+                node,
+                format!("expected {count} inputs, found {}", inputs.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a single-output node named after the TensorFlow node.
+    pub fn add(&mut self, node: &NodeDef, op: impl Operator, inputs: Vec<ValueId>) -> ValueId {
+        self.add_named(&node.name, op, inputs)
+    }
+
+    pub fn add_named(&mut self, name: &str, op: impl Operator, inputs: Vec<ValueId>) -> ValueId {
+        let id = self.graph.add_node(name, Arc::new(op), inputs, 1);
+        self.graph
+            .node(id)
+            .map(|n| n.outputs[0])
+            .unwrap_or(ValueId(0))
+    }
+
+    pub fn add_multiple(
+        &mut self,
+        node: &NodeDef,
+        op: impl Operator,
+        inputs: Vec<ValueId>,
+        count: usize,
+    ) -> Vec<ValueId> {
+        let id = self.graph.add_node(&node.name, Arc::new(op), inputs, count);
+        self.graph
+            .node(id)
+            .map(|n| n.outputs.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn constant(&mut self, name: &str, tensor: Tensor) -> ValueId {
+        self.graph.add_constant(name, tensor, None)
+    }
+}
+
+/// Turns a message about `node` into an [`ImportError`] naming it (for `map_err`).
+pub fn node_error(node: &NodeDef) -> impl Fn(String) -> ImportError + Copy + '_ {
+    move |message| ImportError::Node {
+        node: node.name.clone(),
+        op: node.op.clone(),
+        message,
+    }
+}

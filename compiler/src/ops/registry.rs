@@ -1,0 +1,96 @@
+//! The op registry: every op family, in one list. A family names, in its own module, the IR ops it
+//! defines (with their text parsers) and the TensorFlow ops it imports (with their importers);
+//! adding an op family adds its module and one line to [`FAMILIES`].
+//!
+//! Whether a node can be lowered on a target is asked of the op itself (`Operator::lower`):
+//! `inspect` and `compile` both run code generation over every node and report every refusal.
+
+use std::sync::Arc;
+
+use super::importer::ImportFn;
+use super::{conv, elementwise, matmul, pool, reduce, shape, softmax};
+use super::{Attributes, OpResult, Operator};
+use crate::invalid;
+
+/// Builds an op from its IR name's attributes (the text parser).
+pub type ParseFn = fn(&Attributes) -> OpResult<Arc<dyn Operator>>;
+
+/// What one op family contributes to the tables.
+pub struct Family {
+    /// IR op name → text parser.
+    pub ir: &'static [(&'static str, ParseFn)],
+    /// TensorFlow op name → importer.
+    pub tensorflow: &'static [(&'static str, ImportFn)],
+}
+
+/// Every op family. One line per family.
+pub const FAMILIES: &[&Family] = &[
+    &elementwise::UNARY,
+    &elementwise::BINARY,
+    &elementwise::FAMILY,
+    &conv::FAMILY,
+    &matmul::FAMILY,
+    &pool::FAMILY,
+    &reduce::FAMILY,
+    &softmax::FAMILY,
+    &shape::view::FAMILY,
+    &shape::slice::FAMILY,
+    &shape::join::FAMILY,
+    &shape::pad::FAMILY,
+    &shape::transpose::FAMILY,
+    &shape::generate::FAMILY,
+];
+
+/// Builds an IR op from its name and attributes.
+pub fn parse_operator(name: &str, attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
+    let parse = FAMILIES
+        .iter()
+        .flat_map(|family| family.ir)
+        .find(|(op_name, _)| *op_name == name)
+        .map(|(_, parse)| parse)
+        .ok_or_else(|| invalid!("unknown op `{name}`"))?;
+    parse(attributes)
+}
+
+/// The importer of TensorFlow op `op`, if any family imports it.
+pub fn importer_for(op: &str) -> Option<ImportFn> {
+    FAMILIES
+        .iter()
+        .flat_map(|family| family.tensorflow)
+        .find(|(name, _)| *name == op)
+        .map(|(_, import)| *import)
+}
+
+/// Every TensorFlow op name some family imports, sorted.
+pub fn tensorflow_ops() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = FAMILIES
+        .iter()
+        .flat_map(|family| family.tensorflow)
+        .map(|(name, _)| *name)
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_name_is_registered_once() {
+        let mut ir = HashSet::new();
+        let mut tensorflow = HashSet::new();
+        for family in FAMILIES {
+            for (name, _) in family.ir {
+                assert!(ir.insert(*name), "IR op `{name}` is registered twice");
+            }
+            for (name, _) in family.tensorflow {
+                assert!(
+                    tensorflow.insert(*name),
+                    "TensorFlow op `{name}` is registered twice"
+                );
+            }
+        }
+    }
+}
