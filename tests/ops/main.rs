@@ -31,6 +31,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod conv_transpose;
 mod harness;
 
 use proptest::prelude::*;

@@ -655,7 +655,11 @@ fn lower_depthwise(
 
 // ---- import ----
 
-fn tf_pair(attributes: &NodeAttributes, name: &str, format: &str) -> Result<[usize; 2], String> {
+pub(crate) fn tf_pair(
+    attributes: &NodeAttributes,
+    name: &str,
+    format: &str,
+) -> Result<[usize; 2], String> {
     let values = attributes.ints_or(name, &[1, 1, 1, 1])?;
     if values.len() != 4 || values.iter().any(|&v| v <= 0) {
         return Err(format!(

@@ -6,6 +6,7 @@
 //! text form; [`registry`] lists the op families, [`importer`] is what their importers work with.
 
 pub mod conv;
+pub mod conv_transpose;
 pub mod elementwise;
 pub mod epilogue;
 pub mod importer;

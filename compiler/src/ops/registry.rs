@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::importer::ImportFn;
-use super::{conv, elementwise, matmul, pool, reduce, shape, softmax};
+use super::{conv, conv_transpose, elementwise, matmul, pool, reduce, shape, softmax};
 use super::{Attributes, OpResult, Operator};
 use crate::invalid;
 
@@ -29,6 +29,7 @@ pub const FAMILIES: &[&Family] = &[
     &elementwise::BINARY,
     &elementwise::FAMILY,
     &conv::FAMILY,
+    &conv_transpose::FAMILY,
     &matmul::FAMILY,
     &pool::FAMILY,
     &reduce::FAMILY,
