@@ -264,8 +264,7 @@ fn conv2d_backprop_input_needs_constant_sizes_and_filter() {
         &node_def("SAME", [2, 2], None),
         &[sizes, filter, dy],
     )
-    .err()
-    .expect("non-constant input_sizes is refused");
+    .expect_err("non-constant input_sizes is refused");
     let message = error.to_string();
     assert!(
         message.contains("deconv") && message.contains("input_sizes"),
