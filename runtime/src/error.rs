@@ -333,6 +333,7 @@ impl Error {
     pub(crate) fn kernel_failed(step: usize, node: &str, code: i32) -> Error {
         let reason = match code {
             1 => "an index read from the data is out of range".to_string(),
+            2 => "integer division by zero".to_string(),
             other => format!("failure code {other}"),
         };
         Error::KernelFailed {

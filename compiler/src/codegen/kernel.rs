@@ -54,8 +54,8 @@ pub struct Kernel<'a> {
     pub module: &'a mut ObjectModule,
     /// Micro-kernels already placed in the object, by tile shape.
     pub microkernels: &'a mut HashMap<Microkernel, FuncId>,
-    /// The block that returns [`KernelFailure::IndexOutOfRange`], once a check needs it.
-    pub index_failure: Option<Block>,
+    /// The blocks that return each failure code, made when a check first needs one.
+    pub failures: Vec<(KernelFailure, Block)>,
 }
 
 /// Why a kernel stopped: its non-zero status. The runtime turns it into an error naming the node
@@ -65,6 +65,8 @@ pub struct Kernel<'a> {
 pub enum KernelFailure {
     /// An index read from the data is outside the dimension it indexes.
     IndexOutOfRange = 1,
+    /// An integer division (or remainder) by zero.
+    DivisionByZero = 2,
 }
 
 /// Memory flags for kernel loads and stores: in bounds by construction, not necessarily aligned.
@@ -103,22 +105,33 @@ impl<'a> Kernel<'a> {
     /// Stops the kernel with [`KernelFailure::IndexOutOfRange`] unless `0 <= index < bound`
     /// (`index` is an i64; one unsigned compare covers both ends).
     pub fn check_index(&mut self, index: Value, bound: usize) {
-        let failure = match self.index_failure {
-            Some(block) => block,
-            None => {
-                let block = self.builder.create_block();
-                self.builder.set_cold_block(block);
-                self.index_failure = Some(block);
-                block
-            }
-        };
         let bound = self.builder.ins().iconst(types::I64, bound as i64);
         let in_range = self
             .builder
             .ins()
             .icmp(IntCC::UnsignedLessThan, index, bound);
+        self.check(in_range, KernelFailure::IndexOutOfRange);
+    }
+
+    /// Stops the kernel with [`KernelFailure::DivisionByZero`] if the integer `divisor` is 0.
+    pub fn check_divisor(&mut self, divisor: Value) {
+        let nonzero = self.builder.ins().icmp_imm_s(IntCC::NotEqual, divisor, 0);
+        self.check(nonzero, KernelFailure::DivisionByZero);
+    }
+
+    /// Continues where `ok` is true; otherwise the kernel returns `failure`.
+    pub fn check(&mut self, ok: Value, failure: KernelFailure) {
+        let exit = match self.failures.iter().find(|(f, _)| *f == failure) {
+            Some(&(_, block)) => block,
+            None => {
+                let block = self.builder.create_block();
+                self.builder.set_cold_block(block);
+                self.failures.push((failure, block));
+                block
+            }
+        };
         let next = self.builder.create_block();
-        self.builder.ins().brif(in_range, next, &[], failure, &[]);
+        self.builder.ins().brif(ok, next, &[], exit, &[]);
         self.builder.switch_to_block(next);
         self.builder.seal_block(next);
     }
@@ -127,20 +140,17 @@ impl<'a> Kernel<'a> {
     pub fn finish(&mut self) {
         let zero = self.builder.ins().iconst(types::I32, 0);
         self.builder.ins().return_(&[zero]);
-        if let Some(block) = self.index_failure {
+        for &(failure, block) in &self.failures {
             self.builder.switch_to_block(block);
             self.builder.seal_block(block);
-            let code = self
-                .builder
-                .ins()
-                .iconst(types::I32, KernelFailure::IndexOutOfRange as i64);
+            let code = self.builder.ins().iconst(types::I32, failure as i64);
             self.builder.ins().return_(&[code]);
         }
     }
 
     /// Whether the kernel can fail (the caller must then check its status).
     pub fn can_fail(&self) -> bool {
-        self.index_failure.is_some()
+        !self.failures.is_empty()
     }
 
     /// A machine-code micro-kernel, placed into the object on first use (see `microkernel` for

@@ -8,6 +8,7 @@
 
 pub mod elementwise;
 pub mod kernel;
+mod math;
 pub mod microkernel;
 pub mod target;
 
@@ -382,7 +383,7 @@ pub fn generate(
                 node_name: node.name.clone(),
                 module: &mut module,
                 microkernels: &mut microkernels,
-                index_failure: None,
+                failures: Vec::new(),
             };
             let lowered = node.op.lower(&mut kernel);
             let can_fail = kernel.can_fail();

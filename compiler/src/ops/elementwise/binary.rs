@@ -109,8 +109,17 @@ impl Binary {
                 }
             }
             BinaryKind::FloorDiv => (x / y).floor(),
-            BinaryKind::FloorMod => x - (x / y).floor() * y,
+            // TensorFlow: the C remainder, moved into the divisor's sign.
+            BinaryKind::FloorMod => {
+                let r = x % y;
+                if r != 0.0 && (r < 0.0) != (y < 0.0) {
+                    r + y
+                } else {
+                    r
+                }
+            }
             BinaryKind::Pow => x.powf(y),
+            BinaryKind::Atan2 => x.atan2(y),
             BinaryKind::Less => (x < y) as u8 as f32,
             BinaryKind::LessEqual => (x <= y) as u8 as f32,
             BinaryKind::Greater => (x > y) as u8 as f32,
@@ -157,6 +166,7 @@ impl Binary {
             BinaryKind::NotEqual => (x != y) as i64,
             BinaryKind::LogicalAnd => (x != 0 && y != 0) as i64,
             BinaryKind::LogicalOr => (x != 0 || y != 0) as i64,
+            BinaryKind::Atan2 => return Err(invalid!("atan2 of integers")),
         })
     }
 
@@ -193,6 +203,25 @@ impl Binary {
                 let quotient = kernel.builder.ins().fdiv(x, y);
                 kernel.builder.ins().floor(quotient)
             }
+            BinaryKind::FloorMod => {
+                // x − floor(x / y)·y, then into the divisor's sign as TensorFlow's remainder is;
+                // off from the exact remainder only when x / y rounds across an integer.
+                let quotient = kernel.builder.ins().fdiv(x, y);
+                let floor = kernel.builder.ins().floor(quotient);
+                let negated = kernel.builder.ins().fneg(floor);
+                let r = kernel.multiply_add(negated, y, x);
+                let zero = kernel.float_constant(ty, 0.0);
+                // r and y of opposite signs (r ≠ 0): add y.
+                let product = kernel.builder.ins().fmul(r, y);
+                let adjusted = kernel.builder.ins().fadd(r, y);
+                let r = kernel.select_float(FloatCC::LessThan, product, zero, adjusted, r);
+                // y = ±inf or 0, or x infinite: the formula's NaN and inf cases follow fmod.
+                let ay = kernel.builder.ins().fabs(y);
+                let infinity = kernel.float_constant(ty, f32::INFINITY);
+                kernel.select_float(FloatCC::Equal, ay, infinity, x, r)
+            }
+            BinaryKind::Pow => emit_pow(kernel, x, y, ty),
+            BinaryKind::Atan2 => kernel.atan2(x, y),
             _ => return Err(kernel.error(format!("no f32 kernel for `{}`", self.kind.text()))),
         })
     }
@@ -246,6 +275,48 @@ impl Binary {
             BinaryKind::Mul => kernel.builder.ins().imul(x, y),
             BinaryKind::Maximum => kernel.builder.ins().smax(x, y),
             BinaryKind::Minimum => kernel.builder.ins().smin(x, y),
+            BinaryKind::SquaredDifference => {
+                let difference = kernel.builder.ins().isub(x, y);
+                kernel.builder.ins().imul(difference, difference)
+            }
+            BinaryKind::Div | BinaryKind::FloorDiv | BinaryKind::FloorMod => {
+                // TensorFlow refuses integer division by zero; so does the kernel (x86's idiv
+                // would trap). INT_MIN / −1 also traps, so −1 divides as a negation.
+                kernel.check_divisor(y);
+                let ty = kernel.builder.func.dfg.value_type(x);
+                let minus_one = kernel.int_constant(ty, -1);
+                let one = kernel.int_constant(ty, 1);
+                let is_minus_one = kernel.builder.ins().icmp(IntCC::Equal, y, minus_one);
+                let divisor = kernel.builder.ins().select(is_minus_one, one, y);
+                let quotient = kernel.builder.ins().sdiv(x, divisor);
+                let negated = kernel.builder.ins().ineg(x);
+                let quotient = kernel.builder.ins().select(is_minus_one, negated, quotient);
+                let product = kernel.builder.ins().imul(quotient, y);
+                let remainder = kernel.builder.ins().isub(x, product);
+                // Floor semantics: a non-zero remainder of the divisor's opposite sign moves
+                // the quotient down by one and the remainder up by the divisor.
+                let signs = kernel.builder.ins().bxor(remainder, y);
+                let opposite = kernel
+                    .builder
+                    .ins()
+                    .icmp_imm_s(IntCC::SignedLessThan, signs, 0);
+                let nonzero = kernel
+                    .builder
+                    .ins()
+                    .icmp_imm_s(IntCC::NotEqual, remainder, 0);
+                let adjust = kernel.builder.ins().band(opposite, nonzero);
+                match self.kind {
+                    BinaryKind::Div => quotient,
+                    BinaryKind::FloorDiv => {
+                        let lower = kernel.builder.ins().iadd_imm_s(quotient, -1);
+                        kernel.builder.ins().select(adjust, lower, quotient)
+                    }
+                    _ => {
+                        let raised = kernel.builder.ins().iadd(remainder, y);
+                        kernel.builder.ins().select(adjust, raised, remainder)
+                    }
+                }
+            }
             _ => return Err(kernel.error(format!("no i32 kernel for `{}`", self.kind.text()))),
         })
     }
@@ -410,4 +481,43 @@ impl Operator for Select {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// `x^y` as `e^(y·log|x|)` with the sign and the special cases of C's `powf`: `x^0 = 1` and
+/// `1^y = 1` (even for NaN), a negative base only with an integer exponent (odd: negative
+/// result), `0^y` is 0 (y > 0) or inf (y < 0). The relative error grows with |y·log x| (about
+/// 1e-6 for results within 1e±10).
+fn emit_pow(kernel: &mut Kernel, x: Value, y: Value, ty: Type) -> Value {
+    let zero = kernel.float_constant(ty, 0.0);
+    let one = kernel.float_constant(ty, 1.0);
+    let half = kernel.float_constant(ty, 0.5);
+    let nan = kernel.float_constant(ty, f32::NAN);
+    let ax = kernel.builder.ins().fabs(x);
+    let log = kernel.log(ax);
+    let product = kernel.builder.ins().fmul(y, log);
+    let magnitude = kernel.exp(product);
+    // y integer? odd?
+    let y_floor = kernel.builder.ins().floor(y);
+    let y_half = kernel.builder.ins().fmul(y, half);
+    let y_half_floor = kernel.builder.ins().floor(y_half);
+    let is_odd = {
+        let twice = kernel.builder.ins().fadd(y_half_floor, y_half_floor);
+        kernel.builder.ins().fsub(y, twice)
+    };
+    let negative = kernel.builder.ins().fneg(magnitude);
+    let signed = kernel.select_float(FloatCC::Equal, is_odd, one, negative, magnitude);
+    let for_negative = kernel.select_float(FloatCC::Equal, y_floor, y, signed, nan);
+    let mut result = kernel.select_float(FloatCC::LessThan, x, zero, for_negative, magnitude);
+    // 0^y: ±0 (odd y keeps the sign of x) for y > 0, inf for y < 0.
+    let infinity = kernel.float_constant(ty, f32::INFINITY);
+    let zero_power = {
+        let signed_zero = kernel.select_float(FloatCC::Equal, is_odd, one, x, zero);
+        let signed_infinity = kernel.copysign(infinity, signed_zero);
+        let odd_infinity =
+            kernel.select_float(FloatCC::Equal, is_odd, one, signed_infinity, infinity);
+        kernel.select_float(FloatCC::LessThan, y, zero, odd_infinity, signed_zero)
+    };
+    result = kernel.select_float(FloatCC::Equal, x, zero, zero_power, result);
+    result = kernel.select_float(FloatCC::Equal, x, one, one, result);
+    kernel.select_float(FloatCC::Equal, y, zero, one, result)
 }

@@ -40,6 +40,11 @@ named_kinds!(UnaryKind, TF_UNARY => import_unary {
     Round => "round" ["Round"], Reciprocal => "reciprocal" ["Reciprocal"], Elu => "elu" ["Elu"],
     Log => "log" ["Log"], Softplus => "softplus" ["Softplus"], Sin => "sin" ["Sin"],
     Cos => "cos" ["Cos"], LogicalNot => "logical_not" ["LogicalNot"], Swish => "swish" [],
+    Sign => "sign" ["Sign"], Log1p => "log1p" ["Log1p"], Expm1 => "expm1" ["Expm1"],
+    Selu => "selu" ["Selu"], Erf => "erf" ["Erf"], Tan => "tan" ["Tan"], Atan => "atan" ["Atan"],
+    Asin => "asin" ["Asin"], Acos => "acos" ["Acos"], Sinh => "sinh" ["Sinh"],
+    Cosh => "cosh" ["Cosh"], Asinh => "asinh" ["Asinh"], Acosh => "acosh" ["Acosh"],
+    Atanh => "atanh" ["Atanh"],
 });
 
 named_kinds!(BinaryKind, TF_BINARY => import_binary {
@@ -51,7 +56,7 @@ named_kinds!(BinaryKind, TF_BINARY => import_binary {
     Less => "less" ["Less"], LessEqual => "less_equal" ["LessEqual"], Greater => "greater" ["Greater"],
     GreaterEqual => "greater_equal" ["GreaterEqual"], Equal => "equal" ["Equal"],
     NotEqual => "not_equal" ["NotEqual"], LogicalAnd => "logical_and" ["LogicalAnd"],
-    LogicalOr => "logical_or" ["LogicalOr"],
+    LogicalOr => "logical_or" ["LogicalOr"], Atan2 => "atan2" ["Atan2"],
 });
 
 impl BinaryKind {
