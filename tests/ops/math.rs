@@ -49,7 +49,13 @@ fn unary_math_kernels_match_reference() {
             1000.0,
             [
                 &tiny[..],
-                &[1.0, -1.0, f32::MIN_POSITIVE, 0.70710677, 1.4142135][..],
+                &[
+                    1.0,
+                    -1.0,
+                    f32::MIN_POSITIVE,
+                    std::f32::consts::FRAC_1_SQRT_2,
+                    std::f32::consts::SQRT_2,
+                ][..],
             ]
             .concat(),
             Tol::AbsRel(2e-6),
