@@ -32,6 +32,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+mod indexing;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;

@@ -8,6 +8,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod epilogue;
+pub mod gather;
 pub mod importer;
 pub mod matmul;
 pub mod pool;

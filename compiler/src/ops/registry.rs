@@ -39,6 +39,7 @@ pub const FAMILIES: &[&Family] = &[
     &shape::pad::FAMILY,
     &shape::transpose::FAMILY,
     &shape::generate::FAMILY,
+    &super::gather::FAMILY,
 ];
 
 /// Builds an IR op from its name and attributes.

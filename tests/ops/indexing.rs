@@ -1,0 +1,149 @@
+//! Indexing ops (gather, gather_nd, arg max/min, one-hot, top-k, cumsum, sparse-to-dense): every
+//! kernel against the op's reference evaluation, over shapes, dtypes and every attribute variant.
+//! Index tensors are graph inputs (run-time data), so nothing folds away.
+
+use tfjsc::ir::{DType, Tensor};
+use tfjsc::ops::gather::{Gather, GatherNd};
+
+use crate::harness::*;
+
+/// Values of `dtype`: f32 in ±10, i32 in ±1000, bools.
+fn typed(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
+    match dtype {
+        DType::F32 => uniform(shape, seed, -10.0, 10.0),
+        DType::I32 => ints(shape, seed, -1000, 1000),
+        DType::Bool => bools(shape, seed),
+        DType::I64 => panic!("no int64 test data"),
+    }
+}
+
+/// Indices in `[0, bound)` (bound > 0).
+fn indices(shape: &[usize], bound: usize, seed: u64) -> Tensor {
+    ints(shape, seed, 0, bound as i32 - 1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gather
+// ---------------------------------------------------------------------------------------------
+
+/// (params shape, indices shape, axis, batch_dims).
+const GATHERS: &[(&[usize], &[usize], i64, i64)] = &[
+    // Index ranks 0-3 along axis 0.
+    (&[5], &[], 0, 0),
+    (&[5], &[3], 0, 0),
+    (&[7, 3], &[2, 2], 0, 0),
+    (&[6, 2, 9], &[2, 3, 2], 0, 0),
+    // Long inner slices (vector copies), short ones, one element.
+    (&[10, 16], &[4], 0, 0),
+    (&[10, 17], &[3, 2], 0, 0),
+    (&[4, 3, 5], &[6], 1, 0),
+    (&[4, 3, 5], &[2, 2], -1, 0),
+    (&[4, 3, 5], &[], -2, 0),
+    (&[2, 3, 4, 5], &[3], 2, 0),
+    (&[8, 1], &[5], 0, 0),
+    // Batch dimensions.
+    (&[3, 5], &[3, 4], 1, 1),
+    (&[3, 5, 4], &[3, 2], 1, 1),
+    (&[3, 5, 4], &[3, 2], -1, 1),
+    (&[3, 5, 4], &[3, 2], 2, -1),
+    (&[2, 3, 6, 5], &[2, 3, 4], 2, 2),
+    (&[2, 3, 6, 5], &[2, 3, 2, 2], -2, 2),
+    (&[2, 3, 6, 5], &[2, 3], 3, 2),
+    (&[2, 4, 3], &[2], 1, 1),
+    (&[2, 4, 3], &[2, 7], 2, 1),
+    // Empty index list.
+    (&[4, 3], &[0], 0, 0),
+];
+
+#[test]
+fn indexing_gather_kernels_match_reference() {
+    let mut cases = Vec::new();
+    for (g, &(params, index_shape, axis, batch_dims)) in GATHERS.iter().enumerate() {
+        let rank = params.len() as i64;
+        let axis_size = params[if axis < 0 { axis + rank } else { axis } as usize];
+        for (d, dtype) in [DType::F32, DType::I32, DType::Bool]
+            .into_iter()
+            .enumerate()
+        {
+            if dtype != DType::F32 && g % 3 != d {
+                continue;
+            }
+            let p = typed(params, dtype, (g * 10 + d) as u64);
+            let i = indices(index_shape, axis_size, (g * 10 + d + 5) as u64);
+            cases.push(single(
+                format!(
+                    "gather {dtype:?} params{params:?} indices{index_shape:?} axis={axis} \
+                     batch_dims={batch_dims}"
+                ),
+                Gather { axis, batch_dims },
+                vec![p, i],
+                Tol::Exact,
+            ));
+        }
+    }
+    // Repeated indices, first and last rows.
+    cases.push(single(
+        "gather repeated first and last [5, 6] by [0, 4, 4, 0, 2]".into(),
+        Gather {
+            axis: 0,
+            batch_dims: 0,
+        },
+        vec![
+            typed(&[5, 6], DType::F32, 3),
+            Tensor::from_i32(vec![5], vec![0, 4, 4, 0, 2]),
+        ],
+        Tol::Exact,
+    ));
+    check_cases("gather", cases, 24);
+}
+
+/// (params shape, indices shape); the last indices dimension is the index depth.
+const GATHER_NDS: &[(&[usize], &[usize])] = &[
+    (&[5], &[1]),
+    (&[5], &[3, 1]),
+    (&[4, 6], &[2]),
+    (&[4, 6], &[3, 2]),
+    (&[4, 6], &[3, 1]),
+    (&[4, 6], &[2, 2, 1]),
+    (&[3, 4, 5], &[2, 3]),
+    (&[3, 4, 5], &[4, 2]),
+    (&[3, 4, 5], &[2, 3, 1]),
+    (&[3, 4, 5], &[2, 2, 2, 2]),
+    (&[3, 4, 8], &[5, 2]),
+    (&[3, 4], &[2, 0]),
+    (&[2, 3, 4, 5], &[3, 3]),
+    (&[4, 6], &[0, 2]),
+];
+
+#[test]
+fn indexing_gather_nd_kernels_match_reference() {
+    let mut cases = Vec::new();
+    for (g, &(params, index_shape)) in GATHER_NDS.iter().enumerate() {
+        let depth = *index_shape.last().unwrap();
+        let (count, _) = index_shape.split_at(index_shape.len() - 1);
+        let count: usize = count.iter().product();
+        for (d, dtype) in [DType::F32, DType::I32, DType::Bool]
+            .into_iter()
+            .enumerate()
+        {
+            if dtype != DType::F32 && g % 3 != d {
+                continue;
+            }
+            let p = typed(params, dtype, (g * 10 + d) as u64);
+            let mut values = Vec::new();
+            for m in 0..count {
+                for (c, &dim) in params[..depth].iter().enumerate() {
+                    values.push(((m * 7 + c * 3 + g) % dim) as i32);
+                }
+            }
+            let i = Tensor::from_i32(index_shape.to_vec(), values);
+            cases.push(single(
+                format!("gather_nd {dtype:?} params{params:?} indices{index_shape:?}"),
+                GatherNd,
+                vec![p, i],
+                Tol::Exact,
+            ));
+        }
+    }
+    check_cases("gather_nd", cases, 24);
+}
