@@ -162,7 +162,8 @@ pub fn display_name(name: &str) -> &str {
     name.strip_suffix(":0").unwrap_or(name)
 }
 
-/// Adds the description's `checked` section (docs/abi.md, "Checked mode") when compiling checked.
+/// Adds the kernel steps, and the `checked` section (docs/abi.md, "Checked mode") when compiling
+/// checked.
 fn describe(
     model: Option<&WebModel>,
     graph: &Graph,
@@ -170,10 +171,11 @@ fn describe(
     options: &CompileOptions,
 ) -> Result<serde_json::Value, CompileError> {
     let mut description = describe_unchecked(model, graph, plan, options)?;
+    let steps: Vec<&str> = codegen::kernel_nodes(graph)
+        .map(|(_, node)| node.name.as_str())
+        .collect();
+    description["steps"] = json!(steps);
     if options.checked {
-        let steps: Vec<&str> = codegen::kernel_nodes(graph)
-            .map(|(_, node)| node.name.as_str())
-            .collect();
         let regions: Vec<serde_json::Value> = plan
             .regions
             .iter()
@@ -181,7 +183,6 @@ fn describe(
             .collect();
         description["checked"] = json!({
             "red_zone_bytes": RED_ZONE_BYTES,
-            "steps": steps,
             "regions": regions,
         });
     }
@@ -308,15 +309,17 @@ fn header(description: &serde_json::Value, prefix: &str) -> String {
          /* NUL-terminated JSON describing inputs, outputs, weights and the arena. */\n\
          const char *{prefix}_description(void);\n\n\
          /* Runs the model: one pointer per weight (description order), per input, per output;\n   \
-         an arena of {upper}_ARENA_SIZE bytes aligned to {upper}_ARENA_ALIGNMENT. Returns 0. */\n\
+         an arena of {upper}_ARENA_SIZE bytes aligned to {upper}_ARENA_ALIGNMENT. Returns 0, or\n   \
+         (step << 8) | code when a kernel stops (code 1: an index out of range; docs/abi.md). */\n\
          int32_t {prefix}_run(const void *const *weights, const void *const *inputs,\n                 \
          void *const *outputs, void *arena);\n\n",
         description["model"].as_str().unwrap_or("?")
     );
     if description.get("checked").is_some() {
         text += &format!(
-            "/* Checked mode: runs only the index-th kernel of `run`; returns 1 when index is out of\n   \
-             range, else 0. The runtime verifies red zones between steps (docs/abi.md). */\n\
+            "/* Checked mode: runs only the index-th kernel of `run`; returns its status (0 or a failure\n   \
+             code), or -1 when index is out of range. The runtime verifies red zones between steps\n   \
+             (docs/abi.md). */\n\
              int32_t {prefix}_step(uint32_t index, const void *const *weights,\n                  \
              const void *const *inputs, void *const *outputs, void *arena);\n\n"
         );
@@ -440,7 +443,7 @@ mod tests {
         let compiled = compile_graph(graph, None, &options).unwrap();
         let checked = &compiled.description["checked"];
         assert_eq!(checked["red_zone_bytes"], RED_ZONE_BYTES);
-        assert_eq!(checked["steps"], json!(["a", "b", "c"]));
+        assert_eq!(compiled.description["steps"], json!(["a", "b", "c"]));
         assert_eq!(
             checked["regions"],
             json!([

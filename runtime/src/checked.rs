@@ -303,18 +303,18 @@ impl CheckedState {
                 )
             }
         };
-        let count = section.steps.len();
-        for (index, node) in section.steps.iter().enumerate() {
-            // The section was validated to have at most `u32::MAX` steps.
+        let count = description.steps.len();
+        for (index, node) in description.steps.iter().enumerate() {
+            // The description was validated to have at most `u32::MAX` steps.
             let status = call(index as u32);
             match status {
                 0 => {}
-                1 => {
+                -1 => {
                     return Err(Error::InvalidDescription(format!(
                     "checked: the step function has {index} steps, the description lists {count}"
                 )))
                 }
-                code => return Err(Error::RunFailed { code }),
+                code => return Err(Error::kernel_failed(index, node, code)),
             }
             // Inputs and weights are read-only to the code: compare each copy with its source.
             let read_only = self
@@ -354,7 +354,7 @@ impl CheckedState {
         // One index past the end must be refused: more kernels than described would otherwise
         // go unchecked. Every pointer is valid, so even a wrong step function does no harm.
         let status = call(count as u32);
-        if status != 1 {
+        if status != -1 {
             return Err(Error::InvalidDescription(format!(
                 "checked: step {count} returned {status}, but the description lists only {count} steps"
             )));

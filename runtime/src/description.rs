@@ -221,8 +221,6 @@ pub struct CheckedSection {
     /// Red zone bytes before every region; the after zone takes as many plus the padding up to
     /// the arena alignment (see [`CheckedSection::zones_of`]).
     pub red_zone_bytes: usize,
-    /// The node each step runs, in order: `PREFIX_step(i, ...)` runs `steps[i]`.
-    pub steps: Vec<String>,
     /// Every arena region.
     pub regions: Vec<Region>,
 }
@@ -245,17 +243,11 @@ impl CheckedSection {
 
     /// Checks the section against an arena of `arena_size` bytes aligned to `alignment`: every
     /// region and its zones inside the arena, buffers aligned, no two regions' extents (zones
-    /// included) overlapping, and a step count the `uint32_t` index can reach.
+    /// included) overlapping.
     fn validate(&self, arena_size: usize, alignment: usize) -> Result<(), Error> {
         let invalid = |message: String| Err(Error::InvalidDescription(message));
         if self.red_zone_bytes == 0 {
             return invalid("checked: red_zone_bytes is 0".to_string());
-        }
-        if u32::try_from(self.steps.len()).is_err() {
-            return invalid(format!(
-                "checked: {} steps do not fit a 32-bit index",
-                self.steps.len()
-            ));
         }
         let mut extents = Vec::with_capacity(self.regions.len());
         for region in &self.regions {
@@ -325,6 +317,10 @@ pub struct Description {
     pub weight_groups: Vec<WeightGroup>,
     /// The weights the code reads, in pointer-array order.
     pub weights: Vec<WeightSpec>,
+    /// The node each kernel call of `run` runs, in order (step `i` of checked mode runs
+    /// `steps[i]`); a failing kernel's status names its step (docs/abi.md, "Run status").
+    #[serde(default)]
+    pub steps: Vec<String>,
     /// Present when the model was compiled with `--checked`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checked: Option<CheckedSection>,
@@ -429,6 +425,12 @@ impl Description {
             }
         }
         if let Some(checked) = &self.checked {
+            if u32::try_from(self.steps.len()).is_err() {
+                return Err(Error::InvalidDescription(format!(
+                    "checked: {} steps do not fit a 32-bit index",
+                    self.steps.len()
+                )));
+            }
             checked.validate(self.arena.size, self.arena.alignment)?;
         }
         Ok(())

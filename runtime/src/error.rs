@@ -267,6 +267,17 @@ pub enum Error {
         code: i32,
     },
 
+    /// A kernel stopped because of its data, e.g. a gather index out of range.
+    #[error("node {node:?} (step {step}): {reason}")]
+    KernelFailed {
+        /// The kernel's step (its position among `run`'s kernel calls).
+        step: usize,
+        /// The node the kernel computes.
+        node: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// Memory for an arena or a decoded weight could not be allocated.
     #[error("cannot allocate {bytes} bytes aligned to {alignment}")]
     Allocation {
@@ -315,4 +326,31 @@ pub enum Error {
         /// How to provide it.
         what: String,
     },
+}
+
+impl Error {
+    /// The error for kernel failure `code` (docs/abi.md, "Run status") at `step`, node `node`.
+    pub(crate) fn kernel_failed(step: usize, node: &str, code: i32) -> Error {
+        let reason = match code {
+            1 => "an index read from the data is out of range".to_string(),
+            other => format!("failure code {other}"),
+        };
+        Error::KernelFailed {
+            step,
+            node: node.to_string(),
+            reason,
+        }
+    }
+
+    /// The error for a non-zero status of `run`: `(step << 8) | failure`, the step naming a node
+    /// of `steps`; a status that does not decode is reported as it is.
+    pub(crate) fn from_run_status(status: i32, steps: &[String]) -> Error {
+        let step = (status >> 8) as usize;
+        match steps.get(step) {
+            Some(node) if status > 0 && status & 0xFF != 0 => {
+                Error::kernel_failed(step, node, status & 0xFF)
+            }
+            _ => Error::RunFailed { code: status },
+        }
+    }
 }

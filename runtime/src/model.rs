@@ -371,7 +371,7 @@ impl Model {
             unsafe { std::ptr::copy_nonoverlapping(buffer.as_ptr(), outputs[index], buffer.len()) };
         }
         if status != 0 {
-            return Err(Error::RunFailed { code: status });
+            return Err(Error::from_run_status(status, &description.steps));
         }
         Ok(())
     }

@@ -27,6 +27,8 @@ enum Fault {
     WeightWrite,
     /// Step 1 leaves the last output element unwritten.
     OutputUnwritten,
+    /// Step 1 reports an index out of range (status 1).
+    IndexOutOfRange,
     /// Step 1 reads the region's last element before step 0 has written it.
     RegionUnwritten,
 }
@@ -69,6 +71,7 @@ unsafe fn step(
                     *a.cast::<u8>().add(16) = 0;
                 }
             }
+            1 if fault == Fault::IndexOutOfRange => return 1,
             1 => {
                 let count = if fault == Fault::OutputUnwritten {
                     3
@@ -86,7 +89,7 @@ unsafe fn step(
                     _ => {}
                 }
             }
-            _ => return 1,
+            _ => return -1,
         }
         0
     }
@@ -116,6 +119,7 @@ step_fn!(step_input_write, Fault::InputWrite);
 step_fn!(step_weight_write, Fault::WeightWrite);
 step_fn!(step_output_unwritten, Fault::OutputUnwritten);
 step_fn!(step_region_unwritten, Fault::RegionUnwritten);
+step_fn!(step_index_out_of_range, Fault::IndexOutOfRange);
 
 /// `run` is never called in checked mode.
 unsafe extern "C" fn run_unused(
@@ -141,7 +145,8 @@ fn description(weights_dir: &std::path::Path, steps: &[&str]) -> serde_json::Val
         "weight_groups": [{"files": [0]}],
         "weights": [{"name": "w", "dtype": "float32", "shape": [4], "group": 0, "offset": 0,
                      "byte_size": 16, "encoding": {"kind": "float32"}}],
-        "checked": {"red_zone_bytes": 64, "steps": steps,
+        "steps": steps,
+        "checked": {"red_zone_bytes": 64,
                     "regions": [{"name": "a:0", "offset": 64, "size": 16}]},
     })
 }
@@ -351,4 +356,15 @@ fn elements_never_written_come_out_as_nan() {
     let output = run(step_region_unwritten).unwrap();
     assert_eq!(&output[..3], &[-1.0, 2.0, -1.5]);
     assert!(output[3].is_nan(), "{output:?}");
+}
+
+#[test]
+fn a_failing_kernel_is_reported_with_its_node() {
+    match run(step_index_out_of_range) {
+        Err(Error::KernelFailed { step, node, reason }) => {
+            assert_eq!((step, node.as_str()), (1, "negate"));
+            assert!(reason.contains("index"), "{reason}");
+        }
+        other => panic!("expected a kernel failure, got {other:?}"),
+    }
 }

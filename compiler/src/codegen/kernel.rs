@@ -1,14 +1,15 @@
 //! The kernel builder: one Cranelift function per IR node, with the helpers every op's lowering
 //! uses (counted loops, addressing, vector constants, fused multiply-add, vector exp).
 //!
-//! A kernel receives one pointer per input, one per output, then a scratch pointer. Shapes are
-//! static, so loop bounds are constants baked into the code; a kernel never reads or writes
-//! outside the extents its operand types give it.
+//! A kernel receives one pointer per input, one per output, then a scratch pointer, and returns a
+//! status: 0, or a [`KernelFailure`] code. Shapes are static, so loop bounds are constants baked
+//! into the code; a kernel never reads or writes outside the extents its operand types give it,
+//! and an index read from data is checked ([`Kernel::check_index`]) before it addresses memory.
 
 use std::sync::Arc;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, BlockArg, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, Block, BlockArg, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::FunctionBuilder;
 
 use std::collections::HashMap;
@@ -53,6 +54,17 @@ pub struct Kernel<'a> {
     pub module: &'a mut ObjectModule,
     /// Micro-kernels already placed in the object, by tile shape.
     pub microkernels: &'a mut HashMap<Microkernel, FuncId>,
+    /// The block that returns [`KernelFailure::IndexOutOfRange`], once a check needs it.
+    pub index_failure: Option<Block>,
+}
+
+/// Why a kernel stopped: its non-zero status. The runtime turns it into an error naming the node
+/// (docs/abi.md, "Run status").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum KernelFailure {
+    /// An index read from the data is outside the dimension it indexes.
+    IndexOutOfRange = 1,
 }
 
 /// Memory flags for kernel loads and stores: in bounds by construction, not necessarily aligned.
@@ -86,6 +98,49 @@ impl<'a> Kernel<'a> {
             node: self.node_name.clone(),
             message: message.into(),
         }
+    }
+
+    /// Stops the kernel with [`KernelFailure::IndexOutOfRange`] unless `0 <= index < bound`
+    /// (`index` is an i64; one unsigned compare covers both ends).
+    pub fn check_index(&mut self, index: Value, bound: usize) {
+        let failure = match self.index_failure {
+            Some(block) => block,
+            None => {
+                let block = self.builder.create_block();
+                self.builder.set_cold_block(block);
+                self.index_failure = Some(block);
+                block
+            }
+        };
+        let bound = self.builder.ins().iconst(types::I64, bound as i64);
+        let in_range = self
+            .builder
+            .ins()
+            .icmp(IntCC::UnsignedLessThan, index, bound);
+        let next = self.builder.create_block();
+        self.builder.ins().brif(in_range, next, &[], failure, &[]);
+        self.builder.switch_to_block(next);
+        self.builder.seal_block(next);
+    }
+
+    /// Ends the kernel: the normal return of status 0, then the failure exits.
+    pub fn finish(&mut self) {
+        let zero = self.builder.ins().iconst(types::I32, 0);
+        self.builder.ins().return_(&[zero]);
+        if let Some(block) = self.index_failure {
+            self.builder.switch_to_block(block);
+            self.builder.seal_block(block);
+            let code = self
+                .builder
+                .ins()
+                .iconst(types::I32, KernelFailure::IndexOutOfRange as i64);
+            self.builder.ins().return_(&[code]);
+        }
+    }
+
+    /// Whether the kernel can fail (the caller must then check its status).
+    pub fn can_fail(&self) -> bool {
+        self.index_failure.is_some()
     }
 
     /// A machine-code micro-kernel, placed into the object on first use (see `microkernel` for

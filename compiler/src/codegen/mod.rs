@@ -111,6 +111,14 @@ pub fn kernel_nodes(graph: &Graph) -> impl Iterator<Item = (NodeId, &Node)> {
         .filter(|(_, node)| node.op.view_of_input().is_none())
 }
 
+/// One node's kernel function, and whether its status must be checked.
+#[derive(Clone, Copy)]
+struct KernelFunction {
+    node: NodeId,
+    function: FuncId,
+    can_fail: bool,
+}
+
 /// Resolves a kernel's arguments from the memory plan and emits its call: the one place that
 /// knows how `run` and `step` pass pointers to kernels. Addresses are cached per location, so
 /// one instance must only be used within one block (or blocks that block dominates).
@@ -157,7 +165,7 @@ impl<'a> KernelCall<'a> {
         module: &mut ObjectModule,
         node_id: NodeId,
         function: FuncId,
-    ) -> Result<(), CodegenError> {
+    ) -> Result<Value, CodegenError> {
         let (graph, plan, embedded) = (self.graph, self.plan, self.embedded);
         let pointer = self.pointer;
         let flags = MemFlagsData::trusted();
@@ -216,8 +224,8 @@ impl<'a> KernelCall<'a> {
         };
         arguments.push(scratch);
         let callee = module.declare_func_in_func(function, builder.func);
-        builder.ins().call(callee, &arguments);
-        Ok(())
+        let call = builder.ins().call(callee, &arguments);
+        Ok(builder.inst_results(call)[0])
     }
 }
 
@@ -289,15 +297,16 @@ pub fn generate(
     }
 
     // Kernels.
-    let mut kernels: Vec<(NodeId, FuncId)> = Vec::new();
+    let mut kernels: Vec<KernelFunction> = Vec::new();
     let mut microkernels = HashMap::new();
-    let mut cache: HashMap<String, FuncId> = HashMap::new();
+    let mut cache: HashMap<String, KernelFunction> = HashMap::new();
     let mut unlowerable = Vec::new();
     for (node_id, node) in kernel_nodes(graph) {
         let mut signature = Signature::new(isa.default_call_conv());
         for _ in 0..node.inputs.len() + node.outputs.len() + 1 {
             signature.params.push(AbiParam::new(pointer));
         }
+        signature.returns.push(AbiParam::new(types::I32));
         // Identical ops on identical operand types share one kernel (constants are baked in only
         // through their types, except where a kernel reads constant values).
         let reads_constants = node.inputs.iter().any(|&v| {
@@ -319,8 +328,11 @@ pub fn generate(
                 .collect::<Vec<_>>()
         );
         if !reads_constants {
-            if let Some(&id) = cache.get(&key) {
-                kernels.push((node_id, id));
+            if let Some(&cached) = cache.get(&key) {
+                kernels.push(KernelFunction {
+                    node: node_id,
+                    ..cached
+                });
                 continue;
             }
         }
@@ -370,39 +382,56 @@ pub fn generate(
                 node_name: node.name.clone(),
                 module: &mut module,
                 microkernels: &mut microkernels,
+                index_failure: None,
             };
             let lowered = node.op.lower(&mut kernel);
+            let can_fail = kernel.can_fail();
             if lowered.is_ok() {
-                kernel.builder.ins().return_(&[]);
+                kernel.finish();
                 kernel.builder.finalize(isa.frontend_config());
             }
-            lowered
+            lowered.map(|()| can_fail)
         };
-        if let Err(error) = lowered {
-            // Every node is tried, so that one compilation lists everything it cannot lower.
-            unlowerable.push(Unlowerable {
-                node: node.name.clone(),
-                op: node.op.name().to_string(),
-                message: match error {
-                    CodegenError::Unsupported { message, .. } => message,
-                    other => other.to_string(),
-                },
-            });
-            module.clear_context(&mut context);
-            // The abandoned builder left its state behind: start the next one clean.
-            function_context = FunctionBuilderContext::new();
-            continue;
-        }
+        let can_fail = match lowered {
+            Ok(can_fail) => can_fail,
+            Err(error) => {
+                // Every node is tried, so that one compilation lists everything it cannot lower.
+                unlowerable.push(Unlowerable {
+                    node: node.name.clone(),
+                    op: node.op.name().to_string(),
+                    message: match error {
+                        CodegenError::Unsupported { message, .. } => message,
+                        other => other.to_string(),
+                    },
+                });
+                module.clear_context(&mut context);
+                // The abandoned builder left its state behind: start the next one clean.
+                function_context = FunctionBuilderContext::new();
+                continue;
+            }
+        };
         module
             .define_function(id, &mut context)
             .map_err(|e| CodegenError::Backend(format!("node {:?}: {e:?}", node.name)))?;
         module.clear_context(&mut context);
-        cache.insert(key, id);
-        kernels.push((node_id, id));
+        let kernel = KernelFunction {
+            node: node_id,
+            function: id,
+            can_fail,
+        };
+        cache.insert(key, kernel);
+        kernels.push(kernel);
     }
 
     if !unlowerable.is_empty() {
         return Err(CodegenError::Unlowerable(unlowerable));
+    }
+    // A failure status carries the step in bits 8..31 of a positive i32.
+    if kernels.len() >= 1 << 23 {
+        return Err(backend(format!(
+            "{} kernels are more than a run status can name",
+            kernels.len()
+        )));
     }
 
     // The run entry: every kernel in order.
@@ -429,8 +458,21 @@ pub fn generate(
             [weights, inputs, outputs, arena],
             pointer,
         );
-        for &(node_id, function) in &kernels {
-            call.emit(&mut builder, &mut module, node_id, function)?;
+        for (step, kernel) in kernels.iter().enumerate() {
+            let status = call.emit(&mut builder, &mut module, kernel.node, kernel.function)?;
+            if kernel.can_fail {
+                // Status (step << 8) | failure: the runtime names the node (docs/abi.md).
+                let failed = builder.create_block();
+                let next = builder.create_block();
+                builder.set_cold_block(failed);
+                builder.ins().brif(status, failed, &[], next, &[]);
+                builder.switch_to_block(failed);
+                builder.seal_block(failed);
+                let code = builder.ins().bor_imm_s(status, (step as i64) << 8);
+                builder.ins().return_(&[code]);
+                builder.switch_to_block(next);
+                builder.seal_block(next);
+            }
         }
         let zero = builder.ins().iconst(types::I32, 0);
         builder.ins().return_(&[zero]);
@@ -467,7 +509,7 @@ pub fn generate(
             }
             switch.emit(&mut builder, index, out_of_range);
             builder.seal_block(entry);
-            for (&block, &(node_id, function)) in blocks.iter().zip(&kernels) {
+            for (&block, kernel) in blocks.iter().zip(&kernels) {
                 builder.switch_to_block(block);
                 builder.seal_block(block);
                 // A fresh resolution per block: values of one step's block do not dominate
@@ -479,14 +521,14 @@ pub fn generate(
                     [weights, inputs, outputs, arena],
                     pointer,
                 );
-                call.emit(&mut builder, &mut module, node_id, function)?;
-                let zero = builder.ins().iconst(types::I32, 0);
-                builder.ins().return_(&[zero]);
+                // The kernel's own status: 0 or its failure code.
+                let status = call.emit(&mut builder, &mut module, kernel.node, kernel.function)?;
+                builder.ins().return_(&[status]);
             }
             builder.switch_to_block(out_of_range);
             builder.seal_block(out_of_range);
-            let one = builder.ins().iconst(types::I32, 1);
-            builder.ins().return_(&[one]);
+            let past_the_end = builder.ins().iconst(types::I32, -1);
+            builder.ins().return_(&[past_the_end]);
             builder.finalize(isa.frontend_config());
         }
         module

@@ -1,8 +1,10 @@
 //! The SSA graph: values and nodes in arenas, addressed by small copyable ids.
 //!
 //! Every value is defined exactly once: by a graph input, a constant, or one output of a node.
-//! Nodes are kept in a topological order (every node after the producers of its inputs); passes
-//! that insert nodes keep it, and the verifier checks it.
+//! Nodes live in an arena indexed by their id (lookup is O(1)); the program order is a separate
+//! list of ids (as Cranelift keeps its DFG and its Layout apart). The order is topological (every
+//! node after the producers of its inputs); passes that insert nodes keep it, and the verifier
+//! checks it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -74,10 +76,10 @@ pub struct Port {
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     pub values: Vec<Value>,
-    /// Nodes in topological order. Removed nodes are dropped from this list; ids of removed nodes
-    /// are never reused within one graph.
-    nodes: Vec<(NodeId, Node)>,
-    next_node: u32,
+    /// Nodes by id; a removed node leaves `None` (ids are never reused within one graph).
+    nodes: Vec<Option<Node>>,
+    /// The program order: live node ids, topologically sorted.
+    order: Vec<NodeId>,
     pub inputs: Vec<Port>,
     pub outputs: Vec<Port>,
 }
@@ -137,8 +139,7 @@ impl Graph {
         inputs: Vec<ValueId>,
         output_count: usize,
     ) -> NodeId {
-        let id = NodeId(self.next_node);
-        self.next_node += 1;
+        let id = NodeId(self.nodes.len() as u32);
         let outputs = (0..output_count)
             .map(|output_index| {
                 let value_name = if output_index == 0 {
@@ -156,15 +157,13 @@ impl Graph {
                 )
             })
             .collect();
-        self.nodes.push((
-            id,
-            Node {
-                name: name.to_string(),
-                op,
-                inputs,
-                outputs,
-            },
-        ));
+        self.nodes.push(Some(Node {
+            name: name.to_string(),
+            op,
+            inputs,
+            outputs,
+        }));
+        self.order.push(id);
         id
     }
 
@@ -192,29 +191,26 @@ impl Graph {
 
     /// Nodes in topological order.
     pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &Node)> {
-        self.nodes.iter().map(|(id, node)| (*id, node))
+        self.order
+            .iter()
+            .filter_map(|&id| self.node(id).map(|node| (id, node)))
     }
 
+    /// Live node ids in topological order.
     pub fn node_ids(&self) -> Vec<NodeId> {
-        self.nodes.iter().map(|(id, _)| *id).collect()
+        self.order.clone()
     }
 
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.order.len()
     }
 
     pub fn node(&self, id: NodeId) -> Option<&Node> {
-        self.nodes
-            .iter()
-            .find(|(node_id, _)| *node_id == id)
-            .map(|(_, node)| node)
+        self.nodes.get(id.0 as usize)?.as_ref()
     }
 
     pub fn node_mut(&mut self, id: NodeId) -> Option<&mut Node> {
-        self.nodes
-            .iter_mut()
-            .find(|(node_id, _)| *node_id == id)
-            .map(|(_, node)| node)
+        self.nodes.get_mut(id.0 as usize)?.as_mut()
     }
 
     /// The node producing `value`, if a node does.
@@ -225,9 +221,17 @@ impl Graph {
         }
     }
 
-    /// Keeps the nodes for which `keep` is true, in order.
+    /// Keeps the nodes for which `keep` is true, in order; the others are removed.
     pub fn retain_nodes(&mut self, mut keep: impl FnMut(NodeId, &Node) -> bool) {
-        self.nodes.retain(|(id, node)| keep(*id, node));
+        let nodes = &mut self.nodes;
+        self.order.retain(|&id| {
+            let slot = &mut nodes[id.0 as usize];
+            let kept = slot.as_ref().is_some_and(|node| keep(id, node));
+            if !kept {
+                *slot = None;
+            }
+            kept
+        });
     }
 
     /// Turns `value` into a constant (constant folding). Its producer keeps its other outputs.
@@ -240,26 +244,23 @@ impl Graph {
         });
     }
 
-    /// Rewrites every use of `old` (node inputs and graph outputs) to `new`.
-    pub fn replace_all_uses(&mut self, old: ValueId, new: ValueId) {
-        for (_, node) in self.nodes.iter_mut() {
+    /// Rewrites every use (node inputs and graph outputs) of every value through `rename`, in
+    /// one walk over the graph.
+    pub fn rename_uses(&mut self, rename: &dyn Fn(ValueId) -> ValueId) {
+        for node in self.nodes.iter_mut().flatten() {
             for input in node.inputs.iter_mut() {
-                if *input == old {
-                    *input = new;
-                }
+                *input = rename(*input);
             }
         }
         for output in self.outputs.iter_mut() {
-            if output.value == old {
-                output.value = new;
-            }
+            output.value = rename(output.value);
         }
     }
 
     /// How many node inputs and graph outputs read each value.
     pub fn use_counts(&self) -> HashMap<ValueId, usize> {
         let mut counts = HashMap::new();
-        for (_, node) in &self.nodes {
+        for (_, node) in self.nodes() {
             for &input in &node.inputs {
                 *counts.entry(input).or_insert(0) += 1;
             }
@@ -268,31 +269,6 @@ impl Graph {
             *counts.entry(output.value).or_insert(0) += 1;
         }
         counts
-    }
-
-    /// Replaces the node list (passes that rebuild the order use this).
-    pub fn set_nodes(&mut self, nodes: Vec<(NodeId, Node)>) {
-        self.nodes = nodes;
-    }
-
-    pub fn take_nodes(&mut self) -> Vec<(NodeId, Node)> {
-        std::mem::take(&mut self.nodes)
-    }
-
-    /// Allocates a node id without inserting the node (for passes that rebuild the list).
-    pub fn fresh_node_id(&mut self) -> NodeId {
-        let id = NodeId(self.next_node);
-        self.next_node += 1;
-        id
-    }
-
-    /// Creates an untyped value defined by output `output_index` of `node`.
-    pub fn fresh_node_output(&mut self, node: NodeId, output_index: usize, name: &str) -> ValueId {
-        self.push_value(
-            Definition::Node { node, output_index },
-            None,
-            name.to_string(),
-        )
     }
 
     /// Whether `value` is read by the graph outputs.

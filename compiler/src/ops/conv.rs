@@ -12,7 +12,7 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use crate::codegen::microkernel::{self, Microkernel, TileShape};
 
 use super::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
-use super::epilogue::{self, Epilogue};
+use super::epilogue::{self, Epilogue, EpilogueStep};
 pub use super::window::{Padding, Window};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{Kernel, LANES};
@@ -194,6 +194,13 @@ impl Operator for Conv2d {
             filter.shape[0] * filter.shape[1] * filter.shape[2]
         };
         2 * (outputs[0].element_count() * per_output) as u64
+    }
+
+    fn with_epilogue_step(&self, step: &EpilogueStep) -> Option<Arc<dyn Operator>> {
+        Some(Arc::new(Conv2d {
+            epilogue: self.epilogue.with(step),
+            ..self.clone()
+        }))
     }
 
     fn as_any(&self) -> &dyn Any {

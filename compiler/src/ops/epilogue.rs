@@ -56,6 +56,13 @@ pub fn operand_layout(output: &TensorType, operand: &TensorType) -> Option<Opera
 }
 
 impl Epilogue {
+    /// These steps followed by `step`.
+    pub fn with(&self, step: &EpilogueStep) -> Epilogue {
+        let mut steps = self.steps.clone();
+        steps.push(step.clone());
+        Epilogue { steps }
+    }
+
     pub fn operand_count(&self) -> usize {
         self.steps
             .iter()

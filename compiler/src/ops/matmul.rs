@@ -7,7 +7,7 @@ use std::sync::Arc;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::conv::import_fused;
-use super::epilogue::{self, Epilogue};
+use super::epilogue::{self, Epilogue, EpilogueStep};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{memory_flags, Kernel, LANES};
 use crate::codegen::microkernel::{self, Microkernel, TileShape};
@@ -293,6 +293,13 @@ impl Operator for MatMul {
             }
             Err(_) => 0,
         }
+    }
+
+    fn with_epilogue_step(&self, step: &EpilogueStep) -> Option<Arc<dyn Operator>> {
+        Some(Arc::new(MatMul {
+            epilogue: self.epilogue.with(step),
+            ..self.clone()
+        }))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -21,6 +21,7 @@ pub mod window;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
@@ -80,6 +81,13 @@ impl<'a> InputFacts<'a> {
     }
 }
 
+/// An op rewritten with some constant operands folded into it (see [`Operator::specialize`]).
+pub struct Specialized {
+    pub op: Arc<dyn Operator>,
+    /// The indices of the inputs the new op reads, in order.
+    pub inputs: Vec<usize>,
+}
+
 /// An IR operator.
 pub trait Operator: fmt::Debug + Send + Sync + Any {
     /// The IR name (text form, `inspect`).
@@ -95,6 +103,24 @@ pub trait Operator: fmt::Debug + Send + Sync + Any {
 
     /// Reference evaluation: plain loops, obviously correct, used for folding and as test oracle.
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>>;
+
+    /// Constant operands that become attributes (reduction axes, say): the op specialised to the
+    /// inputs' constant values and the inputs it still reads, or `None` when nothing changes.
+    /// Constant folding asks every node, once its inputs are typed.
+    fn specialize(&self, _inputs: &InputFacts) -> OpResult<Option<Specialized>> {
+        Ok(None)
+    }
+
+    /// The epilogue step this op is, when a producing convolution or matrix product can apply it
+    /// to its result in registers instead of running it as a kernel of its own.
+    fn as_epilogue_step(&self) -> Option<epilogue::EpilogueStep> {
+        None
+    }
+
+    /// This op with `step` appended to its epilogue, for ops that finish their results with one.
+    fn with_epilogue_step(&self, _step: &epilogue::EpilogueStep) -> Option<Arc<dyn Operator>> {
+        None
+    }
 
     /// Outputs that are known from input types alone (Shape, Size, Rank).
     fn fold_from_types(&self, _inputs: &InputFacts) -> Option<Vec<Tensor>> {
@@ -224,11 +250,6 @@ impl Attributes {
             )),
         }
     }
-}
-
-/// Downcasts an operator to a concrete op type.
-pub fn downcast<T: Operator>(op: &dyn Operator) -> Option<&T> {
-    op.as_any().downcast_ref::<T>()
 }
 
 /// Row-major strides of `shape`.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
-use super::{normalize_axis, strides_of, Attribute, Attributes, InputFacts, OpResult, Operator};
+use super::{
+    normalize_axis, strides_of, Attribute, Attributes, InputFacts, OpResult, Operator, Specialized,
+};
 use crate::codegen::kernel::{Kernel, LANES};
 use crate::codegen::CodegenError;
 use crate::invalid;
@@ -382,6 +384,16 @@ impl Operator for ReduceAxes {
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         self.resolve(&inputs[0].tensor_type(), inputs[1])?
             .evaluate(&inputs[..1])
+    }
+
+    fn specialize(&self, inputs: &InputFacts) -> OpResult<Option<Specialized>> {
+        let Some(axes) = inputs.constants.get(1).copied().flatten() else {
+            return Ok(None);
+        };
+        Ok(Some(Specialized {
+            op: Arc::new(self.resolve(inputs.ty(0)?, axes)?),
+            inputs: vec![0],
+        }))
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {

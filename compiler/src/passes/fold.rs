@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use super::PassError;
 use crate::ir::{Graph, NodeId, Tensor};
-use crate::ops::reduce::ReduceAxes;
-use crate::ops::{downcast, InputFacts};
+use crate::ops::{InputFacts, Specialized};
 
 /// Largest result (in elements) inference folds on its own; bigger ones wait for `fold_constants`.
 const SMALL_FOLD_LIMIT: usize = 4096;
@@ -66,20 +65,32 @@ fn walk(graph: &mut Graph, pass: &'static str, fold_limit: usize) -> Result<(), 
             types: types.iter().collect(),
             constants: constants.iter().map(|c| c.as_deref()).collect(),
         };
-        // Specialise ops whose attributes were operands (reduction axes).
+        // Constant operands that become attributes (reduction axes).
         let mut kept_inputs = inputs.clone();
-        if let Some(reduce) = downcast::<ReduceAxes>(op.as_ref()) {
-            if let Some(axes) = facts.constants.get(1).copied().flatten() {
-                let resolved = reduce
-                    .resolve(&types[0], axes)
-                    .map_err(|e| node_error(graph, id, pass, e.to_string()))?;
-                op = Arc::new(resolved);
-                kept_inputs.truncate(1);
+        let specialized = op
+            .specialize(&facts)
+            .map_err(|e| node_error(graph, id, pass, e.to_string()))?;
+        let facts = match specialized {
+            Some(Specialized {
+                op: new_op,
+                inputs: kept,
+            }) => {
+                if kept.iter().any(|&i| i >= inputs.len()) {
+                    return Err(node_error(
+                        graph,
+                        id,
+                        pass,
+                        "specialised to an input it does not have".into(),
+                    ));
+                }
+                op = new_op;
+                kept_inputs = kept.iter().map(|&i| inputs[i]).collect();
+                InputFacts {
+                    types: kept.iter().map(|&i| facts.types[i]).collect(),
+                    constants: kept.iter().map(|&i| facts.constants[i]).collect(),
+                }
             }
-        }
-        let facts = InputFacts {
-            types: facts.types[..kept_inputs.len()].to_vec(),
-            constants: facts.constants[..kept_inputs.len()].to_vec(),
+            None => facts,
         };
         let inferred = op
             .infer(&facts)

@@ -2,184 +2,114 @@
 //! product's result becomes a step of that producer's epilogue (bias add, batch-norm scale and
 //! shift, activation, residual add), so the result is finished in registers and stored once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::PassError;
 use crate::ir::{Definition, Graph, NodeId, ValueId};
-use crate::ops::conv::Conv2d;
-use crate::ops::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
-use crate::ops::epilogue::{operand_layout, Epilogue, EpilogueStep};
-use crate::ops::matmul::MatMul;
-use crate::ops::{downcast, Operator};
+use crate::ops::elementwise::{BinaryKind, Unary, UnaryKind};
+use crate::ops::epilogue::{operand_layout, EpilogueStep};
 
-/// Binary kinds an epilogue applies as `result <kind> operand`.
-const FUSABLE_BINARY: &[BinaryKind] = &[
-    BinaryKind::Add,
-    BinaryKind::Sub,
-    BinaryKind::Mul,
-    BinaryKind::Div,
-    BinaryKind::DivNoNan,
-    BinaryKind::Maximum,
-    BinaryKind::Minimum,
-    BinaryKind::Prelu,
-];
-/// Commutative kinds may take the producer's result on either side.
-const COMMUTATIVE: &[BinaryKind] = &[
-    BinaryKind::Add,
-    BinaryKind::Mul,
-    BinaryKind::Maximum,
-    BinaryKind::Minimum,
-];
-const FUSABLE_UNARY: &[UnaryKind] = &[
-    UnaryKind::Swish,
-    UnaryKind::Relu,
-    UnaryKind::Relu6,
-    UnaryKind::LeakyRelu,
-    UnaryKind::Sigmoid,
-    UnaryKind::Tanh,
-    UnaryKind::Elu,
-];
-
-/// The producer's op with one more epilogue step, if it takes epilogues.
-fn with_step(op: &dyn Operator, step: EpilogueStep) -> Option<Arc<dyn Operator>> {
-    let extend = |epilogue: &Epilogue| Epilogue {
-        steps: epilogue
-            .steps
-            .iter()
-            .cloned()
-            .chain([step.clone()])
-            .collect(),
-    };
-    if let Some(conv) = downcast::<Conv2d>(op) {
-        return Some(Arc::new(Conv2d {
-            epilogue: extend(&conv.epilogue),
-            ..conv.clone()
-        }));
-    }
-    if let Some(matmul) = downcast::<MatMul>(op) {
-        return Some(Arc::new(MatMul {
-            epilogue: extend(&matmul.epilogue),
-            ..matmul.clone()
-        }));
-    }
-    None
-}
-
+/// One pass in program order: each consumer that is an epilogue step (`Operator::as_epilogue_step`)
+/// joins its producer's epilogue when the producer takes one (`Operator::with_epilogue_step`) and
+/// the consumer is the only reader of the producer's result. A chain (conv → add → relu) folds
+/// step by step, as the fused result stands for each consumer's output in turn. Linear in the
+/// graph size: uses are counted once and renames applied once at the end.
 pub fn fuse_epilogues(graph: &mut Graph) -> Result<(), PassError> {
-    loop {
-        let Some((producer, consumer, step, operand)) = find_candidate(graph) else {
-            return Ok(());
-        };
-        let (Some(producer_node), Some(consumer_node)) =
-            (graph.node(producer), graph.node(consumer))
-        else {
-            return Ok(());
-        };
-        let Some(op) = with_step(producer_node.op.as_ref(), step) else {
-            return Ok(());
-        };
-        let result = producer_node.outputs[0];
-        let consumer_output = consumer_node.outputs[0];
-        let consumer_name = consumer_node.name.clone();
-        if let Some(node) = graph.node_mut(producer) {
-            node.op = op;
-            if let Some(operand) = operand {
-                node.inputs.push(operand);
-            }
-            node.name = consumer_name;
-        }
-        graph.retain_nodes(|id, _| id != consumer);
-        graph.replace_all_uses(consumer_output, result);
-        // The fused result now carries the consumer's type (identical) and name.
-        graph.value_mut(result).name = graph.value(consumer_output).name.clone();
-    }
-}
-
-/// Finds (producer, consumer, step, extra operand) for the first fusable pair in order.
-fn find_candidate(graph: &Graph) -> Option<(NodeId, NodeId, EpilogueStep, Option<ValueId>)> {
-    let uses = graph.use_counts();
+    let mut uses = graph.use_counts();
+    let mut graph_outputs: HashSet<ValueId> = graph.outputs.iter().map(|p| p.value).collect();
     let position: HashMap<NodeId, usize> = graph
         .nodes()
         .enumerate()
         .map(|(p, (id, _))| (id, p))
         .collect();
-    let defined_before = |value: ValueId, limit: usize| match graph.value(value).definition {
-        Definition::Node { node, .. } => position.get(&node).is_some_and(|&p| p < limit),
-        _ => true,
+    // Consumer outputs now computed by their producer's fused node.
+    let mut renamed: HashMap<ValueId, ValueId> = HashMap::new();
+    let mut fused: HashSet<NodeId> = HashSet::new();
+    let resolve = |renamed: &HashMap<ValueId, ValueId>, mut value: ValueId| {
+        while let Some(&next) = renamed.get(&value) {
+            value = next;
+        }
+        value
     };
-    for (consumer, node) in graph.nodes() {
-        let op = node.op.as_ref();
-        // (step, the producer's result, the extra operand), in the order to try them.
-        let mut options: Vec<(EpilogueStep, ValueId, Option<ValueId>)> = Vec::new();
-        if let Some(unary) = downcast::<Unary>(op) {
-            if FUSABLE_UNARY.contains(&unary.kind) {
-                options.push((EpilogueStep::Unary(unary.clone()), node.inputs[0], None));
+    for consumer in graph.node_ids() {
+        let Some(node) = graph.node(consumer) else {
+            continue;
+        };
+        let Some(step) = node.op.as_epilogue_step() else {
+            continue;
+        };
+        let inputs: Vec<ValueId> = node.inputs.iter().map(|&v| resolve(&renamed, v)).collect();
+        let consumer_output = node.outputs[0];
+        // (the producer's result, the extra operand), in the order to try them.
+        let options: Vec<(ValueId, Option<ValueId>)> = match (&step, inputs.as_slice()) {
+            (EpilogueStep::Unary(_), [x]) => vec![(*x, None)],
+            (EpilogueStep::Binary(kind), [a, b]) if kind.is_commutative() => {
+                vec![(*a, Some(*b)), (*b, Some(*a))]
             }
-        } else if let Some(binary) = downcast::<Binary>(op) {
-            if FUSABLE_BINARY.contains(&binary.kind) && node.inputs.len() == 2 {
-                let step = EpilogueStep::Binary(binary.kind);
-                options.push((step.clone(), node.inputs[0], Some(node.inputs[1])));
-                if COMMUTATIVE.contains(&binary.kind) {
-                    options.push((step, node.inputs[1], Some(node.inputs[0])));
+            (EpilogueStep::Binary(_), [a, b]) => vec![(*a, Some(*b))],
+            _ => continue,
+        };
+        let Some((producer, result, operand, op)) =
+            options.into_iter().find_map(|(result, operand)| {
+                if uses.get(&result) != Some(&1) || graph_outputs.contains(&result) {
+                    return None;
                 }
-            }
+                let (producer, producer_node) = graph.producer(result)?;
+                let op = producer_node.op.with_epilogue_step(&step)?;
+                let result_ty = graph.value(result).ty.as_ref()?;
+                if graph.value(consumer_output).ty.as_ref() != Some(result_ty) {
+                    return None;
+                }
+                if let Some(operand) = operand {
+                    let operand_ty = graph.value(operand).ty.as_ref()?;
+                    // The operand must line up with the result and exist when the producer runs.
+                    let defined_before = match graph.value(operand).definition {
+                        Definition::Node { node, .. } => position[&node] < position[&producer],
+                        _ => true,
+                    };
+                    if operand == result
+                        || operand_layout(result_ty, operand_ty).is_none()
+                        || !defined_before
+                    {
+                        return None;
+                    }
+                }
+                Some((producer, result, operand, op))
+            })
+        else {
+            continue;
+        };
+        let consumer_name = node.name.clone();
+        let output_name = graph.value(consumer_output).name.clone();
+        if let Some(node) = graph.node_mut(producer) {
+            node.op = op;
+            node.inputs.extend(operand);
+            node.name = consumer_name;
         }
-        for (step, result, operand) in options {
-            if !is_epilogue_producer(graph, result)
-                || uses.get(&result).copied() != Some(1)
-                || graph.is_graph_output(result)
-            {
-                continue;
-            }
-            let Some((producer, producer_node)) = graph.producer(result) else {
-                continue;
-            };
-            if with_step(producer_node.op.as_ref(), step.clone()).is_none() {
-                continue;
-            }
-            if let Some(operand) = operand {
-                let (Some(result_ty), Some(operand_ty)) = (
-                    graph.value(result).ty.as_ref(),
-                    graph.value(operand).ty.as_ref(),
-                ) else {
-                    continue;
-                };
-                let output_ty = graph.value(node.outputs[0]).ty.as_ref();
-                if operand == result
-                    || operand_layout(result_ty, operand_ty).is_none()
-                    || output_ty != Some(result_ty)
-                {
-                    continue;
-                }
-                // The operand must exist when the producer runs.
-                if !defined_before(operand, position[&producer]) {
-                    continue;
-                }
-            }
-            return Some((producer, consumer, step, operand));
+        // The fused result now carries the consumer's type (identical), name and readers.
+        graph.value_mut(result).name = output_name;
+        uses.insert(result, uses.get(&consumer_output).copied().unwrap_or(0));
+        if graph_outputs.contains(&consumer_output) {
+            graph_outputs.insert(result);
         }
+        renamed.insert(consumer_output, result);
+        fused.insert(consumer);
     }
-    None
-}
-
-fn is_epilogue_producer(graph: &Graph, value: ValueId) -> bool {
-    graph.producer(value).is_some_and(|(_, node)| {
-        downcast::<Conv2d>(node.op.as_ref()).is_some()
-            || downcast::<MatMul>(node.op.as_ref()).is_some()
-    })
+    graph.retain_nodes(|id, _| !fused.contains(&id));
+    graph.rename_uses(&|value| resolve(&renamed, value));
+    Ok(())
 }
 
 /// `x * sigmoid(x)` (how converted graphs spell swish / SiLU) becomes one `swish` node, which a
 /// producing convolution can then finish in its epilogue. The sigmoid is left for dead-code
 /// elimination when nothing else reads it.
 pub fn form_activations(graph: &mut Graph) -> Result<(), PassError> {
+    let is_mul = |step: Option<EpilogueStep>| step == Some(EpilogueStep::Binary(BinaryKind::Mul));
+    let is_sigmoid = |step: Option<EpilogueStep>| matches!(step, Some(EpilogueStep::Unary(unary)) if unary.kind == UnaryKind::Sigmoid);
     let mut rewrites = Vec::new();
     for (id, node) in graph.nodes() {
-        let Some(binary) = downcast::<Binary>(node.op.as_ref()) else {
-            continue;
-        };
-        if binary.kind != BinaryKind::Mul || node.inputs.len() != 2 {
+        if !is_mul(node.op.as_epilogue_step()) || node.inputs.len() != 2 {
             continue;
         }
         for (x, other) in [
@@ -187,9 +117,7 @@ pub fn form_activations(graph: &mut Graph) -> Result<(), PassError> {
             (node.inputs[1], node.inputs[0]),
         ] {
             let is_sigmoid_of_x = graph.producer(other).is_some_and(|(_, producer)| {
-                producer.inputs.first() == Some(&x)
-                    && downcast::<Unary>(producer.op.as_ref())
-                        .is_some_and(|u| u.kind == UnaryKind::Sigmoid)
+                producer.inputs.first() == Some(&x) && is_sigmoid(producer.op.as_epilogue_step())
             });
             if is_sigmoid_of_x && graph.value(x).ty == graph.value(node.outputs[0]).ty {
                 rewrites.push((id, x));

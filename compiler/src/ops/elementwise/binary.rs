@@ -12,6 +12,7 @@ use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType};
+use crate::ops::epilogue::EpilogueStep;
 use crate::ops::{Attribute, Attributes, InputFacts, OpResult, Operator};
 
 /// `z = f(x, y)` with NumPy broadcasting.
@@ -324,6 +325,22 @@ impl Operator for Binary {
                 },
             )
         })
+    }
+
+    fn as_epilogue_step(&self) -> Option<EpilogueStep> {
+        // Kinds an epilogue applies as `result <kind> operand` on f32 registers.
+        let fusable = matches!(
+            self.kind,
+            BinaryKind::Add
+                | BinaryKind::Sub
+                | BinaryKind::Mul
+                | BinaryKind::Div
+                | BinaryKind::DivNoNan
+                | BinaryKind::Maximum
+                | BinaryKind::Minimum
+                | BinaryKind::Prelu
+        );
+        fusable.then_some(EpilogueStep::Binary(self.kind))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -55,6 +55,15 @@ named_kinds!(BinaryKind, TF_BINARY => import_binary {
 });
 
 impl BinaryKind {
+    /// Whether `a op b == b op a`: a fused epilogue may then take the producer's result as either
+    /// operand.
+    pub fn is_commutative(self) -> bool {
+        matches!(
+            self,
+            BinaryKind::Add | BinaryKind::Mul | BinaryKind::Maximum | BinaryKind::Minimum
+        )
+    }
+
     fn is_comparison(self) -> bool {
         matches!(
             self,

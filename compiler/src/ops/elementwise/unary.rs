@@ -12,6 +12,7 @@ use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType};
+use crate::ops::epilogue::EpilogueStep;
 use crate::ops::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 
 /// `y = f(x)`.
@@ -233,6 +234,20 @@ impl Operator for Unary {
             _ => 1,
         };
         outputs[0].element_count() as u64 * per_element
+    }
+
+    fn as_epilogue_step(&self) -> Option<EpilogueStep> {
+        let fusable = matches!(
+            self.kind,
+            UnaryKind::Swish
+                | UnaryKind::Relu
+                | UnaryKind::Relu6
+                | UnaryKind::LeakyRelu
+                | UnaryKind::Sigmoid
+                | UnaryKind::Tanh
+                | UnaryKind::Elu
+        );
+        fusable.then(|| EpilogueStep::Unary(self.clone()))
     }
 
     fn as_any(&self) -> &dyn Any {
