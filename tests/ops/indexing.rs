@@ -2,8 +2,11 @@
 //! kernel against the op's reference evaluation, over shapes, dtypes and every attribute variant.
 //! Index tensors are graph inputs (run-time data), so nothing folds away.
 
-use tfjsc::ir::{DType, Tensor};
+use std::sync::Arc;
+
+use tfjsc::ir::{DType, Graph, Tensor};
 use tfjsc::ops::gather::{Gather, GatherNd};
+use tfjsc::ops::Operator;
 
 use crate::harness::*;
 
@@ -20,6 +23,38 @@ fn typed(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
 /// Indices in `[0, bound)` (bound > 0).
 fn indices(shape: &[usize], bound: usize, seed: u64) -> Tensor {
     ints(shape, seed, 0, bound as i32 - 1)
+}
+
+/// Compiles one node `op` over graph inputs `feeds` (its `outputs` outputs are graph outputs),
+/// runs it and returns what `run` did: the outputs, or the error text.
+fn run_node(
+    op: impl Operator,
+    feeds: Vec<Tensor>,
+    outputs: usize,
+) -> Result<Vec<tfjsc_runtime::Tensor>, String> {
+    let mut graph = Graph::new();
+    let inputs = feeds
+        .iter()
+        .enumerate()
+        .map(|(i, t)| graph.add_input(&format!("input{i}"), Some(t.tensor_type())))
+        .collect();
+    let node = graph.add_node("picky_node", Arc::new(op), inputs, outputs);
+    let values = graph.node(node).expect("just added").outputs.clone();
+    for (i, value) in values.into_iter().enumerate() {
+        graph.add_output(&format!("output{i}"), value);
+    }
+    execute(graph, &feeds)
+}
+
+/// `op` over `feeds` must make `run` fail with an index error naming the node.
+fn assert_index_error(label: &str, op: impl Operator, feeds: Vec<Tensor>, outputs: usize) {
+    match run_node(op, feeds, outputs) {
+        Ok(_) => panic!("{label}: run succeeded with an out-of-range index"),
+        Err(message) => assert!(
+            message.starts_with("run:") && message.contains("picky_node"),
+            "{label}: {message}"
+        ),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -146,4 +181,60 @@ fn indexing_gather_nd_kernels_match_reference() {
         }
     }
     check_cases("gather_nd", cases, 24);
+}
+
+#[test]
+fn indexing_gather_out_of_range_indices_fail_the_run() {
+    let params = typed(&[4, 3], DType::F32, 1);
+    let axis0 = Gather {
+        axis: 0,
+        batch_dims: 0,
+    };
+    // Past the end, negative (TensorFlow does not wrap), far out, in the last position.
+    for bad in [4, -1, i32::MIN, i32::MAX] {
+        let i = Tensor::from_i32(vec![3], vec![0, 2, bad]);
+        assert_index_error(
+            &format!("gather index {bad}"),
+            axis0.clone(),
+            vec![params.clone(), i],
+            1,
+        );
+    }
+    // Along the last axis with batch dimensions.
+    let i = Tensor::from_i32(vec![4, 2], vec![0, 1, 2, 0, 1, 3, 0, 0]);
+    assert_index_error(
+        "gather batch_dims=1 axis=1 index 3",
+        Gather {
+            axis: 1,
+            batch_dims: 1,
+        },
+        vec![params.clone(), i],
+        1,
+    );
+    // An empty axis: every index is out of range.
+    let i = Tensor::from_i32(vec![1], vec![0]);
+    assert_index_error(
+        "gather from an empty axis",
+        axis0.clone(),
+        vec![typed(&[0, 3], DType::F32, 1), i],
+        1,
+    );
+    // The same graph with good indices runs.
+    let i = Tensor::from_i32(vec![3], vec![0, 2, 3]);
+    run_node(axis0, vec![params.clone(), i], 1).expect("in-range indices run");
+    // GatherNd: each coordinate is checked against its own dimension.
+    for (label, values) in [
+        ("gather_nd row 4", vec![0, 0, 4, 0]),
+        ("gather_nd column 3", vec![0, 3, 1, 1]),
+        ("gather_nd column -1", vec![1, -1, 0, 0]),
+        (
+            "gather_nd flat offset in range, column past the end",
+            vec![0, 5, 0, 0],
+        ),
+    ] {
+        let i = Tensor::from_i32(vec![2, 2], values);
+        assert_index_error(label, GatherNd, vec![params.clone(), i], 1);
+    }
+    let i = Tensor::from_i32(vec![2, 2], vec![3, 2, 0, 0]);
+    run_node(GatherNd, vec![params, i], 1).expect("in-range indices run");
 }

@@ -2,8 +2,8 @@
 //!
 //! Indices are run-time data: every index the kernel loads is range-checked before it addresses
 //! memory. An index out of range is an error in TensorFlow (CPU kernels and TF.js both raise);
-//! the reference evaluation reports it, and so will the kernels once `Kernel::check_index` is
-//! available (see [`checked_index`]); until then the kernel clamps, which keeps memory safe.
+//! the reference evaluation reports it, and the kernels check every index with
+//! `Kernel::check_index`, so that `run` fails with an error naming the node.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -33,18 +33,11 @@ pub(crate) fn load_index(kernel: &mut Kernel, base: Value, position: Value, dtyp
     }
 }
 
-/// An index that is safe to address with: `index` (an i64) must lie in `[0, bound)`, `bound > 0`.
-///
-/// TODO(check_index): out-of-range indices must make `run` fail with an error naming the node
-/// (`Kernel::check_index`, being added to main). Until then this LOCAL STOPGAP clamps the index
-/// into `[0, bound)` so that memory stays safe; the result for such an index is then not
-/// TensorFlow's (which raises).
+/// `index` (an i64), checked to lie in `[0, bound)`: otherwise the kernel stops and `run` fails
+/// with an error naming the node (TensorFlow raises for such an index).
 pub(crate) fn checked_index(kernel: &mut Kernel, index: Value, bound: usize) -> Value {
-    debug_assert!(bound > 0);
-    let zero = kernel.iconst(0);
-    let last = kernel.iconst(bound as i64 - 1);
-    let low = kernel.builder.ins().smax(index, zero);
-    kernel.builder.ins().smin(low, last)
+    kernel.check_index(index, bound);
+    index
 }
 
 /// Copies `count` elements of `dtype` from `source[source_index..]` to
@@ -80,21 +73,6 @@ pub(crate) fn copy_run(
             .store(memory_flags(), value, to, offset);
     }
     Ok(())
-}
-
-/// Writes zero bytes over all of output `index` (results no index can address).
-pub(crate) fn zero_output(kernel: &mut Kernel, index: usize) -> Result<(), CodegenError> {
-    let bytes = kernel.outputs[index].ty.byte_size();
-    let base = kernel.outputs[index].pointer;
-    if bytes.is_multiple_of(4) {
-        let zero = kernel.iconst(0);
-        return kernel.fill_words(base, zero, bytes / 4, 0);
-    }
-    kernel.for_count(bytes, &mut |k, byte| {
-        let zero = k.builder.ins().iconst(types::I8, 0);
-        k.store(zero, base, byte, 1);
-        Ok(())
-    })
 }
 
 fn check_index_dtype(ty: &TensorType, what: &str) -> OpResult<()> {
@@ -248,11 +226,6 @@ impl Operator for Gather {
             .map_err(|e| kernel.error(e.to_string()))?;
         if kernel.outputs[0].ty.element_count() == 0 {
             return Ok(());
-        }
-        if layout.axis_size == 0 {
-            // Every index is out of range of an empty axis.
-            // TODO(check_index): fail instead.
-            return zero_output(kernel, 0);
         }
         let dtype = params_ty.dtype;
         let (params, indices, output) = (
@@ -441,11 +414,6 @@ impl Operator for GatherNd {
         if kernel.outputs[0].ty.element_count() == 0 {
             return Ok(());
         }
-        if layout.dims.contains(&0) {
-            // Every index tuple is out of range of an empty dimension.
-            // TODO(check_index): fail instead.
-            return zero_output(kernel, 0);
-        }
         let (params, indices, output) = (
             kernel.inputs[0].pointer,
             kernel.inputs[1].pointer,
@@ -565,7 +533,7 @@ pub(crate) mod tests {
         import_gather(&mut importer, &node, &[params, indices, axis]).unwrap();
         let op = only_op(&graph);
         assert_eq!(
-            super::super::downcast::<Gather>(op.as_ref()),
+            op.as_any().downcast_ref::<Gather>(),
             Some(&Gather {
                 axis: -1,
                 batch_dims: -1
@@ -590,7 +558,7 @@ pub(crate) mod tests {
         .unwrap();
         let op = only_op(&graph);
         assert_eq!(
-            super::super::downcast::<Gather>(op.as_ref()),
+            op.as_any().downcast_ref::<Gather>(),
             Some(&Gather {
                 axis: 0,
                 batch_dims: 0
