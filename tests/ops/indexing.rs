@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tfjsc::ir::{DType, Graph, Tensor};
+use tfjsc::ops::arg::{Arg, ArgKind};
 use tfjsc::ops::gather::{Gather, GatherNd};
 use tfjsc::ops::Operator;
 
@@ -237,4 +238,82 @@ fn indexing_gather_out_of_range_indices_fail_the_run() {
     }
     let i = Tensor::from_i32(vec![2, 2], vec![3, 2, 0, 0]);
     run_node(GatherNd, vec![params, i], 1).expect("in-range indices run");
+}
+
+// ---------------------------------------------------------------------------------------------
+// ArgMax, ArgMin
+// ---------------------------------------------------------------------------------------------
+
+/// (shape, axis): last axes (scalar loops), inner axes with long and short inner extents (vector
+/// lanes and scalar tails), size-1 axes, negative axes.
+const ARGS: &[(&[usize], i64)] = &[
+    (&[1], 0),
+    (&[7], 0),
+    (&[3, 5], -1),
+    (&[3, 5], 0),
+    (&[4, 9], -2),
+    (&[2, 3, 4], 1),
+    (&[2, 6, 11], -2),
+    (&[5, 1, 3], 1),
+    (&[2, 3, 8, 2], 0),
+    (&[17, 4], 0),
+    (&[2, 16, 3], 2),
+];
+
+#[test]
+fn indexing_arg_kernels_match_reference() {
+    let mut cases = Vec::new();
+    for (s, &(shape, axis)) in ARGS.iter().enumerate() {
+        for kind in [ArgKind::Max, ArgKind::Min] {
+            let seed = (s * 10 + kind as usize) as u64;
+            let count = count_of(shape);
+            // Wide-ranging values; few distinct values (ties everywhere); NaNs and infinities.
+            let mut rng = Rng::new(seed);
+            let few: Vec<f32> = (0..count).map(|_| rng.below(3) as f32).collect();
+            let specials = [
+                f32::NAN,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                f32::NAN,
+                0.0,
+                -0.0,
+            ];
+            let inputs = [
+                ("spread", uniform(shape, seed, -100.0, 100.0)),
+                ("ties", Tensor::from_f32(shape.to_vec(), few)),
+                ("specials", spread(shape, seed, &specials)),
+                ("i32 ties", ints(shape, seed, -2, 2)),
+                ("i32", ints(shape, seed, -1_000_000_000, 1_000_000_000)),
+            ];
+            for (what, x) in inputs {
+                cases.push(single(
+                    format!("arg {kind:?} {what} x{shape:?} axis={axis}"),
+                    Arg { kind, axis },
+                    vec![x],
+                    Tol::Exact,
+                ));
+            }
+        }
+    }
+    // All NaN, NaN first, NaN between ties, along vector lanes and scalar loops.
+    let nan = f32::NAN;
+    let columns = Tensor::from_f32(
+        vec![3, 5],
+        vec![
+            nan, nan, 1.0, 2.0, nan, //
+            nan, 3.0, nan, 2.0, 1.0, //
+            nan, 3.0, 1.0, nan, nan,
+        ],
+    );
+    for kind in [ArgKind::Max, ArgKind::Min] {
+        for axis in [0, 1] {
+            cases.push(single(
+                format!("arg {kind:?} NaN patterns axis={axis}"),
+                Arg { kind, axis },
+                vec![columns.clone()],
+                Tol::Exact,
+            ));
+        }
+    }
+    check_cases("arg", cases, 40);
 }

@@ -5,6 +5,7 @@
 //! This module holds the trait every op implements and the typed-attribute vocabulary of the IR
 //! text form; [`registry`] lists the op families, [`importer`] is what their importers work with.
 
+pub mod arg;
 pub mod conv;
 pub mod elementwise;
 pub mod epilogue;

@@ -40,6 +40,7 @@ pub const FAMILIES: &[&Family] = &[
     &shape::transpose::FAMILY,
     &shape::generate::FAMILY,
     &super::gather::FAMILY,
+    &super::arg::FAMILY,
 ];
 
 /// Builds an IR op from its name and attributes.
