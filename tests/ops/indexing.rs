@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tfjsc::ir::{DType, Graph, Tensor};
 use tfjsc::ops::arg::{Arg, ArgKind};
 use tfjsc::ops::gather::{Gather, GatherNd};
+use tfjsc::ops::one_hot::OneHot;
 use tfjsc::ops::Operator;
 
 use crate::harness::*;
@@ -316,4 +317,67 @@ fn indexing_arg_kernels_match_reference() {
         }
     }
     check_cases("arg", cases, 40);
+}
+
+// ---------------------------------------------------------------------------------------------
+// OneHot
+// ---------------------------------------------------------------------------------------------
+
+/// (indices shape, depth, axis).
+const ONE_HOTS: &[(&[usize], usize, i64)] = &[
+    (&[], 4, -1),
+    (&[], 4, 0),
+    (&[5], 3, -1),
+    (&[5], 3, 0),
+    (&[5], 1, 1),
+    (&[2, 3], 6, -1),
+    (&[2, 3], 6, 0),
+    (&[2, 3], 6, 1),
+    (&[2, 3], 6, 2),
+    (&[2, 3, 4], 5, 1),
+    (&[2, 3, 4], 9, -1),
+    (&[3], 0, -1),
+];
+
+#[test]
+fn indexing_one_hot_kernels_match_reference() {
+    let mut cases = Vec::new();
+    for (h, &(shape, depth, axis)) in ONE_HOTS.iter().enumerate() {
+        for (d, dtype) in [DType::F32, DType::I32, DType::Bool]
+            .into_iter()
+            .enumerate()
+        {
+            // Indices from -2 to depth + 1: out-of-range ones give rows of off_value.
+            let i = ints(shape, (h * 3 + d) as u64, -2, depth as i32 + 1);
+            let (on, off) = match dtype {
+                DType::F32 => (f32_scalar(2.5), f32_scalar(-0.5)),
+                DType::I32 => (
+                    Tensor::from_i32(vec![], vec![7]),
+                    Tensor::from_i32(vec![], vec![-3]),
+                ),
+                _ => (
+                    Tensor::from_bool(vec![], vec![true]),
+                    Tensor::from_bool(vec![], vec![false]),
+                ),
+            };
+            cases.push(single(
+                format!("one_hot {dtype:?} indices{shape:?} depth={depth} axis={axis}"),
+                OneHot { depth, axis },
+                vec![i, on, off],
+                Tol::Exact,
+            ));
+        }
+    }
+    // Extreme indices.
+    cases.push(single(
+        "one_hot extreme indices".into(),
+        OneHot { depth: 3, axis: -1 },
+        vec![
+            Tensor::from_i32(vec![5], vec![i32::MIN, -1, 0, 2, i32::MAX]),
+            f32_scalar(1.0),
+            f32_scalar(0.0),
+        ],
+        Tol::Exact,
+    ));
+    check_cases("one_hot", cases, 40);
 }

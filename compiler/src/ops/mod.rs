@@ -12,6 +12,7 @@ pub mod epilogue;
 pub mod gather;
 pub mod importer;
 pub mod matmul;
+pub mod one_hot;
 pub mod pool;
 pub mod reduce;
 pub mod registry;

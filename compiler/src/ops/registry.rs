@@ -41,6 +41,7 @@ pub const FAMILIES: &[&Family] = &[
     &shape::generate::FAMILY,
     &super::gather::FAMILY,
     &super::arg::FAMILY,
+    &super::one_hot::FAMILY,
 ];
 
 /// Builds an IR op from its name and attributes.
