@@ -8,6 +8,7 @@ use tfjsc::ir::{DType, Graph, Tensor};
 use tfjsc::ops::arg::{Arg, ArgKind};
 use tfjsc::ops::gather::{Gather, GatherNd};
 use tfjsc::ops::one_hot::OneHot;
+use tfjsc::ops::top_k::TopK;
 use tfjsc::ops::Operator;
 
 use crate::harness::*;
@@ -380,4 +381,75 @@ fn indexing_one_hot_kernels_match_reference() {
         Tol::Exact,
     ));
     check_cases("one_hot", cases, 40);
+}
+
+// ---------------------------------------------------------------------------------------------
+// TopKV2
+// ---------------------------------------------------------------------------------------------
+
+/// Both outputs of one top-k node over input `x`.
+fn top_k_case(label: String, op: TopK, x: Tensor) -> Case {
+    case(label, move |b| {
+        let input = b.input(x.clone());
+        let outputs = b.node_outputs(op.clone(), &[input], 2);
+        b.output(outputs[0], Tol::Exact);
+        b.output(outputs[1], Tol::Exact);
+    })
+}
+
+#[test]
+fn indexing_top_k_kernels_match_reference() {
+    let shapes: &[&[usize]] = &[&[1], &[6], &[3, 7], &[2, 3, 9], &[4, 16], &[2, 1, 33]];
+    let mut cases = Vec::new();
+    for (s, &shape) in shapes.iter().enumerate() {
+        let n = *shape.last().unwrap();
+        let mut ks = vec![0, 1, n / 2, n];
+        ks.dedup();
+        for (kk, &k) in ks.iter().enumerate() {
+            let seed = (s * 10 + kk) as u64;
+            let mut rng = Rng::new(seed);
+            let few: Vec<f32> = (0..count_of(shape)).map(|_| rng.below(3) as f32).collect();
+            let specials = [
+                f32::NAN,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                f32::NAN,
+                0.0,
+                -0.0,
+            ];
+            let inputs = [
+                ("spread", uniform(shape, seed, -100.0, 100.0)),
+                ("ties", Tensor::from_f32(shape.to_vec(), few)),
+                ("specials", spread(shape, seed, &specials)),
+                ("i32 ties", ints(shape, seed, -2, 2)),
+                // Beyond 2^24, where f32 images of i32 values collide.
+                ("i32 large", ints(shape, seed, 100_000_000, 100_000_003)),
+            ];
+            for (what, x) in inputs {
+                for sorted in [true, false] {
+                    if !sorted && what != "ties" {
+                        continue;
+                    }
+                    cases.push(top_k_case(
+                        format!("top_k {what} x{shape:?} k={k} sorted={sorted}"),
+                        TopK { k, sorted },
+                        x.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    // Descending and ascending rows (every insertion at the end, every one at the front).
+    let rising = Tensor::from_f32(vec![2, 9], (0..18).map(|v| v as f32).collect());
+    let falling = Tensor::from_f32(vec![2, 9], (0..18).map(|v| -v as f32).collect());
+    for (what, x) in [("rising", rising), ("falling", falling)] {
+        for k in [1, 4, 9] {
+            cases.push(top_k_case(
+                format!("top_k {what} k={k}"),
+                TopK { k, sorted: true },
+                x.clone(),
+            ));
+        }
+    }
+    check_cases("top_k", cases, 40);
 }

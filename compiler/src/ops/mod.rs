@@ -18,6 +18,7 @@ pub mod reduce;
 pub mod registry;
 pub mod shape;
 pub mod softmax;
+pub mod top_k;
 pub mod window;
 
 use std::any::Any;

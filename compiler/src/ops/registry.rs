@@ -42,6 +42,7 @@ pub const FAMILIES: &[&Family] = &[
     &super::gather::FAMILY,
     &super::arg::FAMILY,
     &super::one_hot::FAMILY,
+    &super::top_k::FAMILY,
 ];
 
 /// Builds an IR op from its name and attributes.
