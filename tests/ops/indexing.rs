@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tfjsc::ir::{DType, Graph, Tensor};
 use tfjsc::ops::arg::{Arg, ArgKind};
+use tfjsc::ops::cumsum::Cumsum;
 use tfjsc::ops::gather::{Gather, GatherNd};
 use tfjsc::ops::one_hot::OneHot;
 use tfjsc::ops::top_k::TopK;
@@ -452,4 +453,55 @@ fn indexing_top_k_kernels_match_reference() {
         }
     }
     check_cases("top_k", cases, 40);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cumsum
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn indexing_cumsum_kernels_match_reference() {
+    // (shape, axis): last axes (scalar loops), inner axes with vector lanes and tails.
+    let shapes: &[(&[usize], i64)] = &[
+        (&[1], 0),
+        (&[9], 0),
+        (&[9], -1),
+        (&[3, 7], 1),
+        (&[3, 7], 0),
+        (&[5, 8], -2),
+        (&[2, 6, 5], 1),
+        (&[2, 3, 4, 9], 2),
+        (&[2, 3, 4], -3),
+        (&[4, 0, 3], 1),
+    ];
+    let mut cases = Vec::new();
+    for (s, &(shape, axis)) in shapes.iter().enumerate() {
+        for exclusive in [false, true] {
+            for reverse in [false, true] {
+                let op = Cumsum {
+                    axis,
+                    exclusive,
+                    reverse,
+                };
+                let seed = (s * 4 + exclusive as usize * 2 + reverse as usize) as u64;
+                for x in [
+                    uniform(shape, seed, -10.0, 10.0),
+                    // i32 sums that wrap.
+                    ints(shape, seed, -1_000_000_000, 1_000_000_000),
+                ] {
+                    cases.push(single(
+                        format!(
+                            "cumsum {:?} x{shape:?} axis={axis} exclusive={exclusive} \
+                             reverse={reverse}",
+                            x.dtype()
+                        ),
+                        op.clone(),
+                        vec![x],
+                        Tol::Exact,
+                    ));
+                }
+            }
+        }
+    }
+    check_cases("cumsum", cases, 40);
 }

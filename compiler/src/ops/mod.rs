@@ -7,6 +7,7 @@
 
 pub mod arg;
 pub mod conv;
+pub mod cumsum;
 pub mod elementwise;
 pub mod epilogue;
 pub mod gather;

@@ -43,6 +43,7 @@ pub const FAMILIES: &[&Family] = &[
     &super::arg::FAMILY,
     &super::one_hot::FAMILY,
     &super::top_k::FAMILY,
+    &super::cumsum::FAMILY,
 ];
 
 /// Builds an IR op from its name and attributes.
