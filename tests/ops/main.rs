@@ -33,6 +33,7 @@
 mod common;
 mod conv_transpose;
 mod harness;
+mod indexing;
 mod math;
 
 use proptest::prelude::*;

@@ -5,17 +5,22 @@
 //! This module holds the trait every op implements and the typed-attribute vocabulary of the IR
 //! text form; [`registry`] lists the op families, [`importer`] is what their importers work with.
 
+pub mod arg;
 pub mod conv;
 pub mod conv_transpose;
+pub mod cumsum;
 pub mod elementwise;
 pub mod epilogue;
+pub mod gather;
 pub mod importer;
 pub mod matmul;
+pub mod one_hot;
 pub mod pool;
 pub mod reduce;
 pub mod registry;
 pub mod shape;
 pub mod softmax;
+pub mod top_k;
 pub mod window;
 
 use std::any::Any;

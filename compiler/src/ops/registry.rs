@@ -8,7 +8,10 @@
 use std::sync::Arc;
 
 use super::importer::ImportFn;
-use super::{conv, conv_transpose, elementwise, matmul, pool, reduce, shape, softmax};
+use super::{
+    arg, conv, conv_transpose, cumsum, elementwise, gather, matmul, one_hot, pool, reduce, shape,
+    softmax, top_k,
+};
 use super::{Attributes, OpResult, Operator};
 use crate::invalid;
 
@@ -40,6 +43,11 @@ pub const FAMILIES: &[&Family] = &[
     &shape::pad::FAMILY,
     &shape::transpose::FAMILY,
     &shape::generate::FAMILY,
+    &gather::FAMILY,
+    &arg::FAMILY,
+    &one_hot::FAMILY,
+    &top_k::FAMILY,
+    &cumsum::FAMILY,
 ];
 
 /// Builds an IR op from its name and attributes.
