@@ -31,6 +31,12 @@ Running
     /work/pyenv/venv/bin/python tests/make_fixtures.py                 # small set -> tests/fixtures
     /work/pyenv/venv/bin/python tests/make_fixtures.py --only mlp small_cnn
     /work/pyenv/venv/bin/python tests/make_fixtures.py --full /work/models   # full-size, not committed
+    # only the real-pattern models (TF.js reference outputs need node + @tensorflow/tfjs 4.22,
+    # found through $TFJS_MODULES, default /work/tfjs-node/node_modules; --no-tfjs skips them):
+    /work/pyenv/venv/bin/python tests/make_fixtures.py --only seg_decoder detector_head \
+        keypoint_head mesh_refine dilated_net int_image_input
+    # TF.js reference for one fixture by hand:
+    TFJS_MODULES=/work/tfjs-node/node_modules node tests/tfjs_reference.mjs tests/fixtures/NAME
 
 What it writes, per model <name> (under tests/fixtures/ or the --full directory)
 ---------------------------------------------------------------------------------
@@ -38,9 +44,13 @@ What it writes, per model <name> (under tests/fixtures/ or the --full directory)
     legacy/web_model.pb              modelTopology as a binary GraphDef (2018 layout)
     legacy/weights_manifest.json     the weightsManifest array alone
     legacy/group1-shard*of*          shards, copied
-    input_0.npy                      float32 input, fixed seed
+    input_0.npy                      float32 input, fixed seed (int32 for int_image_input)
     expected_0.npy                   float32 TensorFlow output of the same SavedModel signature
-    case.json                        {"model", "legacy", "inputs", "outputs", "notes", "ops"}
+    expected_tfjs_0.npy              (real-pattern models) float32 output of TF.js 4.22, pure-JS
+                                     cpu backend, on the same model.json (tests/tfjs_reference.mjs)
+    case.json                        {"model", "legacy", "inputs", "outputs", "notes", "ops"};
+                                     real-pattern models add "tfjs_vs_tf_max_abs" (max |TF.js -
+                                     TF|) and outputs[0]["tfjs_file"]
     weights_decoded.npz              (quantized variants only) name -> dequantized float32 array
     saved_model/                     (--full only) the SavedModel that was converted; used by
                                      benches/peers.py.  The full set has no legacy/ directory.
@@ -54,6 +64,13 @@ wrapped in a tf.function with input_signature [TensorSpec(static shape, name="in
 {"output": y}, saved with tf.saved_model.save, converted with
 tensorflowjs.converters.tf_saved_model_conversion_v2.convert_tf_saved_model, and the expected
 outputs come from tf.saved_model.load(...).signatures["serving_default"](input=x)["output"].
+
+The real-pattern models (seg_decoder, detector_head, keypoint_head, mesh_refine, dilated_net,
+int_image_input) are tf_keras functional models whose raw TF ops (depth_to_space, split, argmax,
+gather_nd, top_k, ...) are traced as plain graph ops; they follow the same conventions, scale a
+named head layer instead of (or no) classifier, have no legacy/ copy, and where the graph makes a
+data-dependent choice (ArgMax, TopKV2, the Atan2 branch cut) the seed was picked so the input is
+at least MIN_MARGIN away from a tie / the discontinuity.
 """
 
 import argparse
@@ -240,15 +257,237 @@ def build_efficientnet_b0(K):
     return K.applications.EfficientNetB0(input_shape=(224, 224, 3), weights=None, classes=1000)
 
 
+# --- Real-pattern heads (tf_keras functional models: raw TF ops on Keras tensors become
+# TFOpLambda layers, so they are traced into the SavedModel as plain TF ops). ---------------
+
+def build_seg_decoder(K):
+    """Encoder (two stride-2 convs) + decoder: Conv2DTranspose SAME and VALID (stride 2, bias,
+    ReLU) and bilinear upsampling three ways (tf.image.resize -> ResizeBilinear
+    half_pixel_centers; UpSampling2D(bilinear) -> the same; tf.compat.v1.image.resize_bilinear
+    (align_corners=True) -> ResizeBilinear align_corners), per-pixel softmax over 5 classes."""
+    L = K.layers
+    inp = K.Input((32, 32, 3), batch_size=1, name="input")
+    e1 = L.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="enc1")(inp)  # 16
+    e2 = L.Conv2D(24, 3, strides=2, padding="same", activation="relu", name="enc2")(e1)   # 8
+    x = L.Conv2D(32, 3, padding="same", activation="relu", name="bottleneck")(e2)         # 8x8x32
+    u1 = L.Conv2DTranspose(16, 3, strides=2, padding="same", activation="relu",
+                           name="up1_same")(x)                                            # 16x16x16
+    r1 = L.Lambda(lambda t: tf.image.resize(t, (16, 16), method="bilinear"),
+                  name="resize_half_pixel")(x)                                            # 16x16x32
+    c1 = L.Concatenate(name="skip1")([u1, r1, e1])                                        # 16x16x64
+    c1 = L.Conv2D(16, 1, activation="relu", name="fuse1")(c1)
+    u2 = L.Conv2DTranspose(8, 2, strides=2, padding="valid", activation="relu",
+                           name="up2_valid_k2")(c1)                                       # 32x32x8
+    u3 = L.Conv2DTranspose(8, 3, strides=2, padding="valid", activation="relu",
+                           name="up2_valid_k3")(c1)                                       # 33x33x8
+    u3 = L.Cropping2D(((0, 1), (0, 1)), name="crop33")(u3)                                # 32x32x8
+    r2 = L.UpSampling2D(2, interpolation="bilinear", name="upsample_bilinear")(c1)       # 32x32x16
+    r3 = L.Lambda(lambda t: tf.compat.v1.image.resize_bilinear(t, (32, 32),
+                                                               align_corners=True),
+                  name="resize_align_corners")(x)                                         # 32x32x32
+    c2 = L.Concatenate(name="skip2")([u2, u3, r2, r3])                                    # 32x32x64
+    c2 = L.Conv2D(16, 3, padding="same", activation="relu", name="fuse2")(c2)
+    logits = L.Conv2D(5, 1, name="logits")(c2)
+    out = L.Softmax(axis=-1, name="pixel_softmax")(logits)
+    return K.Model(inp, out, name="seg_decoder")
+
+
+def build_detector_head(K):
+    """Backbone to 8x8, 1x1 conv to 48 channels, DepthToSpace(2) -> 16x16x12 = 2 anchors x 6,
+    reshaped to [1,16,16,2,6] and decoded YOLO-style: SplitV [2,2,1,1], sigmoid(xy) + grid,
+    exp(wh) * anchors, a Slice of the raw predictions, a data-dependent image scale broadcast with
+    BroadcastTo, concatenated -> [1, 512, 7]."""
+    L = K.layers
+    inp = K.Input((32, 32, 3), batch_size=1, name="input")
+    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv1")(inp)  # 16
+    x = L.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv2")(x)    # 8
+    p = L.Conv2D(48, 1, name="pred")(x)                                                   # 8x8x48
+    gy, gx = np.meshgrid(np.arange(16, dtype=np.float32), np.arange(16, dtype=np.float32),
+                         indexing="ij")
+    grid = np.stack([gx, gy], -1).reshape(1, 16, 16, 1, 2)
+    anchors = np.array([[3.0, 5.0], [9.0, 7.0]], np.float32).reshape(1, 1, 1, 2, 2)
+
+    def decode(t):
+        feat, p = t
+        d = tf.nn.depth_to_space(p, 2)                                    # DepthToSpace
+        r = tf.reshape(d, [1, 16, 16, 2, 6])
+        xy, wh, obj, cls = tf.split(r, [2, 2, 1, 1], axis=-1)             # SplitV (uneven)
+        xy = (tf.sigmoid(xy) + grid) * 2.0
+        wh = tf.exp(0.5 * wh) * anchors
+        raw = tf.slice(r, [0, 0, 0, 1, 3], [1, 16, 16, 1, 2])             # Slice
+        raw = tf.concat([raw, -raw], axis=3)                              # [1,16,16,2,2]
+        score = tf.sigmoid(obj) * tf.sigmoid(cls)
+        scale = tf.reduce_mean(feat, axis=[1, 2, 3], keepdims=True)       # [1,1,1,1]
+        scale = tf.broadcast_to(tf.reshape(scale, [1, 1, 1, 1, 1]), [1, 16, 16, 2, 1])
+        box = tf.concat([xy - 0.5 * wh, xy + 0.5 * wh, score * scale, tf.tanh(raw)], axis=-1)
+        return tf.reshape(box, [1, 16 * 16 * 2, 7])
+
+    out = L.Lambda(decode, name="decode")([x, p])
+    return K.Model(inp, out, name="detector_head")
+
+
+def build_keypoint_head(K):
+    """Heatmap + offset convs at 16x16 for 5 keypoints; ArgMax over the flattened spatial axis,
+    row/column by FloorDiv/FloorMod of the index, GatherNd of the offsets at (row, col, k),
+    Unpack of (dy, dx), Pack of [y + dy, x + dx, sigmoid(max)] -> [1, 5, 3]."""
+    L = K.layers
+    H = W = 16
+    NK = 5
+    inp = K.Input((32, 32, 3), batch_size=1, name="input")
+    x = L.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv1")(inp)
+    x = L.Conv2D(24, 3, padding="same", activation="relu", name="conv2")(x)
+    heat = L.Conv2D(NK, 1, name="heatmap")(x)
+    off = L.Conv2D(2 * NK, 1, name="offsets")(x)
+
+    def decode(t):
+        heat, off = t
+        flat = tf.reshape(heat, [1, H * W, NK])
+        idx = tf.argmax(flat, axis=1, output_type=tf.int32)[0]           # ArgMax -> [NK]
+        score = tf.sigmoid(tf.reduce_max(flat, axis=1)[0])
+        row = tf.math.floordiv(idx, W)                                    # FloorDiv
+        col = tf.math.floormod(idx, W)                                    # FloorMod
+        ind = tf.stack([row, col, tf.range(NK, dtype=tf.int32)], axis=-1)  # Pack [NK, 3]
+        o = tf.gather_nd(tf.reshape(off, [H, W, NK, 2]), ind)             # GatherNd -> [NK, 2]
+        dy, dx = tf.unstack(o, axis=-1)                                   # Unpack
+        y = tf.cast(row, tf.float32) + dy
+        xx = tf.cast(col, tf.float32) + dx
+        return tf.expand_dims(tf.stack([y, xx, score], axis=-1), 0)      # [1, NK, 3]
+
+    out = L.Lambda(decode, name="decode")([heat, off])
+    return K.Model(inp, out, name="keypoint_head")
+
+
+def build_mesh_refine(K):
+    """Point features [1,64,8] -> per-point score, TopKV2 (k=16), GatherV2 with batch_dims=1 of
+    the features at the top-k indices, one attention step (BatchMatMul + Softmax) of the selected
+    points over all points, Atan2 of two feature halves, Tile of a global feature, Dense -> [1,16,3]."""
+    L = K.layers
+    inp = K.Input((64, 8), batch_size=1, name="input")
+    h = L.Dense(16, activation="relu", name="embed")(inp)                 # [1,64,16]
+    s = L.Dense(1, name="score")(h)                                      # [1,64,1]
+
+    def select(t):
+        h, s = t
+        top = tf.math.top_k(tf.squeeze(s, -1), k=16)                     # TopKV2 [1,16] x2
+        q_in = tf.gather(h, top.indices, batch_dims=1)                    # GatherV2 batch_dims=1
+        return q_in, tf.sigmoid(top.values)[..., None]                    # [1,16,16], [1,16,1]
+
+    q_in, w = L.Lambda(select, name="topk_gather")([h, s])
+    q = L.Dense(16, name="query")(q_in)
+    k = L.Dense(16, name="key")(h)
+    v = L.Dense(16, name="value")(h)
+
+    def attend(t):
+        q, k, v = t
+        a = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) / 4.0, axis=-1)  # [1,16,64]
+        return tf.matmul(a, v)                                               # [1,16,16]
+
+    def combine(t):
+        o, w, q_in = t
+        ang = tf.math.atan2(o[..., :4], o[..., 4:8])                         # [1,16,4]
+        g = tf.reduce_mean(o, axis=1, keepdims=True)                         # [1,1,16]
+        g = tf.tile(g, [1, 16, 1])                                           # Tile
+        return tf.concat([ang, g * w, q_in], axis=-1)                        # [1,16,36]
+
+    o = L.Lambda(attend, name="attend")([q, k, v])
+    o = L.Lambda(combine, name="combine")([o, w, q_in])
+    out = L.Dense(3, name="refine")(o)
+    return K.Model(inp, out, name="mesh_refine")
+
+
+def build_dilated_net(K):
+    """Atrous convs (dilation 2 and 3, SAME; dilation 2 VALID), traced by TF as SpaceToBatchND /
+    Conv2D / BatchToSpaceND; GAP + Dense softmax."""
+    L = K.layers
+    inp = K.Input((32, 32, 3), batch_size=1, name="input")
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="conv1")(inp)
+    a = L.Conv2D(16, 3, padding="same", dilation_rate=2, activation="relu", name="atrous2")(x)
+    b = L.Conv2D(16, 3, padding="same", dilation_rate=3, activation="relu", name="atrous3")(x)
+    y = L.Add(name="sum")([x, a, b])
+    y = L.Conv2D(24, 3, strides=2, padding="same", activation="relu", name="down")(y)    # 16x16
+    # (no BatchNormalization after an atrous conv: BN is not folded across BatchToSpaceND and
+    # grappler then fuses BN + ReLU into _FusedBatchNormEx, which tensorflowjs rejects)
+    c = L.Conv2D(24, 3, padding="valid", dilation_rate=2, activation="relu",
+                 name="atrous2_valid")(y)                                                 # 12x12
+    g = L.GlobalAveragePooling2D(name="gap")(c)
+    out = L.Dense(10, activation="softmax", name="logits")(g)
+    return K.Model(inp, out, name="dilated_net")
+
+
+def build_int_image_input(K):
+    """int32 image [1,32,32,3] in 0..255 -> Cast -> x/127.5 - 1 -> conv/BN/ReLU, conv -> GAP ->
+    Dense softmax."""
+    L = K.layers
+    inp = K.Input((32, 32, 3), batch_size=1, dtype="int32", name="input")
+    x = L.Lambda(lambda t: tf.cast(t, tf.float32) / 127.5 - 1.0, name="to_float")(inp)
+    x = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="conv1")(x)
+    x = L.BatchNormalization(name="bn1")(x)
+    x = L.ReLU(name="relu1")(x)
+    x = L.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv2")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(10, activation="softmax", name="logits")(x)
+    return K.Model(inp, out, name="int_image_input")
+
+
 LOGIT_STD = 2.0  # target std of the classifier logits (see scale_classifier)
 
-# name -> (builder, keras flavor, input shape, input range (lo, hi), seed, calib batch, legacy)
+# name -> (builder, keras flavor, input shape, input range (lo, hi), seed, calib batch, legacy
+#          [, options])
+# options (the real-pattern models):
+#   "dtype": input dtype ("float32" default; "int32": integers uniform in [lo, hi])
+#   "head":  name of the layer (Dense or 1x1 Conv2D) whose kernel is scaled so its outputs have
+#            std LOGIT_STD, or None for no scaling; absent: the last Dense (scale_classifier)
+#   "tfjs":  also run tests/tfjs_reference.mjs (expected_tfjs_0.npy, "tfjs_vs_tf_max_abs")
+#   "margin": [(layer name, fn(layer output as numpy) -> smallest gap between the values a
+#            data-dependent selection (ArgMax, TopKV2) compares, or distance from a
+#            discontinuity (Atan2 branch cut), description)]; asserted >= MIN_MARGIN so that rounding
+#            differences cannot change which element is selected
+PATTERN = dict(tfjs=True)
+MIN_MARGIN = 1e-3  # f32 rounding differences in these values are ~1e-6
+
+
+def argmax_margin(heat):
+    """[1,H,W,K] heatmap: min over k of (largest - second largest) over the H*W positions."""
+    f = np.sort(heat.reshape(-1, heat.shape[-1]), axis=0)
+    return float(np.min(f[-1] - f[-2]))
+
+
+def atan2_margin(o):
+    """[..., 16] attention output, atan2(o[..., :4], o[..., 4:8]): min |y| where x < 0 (distance
+    from the branch cut, where atan2 jumps from pi to -pi)."""
+    y, x = o[..., :4], o[..., 4:8]
+    return float(np.min(np.abs(y[x < 0]))) if np.any(x < 0) else float("inf")
+
+
+def topk_margin(k):
+    def margin(score):
+        """[1,N,1] scores: min gap between consecutive values among the k+1 largest."""
+        v = np.sort(score.reshape(-1))[::-1][:k + 1]
+        return float(np.min(v[:-1] - v[1:]))
+    return margin
+
+
 SMALL = collections.OrderedDict([
     ("mlp", (build_mlp, "keras3", (1, 64), (-2.0, 2.0), 11, 8, True)),
     ("small_cnn", (build_small_cnn, "tf_keras", (1, 32, 32, 3), (-1.0, 1.0), 12, 8, True)),
     ("effnet_block", (build_effnet_block, "keras3", (1, 48, 48, 3), (0.0, 255.0), 13, 8, True)),
     ("mobilenet_v2_035_96", (build_mobilenet_v2_035_96, "keras3", (1, 96, 96, 3), (-1.0, 1.0),
                              14, 8, True)),
+    ("seg_decoder", (build_seg_decoder, "tf_keras", (1, 32, 32, 3), (-1.0, 1.0), 31, 4, False,
+                     dict(PATTERN, head="logits"))),
+    ("detector_head", (build_detector_head, "tf_keras", (1, 32, 32, 3), (-1.0, 1.0), 32, 4,
+                       False, dict(PATTERN, head=None))),
+    ("keypoint_head", (build_keypoint_head, "tf_keras", (1, 32, 32, 3), (-1.0, 1.0), 533, 4,
+                       False, dict(PATTERN, head="heatmap", margin=[("heatmap", argmax_margin,
+                                         "ArgMax: min over keypoints of top-1 minus top-2")]))),
+    ("mesh_refine", (build_mesh_refine, "tf_keras", (1, 64, 8), (-1.0, 1.0), 1034, 4, False,
+                     dict(PATTERN, head="score", margin=[("score", topk_margin(16), "TopKV2: min gap between the 17 largest scores"),
+                             ("attend", atan2_margin,
+                              "Atan2: min |y| where x < 0, distance from the branch cut")]))),
+    ("dilated_net", (build_dilated_net, "tf_keras", (1, 32, 32, 3), (-1.0, 1.0), 35, 4, False,
+                     dict(PATTERN))),
+    ("int_image_input", (build_int_image_input, "tf_keras", (1, 32, 32, 3), (0, 255), 36, 4,
+                         False, dict(PATTERN, dtype="int32"))),
 ])
 QUANT = ["uint8", "uint16", "float16"]  # variants of mlp: mlp_<dtype>
 FULL = collections.OrderedDict([
@@ -332,14 +571,19 @@ def calibrate_bn(model, rng, calib_x):
         d["moving_variance"].assign(var.astype(np.float32))
 
 
-def scale_classifier(model, K, calib_x, target_std):
-    """Rescale the last Dense layer's kernel so its pre-activation outputs (the logits feeding the
-    softmax) have std ~target_std on the calibration batch: a softmax that is neither one-hot nor
-    flat, so errors in the layers below stay visible in the output."""
-    dense = [l for l in model.layers if type(l).__name__ == "Dense"][-1]
+def scale_classifier(model, K, calib_x, target_std, layer_name=None):
+    """Rescale the last Dense layer's kernel (or that of the named Dense / 1x1 Conv2D layer) so
+    its pre-activation outputs (the logits feeding the softmax) have std ~target_std on the
+    calibration batch: a softmax that is neither one-hot nor flat, so errors in the layers below
+    stay visible in the output."""
+    if layer_name is None:
+        dense = [l for l in model.layers if type(l).__name__ == "Dense"][-1]
+    else:
+        dense = model.get_layer(layer_name)
     feats = K.Model(model.inputs, dense.input)(tf.constant(calib_x), training=False)
     kernel, bias = dense.get_weights()
-    logits = np.asarray(feats).reshape(-1, kernel.shape[0]) @ kernel
+    assert kernel.ndim == 2 or kernel.shape[:-2] == (1, 1), "head must be Dense or 1x1 conv"
+    logits = np.asarray(feats).reshape(-1, kernel.shape[-2]) @ kernel.reshape(kernel.shape[-2], -1)
     std = float(np.mean(np.std(logits, axis=-1)))
     if std > 0:
         dense.set_weights([(kernel * (target_std / std)).astype(np.float32), bias])
@@ -349,8 +593,8 @@ def scale_classifier(model, K, calib_x, target_std):
 # Export / convert / reference
 # --------------------------------------------------------------------------------------------
 
-def export_saved_model(model, input_shape, sm_dir):
-    spec = tf.TensorSpec(list(input_shape), tf.float32, name="input")
+def export_saved_model(model, input_shape, sm_dir, dtype=tf.float32):
+    spec = tf.TensorSpec(list(input_shape), dtype, name="input")
 
     @tf.function(input_signature=[spec])
     def serve(x):
@@ -458,15 +702,17 @@ def dir_size(path):
     return tot
 
 
-def write_case(out_dir, model_json, legacy, notes, extra=None):
+def write_case(out_dir, model_json, legacy, notes, extra=None, output_extra=None):
     ins, outs = signature_names(model_json)
     assert len(ins) == 1 and len(outs) == 1, (ins, outs)
     ops = op_histogram(model_json)
+    output = {"name": outs[0], "file": "expected_0.npy"}
+    output.update(output_extra or {})
     case = collections.OrderedDict([
         ("model", "model.json"),
         ("legacy", "legacy/web_model.pb" if legacy else None),
         ("inputs", [{"name": ins[0], "file": "input_0.npy"}]),
-        ("outputs", [{"name": outs[0], "file": "expected_0.npy"}]),
+        ("outputs", [output]),
         ("notes", notes),
         ("ops", ops),
     ])
@@ -478,17 +724,27 @@ def write_case(out_dir, model_json, legacy, notes, extra=None):
     return case
 
 
-def make_one(name, spec, out_root, keep_saved_model):
-    builder, flavor, shape, (lo, hi), seed, calib_n, legacy = spec
+def make_one(name, spec, out_root, keep_saved_model, run_tfjs=True):
+    builder, flavor, shape, (lo, hi), seed, calib_n, legacy = spec[:7]
+    opts = spec[7] if len(spec) > 7 else {}
+    dtype = opts.get("dtype", "float32")
     K = keras_module(flavor)
     K.utils.set_random_seed(seed)
     rng = np.random.RandomState(seed)
     model = builder(K)
     randomize_weights(model, rng)
-    calib = rng.uniform(lo, hi, (calib_n,) + tuple(shape[1:])).astype(np.float32)
+    if dtype == "int32":
+        calib = rng.randint(lo, hi + 1, (calib_n,) + tuple(shape[1:])).astype(np.int32)
+    else:
+        calib = rng.uniform(lo, hi, (calib_n,) + tuple(shape[1:])).astype(np.float32)
     calibrate_bn(model, rng, calib)
-    scale_classifier(model, K, calib, LOGIT_STD)
-    x = np.random.RandomState(seed + 1000).uniform(lo, hi, shape).astype(np.float32)
+    head = opts.get("head", "")
+    if head is not None:
+        scale_classifier(model, K, calib, LOGIT_STD, head or None)
+    if dtype == "int32":
+        x = np.random.RandomState(seed + 1000).randint(lo, hi + 1, shape).astype(np.int32)
+    else:
+        x = np.random.RandomState(seed + 1000).uniform(lo, hi, shape).astype(np.float32)
 
     out_dir = os.path.join(out_root, name)
     os.makedirs(out_dir, exist_ok=True)
@@ -498,7 +754,7 @@ def make_one(name, spec, out_root, keep_saved_model):
     else:
         tmp = tempfile.mkdtemp(prefix="tfjsc_fx_")
         sm_dir = os.path.join(tmp, "saved_model")
-    serve = export_saved_model(model, shape, sm_dir)
+    serve = export_saved_model(model, shape, sm_dir, tf.as_dtype(dtype))
     y = run_saved_model(sm_dir, x)
     y_mem = serve(tf.constant(x))["output"].numpy()
     assert np.allclose(y, y_mem, rtol=1e-5, atol=1e-6), "%s: saved vs in-memory mismatch" % name
@@ -509,17 +765,68 @@ def make_one(name, spec, out_root, keep_saved_model):
     np.save(os.path.join(out_dir, "input_0.npy"), x)
     np.save(os.path.join(out_dir, "expected_0.npy"), y)
     stat = check_output(name, y)
+    margins = []
+    for layer, fn, what in opts.get("margin", []):
+        sub = K.Model(model.inputs, model.get_layer(layer).output)
+        m = fn(np.asarray(sub(tf.constant(x), training=False)))
+        margins.append((layer, what, m))
+        stat += " margin(%s) %.3g" % (layer, m)
+        assert m >= MIN_MARGIN, "%s: %s margin %g < %g" % (name, layer, m, MIN_MARGIN)
     notes = ("%s built with %s (%s), random weights (seed %d), BN stats calibrated+perturbed, "
              "logits scaled to std~2; "
              "input uniform[%g,%g] shape %s; expected = TF %s SavedModel "
              "signatures['serving_default'](input=x)['output']; converted with tensorflowjs %s "
              "(tf_saved_model)." % (name, flavor, "keras " + K.__version__, seed, lo, hi,
                                      list(shape), tf.__version__, tfjs.__version__))
-    case = write_case(out_dir, mj, legacy, notes)
+    extra, output_extra = None, None
+    if opts:
+        doc = " ".join((builder.__doc__ or "").split())
+        scaled = ("%s outputs scaled to std~2" % head if head else
+                  "logits scaled to std~2" if head is not None else "no output scaling")
+        notes = ("%s: %s Built with %s (%s), random weights (seed %d), BN stats "
+                 "calibrated+perturbed, %s; input %s uniform[%g,%g] shape %s; expected = TF %s "
+                 "SavedModel signatures['serving_default'](input=x)['output']; converted with "
+                 "tensorflowjs %s (tf_saved_model)."
+                 % (name, doc, flavor, "keras " + K.__version__, seed, scaled, dtype, lo, hi,
+                    list(shape), tf.__version__, tfjs.__version__))
+        if opts.get("tfjs") and run_tfjs:
+            diff = run_tfjs_reference(out_dir, y)
+            notes += (" expected_tfjs_0.npy = TF.js %s (pure-JS cpu backend, "
+                      "tests/tfjs_reference.mjs) on the same model.json and input."
+                      % TFJS_NPM_VERSION)
+            extra = {"tfjs_vs_tf_max_abs": diff}
+        for layer, what, m in margins:
+            notes += (" Robustness margin on the %s output (%s): %.3g (asserted >= %g)."
+                      % (layer, what, m, MIN_MARGIN))
+            output_extra = {"tfjs_file": "expected_tfjs_0.npy"}
+    case = write_case(out_dir, mj, legacy, notes, extra, output_extra)
     report(name, out_dir, case, stat, y)
     result = dict(model=model, serve=serve, sm_dir=sm_dir, x=x, y=y, flavor=flavor, seed=seed,
                   tmp=tmp)
     return result
+
+
+TFJS_SCRIPT = os.path.join(HERE, "tfjs_reference.mjs")
+TFJS_MODULES = os.environ.get("TFJS_MODULES", "/work/tfjs-node/node_modules")
+TFJS_NPM_VERSION = "4.22.0"
+
+
+def run_tfjs_reference(out_dir, y):
+    """Run tests/tfjs_reference.mjs on the fixture (writes expected_tfjs_0.npy) and return
+    max |TF.js - TF|."""
+    import subprocess
+    env = dict(os.environ, TFJS_MODULES=TFJS_MODULES)
+    r = subprocess.run(["node", TFJS_SCRIPT, out_dir], env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("tfjs_reference.mjs failed on %s:\n%s%s" % (out_dir, r.stdout,
+                                                                         r.stderr))
+    res = json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])
+    yj = np.load(os.path.join(out_dir, "expected_tfjs_0.npy"))
+    assert yj.shape == y.shape, (yj.shape, y.shape)
+    diff = float(np.max(np.abs(yj.astype(np.float64) - y.astype(np.float64))))
+    assert abs(diff - res["max_abs_vs_tf"]) <= 1e-6 * max(1.0, diff), (diff, res)
+    print("  TF.js vs TF: max abs %.3g (max |TF| %.3g)" % (diff, float(np.max(np.abs(y)))))
+    return diff
 
 
 def report(name, out_dir, case, stat, y):
@@ -591,6 +898,9 @@ def main():
                          "small fixtures")
     ap.add_argument("--out", default=DEFAULT_OUT, help="small-fixture directory (%(default)s)")
     ap.add_argument("--only", nargs="*", help="only these model names")
+    ap.add_argument("--no-tfjs", action="store_true",
+                    help="do not run tests/tfjs_reference.mjs (node + @tensorflow/tfjs in "
+                         "$TFJS_MODULES, default /work/tfjs-node/node_modules)")
     args = ap.parse_args()
 
     print("tensorflow %s, tensorflowjs %s" % (tf.__version__, tfjs.__version__))
@@ -607,7 +917,7 @@ def main():
                                         any(w.startswith("mlp_") for w in want))
         if want and name not in want and not quant_wanted:
             continue
-        r = make_one(name, spec, args.out, keep_saved_model=False)
+        r = make_one(name, spec, args.out, keep_saved_model=False, run_tfjs=not args.no_tfjs)
         if quant_wanted:
             make_quantized(r, args.out)
         if r["tmp"]:

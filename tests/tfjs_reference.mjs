@@ -1,0 +1,161 @@
+#!/usr/bin/env node
+// TF.js reference outputs for tfjsc fixtures.
+//
+// Loads <fixture>/model.json with tf.loadGraphModel through an IOHandler that reads model.json
+// and its weight shards from disk, runs it on <fixture>/input_0.npy with the pure-JS "cpu"
+// backend, and writes <fixture>/expected_tfjs_0.npy (float32 or int32, same shape as the
+// output). Prints one JSON line per fixture: {"fixture", "shape", "dtype", "max_abs_vs_tf"}
+// (max |TF.js - TF| against expected_0.npy when that file exists).
+//
+// Usage (needs @tensorflow/tfjs 4.x; tfjs-node is not required):
+//   NODE_PATH=/work/tfjs-node/node_modules node tests/tfjs_reference.mjs tests/fixtures/NAME...
+// NODE_PATH does not apply to ES-module imports, so the module is resolved through
+// createRequire from NODE_PATH (or TFJS_MODULES, or the current directory).
+
+import fs from "node:fs";
+import path from "node:path";
+import { createRequire } from "node:module";
+
+function loadTf() {
+  const roots = [process.env.TFJS_MODULES, ...(process.env.NODE_PATH || "").split(path.delimiter),
+                 path.join(process.cwd(), "node_modules"), "/work/tfjs-node/node_modules"]
+    .filter(Boolean);
+  for (const root of roots) {
+    try {
+      return createRequire(path.join(path.resolve(root), "noop.js"))("@tensorflow/tfjs");
+    } catch (e) {
+      if (e.code !== "MODULE_NOT_FOUND") throw e;
+    }
+  }
+  throw new Error("@tensorflow/tfjs not found (set NODE_PATH to a node_modules containing it)");
+}
+
+const tf = loadTf();
+
+// ---- .npy (version 1.0/2.0, little-endian, C order; float32 / int32 / float64 / int64 read) --
+const DTYPES = {
+  "<f4": ["float32", Float32Array],
+  "<i4": ["int32", Int32Array],
+  "<f8": ["float64", Float64Array],
+  "<i8": ["int64", BigInt64Array],
+  "|u1": ["uint8", Uint8Array],
+};
+
+function readNpy(file) {
+  const buf = fs.readFileSync(file);
+  if (buf.readUInt32BE(0) !== 0x934e554d || buf.toString("latin1", 4, 6) !== "PY") {
+    throw new Error(`${file}: not an .npy file`);
+  }
+  const major = buf[6];
+  const hlen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const hstart = major === 1 ? 10 : 12;
+  const header = buf.toString("latin1", hstart, hstart + hlen);
+  const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
+  if (/'fortran_order':\s*True/.test(header)) throw new Error(`${file}: Fortran order`);
+  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(",").map((s) => s.trim())
+    .filter((s) => s.length).map(Number);
+  const kind = DTYPES[descr];
+  if (!kind) throw new Error(`${file}: unsupported dtype ${descr}`);
+  const [dtype, Ctor] = kind;
+  const n = shape.reduce((a, b) => a * b, 1);
+  const start = hstart + hlen;
+  const bytes = buf.buffer.slice(buf.byteOffset + start, buf.byteOffset + start + n * Ctor.BYTES_PER_ELEMENT);
+  return { dtype, shape, data: new Ctor(bytes) };
+}
+
+function writeNpy(file, { dtype, shape, data }) {
+  const descr = { float32: "<f4", int32: "<i4" }[dtype];
+  if (!descr) throw new Error(`writeNpy: unsupported dtype ${dtype}`);
+  const shp = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shp}, }`;
+  const total = 10 + header.length + 1;
+  header += " ".repeat((64 - (total % 64)) % 64) + "\n";
+  const pre = Buffer.alloc(10);
+  pre.writeUInt32BE(0x934e554d, 0);
+  pre.write("PY", 4, "latin1");
+  pre[6] = 1;
+  pre[7] = 0;
+  pre.writeUInt16LE(header.length, 8);
+  const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  fs.writeFileSync(file, Buffer.concat([pre, Buffer.from(header, "latin1"), body]));
+}
+
+// ---- IOHandler reading model.json + shards from a directory --------------------------------
+function diskHandler(modelJsonPath) {
+  const dir = path.dirname(modelJsonPath);
+  return {
+    async load() {
+      const mj = JSON.parse(fs.readFileSync(modelJsonPath, "utf8"));
+      const weightSpecs = [];
+      const parts = [];
+      for (const group of mj.weightsManifest) {
+        weightSpecs.push(...group.weights);
+        for (const p of group.paths) parts.push(fs.readFileSync(path.join(dir, p)));
+      }
+      const all = Buffer.concat(parts);
+      const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
+      return {
+        modelTopology: mj.modelTopology,
+        format: mj.format,
+        generatedBy: mj.generatedBy,
+        convertedBy: mj.convertedBy,
+        signature: mj.signature,
+        userDefinedMetadata: mj.userDefinedMetadata,
+        modelInitializer: mj.modelInitializer,
+        weightSpecs,
+        weightData,
+      };
+    },
+  };
+}
+
+async function runFixture(dir) {
+  const model = await tf.loadGraphModel(diskHandler(path.join(dir, "model.json")));
+  const x = readNpy(path.join(dir, "input_0.npy"));
+  if (x.dtype !== "float32" && x.dtype !== "int32") throw new Error(`input dtype ${x.dtype}`);
+  const input = tf.tensor(x.data, x.shape, x.dtype);
+  let y;
+  try {
+    y = model.execute(input);
+  } catch (e) { // dynamic ops (control flow, NonMaxSuppression, Where, ...)
+    if (!/executeAsync/.test(String(e && e.message))) throw e;
+    y = await model.executeAsync(input);
+  }
+  const out = Array.isArray(y) ? y[0] : y;
+  const dtype = out.dtype === "int32" ? "int32" : "float32";
+  const data = dtype === "int32" ? Int32Array.from(out.dataSync()) : Float32Array.from(out.dataSync());
+  writeNpy(path.join(dir, "expected_tfjs_0.npy"), { dtype, shape: out.shape, data });
+  const res = { fixture: dir, shape: out.shape, dtype, max_abs_vs_tf: null };
+  const expFile = path.join(dir, "expected_0.npy");
+  if (fs.existsSync(expFile)) {
+    const e = readNpy(expFile);
+    if (e.shape.join(",") !== out.shape.join(",")) {
+      throw new Error(`${dir}: TF.js shape [${out.shape}] vs TF [${e.shape}]`);
+    }
+    let m = 0;
+    for (let i = 0; i < data.length; i++) {
+      const d = Math.abs(Number(data[i]) - Number(e.data[i]));
+      if (!(d <= m)) m = d; // NaN propagates
+    }
+    res.max_abs_vs_tf = m;
+  }
+  tf.dispose([input, y]);
+  model.dispose();
+  return res;
+}
+
+async function main() {
+  const dirs = process.argv.slice(2);
+  if (!dirs.length) {
+    console.error("usage: node tests/tfjs_reference.mjs FIXTURE_DIR...");
+    process.exit(2);
+  }
+  await tf.setBackend("cpu");
+  await tf.ready();
+  for (const d of dirs) console.log(JSON.stringify(await runFixture(d)));
+}
+
+main().catch((e) => {
+  console.error(e && e.stack ? e.stack : e);
+  process.exit(1);
+});
