@@ -1,8 +1,10 @@
 //! Every committed fixture model, in graph-model and legacy form: compiled, linked, loaded by the
 //! runtime with its shards memory-mapped, run on the fixture input, and compared with
-//! TensorFlow's own output.
+//! TensorFlow's own output and, where the fixture has it (`expected_tfjs_*.npy`, written by
+//! `tests/tfjs_reference.mjs`), with TF.js's (pure-JS CPU backend, the runtime users compare
+//! against). All failures are reported at once.
 //!
-//! Tolerance: max |tfjsc - TensorFlow| ≤ 1e-4 × max |TensorFlow|. The kernels accumulate in f32
+//! Tolerance: max |tfjsc - reference| ≤ 1e-4 × max |reference|. The kernels accumulate in f32
 //! in another order than TensorFlow's (and fuse multiply-adds), so results differ by rounding:
 //! measured 3e-8 (MLP) to 2.2e-5 (MobileNetV2, 52 layers deep).
 
@@ -16,16 +18,26 @@ use tfjsc_runtime::Model;
 
 const TOLERANCE: f32 = 1e-4;
 
-fn check_case(directory: &Path, model_key: &str) -> usize {
+/// Compiles, runs and compares one fixture's `model_key` model ("model" or "legacy"); `None` when
+/// the fixture has no such form, else the failures (empty when it matches).
+fn check_case(directory: &Path, model_key: &str) -> Option<Vec<String>> {
     let case: Value =
         serde_json::from_slice(&std::fs::read(directory.join("case.json")).unwrap()).unwrap();
-    let Some(model) = case[model_key].as_str() else {
-        return 0;
-    };
+    let model = case[model_key].as_str()?;
+    let name = format!("{} ({model_key})", directory.display());
     let temporary = tempfile::tempdir().unwrap();
-    let library = common::compile_model(&directory.join(model), temporary.path(), "libmodel.so");
-    let loaded =
-        Model::load(&library, None).unwrap_or_else(|e| panic!("{}: {e}", directory.display()));
+    let compiled = std::panic::catch_unwind(|| {
+        common::compile_model(&directory.join(model), temporary.path(), "libmodel.so")
+    });
+    let Ok(library) = compiled else {
+        return Some(vec![format!(
+            "{name}: does not compile (see the message above)"
+        )]);
+    };
+    let loaded = match Model::load(&library, None) {
+        Ok(loaded) => loaded,
+        Err(e) => return Some(vec![format!("{name}: load: {e}")]),
+    };
     let description = loaded.description();
     let mut inputs = Vec::new();
     for spec in &description.inputs {
@@ -37,7 +49,11 @@ fn check_case(directory: &Path, model_key: &str) -> usize {
             .unwrap_or_else(|| panic!("no input {:?} in case.json", spec.name));
         inputs.push(read_npy(&directory.join(entry["file"].as_str().unwrap())).unwrap());
     }
-    let outputs = loaded.new_context().unwrap().run_tensors(&inputs).unwrap();
+    let outputs = match loaded.new_context().unwrap().run_tensors(&inputs) {
+        Ok(outputs) => outputs,
+        Err(e) => return Some(vec![format!("{name}: run: {e}")]),
+    };
+    let mut failures = Vec::new();
     for (spec, output) in description.outputs.iter().zip(&outputs) {
         let entry = case["outputs"]
             .as_array()
@@ -45,23 +61,59 @@ fn check_case(directory: &Path, model_key: &str) -> usize {
             .iter()
             .find(|o| o["name"] == spec.name.as_str())
             .unwrap_or_else(|| panic!("no output {:?} in case.json", spec.name));
-        let expected = read_npy(&directory.join(entry["file"].as_str().unwrap())).unwrap();
-        assert_eq!(
-            output.shape,
-            expected.shape,
-            "{}: output {:?} shape",
-            directory.display(),
-            spec.name
-        );
-        let error = common::relative_error(&common::as_f32(output), &common::as_f32(&expected));
-        eprintln!(
-            "{} ({model_key}) {:?}: relative error {error:.3e}",
-            directory.display(),
-            spec.name
-        );
-        assert!(error <= TOLERANCE, "{} ({model_key}): output {:?} differs from TensorFlow by {error:.3e} (tolerance {TOLERANCE:e})", directory.display(), spec.name);
+        let file = entry["file"].as_str().unwrap();
+        // TensorFlow's output, and TF.js's (pure-JS CPU backend) where the fixture has it.
+        let references = [
+            ("TensorFlow", file.to_string()),
+            ("TF.js", file.replace("expected_", "expected_tfjs_")),
+        ];
+        for (runtime, file) in references {
+            let path = directory.join(&file);
+            if runtime == "TF.js" && !path.exists() {
+                continue;
+            }
+            let expected = read_npy(&path).unwrap();
+            if output.shape != expected.shape {
+                failures.push(format!(
+                    "{name}: output {:?} has shape {:?}, {runtime} {:?}",
+                    spec.name, output.shape, expected.shape
+                ));
+                continue;
+            }
+            let error = common::relative_error(&common::as_f32(output), &common::as_f32(&expected));
+            eprintln!(
+                "{name} {:?}: relative error {error:.3e} against {runtime}",
+                spec.name
+            );
+            if !(error <= TOLERANCE) {
+                failures.push(format!(
+                    "{name}: output {:?} differs from {runtime} by {error:.3e} (tolerance {TOLERANCE:e})",
+                    spec.name
+                ));
+            }
+        }
     }
-    1
+    Some(failures)
+}
+
+/// Checks every fixture's `model_key` form and reports all failures at once.
+fn check_all(model_key: &str, minimum: usize) {
+    let results: Vec<Vec<String>> = cases()
+        .iter()
+        .filter_map(|d| check_case(d, model_key))
+        .collect();
+    assert!(
+        results.len() >= minimum,
+        "expected at least {minimum} {model_key} fixtures, found {}",
+        results.len()
+    );
+    let failures: Vec<String> = results.into_iter().flatten().collect();
+    assert!(
+        failures.is_empty(),
+        "{} failing:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn cases() -> Vec<std::path::PathBuf> {
@@ -76,16 +128,11 @@ fn cases() -> Vec<std::path::PathBuf> {
 }
 
 #[test]
-fn graph_models_match_tensorflow() {
-    let checked: usize = cases().iter().map(|d| check_case(d, "model")).sum();
-    assert!(checked >= 5);
+fn graph_models_match_tensorflow_and_tfjs() {
+    check_all("model", 11);
 }
 
 #[test]
 fn legacy_models_match_tensorflow() {
-    let checked: usize = cases().iter().map(|d| check_case(d, "legacy")).sum();
-    assert!(
-        checked >= 3,
-        "expected at least three legacy fixtures, found {checked}"
-    );
+    check_all("legacy", 3);
 }
