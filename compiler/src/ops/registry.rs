@@ -39,6 +39,10 @@ pub const FAMILIES: &[&Family] = &[
     &shape::pad::FAMILY,
     &shape::transpose::FAMILY,
     &shape::generate::FAMILY,
+    &shape::split::FAMILY,
+    &shape::tile::FAMILY,
+    &shape::blocks::FAMILY,
+    &shape::reverse::FAMILY,
 ];
 
 /// Builds an IR op from its name and attributes.
