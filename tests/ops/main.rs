@@ -31,6 +31,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod data_movement;
 mod harness;
 
 use proptest::prelude::*;

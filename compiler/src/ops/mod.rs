@@ -13,6 +13,7 @@ pub mod matmul;
 pub mod pool;
 pub mod reduce;
 pub mod registry;
+pub mod resize;
 pub mod shape;
 pub mod softmax;
 pub mod window;

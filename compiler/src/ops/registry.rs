@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::importer::ImportFn;
-use super::{conv, elementwise, matmul, pool, reduce, shape, softmax};
+use super::{conv, elementwise, matmul, pool, reduce, resize, shape, softmax};
 use super::{Attributes, OpResult, Operator};
 use crate::invalid;
 
@@ -43,6 +43,7 @@ pub const FAMILIES: &[&Family] = &[
     &shape::tile::FAMILY,
     &shape::blocks::FAMILY,
     &shape::reverse::FAMILY,
+    &resize::FAMILY,
 ];
 
 /// Builds an IR op from its name and attributes.

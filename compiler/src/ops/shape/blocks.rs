@@ -86,11 +86,14 @@ impl DepthSpace {
 
     fn output_shape(&self, shape: &[usize]) -> OpResult<[usize; 4]> {
         let &[n, h, w, c] = shape else {
-            return Err(invalid!("{} needs a 4-D NHWC input, got {shape:?}", self.name()));
+            return Err(invalid!(
+                "{} needs a 4-D NHWC input, got {shape:?}",
+                self.name()
+            ));
         };
         let b = self.block;
         if self.to_space {
-            if c % (b * b) != 0 {
+            if !c.is_multiple_of(b * b) {
                 return Err(invalid!(
                     "DepthToSpace: depth {c} is not divisible by block_size² = {}",
                     b * b
@@ -98,7 +101,7 @@ impl DepthSpace {
             }
             Ok([n, h * b, w * b, c / (b * b)])
         } else {
-            if h % b != 0 || w % b != 0 {
+            if !h.is_multiple_of(b) || !w.is_multiple_of(b) {
                 return Err(invalid!(
                     "SpaceToDepth: height {h} and width {w} must be divisible by block_size {b}"
                 ));
@@ -289,7 +292,7 @@ impl SpaceBatch {
             output[0] = shape[0] * blocks;
             for k in 0..m {
                 let padded = shape[k + 1] + edges[k].0 + edges[k].1;
-                if padded % block[k] != 0 {
+                if !padded.is_multiple_of(block[k]) {
                     return Err(invalid!(
                         "padded size {padded} of dimension {} is not divisible by block {}",
                         k + 1,
@@ -299,7 +302,7 @@ impl SpaceBatch {
                 output[k + 1] = padded / block[k];
             }
         } else {
-            if shape[0] % blocks != 0 {
+            if !shape[0].is_multiple_of(blocks) {
                 return Err(invalid!(
                     "batch {} is not divisible by the block size product {blocks}",
                     shape[0]
@@ -387,8 +390,8 @@ impl Operator for SpaceBatch {
                 let offset = &Self::offsets(&plan.block)[b];
                 source.push(n as i64);
                 for k in 0..m {
-                    let p = (index[k + 1] * plan.block[k] + offset[k]) as i64
-                        - plan.edges[k].0 as i64;
+                    let p =
+                        (index[k + 1] * plan.block[k] + offset[k]) as i64 - plan.edges[k].0 as i64;
                     inside &= p >= 0 && p < input.shape[k + 1] as i64;
                     source.push(p);
                 }
@@ -553,3 +556,123 @@ pub const FAMILY: Family = Family {
         ("BatchToSpaceND", import_space_batch),
     ],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{DType, Graph};
+    use tfjsc_proto::tensorflow::{attr_value, AttrValue};
+
+    fn node(op: &str, attrs: &[(&str, attr_value::Value)]) -> NodeDef {
+        NodeDef {
+            name: "n".into(),
+            op: op.into(),
+            attr: attrs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        AttrValue {
+                            value: Some(v.clone()),
+                        },
+                    )
+                })
+                .collect(),
+            ..NodeDef::default()
+        }
+    }
+
+    fn iota(shape: &[usize]) -> Tensor {
+        let count = shape.iter().product::<usize>();
+        Tensor::from_i32(shape.to_vec(), (1..=count as i32).collect())
+    }
+
+    #[test]
+    fn depth_to_space_is_tensorflow_dcr() {
+        // The TensorFlow documentation's example: [1, 2, 2, 4] with block 2.
+        let x = iota(&[1, 2, 2, 4]);
+        let op = DepthSpace {
+            block: 2,
+            to_space: true,
+        };
+        let y = op.evaluate(&[&x]).unwrap().remove(0);
+        assert_eq!(y.shape, [1, 4, 4, 1]);
+        assert_eq!(
+            y.to_i64_vec(),
+            [1, 2, 5, 6, 3, 4, 7, 8, 9, 10, 13, 14, 11, 12, 15, 16]
+        );
+        let back = DepthSpace {
+            block: 2,
+            to_space: false,
+        }
+        .evaluate(&[&y])
+        .unwrap()
+        .remove(0);
+        assert_eq!(back, x);
+    }
+
+    #[test]
+    fn space_to_batch_follows_tensorflow() {
+        // The documentation's example: [1, 2, 2, 1] with block [2, 2] gives [4, 1, 1, 1].
+        let x = iota(&[1, 2, 2, 1]);
+        let block = Tensor::from_i32(vec![2], vec![2, 2]);
+        let zero = Tensor::from_i32(vec![2, 2], vec![0; 4]);
+        let op = SpaceBatch { to_batch: true };
+        let y = op.evaluate(&[&x, &block, &zero]).unwrap().remove(0);
+        assert_eq!(y.shape, [4, 1, 1, 1]);
+        assert_eq!(y.to_i64_vec(), [1, 2, 3, 4]);
+        // [2, 2, 4, 1] with block [2, 2] and paddings [[0, 0], [2, 0]] gives [8, 1, 3, 1].
+        let x = iota(&[2, 2, 4, 1]);
+        let paddings = Tensor::from_i32(vec![2, 2], vec![0, 0, 2, 0]);
+        let y = op.evaluate(&[&x, &block, &paddings]).unwrap().remove(0);
+        assert_eq!(y.shape, [8, 1, 3, 1]);
+        assert_eq!(
+            y.to_i64_vec(),
+            [0, 1, 3, 0, 9, 11, 0, 2, 4, 0, 10, 12, 0, 5, 7, 0, 13, 15, 0, 6, 8, 0, 14, 16]
+        );
+        // BatchToSpaceND with crops undoes it.
+        let back = SpaceBatch { to_batch: false }
+            .evaluate(&[&y, &block, &paddings])
+            .unwrap()
+            .remove(0);
+        assert_eq!(back, x);
+    }
+
+    #[test]
+    fn import_checks_block_size_and_data_format() {
+        let mut graph = Graph::new();
+        let x = graph.add_input("x", Some(TensorType::new(DType::F32, vec![1, 2, 2, 8])));
+        let mut importer = Importer { graph: &mut graph };
+        let good = node("DepthToSpace", &[("block_size", attr_value::Value::I(2))]);
+        let y = import_depth_space(&mut importer, &good, &[x]).unwrap()[0];
+        let nchw = node(
+            "SpaceToDepth",
+            &[
+                ("block_size", attr_value::Value::I(2)),
+                ("data_format", attr_value::Value::S(b"NCHW".to_vec())),
+            ],
+        );
+        let error = import_depth_space(&mut importer, &nchw, &[x]).unwrap_err();
+        assert!(error.to_string().contains("NCHW"), "{error}");
+        let one = node("DepthToSpace", &[("block_size", attr_value::Value::I(1))]);
+        assert!(import_depth_space(&mut importer, &one, &[x]).is_err());
+        assert!(import_depth_space(&mut importer, &node("DepthToSpace", &[]), &[x]).is_err());
+        crate::passes::PIPELINE[0].1(&mut graph).unwrap();
+        assert_eq!(graph.ty(y).shape, [1, 4, 4, 2]);
+    }
+
+    #[test]
+    fn bad_blocks_are_errors() {
+        let block = Tensor::from_i32(vec![2], vec![2, 2]);
+        let odd = Tensor::from_i32(vec![2, 2], vec![0, 1, 0, 0]);
+        let op = SpaceBatch { to_batch: true };
+        assert!(op.plan(&[1, 4, 4, 1], Some(&block), Some(&odd)).is_err());
+        assert!(op.plan(&[1, 4, 4, 1], Some(&block), None).is_err());
+        let op = SpaceBatch { to_batch: false };
+        assert!(op.plan(&[3, 4, 4, 1], Some(&block), Some(&odd)).is_err());
+        let too_much = Tensor::from_i32(vec![2, 2], vec![5, 4, 0, 0]);
+        assert!(op
+            .plan(&[4, 4, 4, 1], Some(&block), Some(&too_much))
+            .is_err());
+    }
+}

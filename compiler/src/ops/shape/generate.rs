@@ -9,8 +9,8 @@ use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{Tensor, TensorType, ValueId};
 use crate::ops::importer::{ImportError, Importer};
-use crate::ops::Attribute;
 use crate::ops::registry::Family;
+use crate::ops::Attribute;
 use crate::ops::{Attributes, InputFacts, OpResult, Operator};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -183,7 +183,11 @@ pub fn import_fill_like(
 ) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 1)?;
     let value = if node.op == "OnesLike" { 1.0 } else { 0.0 };
-    Ok(vec![importer.add(node, FillLike { value }, vec![inputs[0]])])
+    Ok(vec![importer.add(
+        node,
+        FillLike { value },
+        vec![inputs[0]],
+    )])
 }
 
 pub const FAMILY: Family = Family {

@@ -8,6 +8,11 @@ use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
 use crate::ir::{DType, TensorData};
 
+/// Picks elements of `data` by index (the reference evaluators' gather).
+pub fn gather_data(data: &TensorData, indices: &[usize]) -> TensorData {
+    gather(data, indices)
+}
+
 /// Picks elements of `data` by index (the reference evaluator's gather).
 pub(super) fn gather(data: &TensorData, indices: &[usize]) -> TensorData {
     match data {

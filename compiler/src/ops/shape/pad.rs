@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use cranelift_codegen::ir::InstBuilder;
 
+use super::*;
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorType, ValueId};
-use super::*;
 use crate::ops::importer::{node_error, ImportError, Importer, NodeAttributes};
 use crate::ops::registry::Family;
 use crate::ops::{strides_of, Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
@@ -225,7 +225,11 @@ impl MirrorPad {
             if before + extra > d || after + extra > d {
                 return Err(invalid!(
                     "{} padding ({before}, {after}) is too large for axis {a} of size {d}",
-                    if self.symmetric { "SYMMETRIC" } else { "REFLECT" }
+                    if self.symmetric {
+                        "SYMMETRIC"
+                    } else {
+                        "REFLECT"
+                    }
                 ));
             }
         }
@@ -281,14 +285,21 @@ impl Operator for MirrorPad {
     }
 
     fn attributes(&self) -> Attributes {
-        let mode = if self.symmetric { "symmetric" } else { "reflect" };
+        let mode = if self.symmetric {
+            "symmetric"
+        } else {
+            "reflect"
+        };
         Attributes::default().with("mode", Attribute::Str(mode.into()))
     }
 
     fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
         inputs.expect_count(2)?;
         let input = inputs.ty(0)?;
-        let pads = self.pads(&input.shape, Some(inputs.constant(1, "MirrorPad paddings")?))?;
+        let pads = self.pads(
+            &input.shape,
+            Some(inputs.constant(1, "MirrorPad paddings")?),
+        )?;
         Ok(vec![TensorType::new(
             input.dtype,
             input
@@ -433,3 +444,85 @@ pub const FAMILY: Family = Family {
         ("MirrorPad", import_mirror_pad),
     ],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Graph;
+    use tfjsc_proto::tensorflow::{attr_value, AttrValue};
+
+    fn node(op: &str, attrs: &[(&str, attr_value::Value)]) -> NodeDef {
+        NodeDef {
+            name: "n".into(),
+            op: op.into(),
+            attr: attrs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        AttrValue {
+                            value: Some(v.clone()),
+                        },
+                    )
+                })
+                .collect(),
+            ..NodeDef::default()
+        }
+    }
+
+    #[test]
+    fn mirror_pad_matches_the_tensorflow_examples() {
+        // tf.pad([[1, 2, 3], [4, 5, 6]], [[1, 1], [2, 2]], mode)
+        let x = Tensor::from_i32(vec![2, 3], vec![1, 2, 3, 4, 5, 6]);
+        let paddings = Tensor::from_i32(vec![2, 2], vec![1, 1, 2, 2]);
+        let reflect = MirrorPad { symmetric: false }
+            .evaluate(&[&x, &paddings])
+            .unwrap()
+            .remove(0);
+        assert_eq!(reflect.shape, [4, 7]);
+        assert_eq!(
+            reflect.to_i64_vec(),
+            [6, 5, 4, 5, 6, 5, 4, 3, 2, 1, 2, 3, 2, 1, 6, 5, 4, 5, 6, 5, 4, 3, 2, 1, 2, 3, 2, 1]
+        );
+        let symmetric = MirrorPad { symmetric: true }
+            .evaluate(&[&x, &paddings])
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            symmetric.to_i64_vec(),
+            [2, 1, 1, 2, 3, 3, 2, 2, 1, 1, 2, 3, 3, 2, 5, 4, 4, 5, 6, 6, 5, 5, 4, 4, 5, 6, 6, 5]
+        );
+        let too_wide = Tensor::from_i32(vec![2, 2], vec![2, 0, 0, 0]);
+        assert!(MirrorPad { symmetric: false }
+            .evaluate(&[&x, &too_wide])
+            .is_err());
+        assert!(MirrorPad { symmetric: true }
+            .evaluate(&[&x, &too_wide])
+            .is_ok());
+    }
+
+    #[test]
+    fn mirror_pad_import_reads_the_mode() {
+        let mut graph = Graph::new();
+        let x = graph.add_input("x", None);
+        let p = graph.add_constant("p", Tensor::from_i32(vec![1, 2], vec![1, 1]), None);
+        let mut importer = Importer { graph: &mut graph };
+        for (mode, symmetric) in [("REFLECT", false), ("SYMMETRIC", true)] {
+            let n = node(
+                "MirrorPad",
+                &[("mode", attr_value::Value::S(mode.as_bytes().to_vec()))],
+            );
+            let y = import_mirror_pad(&mut importer, &n, &[x, p]).unwrap()[0];
+            let (_, produced) = importer.graph.producer(y).unwrap();
+            let op = crate::ops::downcast::<MirrorPad>(produced.op.as_ref()).unwrap();
+            assert_eq!(op.symmetric, symmetric);
+        }
+        let bad = node(
+            "MirrorPad",
+            &[("mode", attr_value::Value::S(b"EDGE".to_vec()))],
+        );
+        let error = import_mirror_pad(&mut importer, &bad, &[x, p]).unwrap_err();
+        assert!(error.to_string().contains("EDGE"), "{error}");
+        assert!(import_mirror_pad(&mut importer, &node("MirrorPad", &[]), &[x, p]).is_err());
+    }
+}

@@ -133,3 +133,23 @@ pub const FAMILY: Family = Family {
     ir: &[("reverse", Reverse::parse)],
     tensorflow: &[("ReverseV2", import_reverse)],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_follows_tensorflow() {
+        let x = Tensor::from_i32(vec![2, 3], vec![1, 2, 3, 4, 5, 6]);
+        let axes = Tensor::from_i32(vec![1], vec![-1]);
+        let y = Reverse.evaluate(&[&x, &axes]).unwrap().remove(0);
+        assert_eq!(y.to_i64_vec(), [3, 2, 1, 6, 5, 4]);
+        let both = Tensor::from_i32(vec![2], vec![0, 1]);
+        let y = Reverse.evaluate(&[&x, &both]).unwrap().remove(0);
+        assert_eq!(y.to_i64_vec(), [6, 5, 4, 3, 2, 1]);
+        let repeated = Tensor::from_i32(vec![2], vec![1, -1]);
+        assert!(Reverse.evaluate(&[&x, &repeated]).is_err());
+        let out_of_range = Tensor::from_i32(vec![1], vec![2]);
+        assert!(Reverse.evaluate(&[&x, &out_of_range]).is_err());
+    }
+}

@@ -245,7 +245,9 @@ fn gather_axes(input: &Tensor, axes: &[SliceAxis]) -> Tensor {
         let mut next = Vec::with_capacity(indices.len() * axis.count);
         for &base in &indices {
             for k in 0..axis.count {
-                next.push(base + (axis.start + k as i64 * axis.stride) as usize * strides[input_axis]);
+                next.push(
+                    base + (axis.start + k as i64 * axis.stride) as usize * strides[input_axis],
+                );
             }
         }
         indices = next;
@@ -381,7 +383,11 @@ impl Operator for Slice {
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
-        let axes = self.axes(&inputs[0].shape, inputs.get(1).copied(), inputs.get(2).copied())?;
+        let axes = self.axes(
+            &inputs[0].shape,
+            inputs.get(1).copied(),
+            inputs.get(2).copied(),
+        )?;
         Ok(vec![gather_axes(inputs[0], &axes)])
     }
 
@@ -389,7 +395,11 @@ impl Operator for Slice {
         let begin = kernel.inputs.get(1).and_then(|i| i.constant.clone());
         let size = kernel.inputs.get(2).and_then(|i| i.constant.clone());
         let axes = self
-            .axes(&kernel.inputs[0].ty.shape, begin.as_deref(), size.as_deref())
+            .axes(
+                &kernel.inputs[0].ty.shape,
+                begin.as_deref(),
+                size.as_deref(),
+            )
             .map_err(|err| kernel.error(err.to_string()))?;
         lower_axes(kernel, &axes)
     }
@@ -422,3 +432,44 @@ pub const FAMILY: Family = Family {
         ("Slice", import_slice),
     ],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{DType, Graph};
+
+    #[test]
+    fn slice_imports_with_size_minus_one_and_checks_bounds() {
+        let mut graph = Graph::new();
+        let x = graph.add_input("x", Some(TensorType::new(DType::I32, vec![3, 5])));
+        let begin = graph.add_constant("b", Tensor::from_i32(vec![2], vec![1, 2]), None);
+        let size = graph.add_constant("s", Tensor::from_i32(vec![2], vec![-1, 2]), None);
+        let node = NodeDef {
+            name: "slice".into(),
+            op: "Slice".into(),
+            ..NodeDef::default()
+        };
+        let mut importer = Importer { graph: &mut graph };
+        let y = import_slice(&mut importer, &node, &[x, begin, size]).unwrap()[0];
+        crate::passes::PIPELINE[0].1(&mut graph).unwrap();
+        assert_eq!(graph.ty(y).shape, [2, 2]);
+        let input = Tensor::from_i32(vec![3, 5], (0..15).collect());
+        let b = Tensor::from_i32(vec![2], vec![1, 2]);
+        let s = Tensor::from_i32(vec![2], vec![-1, 2]);
+        let out = Slice.evaluate(&[&input, &b, &s]).unwrap().remove(0);
+        assert_eq!(out.to_i64_vec(), [7, 8, 12, 13]);
+        for (begin, size) in [
+            ([0, 4], [1, 2]),
+            ([-1, 0], [1, 1]),
+            ([0, 0], [1, -2]),
+            ([4, 0], [-1, 1]),
+        ] {
+            let b = Tensor::from_i32(vec![2], begin.to_vec());
+            let s = Tensor::from_i32(vec![2], size.to_vec());
+            assert!(
+                Slice.evaluate(&[&input, &b, &s]).is_err(),
+                "{begin:?} {size:?}"
+            );
+        }
+    }
+}

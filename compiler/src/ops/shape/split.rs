@@ -68,7 +68,7 @@ impl Split {
             return Ok((axis, vec![1; dim]));
         }
         if self.sizes.is_empty() {
-            if dim % self.count != 0 {
+            if !dim.is_multiple_of(self.count) {
                 return Err(invalid!(
                     "axis {axis} of size {dim} does not split into {} equal parts",
                     self.count
@@ -241,11 +241,7 @@ fn positive_count(node: &NodeDef, name: &str) -> Result<usize, ImportError> {
     Ok(count as usize)
 }
 
-fn single_axis(
-    importer: &Importer,
-    node: &NodeDef,
-    value: ValueId,
-) -> Result<i64, ImportError> {
+fn single_axis(importer: &Importer, node: &NodeDef, value: ValueId) -> Result<i64, ImportError> {
     match constant_ints(importer, node, value, "the split axis")?[..] {
         [axis] => Ok(axis),
         ref other => Err(importer.error(
@@ -330,3 +326,89 @@ pub const FAMILY: Family = Family {
         ("Unpack", import_unpack),
     ],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{DType, Graph};
+    use tfjsc_proto::tensorflow::{attr_value, AttrValue};
+
+    fn node(op: &str, attrs: &[(&str, attr_value::Value)]) -> NodeDef {
+        NodeDef {
+            name: "n".into(),
+            op: op.into(),
+            attr: attrs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        AttrValue {
+                            value: Some(v.clone()),
+                        },
+                    )
+                })
+                .collect(),
+            ..NodeDef::default()
+        }
+    }
+
+    fn types(graph: &Graph, values: &[ValueId]) -> Vec<Vec<usize>> {
+        values.iter().map(|&v| graph.ty(v).shape.clone()).collect()
+    }
+
+    #[test]
+    fn split_split_v_and_unpack_import() {
+        let mut graph = Graph::new();
+        let x = graph.add_input("x", Some(TensorType::new(DType::F32, vec![2, 6, 3])));
+        let axis = graph.add_constant("axis", Tensor::from_i32(vec![], vec![1]), None);
+        let last = graph.add_constant("last", Tensor::from_i32(vec![], vec![-1]), None);
+        let sizes = graph.add_constant("sizes", Tensor::from_i32(vec![3], vec![1, -1, 2]), None);
+        let mut importer = Importer { graph: &mut graph };
+        let split = node("Split", &[("num_split", attr_value::Value::I(3))]);
+        let parts = import_split(&mut importer, &split, &[axis, x]).unwrap();
+        let split_v = node("SplitV", &[("num_split", attr_value::Value::I(3))]);
+        let parts_v = import_split_v(&mut importer, &split_v, &[x, sizes, axis]).unwrap();
+        let unpack = node(
+            "Unpack",
+            &[
+                ("num", attr_value::Value::I(3)),
+                ("axis", attr_value::Value::I(-1)),
+            ],
+        );
+        let rows = import_unpack(&mut importer, &unpack, &[x]).unwrap();
+        // A non-constant axis and a missing num_split are errors naming the node.
+        let error = import_split(&mut importer, &split, &[x, x]).unwrap_err();
+        assert!(
+            error.to_string().contains("axis must be a constant"),
+            "{error}"
+        );
+        let error = import_split(&mut importer, &node("Split", &[]), &[axis, x]).unwrap_err();
+        assert!(error.to_string().contains("num_split"), "{error}");
+        let wrong = node("SplitV", &[("num_split", attr_value::Value::I(2))]);
+        assert!(import_split_v(&mut importer, &wrong, &[x, sizes, last]).is_err());
+        crate::passes::PIPELINE[0].1(&mut graph).unwrap();
+        assert_eq!(types(&graph, &parts), vec![vec![2, 2, 3]; 3]);
+        assert_eq!(
+            types(&graph, &parts_v),
+            vec![vec![2, 1, 3], vec![2, 3, 3], vec![2, 2, 3]]
+        );
+        assert_eq!(types(&graph, &rows), vec![vec![2, 6]; 3]);
+    }
+
+    #[test]
+    fn bad_splits_are_errors() {
+        let shape = [4, 6];
+        let split = |count, sizes: &[i64], squeeze| Split {
+            axis: 1,
+            count,
+            sizes: sizes.to_vec(),
+            squeeze,
+        };
+        assert!(split(4, &[], false).parts(&shape).is_err());
+        assert!(split(2, &[-1, -1], false).parts(&shape).is_err());
+        assert!(split(2, &[2, 3], false).parts(&shape).is_err());
+        assert!(split(2, &[7, -1], false).parts(&shape).is_err());
+        assert!(split(5, &[], true).parts(&shape).is_err());
+        assert_eq!(split(2, &[6, -1], false).parts(&shape).unwrap().1, [6, 0]);
+    }
+}

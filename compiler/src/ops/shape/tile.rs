@@ -32,7 +32,11 @@ impl Tile {
     }
 
     /// The input shape (with leading 1s up to the output rank) and the multiple of each axis.
-    fn plan(&self, shape: &[usize], operand: Option<&Tensor>) -> OpResult<(Vec<usize>, Vec<usize>)> {
+    fn plan(
+        &self,
+        shape: &[usize],
+        operand: Option<&Tensor>,
+    ) -> OpResult<(Vec<usize>, Vec<usize>)> {
         let what = if self.broadcast {
             "the BroadcastTo shape"
         } else {
@@ -212,7 +216,11 @@ pub fn import_tile(
 ) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 2)?;
     let broadcast = node.op == "BroadcastTo";
-    Ok(vec![importer.add(node, Tile { broadcast }, inputs[..2].to_vec())])
+    Ok(vec![importer.add(
+        node,
+        Tile { broadcast },
+        inputs[..2].to_vec(),
+    )])
 }
 
 pub const FAMILY: Family = Family {
@@ -222,3 +230,36 @@ pub const FAMILY: Family = Family {
     ],
     tensorflow: &[("Tile", import_tile), ("BroadcastTo", import_tile)],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_and_broadcast_to_follow_tensorflow() {
+        let x = Tensor::from_i32(vec![2, 1], vec![1, 2]);
+        let multiples = Tensor::from_i32(vec![2], vec![2, 3]);
+        let y = Tile { broadcast: false }
+            .evaluate(&[&x, &multiples])
+            .unwrap()
+            .remove(0);
+        assert_eq!(y.shape, [4, 3]);
+        assert_eq!(y.to_i64_vec(), [1, 1, 1, 2, 2, 2, 1, 1, 1, 2, 2, 2]);
+        let target = Tensor::from_i32(vec![3], vec![2, 2, 3]);
+        let y = Tile { broadcast: true }
+            .evaluate(&[&x, &target])
+            .unwrap()
+            .remove(0);
+        assert_eq!(y.shape, [2, 2, 3]);
+        assert_eq!(y.to_i64_vec()[..6], [1, 1, 1, 2, 2, 2]);
+        // Not broadcastable, lower rank, negative multiples.
+        let bad = Tensor::from_i32(vec![2], vec![3, 3]);
+        assert!(Tile { broadcast: true }.evaluate(&[&x, &bad]).is_err());
+        let short = Tensor::from_i32(vec![1], vec![2]);
+        assert!(Tile { broadcast: true }.evaluate(&[&x, &short]).is_err());
+        let negative = Tensor::from_i32(vec![2], vec![1, -1]);
+        assert!(Tile { broadcast: false }
+            .evaluate(&[&x, &negative])
+            .is_err());
+    }
+}

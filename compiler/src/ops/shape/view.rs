@@ -408,3 +408,56 @@ pub const FAMILY: Family = Family {
         ("Size", import_size),
     ],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Graph;
+    use tfjsc_proto::tensorflow::{attr_value, AttrValue};
+
+    #[test]
+    fn size_and_fill_like_fold_from_types() {
+        let mut graph = Graph::new();
+        let x = graph.add_input("x", Some(TensorType::new(DType::Bool, vec![2, 3, 4])));
+        let mut size = NodeDef {
+            name: "size".into(),
+            op: "Size".into(),
+            ..NodeDef::default()
+        };
+        let mut importer = Importer { graph: &mut graph };
+        let s32 = import_size(&mut importer, &size, &[x]).unwrap()[0];
+        size.attr.insert(
+            "out_type".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(
+                    crate::ops::importer::data_type::INT64,
+                )),
+            },
+        );
+        let s64 = import_size(&mut importer, &size, &[x]).unwrap()[0];
+        size.attr.insert(
+            "out_type".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(
+                    crate::ops::importer::data_type::FLOAT,
+                )),
+            },
+        );
+        assert!(import_size(&mut importer, &size, &[x]).is_err());
+        let ones = NodeDef {
+            name: "ones".into(),
+            op: "OnesLike".into(),
+            ..NodeDef::default()
+        };
+        let o =
+            crate::ops::shape::generate::import_fill_like(&mut importer, &ones, &[x]).unwrap()[0];
+        crate::passes::PIPELINE[0].1(&mut graph).unwrap();
+        let constant = |v| graph.constant(v).unwrap().tensor.as_ref().clone();
+        assert_eq!(constant(s32), Tensor::from_i32(vec![], vec![24]));
+        assert_eq!(constant(s64), Tensor::from_i64(vec![], vec![24]));
+        assert_eq!(
+            constant(o),
+            Tensor::from_bool(vec![2, 3, 4], vec![true; 24])
+        );
+    }
+}
