@@ -489,3 +489,86 @@ fn data_movement_resize() {
     }
     check_cases("resize", cases, 60);
 }
+
+/// TensorFlow nodes through the whole path: model.json, import (registry, attributes, constant
+/// operands, `name:k` references to later outputs), pipeline, compiled code, against values
+/// worked out from TensorFlow's documented semantics.
+#[test]
+fn data_movement_imported_graph_runs() {
+    let int_constant = |name: &str, shape: &[usize], values: &[i32]| {
+        let dims: Vec<String> = shape
+            .iter()
+            .map(|d| format!("{{\"size\": \"{d}\"}}"))
+            .collect();
+        let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        format!(
+            r#"{{"name": "{name}", "op": "Const", "attr": {{"dtype": {{"type": "DT_INT32"}}, "value": {{"tensor": {{"dtype": "DT_INT32", "tensorShape": {{"dim": [{}]}}, "intVal": [{}]}}}}}}}}"#,
+            dims.join(", "),
+            values.join(", ")
+        )
+    };
+    let nodes = [
+        r#"{"name": "x", "op": "Placeholder", "attr": {"dtype": {"type": "DT_FLOAT"}, "shape": {"shape": {"dim": [{"size": "1"}, {"size": "2"}, {"size": "2"}, {"size": "4"}]}}}}"#.to_string(),
+        int_constant("axis", &[], &[3]),
+        int_constant("resize_size", &[2], &[4, 4]),
+        int_constant("paddings", &[4, 2], &[0, 0, 1, 1, 1, 1, 0, 0]),
+        r#"{"name": "split", "op": "Split", "input": ["axis", "x"], "attr": {"num_split": {"i": "2"}, "T": {"type": "DT_FLOAT"}}}"#.to_string(),
+        r#"{"name": "unpack", "op": "Unpack", "input": ["split:1"], "attr": {"num": {"i": "2"}, "axis": {"i": "-2"}}}"#.to_string(),
+        r#"{"name": "d2s", "op": "DepthToSpace", "input": ["x"], "attr": {"block_size": {"i": "2"}, "data_format": {"s": "TkhXQw=="}}}"#.to_string(),
+        r#"{"name": "size", "op": "Size", "input": ["x"], "attr": {"out_type": {"type": "DT_INT32"}}}"#.to_string(),
+        r#"{"name": "nearest", "op": "ResizeNearestNeighbor", "input": ["x", "resize_size"], "attr": {"align_corners": {"b": false}, "half_pixel_centers": {"b": true}}}"#.to_string(),
+        r#"{"name": "mirror", "op": "MirrorPad", "input": ["x", "paddings"], "attr": {"mode": {"s": "UkVGTEVDVA=="}}}"#.to_string(),
+    ];
+    let json = format!(
+        r#"{{"format": "graph-model", "modelTopology": {{"node": [{}]}}, "weightsManifest": []}}"#,
+        nodes.join(", ")
+    );
+    let directory = tempfile::tempdir().expect("temporary directory");
+    std::fs::write(directory.path().join("model.json"), json).expect("model.json");
+    let model = tfjsc::model::WebModel::open(directory.path()).expect("model opens");
+    let imported = tfjsc::import::import(&model, &[], &[]).expect("model imports");
+    let names: Vec<String> = imported
+        .graph
+        .outputs
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let x: Vec<f32> = (1..=16).map(|v| v as f32).collect();
+    let feed = Tensor::from_f32(vec![1, 2, 2, 4], x);
+    let outputs = execute(imported.graph, &[feed]).expect("model runs");
+    let output = |name: &str| {
+        let index = names.iter().position(|n| n == name).unwrap_or_else(|| {
+            panic!("no output {name} in {names:?}");
+        });
+        &outputs[index]
+    };
+    let floats = |name: &str| output(name).to_f32().expect("float output");
+    // DepthToSpace, TensorFlow's documented example.
+    assert_eq!(output("d2s").shape, [1, 4, 4, 1]);
+    assert_eq!(
+        floats("d2s"),
+        [1., 2., 5., 6., 3., 4., 7., 8., 9., 10., 13., 14., 11., 12., 15., 16.]
+    );
+    // Split along channels, then Unpack of the second half along width (axis -2): w = 0.
+    assert_eq!(output("unpack").shape, [1, 2, 2]);
+    assert_eq!(floats("unpack"), [3., 4., 11., 12.]);
+    assert_eq!(output("size").to_i32().expect("int32 size"), [16]);
+    // Nearest, half-pixel centers, 2 -> 4: source index floor((o + 0.5) / 2) = 0, 0, 1, 1.
+    let nearest = floats("nearest");
+    assert_eq!(output("nearest").shape, [1, 4, 4, 4]);
+    for (o, &value) in nearest.iter().enumerate() {
+        let (y, x, c) = (o / 16, o / 4 % 4, o % 4);
+        assert_eq!(value, ((y / 2 * 2 + x / 2) * 4 + c + 1) as f32, "at {o}");
+    }
+    // REFLECT by 1 around a 2×2 image: rows and columns 1, 0, 1, 0.
+    let mirror = floats("mirror");
+    let reflect = [1, 0, 1, 0];
+    for (o, &value) in mirror.iter().enumerate() {
+        let (y, x, c) = (o / 16, o / 4 % 4, o % 4);
+        assert_eq!(
+            value,
+            ((reflect[y] * 2 + reflect[x]) * 4 + c + 1) as f32,
+            "at {o}"
+        );
+    }
+}

@@ -87,7 +87,7 @@ impl Resize {
                     };
                     let floor = position.floor();
                     Sample {
-                        lower: (floor as i64).max(0) as usize,
+                        lower: (floor as i64).max(0).min(last) as usize,
                         upper: (position.ceil() as i64).min(last).max(0) as usize,
                         lerp: position - floor,
                     }

@@ -92,6 +92,9 @@ impl DepthSpace {
             ));
         };
         let b = self.block;
+        if b > 1 << 16 {
+            return Err(invalid!("block_size {b} is too large"));
+        }
         if self.to_space {
             if !c.is_multiple_of(b * b) {
                 return Err(invalid!(
@@ -220,6 +223,9 @@ impl Operator for DepthSpace {
 
 // ---- SpaceToBatchND and BatchToSpaceND ----
 
+/// Kernels emit one loop nest per block offset; more offsets than this are refused.
+const MAX_BLOCK_OFFSETS: usize = 4096;
+
 /// SpaceToBatchND (`to_batch`; input 2 is the paddings) or BatchToSpaceND (input 2 is the
 /// crops); input 1 is the block shape.
 #[derive(Clone, Debug, PartialEq)]
@@ -286,12 +292,19 @@ impl SpaceBatch {
             .chunks(2)
             .map(|e| (e[0] as usize, e[1] as usize))
             .collect();
-        let blocks: usize = block.iter().product();
+        let overflow = || invalid!("block shape {block:?} and {shape:?} overflow");
+        let blocks = block
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b))
+            .ok_or_else(overflow)?;
         let mut output = shape.to_vec();
         if self.to_batch {
-            output[0] = shape[0] * blocks;
+            output[0] = shape[0].checked_mul(blocks).ok_or_else(overflow)?;
             for k in 0..m {
-                let padded = shape[k + 1] + edges[k].0 + edges[k].1;
+                let padded = shape[k + 1]
+                    .checked_add(edges[k].0)
+                    .and_then(|v| v.checked_add(edges[k].1))
+                    .ok_or_else(overflow)?;
                 if !padded.is_multiple_of(block[k]) {
                     return Err(invalid!(
                         "padded size {padded} of dimension {} is not divisible by block {}",
@@ -310,8 +323,8 @@ impl SpaceBatch {
             }
             output[0] = shape[0] / blocks;
             for k in 0..m {
-                let full = shape[k + 1] * block[k];
-                if edges[k].0 + edges[k].1 > full {
+                let full = shape[k + 1].checked_mul(block[k]).ok_or_else(overflow)?;
+                if edges[k].0.saturating_add(edges[k].1) > full {
                     return Err(invalid!(
                         "crops {:?} exceed dimension {} of size {full}",
                         edges[k],
@@ -446,6 +459,13 @@ impl Operator for SpaceBatch {
             .plan(&shape, block_operand.as_deref(), edge_operand.as_deref())
             .map_err(|e| kernel.error(e.to_string()))?;
         let m = plan.block.len();
+        let blocks: usize = plan.block.iter().product();
+        if blocks > MAX_BLOCK_OFFSETS {
+            return Err(kernel.error(format!(
+                "block shape {:?} has {blocks} offsets; kernels unroll at most {MAX_BLOCK_OFFSETS}",
+                plan.block
+            )));
+        }
         let row: usize = shape[m + 1..].iter().product();
         let is: Vec<i64> = strides_of(&shape).iter().map(|&v| v as i64).collect();
         let os: Vec<i64> = strides_of(&plan.output).iter().map(|&v| v as i64).collect();

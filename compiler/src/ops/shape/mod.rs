@@ -215,3 +215,69 @@ pub use view::{
     import_expand_dims, import_reshape, import_shape, import_squeeze, Copy, Reshape, ReshapeMode,
     ShapeOf, SizeOf,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Tensor, TensorType};
+    use crate::ops::resize::Resize;
+    use crate::ops::{InputFacts, Operator};
+
+    /// Ops whose operands must be compile-time constants say so (and which), never panic;
+    /// sizes that overflow are errors.
+    #[test]
+    fn missing_constants_and_overflows_are_errors() {
+        let image = TensorType::new(DType::F32, vec![1, 4, 4, 2]);
+        let operand = TensorType::new(DType::I32, vec![4]);
+        let pairs = TensorType::new(DType::I32, vec![2, 2]);
+        let ops: Vec<(Box<dyn Operator>, usize)> = vec![
+            (Box::new(Slice), 3),
+            (Box::new(Tile { broadcast: false }), 2),
+            (Box::new(Tile { broadcast: true }), 2),
+            (Box::new(SpaceBatch { to_batch: true }), 3),
+            (Box::new(SpaceBatch { to_batch: false }), 3),
+            (Box::new(Reverse), 2),
+            (Box::new(MirrorPad { symmetric: true }), 2),
+            (
+                Box::new(Resize {
+                    bilinear: true,
+                    align_corners: false,
+                    half_pixel_centers: false,
+                }),
+                2,
+            ),
+        ];
+        for (op, count) in ops {
+            let mut types = vec![&image];
+            types.extend(std::iter::repeat_n(&operand, count - 1));
+            let facts = InputFacts {
+                types,
+                constants: vec![None; count],
+            };
+            let error = op.infer(&facts).unwrap_err().to_string();
+            assert!(
+                error.contains("compile-time constant"),
+                "{}: {error}",
+                op.name()
+            );
+        }
+        let x = TensorType::new(DType::F32, vec![3, 2]);
+        let huge = Tensor::from_i64(vec![2], vec![1 << 62, 1 << 62]);
+        let facts = InputFacts {
+            types: vec![&x, &operand],
+            constants: vec![None, Some(&huge)],
+        };
+        assert!(Tile { broadcast: false }.infer(&facts).is_err());
+        let block = Tensor::from_i64(vec![2], vec![1 << 40, 1 << 40]);
+        let zero = Tensor::from_i32(vec![2, 2], vec![0; 4]);
+        let facts = InputFacts {
+            types: vec![&image, &operand, &pairs],
+            constants: vec![None, Some(&block), Some(&zero)],
+        };
+        assert!(SpaceBatch { to_batch: true }.infer(&facts).is_err());
+        let input = Tensor::from_i32(vec![3], vec![1, 2, 3]);
+        let begin = Tensor::from_i64(vec![1], vec![1]);
+        let size = Tensor::from_i64(vec![1], vec![i64::MAX]);
+        assert!(Slice.evaluate(&[&input, &begin, &size]).is_err());
+    }
+}

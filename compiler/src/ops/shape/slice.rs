@@ -345,7 +345,7 @@ impl Slice {
                     ));
                 }
                 let count = if s == -1 { dim - b } else { s };
-                if count < 0 || b + count > dim {
+                if count < 0 || count > dim - b {
                     return Err(invalid!(
                         "Slice size {s} is out of range [0, {}] on axis {a}",
                         dim - b

@@ -99,10 +99,21 @@ impl Operator for Tile {
             "Tile multiples"
         };
         let (shape, multiples) = self.plan(&input.shape, Some(inputs.constant(1, what)?))?;
-        Ok(vec![TensorType::new(
-            input.dtype,
-            shape.iter().zip(&multiples).map(|(d, m)| d * m).collect(),
-        )])
+        let mut out_shape = Vec::with_capacity(shape.len());
+        for (d, m) in shape.iter().zip(&multiples) {
+            out_shape.push(
+                d.checked_mul(*m)
+                    .ok_or_else(|| invalid!("{what} {multiples:?} of {shape:?} overflow"))?,
+            );
+        }
+        if out_shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .is_none()
+        {
+            return Err(invalid!("{what} {multiples:?} of {shape:?} overflow"));
+        }
+        Ok(vec![TensorType::new(input.dtype, out_shape)])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
