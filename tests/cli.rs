@@ -860,22 +860,20 @@ fn output_path_with_an_unknown_extension_is_refused() {
 
 #[test]
 fn inspect_and_compile_list_the_same_unlowerable_nodes_all_at_once() {
-    // Imported is not lowerable: these ops import, but no kernel computes them on f32 / bool yet.
+    // Imported is not lowerable: these ops import, but no kernel computes them on int32 yet.
     let placeholder = |name: &str, dtype: &str| {
         serde_json::json!({"name": name, "op": "Placeholder", "attr": {
             "dtype": {"type": dtype}, "shape": {"shape": {"dim": [{"size": "8"}]}}}})
     };
-    let unary = |name: &str, op: &str, input: &str| serde_json::json!({"name": name, "op": op, "input": [input], "attr": {"T": {"type": "DT_FLOAT"}}});
+    let int = serde_json::json!({"T": {"type": "DT_INT32"}});
     let model = serde_json::json!({
         "format": "graph-model",
         "modelTopology": {"node": [
-            placeholder("x", "DT_FLOAT"),
-            placeholder("b", "DT_BOOL"),
-            unary("log1", "Log", "x"),
-            unary("log2", "Log", "log1"),
-            unary("sine", "Sin", "log2"),
-            unary("tanh", "Tanh", "sine"),
-            {"name": "not", "op": "LogicalNot", "input": ["b"]},
+            placeholder("k", "DT_INT32"),
+            {"name": "inverse1", "op": "Reciprocal", "input": ["k"], "attr": int},
+            {"name": "inverse2", "op": "Reciprocal", "input": ["inverse1"], "attr": int},
+            {"name": "power", "op": "Pow", "input": ["inverse2", "k"], "attr": int},
+            {"name": "negated", "op": "Neg", "input": ["power"], "attr": int},
         ]},
         "weightsManifest": [],
     });
@@ -901,10 +899,9 @@ fn inspect_and_compile_list_the_same_unlowerable_nodes_all_at_once() {
             .collect()
     };
     let expected = [
-        "cannot lower 4 node(s) on this target:",
-        "  unary ×2: no kernel for `log` yet (nodes \"log1\", \"log2\")",
-        "  unary ×1: no kernel for `sin` yet (nodes \"sine\")",
-        "  unary ×1: logical_not kernel is for f32 only (nodes \"not\")",
+        "cannot lower 3 node(s) on this target:",
+        "  unary ×2: no I32 kernel for `reciprocal` (nodes \"inverse1\", \"inverse2\")",
+        "  binary ×1: no i32 kernel for `pow` (nodes \"power\")",
     ];
     assert_eq!(
         listing(&compiled.stderr),

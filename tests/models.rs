@@ -85,7 +85,7 @@ fn check_case(directory: &Path, model_key: &str) -> Option<Vec<String>> {
                 "{name} {:?}: relative error {error:.3e} against {runtime}",
                 spec.name
             );
-            if !(error <= TOLERANCE) {
+            if error.is_nan() || error > TOLERANCE {
                 failures.push(format!(
                     "{name}: output {:?} differs from {runtime} by {error:.3e} (tolerance {TOLERANCE:e})",
                     spec.name

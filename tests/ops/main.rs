@@ -32,6 +32,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod conv_transpose;
+mod data_movement;
 mod harness;
 mod indexing;
 mod math;

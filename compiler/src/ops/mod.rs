@@ -18,6 +18,7 @@ pub mod one_hot;
 pub mod pool;
 pub mod reduce;
 pub mod registry;
+pub mod resize;
 pub mod shape;
 pub mod softmax;
 pub mod top_k;

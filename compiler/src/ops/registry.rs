@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::importer::ImportFn;
 use super::{
-    arg, conv, conv_transpose, cumsum, elementwise, gather, matmul, one_hot, pool, reduce, shape,
-    softmax, top_k,
+    arg, conv, conv_transpose, cumsum, elementwise, gather, matmul, one_hot, pool, reduce, resize,
+    shape, softmax, top_k,
 };
 use super::{Attributes, OpResult, Operator};
 use crate::invalid;
@@ -48,6 +48,11 @@ pub const FAMILIES: &[&Family] = &[
     &one_hot::FAMILY,
     &top_k::FAMILY,
     &cumsum::FAMILY,
+    &shape::split::FAMILY,
+    &shape::tile::FAMILY,
+    &shape::blocks::FAMILY,
+    &shape::reverse::FAMILY,
+    &resize::FAMILY,
 ];
 
 /// Builds an IR op from its name and attributes.

@@ -1,4 +1,5 @@
-//! Fill and Range: values generated from constants, evaluated at compile time only.
+//! Fill, Range, ZerosLike and OnesLike: values generated from constants or from static types,
+//! evaluated at compile time only.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use crate::invalid;
 use crate::ir::{Tensor, TensorType, ValueId};
 use crate::ops::importer::{ImportError, Importer};
 use crate::ops::registry::Family;
+use crate::ops::Attribute;
 use crate::ops::{Attributes, InputFacts, OpResult, Operator};
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -126,7 +128,78 @@ pub fn import_range(
     Ok(vec![importer.add(node, Range, inputs[..3].to_vec())])
 }
 
+/// ZerosLike / OnesLike: `value` in the input's static shape and dtype; always folds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FillLike {
+    pub value: f32,
+}
+
+impl FillLike {
+    pub fn parse(a: &Attributes) -> OpResult<Arc<dyn Operator>> {
+        Ok(Arc::new(FillLike {
+            value: a.float("value")?,
+        }))
+    }
+
+    fn value(&self, ty: &TensorType) -> Tensor {
+        Tensor::filled(ty.dtype, ty.shape.clone(), self.value as f64)
+    }
+}
+
+impl Operator for FillLike {
+    fn name(&self) -> &'static str {
+        "fill_like"
+    }
+
+    fn attributes(&self) -> Attributes {
+        Attributes::default().with("value", Attribute::Float(self.value))
+    }
+
+    fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
+        Ok(vec![inputs.ty(0)?.clone()])
+    }
+
+    fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        Ok(vec![self.value(&inputs[0].tensor_type())])
+    }
+
+    fn fold_from_types(&self, inputs: &InputFacts) -> Option<Vec<Tensor>> {
+        Some(vec![self.value(inputs.types.first()?)])
+    }
+
+    fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
+        Err(kernel.error("ZerosLike/OnesLike should have folded"))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+pub fn import_fill_like(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    importer.expect_inputs(node, inputs, 1)?;
+    let value = if node.op == "OnesLike" { 1.0 } else { 0.0 };
+    Ok(vec![importer.add(
+        node,
+        FillLike { value },
+        vec![inputs[0]],
+    )])
+}
+
 pub const FAMILY: Family = Family {
-    ir: &[("fill", Fill::parse), ("range", Range::parse)],
-    tensorflow: &[("Fill", import_fill), ("Range", import_range)],
+    ir: &[
+        ("fill", Fill::parse),
+        ("range", Range::parse),
+        ("fill_like", FillLike::parse),
+    ],
+    tensorflow: &[
+        ("Fill", import_fill),
+        ("Range", import_range),
+        ("ZerosLike", import_fill_like),
+        ("OnesLike", import_fill_like),
+    ],
 };

@@ -8,6 +8,11 @@ use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
 use crate::ir::{DType, TensorData};
 
+/// Picks elements of `data` by index (the reference evaluators' gather).
+pub fn gather_data(data: &TensorData, indices: &[usize]) -> TensorData {
+    gather(data, indices)
+}
+
 /// Picks elements of `data` by index (the reference evaluator's gather).
 pub(super) fn gather(data: &TensorData, indices: &[usize]) -> TensorData {
     match data {
@@ -95,19 +100,184 @@ pub(super) fn copy_nest(
     })
 }
 
+/// Copies rows of `row` contiguous elements over nested loops: each level is (count, source
+/// step, destination step) in elements; the first row starts at the given element offsets.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn copy_rows(
+    kernel: &mut Kernel,
+    levels: &[(usize, i64, i64)],
+    source_start: i64,
+    destination_start: i64,
+    row: usize,
+    input: cranelift_codegen::ir::Value,
+    output: cranelift_codegen::ir::Value,
+    element: usize,
+) -> Result<(), CodegenError> {
+    let source = kernel.iconst(source_start);
+    let destination = kernel.iconst(destination_start);
+    let bytes = row * element;
+    rows_at(
+        kernel,
+        levels,
+        source,
+        destination,
+        &mut |k, source, destination| {
+            // Rows of one small element move with one load and one store.
+            let ty = match bytes {
+                1 => cranelift_codegen::ir::types::I8,
+                2 => cranelift_codegen::ir::types::I16,
+                4 => cranelift_codegen::ir::types::I32,
+                8 => cranelift_codegen::ir::types::I64,
+                _ => return k.copy_elements(input, source, output, destination, row, element),
+            };
+            let value = k.load(ty, input, source, element);
+            k.store(value, output, destination, element);
+            Ok(())
+        },
+    )
+}
+
+/// Runs `body(source index, destination index)` over nested loops of (count, source step,
+/// destination step) levels.
+pub(super) fn rows_at(
+    kernel: &mut Kernel,
+    levels: &[(usize, i64, i64)],
+    source: cranelift_codegen::ir::Value,
+    destination: cranelift_codegen::ir::Value,
+    body: &mut dyn FnMut(
+        &mut Kernel,
+        cranelift_codegen::ir::Value,
+        cranelift_codegen::ir::Value,
+    ) -> Result<(), CodegenError>,
+) -> Result<(), CodegenError> {
+    let Some((&(count, source_step, destination_step), rest)) = levels.split_first() else {
+        return body(kernel, source, destination);
+    };
+    kernel.for_count(count, &mut |k, i| {
+        let a = k.builder.ins().imul_imm_s(i, source_step);
+        let a = k.builder.ins().iadd(source, a);
+        let b = k.builder.ins().imul_imm_s(i, destination_step);
+        let b = k.builder.ins().iadd(destination, b);
+        rows_at(k, rest, a, b, body)
+    })
+}
+
+/// Sets `bytes` bytes at `base` to zero (any dtype: zero bits are zero in each).
+pub(super) fn zero_bytes(
+    kernel: &mut Kernel,
+    base: cranelift_codegen::ir::Value,
+    bytes: usize,
+) -> Result<(), CodegenError> {
+    use cranelift_codegen::ir::types;
+    let zero = kernel.builder.ins().iconst(types::I8, 0);
+    let vector = kernel.builder.ins().splat(types::I8X16, zero);
+    kernel.for_count(bytes / 16, &mut |k, chunk| {
+        let offset = k.builder.ins().imul_imm_s(chunk, 16);
+        let to = k.builder.ins().iadd(base, offset);
+        k.builder
+            .ins()
+            .store(crate::codegen::kernel::memory_flags(), vector, to, 0);
+        Ok(())
+    })?;
+    for byte in bytes / 16 * 16..bytes {
+        kernel.builder.ins().store(
+            crate::codegen::kernel::memory_flags(),
+            zero,
+            base,
+            byte as i32,
+        );
+    }
+    Ok(())
+}
+
+pub mod blocks;
 pub mod generate;
 pub mod join;
 pub mod pad;
+pub mod reverse;
 pub mod slice;
+pub mod split;
+pub mod tile;
 pub mod transpose;
 pub mod view;
 
-pub use generate::{import_fill, import_range, Fill, Range};
+pub use blocks::{DepthSpace, SpaceBatch};
+pub use reverse::Reverse;
+pub use split::Split;
+pub use tile::Tile;
+
+pub use generate::{import_fill, import_range, Fill, FillLike, Range};
 pub use join::{import_concat, import_pack, Concat, Pack};
-pub use pad::{import_pad, Pad};
-pub use slice::{import_strided_slice, StridedSlice};
+pub use pad::{import_pad, MirrorPad, Pad};
+pub use slice::{import_slice, import_strided_slice, Slice, StridedSlice};
 pub use transpose::{import_transpose, Transpose};
 pub use view::{
     import_expand_dims, import_reshape, import_shape, import_squeeze, Copy, Reshape, ReshapeMode,
-    ShapeOf,
+    ShapeOf, SizeOf,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Tensor, TensorType};
+    use crate::ops::resize::Resize;
+    use crate::ops::{InputFacts, Operator};
+
+    /// Ops whose operands must be compile-time constants say so (and which), never panic;
+    /// sizes that overflow are errors.
+    #[test]
+    fn missing_constants_and_overflows_are_errors() {
+        let image = TensorType::new(DType::F32, vec![1, 4, 4, 2]);
+        let operand = TensorType::new(DType::I32, vec![4]);
+        let pairs = TensorType::new(DType::I32, vec![2, 2]);
+        let ops: Vec<(Box<dyn Operator>, usize)> = vec![
+            (Box::new(Slice), 3),
+            (Box::new(Tile { broadcast: false }), 2),
+            (Box::new(Tile { broadcast: true }), 2),
+            (Box::new(SpaceBatch { to_batch: true }), 3),
+            (Box::new(SpaceBatch { to_batch: false }), 3),
+            (Box::new(Reverse), 2),
+            (Box::new(MirrorPad { symmetric: true }), 2),
+            (
+                Box::new(Resize {
+                    bilinear: true,
+                    align_corners: false,
+                    half_pixel_centers: false,
+                }),
+                2,
+            ),
+        ];
+        for (op, count) in ops {
+            let mut types = vec![&image];
+            types.extend(std::iter::repeat_n(&operand, count - 1));
+            let facts = InputFacts {
+                types,
+                constants: vec![None; count],
+            };
+            let error = op.infer(&facts).unwrap_err().to_string();
+            assert!(
+                error.contains("compile-time constant"),
+                "{}: {error}",
+                op.name()
+            );
+        }
+        let x = TensorType::new(DType::F32, vec![3, 2]);
+        let huge = Tensor::from_i64(vec![2], vec![1 << 62, 1 << 62]);
+        let facts = InputFacts {
+            types: vec![&x, &operand],
+            constants: vec![None, Some(&huge)],
+        };
+        assert!(Tile { broadcast: false }.infer(&facts).is_err());
+        let block = Tensor::from_i64(vec![2], vec![1 << 40, 1 << 40]);
+        let zero = Tensor::from_i32(vec![2, 2], vec![0; 4]);
+        let facts = InputFacts {
+            types: vec![&image, &operand, &pairs],
+            constants: vec![None, Some(&block), Some(&zero)],
+        };
+        assert!(SpaceBatch { to_batch: true }.infer(&facts).is_err());
+        let input = Tensor::from_i32(vec![3], vec![1, 2, 3]);
+        let begin = Tensor::from_i64(vec![1], vec![1]);
+        let size = Tensor::from_i64(vec![1], vec![i64::MAX]);
+        assert!(Slice.evaluate(&[&input, &begin, &size]).is_err());
+    }
+}

@@ -312,16 +312,152 @@ pub fn import_shape(
     Ok(vec![importer.add(node, ShapeOf, vec![inputs[0]])])
 }
 
+// ---- Size ----
+
+/// The element count of its input as a scalar of `dtype` (I32 or I64); always folds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SizeOf {
+    pub dtype: DType,
+}
+
+impl SizeOf {
+    pub fn parse(a: &Attributes) -> OpResult<Arc<dyn Operator>> {
+        let dtype = a.dtype("dtype")?;
+        if !matches!(dtype, DType::I32 | DType::I64) {
+            return Err(invalid!("size_of yields i32 or i64, not {dtype:?}"));
+        }
+        Ok(Arc::new(SizeOf { dtype }))
+    }
+
+    fn value(&self, count: usize) -> Tensor {
+        match self.dtype {
+            DType::I64 => Tensor::from_i64(vec![], vec![count as i64]),
+            _ => Tensor::from_i32(vec![], vec![count as i32]),
+        }
+    }
+}
+
+impl Operator for SizeOf {
+    fn name(&self) -> &'static str {
+        "size_of"
+    }
+
+    fn attributes(&self) -> Attributes {
+        Attributes::default().with("dtype", Attribute::Type(self.dtype))
+    }
+
+    fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
+        let count = inputs.ty(0)?.element_count();
+        if self.dtype == DType::I32 && count > i32::MAX as usize {
+            return Err(invalid!("Size {count} does not fit int32"));
+        }
+        Ok(vec![TensorType::new(self.dtype, vec![])])
+    }
+
+    fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        Ok(vec![self.value(inputs[0].element_count())])
+    }
+
+    fn fold_from_types(&self, inputs: &InputFacts) -> Option<Vec<Tensor>> {
+        Some(vec![self.value(inputs.types.first()?.element_count())])
+    }
+
+    fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
+        Err(kernel.error("Size should have folded"))
+    }
+
+    fn flops(&self, _inputs: &[&TensorType], _outputs: &[TensorType]) -> u64 {
+        0
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+pub fn import_size(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    importer.expect_inputs(node, inputs, 1)?;
+    let a = NodeAttributes::of(node);
+    let dtype = if a.has("out_type") {
+        a.dtype("out_type").map_err(node_error(node))?
+    } else {
+        DType::I32
+    };
+    if !matches!(dtype, DType::I32 | DType::I64) {
+        return Err(importer.error(node, format!("out_type {dtype:?} must be int32 or int64")));
+    }
+    Ok(vec![importer.add(node, SizeOf { dtype }, vec![inputs[0]])])
+}
+
 pub const FAMILY: Family = Family {
     ir: &[
         ("reshape", Reshape::parse),
         ("shape_of", ShapeOf::parse),
         ("copy", Copy::parse),
+        ("size_of", SizeOf::parse),
     ],
     tensorflow: &[
         ("Reshape", import_reshape),
         ("Squeeze", import_squeeze),
         ("ExpandDims", import_expand_dims),
         ("Shape", import_shape),
+        ("Size", import_size),
     ],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Graph;
+    use tfjsc_proto::tensorflow::{attr_value, AttrValue};
+
+    #[test]
+    fn size_and_fill_like_fold_from_types() {
+        let mut graph = Graph::new();
+        let x = graph.add_input("x", Some(TensorType::new(DType::Bool, vec![2, 3, 4])));
+        let mut size = NodeDef {
+            name: "size".into(),
+            op: "Size".into(),
+            ..NodeDef::default()
+        };
+        let mut importer = Importer { graph: &mut graph };
+        let s32 = import_size(&mut importer, &size, &[x]).unwrap()[0];
+        size.attr.insert(
+            "out_type".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(
+                    crate::ops::importer::data_type::INT64,
+                )),
+            },
+        );
+        let s64 = import_size(&mut importer, &size, &[x]).unwrap()[0];
+        size.attr.insert(
+            "out_type".into(),
+            AttrValue {
+                value: Some(attr_value::Value::Type(
+                    crate::ops::importer::data_type::FLOAT,
+                )),
+            },
+        );
+        assert!(import_size(&mut importer, &size, &[x]).is_err());
+        let ones = NodeDef {
+            name: "ones".into(),
+            op: "OnesLike".into(),
+            ..NodeDef::default()
+        };
+        let o =
+            crate::ops::shape::generate::import_fill_like(&mut importer, &ones, &[x]).unwrap()[0];
+        crate::passes::PIPELINE[0].1(&mut graph).unwrap();
+        let constant = |v| graph.constant(v).unwrap().tensor.as_ref().clone();
+        assert_eq!(constant(s32), Tensor::from_i32(vec![], vec![24]));
+        assert_eq!(constant(s64), Tensor::from_i64(vec![], vec![24]));
+        assert_eq!(
+            constant(o),
+            Tensor::from_bool(vec![2, 3, 4], vec![true; 24])
+        );
+    }
+}
