@@ -31,6 +31,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod compositions;
 mod conv_transpose;
 mod data_movement;
 mod harness;

@@ -10,7 +10,9 @@ use crate::codegen::kernel::{Kernel, LANES};
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
+use crate::ops::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
 use crate::ops::importer::{ImportError, Importer};
+use crate::ops::reduce::{ReduceAxes, ReduceKind};
 use crate::ops::registry::Family;
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -163,7 +165,56 @@ pub fn import_softmax(
     Ok(vec![importer.add(node, Softmax, vec![inputs[0]])])
 }
 
+/// LogSoftmax (last axis) as `(x − max) − log Σ e^(x − max)`, from reductions and elementwise
+/// nodes: the shift by the maximum keeps e^· finite, as TensorFlow's kernel does.
+pub fn import_log_softmax(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    importer.expect_inputs(node, inputs, 1)?;
+    let name = &node.name;
+    let last_axis = importer.constant(&format!("{name}/axis"), Tensor::from_i32(vec![1], vec![-1]));
+    let reduce = |kind| ReduceAxes {
+        kind,
+        keep_dims: true,
+    };
+    let maximum = importer.add_named(
+        &format!("{name}/max"),
+        reduce(ReduceKind::Max),
+        vec![inputs[0], last_axis],
+    );
+    let shifted = importer.add_named(
+        &format!("{name}/shifted"),
+        Binary::new(BinaryKind::Sub),
+        vec![inputs[0], maximum],
+    );
+    let exponentials = importer.add_named(
+        &format!("{name}/exp"),
+        Unary::new(UnaryKind::Exp),
+        vec![shifted],
+    );
+    let sum = importer.add_named(
+        &format!("{name}/sum"),
+        reduce(ReduceKind::Sum),
+        vec![exponentials, last_axis],
+    );
+    let log = importer.add_named(
+        &format!("{name}/log"),
+        Unary::new(UnaryKind::Log),
+        vec![sum],
+    );
+    Ok(vec![importer.add(
+        node,
+        Binary::new(BinaryKind::Sub),
+        vec![shifted, log],
+    )])
+}
+
 pub const FAMILY: Family = Family {
     ir: &[("softmax", Softmax::parse)],
-    tensorflow: &[("Softmax", import_softmax)],
+    tensorflow: &[
+        ("Softmax", import_softmax),
+        ("LogSoftmax", import_log_softmax),
+    ],
 };

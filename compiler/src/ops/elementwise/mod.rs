@@ -2,7 +2,7 @@
 //! broadcasting, select, cast. Their per-element bodies (`Unary::emit`, `Binary::emit`) are also
 //! what fused epilogues of convolutions and matrix products apply in registers.
 
-use crate::ir::ValueId;
+use crate::ir::{Tensor, ValueId};
 use crate::ops::importer::{ImportError, ImportFn, Importer, NodeAttributes};
 use crate::ops::registry::Family;
 use tfjsc_proto::tensorflow::NodeDef;
@@ -116,6 +116,9 @@ pub const FAMILY: Family = Family {
         ("SelectV2", import_select),
         ("Cast", import_cast),
         ("ClipByValue", import_clip),
+        ("IsNan", import_float_class),
+        ("IsInf", import_float_class),
+        ("IsFinite", import_float_class),
     ],
 };
 
@@ -243,5 +246,41 @@ pub fn import_clip(
             kind: BinaryKind::Minimum,
         },
         vec![low, inputs[2]],
+    )])
+}
+
+/// IsNan, IsInf, IsFinite as comparisons: `x ≠ x`, `|x| = inf`, `|x| < inf` (false for NaN).
+pub fn import_float_class(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    importer.expect_inputs(node, inputs, 1)?;
+    let x = inputs[0];
+    if node.op == "IsNan" {
+        return Ok(vec![importer.add(
+            node,
+            Binary::new(BinaryKind::NotEqual),
+            vec![x, x],
+        )]);
+    }
+    let magnitude = importer.add_named(
+        &format!("{}/abs", node.name),
+        Unary::new(UnaryKind::Abs),
+        vec![x],
+    );
+    let infinity = importer.constant(
+        &format!("{}/infinity", node.name),
+        Tensor::from_f32(vec![], vec![f32::INFINITY]),
+    );
+    let kind = if node.op == "IsInf" {
+        BinaryKind::Equal
+    } else {
+        BinaryKind::Less
+    };
+    Ok(vec![importer.add(
+        node,
+        Binary::new(kind),
+        vec![magnitude, infinity],
     )])
 }
