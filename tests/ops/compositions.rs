@@ -70,7 +70,8 @@ fn float_classes_match_their_definitions() {
         f32::MIN_POSITIVE / 4.0,
     ];
     let shape = vec![values.len()];
-    let cases: [(&str, fn(f32) -> bool); 3] = [
+    type Classify = fn(f32) -> bool;
+    let cases: [(&str, Classify); 3] = [
         ("IsNan", f32::is_nan),
         ("IsInf", f32::is_infinite),
         ("IsFinite", f32::is_finite),
