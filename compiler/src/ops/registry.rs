@@ -108,3 +108,31 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod documentation {
+    use super::tensorflow_ops;
+
+    /// The list of supported TensorFlow ops in docs/ops.md is the registry's, so it cannot drift:
+    /// `TFJSC_UPDATE_GOLDEN=1 cargo test -p tfjsc --lib documentation` rewrites it.
+    #[test]
+    fn docs_list_every_registered_tensorflow_op() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/ops.md");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let marker = "<!-- generated from ops::registry: do not edit below -->\n";
+        let head = text.split(marker).next().unwrap_or_default().to_string();
+        let list: String = tensorflow_ops()
+            .iter()
+            .map(|op| format!("- `{op}`\n"))
+            .collect();
+        let expected = format!("{head}{marker}{list}");
+        if std::env::var_os("TFJSC_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+            return;
+        }
+        assert!(
+            text == expected,
+            "docs/ops.md is out of date (TFJSC_UPDATE_GOLDEN=1 cargo test -p tfjsc --lib documentation)"
+        );
+    }
+}
