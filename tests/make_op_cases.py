@@ -598,9 +598,12 @@ def shape_cases():
           ("sparse_values", i32(7)), ("default_value", i32(-1))],
          const=("sparse_indices", "output_shape", "default_value"))
     # Fill, Range, ZerosLike, OnesLike, Size, Shape.
-    case("Fill", "[2,3] float", [("dims", i32([2, 3])), ("value", f32(-2.5))], const=("dims",))
-    case("Fill", "[4] int32", [("dims", i32([4])), ("value", i32(7))], const=("dims",))
-    case("Fill", "scalar", [("dims", np.zeros([0], I32)), ("value", f32(1.0))], const=("dims",))
+    case("Fill", "[2,3] float", [("dims", i32([2, 3])), ("value", f32(-2.5))],
+         const=("dims", "value"))
+    case("Fill", "[4] int32", [("dims", i32([4])), ("value", i32(7))], const=("dims", "value"))
+    case("Fill", "scalar", [("dims", np.zeros([0], I32)), ("value", f32(1.0))],
+         const=("dims", "value"))
+    case("Fill", "run-time value", [("dims", i32([2, 2])), ("value", f32(NAN))], const=("dims",))
     for name, start, limit, delta in [("0..5", 0, 5, 1), ("10..1 by -3", 10, 1, -3),
                                       ("float 0..1 by 0.3", 0.0, 1.0, 0.3),
                                       ("float -1..1 by 0.5", -1.0, 1.0, 0.5),

@@ -33,6 +33,7 @@
 mod common;
 mod conv_transpose;
 mod harness;
+mod tensorflow_cases;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
