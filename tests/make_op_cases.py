@@ -680,6 +680,9 @@ def nn_cases():
                  strides=[1, strides, strides, 1], padding=padding)
         case(op, "all negative SAME", [(arg, uniform([1, 3, 3, 1], 179, -5, -1))],
              ksize=[1, 3, 3, 1], strides=[1, 1, 1, 1], padding="SAME")
+        case(op, "NaN and infinities", [(arg, f32([[NAN, 1, 2, -INF], [3, 4, INF, 5]],
+                                                  [1, 2, 4, 1]))],
+             ksize=[1, 2, 2, 1], strides=[1, 1, 2, 1], padding="VALID")
     # MatMul, BatchMatMulV2.
     for ta in [False, True]:
         for tb in [False, True]:
