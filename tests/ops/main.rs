@@ -37,6 +37,7 @@ mod data_movement;
 mod harness;
 mod indexing;
 mod math;
+mod tensorflow_cases;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
