@@ -355,6 +355,10 @@ fn data_movement_reverse() {
         (&[1, 4, 5, 3], &[3]),
         (&[2, 3, 1, 2, 5], &[0, 3]),
         (&[2, 3, 1, 2, 5], &[4, 2, 1]),
+        (&[3, 37], &[1]),
+        (&[2, 33], &[0, 1]),
+        (&[48], &[0]),
+        (&[1], &[0]),
     ];
     let mut cases = Vec::new();
     for (k, &(shape, axes)) in reverses.iter().enumerate() {

@@ -386,7 +386,7 @@ fn entry(kernel: &mut Kernel, at: Value) -> (Value, Value, Value) {
     (lower, upper, lerp)
 }
 
-/// Copies `count` elements: 16-byte vectors, then element by element.
+/// Copies `count` elements of one pixel.
 fn copy_pixel(
     kernel: &mut Kernel,
     input: Value,
@@ -398,28 +398,7 @@ fn copy_pixel(
 ) -> Result<(), CodegenError> {
     let from = kernel.address(input, source, element);
     let to = kernel.address(output, destination, element);
-    let bytes = count * element;
-    let mut offset = 0;
-    for (size, ty) in [
-        (16, types::I8X16),
-        (8, types::I64),
-        (4, types::I32),
-        (2, types::I16),
-        (1, types::I8),
-    ] {
-        while bytes - offset >= size {
-            let v = kernel
-                .builder
-                .ins()
-                .load(ty, memory_flags(), from, offset as i32);
-            kernel
-                .builder
-                .ins()
-                .store(memory_flags(), v, to, offset as i32);
-            offset += size;
-        }
-    }
-    Ok(())
+    crate::ops::shape::copy_bytes(kernel, from, to, count * element)
 }
 
 pub fn import_resize(
