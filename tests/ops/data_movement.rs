@@ -576,3 +576,202 @@ fn data_movement_imported_graph_runs() {
         );
     }
 }
+
+/// Random shapes and operands (deterministic seeds) for the ops with the most index arithmetic.
+#[test]
+fn data_movement_random_configurations() {
+    let mut rng = Rng::new(2024);
+    let mut cases = Vec::new();
+    let dims = |rng: &mut Rng, rank: usize, max: u64| -> Vec<usize> {
+        (0..rank).map(|_| 1 + rng.below(max) as usize).collect()
+    };
+    for k in 0..30u64 {
+        let rank = 1 + rng.below(5) as usize;
+        let shape = dims(&mut rng, rank, 6);
+        let dtype = DTYPES[rng.below(3) as usize];
+        // Slice: begin in [0, d], size -1 or in [0, d - begin].
+        let begin: Vec<i64> = shape
+            .iter()
+            .map(|&d| rng.below(d as u64 + 1) as i64)
+            .collect();
+        let size: Vec<i64> = shape
+            .iter()
+            .zip(&begin)
+            .map(|(&d, &b)| {
+                if rng.below(4) == 0 {
+                    -1
+                } else {
+                    rng.below((d as i64 - b) as u64 + 1) as i64
+                }
+            })
+            .collect();
+        let x = values(&shape, dtype, k);
+        let operands = vec![i32_vector(&begin), i32_vector(&size)];
+        cases.push(operand_case(
+            format!("random slice begin {begin:?} size {size:?} {dtype:?} x{shape:?}"),
+            Slice,
+            x.clone(),
+            operands,
+        ));
+        // Reverse: a random subset of axes.
+        let axes: Vec<i64> = (0..rank as i64).filter(|_| rng.below(2) == 0).collect();
+        cases.push(operand_case(
+            format!("random reverse axes {axes:?} {dtype:?} x{shape:?}"),
+            Reverse,
+            x.clone(),
+            vec![i32_vector(&axes)],
+        ));
+        // Tile: multiples 0..3.
+        let multiples: Vec<i64> = (0..rank).map(|_| rng.below(4) as i64).collect();
+        cases.push(operand_case(
+            format!("random tile {multiples:?} {dtype:?} x{shape:?}"),
+            Tile { broadcast: false },
+            x.clone(),
+            vec![i32_vector(&multiples)],
+        ));
+        // MirrorPad: pads up to the mode's limit.
+        let symmetric = rng.below(2) == 0;
+        let limit = |d: usize| if symmetric { d } else { d - 1 } as u64;
+        let pads: Vec<i64> = shape
+            .iter()
+            .flat_map(|&d| [0, 0].map(|_: i32| rng.below(limit(d) + 1) as i64))
+            .collect();
+        cases.push(operand_case(
+            format!("random mirror_pad symmetric={symmetric} {pads:?} {dtype:?} x{shape:?}"),
+            MirrorPad { symmetric },
+            x.clone(),
+            vec![matrix(rank, &pads)],
+        ));
+        // SpaceToBatchND and back: 4-D with 1 or 2 block dimensions.
+        let m = 1 + rng.below(2) as usize;
+        let block: Vec<i64> = (0..m).map(|_| 1 + rng.below(3) as i64).collect();
+        let mut space = vec![1 + rng.below(2) as usize];
+        let mut paddings = Vec::new();
+        for &b in &block {
+            let before = rng.below(3) as i64;
+            let d = 1 + rng.below(6) as i64;
+            let after = (b - (d + before) % b) % b + b * rng.below(2) as i64;
+            space.push(d as usize);
+            paddings.extend([before, after]);
+        }
+        space.extend(dims(&mut rng, 3 - m, 4));
+        cases.push(operand_case(
+            format!("random space_to_batch {block:?} {paddings:?} {dtype:?} x{space:?}"),
+            SpaceBatch { to_batch: true },
+            values(&space, dtype, k + 100),
+            vec![i32_vector(&block), matrix(m, &paddings)],
+        ));
+        let blocks: i64 = block.iter().product();
+        let mut batched = space.clone();
+        batched[0] *= blocks as usize;
+        let crops: Vec<i64> = block
+            .iter()
+            .zip(&space[1..])
+            .flat_map(|(&b, &d)| {
+                let full = b * d as i64;
+                let before = rng.below(full as u64 / 2 + 1) as i64;
+                let after = rng.below((full - before) as u64 / 2 + 1) as i64;
+                [before, after]
+            })
+            .collect();
+        cases.push(operand_case(
+            format!("random batch_to_space {block:?} {crops:?} {dtype:?} x{batched:?}"),
+            SpaceBatch { to_batch: false },
+            values(&batched, dtype, k + 200),
+            vec![i32_vector(&block), matrix(m, &crops)],
+        ));
+    }
+    check_cases("random data movement", cases, 60);
+}
+
+fn operand_case(
+    label: String,
+    op: impl Operator + Clone,
+    x: Tensor,
+    operands: Vec<Tensor>,
+) -> Case {
+    case(label, move |b| {
+        let mut inputs = vec![b.input(x.clone())];
+        for operand in &operands {
+            inputs.push(b.constant(operand.clone()));
+        }
+        let y = b.node(op.clone(), &inputs);
+        b.output(y, Tol::Exact);
+    })
+}
+
+/// Multi-output nodes with unused outputs, views before and after, kernels in between.
+#[test]
+fn data_movement_chains() {
+    use tfjsc::ops::shape::{Reshape, ReshapeMode};
+    let mut cases = Vec::new();
+    cases.push(case(
+        "reshape → split (only part 1 used) → reverse → tile",
+        |b| {
+            let x = b.input(values(&[4, 6], DType::F32, 1));
+            let shape = b.constant(i32_vector(&[2, 12]));
+            let v = b.node(
+                Reshape {
+                    mode: ReshapeMode::FromOperand,
+                },
+                &[x, shape],
+            );
+            let parts = b.node_outputs(
+                Split {
+                    axis: 1,
+                    count: 3,
+                    sizes: vec![],
+                    squeeze: false,
+                },
+                &[v],
+                3,
+            );
+            let axes = b.constant(i32_vector(&[1]));
+            let r = b.node(Reverse, &[parts[1], axes]);
+            let multiples = b.constant(i32_vector(&[2, 3]));
+            let t = b.node(Tile { broadcast: false }, &[r, multiples]);
+            b.output(t, Tol::Exact);
+        },
+    ));
+    cases.push(case(
+        "unpack → pieces as outputs and through slices",
+        |b| {
+            let x = b.input(values(&[3, 5, 4], DType::I32, 2));
+            let rows = b.node_outputs(
+                Split {
+                    axis: 0,
+                    count: 3,
+                    sizes: vec![],
+                    squeeze: true,
+                },
+                &[x],
+                3,
+            );
+            let begin = b.constant(i32_vector(&[1, 1]));
+            let size = b.constant(i32_vector(&[-1, 2]));
+            let s = b.node(Slice, &[rows[2], begin, size]);
+            b.output(rows[0], Tol::Exact);
+            b.output(s, Tol::Exact);
+        },
+    ));
+    cases.push(case(
+        "space_to_batch → depth_to_space → batch_to_space",
+        |b| {
+            let x = b.input(values(&[1, 4, 6, 8], DType::F32, 3));
+            let block = b.constant(i32_vector(&[2, 2]));
+            let zero = b.constant(matrix(2, &[0, 0, 0, 0]));
+            let batched = b.node(SpaceBatch { to_batch: true }, &[x, block, zero]);
+            let deep = b.node(
+                DepthSpace {
+                    block: 2,
+                    to_space: true,
+                },
+                &[batched],
+            );
+            let back = b.node(SpaceBatch { to_batch: false }, &[deep, block, zero]);
+            b.output(back, Tol::Exact);
+            b.output(batched, Tol::Exact);
+        },
+    ));
+    check_cases("data movement chains", cases, 10);
+}
