@@ -1,6 +1,9 @@
-//! Shape and data-movement ops: reshape-like views, Shape, StridedSlice, Pack, Concat, Pad,
-//! Transpose, Fill, Range, Copy. Most of these only ever run at compile time: with static input
-//! shapes, shape computations fold to constants.
+//! Shape and data-movement ops: reshape-like views, Shape, Size, StridedSlice, Slice, Pack,
+//! Concat, Split/SplitV/Unpack, Pad, MirrorPad, Transpose, ReverseV2, Tile, BroadcastTo,
+//! DepthToSpace, SpaceToDepth, SpaceToBatchND, BatchToSpaceND, Fill, ZerosLike, OnesLike, Range,
+//! Copy. Shape computations fold to constants (input shapes are static); the kernels that move
+//! data are nests of row copies whose bounds and offsets are all compile-time constants, for
+//! every dtype (elements are moved by size).
 
 use cranelift_codegen::ir::InstBuilder;
 
