@@ -175,6 +175,9 @@ impl Operator for Resize {
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let input = inputs[0];
         let out = self.output_type(&input.tensor_type(), inputs.get(1).copied())?;
+        if out.element_count() == 0 {
+            return Ok(vec![Tensor::filled(out.dtype, out.shape, 0.0)]);
+        }
         let [n, h, w, c] = [
             input.shape[0],
             input.shape[1],

@@ -389,6 +389,12 @@ impl Operator for SpaceBatch {
         } else {
             plan.output[0]
         };
+        // (Computed only for a non-empty output, whose batch bounds the number of offsets.)
+        let offsets = if count > 0 && self.to_batch {
+            Self::offsets(&plan.block)
+        } else {
+            Vec::new()
+        };
         let mut values = Vec::with_capacity(count);
         let mut mask = Vec::with_capacity(count);
         for flat in 0..count {
@@ -400,7 +406,7 @@ impl Operator for SpaceBatch {
             if self.to_batch {
                 // out[b * N + n, o..., r] = padded[n, o * block + offset(b), r]
                 let (b, n) = (index[0] / space_batch, index[0] % space_batch);
-                let offset = &Self::offsets(&plan.block)[b];
+                let offset = &offsets[b];
                 source.push(n as i64);
                 for k in 0..m {
                     let p =
