@@ -395,8 +395,9 @@ impl Operator for SpaceBatch {
         } else {
             Vec::new()
         };
-        let mut values = Vec::with_capacity(count);
-        let mut mask = Vec::with_capacity(count);
+        // Padding positions read a zero appended after the input's elements.
+        let padding = input.element_count();
+        let mut indices = Vec::with_capacity(count);
         for flat in 0..count {
             let index: Vec<usize> = (0..plan.output.len())
                 .map(|a| flat / out_strides[a] % plan.output[a])
@@ -431,26 +432,18 @@ impl Operator for SpaceBatch {
                 source.extend(spatial);
             }
             source.extend(index[m + 1..].iter().map(|&r| r as i64));
-            mask.push(inside);
-            values.push(if inside {
+            indices.push(if inside {
                 source
                     .iter()
                     .zip(&in_strides)
                     .map(|(&i, &s)| i as usize * s)
                     .sum()
             } else {
-                0
+                padding
             });
         }
-        // Padding positions read a zero appended after the input's elements.
         let zero = Tensor::filled(input.dtype(), vec![1], 0.0);
         let extended = concat_data(&[&input.data, &zero.data], input.dtype());
-        let padding = input.element_count();
-        let indices: Vec<usize> = values
-            .iter()
-            .zip(&mask)
-            .map(|(&v, &inside)| if inside { v } else { padding })
-            .collect();
         Ok(vec![Tensor {
             shape: plan.output,
             data: gather(&extended, &indices),
