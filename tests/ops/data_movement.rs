@@ -355,6 +355,10 @@ fn data_movement_reverse() {
         (&[1, 4, 5, 3], &[3]),
         (&[2, 3, 1, 2, 5], &[0, 3]),
         (&[2, 3, 1, 2, 5], &[4, 2, 1]),
+        (&[3, 37], &[1]),
+        (&[2, 33], &[0, 1]),
+        (&[48], &[0]),
+        (&[1], &[0]),
     ];
     let mut cases = Vec::new();
     for (k, &(shape, axes)) in reverses.iter().enumerate() {
@@ -571,4 +575,260 @@ fn data_movement_imported_graph_runs() {
             "at {o}"
         );
     }
+}
+
+/// Random shapes and operands (deterministic seeds) for the ops with the most index arithmetic.
+#[test]
+fn data_movement_random_configurations() {
+    let mut rng = Rng::new(2024);
+    let mut cases = Vec::new();
+    let dims = |rng: &mut Rng, rank: usize, max: u64| -> Vec<usize> {
+        (0..rank).map(|_| 1 + rng.below(max) as usize).collect()
+    };
+    for k in 0..30u64 {
+        let rank = 1 + rng.below(5) as usize;
+        let shape = dims(&mut rng, rank, 6);
+        let dtype = DTYPES[rng.below(3) as usize];
+        // Slice: begin in [0, d], size -1 or in [0, d - begin].
+        let begin: Vec<i64> = shape
+            .iter()
+            .map(|&d| rng.below(d as u64 + 1) as i64)
+            .collect();
+        let size: Vec<i64> = shape
+            .iter()
+            .zip(&begin)
+            .map(|(&d, &b)| {
+                if rng.below(4) == 0 {
+                    -1
+                } else {
+                    rng.below((d as i64 - b) as u64 + 1) as i64
+                }
+            })
+            .collect();
+        let x = values(&shape, dtype, k);
+        let operands = vec![i32_vector(&begin), i32_vector(&size)];
+        cases.push(operand_case(
+            format!("random slice begin {begin:?} size {size:?} {dtype:?} x{shape:?}"),
+            Slice,
+            x.clone(),
+            operands,
+        ));
+        // Reverse: a random subset of axes.
+        let axes: Vec<i64> = (0..rank as i64).filter(|_| rng.below(2) == 0).collect();
+        cases.push(operand_case(
+            format!("random reverse axes {axes:?} {dtype:?} x{shape:?}"),
+            Reverse,
+            x.clone(),
+            vec![i32_vector(&axes)],
+        ));
+        // Tile: multiples 0..3.
+        let multiples: Vec<i64> = (0..rank).map(|_| rng.below(4) as i64).collect();
+        cases.push(operand_case(
+            format!("random tile {multiples:?} {dtype:?} x{shape:?}"),
+            Tile { broadcast: false },
+            x.clone(),
+            vec![i32_vector(&multiples)],
+        ));
+        // MirrorPad: pads up to the mode's limit.
+        let symmetric = rng.below(2) == 0;
+        let limit = |d: usize| if symmetric { d } else { d - 1 } as u64;
+        let pads: Vec<i64> = shape
+            .iter()
+            .flat_map(|&d| [0, 0].map(|_: i32| rng.below(limit(d) + 1) as i64))
+            .collect();
+        cases.push(operand_case(
+            format!("random mirror_pad symmetric={symmetric} {pads:?} {dtype:?} x{shape:?}"),
+            MirrorPad { symmetric },
+            x.clone(),
+            vec![matrix(rank, &pads)],
+        ));
+        // SpaceToBatchND and back: 4-D with 1 or 2 block dimensions.
+        let m = 1 + rng.below(2) as usize;
+        let block: Vec<i64> = (0..m).map(|_| 1 + rng.below(3) as i64).collect();
+        let mut space = vec![1 + rng.below(2) as usize];
+        let mut paddings = Vec::new();
+        for &b in &block {
+            let before = rng.below(3) as i64;
+            let d = 1 + rng.below(6) as i64;
+            let after = (b - (d + before) % b) % b + b * rng.below(2) as i64;
+            space.push(d as usize);
+            paddings.extend([before, after]);
+        }
+        space.extend(dims(&mut rng, 3 - m, 4));
+        cases.push(operand_case(
+            format!("random space_to_batch {block:?} {paddings:?} {dtype:?} x{space:?}"),
+            SpaceBatch { to_batch: true },
+            values(&space, dtype, k + 100),
+            vec![i32_vector(&block), matrix(m, &paddings)],
+        ));
+        let blocks: i64 = block.iter().product();
+        let mut batched = space.clone();
+        batched[0] *= blocks as usize;
+        let crops: Vec<i64> = block
+            .iter()
+            .zip(&space[1..])
+            .flat_map(|(&b, &d)| {
+                let full = b * d as i64;
+                let before = rng.below(full as u64 / 2 + 1) as i64;
+                let after = rng.below((full - before) as u64 / 2 + 1) as i64;
+                [before, after]
+            })
+            .collect();
+        cases.push(operand_case(
+            format!("random batch_to_space {block:?} {crops:?} {dtype:?} x{batched:?}"),
+            SpaceBatch { to_batch: false },
+            values(&batched, dtype, k + 200),
+            vec![i32_vector(&block), matrix(m, &crops)],
+        ));
+    }
+    check_cases("random data movement", cases, 60);
+}
+
+fn operand_case(
+    label: String,
+    op: impl Operator + Clone,
+    x: Tensor,
+    operands: Vec<Tensor>,
+) -> Case {
+    case(label, move |b| {
+        let mut inputs = vec![b.input(x.clone())];
+        for operand in &operands {
+            inputs.push(b.constant(operand.clone()));
+        }
+        let y = b.node(op.clone(), &inputs);
+        b.output(y, Tol::Exact);
+    })
+}
+
+/// Multi-output nodes with unused outputs, views before and after, kernels in between.
+#[test]
+fn data_movement_chains() {
+    use tfjsc::ops::shape::{Reshape, ReshapeMode};
+    let mut cases = Vec::new();
+    cases.push(case(
+        "reshape → split (only part 1 used) → reverse → tile",
+        |b| {
+            let x = b.input(values(&[4, 6], DType::F32, 1));
+            let shape = b.constant(i32_vector(&[2, 12]));
+            let v = b.node(
+                Reshape {
+                    mode: ReshapeMode::FromOperand,
+                },
+                &[x, shape],
+            );
+            let parts = b.node_outputs(
+                Split {
+                    axis: 1,
+                    count: 3,
+                    sizes: vec![],
+                    squeeze: false,
+                },
+                &[v],
+                3,
+            );
+            let axes = b.constant(i32_vector(&[1]));
+            let r = b.node(Reverse, &[parts[1], axes]);
+            let multiples = b.constant(i32_vector(&[2, 3]));
+            let t = b.node(Tile { broadcast: false }, &[r, multiples]);
+            b.output(t, Tol::Exact);
+        },
+    ));
+    cases.push(case(
+        "unpack → pieces as outputs and through slices",
+        |b| {
+            let x = b.input(values(&[3, 5, 4], DType::I32, 2));
+            let rows = b.node_outputs(
+                Split {
+                    axis: 0,
+                    count: 3,
+                    sizes: vec![],
+                    squeeze: true,
+                },
+                &[x],
+                3,
+            );
+            let begin = b.constant(i32_vector(&[1, 1]));
+            let size = b.constant(i32_vector(&[-1, 2]));
+            let s = b.node(Slice, &[rows[2], begin, size]);
+            b.output(rows[0], Tol::Exact);
+            b.output(s, Tol::Exact);
+        },
+    ));
+    cases.push(case(
+        "space_to_batch → depth_to_space → batch_to_space",
+        |b| {
+            let x = b.input(values(&[1, 4, 6, 8], DType::F32, 3));
+            let block = b.constant(i32_vector(&[2, 2]));
+            let zero = b.constant(matrix(2, &[0, 0, 0, 0]));
+            let batched = b.node(SpaceBatch { to_batch: true }, &[x, block, zero]);
+            let deep = b.node(
+                DepthSpace {
+                    block: 2,
+                    to_space: true,
+                },
+                &[batched],
+            );
+            let back = b.node(SpaceBatch { to_batch: false }, &[deep, block, zero]);
+            b.output(back, Tol::Exact);
+            b.output(batched, Tol::Exact);
+        },
+    ));
+    check_cases("data movement chains", cases, 10);
+}
+
+/// Hostile IR through the fuzzing entry point (parse, pipeline, print, codegen): every one is an
+/// error somewhere along the way, never a panic, a huge allocation or endless code.
+#[test]
+fn data_movement_hostile_ir_is_refused() {
+    let graphs = [
+        // Far too many parts, and a count that does not match the outputs.
+        "input %0 \"x\" : f32[0,3]\n  %1 = split(%0) {axis=0, count=99999999999, sizes=[]} : ? @\"s\"\n  output \"y\" %1",
+        "input %0 \"x\" : f32[6]\n  %1 = split(%0) {axis=0, count=3, sizes=[]} : ? @\"s\"\n  output \"y\" %1",
+        "input %0 \"x\" : f32[4,3]\n  %1 = unpack(%0) {axis=-1, count=4} : ? @\"u\"\n  output \"y\" %1",
+        // 3^12 mirror-padding nests.
+        "input %0 \"x\" : f32[1,1,1,1,1,1,1,1,1,1,1,1]\n  const %1 [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1] : i32[12,2]\n  %2 = mirror_pad(%0, %1) {mode=\"symmetric\"} : ? @\"m\"\n  output \"y\" %2",
+        // Resizes to enormous images, and to nothing.
+        "input %0 \"x\" : f32[1,2,2,3]\n  const %1 [1099511627776, 1099511627776] : i64[2]\n  %2 = resize_bilinear(%0, %1) {align_corners=false, half_pixel_centers=false} : ? @\"r\"\n  output \"y\" %2",
+        "input %0 \"x\" : f32[1,2,2,3]\n  const %1 [0, 4] : i32[2]\n  %2 = resize_nearest(%0, %1) {align_corners=true, half_pixel_centers=false} : ? @\"r\"\n  output \"y\" %2",
+        "input %0 \"x\" : f32[1,2,2,3]\n  const %1 [4, 4] : i32[2]\n  %2 = resize_nearest(%0, %1) {align_corners=true, half_pixel_centers=true} : ? @\"r\"\n  output \"y\" %2",
+        // Overflowing tiles and blocks.
+        "input %0 \"x\" : f32[3,2]\n  const %1 [4611686018427387904, 4611686018427387904] : i64[2]\n  %2 = tile(%0, %1) : ? @\"t\"\n  output \"y\" %2",
+        "input %0 \"x\" : f32[0,2,2,1]\n  const %1 [1099511627776, 1099511627776] : i64[2]\n  const %2 [0, 0, 0, 0] : i32[2,2]\n  %3 = space_to_batch(%0, %1, %2) : ? @\"b\"\n  output \"y\" %3",
+        "input %0 \"x\" : f32[1,2,2,4]\n  %1 = depth_to_space(%0) {block_size=4611686018427387904} : ? @\"d\"\n  output \"y\" %1",
+        "input %0 \"x\" : f32[4]\n  const %1 [1] : i32[1]\n  const %2 [9223372036854775807] : i64[1]\n  %3 = slice(%0, %1, %2) : ? @\"s\"\n  output \"y\" %3",
+        "input %0 \"x\" : f32[4,2]\n  const %1 [0, -2] : i32[2]\n  %2 = reverse(%0, %1) : ? @\"r\"\n  output \"y\" %2",
+        "input %0 \"x\" : f32[4,2]\n  %1 = size_of(%0) {dtype=f32} : ? @\"n\"\n  output \"y\" %1",
+        // A run-time operand where a constant is needed.
+        "input %0 \"x\" : f32[4,2]\n  input %1 \"m\" : i32[2]\n  %2 = tile(%0, %1) : ? @\"t\"\n  output \"y\" %2",
+    ];
+    for body in graphs {
+        let text = format!("graph {{\n  {body}\n}}\n");
+        let outcome = std::panic::catch_unwind(|| tfjsc::fuzzing::pipeline(text.as_bytes()))
+            .map_err(panic_text);
+        assert!(outcome.is_ok(), "{text}\npanicked: {outcome:?}");
+        let refused = match tfjsc::ir::text::parse(&text) {
+            Err(error) => error.message,
+            Ok(mut graph) => match tfjsc::passes::run_pipeline(&mut graph, true, &mut |_, _| {}) {
+                Err(error) => error.to_string(),
+                // Only the mirror padding passes the pipeline: code generation refuses it.
+                Ok(()) => match execute_graph(graph) {
+                    Err(error) => error,
+                    Ok(()) => panic!("{text}\ncompiled"),
+                },
+            },
+        };
+        eprintln!("refused: {refused}");
+    }
+}
+
+fn execute_graph(graph: tfjsc::ir::Graph) -> Result<(), String> {
+    let feeds: Vec<Tensor> = graph
+        .inputs
+        .iter()
+        .map(|port| {
+            let ty = graph.value(port.value).ty.clone().expect("typed input");
+            Tensor::filled(ty.dtype, ty.shape, 0.0)
+        })
+        .collect();
+    execute(graph, &feeds).map(|_| ())
 }

@@ -175,6 +175,9 @@ impl Operator for Resize {
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let input = inputs[0];
         let out = self.output_type(&input.tensor_type(), inputs.get(1).copied())?;
+        if out.element_count() == 0 {
+            return Ok(vec![Tensor::filled(out.dtype, out.shape, 0.0)]);
+        }
         let [n, h, w, c] = [
             input.shape[0],
             input.shape[1],
@@ -386,7 +389,7 @@ fn entry(kernel: &mut Kernel, at: Value) -> (Value, Value, Value) {
     (lower, upper, lerp)
 }
 
-/// Copies `count` elements: 16-byte vectors, then element by element.
+/// Copies `count` elements of one pixel.
 fn copy_pixel(
     kernel: &mut Kernel,
     input: Value,
@@ -398,28 +401,7 @@ fn copy_pixel(
 ) -> Result<(), CodegenError> {
     let from = kernel.address(input, source, element);
     let to = kernel.address(output, destination, element);
-    let bytes = count * element;
-    let mut offset = 0;
-    for (size, ty) in [
-        (16, types::I8X16),
-        (8, types::I64),
-        (4, types::I32),
-        (2, types::I16),
-        (1, types::I8),
-    ] {
-        while bytes - offset >= size {
-            let v = kernel
-                .builder
-                .ins()
-                .load(ty, memory_flags(), from, offset as i32);
-            kernel
-                .builder
-                .ins()
-                .store(memory_flags(), v, to, offset as i32);
-            offset += size;
-        }
-    }
-    Ok(())
+    crate::ops::shape::copy_bytes(kernel, from, to, count * element)
 }
 
 pub fn import_resize(

@@ -389,8 +389,15 @@ impl Operator for SpaceBatch {
         } else {
             plan.output[0]
         };
-        let mut values = Vec::with_capacity(count);
-        let mut mask = Vec::with_capacity(count);
+        // (Computed only for a non-empty output, whose batch bounds the number of offsets.)
+        let offsets = if count > 0 && self.to_batch {
+            Self::offsets(&plan.block)
+        } else {
+            Vec::new()
+        };
+        // Padding positions read a zero appended after the input's elements.
+        let padding = input.element_count();
+        let mut indices = Vec::with_capacity(count);
         for flat in 0..count {
             let index: Vec<usize> = (0..plan.output.len())
                 .map(|a| flat / out_strides[a] % plan.output[a])
@@ -400,7 +407,7 @@ impl Operator for SpaceBatch {
             if self.to_batch {
                 // out[b * N + n, o..., r] = padded[n, o * block + offset(b), r]
                 let (b, n) = (index[0] / space_batch, index[0] % space_batch);
-                let offset = &Self::offsets(&plan.block)[b];
+                let offset = &offsets[b];
                 source.push(n as i64);
                 for k in 0..m {
                     let p =
@@ -425,26 +432,18 @@ impl Operator for SpaceBatch {
                 source.extend(spatial);
             }
             source.extend(index[m + 1..].iter().map(|&r| r as i64));
-            mask.push(inside);
-            values.push(if inside {
+            indices.push(if inside {
                 source
                     .iter()
                     .zip(&in_strides)
                     .map(|(&i, &s)| i as usize * s)
                     .sum()
             } else {
-                0
+                padding
             });
         }
-        // Padding positions read a zero appended after the input's elements.
         let zero = Tensor::filled(input.dtype(), vec![1], 0.0);
         let extended = concat_data(&[&input.data, &zero.data], input.dtype());
-        let padding = input.element_count();
-        let indices: Vec<usize> = values
-            .iter()
-            .zip(&mask)
-            .map(|(&v, &inside)| if inside { v } else { padding })
-            .collect();
         Ok(vec![Tensor {
             shape: plan.output,
             data: gather(&extended, &indices),

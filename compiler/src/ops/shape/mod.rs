@@ -1,6 +1,9 @@
-//! Shape and data-movement ops: reshape-like views, Shape, StridedSlice, Pack, Concat, Pad,
-//! Transpose, Fill, Range, Copy. Most of these only ever run at compile time: with static input
-//! shapes, shape computations fold to constants.
+//! Shape and data-movement ops: reshape-like views, Shape, Size, StridedSlice, Slice, Pack,
+//! Concat, Split/SplitV/Unpack, Pad, MirrorPad, Transpose, ReverseV2, Tile, BroadcastTo,
+//! DepthToSpace, SpaceToDepth, SpaceToBatchND, BatchToSpaceND, Fill, ZerosLike, OnesLike, Range,
+//! Copy. Shape computations fold to constants (input shapes are static); the kernels that move
+//! data are nests of row copies whose bounds and offsets are all compile-time constants, for
+//! every dtype (elements are moved by size).
 
 use cranelift_codegen::ir::InstBuilder;
 
@@ -122,19 +125,61 @@ pub(super) fn copy_rows(
         source,
         destination,
         &mut |k, source, destination| {
-            // Rows of one small element move with one load and one store.
-            let ty = match bytes {
-                1 => cranelift_codegen::ir::types::I8,
-                2 => cranelift_codegen::ir::types::I16,
-                4 => cranelift_codegen::ir::types::I32,
-                8 => cranelift_codegen::ir::types::I64,
-                _ => return k.copy_elements(input, source, output, destination, row, element),
-            };
-            let value = k.load(ty, input, source, element);
-            k.store(value, output, destination, element);
-            Ok(())
+            let from = k.address(input, source, element);
+            let to = k.address(output, destination, element);
+            copy_bytes(k, from, to, bytes)
         },
     )
+}
+
+/// Copies `bytes` bytes from address `from` to address `to`: 16-byte vectors (unrolled when
+/// there are few), then one 8-, 4-, 2- and 1-byte move each as needed.
+pub(crate) fn copy_bytes(
+    kernel: &mut Kernel,
+    from: cranelift_codegen::ir::Value,
+    to: cranelift_codegen::ir::Value,
+    bytes: usize,
+) -> Result<(), CodegenError> {
+    use crate::codegen::kernel::memory_flags;
+    use cranelift_codegen::ir::types;
+    let chunks = bytes / 16;
+    let move_at = |k: &mut Kernel, ty, offset: usize| {
+        let v = k
+            .builder
+            .ins()
+            .load(ty, memory_flags(), from, offset as i32);
+        k.builder.ins().store(memory_flags(), v, to, offset as i32);
+    };
+    if chunks <= 4 {
+        for chunk in 0..chunks {
+            move_at(kernel, types::I8X16, chunk * 16);
+        }
+    } else {
+        kernel.for_count(chunks, &mut |k, chunk| {
+            let offset = k.builder.ins().imul_imm_s(chunk, 16);
+            let source = k.builder.ins().iadd(from, offset);
+            let destination = k.builder.ins().iadd(to, offset);
+            let v = k
+                .builder
+                .ins()
+                .load(types::I8X16, memory_flags(), source, 0);
+            k.builder.ins().store(memory_flags(), v, destination, 0);
+            Ok(())
+        })?;
+    }
+    let mut offset = chunks * 16;
+    for (size, ty) in [
+        (8, types::I64),
+        (4, types::I32),
+        (2, types::I16),
+        (1, types::I8),
+    ] {
+        if bytes - offset >= size {
+            move_at(kernel, ty, offset);
+            offset += size;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `body(source index, destination index)` over nested loops of (count, source step,

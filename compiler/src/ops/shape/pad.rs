@@ -191,6 +191,10 @@ pub fn import_pad(
 
 // ---- MirrorPad ----
 
+/// The kernel emits one loop nest per combination of (before, inside, after) runs of each axis;
+/// more than this are refused.
+const MAX_NESTS: usize = 4096;
+
 /// Mirror padding; input 1 is the `[rank, 2]` paddings. REFLECT leaves out the edge element
 /// (pads up to size - 1), SYMMETRIC repeats it (pads up to size).
 #[derive(Clone, Debug, PartialEq)]
@@ -359,6 +363,15 @@ impl Operator for MirrorPad {
         let segments: Vec<Vec<Segment>> = (0..rank)
             .map(|a| self.segments(ty.shape[a], pads[a]))
             .collect();
+        let nests = segments
+            .iter()
+            .try_fold(1usize, |n, s| n.checked_mul(s.len()))
+            .filter(|&n| n <= MAX_NESTS);
+        if nests.is_none() {
+            return Err(kernel.error(format!(
+                "mirror padding of rank {rank} needs more than {MAX_NESTS} copy loops"
+            )));
+        }
         // Every combination of one segment per axis is one nest of copies.
         let mut choice = vec![0usize; rank];
         loop {

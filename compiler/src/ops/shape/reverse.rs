@@ -3,8 +3,10 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use cranelift_codegen::ir::{types, ConstantData, InstBuilder};
+
 use super::*;
-use crate::codegen::kernel::Kernel;
+use crate::codegen::kernel::{memory_flags, Kernel};
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{Tensor, TensorType, ValueId};
@@ -84,12 +86,19 @@ impl Operator for Reverse {
             return Ok(());
         }
         let strides: Vec<i64> = strides_of(&ty.shape).iter().map(|&s| s as i64).collect();
+        let element = ty.dtype.size_of();
+        let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
+        let rank = ty.rank();
         // Trailing axes that keep their order are copied as rows.
         let kept = flags.iter().rposition(|&f| f).map_or(0, |a| a + 1);
-        let row: usize = ty.shape[kept..].iter().product();
         let mut levels = Vec::new();
         let mut source = 0i64;
-        for a in 0..kept {
+        let outer = if kept == rank && rank > 0 {
+            rank - 1
+        } else {
+            kept
+        };
+        for a in 0..outer {
             let d = ty.shape[a];
             if flags[a] {
                 source += (d as i64 - 1) * strides[a];
@@ -98,16 +107,69 @@ impl Operator for Reverse {
                 levels.push((d, strides[a], strides[a]));
             }
         }
-        let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
-        copy_rows(
+        if outer == kept {
+            let row: usize = ty.shape[kept..].iter().product();
+            return copy_rows(kernel, &levels, source, 0, row, input, output, element);
+        }
+        // The innermost axis is reversed: whole vectors with their lanes reversed by a shuffle,
+        // then the few elements left one by one.
+        let d = ty.shape[rank - 1];
+        let lanes = 16 / element;
+        let mask: Vec<u8> = (0..16)
+            .map(|byte| (((lanes - 1 - byte / element) * element) + byte % element) as u8)
+            .collect();
+        let mask = kernel
+            .builder
+            .func
+            .dfg
+            .immediates
+            .push(ConstantData::from(mask));
+        let start = kernel.iconst(source);
+        let zero = kernel.iconst(0);
+        rows_at(
             kernel,
             &levels,
-            source,
-            0,
-            row,
-            input,
-            output,
-            ty.dtype.size_of(),
+            start,
+            zero,
+            &mut |k, source, destination| {
+                let from = k.address(input, source, element);
+                let to = k.address(output, destination, element);
+                k.for_count(d / lanes, &mut |k, chunk| {
+                    // Output elements chunk * lanes.. come from input elements ending at d - chunk * lanes.
+                    let out_offset = k.builder.ins().imul_imm_s(chunk, 16);
+                    let destination = k.builder.ins().iadd(to, out_offset);
+                    let in_offset = k.builder.ins().imul_imm_s(chunk, -16);
+                    let source = k.builder.ins().iadd(from, in_offset);
+                    let vector = k.builder.ins().load(
+                        types::I8X16,
+                        memory_flags(),
+                        source,
+                        ((d - lanes) * element) as i32,
+                    );
+                    let reversed = k.builder.ins().shuffle(vector, vector, mask);
+                    k.builder
+                        .ins()
+                        .store(memory_flags(), reversed, destination, 0);
+                    Ok(())
+                })?;
+                let scalar = match element {
+                    1 => types::I8,
+                    4 => types::I32,
+                    _ => types::I64,
+                };
+                for j in d / lanes * lanes..d {
+                    let value = k.builder.ins().load(
+                        scalar,
+                        memory_flags(),
+                        from,
+                        ((d - 1 - j) * element) as i32,
+                    );
+                    k.builder
+                        .ins()
+                        .store(memory_flags(), value, to, (j * element) as i32);
+                }
+                Ok(())
+            },
         )
     }
 

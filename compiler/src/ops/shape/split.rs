@@ -13,6 +13,9 @@ use crate::ops::registry::Family;
 use crate::ops::{normalize_axis, Attribute, Attributes, InputFacts, OpResult, Operator};
 use tfjsc_proto::tensorflow::NodeDef;
 
+/// The most outputs one split may have.
+const MAX_PARTS: usize = 1 << 16;
+
 /// Cuts input 0 into `count` parts along `axis`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Split {
@@ -55,6 +58,12 @@ impl Split {
     fn parts(&self, shape: &[usize]) -> OpResult<(usize, Vec<usize>)> {
         if shape.is_empty() {
             return Err(invalid!("cannot split a scalar"));
+        }
+        if self.count > MAX_PARTS {
+            return Err(invalid!(
+                "{} parts is more than the {MAX_PARTS} supported",
+                self.count
+            ));
         }
         let axis = normalize_axis(self.axis, shape.len())?;
         let dim = shape[axis];
@@ -233,9 +242,9 @@ fn positive_count(node: &NodeDef, name: &str) -> Result<usize, ImportError> {
     let count = NodeAttributes::of(node)
         .int(name)
         .map_err(node_error(node))?;
-    if count < 1 {
+    if count < 1 || count > MAX_PARTS as i64 {
         return Err(node_error(node)(format!(
-            "attribute `{name}` must be positive, got {count}"
+            "attribute `{name}` must be between 1 and {MAX_PARTS}, got {count}"
         )));
     }
     Ok(count as usize)
@@ -283,7 +292,7 @@ pub fn import_split_v(
     } else {
         sizes.len()
     };
-    if sizes.len() != count || count == 0 {
+    if sizes.len() != count || count == 0 || count > MAX_PARTS {
         return Err(importer.error(
             node,
             format!("size_splits {sizes:?} must have num_split = {count} entries"),
