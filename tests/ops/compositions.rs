@@ -1,7 +1,8 @@
 //! TensorFlow ops imported as compositions of IR ops (LogSoftmax, IsNan, IsInf, IsFinite), run
 //! through the importer, the pipeline and the compiled code, against direct references written
 //! from TensorFlow's definitions. Tolerance: exact for the classifications; for LogSoftmax
-//! `AbsRel(4e-6)` (an exp, a sum and a log on top of the shift, as for softmax).
+//! `AbsRel(4e-6)` (an exp, a sum and a log on top of the shift, as for softmax). Also the matrix
+//! product's batch broadcasting (BatchMatMulV2), against the reference at `Rel(1e-5)`.
 
 use tfjsc::ir::{Graph, Tensor};
 use tfjsc::ops::importer::Importer;
@@ -82,4 +83,48 @@ fn float_classes_match_their_definitions() {
             Tensor::from_bool(shape.clone(), values.iter().map(|&v| classify(v)).collect());
         compare(&expected, &got[0], Tol::Exact).unwrap_or_else(|e| panic!("{op}: {e}"));
     }
+}
+
+#[test]
+fn batch_matmul_broadcasts_batch_dimensions() {
+    use tfjsc::ops::epilogue::Epilogue;
+    use tfjsc::ops::matmul::MatMul;
+    // (A, B) shapes, with every broadcasting pattern BatchMatMulV2 allows.
+    let pairs: [(&[usize], &[usize]); 7] = [
+        (&[2, 1, 3, 4], &[3, 4, 2]),
+        (&[2, 3, 4], &[1, 4, 5]),
+        (&[2, 3, 4], &[4, 3]),
+        (&[3, 4], &[2, 2, 4, 5]),
+        (&[1, 3, 5, 4], &[2, 1, 4, 9]),
+        (&[2, 3, 17, 8], &[8, 13]),
+        (&[4, 1, 2, 3], &[1, 5, 3, 2]),
+    ];
+    let mut cases = Vec::new();
+    for (p, &(a, b)) in pairs.iter().enumerate() {
+        for (transpose_a, transpose_b) in [(false, false), (true, true)] {
+            let transposed = |shape: &[usize], t: bool| {
+                let mut shape = shape.to_vec();
+                if t {
+                    let r = shape.len();
+                    shape.swap(r - 1, r - 2);
+                }
+                shape
+            };
+            let op = MatMul {
+                transpose_a,
+                transpose_b,
+                epilogue: Epilogue::default(),
+            };
+            cases.push(single(
+                format!("matmul {a:?} x {b:?} transposed={transpose_a}"),
+                op,
+                vec![
+                    uniform(&transposed(a, transpose_a), 60 + p as u64, -1.0, 1.0),
+                    uniform(&transposed(b, transpose_b), 70 + p as u64, -1.0, 1.0),
+                ],
+                Tol::Rel(1e-5),
+            ));
+        }
+    }
+    check_cases("batch matmul broadcasting", cases, 8);
 }

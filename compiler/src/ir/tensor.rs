@@ -193,13 +193,18 @@ impl Tensor {
         }
     }
 
-    /// A copy converted to `dtype` (TensorFlow Cast semantics: float to int truncates).
+    /// A copy converted to `dtype` (TensorFlow Cast semantics: float to int truncates; out of the
+    /// int32 range it saturates and NaN becomes 0, as the compiled kernels do — TensorFlow leaves
+    /// this to the C++ conversion, x86 gives INT_MIN, TF.js wraps).
     pub fn cast(&self, dtype: DType) -> Tensor {
         let shape = self.shape.clone();
         match dtype {
             DType::F32 => Tensor::from_f32(shape, self.to_f32_vec()),
             DType::I32 => match &self.data {
                 TensorData::Bool(values) => {
+                    Tensor::from_i32(shape, values.iter().map(|&v| v as i32).collect())
+                }
+                TensorData::F32(values) => {
                     Tensor::from_i32(shape, values.iter().map(|&v| v as i32).collect())
                 }
                 _ => Tensor::from_i32(shape, self.to_i64_vec().iter().map(|&v| v as i32).collect()),

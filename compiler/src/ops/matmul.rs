@@ -7,6 +7,7 @@ use std::sync::Arc;
 use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::conv::import_fused;
+use super::elementwise::broadcast_shapes;
 use super::epilogue::{self, Epilogue, EpilogueStep};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{memory_flags, Kernel, LANES};
@@ -31,6 +32,74 @@ struct Dims {
     m: usize,
     k: usize,
     n: usize,
+    /// The output's batch dimensions, and each operand's step (in matrices) along them: 0 where
+    /// the operand broadcasts (BatchMatMulV2's NumPy rule, a missing or size-1 dimension).
+    batch_shape: Vec<usize>,
+    a_steps: Vec<usize>,
+    b_steps: Vec<usize>,
+}
+
+impl Dims {
+    /// The matrix index of each operand for output batch `batch` (reference evaluation).
+    fn operand_batches(&self, batch: usize) -> (usize, usize) {
+        let (mut a, mut b, mut rest) = (0, 0, batch);
+        for axis in (0..self.batch_shape.len()).rev() {
+            let index = rest % self.batch_shape[axis];
+            rest /= self.batch_shape[axis];
+            a += index * self.a_steps[axis];
+            b += index * self.b_steps[axis];
+        }
+        (a, b)
+    }
+
+    /// The same, as code: element offsets of A's and B's matrices for output batch `batch`.
+    fn emit_operand_offsets(&self, k: &mut Kernel, batch: Value) -> (Value, Value) {
+        let contiguous = |steps: &[usize]| {
+            steps
+                .iter()
+                .enumerate()
+                .all(|(axis, &step)| step == self.batch_shape[axis + 1..].iter().product::<usize>())
+        };
+        let mut offsets = Vec::new();
+        for (steps, size) in [
+            (&self.a_steps, self.m * self.k),
+            (&self.b_steps, self.k * self.n),
+        ] {
+            if contiguous(steps) {
+                offsets.push(k.builder.ins().imul_imm_s(batch, size as i64));
+                continue;
+            }
+            let mut offset = k.iconst(0);
+            let mut rest = batch;
+            for axis in (0..self.batch_shape.len()).rev() {
+                let dim = self.batch_shape[axis] as i64;
+                let index = k.builder.ins().urem_imm_s(rest, dim);
+                rest = k.builder.ins().udiv_imm_s(rest, dim);
+                let step = k
+                    .builder
+                    .ins()
+                    .imul_imm_s(index, (steps[axis] * size) as i64);
+                offset = k.builder.ins().iadd(offset, step);
+            }
+            offsets.push(offset);
+        }
+        (offsets[0], offsets[1])
+    }
+}
+
+/// Per-axis steps (in matrices) of an operand with batch dims `own` against the output's
+/// `batch_shape`: 0 along broadcast axes.
+fn batch_steps(own: &[usize], batch_shape: &[usize]) -> Vec<usize> {
+    let offset = batch_shape.len() - own.len();
+    let mut steps = vec![0; batch_shape.len()];
+    let mut step = 1;
+    for axis in (0..own.len()).rev() {
+        if own[axis] != 1 {
+            steps[axis + offset] = step;
+        }
+        step *= own[axis];
+    }
+    steps
 }
 
 impl MatMul {
@@ -43,38 +112,42 @@ impl MatMul {
     }
 
     fn dims(&self, a: &TensorType, b: &TensorType) -> OpResult<(Dims, Vec<usize>)> {
-        if a.rank() < 2
-            || a.rank() != b.rank()
-            || a.shape[..a.rank() - 2] != b.shape[..b.rank() - 2]
-        {
+        if a.rank() < 2 || b.rank() < 2 {
             return Err(invalid!(
-                "matrix product of {a} and {b}: ranks must match (≥ 2) with equal batch dimensions"
+                "matrix product of {a} and {b}: operands need rank ≥ 2"
             ));
         }
-        let r = a.rank();
+        let (ra, rb) = (a.rank(), b.rank());
         let (m, k) = if self.transpose_a {
-            (a.shape[r - 1], a.shape[r - 2])
+            (a.shape[ra - 1], a.shape[ra - 2])
         } else {
-            (a.shape[r - 2], a.shape[r - 1])
+            (a.shape[ra - 2], a.shape[ra - 1])
         };
         let (k2, n) = if self.transpose_b {
-            (b.shape[r - 1], b.shape[r - 2])
+            (b.shape[rb - 1], b.shape[rb - 2])
         } else {
-            (b.shape[r - 2], b.shape[r - 1])
+            (b.shape[rb - 2], b.shape[rb - 1])
         };
         if k != k2 {
             return Err(invalid!(
                 "matrix product of {a} and {b}: inner dimensions {k} and {k2} differ"
             ));
         }
-        let mut shape = a.shape[..r - 2].to_vec();
+        let (a_batch, b_batch) = (&a.shape[..ra - 2], &b.shape[..rb - 2]);
+        let batch_shape = broadcast_shapes(a_batch, b_batch).map_err(|_| {
+            invalid!("matrix product of {a} and {b}: batch dimensions do not broadcast")
+        })?;
+        let mut shape = batch_shape.clone();
         shape.extend([m, n]);
         Ok((
             Dims {
-                batch: a.shape[..r - 2].iter().product(),
+                batch: batch_shape.iter().product(),
                 m,
                 k,
                 n,
+                a_steps: batch_steps(a_batch, &batch_shape),
+                b_steps: batch_steps(b_batch, &batch_shape),
+                batch_shape,
             },
             shape,
         ))
@@ -90,8 +163,7 @@ impl MatMul {
         let row_runs = microkernel::tile_runs(d.m, microkernel::MAX_ROWS);
         let column_runs = microkernel::tile_runs(d.n, microkernel::MAX_COLUMNS);
         kernel.for_count(d.batch, &mut |k, batch| {
-            let a_batch = k.builder.ins().imul_imm_s(batch, (d.m * d.k) as i64);
-            let b_batch = k.builder.ins().imul_imm_s(batch, (d.k * d.n) as i64);
+            let (a_batch, b_batch) = d.emit_operand_offsets(k, batch);
             let c_batch = k.builder.ins().imul_imm_s(batch, (d.m * d.n) as i64);
             for &(column_start, column_count, columns) in &column_runs {
                 k.for_steps(column_start, column_count, columns, &mut |k, j| {
@@ -178,7 +250,12 @@ impl Operator for MatMul {
         let ((am, ak), (bk, bn)) = self.strides(&d);
         let mut out = vec![0f32; d.batch * d.m * d.n];
         for batch in 0..d.batch {
-            let (a0, b0, c0) = (batch * d.m * d.k, batch * d.k * d.n, batch * d.m * d.n);
+            let (a_matrix, b_matrix) = d.operand_batches(batch);
+            let (a0, b0, c0) = (
+                a_matrix * d.m * d.k,
+                b_matrix * d.k * d.n,
+                batch * d.m * d.n,
+            );
             for i in 0..d.m {
                 for j in 0..d.n {
                     out[c0 + i * d.n + j] = (0..d.k)
@@ -223,10 +300,9 @@ impl Operator for MatMul {
         kernel.for_count(d.batch * d.m, &mut |k, row| {
             let batch = k.builder.ins().udiv_imm_s(row, d.m as i64);
             let i = k.builder.ins().urem_imm_s(row, d.m as i64);
-            let a_base = k.builder.ins().imul_imm_s(batch, (d.m * d.k) as i64);
+            let (a_base, b_base) = d.emit_operand_offsets(k, batch);
             let a_row = k.builder.ins().imul_imm_s(i, am as i64);
             let a_base = k.builder.ins().iadd(a_base, a_row);
-            let b_base = k.builder.ins().imul_imm_s(batch, (d.k * d.n) as i64);
             let c_base = k.builder.ins().imul_imm_s(row, d.n as i64);
             for &(start, count, width) in &runs {
                 let (vectors, ty) = if width >= LANES {

@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type};
 
 use super::conv::{Padding, Window};
@@ -184,8 +185,10 @@ impl Operator for Pool {
                             let index = k.builder.ins().iadd(p, channel);
                             let value = k.load(ty, input, index, 4);
                             let acc = k.builder.use_var(var);
+                            // Max pooling skips NaN, as TensorFlow's kernel does (`value > acc`
+                            // is false for NaN); the reference's f32::max does the same.
                             let acc = if max {
-                                k.builder.ins().fmax(acc, value)
+                                k.select_float(FloatCC::GreaterThan, value, acc, value, acc)
                             } else {
                                 k.builder.ins().fadd(acc, value)
                             };

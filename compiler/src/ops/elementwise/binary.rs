@@ -483,6 +483,70 @@ impl Operator for Select {
     }
 }
 
+/// TensorFlow's Select (v1): as [`Select`], except that a vector condition with a higher-rank
+/// `t` picks whole rows (`condition[i]` chooses `t[i, ...]` or `e[i, ...]`), where SelectV2's
+/// broadcasting would line the vector up with the last axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelectV1;
+
+impl SelectV1 {
+    pub fn parse(_: &Attributes) -> OpResult<Arc<dyn Operator>> {
+        Ok(Arc::new(SelectV1))
+    }
+
+    /// The condition's shape as [`Select`] should see it: `[n]` becomes `[n, 1, ..., 1]` against
+    /// a `t` of rank > 1.
+    fn condition_shape(condition: &[usize], t: &[usize]) -> OpResult<Vec<usize>> {
+        if condition.len() != 1 || t.len() <= 1 {
+            return Ok(condition.to_vec());
+        }
+        if condition[0] != t[0] {
+            return Err(invalid!(
+                "a vector condition of {} rows does not fit {t:?}",
+                condition[0]
+            ));
+        }
+        let mut shape = vec![1; t.len()];
+        shape[0] = condition[0];
+        Ok(shape)
+    }
+}
+
+impl Operator for SelectV1 {
+    fn name(&self) -> &'static str {
+        "select_v1"
+    }
+
+    fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
+        inputs.expect_count(3)?;
+        let condition = inputs.ty(0)?;
+        let shape = Self::condition_shape(&condition.shape, &inputs.ty(1)?.shape)?;
+        let viewed = TensorType::new(condition.dtype, shape);
+        Select.infer(&InputFacts {
+            types: vec![&viewed, inputs.ty(1)?, inputs.ty(2)?],
+            constants: vec![None, None, None],
+        })
+    }
+
+    fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
+        let shape = Self::condition_shape(&inputs[0].shape, &inputs[1].shape)?;
+        let condition = inputs[0].reshaped(shape);
+        Select.evaluate(&[&condition, inputs[1], inputs[2]])
+    }
+
+    fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
+        let shape = Self::condition_shape(&kernel.inputs[0].ty.shape, &kernel.inputs[1].ty.shape)
+            .map_err(|e| kernel.error(e.to_string()))?;
+        // Same bytes, viewed with the row shape.
+        kernel.inputs[0].ty.shape = shape;
+        Select.lower(kernel)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 /// `x^y` as `e^(y·log|x|)` with the sign and the special cases of C's `powf`: `x^0 = 1` and
 /// `1^y = 1` (even for NaN), a negative base only with an integer exponent (odd: negative
 /// result), `0^y` is 0 (y > 0) or inf (y < 0). The relative error grows with |y·log x| (about

@@ -88,7 +88,7 @@ mod binary;
 mod cast;
 mod unary;
 
-pub use binary::{broadcast_indices, broadcast_shapes, Binary, Select};
+pub use binary::{broadcast_indices, broadcast_shapes, Binary, Select, SelectV1};
 pub use cast::Cast;
 pub use unary::Unary;
 
@@ -108,7 +108,11 @@ pub const BINARY: Family = Family {
 
 /// Select, cast, and TensorFlow ops that import as chains of unary and binary nodes.
 pub const FAMILY: Family = Family {
-    ir: &[("select", Select::parse), ("cast", Cast::parse)],
+    ir: &[
+        ("select", Select::parse),
+        ("select_v1", SelectV1::parse),
+        ("cast", Cast::parse),
+    ],
     tensorflow: &[
         ("AddN", import_add_n),
         ("LeakyRelu", import_leaky_relu),
@@ -211,6 +215,9 @@ pub fn import_select(
     inputs: &[ValueId],
 ) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 3)?;
+    if node.op == "Select" {
+        return Ok(vec![importer.add(node, SelectV1, inputs.to_vec())]);
+    }
     Ok(vec![importer.add(node, Select, inputs.to_vec())])
 }
 

@@ -50,7 +50,14 @@ impl Unary {
     /// Reference value of one f32 element.
     pub fn apply(&self, x: f32) -> f32 {
         match self.kind {
-            UnaryKind::Relu => x.max(0.0),
+            // NaN passes through, as in TensorFlow (f32::max would drop it).
+            UnaryKind::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
             UnaryKind::Relu6 => x.clamp(0.0, 6.0),
             UnaryKind::LeakyRelu => {
                 if x < 0.0 {

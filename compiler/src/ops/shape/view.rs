@@ -390,7 +390,12 @@ pub fn import_size(
     if !matches!(dtype, DType::I32 | DType::I64) {
         return Err(importer.error(node, format!("out_type {dtype:?} must be int32 or int64")));
     }
-    Ok(vec![importer.add(node, SizeOf { dtype }, vec![inputs[0]])])
+    // Compiled code works in int32 (as Shape does): an int64 size is produced as int32.
+    Ok(vec![importer.add(
+        node,
+        SizeOf { dtype: DType::I32 },
+        vec![inputs[0]],
+    )])
 }
 
 pub const FAMILY: Family = Family {
