@@ -35,6 +35,7 @@ mod conv_transpose;
 mod harness;
 mod indexing;
 mod math;
+mod more_ops;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;

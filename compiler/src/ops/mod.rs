@@ -20,6 +20,7 @@ pub mod reduce;
 pub mod registry;
 pub mod shape;
 pub mod softmax;
+pub mod sparse_to_dense;
 pub mod top_k;
 pub mod window;
 

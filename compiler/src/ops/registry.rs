@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::importer::ImportFn;
 use super::{
     arg, conv, conv_transpose, cumsum, elementwise, gather, matmul, one_hot, pool, reduce, shape,
-    softmax, top_k,
+    softmax, sparse_to_dense, top_k,
 };
 use super::{Attributes, OpResult, Operator};
 use crate::invalid;
@@ -48,6 +48,7 @@ pub const FAMILIES: &[&Family] = &[
     &one_hot::FAMILY,
     &top_k::FAMILY,
     &cumsum::FAMILY,
+    &sparse_to_dense::FAMILY,
 ];
 
 /// Builds an IR op from its name and attributes.

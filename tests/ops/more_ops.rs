@@ -1,0 +1,168 @@
+//! SparseToDense, All/Any, LRN and Einsum: every kernel against the op's reference evaluation
+//! (Einsum: against a sum over the contracted labels written here from the definition). Tensors
+//! under test are graph inputs (run-time data), so nothing folds away.
+
+use std::sync::Arc;
+
+use tfjsc::ir::{DType, Graph, Tensor};
+use tfjsc::ops::sparse_to_dense::SparseToDense;
+use tfjsc::ops::Operator;
+
+use crate::harness::*;
+
+/// Compiles one node `op` over graph inputs `feeds`, runs it and returns what `run` did.
+fn run_node(op: impl Operator, feeds: Vec<Tensor>) -> Result<Vec<tfjsc_runtime::Tensor>, String> {
+    let mut graph = Graph::new();
+    let inputs = feeds
+        .iter()
+        .enumerate()
+        .map(|(i, t)| graph.add_input(&format!("input{i}"), Some(t.tensor_type())))
+        .collect();
+    let node = graph.add_node("picky_node", Arc::new(op), inputs, 1);
+    let value = graph.node(node).expect("just added").outputs[0];
+    graph.add_output("output0", value);
+    execute(graph, &feeds)
+}
+
+/// `op` over `feeds` must make `run` fail with an error naming the node.
+fn assert_run_fails(label: &str, op: impl Operator, feeds: Vec<Tensor>) {
+    match run_node(op, feeds) {
+        Ok(_) => panic!("{label}: run succeeded with an out-of-range index"),
+        Err(message) => assert!(
+            message.starts_with("run:") && message.contains("picky_node"),
+            "{label}: {message}"
+        ),
+    }
+}
+
+/// Values of `dtype`: f32 in ±10, i32 in ±1000, bools.
+fn typed(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
+    match dtype {
+        DType::F32 => uniform(shape, seed, -10.0, 10.0),
+        DType::I32 => ints(shape, seed, -1000, 1000),
+        DType::Bool => bools(shape, seed),
+        DType::I64 => panic!("no int64 test data"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SparseToDense
+// ---------------------------------------------------------------------------------------------
+
+/// Indices `[n, rank]` (or `[n]`, `[]` for 1-D outputs when `index_shape` says so) in range of
+/// `shape`, with duplicates likely when n is large against the output.
+fn sparse_indices(index_shape: &[usize], shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = Rng::new(seed);
+    let depth = shape.len().max(1);
+    let count = count_of(index_shape);
+    let values = (0..count)
+        .map(|position| {
+            shape
+                .get(position % depth)
+                .map_or(0, |&d| rng.below(d as u64)) as i32
+        })
+        .collect();
+    Tensor::from_i32(index_shape.to_vec(), values)
+}
+
+/// (index shape, output shape, scalar values).
+const SPARSE: &[(&[usize], &[usize], bool)] = &[
+    (&[], &[5], false),
+    (&[], &[5], true),
+    (&[3], &[7], false),
+    (&[6], &[4], false),
+    (&[6], &[4], true),
+    (&[0], &[4], false),
+    (&[4, 1], &[9], false),
+    (&[5, 2], &[3, 4], false),
+    (&[12, 2], &[3, 2], false),
+    (&[5, 2], &[3, 4], true),
+    (&[7, 3], &[2, 3, 5], false),
+    (&[20, 4], &[2, 2, 3, 2], false),
+    (&[3, 0], &[], false),
+    (&[2, 2], &[0, 3], false),
+    (&[0, 2], &[0, 3], true),
+];
+
+#[test]
+fn more_ops_sparse_to_dense_kernels_match_reference() {
+    let mut cases = Vec::new();
+    for (s, &(index_shape, shape, scalar)) in SPARSE.iter().enumerate() {
+        if shape.contains(&0) && index_shape.first() != Some(&0) {
+            continue; // every index is out of range: see the failure test
+        }
+        for (d, dtype) in [DType::F32, DType::I32, DType::Bool]
+            .into_iter()
+            .enumerate()
+        {
+            let n = match index_shape {
+                [] => 1,
+                [n, ..] => *n,
+            };
+            let values_shape: Vec<usize> = if scalar { vec![] } else { vec![n] };
+            let seed = (s * 10 + d) as u64;
+            let indices = sparse_indices(index_shape, shape, seed);
+            let values = typed(&values_shape, dtype, seed + 3);
+            let default = typed(&[], dtype, seed + 7);
+            cases.push(single(
+                format!(
+                    "sparse_to_dense {dtype:?} indices{index_shape:?} shape{shape:?} \
+                     scalar={scalar}"
+                ),
+                SparseToDense {
+                    shape: shape.to_vec(),
+                },
+                vec![indices, values, default],
+                Tol::Exact,
+            ));
+        }
+    }
+    check_cases("sparse_to_dense", cases, 12);
+}
+
+#[test]
+fn more_ops_sparse_to_dense_duplicates_keep_the_last_value() {
+    let op = SparseToDense { shape: vec![2, 3] };
+    let indices = Tensor::from_i32(vec![4, 2], vec![1, 2, 0, 0, 1, 2, 1, 2]);
+    let values = Tensor::from_f32(vec![4], vec![1.0, 2.0, 3.0, 4.0]);
+    let default = f32_scalar(0.5);
+    let outputs = run_node(op, vec![indices, values, default]).expect("run");
+    assert_eq!(
+        outputs[0].to_f32().unwrap(),
+        vec![2.0, 0.5, 0.5, 0.5, 0.5, 4.0]
+    );
+}
+
+#[test]
+fn more_ops_sparse_to_dense_out_of_range_indices_fail_the_run() {
+    let default = f32_scalar(0.0);
+    // Each component is checked against its own dimension: (0, 4) flattens to 4, inside the
+    // output, and still fails (as in TensorFlow).
+    for (label, index_shape, index_values, shape) in [
+        (
+            "component too large",
+            vec![2, 2],
+            vec![0, 0, 0, 4],
+            vec![3, 4],
+        ),
+        (
+            "negative component",
+            vec![2, 2],
+            vec![-1, 0, 0, 1],
+            vec![3, 4],
+        ),
+        ("vector index", vec![3], vec![0, 7, 1], vec![7]),
+        ("scalar index", vec![], vec![-3], vec![7]),
+        ("empty output", vec![1, 2], vec![0, 0], vec![0, 3]),
+        ("huge", vec![1, 3], vec![1, i32::MAX, 0], vec![2, 2, 2]),
+    ] {
+        let n = index_shape.first().copied().unwrap_or(1);
+        let indices = Tensor::from_i32(index_shape, index_values);
+        let values = Tensor::from_f32(vec![n], vec![1.0; n]);
+        assert_run_fails(
+            label,
+            SparseToDense { shape },
+            vec![indices, values, default.clone()],
+        );
+    }
+}
