@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tfjsc::ir::{DType, Graph, Tensor};
+use tfjsc::ops::reduce::{Reduce, ReduceKind};
 use tfjsc::ops::sparse_to_dense::SparseToDense;
 use tfjsc::ops::Operator;
 
@@ -164,5 +165,79 @@ fn more_ops_sparse_to_dense_out_of_range_indices_fail_the_run() {
             SparseToDense { shape },
             vec![indices, values, default.clone()],
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// All, Any
+// ---------------------------------------------------------------------------------------------
+
+/// Bools, mostly `value` (so that whole rows of it occur and both results show up).
+fn biased_bools(shape: &[usize], seed: u64, value: bool) -> Tensor {
+    let mut rng = Rng::new(seed);
+    Tensor::from_bool(
+        shape.to_vec(),
+        (0..count_of(shape))
+            .map(|_| if rng.below(8) == 0 { !value } else { value })
+            .collect(),
+    )
+}
+
+#[test]
+fn more_ops_all_any_kernels_match_reference_over_every_axis_set() {
+    let shapes: &[&[usize]] = &[
+        &[],
+        &[1],
+        &[5],
+        &[37],
+        &[3, 4],
+        &[2, 17],
+        &[4, 33],
+        &[2, 3, 5],
+        &[3, 2, 20],
+        &[2, 3, 2, 4],
+        &[2, 0, 3],
+    ];
+    let mut cases = Vec::new();
+    for (s, shape) in shapes.iter().enumerate() {
+        let rank = shape.len();
+        for mask in 0..1usize << rank {
+            let axes: Vec<usize> = (0..rank).filter(|a| mask >> a & 1 == 1).collect();
+            for (k, kind) in [ReduceKind::All, ReduceKind::Any].into_iter().enumerate() {
+                for keep_dims in [false, true] {
+                    // Mostly true for All, mostly false for Any: rows of one value are likely.
+                    let seed = (s * 1000 + mask * 4 + k * 2 + keep_dims as usize) as u64;
+                    let input = biased_bools(shape, seed, kind == ReduceKind::All);
+                    cases.push(single(
+                        format!("{kind:?} {shape:?} axes={axes:?} keep_dims={keep_dims}"),
+                        Reduce {
+                            kind,
+                            axes: axes.clone(),
+                            keep_dims,
+                        },
+                        vec![input],
+                        Tol::Exact,
+                    ));
+                }
+            }
+        }
+    }
+    check_cases("all_any", cases, 40);
+}
+
+#[test]
+fn more_ops_all_any_take_only_bools() {
+    for (kind, dtype) in [
+        (ReduceKind::All, DType::F32),
+        (ReduceKind::Any, DType::I32),
+        (ReduceKind::Sum, DType::Bool),
+    ] {
+        let op = Reduce {
+            kind,
+            axes: vec![0],
+            keep_dims: false,
+        };
+        let input = typed(&[3], dtype, 1);
+        assert!(op.evaluate(&[&input]).is_err(), "{kind:?} {dtype:?}");
     }
 }
