@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tfjsc::ir::{DType, Graph, Tensor};
+use tfjsc::ops::lrn::Lrn;
 use tfjsc::ops::reduce::{Reduce, ReduceKind};
 use tfjsc::ops::sparse_to_dense::SparseToDense;
 use tfjsc::ops::Operator;
@@ -240,4 +241,54 @@ fn more_ops_all_any_take_only_bools() {
         let input = typed(&[3], dtype, 1);
         assert!(op.evaluate(&[&input]).is_err(), "{kind:?} {dtype:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LRN
+// ---------------------------------------------------------------------------------------------
+
+/// LRN against its reference (`powf`): `AbsRel(2e-6)`, |got − expected| ≤ 2e-6 · (1 + |expected|).
+/// The window sums are bitwise the reference's; the power is a square root and a division
+/// (beta 0.5, 0.75, 1: within an ulp or two of `powf`) or exp(−beta · log) (relative error of a
+/// few 1e-7 for the exponents here).
+#[test]
+fn more_ops_lrn_kernels_match_reference() {
+    let shapes: &[&[usize]] = &[
+        &[1, 1, 1, 1],
+        &[1, 2, 2, 3],
+        &[2, 3, 3, 8],
+        &[1, 4, 5, 17],
+        &[1, 2, 2, 64],
+        &[1, 1, 3, 0],
+    ];
+    // (depth_radius, bias, alpha, beta): TensorFlow's defaults, AlexNet's, the special powers and
+    // a window wider than the channels.
+    let settings: &[(usize, f32, f32, f32)] = &[
+        (5, 1.0, 1.0, 0.5),
+        (2, 2.0, 1e-4, 0.75),
+        (2, 1.0, 2e-5, 0.75),
+        (1, 1.0, 0.1, 1.0),
+        (0, 0.5, 0.3, 0.3),
+        (3, 1.5, 0.01, 0.0),
+        (40, 1.0, 0.001, 1.7),
+        (4, 3.0, 0.05, -0.4),
+    ];
+    let mut cases = Vec::new();
+    for (s, shape) in shapes.iter().enumerate() {
+        for (t, &(depth_radius, bias, alpha, beta)) in settings.iter().enumerate() {
+            let input = uniform(shape, (s * 100 + t) as u64, -10.0, 10.0);
+            cases.push(single(
+                format!("lrn {shape:?} r={depth_radius} bias={bias} alpha={alpha} beta={beta}"),
+                Lrn {
+                    depth_radius,
+                    bias,
+                    alpha,
+                    beta,
+                },
+                vec![input],
+                TRANSCENDENTAL,
+            ));
+        }
+    }
+    check_cases("lrn", cases, 16);
 }

@@ -13,6 +13,7 @@ pub mod elementwise;
 pub mod epilogue;
 pub mod gather;
 pub mod importer;
+pub mod lrn;
 pub mod matmul;
 pub mod one_hot;
 pub mod pool;
