@@ -4,11 +4,16 @@
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use tfjsc::ir::{DType, Graph, Tensor};
+use tfjsc::ops::einsum::import_einsum;
+use tfjsc::ops::importer::Importer;
 use tfjsc::ops::lrn::Lrn;
 use tfjsc::ops::reduce::{Reduce, ReduceKind};
 use tfjsc::ops::sparse_to_dense::SparseToDense;
 use tfjsc::ops::Operator;
+use tfjsc_proto::tensorflow::{attr_value, AttrValue, NodeDef};
 
 use crate::harness::*;
 
@@ -291,4 +296,119 @@ fn more_ops_lrn_kernels_match_reference() {
         }
     }
     check_cases("lrn", cases, 16);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Einsum
+// ---------------------------------------------------------------------------------------------
+
+/// Einsum from the definition: every output element is the sum, over all values of the labels
+/// the output lacks, of the product of the operands' elements.
+fn einsum_reference(equation: &str, operands: &[&Tensor]) -> Tensor {
+    let (inputs, output) = equation.split_once("->").expect("explicit output");
+    let labels: Vec<Vec<char>> = inputs.split(',').map(|p| p.chars().collect()).collect();
+    let output: Vec<char> = output.chars().collect();
+    let mut sizes: HashMap<char, usize> = HashMap::new();
+    for (operand, labels) in operands.iter().zip(&labels) {
+        for (&label, &size) in labels.iter().zip(&operand.shape) {
+            assert_eq!(*sizes.entry(label).or_insert(size), size, "label {label}");
+        }
+    }
+    let mut summed: Vec<char> = sizes
+        .keys()
+        .copied()
+        .filter(|c| !output.contains(c))
+        .collect();
+    summed.sort_unstable();
+    let out_shape: Vec<usize> = output.iter().map(|c| sizes[c]).collect();
+    let sum_shape: Vec<usize> = summed.iter().map(|c| sizes[c]).collect();
+    let values: Vec<Vec<f32>> = operands.iter().map(|t| t.to_f32_vec()).collect();
+    let mut result = Vec::with_capacity(count_of(&out_shape));
+    for flat in 0..count_of(&out_shape) {
+        let mut at: HashMap<char, usize> = output
+            .iter()
+            .copied()
+            .zip(multi_index(flat, &out_shape))
+            .collect();
+        let mut total = 0.0f64;
+        for inner in 0..count_of(&sum_shape) {
+            at.extend(summed.iter().copied().zip(multi_index(inner, &sum_shape)));
+            let mut product = 1.0f64;
+            for ((operand, labels), data) in operands.iter().zip(&labels).zip(&values) {
+                let mut position = 0;
+                for (&label, &size) in labels.iter().zip(&operand.shape) {
+                    position = position * size + at[&label];
+                }
+                product *= data[position] as f64;
+            }
+            total += product;
+        }
+        result.push(total as f32);
+    }
+    Tensor::from_f32(out_shape, result)
+}
+
+/// (equation, operand shapes).
+const EINSUMS: &[(&str, &[&[usize]])] = &[
+    ("ab,bc->ac", &[&[3, 5], &[5, 4]]),
+    ("ab,bc->ac", &[&[1, 17], &[17, 9]]),
+    ("abc,cd->abd", &[&[2, 3, 6], &[6, 5]]),
+    ("abc,cd->abd", &[&[4, 1, 8], &[8, 3]]),
+    ("abc,acd->abd", &[&[3, 4, 5], &[3, 5, 2]]),
+    ("abcd,aecd->acbe", &[&[2, 3, 4, 5], &[2, 6, 4, 5]]),
+    ("abcd,aecd->aceb", &[&[2, 3, 2, 8], &[2, 4, 2, 8]]),
+    ("bhqd,bhkd->bhqk", &[&[2, 3, 5, 8], &[2, 3, 7, 8]]),
+    ("bhqk,bhkd->bhqd", &[&[2, 3, 5, 7], &[2, 3, 7, 8]]),
+    ("ij->ji", &[&[3, 7]]),
+    ("abc->cab", &[&[2, 3, 4]]),
+    ("ij->i", &[&[4, 6]]),
+    ("ba,bc->ac", &[&[6, 3], &[6, 4]]),
+    ("ab,cb->ac", &[&[3, 6], &[4, 6]]),
+    ("abc,bcd->ad", &[&[2, 3, 4], &[3, 4, 5]]),
+    ("bij,bjk->bki", &[&[2, 3, 4], &[2, 4, 5]]),
+    ("a,b->ab", &[&[5], &[3]]),
+    ("a,a->", &[&[9], &[9]]),
+    ("ab,cd->abcd", &[&[2, 3], &[3, 2]]),
+    ("abc,d->ad", &[&[2, 3, 4], &[5]]),
+    ("btd,dhk->bthk", &[&[2, 5, 6], &[6, 3, 4]]),
+    ("bthk,hkd->btd", &[&[2, 5, 3, 4], &[3, 4, 6]]),
+];
+
+/// Einsum through its importer (the composition of reductions, transposes, views and one
+/// matrix product) against the definition: `Rel(1e-5)`, the tolerance of every sum of products.
+#[test]
+fn more_ops_einsum_matches_the_definition() {
+    let mut cases = Vec::new();
+    for (e, &(equation, shapes)) in EINSUMS.iter().enumerate() {
+        let operands: Vec<Tensor> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, shape)| uniform(shape, (e * 10 + i) as u64, -2.0, 2.0))
+            .collect();
+        cases.push(case(format!("einsum {equation} {shapes:?}"), move |b| {
+            let inputs: Vec<_> = operands.iter().map(|t| b.input(t.clone())).collect();
+            let node = NodeDef {
+                name: b.fresh("einsum"),
+                op: "Einsum".into(),
+                attr: [(
+                    "equation".to_string(),
+                    AttrValue {
+                        value: Some(attr_value::Value::S(equation.as_bytes().to_vec())),
+                    },
+                )]
+                .into_iter()
+                .collect(),
+                ..NodeDef::default()
+            };
+            let mut importer = Importer {
+                graph: &mut b.graph,
+            };
+            let result = import_einsum(&mut importer, &node, &inputs).expect("import")[0];
+            let refs: Vec<&Tensor> = operands.iter().collect();
+            b.reference
+                .insert(result, einsum_reference(equation, &refs));
+            b.output(result, SUMS);
+        }));
+    }
+    check_cases("einsum", cases, 8);
 }

@@ -9,6 +9,7 @@ pub mod arg;
 pub mod conv;
 pub mod conv_transpose;
 pub mod cumsum;
+pub mod einsum;
 pub mod elementwise;
 pub mod epilogue;
 pub mod gather;
