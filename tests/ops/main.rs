@@ -37,6 +37,7 @@ mod data_movement;
 mod harness;
 mod indexing;
 mod math;
+mod more_ops;
 mod tensorflow_cases;
 
 use proptest::prelude::*;

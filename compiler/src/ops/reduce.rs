@@ -1,4 +1,6 @@
-//! Reductions over constant axes: mean, sum, max, min, product.
+//! Reductions over constant axes: mean, sum, max, min, product over f32; all and any over bools
+//! (bool in, bool out: TensorFlow's All and Any, which take only bools). An empty reduction
+//! gives the kind's identity (all: true, any: false), as in TensorFlow.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub enum ReduceKind {
     Max,
     Min,
     Prod,
+    All,
+    Any,
 }
 
 const KINDS: &[(ReduceKind, &str, &str)] = &[
@@ -31,6 +35,8 @@ const KINDS: &[(ReduceKind, &str, &str)] = &[
     (ReduceKind::Max, "max", "Max"),
     (ReduceKind::Min, "min", "Min"),
     (ReduceKind::Prod, "prod", "Prod"),
+    (ReduceKind::All, "all", "All"),
+    (ReduceKind::Any, "any", "Any"),
 ];
 
 #[derive(Clone, Debug, PartialEq)]
@@ -83,8 +89,26 @@ impl Reduce {
             ReduceKind::Mean | ReduceKind::Sum => 0.0,
             ReduceKind::Max => f32::NEG_INFINITY,
             ReduceKind::Min => f32::INFINITY,
-            ReduceKind::Prod => 1.0,
+            ReduceKind::Prod | ReduceKind::All => 1.0,
+            ReduceKind::Any => 0.0,
         }
+    }
+
+    /// All and Any: logical reductions over bools.
+    fn is_logical(&self) -> bool {
+        matches!(self.kind, ReduceKind::All | ReduceKind::Any)
+    }
+
+    /// The input dtype this kind accepts.
+    fn check_dtype(&self, dtype: DType) -> OpResult<()> {
+        if self.is_logical() != (dtype == DType::Bool) {
+            return Err(invalid!(
+                "{:?} reduction of a {} tensor: all and any take bools, the others numbers",
+                self.kind,
+                dtype.short_name()
+            ));
+        }
+        Ok(())
     }
 
     fn combine(&self, k: &mut Kernel, acc: Value, value: Value) -> Value {
@@ -93,6 +117,8 @@ impl Reduce {
             ReduceKind::Max => k.builder.ins().fmax(acc, value),
             ReduceKind::Min => k.builder.ins().fmin(acc, value),
             ReduceKind::Prod => k.builder.ins().fmul(acc, value),
+            ReduceKind::All => k.builder.ins().band(acc, value),
+            ReduceKind::Any => k.builder.ins().bor(acc, value),
         }
     }
 }
@@ -119,6 +145,7 @@ impl Operator for Reduce {
 
     fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
         let input = inputs.ty(0)?;
+        self.check_dtype(input.dtype)?;
         Ok(vec![TensorType::new(
             input.dtype,
             self.output_shape(&input.shape)?,
@@ -128,6 +155,7 @@ impl Operator for Reduce {
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let input = inputs[0];
         let shape = self.output_shape(&input.shape)?;
+        self.check_dtype(input.dtype())?;
         let values = input.to_f32_vec();
         let strides = strides_of(&input.shape);
         let kept: Vec<usize> = (0..input.shape.len())
@@ -145,9 +173,13 @@ impl Operator for Reduce {
             }
             out[o] = match self.kind {
                 ReduceKind::Mean | ReduceKind::Sum => out[o] + v,
+                // NaN propagates, as in TensorFlow (f32::max and min would drop it).
+                ReduceKind::Max | ReduceKind::Min if out[o].is_nan() || v.is_nan() => f32::NAN,
                 ReduceKind::Max => out[o].max(v),
                 ReduceKind::Min => out[o].min(v),
                 ReduceKind::Prod => out[o] * v,
+                ReduceKind::All => f32::from(out[o] != 0.0 && v != 0.0),
+                ReduceKind::Any => f32::from(out[o] != 0.0 || v != 0.0),
             };
             if o == 0 {
                 count += 1;
@@ -165,9 +197,21 @@ impl Operator for Reduce {
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
-        if kernel.inputs[0].ty.dtype != DType::F32 {
-            return Err(kernel.error("reduction kernels are f32 only"));
+        let dtype = kernel.inputs[0].ty.dtype;
+        let logical = self.is_logical();
+        if dtype != if logical { DType::Bool } else { DType::F32 } {
+            return Err(kernel.error(format!(
+                "{:?} reduction kernels do not take {}",
+                self.kind,
+                dtype.short_name()
+            )));
         }
+        // Bools are bytes (0 or 1): sixteen to a vector, combined with and/or.
+        let (vector, scalar, lanes, size) = if logical {
+            (types::I8X16, types::I8, 16, 1)
+        } else {
+            (types::F32X4, types::F32, LANES, 4)
+        };
         let shape = kernel.inputs[0].ty.shape.clone();
         let strides = strides_of(&shape);
         let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
@@ -203,25 +247,25 @@ impl Operator for Reduce {
             zero,
             zero,
             &mut |k, input_base, output_base| {
-                let vector_end = inner / LANES * LANES;
+                let vector_end = inner / lanes * lanes;
                 for (start, count, width) in [
-                    (0, vector_end / LANES, LANES),
+                    (0, vector_end / lanes, lanes),
                     (vector_end, inner - vector_end, 1),
                 ] {
-                    let ty: Type = if width == LANES {
-                        types::F32X4
-                    } else {
-                        types::F32
-                    };
+                    let ty: Type = if width == lanes { vector } else { scalar };
                     k.for_steps(start, count, width, &mut |k, channel| {
                         let var = k.builder.declare_var(ty);
-                        let init = k.float_constant(ty, self.initial());
+                        let init = if logical {
+                            k.int_constant(ty, self.initial() as i64)
+                        } else {
+                            k.float_constant(ty, self.initial())
+                        };
                         k.builder.def_var(var, init);
                         let base = k.builder.ins().iadd(input_base, channel);
                         let pairs: Vec<(usize, usize, usize)> =
                             reduced_loops.iter().map(|&(n, s)| (n, s, 0)).collect();
                         nest(k, &pairs, base, base, &mut |k, offset, _| {
-                            let value = k.load(ty, input, offset, 4);
+                            let value = k.load(ty, input, offset, size);
                             let acc = k.builder.use_var(var);
                             let acc = self.combine(k, acc, value);
                             k.builder.def_var(var, acc);
@@ -233,7 +277,7 @@ impl Operator for Reduce {
                             result = k.builder.ins().fmul(result, factor);
                         }
                         let index = k.builder.ins().iadd(output_base, channel);
-                        k.store(result, output, index, 4);
+                        k.store(result, output, index, size);
                         Ok(())
                     })?;
                 }
@@ -268,7 +312,7 @@ fn nest(
     })
 }
 
-/// Mean, Sum, Max, Min, Prod with a constant axes operand.
+/// Mean, Sum, Max, Min, Prod, All, Any with a constant axes operand.
 pub fn import_reduce(
     importer: &mut Importer,
     node: &NodeDef,
@@ -416,5 +460,54 @@ pub const FAMILY: Family = Family {
         ("Max", import_reduce),
         ("Min", import_reduce),
         ("Prod", import_reduce),
+        ("All", import_reduce),
+        ("Any", import_reduce),
     ],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Graph;
+    use crate::ops::gather::tests::{node_def, only_op};
+    use tfjsc_proto::tensorflow::attr_value;
+
+    #[test]
+    fn all_and_any_import_as_logical_reductions() {
+        for (op_name, kind) in [("All", ReduceKind::All), ("Any", ReduceKind::Any)] {
+            let mut graph = Graph::new();
+            let x = graph.add_input("x", Some(TensorType::new(DType::Bool, vec![2, 3, 4])));
+            let axes = graph.add_constant("axes", Tensor::from_i32(vec![2], vec![-1, 0]), None);
+            let mut importer = Importer { graph: &mut graph };
+            let node = node_def("r", op_name, &[("keep_dims", attr_value::Value::B(true))]);
+            import_reduce(&mut importer, &node, &[x, axes]).unwrap();
+            let op = only_op(&graph);
+            let expected = Reduce {
+                kind,
+                axes: vec![0, 2],
+                keep_dims: true,
+            };
+            assert_eq!(op.as_any().downcast_ref::<Reduce>(), Some(&expected));
+            assert_eq!(
+                Reduce::parse(&op.attributes()).unwrap().attributes(),
+                op.attributes()
+            );
+        }
+    }
+
+    #[test]
+    fn logical_reductions_of_nothing_are_their_identities() {
+        let empty = Tensor::from_bool(vec![2, 0], vec![]);
+        for (kind, identity) in [(ReduceKind::All, true), (ReduceKind::Any, false)] {
+            let op = Reduce {
+                kind,
+                axes: vec![1],
+                keep_dims: false,
+            };
+            assert_eq!(
+                op.evaluate(&[&empty]).unwrap()[0],
+                Tensor::from_bool(vec![2], vec![identity; 2])
+            );
+        }
+    }
+}

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::importer::ImportFn;
 use super::{
-    arg, conv, conv_transpose, cumsum, elementwise, gather, matmul, one_hot, pool, reduce, resize,
-    shape, softmax, top_k,
+    arg, conv, conv_transpose, cumsum, einsum, elementwise, gather, lrn, matmul, one_hot, pool,
+    reduce, resize, shape, softmax, sparse_to_dense, top_k,
 };
 use super::{Attributes, OpResult, Operator};
 use crate::invalid;
@@ -53,6 +53,9 @@ pub const FAMILIES: &[&Family] = &[
     &shape::blocks::FAMILY,
     &shape::reverse::FAMILY,
     &resize::FAMILY,
+    &sparse_to_dense::FAMILY,
+    &lrn::FAMILY,
+    &einsum::FAMILY,
 ];
 
 /// Builds an IR op from its name and attributes.
