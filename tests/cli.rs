@@ -873,7 +873,7 @@ fn inspect_and_compile_list_the_same_unlowerable_nodes_all_at_once() {
             {"name": "inverse1", "op": "Reciprocal", "input": ["k"], "attr": int},
             {"name": "inverse2", "op": "Reciprocal", "input": ["inverse1"], "attr": int},
             {"name": "power", "op": "Pow", "input": ["inverse2", "k"], "attr": int},
-            {"name": "negated", "op": "Neg", "input": ["power"], "attr": int},
+            {"name": "rounded", "op": "Round", "input": ["power"], "attr": int},
         ]},
         "weightsManifest": [],
     });
@@ -901,7 +901,7 @@ fn inspect_and_compile_list_the_same_unlowerable_nodes_all_at_once() {
     let expected = [
         "cannot lower 3 node(s) on this target:",
         "  unary ×2: no I32 kernel for `reciprocal` (nodes \"inverse1\", \"inverse2\")",
-        "  binary ×1: no i32 kernel for `pow` (nodes \"power\")",
+        "  unary ×1: no I32 kernel for `round` (nodes \"rounded\")",
     ];
     assert_eq!(
         listing(&compiled.stderr),

@@ -832,3 +832,32 @@ fn execute_graph(graph: tfjsc::ir::Graph) -> Result<(), String> {
         .collect();
     execute(graph, &feeds).map(|_| ())
 }
+
+#[test]
+fn data_movement_fill_with_a_run_time_value() {
+    use tfjsc::ops::shape::Fill;
+    let mut cases = Vec::new();
+    for (d, dims) in [&[][..], &[1], &[5], &[4, 4], &[3, 7, 3], &[2, 33]]
+        .iter()
+        .enumerate()
+    {
+        let dims_tensor = Tensor::from_i32(vec![dims.len()], dims.to_vec());
+        for (v, value) in [
+            Tensor::from_f32(vec![], vec![-2.5]),
+            Tensor::from_i32(vec![], vec![i32::MIN + 7]),
+            Tensor::from_bool(vec![], vec![true]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let dims_tensor = dims_tensor.clone();
+            cases.push(case(format!("fill {dims:?} case {d}.{v}"), move |b| {
+                let shape = b.constant(dims_tensor.clone());
+                let x = b.input(value.clone());
+                let y = b.node(Fill, &[shape, x]);
+                b.output(y, Tol::Exact);
+            }));
+        }
+    }
+    check_cases("fill", cases, 12);
+}

@@ -299,6 +299,7 @@ fn integer_division_kernels_match_reference() {
         BinaryKind::FloorDiv,
         BinaryKind::FloorMod,
         BinaryKind::SquaredDifference,
+        BinaryKind::Pow,
     ] {
         for (s, shape) in SHAPES.iter().enumerate() {
             let seed = 700 + s as u64 * 3;
@@ -307,10 +308,14 @@ fn integer_division_kernels_match_reference() {
             for value in divisor.iter_mut().filter(|v| **v == 0) {
                 *value = 3;
             }
+            if kind == BinaryKind::Pow {
+                // Non-negative exponents (negative ones are an error), wrapping results.
+                divisor.iter_mut().for_each(|v| *v = v.abs() * 3);
+            }
             let mut x = x.to_i64_vec();
-            // The x86 trap cases: i32::MIN / −1, and exact multiples.
+            // The x86 trap case i32::MIN / −1 (for pow: i32::MIN squared wraps to 0).
             x[0] = i32::MIN as i64;
-            divisor[0] = -1;
+            divisor[0] = if kind == BinaryKind::Pow { 2 } else { -1 };
             let as_i32 =
                 |v: &[i64]| Tensor::from_i32(shape.to_vec(), v.iter().map(|&x| x as i32).collect());
             cases.push(single(
@@ -328,7 +333,17 @@ fn integer_division_kernels_match_reference() {
 fn integer_division_by_zero_fails_the_run_naming_the_node() {
     let x = Tensor::from_i32(vec![4], vec![7, -7, 3, 1]);
     let y = Tensor::from_i32(vec![4], vec![2, 2, 0, 1]);
-    for kind in [BinaryKind::FloorDiv, BinaryKind::FloorMod, BinaryKind::Div] {
+    for (kind, reason) in [
+        (BinaryKind::FloorDiv, "division by zero"),
+        (BinaryKind::FloorMod, "division by zero"),
+        (BinaryKind::Div, "division by zero"),
+        (BinaryKind::Pow, "negative power"),
+    ] {
+        let y = if kind == BinaryKind::Pow {
+            Tensor::from_i32(vec![4], vec![2, 1, -1, 0])
+        } else {
+            y.clone()
+        };
         let mut graph = tfjsc::ir::Graph::new();
         let a = graph.add_input("x", Some(x.tensor_type()));
         let b = graph.add_input("y", Some(y.tensor_type()));
@@ -340,9 +355,9 @@ fn integer_division_by_zero_fails_the_run_naming_the_node() {
         );
         let output = graph.node(node).expect("added").outputs[0];
         graph.add_output("z", output);
-        let message = execute(graph, &[x.clone(), y.clone()]).expect_err("a zero divisor fails");
+        let message = execute(graph, &[x.clone(), y.clone()]).expect_err("the data is refused");
         assert!(
-            message.contains("\"divide\"") && message.contains("division by zero"),
+            message.contains("\"divide\"") && message.contains(reason),
             "{}: {message}",
             kind.text()
         );
@@ -378,4 +393,47 @@ fn bool_and_integer_unary_kernels_match_reference() {
         }
     }
     check_cases("bool and integer unary", cases, 24);
+}
+
+#[test]
+fn integer_reduction_kernels_match_reference() {
+    use tfjsc::ops::reduce::{Reduce, ReduceKind};
+    let mut cases = Vec::new();
+    let shapes: [(&[usize], &[usize]); 5] = [
+        (&[7], &[0]),
+        (&[3, 5], &[1]),
+        (&[3, 5], &[0]),
+        (&[2, 3, 4], &[0, 2]),
+        (&[4, 1, 6], &[0, 1, 2]),
+    ];
+    for kind in [
+        ReduceKind::Sum,
+        ReduceKind::Mean,
+        ReduceKind::Max,
+        ReduceKind::Min,
+        ReduceKind::Prod,
+    ] {
+        for (s, &(shape, axes)) in shapes.iter().enumerate() {
+            for keep_dims in [false, true] {
+                // Large magnitudes: sums and products wrap, the mean truncates toward zero.
+                let (low, high) = if kind == ReduceKind::Prod {
+                    (-9, 10)
+                } else {
+                    (-1_000_000_000, 1_000_000_000)
+                };
+                let x = ints(shape, 1300 + s as u64, low, high);
+                cases.push(single(
+                    format!("{kind:?} i32 {shape:?} axes {axes:?} keep_dims={keep_dims}"),
+                    Reduce {
+                        kind,
+                        axes: axes.to_vec(),
+                        keep_dims,
+                    },
+                    vec![x],
+                    Tol::Exact,
+                ));
+            }
+        }
+    }
+    check_cases("integer reductions", cases, 25);
 }

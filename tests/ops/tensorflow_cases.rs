@@ -59,15 +59,7 @@ use crate::harness::{
 
 /// The cases that may be listed as "not yet lowered" instead of failing: known gaps, each with
 /// its reason. Any other case that does not import or lower is a failure.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    ("Mean", "int32 reductions have no kernel (f32 only)"),
-    ("Sum", "int32 reductions have no kernel (f32 only)"),
-    ("Max", "int32 reductions have no kernel (f32 only)"),
-    ("Min", "int32 reductions have no kernel (f32 only)"),
-    ("Prod", "int32 reductions have no kernel (f32 only)"),
-    ("Pow", "int32 pow has no kernel"),
-    ("Fill", "a fill value known only at run time has no kernel"),
-];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 /// The tolerance for an op's outputs (see the module documentation).
 fn tolerance(op: &str) -> Tol {

@@ -67,6 +67,8 @@ pub enum KernelFailure {
     IndexOutOfRange = 1,
     /// An integer division (or remainder) by zero.
     DivisionByZero = 2,
+    /// An integer raised to a negative power.
+    NegativeIntegerPower = 3,
 }
 
 /// Memory flags for kernel loads and stores: in bounds by construction, not necessarily aligned.

@@ -111,7 +111,36 @@ impl Reduce {
         Ok(())
     }
 
+    /// The int32 identity of the reduction.
+    fn initial_i32(&self) -> i32 {
+        match self.kind {
+            ReduceKind::Max => i32::MIN,
+            ReduceKind::Min => i32::MAX,
+            ReduceKind::Prod => 1,
+            _ => 0,
+        }
+    }
+
+    /// One int32 step, wrapping as TensorFlow's int32 arithmetic does.
+    fn combine_i32(&self, acc: i32, value: i32) -> i32 {
+        match self.kind {
+            ReduceKind::Max => acc.max(value),
+            ReduceKind::Min => acc.min(value),
+            ReduceKind::Prod => acc.wrapping_mul(value),
+            _ => acc.wrapping_add(value),
+        }
+    }
+
     fn combine(&self, k: &mut Kernel, acc: Value, value: Value) -> Value {
+        let integer = k.builder.func.dfg.value_type(acc).lane_type() == types::I32;
+        if integer {
+            return match self.kind {
+                ReduceKind::Max => k.builder.ins().smax(acc, value),
+                ReduceKind::Min => k.builder.ins().smin(acc, value),
+                ReduceKind::Prod => k.builder.ins().imul(acc, value),
+                _ => k.builder.ins().iadd(acc, value),
+            };
+        }
         match self.kind {
             ReduceKind::Mean | ReduceKind::Sum => k.builder.ins().fadd(acc, value),
             ReduceKind::Max => k.builder.ins().fmax(acc, value),
@@ -156,6 +185,9 @@ impl Operator for Reduce {
         let input = inputs[0];
         let shape = self.output_shape(&input.shape)?;
         self.check_dtype(input.dtype())?;
+        if input.dtype() == DType::I32 {
+            return Ok(vec![self.evaluate_i32(input, shape)]);
+        }
         let values = input.to_f32_vec();
         let strides = strides_of(&input.shape);
         let kept: Vec<usize> = (0..input.shape.len())
@@ -199,18 +231,27 @@ impl Operator for Reduce {
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
         let dtype = kernel.inputs[0].ty.dtype;
         let logical = self.is_logical();
-        if dtype != if logical { DType::Bool } else { DType::F32 } {
+        let accepted = if logical {
+            dtype == DType::Bool
+        } else {
+            matches!(dtype, DType::F32 | DType::I32)
+        };
+        if !accepted {
             return Err(kernel.error(format!(
                 "{:?} reduction kernels do not take {}",
                 self.kind,
                 dtype.short_name()
             )));
         }
-        // Bools are bytes (0 or 1): sixteen to a vector, combined with and/or.
-        let (vector, scalar, lanes, size) = if logical {
-            (types::I8X16, types::I8, 16, 1)
-        } else {
-            (types::F32X4, types::F32, LANES, 4)
+        if dtype == DType::I32 && i32::try_from(kernel.inputs[0].ty.element_count()).is_err() {
+            return Err(kernel.error("int32 reductions of more than 2^31 elements"));
+        }
+        // Bools are bytes (0 or 1): sixteen to a vector, combined with and/or. int32 runs one
+        // element at a time (the int32 mean divides, which has no vector instruction).
+        let (vector, scalar, lanes, size) = match dtype {
+            DType::Bool => (types::I8X16, types::I8, 16, 1),
+            DType::I32 => (types::I32, types::I32, 1, 4),
+            _ => (types::F32X4, types::F32, LANES, 4),
         };
         let shape = kernel.inputs[0].ty.shape.clone();
         let strides = strides_of(&shape);
@@ -255,10 +296,10 @@ impl Operator for Reduce {
                     let ty: Type = if width == lanes { vector } else { scalar };
                     k.for_steps(start, count, width, &mut |k, channel| {
                         let var = k.builder.declare_var(ty);
-                        let init = if logical {
-                            k.int_constant(ty, self.initial() as i64)
-                        } else {
-                            k.float_constant(ty, self.initial())
+                        let init = match dtype {
+                            DType::Bool => k.int_constant(ty, self.initial() as i64),
+                            DType::I32 => k.int_constant(ty, self.initial_i32() as i64),
+                            _ => k.float_constant(ty, self.initial()),
                         };
                         k.builder.def_var(var, init);
                         let base = k.builder.ins().iadd(input_base, channel);
@@ -272,7 +313,11 @@ impl Operator for Reduce {
                             Ok(())
                         })?;
                         let mut result = k.builder.use_var(var);
-                        if let Some(scale) = scale {
+                        if dtype == DType::I32 && self.kind == ReduceKind::Mean {
+                            // Truncating division by a positive constant: no trap possible.
+                            let count = reduced_count.max(1) as i64;
+                            result = k.builder.ins().sdiv_imm_s(result, count);
+                        } else if let Some(scale) = scale {
                             let factor = k.float_constant(ty, scale);
                             result = k.builder.ins().fmul(result, factor);
                         }
@@ -288,6 +333,34 @@ impl Operator for Reduce {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+impl Reduce {
+    /// int32 reductions in int32: sums and products wrap, the mean is the sum divided with
+    /// truncation, as in TensorFlow.
+    fn evaluate_i32(&self, input: &Tensor, shape: Vec<usize>) -> Tensor {
+        let values = input.to_i64_vec();
+        let strides = strides_of(&input.shape);
+        let kept: Vec<usize> = (0..input.shape.len())
+            .filter(|a| !self.axes.contains(a))
+            .collect();
+        let kept_shape: Vec<usize> = kept.iter().map(|&a| input.shape[a]).collect();
+        let kept_strides = strides_of(&kept_shape);
+        let mut out = vec![self.initial_i32(); kept_shape.iter().product()];
+        for (flat, &v) in values.iter().enumerate() {
+            let mut o = 0;
+            for (position, &axis) in kept.iter().enumerate() {
+                o += (flat / strides[axis] % input.shape[axis]) * kept_strides[position];
+            }
+            out[o] = self.combine_i32(out[o], v as i32);
+        }
+        if self.kind == ReduceKind::Mean {
+            let count: usize = self.axes.iter().map(|&a| input.shape[a]).product();
+            let count = count.max(1) as i32;
+            out.iter_mut().for_each(|v| *v = v.wrapping_div(count));
+        }
+        Tensor::from_i32(shape, out)
     }
 }
 

@@ -8,7 +8,7 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use super::*;
 use crate::codegen::elementwise::{broadcast_strides, lower_elementwise};
-use crate::codegen::kernel::Kernel;
+use crate::codegen::kernel::{Kernel, KernelFailure};
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType};
@@ -150,7 +150,13 @@ impl Binary {
             BinaryKind::Maximum => x.max(y),
             BinaryKind::Minimum => x.min(y),
             BinaryKind::SquaredDifference => (x - y).wrapping_mul(x - y),
-            BinaryKind::Pow => x.wrapping_pow(y.clamp(0, u32::MAX as i64) as u32),
+            BinaryKind::Pow if y < 0 => {
+                return Err(invalid!(
+                    "integers to negative integer powers are not allowed"
+                ))
+            }
+            // Wrapping in i64 and truncating to i32 is wrapping in i32: the same residues.
+            BinaryKind::Pow => x.wrapping_pow(y.min(u32::MAX as i64) as u32),
             BinaryKind::Prelu => {
                 if x < 0 {
                     x * y
@@ -316,6 +322,27 @@ impl Binary {
                         kernel.builder.ins().select(adjust, raised, remainder)
                     }
                 }
+            }
+            BinaryKind::Pow => {
+                // Square and multiply over the exponent's 31 bits (wrapping, as TensorFlow's
+                // int32 pow); a negative exponent is an error there and here.
+                let ty = kernel.builder.func.dfg.value_type(x);
+                let non_negative =
+                    kernel
+                        .builder
+                        .ins()
+                        .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, y, 0);
+                kernel.check(non_negative, KernelFailure::NegativeIntegerPower);
+                let mut result = kernel.int_constant(ty, 1);
+                let mut base = x;
+                for bit in 0..31 {
+                    let masked = kernel.builder.ins().band_imm_s(y, 1 << bit);
+                    let set = kernel.builder.ins().icmp_imm_s(IntCC::NotEqual, masked, 0);
+                    let product = kernel.builder.ins().imul(result, base);
+                    result = kernel.builder.ins().select(set, product, result);
+                    base = kernel.builder.ins().imul(base, base);
+                }
+                result
             }
             _ => return Err(kernel.error(format!("no i32 kernel for `{}`", self.kind.text()))),
         })

@@ -1,20 +1,22 @@
 //! Fill, Range, ZerosLike and OnesLike: values generated from constants or from static types,
-//! evaluated at compile time only.
+//! folded at compile time; Fill with a value known only at run time has a kernel.
 
 use std::any::Any;
 use std::sync::Arc;
 
-use crate::codegen::kernel::Kernel;
+use cranelift_codegen::ir::{types, InstBuilder};
+
+use crate::codegen::kernel::{memory_flags, Kernel};
 use crate::codegen::CodegenError;
 use crate::invalid;
-use crate::ir::{Tensor, TensorType, ValueId};
+use crate::ir::{DType, Tensor, TensorType, ValueId};
 use crate::ops::importer::{ImportError, Importer};
 use crate::ops::registry::Family;
 use crate::ops::Attribute;
 use crate::ops::{Attributes, InputFacts, OpResult, Operator};
 use tfjsc_proto::tensorflow::NodeDef;
 
-// ---- Fill and Range: compile-time only ----
+// ---- Fill and Range ----
 
 /// Fill(dims, value).
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +33,12 @@ impl Operator for Fill {
         if dims.iter().any(|&d| d < 0) {
             return Err(invalid!("Fill dims {dims:?} must be non-negative"));
         }
+        if inputs.ty(1)?.element_count() != 1 {
+            return Err(invalid!(
+                "Fill value must be a scalar, got {}",
+                inputs.ty(1)?
+            ));
+        }
         Ok(vec![TensorType::new(
             inputs.ty(1)?.dtype,
             dims.iter().map(|&d| d as usize).collect(),
@@ -43,12 +51,50 @@ impl Operator for Fill {
             .iter()
             .map(|&d| d.max(0) as usize)
             .collect();
-        let value = inputs[1].to_f32_vec().first().copied().unwrap_or(0.0);
-        Ok(vec![Tensor::filled(inputs[1].dtype(), dims, value as f64)])
+        // f64 holds every f32 and i32 value exactly.
+        let value = match inputs[1].dtype() {
+            DType::F32 => inputs[1].to_f32_vec().first().map(|&v| v as f64),
+            _ => inputs[1].to_i64_vec().first().map(|&v| v as f64),
+        };
+        Ok(vec![Tensor::filled(
+            inputs[1].dtype(),
+            dims,
+            value.unwrap_or(0.0),
+        )])
     }
 
+    /// The value's bits, copied to every element: 16-byte stores, then the tail.
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
-        Err(kernel.error("Fill with a run-time value is not supported"))
+        let dtype = kernel.outputs[0].ty.dtype;
+        let count = kernel.outputs[0].ty.element_count();
+        let (bits, vector) = match dtype {
+            DType::F32 | DType::I32 => (types::I32, types::I32X4),
+            DType::I64 => (types::I64, types::I64X2),
+            DType::Bool => (types::I8, types::I8X16),
+        };
+        let size = bits.bytes() as usize;
+        let lanes = 16 / size;
+        let (source, output) = (kernel.inputs[1].pointer, kernel.outputs[0].pointer);
+        let value = kernel.builder.ins().load(bits, memory_flags(), source, 0);
+        let splat = kernel.builder.ins().splat(vector, value);
+        kernel.for_count(count / lanes, &mut |k, chunk| {
+            let offset = k.builder.ins().imul_imm_s(chunk, 16);
+            let to = k.builder.ins().iadd(output, offset);
+            k.builder.ins().store(memory_flags(), splat, to, 0);
+            Ok(())
+        })?;
+        let head = count / lanes * lanes;
+        let tail = kernel
+            .builder
+            .ins()
+            .iadd_imm_s(output, (head * size) as i64);
+        for item in 0..count - head {
+            kernel
+                .builder
+                .ins()
+                .store(memory_flags(), value, tail, (item * size) as i32);
+        }
+        Ok(())
     }
 
     fn as_any(&self) -> &dyn Any {
