@@ -17,7 +17,7 @@
 //!   integer results, max/min (and max pool, ClipByValue, relu-like activations), floor, ceil,
 //!   round, sign, and the ops that are one correctly rounded IEEE operation per element in
 //!   TensorFlow (Eigen) and here alike: add, sub, mul, div, div-no-nan, square, squared
-//!   difference, sqrt, neg, abs, floor div, floor mod, cast. Nearest-neighbour
+//!   difference, sqrt, neg, abs, floor div, cast. Nearest-neighbour
 //!   resizing is exact too (it only picks elements).
 //! - `AbsRel(2e-6)` (|got - expected| ≤ 2e-6 × (1 + |expected|)): exp, expm1, log, log1p,
 //!   sigmoid, tanh, elu, selu, softplus, sin, cos, tan, erf, atan2, pow, rsqrt, reciprocal,
@@ -27,6 +27,8 @@
 //!   of the exact value. Rsqrt and Reciprocal: Eigen's packet versions are a hardware estimate
 //!   refined by a Newton step, not one correctly rounded division (TensorFlow gives
 //!   1 / 0.5 = 1.9999999), while tfjsc divides: about 1 ulp apart.
+//! - `Rel(1e-6)` for FloorMod: the float remainder of the rounded quotient, exact with FMA and
+//!   within an ulp of |y| without (the portable kernels); integer remainders are exact.
 //! - `Rel(1e-5)` (|got - expected| ≤ 1e-5 × max |expected| over the output): sums and products
 //!   (Sum, Mean, Prod, Cumsum, AddN), average pooling, convolutions, matrix products, batch
 //!   normalisation and bilinear resizing: the kernels add in another order than TensorFlow's
@@ -80,6 +82,9 @@ fn tolerance(op: &str) -> Tol {
         | "BatchMatMulV2"
         | "FusedBatchNormV3"
         | "ResizeBilinear" => SUMS,
+        // Float remainders: x − floor(x / y)·y is exact with a fused multiply-add and within an
+        // ulp of |y| without one (the portable kernels); integer cases are exact either way.
+        "FloorMod" => Tol::Rel(1e-6),
         _ => Tol::Exact,
     }
 }
