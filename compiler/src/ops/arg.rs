@@ -59,19 +59,7 @@ impl Arg {
     }
 
     fn layout(&self, shape: &[usize]) -> OpResult<ArgLayout> {
-        let rank = shape.len() as i64;
-        let axis = if self.axis < 0 {
-            self.axis + rank
-        } else {
-            self.axis
-        };
-        if axis < 0 || axis >= rank {
-            return Err(invalid!(
-                "axis {} is out of range for an input of rank {rank}",
-                self.axis
-            ));
-        }
-        let axis = axis as usize;
+        let axis = super::axis_of(self.axis, shape.len())?;
         if shape[axis] == 0 {
             return Err(invalid!("the reduction axis {axis} of {shape:?} is empty"));
         }
@@ -325,8 +313,8 @@ pub const FAMILY: Family = Family {
 mod tests {
     use super::*;
     use crate::ir::Graph;
-    use crate::ops::gather::tests::{node_def, only_op};
     use crate::ops::importer::data_type;
+    use crate::ops::importer::testing::{node_def, only_op};
     use tfjsc_proto::tensorflow::attr_value;
 
     #[test]

@@ -36,19 +36,7 @@ impl Cumsum {
 
     /// (outer, axis size, inner).
     fn layout(&self, shape: &[usize]) -> OpResult<(usize, usize, usize)> {
-        let rank = shape.len() as i64;
-        let axis = if self.axis < 0 {
-            self.axis + rank
-        } else {
-            self.axis
-        };
-        if axis < 0 || axis >= rank {
-            return Err(invalid!(
-                "axis {} is out of range for an input of rank {rank}",
-                self.axis
-            ));
-        }
-        let axis = axis as usize;
+        let axis = super::axis_of(self.axis, shape.len())?;
         Ok((
             shape[..axis].iter().product(),
             shape[axis],
@@ -229,7 +217,7 @@ pub const FAMILY: Family = Family {
 mod tests {
     use super::*;
     use crate::ir::Graph;
-    use crate::ops::gather::tests::{node_def, only_op};
+    use crate::ops::importer::testing::{node_def, only_op};
     use tfjsc_proto::tensorflow::attr_value;
 
     #[test]

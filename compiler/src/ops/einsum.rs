@@ -414,7 +414,7 @@ pub const FAMILY: Family = Family {
 mod tests {
     use super::*;
     use crate::ir::Graph;
-    use crate::ops::gather::tests::node_def;
+    use crate::ops::importer::testing::node_def;
     use tfjsc_proto::tensorflow::attr_value;
 
     fn import(equation: &str, count: usize) -> Result<Graph, String> {

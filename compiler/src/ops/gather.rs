@@ -490,37 +490,8 @@ pub const FAMILY: Family = Family {
 pub(crate) mod tests {
     use super::*;
     use crate::ir::Graph;
-    use tfjsc_proto::tensorflow::{attr_value, AttrValue};
-
-    pub(crate) fn node_def(
-        name: &str,
-        op: &str,
-        attributes: &[(&str, attr_value::Value)],
-    ) -> NodeDef {
-        NodeDef {
-            name: name.to_string(),
-            op: op.to_string(),
-            attr: attributes
-                .iter()
-                .map(|(key, value)| {
-                    (
-                        key.to_string(),
-                        AttrValue {
-                            value: Some(value.clone()),
-                        },
-                    )
-                })
-                .collect(),
-            ..NodeDef::default()
-        }
-    }
-
-    /// The single op the importer added to `graph`.
-    pub(crate) fn only_op(graph: &Graph) -> Arc<dyn Operator> {
-        let ops: Vec<_> = graph.nodes().map(|(_, n)| n.op.clone()).collect();
-        assert_eq!(ops.len(), 1, "{ops:?}");
-        ops[0].clone()
-    }
+    use crate::ops::importer::testing::{node_def, only_op};
+    use tfjsc_proto::tensorflow::attr_value;
 
     #[test]
     fn gather_v2_imports_axis_and_batch_dims() {

@@ -270,6 +270,17 @@ pub fn strides_of(shape: &[usize]) -> Vec<usize> {
     strides
 }
 
+/// Normalises a possibly negative axis of a tensor of rank `rank` ≥ 1 (a scalar has no axis).
+pub fn axis_of(axis: i64, rank: usize) -> OpResult<usize> {
+    let normalized = if axis < 0 { axis + rank as i64 } else { axis };
+    if normalized < 0 || normalized >= rank as i64 {
+        return Err(invalid!(
+            "axis {axis} is out of range for an input of rank {rank}"
+        ));
+    }
+    Ok(normalized as usize)
+}
+
 /// Normalises a possibly negative axis against `rank`.
 pub fn normalize_axis(axis: i64, rank: usize) -> OpResult<usize> {
     let rank = rank as i64;

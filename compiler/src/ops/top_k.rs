@@ -284,7 +284,7 @@ pub const FAMILY: Family = Family {
 mod tests {
     use super::*;
     use crate::ir::Graph;
-    use crate::ops::gather::tests::{node_def, only_op};
+    use crate::ops::importer::testing::{node_def, only_op};
     use tfjsc_proto::tensorflow::attr_value;
 
     #[test]

@@ -105,3 +105,45 @@ pub fn node_error(node: &NodeDef) -> impl Fn(String) -> ImportError + Copy + '_ 
         message,
     }
 }
+
+/// Helpers for op modules' importer tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use tfjsc_proto::tensorflow::{attr_value, AttrValue, NodeDef};
+
+    use crate::ir::Graph;
+    use crate::ops::Operator;
+
+    /// A NodeDef with these attributes.
+    pub(crate) fn node_def(
+        name: &str,
+        op: &str,
+        attributes: &[(&str, attr_value::Value)],
+    ) -> NodeDef {
+        NodeDef {
+            name: name.to_string(),
+            op: op.to_string(),
+            attr: attributes
+                .iter()
+                .map(|(key, value)| {
+                    (
+                        key.to_string(),
+                        AttrValue {
+                            value: Some(value.clone()),
+                        },
+                    )
+                })
+                .collect(),
+            ..NodeDef::default()
+        }
+    }
+
+    /// The op of the graph's only node.
+    pub(crate) fn only_op(graph: &Graph) -> Arc<dyn Operator> {
+        let ops: Vec<_> = graph.nodes().map(|(_, n)| n.op.clone()).collect();
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        ops[0].clone()
+    }
+}

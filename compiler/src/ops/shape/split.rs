@@ -340,25 +340,10 @@ pub const FAMILY: Family = Family {
 mod tests {
     use super::*;
     use crate::ir::{DType, Graph};
-    use tfjsc_proto::tensorflow::{attr_value, AttrValue};
+    use tfjsc_proto::tensorflow::attr_value;
 
     fn node(op: &str, attrs: &[(&str, attr_value::Value)]) -> NodeDef {
-        NodeDef {
-            name: "n".into(),
-            op: op.into(),
-            attr: attrs
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        AttrValue {
-                            value: Some(v.clone()),
-                        },
-                    )
-                })
-                .collect(),
-            ..NodeDef::default()
-        }
+        crate::ops::importer::testing::node_def("n", op, attrs)
     }
 
     fn types(graph: &Graph, values: &[ValueId]) -> Vec<Vec<usize>> {
