@@ -225,7 +225,8 @@ UNARY_ARG = {"Relu": "features", "Relu6": "features", "Elu": "features", "Selu":
              "Softplus": "features", "LeakyRelu": "features"}
 UNARY = ["Relu", "Relu6", "Elu", "Selu", "Sigmoid", "Tanh", "Exp", "Expm1", "Log", "Log1p",
          "Softplus", "Sqrt", "Rsqrt", "Square", "Abs", "Neg", "Sign", "Floor", "Ceil", "Round",
-         "Reciprocal", "Sin", "Cos", "Tan", "Erf"]
+         "Reciprocal", "Sin", "Cos", "Tan", "Erf", "Atan", "Asin", "Acos", "Sinh", "Cosh",
+         "Asinh", "Acosh", "Atanh", "IsNan", "IsInf", "IsFinite"]
 INT_UNARY = {"Abs", "Neg", "Sign", "Square"}
 
 
@@ -430,6 +431,22 @@ def shape_cases():
     case("Softmax", "[2, 3, 4]", [("logits", x)])
     case("Softmax", "large", [("logits", f32([[1000, 999, -1000], [88, 89, 90], [0, 0, 0]]))])
     case("Softmax", "-inf", [("logits", f32([[-INF, 0, 1], [-INF, -INF, 5]]))])
+    # LogSoftmax.
+    case("LogSoftmax", "[2, 7]", [("logits", uniform([2, 7], 63, -5, 5))])
+    case("LogSoftmax", "[2, 3, 4]", [("logits", x)])
+    case("LogSoftmax", "large", [("logits", f32([[1000, 999, -1000], [88, 89, 90], [0, 0, 0]]))])
+    # Einsum, the patterns models use.
+    for k, (equation, a, b) in enumerate([
+        ("ab,bc->ac", [3, 4], [4, 5]),
+        ("abc,cd->abd", [2, 3, 4], [4, 5]),
+        ("abc,acd->abd", [2, 3, 4], [2, 4, 5]),
+        ("bhqd,bhkd->bhqk", [1, 2, 3, 4], [1, 2, 5, 4]),
+        ("bhqk,bhkd->bhqd", [1, 2, 3, 5], [1, 2, 5, 4]),
+        ("abcd,aecd->acbe", [2, 3, 4, 5], [2, 6, 4, 5]),
+    ]):
+        case("Einsum", equation,
+             [("inputs", [uniform(a, 70 + k, -1, 1), uniform(b, 80 + k, -1, 1)])],
+             equation=equation)
     # Transpose.
     for perm in [[1, 0, 2], [2, 1, 0], [0, 1, 2], [2, 0, 1]]:
         case("Transpose", f"perm {perm}", [("x", x), ("perm", i32(perm))], const=("perm",))

@@ -272,7 +272,10 @@ impl Unary {
                 let doubled = kernel.builder.ins().fadd(x, x);
                 let large = kernel.log(doubled);
                 let limit = kernel.float_constant(ty, 4096.0);
-                kernel.select_float(FloatCC::GreaterThan, x, limit, large, small)
+                let value = kernel.select_float(FloatCC::GreaterThan, x, limit, large, small);
+                // Below 1 (where (x − 1)(x + 1) may overflow to +inf for huge |x|): NaN.
+                let nan = kernel.float_constant(ty, f32::NAN);
+                kernel.select_float(FloatCC::LessThan, x, one, nan, value)
             }
             UnaryKind::Atanh => {
                 // ½ · log1p(2x / (1 − x)).
