@@ -919,6 +919,50 @@ fn inspect_and_compile_list_the_same_unlowerable_nodes_all_at_once() {
 }
 
 #[test]
+fn nodes_whose_type_rule_refuses_them_are_listed_all_at_once() {
+    // int32 matrix products import but their type rule refuses them (f32 only): both are named,
+    // by inspect and compile alike, and the node reading both is not reported on its own.
+    let int = |name: &str| {
+        serde_json::json!({"name": name, "op": "Placeholder", "attr": {
+            "dtype": {"type": "DT_INT32"}, "shape": {"shape": {"dim": [{"size": "2"}, {"size": "2"}]}}}})
+    };
+    let matmul = |name: &str, a: &str, b: &str| serde_json::json!({"name": name, "op": "MatMul", "input": [a, b], "attr": {"T": {"type": "DT_INT32"}}});
+    let model = serde_json::json!({
+        "format": "graph-model",
+        "modelTopology": {"node": [
+            int("a"),
+            int("b"),
+            matmul("first", "a", "b"),
+            matmul("second", "b", "a"),
+            {"name": "sum", "op": "AddV2", "input": ["first", "second"], "attr": {"T": {"type": "DT_INT32"}}},
+        ]},
+        "weightsManifest": [],
+    });
+    let temporary = tempfile::tempdir().unwrap();
+    let path = temporary.path().join("model.json");
+    write_json(&path, &model);
+    let library = temporary.path().join("libm.so");
+    let compiled = fails(&[
+        OsStr::new("compile"),
+        path.as_os_str(),
+        OsStr::new("-o"),
+        library.as_os_str(),
+    ]);
+    let inspected = fails(&[OsStr::new("inspect"), path.as_os_str()]);
+    for run in [&compiled, &inspected] {
+        let text = &run.stderr;
+        assert!(
+            text.contains("2 nodes are not supported")
+                && text.contains("node \"first\" (matmul)")
+                && text.contains("node \"second\" (matmul)")
+                && !text.contains("\"sum\""),
+            "{}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
 fn linking_a_library_leaves_the_users_other_files_alone() {
     // `-o x.so` once wrote its temporary object as `x.o` and deleted it.
     let temporary = tempfile::tempdir().unwrap();

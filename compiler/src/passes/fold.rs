@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::PassError;
 use crate::ir::{Graph, NodeId, Tensor};
-use crate::ops::{InputFacts, Specialized};
+use crate::ops::{InputFacts, OpError, Specialized};
 
 /// Largest result (in elements) inference folds on its own; bigger ones wait for `fold_constants`.
 const SMALL_FOLD_LIMIT: usize = 4096;
@@ -41,6 +41,7 @@ pub fn fold_constants(graph: &mut Graph) -> Result<(), PassError> {
 }
 
 fn walk(graph: &mut Graph, pass: &'static str, fold_limit: usize) -> Result<(), PassError> {
+    let mut unsupported = Vec::new();
     for id in graph.node_ids() {
         let Some(node) = graph.node(id) else { continue };
         let inputs = node.inputs.clone();
@@ -51,11 +52,22 @@ fn walk(graph: &mut Graph, pass: &'static str, fold_limit: usize) -> Result<(), 
         }
         let mut types = Vec::with_capacity(inputs.len());
         for &input in &inputs {
-            let ty =
-                graph.value(input).ty.clone().ok_or_else(|| {
-                    node_error(graph, id, pass, format!("input {input} has no type"))
-                })?;
-            types.push(ty);
+            match graph.value(input).ty.clone() {
+                Some(ty) => types.push(ty),
+                // Downstream of a node already reported as unsupported: nothing more to say.
+                None if !unsupported.is_empty() => break,
+                None => {
+                    return Err(node_error(
+                        graph,
+                        id,
+                        pass,
+                        format!("input {input} has no type"),
+                    ))
+                }
+            }
+        }
+        if types.len() != inputs.len() {
+            continue;
         }
         let constants: Vec<Option<Arc<Tensor>>> = inputs
             .iter()
@@ -92,9 +104,15 @@ fn walk(graph: &mut Graph, pass: &'static str, fold_limit: usize) -> Result<(), 
             }
             None => facts,
         };
-        let inferred = op
-            .infer(&facts)
-            .map_err(|e| node_error(graph, id, pass, e.to_string()))?;
+        let inferred = match op.infer(&facts) {
+            Ok(inferred) => inferred,
+            // An op this compiler cannot handle for these inputs: every such node is listed.
+            Err(error @ OpError::Unsupported(_)) => {
+                unsupported.push(node_error(graph, id, pass, error.to_string()));
+                continue;
+            }
+            Err(error) => return Err(node_error(graph, id, pass, error.to_string())),
+        };
         if inferred.len() != outputs.len() {
             return Err(node_error(
                 graph,
@@ -155,5 +173,9 @@ fn walk(graph: &mut Graph, pass: &'static str, fold_limit: usize) -> Result<(), 
             }
         }
     }
-    Ok(())
+    match unsupported.len() {
+        0 => Ok(()),
+        1 => Err(unsupported.remove(0)),
+        _ => Err(PassError::Unsupported(unsupported)),
+    }
 }

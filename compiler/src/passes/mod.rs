@@ -22,6 +22,9 @@ pub enum PassError {
     },
     #[error("{0}")]
     Verify(#[from] crate::ir::verify::VerifyError),
+    /// Several nodes the compiler cannot handle, every one of them.
+    #[error("{} nodes are not supported:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Unsupported(Vec<PassError>),
 }
 
 pub type PassFn = fn(&mut Graph) -> Result<(), PassError>;
