@@ -173,6 +173,216 @@ fn model_json_seeds() {
         "every_dtype",
         &model_json_input(&json, &stream),
     );
+    // The fixtures of the newer ops (GatherNd, ArgMax, TopKV2, DepthToSpace, SplitV, ...), with
+    // their whole (small) shards; seg_decoder and dilated_net are left to the op seeds below.
+    for name in ["keypoint_head", "mesh_refine", "detector_head"] {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture(&format!("{name}/model.json"))).unwrap())
+                .unwrap();
+        let shard = std::fs::read(fixture(&format!("{name}/group1-shard1of1.bin"))).unwrap();
+        let json = serde_json::to_vec(&json).unwrap();
+        write_seed("model_json", name, &model_json_input(&json, &shard));
+    }
+    // One small graph per TensorFlow op case (`op_cases`): the op alone, its inputs placeholders
+    // or constants as TensorFlow's case has them.
+    for (name, json, shard) in op_case_models() {
+        write_seed("model_json", &name, &model_json_input(&json, &shard));
+    }
+}
+
+/// At most this many cases of each op in `tests/fixtures/op_cases` become seeds, spread over its
+/// cases (which vary the attributes).
+const CASES_PER_OP: usize = 3;
+
+/// Einsum has no TensorFlow case file: equations the importer lowers, as cases of the same form.
+fn einsum_cases() -> Vec<serde_json::Value> {
+    let tensor = |shape: &[usize]| {
+        let count: usize = shape.iter().product();
+        serde_json::json!({"dtype": "float32", "shape": shape,
+            "values": (0..count).map(|i| i as f32 * 0.5 - 1.0).collect::<Vec<_>>()})
+    };
+    [
+        ("ij,jk->ik", vec![vec![2, 3], vec![3, 4]], vec![2, 4]),
+        (
+            "bij,bjk->bik",
+            vec![vec![2, 2, 3], vec![2, 3, 2]],
+            vec![2, 2, 2],
+        ),
+        (
+            "abc,cd->abd",
+            vec![vec![1, 2, 3], vec![3, 2]],
+            vec![1, 2, 2],
+        ),
+        ("ij->ji", vec![vec![2, 3]], vec![3, 2]),
+        ("ij->i", vec![vec![2, 3]], vec![2]),
+        (
+            "bhqd,bhkd->bhqk",
+            vec![vec![1, 2, 3, 4], vec![1, 2, 5, 4]],
+            vec![1, 2, 3, 5],
+        ),
+    ]
+    .into_iter()
+    .map(|(equation, inputs, output)| {
+        serde_json::json!({"op": "Einsum", "name": equation,
+            "attrs": {"equation": {"kind": "string", "value": equation},
+                      "N": {"kind": "int", "value": inputs.len()},
+                      "T": {"kind": "type", "value": 1}},
+            "inputs": inputs.iter().map(|shape| tensor(shape)).collect::<Vec<_>>(),
+            "const_inputs": if inputs.len() == 2 { vec![1] } else { vec![] },
+            "outputs": [tensor(&output)]})
+    })
+    .collect()
+}
+
+/// `(seed name, model.json, shard)` for the chosen cases of every op in
+/// `tests/fixtures/op_cases`, and [`einsum_cases`].
+fn op_case_models() -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    use base64::Engine;
+    use serde_json::{json, Value};
+    use tfjsc_proto::tensorflow::DataType;
+
+    let type_name = |number: i64| {
+        DataType::try_from(number as i32)
+            .expect("a TensorFlow dtype")
+            .as_str_name()
+            .to_string()
+    };
+    let dtype_of = |name: &str| match name {
+        "float32" => "DT_FLOAT",
+        "int32" => "DT_INT32",
+        "bool" => "DT_BOOL",
+        other => panic!("op case dtype {other}"),
+    };
+    let shape_of = |tensor: &Value| {
+        let dims: Vec<Value> = tensor["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|size| json!({"size": size.as_i64().unwrap().to_string()}))
+            .collect();
+        json!({ "dim": dims })
+    };
+    let mut files = files_in(&fixture("op_cases"));
+    files.retain(|path| {
+        path.extension()
+            .is_some_and(|extension| extension == "json")
+    });
+    let mut ops: Vec<(String, Vec<Value>)> = files
+        .iter()
+        .map(|path| {
+            let file: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+            let op = file["op"].as_str().unwrap().to_string();
+            (op, file["cases"].as_array().unwrap().clone())
+        })
+        .collect();
+    ops.push(("Einsum".to_string(), einsum_cases()));
+
+    let mut models = Vec::new();
+    for (op, cases) in ops {
+        let step = cases.len().div_ceil(CASES_PER_OP).max(1);
+        for (index, case) in cases.iter().enumerate().step_by(step) {
+            let mut nodes = Vec::new();
+            let mut weights = Vec::new();
+            let mut shard = Vec::new();
+            let mut signature_inputs = serde_json::Map::new();
+            let constant: Vec<u64> = case["const_inputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_u64().unwrap())
+                .collect();
+            let mut input_names = Vec::new();
+            for (i, tensor) in case["inputs"].as_array().unwrap().iter().enumerate() {
+                let name = format!("in{i}");
+                let dtype = dtype_of(tensor["dtype"].as_str().unwrap());
+                let shape = shape_of(tensor);
+                if constant.contains(&(i as u64)) {
+                    nodes.push(json!({"name": name, "op": "Const", "attr": {
+                        "dtype": {"type": dtype},
+                        "value": {"tensor": {"dtype": dtype, "tensorShape": shape}}}}));
+                    let values = tensor["values"].as_array().unwrap();
+                    for value in values {
+                        match dtype {
+                            "DT_FLOAT" => {
+                                let v = match value {
+                                    Value::String(s) => {
+                                        s.parse::<f32>().unwrap_or(match s.as_str() {
+                                            "-inf" => f32::NEG_INFINITY,
+                                            "inf" => f32::INFINITY,
+                                            _ => f32::NAN,
+                                        })
+                                    }
+                                    _ => value.as_f64().unwrap() as f32,
+                                };
+                                shard.extend(v.to_le_bytes());
+                            }
+                            "DT_INT32" => {
+                                shard.extend((value.as_i64().unwrap() as i32).to_le_bytes())
+                            }
+                            _ => shard
+                                .push(value.as_bool().unwrap_or_else(|| value.as_i64() == Some(1))
+                                    as u8),
+                        }
+                    }
+                    let dtype_name = match dtype {
+                        "DT_FLOAT" => "float32",
+                        "DT_INT32" => "int32",
+                        _ => "bool",
+                    };
+                    weights.push(json!({"name": name, "shape": tensor["shape"],
+                        "dtype": dtype_name}));
+                } else {
+                    nodes.push(json!({"name": name, "op": "Placeholder", "attr": {
+                        "dtype": {"type": dtype}, "shape": {"shape": shape}}}));
+                    signature_inputs.insert(
+                        name.clone(),
+                        json!({"name": format!("{name}:0"), "dtype": dtype, "tensorShape": shape}),
+                    );
+                }
+                input_names.push(name);
+            }
+            let mut attr = serde_json::Map::new();
+            for (name, value) in case["attrs"].as_object().unwrap() {
+                let v = &value["value"];
+                let converted = match value["kind"].as_str().unwrap() {
+                    "type" => json!({"type": type_name(v.as_i64().unwrap())}),
+                    "int" => json!({"i": v.as_i64().unwrap().to_string()}),
+                    "float" => json!({ "f": v }),
+                    "bool" => json!({ "b": v }),
+                    "string" => json!({"s": base64::engine::general_purpose::STANDARD
+                        .encode(v.as_str().unwrap())}),
+                    "list_int" => json!({"list": {"i": v.as_array().unwrap().iter()
+                        .map(|i| i.as_i64().unwrap().to_string()).collect::<Vec<_>>()}}),
+                    other => panic!("{op}: attribute kind {other}"),
+                };
+                attr.insert(name.clone(), converted);
+            }
+            nodes.push(json!({"name": "op", "op": op, "input": input_names, "attr": attr}));
+            let mut signature_outputs = serde_json::Map::new();
+            for (k, output) in case["outputs"].as_array().unwrap().iter().enumerate() {
+                let dtype = match output["dtype"].as_str().unwrap() {
+                    "int64" => "DT_INT64",
+                    other => dtype_of(other),
+                };
+                signature_outputs.insert(
+                    format!("out{k}"),
+                    json!({"name": format!("op:{k}"), "dtype": dtype}),
+                );
+            }
+            let model = json!({
+                "format": "graph-model",
+                "modelTopology": {"node": nodes, "versions": {"producer": 1}},
+                "signature": {"inputs": signature_inputs, "outputs": signature_outputs},
+                "weightsManifest": [{"paths": [fuzzing::MODEL_JSON_SHARD], "weights": weights}]
+            });
+            models.push((
+                format!("op-{op}-{index}"),
+                serde_json::to_vec(&model).unwrap(),
+                shard,
+            ));
+        }
+    }
+    models
 }
 
 /// The legacy fixtures' graphs with every weight's value put in its `Const`, so the graph
@@ -309,6 +519,10 @@ fn pipeline_seeds() {
             write_seed("pipeline", &name, &std::fs::read(&path).unwrap());
         }
     }
+    let import_dump = tfjsc::compile::CompileOptions {
+        dump_ir: vec!["import".to_string()],
+        ..Default::default()
+    };
     // The fixtures as imported (weights print elided): real op mixes at real sizes.
     for name in ["mlp", "small_cnn", "effnet_block", "mobilenet_v2_035_96"] {
         let options = tfjsc::compile::CompileOptions {
@@ -321,7 +535,87 @@ fn pipeline_seeds() {
         let (_, text) = &lowered.dumps[0];
         write_seed("pipeline", name, text.as_bytes());
     }
+    for name in [
+        "seg_decoder",
+        "detector_head",
+        "keypoint_head",
+        "mesh_refine",
+        "dilated_net",
+    ] {
+        let lowered =
+            tfjsc::compile::lower_to_ir(&fixture(&format!("{name}/model.json")), &import_dump)
+                .expect("fixture lowers");
+        write_seed("pipeline", name, lowered.dumps[0].1.as_bytes());
+    }
+    // The newer ops on inline constants (which the passes fold and the kernels index with),
+    // including out-of-range and negative indices, so mutations start close to the edges.
+    let mut graph = tfjsc::ir::text::parse(NEW_OPS_INLINE).expect("the inline seed parses");
+    tfjsc::passes::run_pipeline(&mut graph, true, &mut |_, _| {}).expect("and passes");
+    write_seed(
+        "pipeline",
+        "new_ops_inline_constants",
+        NEW_OPS_INLINE.as_bytes(),
+    );
+    // Every op case's graph as imported: one small graph per IR op the importers produce, with
+    // the attributes TensorFlow's cases vary. Cases the importer refuses are skipped.
+    let scratch = std::env::temp_dir().join(format!("tfjsc-seeds-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut written = 0;
+    for (name, json, shard) in op_case_models() {
+        std::fs::write(scratch.join("model.json"), &json).unwrap();
+        std::fs::write(scratch.join(fuzzing::MODEL_JSON_SHARD), &shard).unwrap();
+        if let Ok(lowered) = tfjsc::compile::lower_to_ir(&scratch.join("model.json"), &import_dump)
+        {
+            write_seed("pipeline", &name, lowered.dumps[0].1.as_bytes());
+            written += 1;
+        } else {
+            eprintln!("{name}: does not import, no pipeline seed");
+        }
+    }
+    std::fs::remove_dir_all(&scratch).unwrap();
+    eprintln!("{written} pipeline seeds from op cases");
 }
+
+/// A pipeline seed: the newer ops fed by inline constants.
+const NEW_OPS_INLINE: &str = r#"graph {
+  input %0 "x" : f32[2,3,4]
+  const %1 [0, 2, -1, 5] : i32[4]
+  const %2 [1, 0, 0, 2, 1, 3] : i32[3,2]
+  const %3 [2, 1, 1] : i32[3]
+  const %4 [1, 2] : i32[2]
+  const %5 [0, 1, 1, 2] : i32[4]
+  const %6 [0, 0, 1, 2] : i32[2,2]
+  const %7 [1.5] : f32[]
+  const %8 [0] : f32[]
+  const %9 [2, 3, 4] : i32[3]
+  input %24 "image" : f32[1,2,2,5]
+  %10 = gather(%0, %1) {axis=2, batch_dims=0} : ? @"gather"
+  %11 = gather_nd(%0, %2) : ? @"gather_nd"
+  %12 = tile(%0, %3) : ? @"tile"
+  %13 = reverse(%0, %4) : ? @"reverse"
+  %14 = one_hot(%5, %7, %8) {axis=-1, depth=5} : ? @"one_hot"
+  %15 = sparse_to_dense(%6, %7, %8) {shape=[3, 4]} : ? @"sparse_to_dense"
+  %16 = cumsum(%0) {axis=-1, exclusive=true, reverse=true} : ? @"cumsum"
+  %17, %18 = top_k(%0) {k=3, sorted=true} : ?, ? @"top_k"
+  %19 = arg(%0) {axis=1, kind="max"} : ? @"arg"
+  %20, %21 = split(%0) {axis=2, count=2, sizes=[1, 3]} : ?, ? @"split"
+  %22 = broadcast_to(%7, %9) : ? @"broadcast_to"
+  %23 = lrn(%24) {depth_radius=2, bias=1.0, alpha=0.5, beta=0.75} : ? @"lrn"
+  output "gather" %10
+  output "gather_nd" %11
+  output "tile" %12
+  output "reverse" %13
+  output "one_hot" %14
+  output "sparse_to_dense" %15
+  output "cumsum" %16
+  output "top_k" %17
+  output "top_k_indices" %18
+  output "arg" %19
+  output "split" %21
+  output "broadcast_to" %22
+  output "lrn" %23
+}
+"#;
 
 /// Rewrites the seed corpus from the fixtures (ignored: run it by name after changing a format).
 #[test]
