@@ -26,7 +26,7 @@ fn run_imported(op: &str, feeds: &[Tensor]) -> Result<Vec<tfjsc_runtime::Tensor>
     };
     let import = registry::importer_for(op).ok_or(format!("{op} is not registered"))?;
     let outputs =
-        import(&mut Importer { graph: &mut graph }, &node, &inputs).map_err(|e| e.to_string())?;
+        import(&mut Importer::new(&mut graph), &node, &inputs).map_err(|e| e.to_string())?;
     graph.add_output("y", outputs[0]);
     execute(graph, feeds)
 }

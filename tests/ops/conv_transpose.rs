@@ -170,7 +170,7 @@ fn run_config(config: &Config, seed: u64) -> Result<(), String> {
     let node = node_def(config.padding, config.stride, explicit_pads);
     let import = registry::importer_for("Conv2DBackpropInput").ok_or("not registered")?;
     let outputs = import(
-        &mut Importer { graph: &mut graph },
+        &mut Importer::new(&mut graph),
         &node,
         &[sizes, weights, input],
     )
@@ -260,7 +260,7 @@ fn conv2d_backprop_input_needs_constant_sizes_and_filter() {
     );
     let import = registry::importer_for("Conv2DBackpropInput").expect("registered");
     let error = import(
-        &mut Importer { graph: &mut graph },
+        &mut Importer::new(&mut graph),
         &node_def("SAME", [2, 2], None),
         &[sizes, filter, dy],
     )
@@ -270,4 +270,64 @@ fn conv2d_backprop_input_needs_constant_sizes_and_filter() {
         message.contains("deconv") && message.contains("input_sizes"),
         "{message}"
     );
+}
+
+/// The graph Keras' Conv2DTranspose traces with a dynamic batch: `input_sizes` is
+/// `Pack(StridedSlice(Shape(dy))[0], 6, 6, 1)`, computed, not a Const. With the batch pinned to 1
+/// it folds during import, and the result equals the one with constant sizes.
+#[test]
+fn conv2d_backprop_input_sizes_computed_from_a_dynamic_batch_fold_at_import() {
+    let int = |value: &[i32]| {
+        serde_json::json!({"tensor": {"dtype": "DT_INT32",
+            "tensorShape": if value.len() == 1 { serde_json::json!({}) } else { serde_json::json!({"dim": [{"size": value.len().to_string()}]}) },
+            "intVal": value}})
+    };
+    let constant = |name: &str, value: &[i32]| serde_json::json!({"name": name, "op": "Const", "attr": {"dtype": {"type": "DT_INT32"}, "value": int(value)}});
+    let filter: Vec<f32> = uniform(&[3, 3, 1, 2], 5, -1.0, 1.0).to_f32_vec();
+    let model = |computed: bool| {
+        let mut nodes = vec![
+            serde_json::json!({"name": "dy", "op": "Placeholder", "attr": {"dtype": {"type": "DT_FLOAT"},
+                "shape": {"shape": {"dim": [{"size": "-1"}, {"size": "3"}, {"size": "3"}, {"size": "2"}]}}}}),
+            serde_json::json!({"name": "filter", "op": "Const", "attr": {"dtype": {"type": "DT_FLOAT"},
+                "value": {"tensor": {"dtype": "DT_FLOAT", "tensorShape": {"dim": [{"size": "3"}, {"size": "3"}, {"size": "1"}, {"size": "2"}]},
+                "floatVal": filter}}}}),
+            constant("h", &[6]),
+            constant("w", &[6]),
+            constant("c", &[1]),
+        ];
+        if computed {
+            nodes.extend([
+                serde_json::json!({"name": "shape", "op": "Shape", "input": ["dy"], "attr": {"out_type": {"type": "DT_INT32"}}}),
+                constant("begin", &[0, 0][..1]),
+                constant("end", &[1, 0][..1]),
+                constant("step", &[1, 0][..1]),
+                serde_json::json!({"name": "batch", "op": "StridedSlice", "input": ["shape", "begin", "end", "step"],
+                    "attr": {"shrink_axis_mask": {"i": "1"}}}),
+                serde_json::json!({"name": "sizes", "op": "Pack", "input": ["batch", "h", "w", "c"], "attr": {"N": {"i": "4"}}}),
+            ]);
+        } else {
+            nodes.push(constant("sizes", &[1, 6, 6, 1]));
+        }
+        nodes.push(serde_json::json!({"name": "deconv", "op": "Conv2DBackpropInput", "input": ["sizes", "filter", "dy"],
+            "attr": {"strides": {"list": {"i": ["1", "2", "2", "1"]}}, "padding": {"s": "U0FNRQ=="}}}));
+        serde_json::json!({"format": "graph-model", "modelTopology": {"node": nodes}, "weightsManifest": []})
+    };
+    let directory = tempfile::tempdir().unwrap();
+    let dy = uniform(&[1, 3, 3, 2], 6, -1.0, 1.0);
+    let mut results = Vec::new();
+    for computed in [false, true] {
+        let path = directory.path().join(format!("model_{computed}.json"));
+        std::fs::write(&path, serde_json::to_vec(&model(computed)).unwrap()).unwrap();
+        let library =
+            crate::common::compile_model(&path, directory.path(), &format!("lib{computed}.so"));
+        let loaded = tfjsc_runtime::Model::load(&library, None).unwrap();
+        let outputs = loaded
+            .new_context()
+            .unwrap()
+            .run_tensors(&[to_runtime(&dy)])
+            .unwrap();
+        assert_eq!(outputs[0].shape, vec![1, 6, 6, 1]);
+        results.push(crate::common::as_f32(&outputs[0]));
+    }
+    assert_eq!(results[0], results[1]);
 }

@@ -400,9 +400,7 @@ fn more_ops_einsum_matches_the_definition() {
                 .collect(),
                 ..NodeDef::default()
             };
-            let mut importer = Importer {
-                graph: &mut b.graph,
-            };
+            let mut importer = Importer::new(&mut b.graph);
             let result = import_einsum(&mut importer, &node, &inputs).expect("import")[0];
             let refs: Vec<&Tensor> = operands.iter().collect();
             b.reference

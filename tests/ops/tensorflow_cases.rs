@@ -426,7 +426,7 @@ fn import_case(
         ..Default::default()
     };
     let before: HashSet<_> = graph.node_ids().into_iter().collect();
-    let outputs = import(&mut Importer { graph }, &node, &ids).map_err(|e| e.to_string())?;
+    let outputs = import(&mut Importer::new(graph), &node, &ids).map_err(|e| e.to_string())?;
     let reference = (|| -> Result<Vec<Tensor>, String> {
         for (id, node) in graph.nodes().filter(|(id, _)| !before.contains(id)) {
             let inputs: Vec<Tensor> = node

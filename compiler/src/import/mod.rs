@@ -161,7 +161,7 @@ pub fn import(
                 let import = registry::importer_for(op).ok_or_else(|| {
                     ImportError::UnsupportedOps(BTreeMap::from([(op.to_string(), 1)]))
                 })?;
-                let mut importer = Importer { graph: &mut graph };
+                let mut importer = Importer::with_inference(&mut graph, infer_so_far);
                 import(&mut importer, node, &inputs)?
             }
         };
@@ -309,6 +309,12 @@ fn import_constant(
         return Ok(graph.add_constant(&node.name, tensor.cast(DType::I32), None));
     }
     Ok(graph.add_constant(&node.name, tensor, None))
+}
+
+/// Shape inference over the graph imported so far, for operands an importer needs as constants;
+/// an error here is reported by the pipeline later, with the whole graph.
+fn infer_so_far(graph: &mut Graph) {
+    let _ = crate::passes::infer_shapes(graph);
 }
 
 /// Nodes whose outputs nothing reads (excluding constants and NoOps).

@@ -331,7 +331,7 @@ mod tests {
                 .map(|t| ("output_type", attr_value::Value::Type(t)))
                 .into_iter()
                 .collect();
-            let mut importer = Importer { graph: &mut graph };
+            let mut importer = Importer::new(&mut graph);
             import_arg(&mut importer, &node_def("a", op, &attributes), &[x, axis]).unwrap();
             let op = only_op(&graph);
             assert_eq!(
@@ -351,7 +351,7 @@ mod tests {
         let x = graph.add_input("x", None);
         let axis = graph.add_input("axis", None);
         let constant_axis = graph.add_constant("c", Tensor::from_i32(vec![], vec![0]), None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let error = import_arg(&mut importer, &node_def("a", "ArgMax", &[]), &[x, axis])
             .unwrap_err()
             .to_string();

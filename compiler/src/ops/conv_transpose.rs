@@ -16,8 +16,6 @@
 //! of `D` padded by `kh − 1 − p` before with the flipped filter. The spread costs `sh·sw` times
 //! the multiply-adds of a direct kernel (zeros are multiplied); see issue 11.
 
-use std::sync::Arc;
-
 use tfjsc_proto::tensorflow::NodeDef;
 
 use super::conv::{tf_pair, Conv2d};
@@ -46,11 +44,11 @@ pub fn import_conv2d_backprop_input(
         )));
     }
     let padding = Padding::from_tf(&attributes).map_err(fail)?;
-    let constant = |value: ValueId, what: &str| {
+    // input_sizes is often computed from the input's Shape (Keras with a dynamic batch): with
+    // static input shapes it folds, so ask for it after inference of the graph so far.
+    let mut constant = |value: ValueId, what: &str| {
         importer
-            .graph
-            .constant(value)
-            .map(|c| Arc::clone(&c.tensor))
+            .constant_value(value)
             .ok_or_else(|| fail(format!("{what} must be a compile-time constant")))
     };
     let sizes = constant(inputs[0], "input_sizes")?.to_i64_vec();

@@ -225,7 +225,7 @@ mod tests {
         let mut graph = Graph::new();
         let x = graph.add_input("x", None);
         let axis = graph.add_constant("axis", Tensor::from_i32(vec![], vec![-1]), None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let node = node_def(
             "c",
             "Cumsum",
@@ -248,7 +248,7 @@ mod tests {
             Cumsum::parse(&op.attributes()).unwrap().attributes(),
             op.attributes()
         );
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let node = node_def("c", "Cumsum", &[("reverse", attr_value::Value::I(1))]);
         let error = import_cumsum(&mut importer, &node, &[x, axis])
             .unwrap_err()

@@ -430,7 +430,7 @@ mod tests {
                 attr_value::Value::S(equation.as_bytes().to_vec()),
             )],
         );
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         import_einsum(&mut importer, &node, &inputs).map_err(|e| e.to_string())?;
         Ok(graph)
     }

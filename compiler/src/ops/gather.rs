@@ -301,23 +301,22 @@ pub fn import_gather(
 
 /// The value of a constant scalar (or one-element) integer operand, or an error naming the node.
 pub(crate) fn scalar_constant(
-    importer: &Importer,
+    importer: &mut Importer,
     node: &NodeDef,
     value: ValueId,
     what: &str,
 ) -> Result<i64, ImportError> {
-    let constant = importer
-        .graph
-        .constant(value)
+    let tensor = importer
+        .constant_value(value)
         .ok_or_else(|| importer.error(node, format!("{what} must be a compile-time constant")))?;
-    match constant.tensor.to_i64_vec()[..] {
-        [single] if constant.tensor.dtype() != DType::F32 => Ok(single),
+    match tensor.to_i64_vec()[..] {
+        [single] if tensor.dtype() != DType::F32 => Ok(single),
         _ => Err(importer.error(
             node,
             format!(
                 "{what} must be one integer, got {} {:?}",
-                constant.tensor.dtype().short_name(),
-                constant.tensor.shape
+                tensor.dtype().short_name(),
+                tensor.shape
             ),
         )),
     }
@@ -500,7 +499,7 @@ pub(crate) mod tests {
         let indices = graph.add_input("indices", None);
         let axis = graph.add_constant("axis", Tensor::from_i32(vec![], vec![-1]), None);
         let node = node_def("g", "GatherV2", &[("batch_dims", attr_value::Value::I(-1))]);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         import_gather(&mut importer, &node, &[params, indices, axis]).unwrap();
         let op = only_op(&graph);
         assert_eq!(
@@ -520,7 +519,7 @@ pub(crate) mod tests {
         let mut graph = Graph::new();
         let params = graph.add_input("params", None);
         let indices = graph.add_input("indices", None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         import_gather(
             &mut importer,
             &node_def("g", "Gather", &[]),
@@ -544,7 +543,7 @@ pub(crate) mod tests {
         let indices = graph.add_input("indices", None);
         let axis = graph.add_input("axis", None);
         let float_axis = graph.add_constant("f", Tensor::from_f32(vec![], vec![1.0]), None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let node = node_def("g", "GatherV2", &[]);
         let error = import_gather(&mut importer, &node, &[params, indices, axis])
             .unwrap_err()
@@ -577,7 +576,7 @@ pub(crate) mod tests {
         let mut graph = Graph::new();
         let params = graph.add_input("params", None);
         let indices = graph.add_input("indices", None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let node = node_def("nd", "GatherNd", &[("batch_dims", attr_value::Value::I(1))]);
         let error = import_gather_nd(&mut importer, &node, &[params, indices])
             .unwrap_err()

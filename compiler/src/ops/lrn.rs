@@ -255,7 +255,7 @@ mod tests {
         ] {
             let mut graph = Graph::new();
             let x = graph.add_input("x", None);
-            let mut importer = Importer { graph: &mut graph };
+            let mut importer = Importer::new(&mut graph);
             import_lrn(&mut importer, &node_def("n", "LRN", &attributes), &[x]).unwrap();
             let op = only_op(&graph);
             assert_eq!(op.as_any().downcast_ref::<Lrn>(), Some(&expected));
@@ -266,7 +266,7 @@ mod tests {
         }
         let mut graph = Graph::new();
         let x = graph.add_input("x", None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let node = node_def("n", "LRN", &[("depth_radius", attr_value::Value::I(-1))]);
         let error = import_lrn(&mut importer, &node, &[x])
             .unwrap_err()

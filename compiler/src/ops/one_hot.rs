@@ -203,7 +203,7 @@ mod tests {
             let depth = graph.add_constant("depth", Tensor::from_i32(vec![], vec![5]), None);
             let on = graph.add_input("on", None);
             let off = graph.add_input("off", None);
-            let mut importer = Importer { graph: &mut graph };
+            let mut importer = Importer::new(&mut graph);
             let node = node_def("h", "OneHot", &attributes);
             import_one_hot(&mut importer, &node, &[x, depth, on, off]).unwrap();
             let op = only_op(&graph);
@@ -224,7 +224,7 @@ mod tests {
         let x = graph.add_input("x", None);
         let depth = graph.add_input("depth", None);
         let negative = graph.add_constant("n", Tensor::from_i32(vec![], vec![-2]), None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let node = node_def("h", "OneHot", &[]);
         let error = import_one_hot(&mut importer, &node, &[x, depth, x, x])
             .unwrap_err()

@@ -551,7 +551,7 @@ mod tests {
             let mut graph = Graph::new();
             let x = graph.add_input("x", Some(TensorType::new(DType::Bool, vec![2, 3, 4])));
             let axes = graph.add_constant("axes", Tensor::from_i32(vec![2], vec![-1, 0]), None);
-            let mut importer = Importer { graph: &mut graph };
+            let mut importer = Importer::new(&mut graph);
             let node = node_def("r", op_name, &[("keep_dims", attr_value::Value::B(true))]);
             import_reduce(&mut importer, &node, &[x, axes]).unwrap();
             let op = only_op(&graph);

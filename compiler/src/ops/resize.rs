@@ -514,7 +514,7 @@ mod tests {
         let mut graph = Graph::new();
         let x = graph.add_input("x", Some(TensorType::new(DType::F32, vec![1, 2, 2, 3])));
         let size = graph.add_constant("size", Tensor::from_i32(vec![2], vec![4, 4]), None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let both = node(
             "ResizeBilinear",
             &[
@@ -539,7 +539,7 @@ mod tests {
             "ResizeBilinear",
             &[("align_corners", attr_value::Value::I(1))],
         );
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         assert!(import_resize(&mut importer, &wrong, &[x, size]).is_err());
     }
 

@@ -218,13 +218,12 @@ pub fn import_sparse_to_dense(
     inputs: &[ValueId],
 ) -> Result<Vec<ValueId>, ImportError> {
     importer.expect_inputs(node, inputs, 4)?;
-    let constant = importer.graph.constant(inputs[1]).ok_or_else(|| {
+    let tensor = importer.constant_value(inputs[1]).ok_or_else(|| {
         importer.error(
             node,
             "the output shape (input 1) must be a compile-time constant",
         )
     })?;
-    let tensor = &constant.tensor;
     if tensor.dtype() == DType::F32 || tensor.shape.len() > 1 {
         return Err(importer.error(
             node,
@@ -271,7 +270,7 @@ mod tests {
         let shape = graph.add_constant("shape", Tensor::from_i32(vec![2], vec![3, 4]), None);
         let values = graph.add_input("values", None);
         let default = graph.add_input("default", None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let node = node_def(
             "s",
             "SparseToDense",
@@ -295,7 +294,7 @@ mod tests {
         let x = graph.add_input("x", None);
         let negative = graph.add_constant("n", Tensor::from_i32(vec![2], vec![3, -1]), None);
         let float = graph.add_constant("f", Tensor::from_f32(vec![1], vec![3.0]), None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let node = node_def("s", "SparseToDense", &[]);
         let error = import_sparse_to_dense(&mut importer, &node, &[x, x, x, x])
             .unwrap_err()

@@ -296,7 +296,7 @@ mod tests {
             let mut graph = Graph::new();
             let x = graph.add_input("x", None);
             let k = graph.add_constant("k", Tensor::from_i32(vec![], vec![3]), None);
-            let mut importer = Importer { graph: &mut graph };
+            let mut importer = Importer::new(&mut graph);
             let outputs = import_top_k(
                 &mut importer,
                 &node_def("t", "TopKV2", &attributes),
@@ -322,7 +322,7 @@ mod tests {
         let x = graph.add_input("x", None);
         let k = graph.add_input("k", None);
         let negative = graph.add_constant("n", Tensor::from_i32(vec![], vec![-1]), None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let node = node_def("t", "TopKV2", &[]);
         let error = import_top_k(&mut importer, &node, &[x, k])
             .unwrap_err()

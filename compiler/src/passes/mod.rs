@@ -29,6 +29,9 @@ pub enum PassError {
 
 pub type PassFn = fn(&mut Graph) -> Result<(), PassError>;
 
+/// Shape inference alone (the pipeline's first pass), for the importer's partial graphs.
+pub use fold::infer_shapes;
+
 /// The pipeline, in order. Names are what `--dump-ir` takes.
 pub const PIPELINE: &[(&str, PassFn)] = &[
     ("infer_shapes", fold::infer_shapes),

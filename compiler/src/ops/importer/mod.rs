@@ -43,9 +43,43 @@ pub type ImportFn = fn(&mut Importer, &NodeDef, &[ValueId]) -> Result<Vec<ValueI
 /// The importer state handed to each op's import function.
 pub struct Importer<'g> {
     pub graph: &'g mut Graph,
+    /// Types and folds the graph built so far (the graph importer passes shape inference), so
+    /// that [`Importer::constant_value`] can see operands that are constant only once shapes are
+    /// known (a size computed from `Shape` of a dynamic-batch input, say).
+    infer: Option<InferFn>,
+}
+
+/// Types and folds a partial graph; errors are left for the pipeline to report.
+pub type InferFn = fn(&mut Graph);
+
+impl<'g> Importer<'g> {
+    pub fn new(graph: &'g mut Graph) -> Importer<'g> {
+        Importer { graph, infer: None }
+    }
+
+    /// An importer that can fold operands computed from shapes (see [`Importer::constant_value`]).
+    pub fn with_inference(graph: &'g mut Graph, infer: InferFn) -> Importer<'g> {
+        Importer {
+            graph,
+            infer: Some(infer),
+        }
+    }
 }
 
 impl Importer<'_> {
+    /// The value of `value` if it is a compile-time constant, directly or once the graph built
+    /// so far is typed and folded (with static input shapes, `Shape` → `StridedSlice` → `Pack`
+    /// chains fold). For operands an op's import needs to know, such as Conv2DBackpropInput's
+    /// `input_sizes`.
+    pub fn constant_value(&mut self, value: ValueId) -> Option<Arc<Tensor>> {
+        if self.graph.constant(value).is_none() {
+            if let Some(infer) = self.infer {
+                infer(self.graph);
+            }
+        }
+        self.graph.constant(value).map(|c| Arc::clone(&c.tensor))
+    }
+
     pub fn error(&self, node: &NodeDef, message: impl std::fmt::Display) -> ImportError {
         node_error(node)(message.to_string())
     }

@@ -646,7 +646,7 @@ mod tests {
     fn import_checks_block_size_and_data_format() {
         let mut graph = Graph::new();
         let x = graph.add_input("x", Some(TensorType::new(DType::F32, vec![1, 2, 2, 8])));
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let good = node("DepthToSpace", &[("block_size", attr_value::Value::I(2))]);
         let y = import_depth_space(&mut importer, &good, &[x]).unwrap()[0];
         let nchw = node(

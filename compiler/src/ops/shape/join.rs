@@ -166,9 +166,8 @@ pub fn import_concat(
         .split_last()
         .ok_or_else(|| importer.error(node, "no inputs"))?;
     let axis = importer
-        .graph
-        .constant(axis_value)
-        .and_then(|c| c.tensor.to_i64_vec().first().copied())
+        .constant_value(axis_value)
+        .and_then(|tensor| tensor.to_i64_vec().first().copied())
         .ok_or_else(|| importer.error(node, "the concat axis must be a constant"))?;
     Ok(vec![importer.add(
         node,

@@ -504,7 +504,7 @@ mod tests {
         let mut graph = Graph::new();
         let x = graph.add_input("x", None);
         let p = graph.add_constant("p", Tensor::from_i32(vec![1, 2], vec![1, 1]), None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         for (mode, symmetric) in [("REFLECT", false), ("SYMMETRIC", true)] {
             let n = node(
                 "MirrorPad",

@@ -449,7 +449,7 @@ mod tests {
             op: "Slice".into(),
             ..NodeDef::default()
         };
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let y = import_slice(&mut importer, &node, &[x, begin, size]).unwrap()[0];
         crate::passes::PIPELINE[0].1(&mut graph).unwrap();
         assert_eq!(graph.ty(y).shape, [2, 2]);

@@ -226,15 +226,14 @@ impl Operator for Split {
 
 /// The integer values of a constant operand, read at import.
 fn constant_ints(
-    importer: &Importer,
+    importer: &mut Importer,
     node: &NodeDef,
     value: ValueId,
     what: &str,
 ) -> Result<Vec<i64>, ImportError> {
     importer
-        .graph
-        .constant(value)
-        .map(|c| c.tensor.to_i64_vec())
+        .constant_value(value)
+        .map(|tensor| tensor.to_i64_vec())
         .ok_or_else(|| importer.error(node, format!("{what} must be a constant")))
 }
 
@@ -250,7 +249,11 @@ fn positive_count(node: &NodeDef, name: &str) -> Result<usize, ImportError> {
     Ok(count as usize)
 }
 
-fn single_axis(importer: &Importer, node: &NodeDef, value: ValueId) -> Result<i64, ImportError> {
+fn single_axis(
+    importer: &mut Importer,
+    node: &NodeDef,
+    value: ValueId,
+) -> Result<i64, ImportError> {
     match constant_ints(importer, node, value, "the split axis")?[..] {
         [axis] => Ok(axis),
         ref other => Err(importer.error(
@@ -357,7 +360,7 @@ mod tests {
         let axis = graph.add_constant("axis", Tensor::from_i32(vec![], vec![1]), None);
         let last = graph.add_constant("last", Tensor::from_i32(vec![], vec![-1]), None);
         let sizes = graph.add_constant("sizes", Tensor::from_i32(vec![3], vec![1, -1, 2]), None);
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let split = node("Split", &[("num_split", attr_value::Value::I(3))]);
         let parts = import_split(&mut importer, &split, &[axis, x]).unwrap();
         let split_v = node("SplitV", &[("num_split", attr_value::Value::I(3))]);

@@ -429,7 +429,7 @@ mod tests {
             op: "Size".into(),
             ..NodeDef::default()
         };
-        let mut importer = Importer { graph: &mut graph };
+        let mut importer = Importer::new(&mut graph);
         let s32 = import_size(&mut importer, &size, &[x]).unwrap()[0];
         size.attr.insert(
             "out_type".into(),
