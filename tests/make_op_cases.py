@@ -768,6 +768,14 @@ def nn_cases():
              alpha=alpha, beta=beta)
 
 
+def graph_info_cases():
+    """Rank and ShapeN: values known from the static shapes."""
+    case("Rank", "[2, 3, 4]", [("input", uniform([2, 3, 4], 90, -1, 1))])
+    case("Rank", "scalar", [("input", f32(1.5))])
+    case("ShapeN", "two inputs", [("input", [uniform([2, 3], 91, -1, 1), uniform([4], 92, -1, 1)])],
+         out_type=tf.int32)
+
+
 def main():
     only = set(sys.argv[1:])
     unary_cases()
@@ -775,6 +783,7 @@ def main():
     reduction_cases()
     shape_cases()
     nn_cases()
+    graph_info_cases()
     os.makedirs(OUT, exist_ok=True)
     total = 0
     for op, cases in sorted(CASES.items()):

@@ -312,6 +312,35 @@ pub fn import_shape(
     Ok(vec![importer.add(node, ShapeOf, vec![inputs[0]])])
 }
 
+/// ShapeN: one Shape per input (output k is input k's shape).
+pub fn import_shape_n(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    importer.expect_inputs(node, inputs, 1)?;
+    Ok(inputs
+        .iter()
+        .enumerate()
+        .map(|(k, &input)| importer.add_named(&format!("{}:{k}", node.name), ShapeOf, vec![input]))
+        .collect())
+}
+
+/// Rank as the size of the shape: both fold from types.
+pub fn import_rank(
+    importer: &mut Importer,
+    node: &NodeDef,
+    inputs: &[ValueId],
+) -> Result<Vec<ValueId>, ImportError> {
+    importer.expect_inputs(node, inputs, 1)?;
+    let shape = importer.add_named(&format!("{}/shape", node.name), ShapeOf, vec![inputs[0]]);
+    Ok(vec![importer.add(
+        node,
+        SizeOf { dtype: DType::I32 },
+        vec![shape],
+    )])
+}
+
 // ---- Size ----
 
 /// The element count of its input as a scalar of `dtype` (I32 or I64); always folds.
@@ -410,6 +439,8 @@ pub const FAMILY: Family = Family {
         ("Squeeze", import_squeeze),
         ("ExpandDims", import_expand_dims),
         ("Shape", import_shape),
+        ("ShapeN", import_shape_n),
+        ("Rank", import_rank),
         ("Size", import_size),
     ],
 };
