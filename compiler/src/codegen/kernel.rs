@@ -301,6 +301,27 @@ impl<'a> Kernel<'a> {
         self.for_range(start, end, step as i64, body)
     }
 
+    /// Nested constant-count loops over two walking indices: each level is (count, step of the
+    /// first index, step of the second); `body` gets both indices at the innermost point.
+    pub fn for_nest(
+        &mut self,
+        levels: &[(usize, i64, i64)],
+        first: Value,
+        second: Value,
+        body: &mut dyn FnMut(&mut Kernel<'a>, Value, Value) -> Result<(), CodegenError>,
+    ) -> Result<(), CodegenError> {
+        let Some((&(count, first_step, second_step), rest)) = levels.split_first() else {
+            return body(self, first, second);
+        };
+        self.for_count(count, &mut |k, i| {
+            let a = k.builder.ins().imul_imm_s(i, first_step);
+            let a = k.builder.ins().iadd(first, a);
+            let b = k.builder.ins().imul_imm_s(i, second_step);
+            let b = k.builder.ins().iadd(second, b);
+            k.for_nest(rest, a, b, body)
+        })
+    }
+
     /// e^x for f32 scalars or f32x4 vectors: Cody-Waite range reduction and a degree-6
     /// polynomial (Cephes expf coefficients), relative error below 2e-7. The scale 2^k is applied
     /// as two halves so every k from -150 to 128 stays a normal float: results down to the

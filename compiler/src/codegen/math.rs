@@ -221,26 +221,19 @@ impl Kernel<'_> {
             (sine, cosine_value)
         };
         let value = self.select_float(FloatCC::Equal, j4, two, far, near);
-        // Sign: sine is odd and flips in octants 4..7; cosine flips for j in {2, 4}.
         let zero = self.float_constant(ty, 0.0);
         let minus_zero = self.float_constant(ty, -0.0);
-        let sign = if cosine {
-            let flip_high =
-                self.select_float(FloatCC::GreaterThanOrEqual, j, four, minus_zero, zero);
-            let flip_two = self.select_float(FloatCC::Equal, j4, two, minus_zero, zero);
-            let a = self.builder.ins().bitcast(int_ty, flags, flip_high);
-            let b = self.builder.ins().bitcast(int_ty, flags, flip_two);
-            let bits = self.builder.ins().bxor(a, b);
-            self.builder.ins().bitcast(ty, flags, bits)
+        // Both flip in octants 4..7; besides, cosine flips for j mod 4 = 2 and sine takes x's sign.
+        let flip_high = self.select_float(FloatCC::GreaterThanOrEqual, j, four, minus_zero, zero);
+        let other = if cosine {
+            self.select_float(FloatCC::Equal, j4, two, minus_zero, zero)
         } else {
-            let flip_high =
-                self.select_float(FloatCC::GreaterThanOrEqual, j, four, minus_zero, zero);
-            let sign_of_x = self.copysign(zero, x);
-            let a = self.builder.ins().bitcast(int_ty, flags, flip_high);
-            let b = self.builder.ins().bitcast(int_ty, flags, sign_of_x);
-            let bits = self.builder.ins().bxor(a, b);
-            self.builder.ins().bitcast(ty, flags, bits)
+            self.copysign(zero, x)
         };
+        let a = self.builder.ins().bitcast(int_ty, flags, flip_high);
+        let b = self.builder.ins().bitcast(int_ty, flags, other);
+        let bits = self.builder.ins().bxor(a, b);
+        let sign = self.builder.ins().bitcast(ty, flags, bits);
         let value_bits = self.builder.ins().bitcast(int_ty, flags, value);
         let sign_bits = self.builder.ins().bitcast(int_ty, flags, sign);
         let signed = self.builder.ins().bxor(value_bits, sign_bits);

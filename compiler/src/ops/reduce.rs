@@ -269,10 +269,10 @@ impl Operator for Reduce {
         } else {
             (&kept[..], 1)
         };
-        let outer_loops: Vec<(usize, usize, usize)> = outer
+        let outer_loops: Vec<(usize, i64, i64)> = outer
             .iter()
             .enumerate()
-            .map(|(p, &a)| (shape[a], strides[a], kept_strides[p]))
+            .map(|(p, &a)| (shape[a], strides[a] as i64, kept_strides[p] as i64))
             .collect();
         let reduced_loops: Vec<(usize, usize)> =
             reduced.iter().map(|&a| (shape[a], strides[a])).collect();
@@ -282,8 +282,7 @@ impl Operator for Reduce {
             None
         };
         let zero = kernel.iconst(0);
-        nest(
-            kernel,
+        kernel.for_nest(
             &outer_loops,
             zero,
             zero,
@@ -303,9 +302,11 @@ impl Operator for Reduce {
                         };
                         k.builder.def_var(var, init);
                         let base = k.builder.ins().iadd(input_base, channel);
-                        let pairs: Vec<(usize, usize, usize)> =
-                            reduced_loops.iter().map(|&(n, s)| (n, s, 0)).collect();
-                        nest(k, &pairs, base, base, &mut |k, offset, _| {
+                        let pairs: Vec<(usize, i64, i64)> = reduced_loops
+                            .iter()
+                            .map(|&(n, s)| (n, s as i64, 0))
+                            .collect();
+                        k.for_nest(&pairs, base, base, &mut |k, offset, _| {
                             let value = k.load(ty, input, offset, size);
                             let acc = k.builder.use_var(var);
                             let acc = self.combine(k, acc, value);
@@ -362,27 +363,6 @@ impl Reduce {
         }
         Tensor::from_i32(shape, out)
     }
-}
-
-/// Nested constant-count loops; each level is (count, input stride, output stride). The body gets
-/// the accumulated input and output element offsets.
-fn nest(
-    kernel: &mut Kernel,
-    levels: &[(usize, usize, usize)],
-    input_base: Value,
-    output_base: Value,
-    body: &mut dyn FnMut(&mut Kernel, Value, Value) -> Result<(), CodegenError>,
-) -> Result<(), CodegenError> {
-    let Some((&(count, input_stride, output_stride), rest)) = levels.split_first() else {
-        return body(kernel, input_base, output_base);
-    };
-    kernel.for_count(count, &mut |k, index| {
-        let step_in = k.builder.ins().imul_imm_s(index, input_stride as i64);
-        let input = k.builder.ins().iadd(input_base, step_in);
-        let step_out = k.builder.ins().imul_imm_s(index, output_stride as i64);
-        let output = k.builder.ins().iadd(output_base, step_out);
-        nest(k, rest, input, output, body)
-    })
 }
 
 /// Mean, Sum, Max, Min, Prod, All, Any with a constant axes operand.

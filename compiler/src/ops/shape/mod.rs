@@ -119,8 +119,7 @@ pub(super) fn copy_rows(
     let source = kernel.iconst(source_start);
     let destination = kernel.iconst(destination_start);
     let bytes = row * element;
-    rows_at(
-        kernel,
+    kernel.for_nest(
         levels,
         source,
         destination,
@@ -180,31 +179,6 @@ pub(crate) fn copy_bytes(
         }
     }
     Ok(())
-}
-
-/// Runs `body(source index, destination index)` over nested loops of (count, source step,
-/// destination step) levels.
-pub(super) fn rows_at(
-    kernel: &mut Kernel,
-    levels: &[(usize, i64, i64)],
-    source: cranelift_codegen::ir::Value,
-    destination: cranelift_codegen::ir::Value,
-    body: &mut dyn FnMut(
-        &mut Kernel,
-        cranelift_codegen::ir::Value,
-        cranelift_codegen::ir::Value,
-    ) -> Result<(), CodegenError>,
-) -> Result<(), CodegenError> {
-    let Some((&(count, source_step, destination_step), rest)) = levels.split_first() else {
-        return body(kernel, source, destination);
-    };
-    kernel.for_count(count, &mut |k, i| {
-        let a = k.builder.ins().imul_imm_s(i, source_step);
-        let a = k.builder.ins().iadd(source, a);
-        let b = k.builder.ins().imul_imm_s(i, destination_step);
-        let b = k.builder.ins().iadd(destination, b);
-        rows_at(k, rest, a, b, body)
-    })
 }
 
 /// Sets `bytes` bytes at `base` to zero (any dtype: zero bits are zero in each).

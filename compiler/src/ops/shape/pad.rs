@@ -3,8 +3,6 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use cranelift_codegen::ir::InstBuilder;
-
 use super::*;
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
@@ -130,20 +128,20 @@ impl Operator for Pad {
         let in_strides = strides_of(&input_ty.shape);
         let out_strides = strides_of(&output_ty.shape);
         let row = input_ty.shape[rank - 1];
-        let levels: Vec<(usize, usize, usize)> = (0..rank - 1)
-            .map(|a| (input_ty.shape[a], in_strides[a], out_strides[a]))
+        let levels: Vec<(usize, i64, i64)> = (0..rank - 1)
+            .map(|a| {
+                (
+                    input_ty.shape[a],
+                    in_strides[a] as i64,
+                    out_strides[a] as i64,
+                )
+            })
             .collect();
         let start: usize = pads.iter().zip(&out_strides).map(|(p, s)| p.0 * s).sum();
         let start = kernel.iconst(start as i64);
-        row_nest(
-            kernel,
-            &levels,
-            zero,
-            start,
-            &mut |k, source, destination| {
-                k.copy_elements(input, source, output, destination, row, 4)
-            },
-        )
+        kernel.for_nest(&levels, zero, start, &mut |k, source, destination| {
+            k.copy_elements(input, source, output, destination, row, 4)
+        })
     }
 
     fn flops(&self, _inputs: &[&TensorType], _outputs: &[TensorType]) -> u64 {
@@ -153,29 +151,6 @@ impl Operator for Pad {
     fn as_any(&self) -> &dyn Any {
         self
     }
-}
-
-fn row_nest(
-    kernel: &mut Kernel,
-    levels: &[(usize, usize, usize)],
-    source: cranelift_codegen::ir::Value,
-    destination: cranelift_codegen::ir::Value,
-    body: &mut dyn FnMut(
-        &mut Kernel,
-        cranelift_codegen::ir::Value,
-        cranelift_codegen::ir::Value,
-    ) -> Result<(), CodegenError>,
-) -> Result<(), CodegenError> {
-    let Some((&(count, in_stride, out_stride), rest)) = levels.split_first() else {
-        return body(kernel, source, destination);
-    };
-    kernel.for_count(count, &mut |k, i| {
-        let a = k.builder.ins().imul_imm_s(i, in_stride as i64);
-        let a = k.builder.ins().iadd(source, a);
-        let b = k.builder.ins().imul_imm_s(i, out_stride as i64);
-        let b = k.builder.ins().iadd(destination, b);
-        row_nest(k, rest, a, b, body)
-    })
 }
 
 pub fn import_pad(

@@ -126,51 +126,45 @@ impl Operator for Reverse {
             .push(ConstantData::from(mask));
         let start = kernel.iconst(source);
         let zero = kernel.iconst(0);
-        rows_at(
-            kernel,
-            &levels,
-            start,
-            zero,
-            &mut |k, source, destination| {
-                let from = k.address(input, source, element);
-                let to = k.address(output, destination, element);
-                k.for_count(d / lanes, &mut |k, chunk| {
-                    // Output elements chunk * lanes.. come from input elements ending at d - chunk * lanes.
-                    let out_offset = k.builder.ins().imul_imm_s(chunk, 16);
-                    let destination = k.builder.ins().iadd(to, out_offset);
-                    let in_offset = k.builder.ins().imul_imm_s(chunk, -16);
-                    let source = k.builder.ins().iadd(from, in_offset);
-                    let vector = k.builder.ins().load(
-                        types::I8X16,
-                        memory_flags(),
-                        source,
-                        ((d - lanes) * element) as i32,
-                    );
-                    let reversed = k.builder.ins().shuffle(vector, vector, mask);
-                    k.builder
-                        .ins()
-                        .store(memory_flags(), reversed, destination, 0);
-                    Ok(())
-                })?;
-                let scalar = match element {
-                    1 => types::I8,
-                    4 => types::I32,
-                    _ => types::I64,
-                };
-                for j in d / lanes * lanes..d {
-                    let value = k.builder.ins().load(
-                        scalar,
-                        memory_flags(),
-                        from,
-                        ((d - 1 - j) * element) as i32,
-                    );
-                    k.builder
-                        .ins()
-                        .store(memory_flags(), value, to, (j * element) as i32);
-                }
+        kernel.for_nest(&levels, start, zero, &mut |k, source, destination| {
+            let from = k.address(input, source, element);
+            let to = k.address(output, destination, element);
+            k.for_count(d / lanes, &mut |k, chunk| {
+                // Output elements chunk * lanes.. come from input elements ending at d - chunk * lanes.
+                let out_offset = k.builder.ins().imul_imm_s(chunk, 16);
+                let destination = k.builder.ins().iadd(to, out_offset);
+                let in_offset = k.builder.ins().imul_imm_s(chunk, -16);
+                let source = k.builder.ins().iadd(from, in_offset);
+                let vector = k.builder.ins().load(
+                    types::I8X16,
+                    memory_flags(),
+                    source,
+                    ((d - lanes) * element) as i32,
+                );
+                let reversed = k.builder.ins().shuffle(vector, vector, mask);
+                k.builder
+                    .ins()
+                    .store(memory_flags(), reversed, destination, 0);
                 Ok(())
-            },
-        )
+            })?;
+            let scalar = match element {
+                1 => types::I8,
+                4 => types::I32,
+                _ => types::I64,
+            };
+            for j in d / lanes * lanes..d {
+                let value = k.builder.ins().load(
+                    scalar,
+                    memory_flags(),
+                    from,
+                    ((d - 1 - j) * element) as i32,
+                );
+                k.builder
+                    .ins()
+                    .store(memory_flags(), value, to, (j * element) as i32);
+            }
+            Ok(())
+        })
     }
 
     fn flops(&self, _inputs: &[&TensorType], _outputs: &[TensorType]) -> u64 {

@@ -169,7 +169,7 @@ impl Operator for Tile {
             let (repeats, _, _) = levels.pop().expect("checked");
             let source = kernel.iconst(0);
             let destination = kernel.iconst(0);
-            return rows_at(kernel, &levels, source, destination, &mut |k, s, d| {
+            return kernel.for_nest(&levels, source, destination, &mut |k, s, d| {
                 splat_run(k, input, s, output, d, repeats, element)
             });
         }
