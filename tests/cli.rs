@@ -175,6 +175,16 @@ fn compile_ok(model: &Path, output: &Path) {
     assert!(output.is_file(), "{} was not written", output.display());
 }
 
+/// `tfjsc compile MODEL -o OUTPUT`, which must fail.
+fn compile_fails(model: &Path, output: &Path) -> Outcome {
+    fails(&[
+        OsStr::new("compile"),
+        model.as_os_str(),
+        OsStr::new("-o"),
+        output.as_os_str(),
+    ])
+}
+
 fn check_against_expected(output: &Path, fixture_name: &str) {
     let actual = read_npy(output).unwrap_or_else(|e| panic!("{}: {e}", output.display()));
     let expected = read_npy(&fixture(fixture_name).join("expected_0.npy")).unwrap();
@@ -545,24 +555,14 @@ fn malformed_model_json_is_reported_with_its_position() {
     let text = std::fs::read(&model).unwrap();
     std::fs::write(&model, &text[..1000]).unwrap();
     let output = directory.join("libmodel.so");
-    let outcome = fails(&[
-        OsStr::new("compile"),
-        model.as_os_str(),
-        OsStr::new("-o"),
-        output.as_os_str(),
-    ]);
+    let outcome = compile_fails(&model, &output);
     assert_mentions(&outcome, &[&model.display().to_string(), "JSON", "1000"]);
     assert!(!output.exists());
     later.push(outcome.clone());
 
     // Valid JSON that is not a graph model: the missing field is named.
     write_json(&model, &serde_json::json!({"format": "graph-model"}));
-    let outcome = fails(&[
-        OsStr::new("compile"),
-        model.as_os_str(),
-        OsStr::new("-o"),
-        output.as_os_str(),
-    ]);
+    let outcome = compile_fails(&model, &output);
     assert_mentions(&outcome, &["model.json", "modelTopology"]);
     // And `inspect` says the same.
     let outcome = fails(&[OsStr::new("inspect"), model.as_os_str()]);
@@ -578,12 +578,7 @@ fn truncated_legacy_graph_is_reported() {
     let bytes = std::fs::read(&pb).unwrap();
     std::fs::write(&pb, &bytes[..bytes.len() / 3]).unwrap();
     let output = directory.join("liblegacy.so");
-    let outcome = fails(&[
-        OsStr::new("compile"),
-        pb.as_os_str(),
-        OsStr::new("-o"),
-        output.as_os_str(),
-    ]);
+    let outcome = compile_fails(&pb, &output);
     assert_mentions(&outcome, &[&pb.display().to_string(), "GraphDef"]);
     assert!(!output.exists());
     later.push(outcome.clone());
@@ -596,12 +591,7 @@ fn missing_shard_is_named() {
     let (_keep, directory) = copy_fixture("mlp");
     std::fs::remove_file(directory.join(MLP_SHARD)).unwrap();
     let output = directory.join("libmodel.so");
-    let outcome = fails(&[
-        OsStr::new("compile"),
-        directory.join("model.json").as_os_str(),
-        OsStr::new("-o"),
-        output.as_os_str(),
-    ]);
+    let outcome = compile_fails(&directory.join("model.json"), &output);
     assert_mentions(
         &outcome,
         &[&directory.join(MLP_SHARD).display().to_string(), "missing"],
@@ -619,12 +609,7 @@ fn short_shard_names_the_weight_and_the_sizes() {
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..1000]).unwrap();
     let output = directory.join("libmodel.so");
-    let outcome = fails(&[
-        OsStr::new("compile"),
-        directory.join("model.json").as_os_str(),
-        OsStr::new("-o"),
-        output.as_os_str(),
-    ]);
+    let outcome = compile_fails(&directory.join("model.json"), &output);
     // The first weight (64×128 float32 = 32768 bytes) no longer fits in 1000 bytes.
     assert_mentions(&outcome, &[MLP_SHARD, MLP_KERNEL, "32768", "1000"]);
     assert!(!output.exists());
@@ -648,12 +633,7 @@ fn manifest_shape_that_overruns_the_shard_names_the_weight() {
     // declares [10], which names the culprit before any byte is read.
     set_manifest_shape(&model, 9, &[12]);
     let output = directory.join("libmodel.so");
-    let outcome = fails(&[
-        OsStr::new("compile"),
-        model.as_os_str(),
-        OsStr::new("-o"),
-        output.as_os_str(),
-    ]);
+    let outcome = compile_fails(&model, &output);
     assert_mentions(&outcome, &[MLP_LAST_BIAS, "[12]", "[10]", "model.json"]);
     assert!(!output.exists());
     later.push(outcome.clone());
@@ -669,23 +649,13 @@ fn manifest_shape_that_disagrees_with_the_graph_names_the_weight() {
     // graph's Const node still declares [64,128]: the message must name that weight (not merely
     // the last weight of the group, whose shape is fine).
     set_manifest_shape(&model, 0, &[64, 100]);
-    let outcome = fails(&[
-        OsStr::new("compile"),
-        model.as_os_str(),
-        OsStr::new("-o"),
-        output.as_os_str(),
-    ]);
+    let outcome = compile_fails(&model, &output);
     assert_mentions(&outcome, &["model.json", MLP_KERNEL, "100", "128"]);
     assert!(!output.exists());
 
     // [64,128] -> [128,64]: same byte count, but not the node's declared shape.
     set_manifest_shape(&model, 0, &[128, 64]);
-    let outcome = fails(&[
-        OsStr::new("compile"),
-        model.as_os_str(),
-        OsStr::new("-o"),
-        output.as_os_str(),
-    ]);
+    let outcome = compile_fails(&model, &output);
     assert_mentions(&outcome, &["model.json", MLP_KERNEL]);
     assert!(!output.exists());
 }
@@ -727,12 +697,7 @@ fn unsupported_ops_are_all_listed_with_counts() {
     }
     write_json(&model, &json);
     let output = directory.join("libmodel.so");
-    let outcome = fails(&[
-        OsStr::new("compile"),
-        model.as_os_str(),
-        OsStr::new("-o"),
-        output.as_os_str(),
-    ]);
+    let outcome = compile_fails(&model, &output);
     assert_mentions(&outcome, &["model.json", "unsupported", "FooOp", "BarOp"]);
     assert!(
         mentions_with_count(&outcome.stderr, "FooOp", 2),
@@ -842,12 +807,7 @@ fn output_path_with_an_unknown_extension_is_refused() {
     let temporary = tempfile::tempdir().unwrap();
     for file in ["model.txt", "model"] {
         let output = temporary.path().join(file);
-        let outcome = fails(&[
-            OsStr::new("compile"),
-            fixture("mlp").join("model.json").as_os_str(),
-            OsStr::new("-o"),
-            output.as_os_str(),
-        ]);
+        let outcome = compile_fails(&fixture("mlp").join("model.json"), &output);
         assert_mentions(&outcome, &[&output.display().to_string(), ".o", ".so"]);
         assert!(!output.exists());
     }
@@ -881,12 +841,7 @@ fn inspect_and_compile_list_the_same_unlowerable_nodes_all_at_once() {
     let path = temporary.path().join("model.json");
     write_json(&path, &model);
     let library = temporary.path().join("libm.so");
-    let compiled = fails(&[
-        OsStr::new("compile"),
-        path.as_os_str(),
-        OsStr::new("-o"),
-        library.as_os_str(),
-    ]);
+    let compiled = compile_fails(&path, &library);
     let inspected = succeeds(&[OsStr::new("inspect"), path.as_os_str()]);
     let listing = |text: &str| -> Vec<String> {
         text.lines()
@@ -942,12 +897,7 @@ fn nodes_whose_type_rule_refuses_them_are_listed_all_at_once() {
     let path = temporary.path().join("model.json");
     write_json(&path, &model);
     let library = temporary.path().join("libm.so");
-    let compiled = fails(&[
-        OsStr::new("compile"),
-        path.as_os_str(),
-        OsStr::new("-o"),
-        library.as_os_str(),
-    ]);
+    let compiled = compile_fails(&path, &library);
     let inspected = fails(&[OsStr::new("inspect"), path.as_os_str()]);
     for run in [&compiled, &inspected] {
         let text = &run.stderr;

@@ -380,6 +380,32 @@ pub(crate) fn multi_index(mut flat: usize, shape: &[usize]) -> Vec<usize> {
 }
 
 /// Compares one output; `Err` describes the first difference.
+/// A tensor's elements as f64 (bools as 0 and 1), for comparisons.
+pub(crate) fn values_of(tensor: &Tensor) -> Vec<f64> {
+    match &tensor.data {
+        TensorData::F32(v) => v.iter().map(|&v| v as f64).collect(),
+        TensorData::I32(v) => v.iter().map(|&v| v as f64).collect(),
+        TensorData::Bool(v) => v.iter().map(|&v| v as u8 as f64).collect(),
+        TensorData::I64(v) => v.iter().map(|&v| v as f64).collect(),
+    }
+}
+
+/// A runtime tensor's elements as f64 (bools as 0 and 1).
+pub(crate) fn runtime_values(tensor: &tfjsc_runtime::Tensor) -> Vec<f64> {
+    match tensor.dtype {
+        tfjsc_runtime::DType::Float32 => {
+            tensor.to_f32().unwrap().iter().map(|&v| v as f64).collect()
+        }
+        tfjsc_runtime::DType::Int32 => tensor.to_i32().unwrap().iter().map(|&v| v as f64).collect(),
+        tfjsc_runtime::DType::Bool => tensor
+            .to_bool()
+            .unwrap()
+            .iter()
+            .map(|&v| v as u8 as f64)
+            .collect(),
+    }
+}
+
 pub(crate) fn compare(
     expected: &Tensor,
     actual: &tfjsc_runtime::Tensor,
@@ -397,24 +423,8 @@ pub(crate) fn compare(
             actual.dtype, actual.shape, expected_dtype, expected.shape
         ));
     }
-    let got: Vec<f64> = match actual.dtype {
-        tfjsc_runtime::DType::Float32 => {
-            actual.to_f32().unwrap().iter().map(|&v| v as f64).collect()
-        }
-        tfjsc_runtime::DType::Int32 => actual.to_i32().unwrap().iter().map(|&v| v as f64).collect(),
-        tfjsc_runtime::DType::Bool => actual
-            .to_bool()
-            .unwrap()
-            .iter()
-            .map(|&v| v as u8 as f64)
-            .collect(),
-    };
-    let want: Vec<f64> = match &expected.data {
-        TensorData::F32(v) => v.iter().map(|&v| v as f64).collect(),
-        TensorData::I32(v) => v.iter().map(|&v| v as f64).collect(),
-        TensorData::Bool(v) => v.iter().map(|&v| v as u8 as f64).collect(),
-        TensorData::I64(v) => v.iter().map(|&v| v as f64).collect(),
-    };
+    let got = runtime_values(actual);
+    let want = values_of(expected);
     let scale = want
         .iter()
         .filter(|v| v.is_finite())

@@ -94,6 +94,27 @@ const GATHERS: &[(&[usize], &[usize], i64, i64)] = &[
     (&[4, 3], &[0], 0, 0),
 ];
 
+/// Inputs for ops that select by comparing values (ArgMax, TopK): wide-ranging values, few
+/// distinct values (ties everywhere), NaNs and infinities, and int32 ties.
+fn selection_inputs(shape: &[usize], seed: u64) -> Vec<(&'static str, Tensor)> {
+    let mut rng = Rng::new(seed);
+    let few: Vec<f32> = (0..count_of(shape)).map(|_| rng.below(3) as f32).collect();
+    let specials = [
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        0.0,
+        -0.0,
+    ];
+    vec![
+        ("spread", uniform(shape, seed, -100.0, 100.0)),
+        ("ties", Tensor::from_f32(shape.to_vec(), few)),
+        ("specials", spread(shape, seed, &specials)),
+        ("i32 ties", ints(shape, seed, -2, 2)),
+    ]
+}
+
 #[test]
 fn indexing_gather_kernels_match_reference() {
     let mut cases = Vec::new();
@@ -269,25 +290,8 @@ fn indexing_arg_kernels_match_reference() {
     for (s, &(shape, axis)) in ARGS.iter().enumerate() {
         for kind in [ArgKind::Max, ArgKind::Min] {
             let seed = (s * 10 + kind as usize) as u64;
-            let count = count_of(shape);
-            // Wide-ranging values; few distinct values (ties everywhere); NaNs and infinities.
-            let mut rng = Rng::new(seed);
-            let few: Vec<f32> = (0..count).map(|_| rng.below(3) as f32).collect();
-            let specials = [
-                f32::NAN,
-                f32::INFINITY,
-                f32::NEG_INFINITY,
-                f32::NAN,
-                0.0,
-                -0.0,
-            ];
-            let inputs = [
-                ("spread", uniform(shape, seed, -100.0, 100.0)),
-                ("ties", Tensor::from_f32(shape.to_vec(), few)),
-                ("specials", spread(shape, seed, &specials)),
-                ("i32 ties", ints(shape, seed, -2, 2)),
-                ("i32", ints(shape, seed, -1_000_000_000, 1_000_000_000)),
-            ];
+            let mut inputs = selection_inputs(shape, seed);
+            inputs.push(("i32", ints(shape, seed, -1_000_000_000, 1_000_000_000)));
             for (what, x) in inputs {
                 cases.push(single(
                     format!("arg {kind:?} {what} x{shape:?} axis={axis}"),
@@ -408,24 +412,9 @@ fn indexing_top_k_kernels_match_reference() {
         ks.dedup();
         for (kk, &k) in ks.iter().enumerate() {
             let seed = (s * 10 + kk) as u64;
-            let mut rng = Rng::new(seed);
-            let few: Vec<f32> = (0..count_of(shape)).map(|_| rng.below(3) as f32).collect();
-            let specials = [
-                f32::NAN,
-                f32::INFINITY,
-                f32::NEG_INFINITY,
-                f32::NAN,
-                0.0,
-                -0.0,
-            ];
-            let inputs = [
-                ("spread", uniform(shape, seed, -100.0, 100.0)),
-                ("ties", Tensor::from_f32(shape.to_vec(), few)),
-                ("specials", spread(shape, seed, &specials)),
-                ("i32 ties", ints(shape, seed, -2, 2)),
-                // Beyond 2^24, where f32 images of i32 values collide.
-                ("i32 large", ints(shape, seed, 100_000_000, 100_000_003)),
-            ];
+            let mut inputs = selection_inputs(shape, seed);
+            // Beyond 2^24, where f32 images of i32 values collide.
+            inputs.push(("i32 large", ints(shape, seed, 100_000_000, 100_000_003)));
             for (what, x) in inputs {
                 for sorted in [true, false] {
                     if !sorted && what != "ties" {

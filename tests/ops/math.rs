@@ -25,15 +25,12 @@ const SHAPES: &[&[usize]] = &[&[1], &[7], &[64], &[3, 17]];
 
 /// Uniform values in [low, high) with `specials` placed at rotating positions.
 fn domain(shape: &[usize], seed: u64, low: f32, high: f32, specials: &[f32]) -> Tensor {
-    let mut tensor = uniform(shape, seed, low, high);
-    let values = tensor.to_f32_vec();
-    let mut values = values;
+    let mut values = uniform(shape, seed, low, high).to_f32_vec();
     let count = values.len();
     for (k, &special) in specials.iter().enumerate().take(count) {
         values[(k * 5 + seed as usize) % count] = special;
     }
-    tensor = Tensor::from_f32(shape.to_vec(), values);
-    tensor
+    Tensor::from_f32(shape.to_vec(), values)
 }
 
 const COMMON: &[f32] = &[0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY];

@@ -57,7 +57,8 @@ use tfjsc_proto::tensorflow::{
 };
 
 use crate::harness::{
-    compare, execute, panic_text, perturbed, perturbing, to_runtime, Tol, SUMS, TRANSCENDENTAL,
+    compare, execute, panic_text, perturbed, perturbing, runtime_values, to_runtime, values_of,
+    Tol, SUMS, TRANSCENDENTAL,
 };
 
 /// The cases that may be listed as "not yet lowered" instead of failing: known gaps, each with
@@ -531,12 +532,7 @@ fn mismatch(report: &mut Report, case: &TfCase, line: String) -> bool {
 /// Up to four differing elements (flat index: got, expected), and for elementwise cases (inputs
 /// as large as the output) the inputs there.
 fn differing(case: &TfCase, expected: &Tensor, got: &[f64], tol: Tol) -> String {
-    let want: Vec<f64> = match &expected.data {
-        TensorData::F32(v) => v.iter().map(|&v| v as f64).collect(),
-        TensorData::I32(v) => v.iter().map(|&v| v as f64).collect(),
-        TensorData::Bool(v) => v.iter().map(|&v| v as u8 as f64).collect(),
-        TensorData::I64(v) => v.iter().map(|&v| v as f64).collect(),
-    };
+    let want = values_of(expected);
     if want.len() != got.len() {
         return String::new();
     }
@@ -590,30 +586,6 @@ fn differing(case: &TfCase, expected: &Tensor, got: &[f64], tol: Tol) -> String 
         }
     }
     format!("; differing: {}", shown.join("; "))
-}
-
-fn values_of(tensor: &Tensor) -> Vec<f64> {
-    match &tensor.data {
-        TensorData::F32(v) => v.iter().map(|&v| v as f64).collect(),
-        TensorData::I32(v) => v.iter().map(|&v| v as f64).collect(),
-        TensorData::Bool(v) => v.iter().map(|&v| v as u8 as f64).collect(),
-        TensorData::I64(v) => v.iter().map(|&v| v as f64).collect(),
-    }
-}
-
-fn runtime_values(tensor: &tfjsc_runtime::Tensor) -> Vec<f64> {
-    match tensor.dtype {
-        tfjsc_runtime::DType::Float32 => {
-            tensor.to_f32().unwrap().iter().map(|&v| v as f64).collect()
-        }
-        tfjsc_runtime::DType::Int32 => tensor.to_i32().unwrap().iter().map(|&v| v as f64).collect(),
-        tfjsc_runtime::DType::Bool => tensor
-            .to_bool()
-            .unwrap()
-            .iter()
-            .map(|&v| v as u8 as f64)
-            .collect(),
-    }
 }
 
 /// Checks the cases of one op: references per case, compiled code per graph (bisecting).
