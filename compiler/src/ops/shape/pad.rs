@@ -15,6 +15,17 @@ use tfjsc_proto::tensorflow::NodeDef;
 
 // ---- Pad ----
 
+/// `input`'s type grown by `(before, after)` pads per axis.
+fn padded(input: &TensorType, pads: &[(usize, usize)]) -> TensorType {
+    let shape = input
+        .shape
+        .iter()
+        .zip(pads)
+        .map(|(d, p)| d + p.0 + p.1)
+        .collect();
+    TensorType::new(input.dtype, shape)
+}
+
 /// Constant padding; input 1 is the `[rank, 2]` paddings, optional input 2 the fill value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pad;
@@ -50,15 +61,7 @@ impl Operator for Pad {
                 "the pad value must be a compile-time constant".into(),
             ));
         }
-        Ok(vec![TensorType::new(
-            input.dtype,
-            input
-                .shape
-                .iter()
-                .zip(&pads)
-                .map(|(d, p)| d + p.0 + p.1)
-                .collect(),
-        )])
+        Ok(vec![padded(input, &pads)])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
@@ -279,15 +282,7 @@ impl Operator for MirrorPad {
             &input.shape,
             Some(inputs.constant(1, "MirrorPad paddings")?),
         )?;
-        Ok(vec![TensorType::new(
-            input.dtype,
-            input
-                .shape
-                .iter()
-                .zip(&pads)
-                .map(|(d, p)| d + p.0 + p.1)
-                .collect(),
-        )])
+        Ok(vec![padded(input, &pads)])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
