@@ -34,6 +34,7 @@ mod common;
 mod compositions;
 mod conv_transpose;
 mod data_movement;
+mod gemm_frame;
 mod harness;
 mod indexing;
 mod math;

@@ -18,7 +18,8 @@ use cranelift_codegen::ir::{AbiParam, FuncRef, Signature};
 use cranelift_module::{FuncId, Linkage, Module};
 use cranelift_object::ObjectModule;
 
-use super::microkernel::Microkernel;
+use super::gemm::BLayout;
+use super::microkernel::{Isa, Microkernel};
 use super::CodegenError;
 use crate::ir::{DType, Tensor, TensorType};
 
@@ -30,14 +31,17 @@ pub struct Operand {
     pub pointer: Value,
     pub ty: TensorType,
     pub constant: Option<Arc<Tensor>>,
+    /// How the operand's bytes are laid out (packed panels for some constant GEMM operands).
+    pub layout: BLayout,
 }
 
 /// CPU features the generated code may use.
 #[derive(Clone, Copy, Debug)]
 pub struct Features {
     pub fma: bool,
-    /// AVX2 with FMA: compute-bound loops call machine-code micro-kernels.
-    pub avx2: bool,
+    /// The micro-kernel set compute-bound loops call: machine code for AVX2 + FMA or AVX-512,
+    /// else the portable Cranelift tiles.
+    pub isa: Isa,
 }
 
 /// The function being built for one node.
@@ -171,10 +175,17 @@ impl<'a> Kernel<'a> {
                     .module
                     .declare_function(&shape.symbol(), Linkage::Local, &signature)
                     .map_err(backend)?;
-                let bytes = shape.assemble()?;
-                self.module
-                    .define_function_bytes(id, 64, &bytes, &[])
-                    .map_err(backend)?;
+                match shape {
+                    Microkernel::Gemm(tile) if tile.isa == Isa::Portable => {
+                        super::gemm::define_portable_tile(self.module, id, tile, self.features.fma)?
+                    }
+                    _ => {
+                        let bytes = shape.assemble()?;
+                        self.module
+                            .define_function_bytes(id, 64, &bytes, &[])
+                            .map_err(backend)?;
+                    }
+                }
                 self.microkernels.insert(shape, id);
                 id
             }

@@ -1,46 +1,108 @@
-//! Machine-code GEMM micro-kernels for x86-64 AVX2 + FMA, assembled per tile shape.
+//! Machine-code micro-kernels for x86-64 (AVX2 + FMA, and AVX-512), assembled per tile shape.
 //!
 //! Cranelift's x86-64 backend emits 128-bit vectors only, and its FMA ties the destination to a
 //! multiplicand (an extra register copy per FMA). Compute-bound inner loops are therefore
 //! assembled here as machine code and placed into the same object as the Cranelift code that
-//! drives them (`define_function_bytes`), as design.md's "Making it fast" lays out. The portable
-//! Cranelift kernels stay the fallback (`--cpu x86-64-v2`, other architectures).
+//! drives them (`define_function_bytes`), as design.md's "Making it fast" lays out. The GEMM
+//! frame (`gemm.rs`) chooses which tiles to use; the portable Cranelift tile with the same
+//! contract is the fallback (`--cpu x86-64-v2`, other architectures).
 //!
-//! One kernel computes a tile of `rows` × `columns` (rows ≤ 6, columns ≤ 16: two ymm vectors,
-//! the last one masked when `columns` is not a multiple of 8):
+//! A GEMM kernel computes a tile of `rows` × `columns` (rows ≤ 12; columns ≤ the ISA's widest
+//! tile, the last vector masked when `columns` is not a multiple of the lanes):
 //!
 //! ```text
-//! C[p, j] = (accumulate ? C[p, j] : 0) + Σ_k A[p, k] · B[k, j]    p < rows, j < columns
-//! A[p, k] at a + p·lda + 4k,  B[k, j] at b + k·ldbc + 4j,  C[p, j] at c + p·ldbc + 4j
+//! C[p, j] = (accumulate ? C[p, j] : 0) + Σ_q A[p, q] · B[q, j]        p < rows, j < columns
+//! A[p, q] at a + p·lda + 4q
+//! B[q, j] at b + q·ldb + (j / 16)·panel_stride + 4·(j % 16)
+//! C[p, j] at c + p·ldc + 4j
 //! ```
-//! Signature (System V): `kernel(a, lda, b, ldbc, c, k, accumulate)`, all 64-bit. B and C share a
-//! row stride: in NHWC convolutions and row-major products both are `output channels × 4`. The
-//! kernel uses only caller-saved registers, and touches no memory outside those extents: masked
-//! lanes (`vmaskmovps`) are neither loaded nor stored.
-//!
-//! Registers: 12 accumulators (ymm0-11, row-major), B vectors ymm12-13, the broadcast of A in
-//! ymm14, the tail mask in ymm15.
+//! B is read as panels of 16 columns: packed weights (`ldb` = 64, `panel_stride` = depth × 64)
+//! and row-major matrices (`ldb` = row bytes, `panel_stride` = 64) are both this form.
+//! Signature (System V): `kernel(a, lda, b, ldb, c, ldc, depth, accumulate, panel_stride)`, all
+//! 64-bit, `depth` ≥ 1. The kernel saves the callee-saved registers it uses and touches no
+//! memory outside those extents: masked lanes are neither loaded nor stored.
 
 use iced_x86::code_asm::*;
 use iced_x86::Register;
 
 use super::CodegenError;
 
-/// Rows of the largest tile.
-pub const MAX_ROWS: usize = 6;
-/// Columns of the widest tile (two ymm vectors of 8 lanes).
-pub const MAX_COLUMNS: usize = 16;
-const LANES: usize = 8;
+/// Columns of one panel of packed B (one AVX-512 vector, two AVX2 vectors).
+pub const PANEL: usize = 16;
+
+/// Rows of the tallest GEMM tile (four groups of three A rows, one base register each).
+pub const MAX_ROWS: usize = 12;
+
+/// The vector instruction set a machine-code kernel is assembled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Isa {
+    /// Cranelift's own 128-bit vectors (f32x4): no machine code, any CPU Cranelift targets.
+    Portable,
+    /// 256-bit ymm registers (16), AVX2 + FMA.
+    Avx2,
+    /// 512-bit zmm registers (32) with opmask tails: AVX-512 F.
+    Avx512,
+}
+
+impl Isa {
+    /// f32 lanes per vector.
+    pub fn lanes(self) -> usize {
+        match self {
+            Isa::Portable => 4,
+            Isa::Avx2 => 8,
+            Isa::Avx512 => 16,
+        }
+    }
+
+    /// Widest GEMM tile in vectors (AVX-512: 4 × 16 columns; AVX2: 2 × 8; portable: 4 × 4).
+    pub fn max_vectors(self) -> usize {
+        match self {
+            Isa::Portable => 4,
+            Isa::Avx2 => 2,
+            Isa::Avx512 => 4,
+        }
+    }
+
+    /// Tallest GEMM tile `vectors` wide: accumulators, one register per B vector, the
+    /// broadcast of A and (AVX2) the tail mask must fit the register file.
+    pub fn max_rows(self, vectors: usize) -> usize {
+        let free = match self {
+            // 16 xmm registers, and Cranelift's FMA lowering wants a spare one.
+            Isa::Portable => 16 - 2,
+            Isa::Avx2 => 16 - 2,
+            Isa::Avx512 => 32 - 1,
+        };
+        ((free - vectors) / vectors).min(MAX_ROWS)
+    }
+
+    /// Largest depthwise tile, in output pixels (accumulators + filter + input + mask).
+    pub fn max_depthwise_pixels(self) -> usize {
+        match self {
+            Isa::Portable => 0,
+            Isa::Avx2 => 12,
+            Isa::Avx512 => 28,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
 
 /// Which tile a GEMM kernel computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TileShape {
+    pub isa: Isa,
     pub rows: usize,
     pub columns: usize,
 }
 
 /// A depthwise-convolution kernel, specialised to one layer's geometry: `pixels` output pixels
-/// (≤ 12) of one output row by `lanes` channels (≤ 8, one ymm; masked below 8), over a
+/// of one output row by `lanes` channels (≤ one vector; masked below it), over a
 /// `window[0]` × `window[1]` filter. Byte strides: between the input pixels of consecutive
 /// outputs, between filter rows and columns in the input, between taps in the filter, and between
 /// output pixels. Signature (System V): `kernel(input, filter, output)`, where `input` points at
@@ -48,6 +110,7 @@ pub struct TileShape {
 /// all at the tile's first channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DepthwiseShape {
+    pub isa: Isa,
     pub pixels: usize,
     pub lanes: usize,
     pub window: [usize; 2],
@@ -69,9 +132,12 @@ impl Microkernel {
     /// A local symbol name, unique per shape.
     pub fn symbol(&self) -> String {
         match self {
-            Microkernel::Gemm(t) => format!("tfjsc_gemm_avx2_{}x{}", t.rows, t.columns),
+            Microkernel::Gemm(t) => {
+                format!("tfjsc_gemm_{}_{}x{}", t.isa.name(), t.rows, t.columns)
+            }
             Microkernel::Depthwise(d) => format!(
-                "tfjsc_depthwise_avx2_{}x{}_{}x{}_{}_{}_{}_{}_{}",
+                "tfjsc_depthwise_{}_{}x{}_{}x{}_{}_{}_{}_{}_{}",
+                d.isa.name(),
                 d.pixels,
                 d.lanes,
                 d.window[0],
@@ -88,85 +154,369 @@ impl Microkernel {
     /// Number of 64-bit arguments.
     pub fn parameter_count(&self) -> usize {
         match self {
-            Microkernel::Gemm(_) => 7,
+            Microkernel::Gemm(_) => 9,
             Microkernel::Depthwise(_) => 3,
         }
     }
 
     pub fn assemble(&self) -> Result<Vec<u8>, CodegenError> {
         match self {
-            Microkernel::Gemm(shape) => assemble(*shape),
+            Microkernel::Gemm(shape) => assemble_gemm(*shape),
             Microkernel::Depthwise(shape) => assemble_depthwise(*shape),
         }
     }
 }
 
-/// Largest depthwise tile, in output pixels (12 accumulators + filter, input and mask registers).
-pub const MAX_DEPTHWISE_PIXELS: usize = 12;
+fn asm_error(error: IcedError) -> CodegenError {
+    CodegenError::Backend(format!("assembling a micro-kernel: {error}"))
+}
 
 fn displacement(bytes: usize) -> Result<i32, CodegenError> {
     i32::try_from(bytes)
         .map_err(|_| CodegenError::Backend(format!("displacement {bytes} does not fit 32 bits")))
 }
 
-/// Eight 32-bit lanes starting `8 - lanes` dwords into [-1 × 8, 0 × 8]: `lanes` ones, then zeros.
-fn load_mask(
-    a: &mut CodeAssembler,
-    table: CodeLabel,
-    lanes: usize,
-    mask: AsmRegisterYmm,
-) -> Result<(), CodegenError> {
-    a.lea(rax, ptr(table)).map_err(asm_error)?;
-    a.vmovdqu(mask, ymmword_ptr(rax + ((LANES - lanes) * 4) as i32))
-        .map_err(asm_error)
+/// The vector operations both ISAs share, emitted for one of them. Vector registers are named by
+/// index; on AVX2 the tail mask lives in ymm15, on AVX-512 in k1.
+struct Vectors {
+    a: CodeAssembler,
+    /// zmm registers and opmasks (AVX-512), else ymm (AVX2).
+    zmm: bool,
+    /// The mask table's label (AVX2), placed after the code when used.
+    mask_table: Option<CodeLabel>,
 }
 
-fn emit_mask_table(a: &mut CodeAssembler, table: &mut CodeLabel) -> Result<(), CodegenError> {
-    a.set_label(table).map_err(asm_error)?;
-    let bytes: Vec<u8> = (0..2 * LANES)
-        .flat_map(|i| if i < LANES { [0xFF; 4] } else { [0; 4] })
-        .collect();
-    a.db(&bytes).map_err(asm_error)
+const AVX2_MASK: usize = 15;
+
+impl Vectors {
+    fn new(isa: Isa) -> Result<Vectors, CodegenError> {
+        let zmm = match isa {
+            Isa::Avx2 => false,
+            Isa::Avx512 => true,
+            Isa::Portable => {
+                return Err(CodegenError::Backend(
+                    "portable kernels are Cranelift functions, not machine code".into(),
+                ))
+            }
+        };
+        Ok(Vectors {
+            a: CodeAssembler::new(64).map_err(asm_error)?,
+            zmm,
+            mask_table: None,
+        })
+    }
+
+    fn ymm(index: usize) -> AsmRegisterYmm {
+        registers::get_ymm(Register::YMM0 + index as u32).unwrap_or(ymm15)
+    }
+
+    fn zmm(index: usize) -> AsmRegisterZmm {
+        registers::get_zmm(Register::ZMM0 + index as u32).unwrap_or(zmm31)
+    }
+
+    /// Readies the tail mask for vectors of `lanes` < the full width.
+    fn set_mask(&mut self, lanes: usize) -> Result<(), CodegenError> {
+        match self.zmm {
+            false => {
+                // Eight lanes starting `8 - lanes` dwords into [-1 × 8, 0 × 8].
+                let table = self.a.create_label();
+                self.a.lea(rax, ptr(table)).map_err(asm_error)?;
+                let offset = ((8 - lanes) * 4) as i32;
+                self.a
+                    .vmovdqu(Self::ymm(AVX2_MASK), ymmword_ptr(rax + offset))
+                    .map_err(asm_error)?;
+                self.mask_table = Some(table);
+            }
+            true => {
+                self.a
+                    .mov(eax, ((1u32 << lanes) - 1) as i32)
+                    .map_err(asm_error)?;
+                self.a.kmovw(k1, eax).map_err(asm_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn load(
+        &mut self,
+        register: usize,
+        address: AsmMemoryOperand,
+        masked: bool,
+    ) -> Result<(), CodegenError> {
+        let a = &mut self.a;
+        match (self.zmm, masked) {
+            (false, false) => a.vmovups(Self::ymm(register), ymmword_ptr(address)),
+            (false, true) => a.vmaskmovps(
+                Self::ymm(register),
+                Self::ymm(AVX2_MASK),
+                ymmword_ptr(address),
+            ),
+            (true, false) => a.vmovups(Self::zmm(register), zmmword_ptr(address)),
+            (true, true) => a.vmovups(Self::zmm(register).k1().z(), zmmword_ptr(address)),
+        }
+        .map_err(asm_error)
+    }
+
+    fn store(
+        &mut self,
+        address: AsmMemoryOperand,
+        register: usize,
+        masked: bool,
+    ) -> Result<(), CodegenError> {
+        let a = &mut self.a;
+        match (self.zmm, masked) {
+            (false, false) => a.vmovups(ymmword_ptr(address), Self::ymm(register)),
+            (false, true) => a.vmaskmovps(
+                ymmword_ptr(address),
+                Self::ymm(AVX2_MASK),
+                Self::ymm(register),
+            ),
+            (true, false) => a.vmovups(zmmword_ptr(address), Self::zmm(register)),
+            (true, true) => a.vmovups(zmmword_ptr(address).k1(), Self::zmm(register)),
+        }
+        .map_err(asm_error)
+    }
+
+    fn zero(&mut self, register: usize) -> Result<(), CodegenError> {
+        match self.zmm {
+            false => {
+                let r = Self::ymm(register);
+                self.a.vxorps(r, r, r)
+            }
+            true => {
+                let r = Self::zmm(register);
+                self.a.vpxord(r, r, r)
+            }
+        }
+        .map_err(asm_error)
+    }
+
+    fn broadcast(
+        &mut self,
+        register: usize,
+        address: AsmMemoryOperand,
+    ) -> Result<(), CodegenError> {
+        match self.zmm {
+            false => self.a.vbroadcastss(Self::ymm(register), dword_ptr(address)),
+            true => self.a.vbroadcastss(Self::zmm(register), dword_ptr(address)),
+        }
+        .map_err(asm_error)
+    }
+
+    /// `accumulator += x · y`.
+    fn fma(&mut self, accumulator: usize, x: usize, y: usize) -> Result<(), CodegenError> {
+        match self.zmm {
+            false => self
+                .a
+                .vfmadd231ps(Self::ymm(accumulator), Self::ymm(x), Self::ymm(y)),
+            true => self
+                .a
+                .vfmadd231ps(Self::zmm(accumulator), Self::zmm(x), Self::zmm(y)),
+        }
+        .map_err(asm_error)
+    }
+
+    /// `accumulator += x · memory` (a full vector at `address`).
+    fn fma_memory(
+        &mut self,
+        accumulator: usize,
+        x: usize,
+        address: AsmMemoryOperand,
+    ) -> Result<(), CodegenError> {
+        match self.zmm {
+            false => self
+                .a
+                .vfmadd231ps(Self::ymm(accumulator), Self::ymm(x), ymmword_ptr(address)),
+            true => self
+                .a
+                .vfmadd231ps(Self::zmm(accumulator), Self::zmm(x), zmmword_ptr(address)),
+        }
+        .map_err(asm_error)
+    }
+
+    /// `vzeroupper; ret`, the mask table, and the bytes.
+    fn finish(mut self) -> Result<Vec<u8>, CodegenError> {
+        self.a.vzeroupper().map_err(asm_error)?;
+        self.a.ret().map_err(asm_error)?;
+        if let Some(mut table) = self.mask_table {
+            self.a.set_label(&mut table).map_err(asm_error)?;
+            let bytes: Vec<u8> = (0..16)
+                .flat_map(|i| if i < 8 { [0xFF; 4] } else { [0; 4] })
+                .collect();
+            self.a.db(&bytes).map_err(asm_error)?;
+        }
+        self.a.assemble(0).map_err(asm_error)
+    }
+}
+
+/// A GEMM tile's A row `p`: rows come in groups of three, each group with its own base register
+/// (rows 3g, 3g + 1 and 3g + 2 at base, base + lda, base + 2·lda; lda in rsi).
+const A_BASES: [AsmRegister64; 4] = [rdi, r10, r11, r12];
+
+fn a_row(p: usize) -> AsmMemoryOperand {
+    let base = A_BASES[p / 3];
+    match p % 3 {
+        0 => ptr(base),
+        1 => ptr(base + rsi),
+        _ => ptr(base + rsi * 2),
+    }
+}
+
+/// B vector `v` of the current row: vector `v` covers columns `v·lanes..`, in panel
+/// `v·lanes / 16` (panel bases: rdx, rdx + r13, rdx + 2·r13, rbx + 2·r13 with rbx = rdx + r13).
+fn b_vector(isa: Isa, v: usize) -> AsmMemoryOperand {
+    let columns = v * isa.lanes();
+    let offset = ((columns % PANEL) * 4) as i32;
+    match columns / PANEL {
+        0 => ptr(rdx + offset),
+        1 => ptr(rdx + r13 + offset),
+        2 => ptr(rdx + r13 * 2 + offset),
+        _ => ptr(rbx + r13 * 2 + offset),
+    }
+}
+
+/// Assembles the GEMM kernel for `shape` (see the module documentation for the contract).
+pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
+    let TileShape { isa, rows, columns } = shape;
+    let lanes = isa.lanes();
+    let vectors = columns.div_ceil(lanes);
+    if rows == 0 || columns == 0 || vectors > isa.max_vectors() || rows > isa.max_rows(vectors) {
+        return Err(CodegenError::Backend(format!(
+            "no {isa:?} micro-kernel for a {rows}x{columns} tile"
+        )));
+    }
+    let tail = columns % lanes;
+    let masked = |v: usize| tail != 0 && v + 1 == vectors;
+    let accumulator = |p: usize, v: usize| p * vectors + v;
+    let b_register = |v: usize| rows * vectors + v;
+    let broadcast = rows * vectors + vectors;
+    let groups = rows.div_ceil(3);
+    let mut e = Vectors::new(isa)?;
+
+    // Callee-saved registers this kernel uses; the stack arguments sit above them and the
+    // return address.
+    let saved: Vec<AsmRegister64> = [rbx, r12, r13, r14].into_iter().collect();
+    for &register in &saved {
+        e.a.push(register).map_err(asm_error)?;
+    }
+    let argument = |i: usize| qword_ptr(rsp + ((saved.len() + 1 + i) * 8) as i32);
+    e.a.mov(r14, argument(0)).map_err(asm_error)?; // depth
+    e.a.mov(r13, argument(2)).map_err(asm_error)?; // panel stride
+    e.a.lea(rbx, ptr(rdx + r13)).map_err(asm_error)?;
+    for g in 1..groups {
+        // A group g starts three rows after group g - 1.
+        e.a.lea(A_BASES[g], ptr(A_BASES[g - 1] + rsi * 2))
+            .map_err(asm_error)?;
+        e.a.add(A_BASES[g], rsi).map_err(asm_error)?;
+    }
+    if tail != 0 {
+        e.set_mask(tail)?;
+    }
+
+    let mut zero_start = e.a.create_label();
+    let mut loop_body = e.a.create_label();
+    e.a.mov(rax, argument(1)).map_err(asm_error)?; // accumulate
+    e.a.test(rax, rax).map_err(asm_error)?;
+    e.a.jz(zero_start).map_err(asm_error)?;
+    // C rows through rax: row 3g at rax, then rax + ldc, rax + 2·ldc; ldc in r9.
+    e.a.mov(rax, r8).map_err(asm_error)?;
+    for p in 0..rows {
+        let row = c_row(p);
+        for v in 0..vectors {
+            e.load(accumulator(p, v), row + (v * lanes * 4) as i32, masked(v))?;
+        }
+        if p % 3 == 2 {
+            advance_c_group(&mut e.a)?;
+        }
+    }
+    e.a.jmp(loop_body).map_err(asm_error)?;
+    e.a.set_label(&mut zero_start).map_err(asm_error)?;
+    for p in 0..rows {
+        for v in 0..vectors {
+            e.zero(accumulator(p, v))?;
+        }
+    }
+    e.a.set_label(&mut loop_body).map_err(asm_error)?;
+    for v in 0..vectors {
+        e.load(b_register(v), b_vector(isa, v), masked(v))?;
+    }
+    for p in 0..rows {
+        e.broadcast(broadcast, a_row(p))?;
+        for v in 0..vectors {
+            e.fma(accumulator(p, v), b_register(v), broadcast)?;
+        }
+    }
+    for &base in &A_BASES[..groups] {
+        e.a.add(base, 4).map_err(asm_error)?;
+    }
+    e.a.add(rdx, rcx).map_err(asm_error)?;
+    e.a.add(rbx, rcx).map_err(asm_error)?;
+    e.a.dec(r14).map_err(asm_error)?;
+    e.a.jnz(loop_body).map_err(asm_error)?;
+
+    e.a.mov(rax, r8).map_err(asm_error)?;
+    for p in 0..rows {
+        let row = c_row(p);
+        for v in 0..vectors {
+            e.store(row + (v * lanes * 4) as i32, accumulator(p, v), masked(v))?;
+        }
+        if p % 3 == 2 {
+            advance_c_group(&mut e.a)?;
+        }
+    }
+    for &register in saved.iter().rev() {
+        e.a.pop(register).map_err(asm_error)?;
+    }
+    e.finish()
+}
+
+/// Row `p` of C within its group of three (group base in rax, ldc in r9).
+fn c_row(p: usize) -> AsmMemoryOperand {
+    match p % 3 {
+        0 => ptr(rax),
+        1 => ptr(rax + r9),
+        _ => ptr(rax + r9 * 2),
+    }
+}
+
+/// rax += 3·ldc: the next group of C rows.
+fn advance_c_group(a: &mut CodeAssembler) -> Result<(), CodegenError> {
+    a.lea(rax, ptr(rax + r9 * 2)).map_err(asm_error)?;
+    a.add(rax, r9).map_err(asm_error)
 }
 
 /// Assembles a depthwise kernel (see [`DepthwiseShape`]).
 pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError> {
     let DepthwiseShape {
+        isa,
         pixels,
         lanes,
         window,
         ..
     } = shape;
     if pixels == 0
-        || pixels > MAX_DEPTHWISE_PIXELS
+        || pixels > isa.max_depthwise_pixels()
         || lanes == 0
-        || lanes > LANES
+        || lanes > isa.lanes()
         || window.contains(&0)
     {
         return Err(CodegenError::Backend(format!(
             "no depthwise micro-kernel for {shape:?}"
         )));
     }
-    let masked = lanes < LANES;
-    let (filter_vector, input_vector, mask) = (ymm12, ymm13, ymm15);
-    let mut a = CodeAssembler::new(64).map_err(asm_error)?;
-    let mut mask_table = a.create_label();
+    let masked = lanes < isa.lanes();
+    let (filter_vector, input_vector) = (pixels, pixels + 1);
+    let mut e = Vectors::new(isa)?;
     if masked {
-        load_mask(&mut a, mask_table, lanes, mask)?;
+        e.set_mask(lanes)?;
     }
     for p in 0..pixels {
-        a.vxorps(ymm(p), ymm(p), ymm(p)).map_err(asm_error)?;
+        e.zero(p)?;
     }
     for ky in 0..window[0] {
         for kx in 0..window[1] {
             let tap = displacement((ky * window[1] + kx) * shape.tap_stride)?;
-            if masked {
-                a.vmaskmovps(filter_vector, mask, ymmword_ptr(rsi + tap))
-                    .map_err(asm_error)?;
-            } else {
-                a.vmovups(filter_vector, ymmword_ptr(rsi + tap))
-                    .map_err(asm_error)?;
-            }
+            e.load(filter_vector, ptr(rsi + tap), masked)?;
             for p in 0..pixels {
                 let offset = displacement(
                     ky * shape.input_row_stride
@@ -174,31 +524,19 @@ pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError
                         + p * shape.input_pixel_stride,
                 )?;
                 if masked {
-                    a.vmaskmovps(input_vector, mask, ymmword_ptr(rdi + offset))
-                        .map_err(asm_error)?;
-                    a.vfmadd231ps(ymm(p), filter_vector, input_vector)
-                        .map_err(asm_error)?;
+                    e.load(input_vector, ptr(rdi + offset), true)?;
+                    e.fma(p, filter_vector, input_vector)?;
                 } else {
-                    a.vfmadd231ps(ymm(p), filter_vector, ymmword_ptr(rdi + offset))
-                        .map_err(asm_error)?;
+                    e.fma_memory(p, filter_vector, ptr(rdi + offset))?;
                 }
             }
         }
     }
     for p in 0..pixels {
-        let destination = ymmword_ptr(rdx + displacement(p * shape.output_pixel_stride)?);
-        if masked {
-            a.vmaskmovps(destination, mask, ymm(p)).map_err(asm_error)?;
-        } else {
-            a.vmovups(destination, ymm(p)).map_err(asm_error)?;
-        }
+        let destination = ptr(rdx + displacement(p * shape.output_pixel_stride)?);
+        e.store(destination, p, masked)?;
     }
-    a.vzeroupper().map_err(asm_error)?;
-    a.ret().map_err(asm_error)?;
-    if masked {
-        emit_mask_table(&mut a, &mut mask_table)?;
-    }
-    a.assemble(0).map_err(asm_error)
+    e.finish()
 }
 
 /// Splits `total` into `(start, count, width)` runs: as many tiles of `widest` as fit, then one
@@ -212,164 +550,37 @@ pub fn tile_runs(total: usize, widest: usize) -> Vec<(usize, usize, usize)> {
     runs
 }
 
-fn ymm(index: usize) -> AsmRegisterYmm {
-    // Indices stay below 16 by construction (rows ≤ 6, vectors ≤ 2).
-    registers::get_ymm(Register::YMM0 + index as u32).unwrap_or(ymm15)
-}
-
-fn asm_error(error: IcedError) -> CodegenError {
-    CodegenError::Backend(format!("assembling a micro-kernel: {error}"))
-}
-
-/// Row `p` of A (rdi = row 0, r10 = row 3, rsi = lda).
-fn a_row(p: usize) -> AsmMemoryOperand {
-    match p {
-        0 => dword_ptr(rdi),
-        1 => dword_ptr(rdi + rsi),
-        2 => dword_ptr(rdi + rsi * 2),
-        3 => dword_ptr(r10),
-        4 => dword_ptr(rdi + rsi * 4),
-        _ => dword_ptr(r10 + rsi * 2),
-    }
-}
-
-/// Row `p` of C plus `offset` bytes (r8 = row 0, r11 = row 3, rcx = ldc).
-fn c_row(p: usize, offset: i32) -> AsmMemoryOperand {
-    match p {
-        0 => ymmword_ptr(r8 + offset),
-        1 => ymmword_ptr(r8 + rcx + offset),
-        2 => ymmword_ptr(r8 + rcx * 2 + offset),
-        3 => ymmword_ptr(r11 + offset),
-        4 => ymmword_ptr(r8 + rcx * 4 + offset),
-        _ => ymmword_ptr(r11 + rcx * 2 + offset),
-    }
-}
-
-/// Assembles the kernel for `shape`.
-pub fn assemble(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
-    let TileShape { rows, columns } = shape;
-    if rows == 0 || rows > MAX_ROWS || columns == 0 || columns > MAX_COLUMNS {
-        return Err(CodegenError::Backend(format!(
-            "no micro-kernel for a {rows}x{columns} tile"
-        )));
-    }
-    let vectors = columns.div_ceil(LANES);
-    let tail = columns % LANES; // lanes of the last vector when it is partial
-    let masked = |v: usize| tail != 0 && v + 1 == vectors;
-    let accumulator = |p: usize, v: usize| ymm(p * vectors + v);
-    let b_vector = |v: usize| ymm(12 + v);
-    let (broadcast, mask) = (ymm14, ymm15);
-    let mut a = CodeAssembler::new(64).map_err(asm_error)?;
-    let mut zero_start = a.create_label();
-    let mut loop_start = a.create_label();
-    let mut loop_body = a.create_label();
-    let mut store = a.create_label();
-    let mut mask_table = a.create_label();
-
-    // r10 = A row 3, r11 = C row 3.
-    a.lea(r10, ptr(rdi + rsi * 2)).map_err(asm_error)?;
-    a.add(r10, rsi).map_err(asm_error)?;
-    a.lea(r11, ptr(r8 + rcx * 2)).map_err(asm_error)?;
-    a.add(r11, rcx).map_err(asm_error)?;
-    if tail != 0 {
-        // Eight lanes starting `8 - tail` dwords into [-1 × 8, 0 × 8]: `tail` ones, then zeros.
-        a.lea(rax, ptr(mask_table)).map_err(asm_error)?;
-        a.vmovdqu(mask, ymmword_ptr(rax + ((LANES - tail) * 4) as i32))
-            .map_err(asm_error)?;
-    }
-    // The 7th argument (accumulate) is on the stack above the return address.
-    a.mov(rax, qword_ptr(rsp + 8)).map_err(asm_error)?;
-    a.test(rax, rax).map_err(asm_error)?;
-    a.jz(zero_start).map_err(asm_error)?;
-    for p in 0..rows {
-        for v in 0..vectors {
-            let source = c_row(p, (v * 32) as i32);
-            if masked(v) {
-                a.vmaskmovps(accumulator(p, v), mask, source)
-                    .map_err(asm_error)?;
-            } else {
-                a.vmovups(accumulator(p, v), source).map_err(asm_error)?;
-            }
-        }
-    }
-    a.jmp(loop_start).map_err(asm_error)?;
-    a.set_label(&mut zero_start).map_err(asm_error)?;
-    for p in 0..rows {
-        for v in 0..vectors {
-            a.vxorps(accumulator(p, v), accumulator(p, v), accumulator(p, v))
-                .map_err(asm_error)?;
-        }
-    }
-    a.set_label(&mut loop_start).map_err(asm_error)?;
-    a.test(r9, r9).map_err(asm_error)?;
-    a.jz(store).map_err(asm_error)?;
-    a.set_label(&mut loop_body).map_err(asm_error)?;
-    for v in 0..vectors {
-        let source = ymmword_ptr(rdx + (v * 32) as i32);
-        if masked(v) {
-            a.vmaskmovps(b_vector(v), mask, source).map_err(asm_error)?;
-        } else {
-            a.vmovups(b_vector(v), source).map_err(asm_error)?;
-        }
-    }
-    for p in 0..rows {
-        a.vbroadcastss(broadcast, a_row(p)).map_err(asm_error)?;
-        for v in 0..vectors {
-            a.vfmadd231ps(accumulator(p, v), b_vector(v), broadcast)
-                .map_err(asm_error)?;
-        }
-    }
-    a.add(rdi, 4).map_err(asm_error)?;
-    a.add(r10, 4).map_err(asm_error)?;
-    a.add(rdx, rcx).map_err(asm_error)?;
-    a.dec(r9).map_err(asm_error)?;
-    a.jnz(loop_body).map_err(asm_error)?;
-    a.set_label(&mut store).map_err(asm_error)?;
-    for p in 0..rows {
-        for v in 0..vectors {
-            let destination = c_row(p, (v * 32) as i32);
-            if masked(v) {
-                a.vmaskmovps(destination, mask, accumulator(p, v))
-                    .map_err(asm_error)?;
-            } else {
-                a.vmovups(destination, accumulator(p, v))
-                    .map_err(asm_error)?;
-            }
-        }
-    }
-    a.vzeroupper().map_err(asm_error)?;
-    a.ret().map_err(asm_error)?;
-    if tail != 0 {
-        a.set_label(&mut mask_table).map_err(asm_error)?;
-        let table: Vec<u8> = (0..2 * LANES)
-            .flat_map(|i| if i < LANES { [0xFF; 4] } else { [0; 4] })
-            .collect();
-        a.db(&table).map_err(asm_error)?;
-    }
-    a.assemble(0).map_err(asm_error)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_tile_shape_assembles() {
-        for rows in 1..=MAX_ROWS {
-            for columns in 1..=MAX_COLUMNS {
-                let bytes = assemble(TileShape { rows, columns }).unwrap();
-                assert!(bytes.len() > 16, "{rows}x{columns}");
+    fn every_tile_shape_assembles_and_larger_ones_are_refused() {
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            for vectors in 1..=isa.max_vectors() {
+                for rows in 1..=isa.max_rows(vectors) {
+                    for columns in [(vectors - 1) * isa.lanes() + 1, vectors * isa.lanes()] {
+                        let shape = TileShape { isa, rows, columns };
+                        let bytes = assemble_gemm(shape).unwrap();
+                        assert!(bytes.len() > 16, "{shape:?}");
+                    }
+                }
+                let too_tall = isa.max_rows(vectors) + 1;
+                assert!(assemble_gemm(TileShape {
+                    isa,
+                    rows: too_tall,
+                    columns: vectors * isa.lanes()
+                })
+                .is_err());
             }
+            assert!(assemble_gemm(TileShape {
+                isa,
+                rows: 1,
+                columns: isa.max_vectors() * isa.lanes() + 1
+            })
+            .is_err());
         }
-        assert!(assemble(TileShape {
-            rows: 7,
-            columns: 8
-        })
-        .is_err());
-        assert!(assemble(TileShape {
-            rows: 1,
-            columns: 17
-        })
-        .is_err());
+        assert_eq!(Isa::Avx512.max_rows(4), 6);
+        assert_eq!(Isa::Avx2.max_rows(2), 6);
     }
 }

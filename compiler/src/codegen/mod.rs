@@ -7,6 +7,7 @@
 //! places (the runtime hands the code one pointer per weight).
 
 pub mod elementwise;
+pub mod gemm;
 pub mod kernel;
 mod math;
 pub mod microkernel;
@@ -361,6 +362,7 @@ pub fn generate(
                     pointer: params[i],
                     ty: graph.ty(v).clone(),
                     constant: graph.constant(v).map(|c| Arc::clone(&c.tensor)),
+                    layout: gemm::BLayout::RowMajor,
                 })
                 .collect();
             let outputs = node
@@ -371,6 +373,7 @@ pub fn generate(
                     pointer: params[node.inputs.len() + i],
                     ty: graph.ty(v).clone(),
                     constant: None,
+                    layout: gemm::BLayout::RowMajor,
                 })
                 .collect();
             let scratch = params[params.len() - 1];

@@ -6,6 +6,7 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::settings::{self, Configurable};
 
 use super::kernel::Features;
+use super::microkernel::Isa;
 use super::CodegenError;
 
 /// CPU levels `--cpu` accepts.
@@ -87,20 +88,24 @@ impl Target {
                 "has_avx512f",
                 "has_avx512vl",
                 "has_avx512dq",
-                "has_avx512bitalg",
-                "has_avx512vbmi",
             ],
         }
     }
 
-    /// Whether generated code may use FMA.
+    /// Whether generated code may use FMA, and which micro-kernels.
     pub fn features(&self) -> Features {
-        let (fma, avx2) = match self.cpu {
-            CpuLevel::Native => (host_has("fma"), host_has("fma") && host_has("avx2")),
-            CpuLevel::X86_64V2 => (false, false),
-            CpuLevel::X86_64V3 | CpuLevel::X86_64V4 => (true, true),
+        let avx512 = ["avx512f", "avx512vl", "avx512dq"];
+        let (fma, isa) = match self.cpu {
+            CpuLevel::Native if avx512.iter().all(|f| host_has(f)) && host_has("fma") => {
+                (true, Isa::Avx512)
+            }
+            CpuLevel::Native if host_has("fma") && host_has("avx2") => (true, Isa::Avx2),
+            CpuLevel::Native => (host_has("fma"), Isa::Portable),
+            CpuLevel::X86_64V2 => (false, Isa::Portable),
+            CpuLevel::X86_64V3 => (true, Isa::Avx2),
+            CpuLevel::X86_64V4 => (true, Isa::Avx512),
         };
-        Features { fma, avx2 }
+        Features { fma, isa }
     }
 
     /// CPU features the generated code may use, by the names the runtime checks.

@@ -6,10 +6,10 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
-use crate::codegen::microkernel::{self, Microkernel, TileShape};
+use crate::codegen::gemm::{self, Gemm, GroupBases, Segment};
+use crate::codegen::microkernel::{self, Isa, Microkernel};
 
 use super::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
 use super::epilogue::{self, Epilogue, EpilogueStep};
@@ -165,12 +165,11 @@ impl Operator for Conv2d {
             .geometry(&kernel.inputs[0].ty, &kernel.inputs[1].ty)
             .map_err(|e| kernel.error(e.to_string()))?;
         let source = pad_into_scratch(kernel, &window)?;
-        if self.depthwise && kernel.features.avx2 && channels == window.channels {
+        let machine_code = kernel.features.isa != Isa::Portable;
+        if self.depthwise && machine_code && channels == window.channels {
             lower_depthwise_microkernels(kernel, &self.epilogue, &window, source)
         } else if self.depthwise {
             lower_depthwise(kernel, &self.epilogue, &window, channels, source)
-        } else if kernel.features.avx2 {
-            lower_regular_microkernels(kernel, &self.epilogue, &window, channels, source)
         } else {
             lower_regular(kernel, &self.epilogue, &window, channels, source)
         }
@@ -260,11 +259,11 @@ fn partition(total: usize, widths: &[usize]) -> Vec<(usize, usize, usize)> {
     runs
 }
 
-/// The regular convolution as GEMM tiles on AVX2 machine-code micro-kernels: for each output
-/// row, blocks of up to 16 output channels by up to 6 output pixels; each tile sums over the
-/// filter taps (one micro-kernel call per tap, accumulating), then the epilogue finishes the
-/// tile in place while it is in L1.
-fn lower_regular_microkernels(
+/// The regular convolution on the GEMM frame: one product per output row (one for all pixels
+/// when the convolution is pointwise), A's rows the output pixels read at the stride, K the
+/// filter rows (a filter row's taps are contiguous in the input when the dilation is 1, so one
+/// segment each; otherwise one segment per tap).
+fn lower_regular(
     kernel: &mut Kernel,
     epilogue: &Epilogue,
     w: &Window,
@@ -275,104 +274,59 @@ fn lower_regular_microkernels(
     let output = kernel.outputs[0].pointer;
     let [ph, pw] = w.padded();
     let c = w.channels;
-    // A pointwise convolution (1x1, stride 1, no padding) reads input pixels at one stride
-    // across rows and images: one GEMM over all of them, so only the last tile is partial.
+    let [oh, ow] = w.output;
+    let [kh, kw] = w.kernel;
     let pointwise = w.kernel == [1, 1] && w.strides == [1, 1] && !w.has_padding();
-    let (batch, [oh, ow]) = if pointwise {
-        (1, [1, w.batch * w.output[0] * w.output[1]])
+    let segments = if w.dilations[1] == 1 {
+        (0..kh)
+            .map(|ky| Segment {
+                a_offset: ky * w.dilations[0] * pw * c * 4,
+                b_row: ky * kw * c,
+                depth: kw * c,
+            })
+            .collect()
     } else {
-        (w.batch, w.output)
+        (0..kh * kw)
+            .map(|tap| Segment {
+                a_offset: ((tap / kw) * w.dilations[0] * pw + (tap % kw) * w.dilations[1]) * c * 4,
+                b_row: tap * c,
+                depth: c,
+            })
+            .collect()
     };
-    let lda = (w.strides[1] * c * 4) as i64;
-    let ldbc = (channels * 4) as i64;
-    let channel_runs = microkernel::tile_runs(channels, microkernel::MAX_COLUMNS);
-    let pixel_runs = microkernel::tile_runs(ow, microkernel::MAX_ROWS);
-    let depth_runs = microkernel::tile_runs(c, DEPTH_BLOCK);
-    kernel.for_count(batch * oh, &mut |k, row| {
-        let n = k.builder.ins().udiv_imm_s(row, oh as i64);
-        let y = k.builder.ins().urem_imm_s(row, oh as i64);
+    let (groups, rows) = if pointwise {
+        (1, w.batch * oh * ow)
+    } else {
+        (w.batch * oh, ow)
+    };
+    let gemm = Gemm {
+        groups,
+        rows,
+        columns: channels,
+        depth: kh * kw * c,
+        lda: w.strides[1] * c * 4,
+        segments,
+        b_layout: kernel.inputs[1].layout,
+        epilogue,
+    };
+    gemm.emit(kernel, output, &mut |k, group| {
+        // Output row `group` = (n, y) reads input rows from n·ph + y·stride on.
+        let n = k.builder.ins().udiv_imm_s(group, oh as i64);
+        let y = k.builder.ins().urem_imm_s(group, oh as i64);
         let input_row = k.builder.ins().imul_imm_s(n, ph as i64);
         let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
         let input_row = k.builder.ins().iadd(input_row, y_scaled);
-        let output_row = k.builder.ins().imul_imm_s(row, ow as i64);
-        for &(channel_start, channel_count, columns) in &channel_runs {
-            k.for_steps(channel_start, channel_count, columns, &mut |k, co| {
-                // Sum over taps and depth blocks; each block of B (≤ 256 × 16 floats) is reused
-                // from L1 by every pixel tile of the row.
-                k.for_count(w.kernel[0], &mut |k, ky| {
-                    let dy = k.builder.ins().imul_imm_s(ky, w.dilations[0] as i64);
-                    let iy = k.builder.ins().iadd(input_row, dy);
-                    let input_row_base = k.builder.ins().imul_imm_s(iy, pw as i64);
-                    k.for_count(w.kernel[1], &mut |k, kx| {
-                        let dx = k.builder.ins().imul_imm_s(kx, w.dilations[1] as i64);
-                        let tap = k.builder.ins().imul_imm_s(ky, w.kernel[1] as i64);
-                        let tap = k.builder.ins().iadd(tap, kx);
-                        let later_tap = k.builder.ins().icmp_imm_s(IntCC::NotEqual, tap, 0);
-                        for &(depth_start, depth_count, depth) in &depth_runs {
-                            k.for_steps(depth_start, depth_count, depth, &mut |k, k0| {
-                                let later_block =
-                                    k.builder.ins().icmp_imm_s(IntCC::NotEqual, k0, 0);
-                                let accumulate = k.builder.ins().bor(later_tap, later_block);
-                                let accumulate = k.builder.ins().uextend(types::I64, accumulate);
-                                let b_index = k.builder.ins().imul_imm_s(tap, c as i64);
-                                let b_index = k.builder.ins().iadd(b_index, k0);
-                                let b_index = k.builder.ins().imul_imm_s(b_index, channels as i64);
-                                let b_index = k.builder.ins().iadd(b_index, co);
-                                let b_pointer = k.address(filter, b_index, 4);
-                                for &(pixel_start, pixel_count, rows) in &pixel_runs {
-                                    let function = k.microkernel(Microkernel::Gemm(TileShape {
-                                        rows,
-                                        columns,
-                                    }))?;
-                                    k.for_steps(pixel_start, pixel_count, rows, &mut |k, x0| {
-                                        let x_scaled =
-                                            k.builder.ins().imul_imm_s(x0, w.strides[1] as i64);
-                                        let pixel = k.builder.ins().iadd(input_row_base, x_scaled);
-                                        let pixel = k.builder.ins().iadd(pixel, dx);
-                                        let a_index = k.builder.ins().imul_imm_s(pixel, c as i64);
-                                        let a_index = k.builder.ins().iadd(a_index, k0);
-                                        let a_pointer = k.address(source, a_index, 4);
-                                        let out_pixel = k.builder.ins().iadd(output_row, x0);
-                                        let first =
-                                            k.builder.ins().imul_imm_s(out_pixel, channels as i64);
-                                        let first = k.builder.ins().iadd(first, co);
-                                        let c_pointer = k.address(output, first, 4);
-                                        let lda = k.iconst(lda);
-                                        let ldbc = k.iconst(ldbc);
-                                        let depth = k.iconst(depth as i64);
-                                        let arguments = [
-                                            a_pointer, lda, b_pointer, ldbc, c_pointer, depth,
-                                            accumulate,
-                                        ];
-                                        k.builder.ins().call(function, &arguments);
-                                        Ok(())
-                                    })?;
-                                }
-                                Ok(())
-                            })?;
-                        }
-                        Ok(())
-                    })
-                })?;
-                for &(pixel_start, pixel_count, rows) in &pixel_runs {
-                    k.for_steps(pixel_start, pixel_count, rows, &mut |k, x0| {
-                        let out_pixel = k.builder.ins().iadd(output_row, x0);
-                        let first = k.builder.ins().imul_imm_s(out_pixel, channels as i64);
-                        let first = k.builder.ins().iadd(first, co);
-                        epilogue::emit_in_place(
-                            k, epilogue, output, first, co, rows, columns, channels, 2,
-                        )
-                    })?;
-                }
-                Ok(())
-            })?;
-        }
-        Ok(())
+        let first = k.builder.ins().imul_imm_s(input_row, (pw * c) as i64);
+        Ok(GroupBases {
+            a: k.address(source, first, 4),
+            b: filter,
+            c: k.builder.ins().imul_imm_s(group, (ow * channels) as i64),
+        })
     })
 }
 
-/// Depthwise convolution (multiplier 1) on AVX2 machine-code kernels specialised to the layer:
-/// tiles of up to 12 output pixels of a row by 8 channels, every tap unrolled with its input
+/// Depthwise convolution (multiplier 1) on machine-code kernels specialised to the layer:
+/// tiles of up to 12 (AVX2) or 28 (AVX-512) output pixels of a row by one vector of channels, every tap unrolled with its input
 /// offset as an immediate; the epilogue finishes each tile in place.
 fn lower_depthwise_microkernels(
     kernel: &mut Kernel,
@@ -385,8 +339,9 @@ fn lower_depthwise_microkernels(
     let [ph, pw] = w.padded();
     let c = w.channels;
     let [oh, ow] = w.output;
-    let channel_runs = microkernel::tile_runs(c, 8);
-    let pixel_runs = microkernel::tile_runs(ow, microkernel::MAX_DEPTHWISE_PIXELS);
+    let isa = kernel.features.isa;
+    let channel_runs = microkernel::tile_runs(c, isa.lanes());
+    let pixel_runs = gemm::balanced_runs(ow, isa.max_depthwise_pixels());
     kernel.for_count(w.batch * oh, &mut |k, row| {
         let n = k.builder.ins().udiv_imm_s(row, oh as i64);
         let y = k.builder.ins().urem_imm_s(row, oh as i64);
@@ -400,6 +355,7 @@ fn lower_depthwise_microkernels(
                 let filter_pointer = k.address(filter, c0, 4);
                 for &(pixel_start, pixel_count, pixels) in &pixel_runs {
                     let shape = Microkernel::Depthwise(microkernel::DepthwiseShape {
+                        isa,
                         pixels,
                         lanes,
                         window: w.kernel,
@@ -424,151 +380,6 @@ fn lower_depthwise_microkernels(
                             .ins()
                             .call(function, &[input_pointer, filter_pointer, output_pointer]);
                         epilogue::emit_in_place(k, epilogue, output, first, c0, pixels, lanes, c, 2)
-                    })?;
-                }
-                Ok(())
-            })?;
-        }
-        Ok(())
-    })
-}
-
-/// Input channels summed per micro-kernel call: 256 rows of a 16-column B block are 16 KiB,
-/// which stays in L1 while every pixel tile of an output row uses it.
-const DEPTH_BLOCK: usize = 256;
-
-/// Register tiles of the regular convolution: (output channels, output pixels). 16 channels by 3
-/// pixels keeps 12 f32x4 accumulators, 4 weight vectors and a broadcast in the 16 xmm registers.
-const TILES: &[(usize, usize)] = &[(4 * LANES, 3), (2 * LANES, 4), (LANES, 4), (1, 4)];
-
-fn lower_regular(
-    kernel: &mut Kernel,
-    epilogue: &Epilogue,
-    w: &Window,
-    channels: usize,
-    source: Value,
-) -> Result<(), CodegenError> {
-    let filter = kernel.inputs[1].pointer;
-    let output = kernel.outputs[0].pointer;
-    let [ph, pw] = w.padded();
-    let c = w.channels;
-    let [oh, ow] = w.output;
-    let flags = crate::codegen::kernel::memory_flags();
-    let mut channel_runs = Vec::new();
-    let mut start = 0;
-    for &(width, pixels) in TILES {
-        let count = (channels - start) / width;
-        if count > 0 {
-            channel_runs.push((start, count, width, pixels));
-            start += count * width;
-        }
-    }
-    kernel.for_count(w.batch * oh, &mut |k, row| {
-        let n = k.builder.ins().udiv_imm_s(row, oh as i64);
-        let y = k.builder.ins().urem_imm_s(row, oh as i64);
-        let input_row = k.builder.ins().imul_imm_s(n, ph as i64);
-        let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
-        let input_row = k.builder.ins().iadd(input_row, y_scaled);
-        for &(channel_start, channel_count, channel_width, tile_pixels) in &channel_runs {
-            let (vectors, ty) = if channel_width >= LANES {
-                (channel_width / LANES, types::F32X4)
-            } else {
-                (1, types::F32)
-            };
-            let pixel_runs = partition(ow, &[tile_pixels, 1]);
-            k.for_steps(channel_start, channel_count, channel_width, &mut |k, co| {
-                for &(pixel_start, pixel_count, pixels) in &pixel_runs {
-                    k.for_steps(pixel_start, pixel_count, pixels, &mut |k, x0| {
-                        let accumulators: Vec<_> = (0..pixels * vectors)
-                            .map(|_| {
-                                let var = k.builder.declare_var(ty);
-                                let zero = k.float_constant(ty, 0.0);
-                                k.builder.def_var(var, zero);
-                                var
-                            })
-                            .collect();
-                        k.for_count(w.kernel[0], &mut |k, ky| {
-                            let dy = k.builder.ins().imul_imm_s(ky, w.dilations[0] as i64);
-                            let iy = k.builder.ins().iadd(input_row, dy);
-                            k.for_count(w.kernel[1], &mut |k, kx| {
-                                let dx = k.builder.ins().imul_imm_s(kx, w.dilations[1] as i64);
-                                // Element index of input[n, iy, x0 * s + dx, 0] and of filter[ky, kx, 0, co].
-                                let row_base = k.builder.ins().imul_imm_s(iy, pw as i64);
-                                let x_scaled = k.builder.ins().imul_imm_s(x0, w.strides[1] as i64);
-                                let column = k.builder.ins().iadd(x_scaled, dx);
-                                let pixel = k.builder.ins().iadd(row_base, column);
-                                let input_base = k.builder.ins().imul_imm_s(pixel, c as i64);
-                                let input_start = k.address(source, input_base, 4);
-                                let tap = k.builder.ins().imul_imm_s(ky, w.kernel[1] as i64);
-                                let tap = k.builder.ins().iadd(tap, kx);
-                                let filter_base =
-                                    k.builder.ins().imul_imm_s(tap, (c * channels) as i64);
-                                let filter_base = k.builder.ins().iadd(filter_base, co);
-                                let filter_start = k.address(filter, filter_base, 4);
-                                // Walk both pointers along the input channels (no multiply per step).
-                                let input_pointer = k.builder.declare_var(types::I64);
-                                let filter_pointer = k.builder.declare_var(types::I64);
-                                k.builder.def_var(input_pointer, input_start);
-                                k.builder.def_var(filter_pointer, filter_start);
-                                k.for_count(c, &mut |k, _| {
-                                    let input_at = k.builder.use_var(input_pointer);
-                                    let weight_at = k.builder.use_var(filter_pointer);
-                                    let weights: Vec<Value> = (0..vectors)
-                                        .map(|v| {
-                                            k.builder.ins().load(
-                                                ty,
-                                                flags,
-                                                weight_at,
-                                                (v * LANES * 4) as i32,
-                                            )
-                                        })
-                                        .collect();
-                                    for p in 0..pixels {
-                                        let offset = (p * w.strides[1] * c * 4) as i32;
-                                        let scalar = k.builder.ins().load(
-                                            types::F32,
-                                            flags,
-                                            input_at,
-                                            offset,
-                                        );
-                                        let broadcast = if ty.is_vector() {
-                                            k.builder.ins().splat(ty, scalar)
-                                        } else {
-                                            scalar
-                                        };
-                                        for (v, weight) in weights.iter().enumerate() {
-                                            let var = accumulators[p * vectors + v];
-                                            let acc = k.builder.use_var(var);
-                                            let acc = k.multiply_add(broadcast, *weight, acc);
-                                            k.builder.def_var(var, acc);
-                                        }
-                                    }
-                                    let next_input = k.builder.ins().iadd_imm_s(input_at, 4);
-                                    k.builder.def_var(input_pointer, next_input);
-                                    let next_weight = k
-                                        .builder
-                                        .ins()
-                                        .iadd_imm_s(weight_at, (channels * 4) as i64);
-                                    k.builder.def_var(filter_pointer, next_weight);
-                                    Ok(())
-                                })
-                            })
-                        })?;
-                        for p in 0..pixels {
-                            let pixel = k.builder.ins().iadd_imm_s(x0, p as i64);
-                            let out_row = k.builder.ins().imul_imm_s(row, ow as i64);
-                            let out_pixel = k.builder.ins().iadd(out_row, pixel);
-                            let out_base = k.builder.ins().imul_imm_s(out_pixel, channels as i64);
-                            for v in 0..vectors {
-                                let channel = k.builder.ins().iadd_imm_s(co, (v * LANES) as i64);
-                                let index = k.builder.ins().iadd(out_base, channel);
-                                let value = k.builder.use_var(accumulators[p * vectors + v]);
-                                let value =
-                                    epilogue::emit(k, epilogue, value, ty, index, channel, 2)?;
-                                k.store(value, output, index, 4);
-                            }
-                        }
-                        Ok(())
                     })?;
                 }
                 Ok(())

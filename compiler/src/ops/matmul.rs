@@ -8,10 +8,10 @@ use cranelift_codegen::ir::{types, InstBuilder, Value};
 
 use super::conv::import_fused;
 use super::elementwise::broadcast_shapes;
-use super::epilogue::{self, Epilogue, EpilogueStep};
+use super::epilogue::{Epilogue, EpilogueStep};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
-use crate::codegen::kernel::{memory_flags, Kernel, LANES};
-use crate::codegen::microkernel::{self, Microkernel, TileShape};
+use crate::codegen::gemm::{BLayout, Gemm, GroupBases, Segment};
+use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
@@ -153,66 +153,65 @@ impl MatMul {
         ))
     }
 
-    /// Row-major products as GEMM tiles on the machine-code micro-kernels, epilogue in place.
-    fn lower_microkernels(&self, kernel: &mut Kernel, d: &Dims) -> Result<(), CodegenError> {
-        let (a, b, c) = (
-            kernel.inputs[0].pointer,
-            kernel.inputs[1].pointer,
-            kernel.outputs[0].pointer,
-        );
-        let row_runs = microkernel::tile_runs(d.m, microkernel::MAX_ROWS);
-        let column_runs = microkernel::tile_runs(d.n, microkernel::MAX_COLUMNS);
-        kernel.for_count(d.batch, &mut |k, batch| {
-            let (a_batch, b_batch) = d.emit_operand_offsets(k, batch);
-            let c_batch = k.builder.ins().imul_imm_s(batch, (d.m * d.n) as i64);
-            for &(column_start, column_count, columns) in &column_runs {
-                k.for_steps(column_start, column_count, columns, &mut |k, j| {
-                    let b_index = k.builder.ins().iadd(b_batch, j);
-                    let b_pointer = k.address(b, b_index, 4);
-                    for &(row_start, row_count, rows) in &row_runs {
-                        let function =
-                            k.microkernel(Microkernel::Gemm(TileShape { rows, columns }))?;
-                        k.for_steps(row_start, row_count, rows, &mut |k, i| {
-                            let a_index = k.builder.ins().imul_imm_s(i, d.k as i64);
-                            let a_index = k.builder.ins().iadd(a_batch, a_index);
-                            let a_pointer = k.address(a, a_index, 4);
-                            let first = k.builder.ins().imul_imm_s(i, d.n as i64);
-                            let first = k.builder.ins().iadd(c_batch, first);
-                            let first = k.builder.ins().iadd(first, j);
-                            let c_pointer = k.address(c, first, 4);
-                            let lda = k.iconst((d.k * 4) as i64);
-                            let ldbc = k.iconst((d.n * 4) as i64);
-                            let depth = k.iconst(d.k as i64);
-                            let overwrite = k.iconst(0);
-                            k.builder.ins().call(
-                                function,
-                                &[a_pointer, lda, b_pointer, ldbc, c_pointer, depth, overwrite],
-                            );
-                            epilogue::emit_in_place(
-                                k,
-                                &self.epilogue,
-                                c,
-                                first,
-                                j,
-                                rows,
-                                columns,
-                                d.n,
-                                2,
-                            )
-                        })?;
-                    }
-                    Ok(())
-                })?;
-            }
-            Ok(())
-        })
-    }
-
     /// Element strides (row, column) of A as [M, K] and of B as [K, N].
     fn strides(&self, d: &Dims) -> ((usize, usize), (usize, usize)) {
         let a = if self.transpose_a { (1, d.m) } else { (d.k, 1) };
         let b = if self.transpose_b { (1, d.k) } else { (d.n, 1) };
         (a, b)
+    }
+
+    /// Copies each transposed operand row-major into scratch (A first, then B), so the frame
+    /// reads both row-major; packed B was transposed when it was packed. Returns A and B.
+    fn untransposed_operands(
+        &self,
+        k: &mut Kernel,
+        d: &Dims,
+    ) -> Result<(Value, Value), CodegenError> {
+        let (mut a, mut b) = (k.inputs[0].pointer, k.inputs[1].pointer);
+        let mut scratch_offset = 0;
+        let operands = [
+            (self.transpose_a, 0, d.m, d.k),
+            (
+                self.transpose_b && k.inputs[1].layout == BLayout::RowMajor,
+                1,
+                d.k,
+                d.n,
+            ),
+        ];
+        for (transposed, input, rows, columns) in operands {
+            if !transposed || rows * columns == 0 {
+                continue;
+            }
+            let source = k.inputs[input].pointer;
+            let matrices = k.inputs[input].ty.element_count() / (rows * columns);
+            let offset = k.iconst(scratch_offset as i64);
+            let target = k.address(k.scratch, offset, 4);
+            // target[m][i][j] = source[m][j][i]
+            k.for_count(matrices * rows, &mut |k, row| {
+                let matrix = k.builder.ins().udiv_imm_s(row, rows as i64);
+                let i = k.builder.ins().urem_imm_s(row, rows as i64);
+                let base = k.builder.ins().imul_imm_s(matrix, (rows * columns) as i64);
+                let from = k.builder.ins().iadd(base, i);
+                let to = k.builder.ins().imul_imm_s(row, columns as i64);
+                k.for_nest(
+                    &[(columns, rows as i64, 1)],
+                    from,
+                    to,
+                    &mut |k, from, to| {
+                        let value = k.load(types::F32, source, from, 4);
+                        k.store(value, target, to, 4);
+                        Ok(())
+                    },
+                )
+            })?;
+            scratch_offset += k.inputs[input].ty.element_count();
+            if input == 0 {
+                a = target;
+            } else {
+                b = target;
+            }
+        }
+        Ok((a, b))
     }
 }
 
@@ -269,96 +268,45 @@ impl Operator for MatMul {
             .evaluate(Tensor::from_f32(shape, out), &inputs[2..])?])
     }
 
+    /// Every batch is a row group of the GEMM frame.
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
         let (d, _) = self
             .dims(&kernel.inputs[0].ty, &kernel.inputs[1].ty)
             .map_err(|e| kernel.error(e.to_string()))?;
-        if kernel.features.avx2 && !self.transpose_a && !self.transpose_b {
-            return self.lower_microkernels(kernel, &d);
-        }
-        let ((am, ak), (bk, bn)) = self.strides(&d);
-        let (a, b, c) = (
-            kernel.inputs[0].pointer,
-            kernel.inputs[1].pointer,
-            kernel.outputs[0].pointer,
-        );
-        // Columns in blocks of 16 / 8 / 4 lanes when B's rows are contiguous, then scalars.
-        let widths: &[usize] = if bn == 1 {
-            &[4 * LANES, 2 * LANES, LANES, 1]
-        } else {
-            &[1]
+        let (a, b) = self.untransposed_operands(kernel, &d)?;
+        let output = kernel.outputs[0].pointer;
+        let gemm = Gemm {
+            groups: d.batch,
+            rows: d.m,
+            columns: d.n,
+            depth: d.k,
+            lda: d.k * 4,
+            segments: vec![Segment {
+                a_offset: 0,
+                b_row: 0,
+                depth: d.k,
+            }],
+            b_layout: kernel.inputs[1].layout,
+            epilogue: &self.epilogue,
         };
-        let mut runs = Vec::new();
-        let mut start = 0;
-        for &width in widths {
-            let count = (d.n - start) / width;
-            if count > 0 {
-                runs.push((start, count, width));
-                start += count * width;
-            }
-        }
-        kernel.for_count(d.batch * d.m, &mut |k, row| {
-            let batch = k.builder.ins().udiv_imm_s(row, d.m as i64);
-            let i = k.builder.ins().urem_imm_s(row, d.m as i64);
-            let (a_base, b_base) = d.emit_operand_offsets(k, batch);
-            let a_row = k.builder.ins().imul_imm_s(i, am as i64);
-            let a_base = k.builder.ins().iadd(a_base, a_row);
-            let c_base = k.builder.ins().imul_imm_s(row, d.n as i64);
-            for &(start, count, width) in &runs {
-                let (vectors, ty) = if width >= LANES {
-                    (width / LANES, types::F32X4)
-                } else {
-                    (1, types::F32)
-                };
-                k.for_steps(start, count, width, &mut |k, j| {
-                    let accumulators: Vec<_> = (0..vectors)
-                        .map(|_| {
-                            let var = k.builder.declare_var(ty);
-                            let zero = k.float_constant(ty, 0.0);
-                            k.builder.def_var(var, zero);
-                            var
-                        })
-                        .collect();
-                    let column = k.builder.ins().imul_imm_s(j, bn as i64);
-                    let b_column = k.builder.ins().iadd(b_base, column);
-                    k.for_count(d.k, &mut |k, p| {
-                        let a_offset = k.builder.ins().imul_imm_s(p, ak as i64);
-                        let a_index = k.builder.ins().iadd(a_base, a_offset);
-                        let scalar = k.load(types::F32, a, a_index, 4);
-                        let broadcast = if vectors > 0 && ty.is_vector() {
-                            k.builder.ins().splat(ty, scalar)
-                        } else {
-                            scalar
-                        };
-                        let b_offset = k.builder.ins().imul_imm_s(p, bk as i64);
-                        let b_index = k.builder.ins().iadd(b_column, b_offset);
-                        let b_address = k.address(b, b_index, 4);
-                        for (v, var) in accumulators.iter().enumerate() {
-                            let weight: Value = k.builder.ins().load(
-                                ty,
-                                memory_flags(),
-                                b_address,
-                                (v * LANES * 4) as i32,
-                            );
-                            let acc = k.builder.use_var(*var);
-                            let acc = k.multiply_add(broadcast, weight, acc);
-                            k.builder.def_var(*var, acc);
-                        }
-                        Ok(())
-                    })?;
-                    for (v, var) in accumulators.iter().enumerate() {
-                        let channel = k.builder.ins().iadd_imm_s(j, (v * LANES) as i64);
-                        let index = k.builder.ins().iadd(c_base, channel);
-                        let value = k.builder.use_var(*var);
-                        let value =
-                            epilogue::emit(k, &self.epilogue, value, ty, index, channel, 2)?;
-                        k.store(value, c, index, 4);
-                    }
-                    Ok(())
-                })?;
-            }
-            Ok(())
+        gemm.emit(kernel, output, &mut |k, batch| {
+            let (a_offset, b_offset) = d.emit_operand_offsets(k, batch);
+            Ok(GroupBases {
+                a: k.address(a, a_offset, 4),
+                b: k.address(b, b_offset, 4),
+                c: k.builder.ins().imul_imm_s(batch, (d.m * d.n) as i64),
+            })
         })
+    }
+
+    fn scratch_bytes(&self, inputs: &[&TensorType], _outputs: &[TensorType]) -> usize {
+        let transposed = [self.transpose_a, self.transpose_b];
+        inputs
+            .iter()
+            .zip(transposed)
+            .filter(|(_, transposed)| *transposed)
+            .map(|(ty, _)| ty.element_count() * 4)
+            .sum()
     }
 
     fn flops(&self, inputs: &[&TensorType], outputs: &[TensorType]) -> u64 {

@@ -1,0 +1,538 @@
+//! The GEMM frame: every matrix product and convolution that reduces to one runs here.
+//!
+//! An op describes its product — how many independent row groups, rows per group, columns,
+//! how its A rows are addressed (a row stride, plus K segments with their A offsets), where B
+//! lives and in which layout, and its epilogue — and the frame owns the rest: the micro-kernel
+//! set for the CPU features, the register tile (chosen per layer by a cost model), blocking of
+//! M and K, edge tiles, and the epilogue applied to each finished tile while it is in cache.
+//! tract's `linalg` is the model: the kernel knows only its tile and its B layout; the frame
+//! picks.
+//!
+//! ```text
+//! for g in groups:                      (output rows of a convolution, batches of a product)
+//!   for each block of rows:             (sized so the block's A rows stay in L2)
+//!     for each column tile j:           (vectors × lanes columns; the last one masked)
+//!       for each K segment, in chunks:  (a filter row of a convolution; the whole K of a product)
+//!         for each row tile:  C[rows, j] (+)= A[rows, segment] · B[segment, j]
+//!       epilogue on C[block, j]
+//! ```
+
+use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName, Value};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_module::{FuncId, Module};
+use cranelift_object::ObjectModule;
+
+use super::kernel::{memory_flags, Kernel};
+use super::microkernel::{Isa, Microkernel, TileShape, PANEL};
+use super::CodegenError;
+use crate::ops::epilogue::{self, Epilogue};
+
+/// Most B rows one kernel call sums over: a 64-column chunk of B is then 128 KiB and stays in
+/// L2 while every row tile of the block streams it.
+const DEPTH_CHUNK: usize = 512;
+
+/// Bytes of A rows one row block keeps in L2 while the column tiles reuse them.
+const ROW_BLOCK_BYTES: usize = 256 * 1024;
+
+/// How B is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BLayout {
+    /// Row-major `[depth, columns]`, as the tensor is.
+    RowMajor,
+    /// Panels of 16 columns, each `[depth, 16]` row-major, the last one zero-padded: the layout
+    /// the kernels stream (`passes::pack` decides it; the runtime or codegen writes it).
+    Panels,
+}
+
+/// A run of B rows and the A columns that meet them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// Bytes from a row's A pointer to the segment's first element.
+    pub a_offset: usize,
+    /// The segment's first B row.
+    pub b_row: usize,
+    /// Rows of B (elements of an A row) in the segment.
+    pub depth: usize,
+}
+
+/// Where one row group's operands start.
+pub struct GroupBases {
+    /// A's row 0 of the group.
+    pub a: Value,
+    /// B (row 0, column 0).
+    pub b: Value,
+    /// Element index of C[row 0, column 0] in the output.
+    pub c: Value,
+}
+
+/// One product, as an op describes it.
+pub struct Gemm<'e> {
+    /// Independent row groups (each with its own A, B and C start).
+    pub groups: usize,
+    /// Rows (M) of each group.
+    pub rows: usize,
+    /// Columns (N); also the row stride of C, in elements.
+    pub columns: usize,
+    /// Rows of B (K).
+    pub depth: usize,
+    /// Bytes between consecutive A rows of a group.
+    pub lda: usize,
+    /// The K segments; together they cover B's rows.
+    pub segments: Vec<Segment>,
+    pub b_layout: BLayout,
+    pub epilogue: &'e Epilogue,
+}
+
+/// The tiles the frame chose for one product.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TilePlan {
+    pub isa: Isa,
+    /// Vectors across a full column tile.
+    pub vectors: usize,
+    /// Height of the tallest row tile.
+    pub height: usize,
+    /// Rows of each group (M).
+    pub rows: usize,
+    /// Rows per full row block (a multiple of `height`).
+    pub block: usize,
+}
+
+/// `(start, count, height)` runs covering `total` rows with tiles of at most `height`, as
+/// evenly as possible (7 rows in tiles of ≤ 6 become 4 + 3, not 6 + 1).
+pub fn balanced_runs(total: usize, height: usize) -> Vec<(usize, usize, usize)> {
+    if total == 0 {
+        return Vec::new();
+    }
+    let tiles = total.div_ceil(height);
+    let (small, taller) = (total / tiles, total % tiles);
+    let mut runs = Vec::new();
+    if taller > 0 {
+        runs.push((0, taller, small + 1));
+    }
+    if tiles > taller {
+        runs.push((taller * (small + 1), tiles - taller, small));
+    }
+    runs
+}
+
+/// `(start, count, width)` column runs: full tiles of `width`, then one narrower tile.
+fn column_runs(total: usize, width: usize) -> Vec<(usize, usize, usize)> {
+    let mut runs = Vec::new();
+    if total / width > 0 {
+        runs.push((0, total / width, width));
+    }
+    if !total.is_multiple_of(width) {
+        runs.push((total / width * width, 1, total % width));
+    }
+    runs
+}
+
+/// Relative cost of one K step of a `rows` × `vectors` tile: FMA issue or loads, whichever
+/// binds, plus the loop's own instructions; between tiles that tie, fewer loads win.
+fn step_cost(isa: Isa, rows: usize, vectors: usize) -> f64 {
+    let fmas_per_cycle = match isa {
+        Isa::Avx512 => 1.0,
+        Isa::Avx2 | Isa::Portable => 2.0,
+    };
+    let fmas = (rows * vectors) as f64 / fmas_per_cycle;
+    let loads = (rows + vectors) as f64 / 2.0;
+    fmas.max(loads) + 1.0 + loads / 64.0
+}
+
+impl TilePlan {
+    /// The cheapest tiling of `rows` × `columns` by the cost model, for A rows of `depth`.
+    pub fn choose(isa: Isa, rows: usize, columns: usize, depth: usize) -> TilePlan {
+        let lanes = isa.lanes();
+        let mut best: Option<(f64, TilePlan)> = None;
+        for vectors in 1..=isa.max_vectors() {
+            if vectors > 1 && (vectors - 1) * lanes >= columns {
+                break; // a narrower tile already covers every column
+            }
+            for height in 1..=isa.max_rows(vectors).min(rows.max(1)) {
+                let fit = (ROW_BLOCK_BYTES / (depth.max(1) * 4)).max(height);
+                let plan = TilePlan {
+                    isa,
+                    vectors,
+                    height,
+                    rows,
+                    block: (fit / height * height)
+                        .min(rows.div_ceil(height) * height)
+                        .max(height),
+                };
+                let row_tiles = plan
+                    .full_block_runs()
+                    .into_iter()
+                    .map(|(_, n, h)| (n * plan.full_blocks(), h));
+                let row_tiles: Vec<(usize, usize)> = row_tiles
+                    .chain(plan.last_block_runs().into_iter().map(|(_, n, h)| (n, h)))
+                    .collect();
+                let cost: f64 = column_runs(columns, plan.width())
+                    .iter()
+                    .map(|&(_, count, width)| {
+                        let v = width.div_ceil(lanes);
+                        let per_column_tile: f64 = row_tiles
+                            .iter()
+                            .map(|&(n, h)| n as f64 * step_cost(isa, h, v))
+                            .sum();
+                        count as f64 * per_column_tile
+                    })
+                    .sum();
+                // Ties go to the larger tile (fewer calls).
+                if best.as_ref().is_none_or(|(c, _)| cost < *c * 0.999) {
+                    best = Some((cost, plan));
+                }
+            }
+        }
+        best.map(|(_, plan)| plan).unwrap_or(TilePlan {
+            isa,
+            vectors: 1,
+            height: 1,
+            rows,
+            block: 1,
+        })
+    }
+
+    /// Columns of a full column tile.
+    pub fn width(&self) -> usize {
+        self.vectors * self.isa.lanes()
+    }
+
+    fn full_blocks(&self) -> usize {
+        self.rows / self.block
+    }
+
+    /// The row tiles of a full block.
+    fn full_block_runs(&self) -> Vec<(usize, usize, usize)> {
+        vec![(0, self.block / self.height, self.height)]
+    }
+
+    /// The row tiles of the last, partial block, balanced.
+    fn last_block_runs(&self) -> Vec<(usize, usize, usize)> {
+        balanced_runs(self.rows % self.block, self.height)
+    }
+}
+
+impl Gemm<'_> {
+    /// Emits the product into `kernel`: `bases` gives each row group's operand starts, `output`
+    /// is C's buffer.
+    pub fn emit(
+        &self,
+        kernel: &mut Kernel,
+        output: Value,
+        bases: &mut dyn FnMut(&mut Kernel, Value) -> Result<GroupBases, CodegenError>,
+    ) -> Result<(), CodegenError> {
+        let plan = TilePlan::choose(kernel.features.isa, self.rows, self.columns, self.depth);
+        kernel.for_count(self.groups, &mut |k, group| {
+            let group_bases = bases(k, group)?;
+            if self.segments.iter().all(|segment| segment.depth == 0) {
+                // An empty sum: no kernel call writes C, so it starts as zeros.
+                k.fill_words(output, group_bases.c, self.rows * self.columns, 0)?;
+            }
+            let full_runs = plan.full_block_runs();
+            k.for_count(plan.full_blocks(), &mut |k, block| {
+                let first_row = k.builder.ins().imul_imm_s(block, plan.block as i64);
+                self.emit_block(k, &plan, &group_bases, output, first_row, &full_runs)
+            })?;
+            let last_runs = plan.last_block_runs();
+            if !last_runs.is_empty() {
+                let first_row = k.iconst((plan.full_blocks() * plan.block) as i64);
+                self.emit_block(k, &plan, &group_bases, output, first_row, &last_runs)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// One row block: every column tile, its K chunks, then its epilogue.
+    fn emit_block(
+        &self,
+        k: &mut Kernel,
+        plan: &TilePlan,
+        bases: &GroupBases,
+        output: Value,
+        first_row: Value,
+        row_runs: &[(usize, usize, usize)],
+    ) -> Result<(), CodegenError> {
+        let (b_row_bytes, panel_stride) = match self.b_layout {
+            BLayout::RowMajor => (self.columns * 4, PANEL * 4),
+            BLayout::Panels => (PANEL * 4, self.depth * PANEL * 4),
+        };
+        let chunks: Vec<(usize, Segment)> = self
+            .segments
+            .iter()
+            .flat_map(|segment| {
+                (0..segment.depth).step_by(DEPTH_CHUNK).map(|start| {
+                    let piece = Segment {
+                        a_offset: segment.a_offset + start * 4,
+                        b_row: segment.b_row + start,
+                        depth: (segment.depth - start).min(DEPTH_CHUNK),
+                    };
+                    (start, piece)
+                })
+            })
+            .collect();
+        for (column_start, column_count, width) in column_runs(self.columns, plan.width()) {
+            k.for_steps(column_start, column_count, width, &mut |k, j| {
+                // B at column j: panel j / 16, lane j % 16 (row-major: the panels are 64 bytes
+                // apart, so this is 4j).
+                let panel = k.builder.ins().ushr_imm_u(j, 4);
+                let panel = k.builder.ins().imul_imm_s(panel, panel_stride as i64);
+                let lane = k.builder.ins().band_imm_u(j, (PANEL - 1) as i64);
+                let lane = k.builder.ins().imul_imm_s(lane, 4);
+                let b_column = k.builder.ins().iadd(bases.b, panel);
+                let b_column = k.builder.ins().iadd(b_column, lane);
+                for (index, (_, chunk)) in chunks.iter().enumerate() {
+                    let accumulate = k.iconst(i64::from(index > 0));
+                    let b = k
+                        .builder
+                        .ins()
+                        .iadd_imm_s(b_column, (chunk.b_row * b_row_bytes) as i64);
+                    for &(start, count, height) in row_runs {
+                        let function = k.microkernel(Microkernel::Gemm(TileShape {
+                            isa: plan.isa,
+                            rows: height,
+                            columns: width,
+                        }))?;
+                        k.for_steps(start, count, height, &mut |k, r| {
+                            let row = k.builder.ins().iadd(first_row, r);
+                            let a = k.builder.ins().imul_imm_s(row, self.lda as i64);
+                            let a = k.builder.ins().iadd(bases.a, a);
+                            let a = k.builder.ins().iadd_imm_s(a, chunk.a_offset as i64);
+                            let c_first = self.c_index(k, bases, row, j);
+                            let c = k.address(output, c_first, 4);
+                            let arguments = [
+                                a,
+                                k.iconst(self.lda as i64),
+                                b,
+                                k.iconst(b_row_bytes as i64),
+                                c,
+                                k.iconst((self.columns * 4) as i64),
+                                k.iconst(chunk.depth as i64),
+                                accumulate,
+                                k.iconst(panel_stride as i64),
+                            ];
+                            k.builder.ins().call(function, &arguments);
+                            Ok(())
+                        })?;
+                    }
+                }
+                for &(start, count, height) in row_runs {
+                    k.for_steps(start, count, height, &mut |k, r| {
+                        let row = k.builder.ins().iadd(first_row, r);
+                        let first = self.c_index(k, bases, row, j);
+                        epilogue::emit_in_place(
+                            k,
+                            self.epilogue,
+                            output,
+                            first,
+                            j,
+                            height,
+                            width,
+                            self.columns,
+                            2,
+                        )
+                    })?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Element index of C[row, column] of the group.
+    fn c_index(&self, k: &mut Kernel, bases: &GroupBases, row: Value, column: Value) -> Value {
+        let index = k.builder.ins().imul_imm_s(row, self.columns as i64);
+        let index = k.builder.ins().iadd(bases.c, index);
+        k.builder.ins().iadd(index, column)
+    }
+}
+
+/// Defines the portable tile `shape` (Cranelift f32x4, the machine-code kernels' contract) as
+/// function `id` of `module`: `fma` says whether the target has fused multiply-add.
+pub fn define_portable_tile(
+    module: &mut ObjectModule,
+    id: FuncId,
+    shape: TileShape,
+    fma: bool,
+) -> Result<(), CodegenError> {
+    let backend = |e: cranelift_module::ModuleError| CodegenError::Backend(e.to_string());
+    let mut context = module.make_context();
+    let mut signature = Signature::new(module.isa().default_call_conv());
+    signature
+        .params
+        .extend((0..9).map(|_| AbiParam::new(types::I64)));
+    context.func.signature = signature;
+    context.func.name = UserFuncName::user(1, id.as_u32());
+    let mut function_context = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut context.func, &mut function_context);
+        build_portable_tile(&mut b, shape, fma);
+        b.finalize(module.isa().frontend_config());
+    }
+    module.define_function(id, &mut context).map_err(backend)
+}
+
+fn build_portable_tile(b: &mut FunctionBuilder, shape: TileShape, fma: bool) {
+    let flags = memory_flags();
+    let lanes = 4;
+    let vectors = shape.columns / lanes;
+    let tail = shape.columns % lanes;
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    b.seal_block(entry);
+    let params = b.block_params(entry).to_vec();
+    let [a, lda, b_start, ldb, c, ldc, depth, accumulate, panel_stride] =
+        <[Value; 9]>::try_from(params).unwrap_or_else(|_| unreachable!("nine parameters"));
+    // Column j's offset from a B row: panel j / 16, lane j % 16.
+    let column_offset = |b: &mut FunctionBuilder, column: usize| {
+        let panel = b.ins().imul_imm_s(panel_stride, (column / PANEL) as i64);
+        b.ins().iadd_imm_s(panel, ((column % PANEL) * 4) as i64)
+    };
+    let vector_offsets: Vec<Value> = (0..vectors).map(|v| column_offset(b, v * lanes)).collect();
+    let scalar_offsets: Vec<Value> = (0..tail)
+        .map(|t| column_offset(b, vectors * lanes + t))
+        .collect();
+    let row_offsets = |b: &mut FunctionBuilder, stride: Value| -> Vec<Value> {
+        (0..shape.rows)
+            .map(|p| b.ins().imul_imm_s(stride, p as i64))
+            .collect()
+    };
+    let a_rows = row_offsets(b, lda);
+    let c_rows = row_offsets(b, ldc);
+    // Accumulators: per row, the vectors then the tail's scalars.
+    let slots: Vec<(usize, types::Type, usize)> = (0..shape.rows)
+        .flat_map(|p| {
+            (0..vectors)
+                .map(move |v| (p, types::F32X4, v * lanes * 4))
+                .chain((0..tail).map(move |t| (p, types::F32, (vectors * lanes + t) * 4)))
+        })
+        .collect();
+    let accumulators: Vec<Variable> = slots.iter().map(|&(_, ty, _)| b.declare_var(ty)).collect();
+    let load_c = b.create_block();
+    let zero_c = b.create_block();
+    let start = b.create_block();
+    b.ins().brif(accumulate, load_c, &[], zero_c, &[]);
+    for (block, load) in [(load_c, true), (zero_c, false)] {
+        b.switch_to_block(block);
+        b.seal_block(block);
+        for (&(p, ty, offset), &var) in slots.iter().zip(&accumulators) {
+            let value = if load {
+                let row = b.ins().iadd(c, c_rows[p]);
+                b.ins().load(ty, flags, row, offset as i32)
+            } else {
+                let zero = b.ins().f32const(0.0);
+                if ty.is_vector() {
+                    b.ins().splat(ty, zero)
+                } else {
+                    zero
+                }
+            };
+            b.def_var(var, value);
+        }
+        b.ins().jump(start, &[]);
+    }
+    b.switch_to_block(start);
+    b.seal_block(start);
+    let (a_at, b_at, left) = (
+        b.declare_var(types::I64),
+        b.declare_var(types::I64),
+        b.declare_var(types::I64),
+    );
+    b.def_var(a_at, a);
+    b.def_var(b_at, b_start);
+    b.def_var(left, depth);
+    let body = b.create_block();
+    let done = b.create_block();
+    b.ins().jump(body, &[]);
+    b.switch_to_block(body);
+    let (a_row, b_row) = (b.use_var(a_at), b.use_var(b_at));
+    let b_vectors: Vec<Value> = vector_offsets
+        .iter()
+        .map(|&offset| {
+            let address = b.ins().iadd(b_row, offset);
+            b.ins().load(types::F32X4, flags, address, 0)
+        })
+        .collect();
+    let b_scalars: Vec<Value> = scalar_offsets
+        .iter()
+        .map(|&offset| {
+            let address = b.ins().iadd(b_row, offset);
+            b.ins().load(types::F32, flags, address, 0)
+        })
+        .collect();
+    for (p, &a_offset) in a_rows.iter().enumerate() {
+        let address = b.ins().iadd(a_row, a_offset);
+        let scalar = b.ins().load(types::F32, flags, address, 0);
+        let splat = b.ins().splat(types::F32X4, scalar);
+        for (&(row, ty, offset), &var) in slots.iter().zip(&accumulators) {
+            if row != p {
+                continue;
+            }
+            let (x, y) = if ty.is_vector() {
+                (splat, b_vectors[offset / (lanes * 4)])
+            } else {
+                (scalar, b_scalars[offset / 4 - vectors * lanes])
+            };
+            let acc = b.use_var(var);
+            let acc = if fma {
+                b.ins().fma(x, y, acc)
+            } else {
+                let product = b.ins().fmul(x, y);
+                b.ins().fadd(product, acc)
+            };
+            b.def_var(var, acc);
+        }
+    }
+    let next_a = b.ins().iadd_imm_s(a_row, 4);
+    b.def_var(a_at, next_a);
+    let next_b = b.ins().iadd(b_row, ldb);
+    b.def_var(b_at, next_b);
+    let remaining = b.use_var(left);
+    let remaining = b.ins().iadd_imm_s(remaining, -1);
+    b.def_var(left, remaining);
+    b.ins().brif(remaining, body, &[], done, &[]);
+    b.seal_block(body);
+    b.switch_to_block(done);
+    b.seal_block(done);
+    for (&(p, _, offset), &var) in slots.iter().zip(&accumulators) {
+        let row = b.ins().iadd(c, c_rows[p]);
+        let value = b.use_var(var);
+        b.ins().store(flags, value, row, offset as i32);
+    }
+    b.ins().return_(&[]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balanced_runs_cover_the_rows_evenly() {
+        assert_eq!(balanced_runs(7, 6), vec![(0, 1, 4), (4, 1, 3)]);
+        assert_eq!(balanced_runs(12, 6), vec![(0, 2, 6)]);
+        assert_eq!(balanced_runs(56, 6), vec![(0, 6, 6), (36, 4, 5)]);
+        assert_eq!(balanced_runs(0, 6), vec![]);
+        for total in 1..100 {
+            for height in 1..13 {
+                let runs = balanced_runs(total, height);
+                let covered: usize = runs.iter().map(|&(_, n, h)| n * h).sum();
+                assert_eq!(covered, total);
+                assert!(runs.iter().all(|&(_, _, h)| h <= height && h > 0));
+            }
+        }
+    }
+
+    #[test]
+    fn plans_use_wide_tiles_on_wide_products_and_cover_every_row() {
+        let plan = TilePlan::choose(Isa::Avx512, 3136, 256, 64);
+        assert_eq!((plan.vectors, plan.height), (4, 6));
+        let narrow = TilePlan::choose(Isa::Avx512, 3136, 16, 64);
+        assert_eq!(narrow.vectors, 1);
+        for rows in [1, 7, 49, 56, 3136] {
+            let plan = TilePlan::choose(Isa::Avx2, rows, 24, 4096);
+            let full: usize = plan.full_block_runs().iter().map(|&(_, n, h)| n * h).sum();
+            let last: usize = plan.last_block_runs().iter().map(|&(_, n, h)| n * h).sum();
+            assert_eq!(full * plan.full_blocks() + last, rows, "{plan:?}");
+        }
+    }
+}

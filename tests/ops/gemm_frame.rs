@@ -1,0 +1,77 @@
+//! The GEMM frame's tiling, through matrix products and convolutions whose sizes reach every
+//! part of it: column tiles wider than one 16-column panel and their masked edges, row blocks
+//! (A rows of more than 256 KiB), K longer than one kernel call's chunk (512), and the
+//! balanced row tiles. Run on every kernel path by CI (AVX-512 where present, AVX2, portable).
+
+use crate::harness::check_cases;
+use crate::{ConvConfig, MatMulConfig, Padding};
+
+#[test]
+fn products_reach_every_tile_edge_block_and_chunk() {
+    let shapes = [
+        (1, 1, 1),
+        (7, 3, 65),
+        (13, 600, 17),
+        (6, 513, 64),
+        (200, 600, 33),
+        (49, 1100, 130),
+        (25, 40, 200),
+        (3, 16, 48),
+        (12, 5, 49),
+        (3, 0, 5),
+        (0, 4, 5),
+    ];
+    let mut cases = Vec::new();
+    for (i, &(m, k, n)) in shapes.iter().enumerate() {
+        for (j, transpose_b) in [false, true].into_iter().enumerate() {
+            let config = MatMulConfig {
+                batch: if i % 3 == 1 { vec![2] } else { vec![] },
+                m,
+                k,
+                n,
+                transpose_a: false,
+                transpose_b,
+                epilogue: (i + j) % crate::EPILOGUES.len(),
+                b_is_constant: j == 0,
+            };
+            cases.push(config.case((i * 2 + j) as u64));
+        }
+    }
+    check_cases("gemm frame products", cases, 6);
+}
+
+#[test]
+fn convolutions_reach_every_segment_form() {
+    // (height, width, channels in, channels out, kernel, stride, dilation, padding)
+    let shapes = [
+        (9, 7, 3, 70, 3, 1, 1, Padding::Same),
+        (8, 8, 40, 16, 1, 1, 1, Padding::Valid),
+        (11, 13, 16, 24, 3, 2, 1, Padding::Same),
+        (10, 10, 8, 33, 3, 1, 2, Padding::Same),
+        (7, 7, 520, 20, 1, 1, 1, Padding::Valid),
+        (15, 15, 3, 32, 7, 2, 1, Padding::Same),
+    ];
+    let cases = shapes
+        .iter()
+        .enumerate()
+        .map(
+            |(i, &(h, w, c, n, kernel, stride, dilation, ref padding))| {
+                ConvConfig {
+                    batch: 1 + i % 2,
+                    size: [h, w],
+                    channels: c,
+                    kernel: [kernel, kernel],
+                    outputs: n,
+                    strides: [stride, stride],
+                    dilations: [dilation, dilation],
+                    padding: padding.clone(),
+                    depthwise: false,
+                    epilogue: i % crate::EPILOGUES.len(),
+                    filter_is_input: i == 1,
+                }
+                .case(i as u64 + 500)
+            },
+        )
+        .collect();
+    check_cases("gemm frame convolutions", cases, 6);
+}
