@@ -417,7 +417,7 @@ fn inspect_of_a_compiled_library_prints_its_description() {
     let outcome = succeeds(&[OsStr::new("inspect"), library.as_os_str()]);
     let description: Value = serde_json::from_str(&outcome.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", outcome.describe()));
-    assert_eq!(description["abi_version"], 1);
+    assert_eq!(description["abi_version"], 2);
     assert_eq!(description["inputs"][0]["name"], "input");
     assert_eq!(description["outputs"][0]["name"], "Identity");
     assert_eq!(

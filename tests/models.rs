@@ -54,6 +54,15 @@ fn check_case(directory: &Path, model_key: &str) -> Option<Vec<String>> {
         Err(e) => return Some(vec![format!("{name}: run: {e}")]),
     };
     let mut failures = Vec::new();
+    for threads in [2, 3] {
+        let mut context = loaded.new_context().unwrap();
+        context.set_threads(threads).unwrap();
+        match context.run_tensors(&inputs) {
+            Ok(threaded) if threaded == outputs => {}
+            Ok(_) => failures.push(format!("{name}: {threads} threads differ from 1 thread")),
+            Err(e) => failures.push(format!("{name}: run on {threads} threads: {e}")),
+        }
+    }
     for (spec, output) in description.outputs.iter().zip(&outputs) {
         let entry = case["outputs"]
             .as_array()

@@ -44,8 +44,18 @@ typedef struct tfjsc_context tfjsc_context;
 #define TFJSC_LOAD_COPY_WEIGHTS 1u
 
 /* The compiled model's entry point (ABI v1, see docs/abi.md). */
+/* Each thread of a run gets its own (docs/abi.md, "Threads"). */
+struct tfjsc_threads {
+    int64_t thread;  /* this thread's index, 0 .. threads - 1 */
+    int64_t threads; /* threads in the run */
+    /* All threads meet; non-zero: the run was abandoned (another thread failed), return. */
+    int32_t (*barrier)(const struct tfjsc_threads *self);
+    const void *shared; /* the runtime's */
+};
+
 typedef int32_t (*tfjsc_run_fn)(const void *const *weights, const void *const *inputs,
-                                void *const *outputs, void *arena);
+                                void *const *outputs, void *arena,
+                                const struct tfjsc_threads *threads);
 
 /* Opens a compiled model library (symbols tfjsc_model_description / tfjsc_model_run).
  * weights_dir: directory of the shard files; NULL uses the one recorded at compile time.
@@ -67,7 +77,8 @@ tfjsc_model *tfjsc_model_open_static(const char *description, tfjsc_run_fn run,
 
 /* A model compiled with --checked exports PREFIX_step too (docs/abi.md, "Checked mode"). */
 typedef int32_t (*tfjsc_step_fn)(uint32_t index, const void *const *weights,
-                                 const void *const *inputs, void *const *outputs, void *arena);
+                                 const void *const *inputs, void *const *outputs, void *arena,
+                                 const struct tfjsc_threads *threads);
 
 /* As tfjsc_model_open_static, with TFJSC_LOAD_* flags. */
 tfjsc_model *tfjsc_model_open_static_ex(const char *description, tfjsc_run_fn run,
@@ -101,6 +112,12 @@ size_t tfjsc_model_output_byte_size(const tfjsc_model *model, size_t index);
 
 /* Creates an execution context for model (which must outlive it). NULL on failure. */
 tfjsc_context *tfjsc_context_new(const tfjsc_model *model, char *error, size_t error_len);
+
+/* Later runs of the context use `threads` threads: the caller's and threads - 1 workers the
+ * context owns (default 1). Results are bit-identical whatever the count. Returns 0, or
+ * TFJSC_ERROR with a message. */
+int32_t tfjsc_context_set_threads(tfjsc_context *context, size_t threads, char *error,
+                                  size_t error_len);
 
 /* Frees a context (NULL is ignored). */
 void tfjsc_context_free(tfjsc_context *context);

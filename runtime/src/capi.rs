@@ -515,6 +515,32 @@ pub unsafe extern "C" fn tfjsc_context_free(context: *mut CContext) {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(context)));
 }
 
+/// Runs the context's later runs on `threads` threads (the caller's and `threads - 1` workers
+/// the context owns; 1 is the default). Results are bit-identical whatever the count. Returns 0,
+/// or `TFJSC_ERROR` with a message (0 threads, or the workers could not start).
+///
+/// # Safety
+/// `context` must be NULL or a live context whose model is still open, not in use by another
+/// thread; `error` NULL or writable for `error_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn tfjsc_context_set_threads(
+    context: *mut CContext,
+    threads: usize,
+    error: *mut c_char,
+    error_len: usize,
+) -> i32 {
+    guarded(error, error_len, TFJSC_ERROR, || {
+        // SAFETY: NULL or a live, exclusively used context by this function's contract.
+        let context = unsafe { context.as_mut() }.ok_or_else(|| Error::NullPointer {
+            what: "context".to_string(),
+        })?;
+        // SAFETY: the context's model outlives it by `tfjsc_context_new`'s contract.
+        let model = unsafe { &(*context.model).model };
+        context.state.set_threads(threads, model.step.is_some())?;
+        Ok(0)
+    })
+}
+
 /// Runs the model once. `inputs[i]` / `outputs[i]`: one buffer per input / output in
 /// description order, each of its tensor's byte size. Returns 0, or `TFJSC_ERROR` with a message.
 ///

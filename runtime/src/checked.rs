@@ -21,14 +21,15 @@ use crate::description::{byte_size_of, CheckedSection, Description, MINIMUM_ALIG
 use crate::error::Error;
 
 /// `int32_t PREFIX_step(uint32_t index, const void *const *weights, const void *const *inputs,
-/// void *const *outputs, void *arena)`: runs the `index`-th kernel of `PREFIX_run` only; returns
-/// 0, or 1 when `index` is out of range.
+/// void *const *outputs, void *arena, const struct tfjsc_threads *threads)`: runs the `index`-th
+/// kernel of `PREFIX_run` only; returns its status, or -1 when `index` is out of range.
 pub type StepFn = unsafe extern "C" fn(
     index: u32,
     weights: *const *const c_void,
     inputs: *const *const c_void,
     outputs: *const *mut c_void,
     arena: *mut c_void,
+    threads: *const crate::ThreadSync,
 ) -> i32;
 
 /// Which side of its buffer a damaged red zone lies on.
@@ -288,6 +289,8 @@ impl CheckedState {
             zone.fill();
         }
         let arena_pointer = arena.as_mut_ptr().cast::<c_void>();
+        // Checked runs are single-threaded: one kernel at a time, verified after each.
+        let single = crate::ThreadSync::single();
         let call = |index: u32| {
             // SAFETY: every pointer array has one entry per description tensor or weight, each
             // pointing at a guarded copy of the right byte size and 64-byte aligned; the arena
@@ -300,6 +303,7 @@ impl CheckedState {
                     input_pointers.as_ptr(),
                     output_pointers.as_ptr(),
                     arena_pointer,
+                    &single,
                 )
             }
         };

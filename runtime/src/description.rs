@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 
 /// The ABI version this runtime implements.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The smallest arena alignment the runtime hands out, whatever the description asks.
 pub const MINIMUM_ALIGNMENT: usize = 64;

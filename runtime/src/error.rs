@@ -19,6 +19,14 @@ pub enum Error {
         /// The missing feature, as the description names it.
         feature: String,
     },
+    /// The thread count is 0, or the worker threads could not be started.
+    #[error("cannot run on {threads} thread(s): {reason}")]
+    Threads {
+        /// The count asked for.
+        threads: usize,
+        /// Why not.
+        reason: String,
+    },
     /// The compiled model library could not be opened.
     #[error("cannot open compiled model library {path}: {source}")]
     OpenLibrary {

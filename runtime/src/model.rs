@@ -15,6 +15,7 @@ use crate::aligned::AlignedBuffer;
 use crate::checked::{CheckedState, StepFn};
 use crate::description::{DType, Description, TensorSpec, MINIMUM_ALIGNMENT};
 use crate::error::Error;
+use crate::pool::{Pool, ThreadSync};
 use crate::tensor::Tensor;
 use crate::weights::{WeightLoading, WeightSource, WeightStore};
 
@@ -25,12 +26,13 @@ pub const DEFAULT_SYMBOL_PREFIX: &str = "tfjsc_model";
 pub type DescriptionFn = unsafe extern "C" fn() -> *const c_char;
 
 /// `int32_t PREFIX_run(const void *const *weights, const void *const *inputs,
-/// void *const *outputs, void *arena)`.
+/// void *const *outputs, void *arena, const struct tfjsc_threads *threads)`.
 pub type RunFn = unsafe extern "C" fn(
     weights: *const *const c_void,
     inputs: *const *const c_void,
     outputs: *const *mut c_void,
     arena: *mut c_void,
+    threads: *const ThreadSync,
 ) -> i32;
 
 /// How to load a compiled model: where its weights are and how to hold them.
@@ -73,7 +75,7 @@ pub struct Model {
     weights: WeightStore,
     run: RunFn,
     /// Checked mode (crate::checked): present exactly when the description has a checked section.
-    step: Option<StepFn>,
+    pub(crate) step: Option<StepFn>,
     /// Declared last so the code is unloaded after everything else is dropped.
     _library: Option<Library>,
 }
@@ -356,13 +358,19 @@ impl Model {
             // valid for its tensor's byte size and aligned to its element size (staged otherwise);
             // the weight table was built from the same description and lives as long as `self`; the
             // arena has `arena.size` bytes at `arena.alignment` (at least 64) and is exclusively ours.
+            // With a pool, every thread runs the code on the same pointers, each its share of
+            // every kernel's work (docs/abi.md, "Threads").
             unsafe {
-                (self.run)(
+                let (weights, inputs, outputs, arena) = (
                     self.weights.pointers(),
                     state.input_pointers.as_ptr(),
                     state.output_pointers.as_ptr(),
                     state.arena.as_mut_ptr().cast(),
-                )
+                );
+                match &state.pool {
+                    Some(pool) => pool.run(self.run, weights, inputs, outputs, arena),
+                    None => (self.run)(weights, inputs, outputs, arena, &ThreadSync::single()),
+                }
             }
         };
         for (index, buffer) in staged_outputs {
@@ -435,6 +443,8 @@ pub(crate) struct ExecutionState {
     output_pointers: Vec<*mut c_void>,
     /// Checked mode's guarded copies (empty unless the model is checked).
     checked: CheckedState,
+    /// The worker threads, when runs use more than one.
+    pool: Option<Pool>,
 }
 
 // SAFETY: the pointer vectors are scratch space rebuilt at the start of every run and never
@@ -442,6 +452,32 @@ pub(crate) struct ExecutionState {
 unsafe impl Send for ExecutionState {}
 
 impl ExecutionState {
+    /// See [`Context::set_threads`]; `checked` models stay on one thread.
+    pub(crate) fn set_threads(&mut self, threads: usize, checked: bool) -> Result<(), Error> {
+        if threads == 0 {
+            return Err(Error::Threads {
+                threads,
+                reason: "at least one is needed".to_string(),
+            });
+        }
+        if self.threads() == threads {
+            return Ok(());
+        }
+        self.pool = if threads == 1 || checked {
+            None
+        } else {
+            Some(Pool::new(threads).map_err(|source| Error::Threads {
+                threads,
+                reason: source.to_string(),
+            })?)
+        };
+        Ok(())
+    }
+
+    pub(crate) fn threads(&self) -> usize {
+        self.pool.as_ref().map_or(1, Pool::threads)
+    }
+
     pub(crate) fn new(description: &Description) -> Result<ExecutionState, Error> {
         let alignment = description.arena.alignment.max(MINIMUM_ALIGNMENT);
         Ok(ExecutionState {
@@ -449,6 +485,7 @@ impl ExecutionState {
             input_pointers: Vec::with_capacity(description.inputs.len()),
             output_pointers: Vec::with_capacity(description.outputs.len()),
             checked: CheckedState::default(),
+            pool: None,
         })
     }
 }
@@ -461,6 +498,19 @@ pub struct Context<'model> {
 }
 
 impl Context<'_> {
+    /// Runs on `threads` threads from now on: this one and `threads - 1` workers the context
+    /// owns (1, the default, runs on the calling thread alone). Results are identical bit for
+    /// bit whatever the count: each kernel's work is split statically, every output element is
+    /// computed by one thread in the same order. Checked models run on one thread.
+    pub fn set_threads(&mut self, threads: usize) -> Result<(), Error> {
+        self.state.set_threads(threads, self.model.step.is_some())
+    }
+
+    /// Threads per run (see [`Context::set_threads`]).
+    pub fn threads(&self) -> usize {
+        self.state.threads()
+    }
+
     /// The model this context runs.
     pub fn model(&self) -> &Model {
         self.model

@@ -103,8 +103,9 @@ macro_rules! step_fn {
             inputs: *const *const c_void,
             outputs: *const *mut c_void,
             arena: *mut c_void,
+            _threads: *const tfjsc_runtime::ThreadSync,
         ) -> i32 {
-            // SAFETY: called by the runtime with the pointers of ABI v1.
+            // SAFETY: called by the runtime with the pointers of ABI v2.
             unsafe { step($fault, index, weights, inputs, outputs, arena) }
         }
     };
@@ -127,6 +128,7 @@ unsafe extern "C" fn run_unused(
     _inputs: *const *const c_void,
     _outputs: *const *mut c_void,
     _arena: *mut c_void,
+    _threads: *const tfjsc_runtime::ThreadSync,
 ) -> i32 {
     99
 }
@@ -136,7 +138,7 @@ const W: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
 fn description(weights_dir: &std::path::Path, steps: &[&str]) -> serde_json::Value {
     let bytes: Vec<u8> = W.iter().flat_map(|v| v.to_le_bytes()).collect();
     serde_json::json!({
-        "abi_version": 1,
+        "abi_version": 2,
         "weights_dir": weights_dir.display().to_string(),
         "inputs": [{"name": "x", "dtype": "float32", "shape": [4]}],
         "outputs": [{"name": "y", "dtype": "float32", "shape": [4]}],

@@ -243,7 +243,7 @@ fn weights_dir_argument_overrides_the_description() {
 #[test]
 fn other_abi_versions_are_rejected() {
     let fake = FakeModel::build_with("tfjsc_model", |description| {
-        description["abi_version"] = 2.into();
+        description["abi_version"] = 1.into();
     });
     let error = Model::load(&fake.library, None).unwrap_err();
     assert!(
@@ -253,7 +253,7 @@ fn other_abi_versions_are_rejected() {
     assert!(
         error
             .to_string()
-            .contains("ABI version 2, this runtime supports version 1"),
+            .contains("ABI version 1, this runtime supports version 2"),
         "{error}"
     );
 }

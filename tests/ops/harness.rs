@@ -322,10 +322,22 @@ pub(crate) fn execute(
             let model =
                 Model::load(&library, Some(directory.path())).map_err(|e| format!("load: {e}"))?;
             let inputs: Vec<tfjsc_runtime::Tensor> = feeds.iter().map(to_runtime).collect();
-            let mut context = model.new_context().map_err(|e| format!("context: {e}"))?;
-            context
-                .run_tensors(&inputs)
-                .map_err(|e| format!("run: {e}"))
+            let run = |threads: usize| {
+                let mut context = model.new_context().map_err(|e| format!("context: {e}"))?;
+                context
+                    .set_threads(threads)
+                    .map_err(|e| format!("threads: {e}"))?;
+                context
+                    .run_tensors(&inputs)
+                    .map_err(|e| format!("run: {e}"))
+            };
+            let outputs = run(1)?;
+            // Threads split each kernel's work statically: the answer must not change by a bit.
+            match run(3) {
+                Ok(threaded) if threaded == outputs => Ok(outputs),
+                Ok(_) => Err("outputs on 3 threads differ from 1 thread".to_string()),
+                Err(e) => Err(format!("on 3 threads: {e}")),
+            }
         },
     ));
     result.unwrap_or_else(|payload| Err(format!("panic: {}", panic_text(payload))))

@@ -67,7 +67,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         super::run::read_inputs(&model, &args.inputs)?
     };
-    let mut context = model.new_context()?;
+    let mut context = args.load.context(&model)?;
     for _ in 0..args.warmup {
         context.run_tensors(&inputs)?;
     }
@@ -84,10 +84,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            json!({"median_ms": median, "p90_ms": p90, "min_ms": min, "load_ms": load_ms, "threads": 1, "runs": times.len()})
+            json!({"median_ms": median, "p90_ms": p90, "min_ms": min, "load_ms": load_ms, "threads": context.threads(), "runs": times.len()})
         );
     } else {
-        println!("{}: median {median:.3} ms, p90 {p90:.3} ms, min {min:.3} ms over {} runs (load {load_ms:.2} ms, 1 thread)", args.library.display(), times.len());
+        println!("{}: median {median:.3} ms, p90 {p90:.3} ms, min {min:.3} ms over {} runs (load {load_ms:.2} ms, {} thread(s))", args.library.display(), times.len(), context.threads());
     }
     Ok(())
 }

@@ -37,6 +37,9 @@ pub struct LoadArgs {
     /// shard must not be: replace shards by renaming a new file over them).
     #[arg(long)]
     copy_weights: bool,
+    /// Threads per run: this one and N - 1 workers (results are bit-identical for any N).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 impl LoadArgs {
@@ -53,6 +56,13 @@ impl LoadArgs {
         };
         Model::load_with_options(library, &options)
             .with_context(|| format!("loading {}", library.display()))
+    }
+
+    /// A context of `model` running on `--threads` threads.
+    pub fn context<'m>(&self, model: &'m Model) -> Result<tfjsc_runtime::Context<'m>> {
+        let mut context = model.new_context()?;
+        context.set_threads(self.threads)?;
+        Ok(context)
     }
 }
 
@@ -125,7 +135,7 @@ fn file_name(name: &str) -> String {
 pub fn run(args: RunArgs) -> Result<()> {
     let model = args.load.load(&args.library)?;
     let inputs = read_inputs(&model, &args.inputs)?;
-    let mut context = model.new_context()?;
+    let mut context = args.load.context(&model)?;
     let outputs = context.run_tensors(&inputs).context("running the model")?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -34,6 +34,9 @@ const DEPTH_CHUNK: usize = 512;
 /// Bytes of A rows one row block keeps in L2 while the column tiles reuse them.
 const ROW_BLOCK_BYTES: usize = 256 * 1024;
 
+/// Row blocks a large product is cut into at least, so that threads can share it.
+const MIN_BLOCKS: usize = 8;
+
 /// How B is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BLayout {
@@ -149,7 +152,11 @@ impl TilePlan {
                 break; // a narrower tile already covers every column
             }
             for height in 1..=isa.max_rows(vectors).min(rows.max(1)) {
-                let fit = (ROW_BLOCK_BYTES / (depth.max(1) * 4)).max(height);
+                // Blocks keep their A rows in L2, and a single large group still gets several,
+                // for the threads to share.
+                let fit = (ROW_BLOCK_BYTES / (depth.max(1) * 4))
+                    .min(rows.div_ceil(MIN_BLOCKS))
+                    .max(height);
                 let plan = TilePlan {
                     isa,
                     vectors,
@@ -222,23 +229,34 @@ impl Gemm<'_> {
         bases: &mut dyn FnMut(&mut Kernel, Value) -> Result<GroupBases, CodegenError>,
     ) -> Result<(), CodegenError> {
         let plan = TilePlan::choose(kernel.features.isa, self.rows, self.columns, self.depth);
-        kernel.for_count(self.groups, &mut |k, group| {
-            let group_bases = bases(k, group)?;
-            if self.segments.iter().all(|segment| segment.depth == 0) {
-                // An empty sum: no kernel call writes C, so it starts as zeros.
-                k.fill_words(output, group_bases.c, self.rows * self.columns, 0)?;
-            }
-            let full_runs = plan.full_block_runs();
-            k.for_count(plan.full_blocks(), &mut |k, block| {
-                let first_row = k.builder.ins().imul_imm_s(block, plan.block as i64);
-                self.emit_block(k, &plan, &group_bases, output, first_row, &full_runs)
+        if self.segments.iter().all(|segment| segment.depth == 0) {
+            // An empty sum: no kernel call writes C, so it starts as zeros.
+            kernel.for_split(self.groups, &mut |k, group| {
+                let group_bases = bases(k, group)?;
+                k.fill_words(output, group_bases.c, self.rows * self.columns, 0)
             })?;
-            let last_runs = plan.last_block_runs();
-            if !last_runs.is_empty() {
-                let first_row = k.iconst((plan.full_blocks() * plan.block) as i64);
-                self.emit_block(k, &plan, &group_bases, output, first_row, &last_runs)?;
-            }
-            Ok(())
+            kernel.barrier();
+        }
+        // The threads share the row blocks: first the full blocks of every group, then each
+        // group's last, partial block. A block is one thread's from its first K step to its
+        // epilogue, so results do not depend on the thread count.
+        let per_group = plan.full_blocks();
+        let full_runs = plan.full_block_runs();
+        kernel.for_split(self.groups * per_group, &mut |k, item| {
+            let group = k.builder.ins().udiv_imm_s(item, per_group as i64);
+            let block = k.builder.ins().urem_imm_s(item, per_group as i64);
+            let group_bases = bases(k, group)?;
+            let first_row = k.builder.ins().imul_imm_s(block, plan.block as i64);
+            self.emit_block(k, &plan, &group_bases, output, first_row, &full_runs)
+        })?;
+        let last_runs = plan.last_block_runs();
+        if last_runs.is_empty() {
+            return Ok(());
+        }
+        kernel.for_split(self.groups, &mut |k, group| {
+            let group_bases = bases(k, group)?;
+            let first_row = k.iconst((per_group * plan.block) as i64);
+            self.emit_block(k, &plan, &group_bases, output, first_row, &last_runs)
         })
     }
 

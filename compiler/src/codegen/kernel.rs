@@ -23,6 +23,11 @@ use super::microkernel::{Isa, Microkernel};
 use super::CodegenError;
 use crate::ir::{DType, Tensor, TensorType};
 
+/// Byte offsets in `struct tfjsc_threads` (docs/abi.md, "Threads").
+pub const THREAD_OFFSET: i32 = 0;
+pub const THREADS_OFFSET: i32 = 8;
+pub const BARRIER_OFFSET: i32 = 16;
+
 /// Lanes of the portable vector type (Cranelift's x86-64 backend emits 128-bit vectors).
 pub const LANES: usize = 4;
 
@@ -60,6 +65,14 @@ pub struct Kernel<'a> {
     pub microkernels: &'a mut HashMap<Microkernel, FuncId>,
     /// The blocks that return each failure code, made when a check first needs one.
     pub failures: Vec<(KernelFailure, Block)>,
+    /// This thread's index and the thread count of the run (i64), and the run's
+    /// `struct tfjsc_threads *` (docs/abi.md, "Threads").
+    pub thread: Value,
+    pub threads: Value,
+    pub sync: Value,
+    /// Whether the kernel splits its work across threads ([`Kernel::for_split`]); a kernel that
+    /// does not runs on thread 0 alone.
+    pub splits: bool,
 }
 
 /// Why a kernel stopped: its non-zero status. The runtime turns it into an error naming the node
@@ -271,6 +284,66 @@ impl<'a> Kernel<'a> {
         self.builder.switch_to_block(exit);
         self.builder.seal_block(exit);
         Ok(())
+    }
+
+    /// `for index in 0..count`, this thread's share: the indices `count·t/T .. count·(t+1)/T`
+    /// of thread `t` of `T`. Every index runs on exactly one thread, the same one every run, so
+    /// results do not depend on the thread count.
+    pub fn for_split(
+        &mut self,
+        count: usize,
+        body: &mut dyn FnMut(&mut Kernel<'a>, Value) -> Result<(), CodegenError>,
+    ) -> Result<(), CodegenError> {
+        self.splits = true;
+        if count == 0 {
+            return Ok(());
+        }
+        let share = |k: &mut Kernel<'a>, thread: Value| {
+            let scaled = k.builder.ins().imul_imm_s(thread, count as i64);
+            k.builder.ins().udiv(scaled, k.threads)
+        };
+        let start = share(self, self.thread);
+        let next = self.builder.ins().iadd_imm_s(self.thread, 1);
+        let end = share(self, next);
+        self.for_range(start, end, 1, body)
+    }
+
+    /// Runs `body` on thread 0 only (the other threads skip it); follow it with
+    /// [`Kernel::barrier`] before other threads read what it wrote.
+    pub fn on_thread_zero(
+        &mut self,
+        body: &mut dyn FnMut(&mut Kernel<'a>) -> Result<(), CodegenError>,
+    ) -> Result<(), CodegenError> {
+        let run = self.builder.create_block();
+        let after = self.builder.create_block();
+        self.builder.ins().brif(self.thread, after, &[], run, &[]);
+        self.builder.switch_to_block(run);
+        self.builder.seal_block(run);
+        body(self)?;
+        self.builder.ins().jump(after, &[]);
+        self.builder.switch_to_block(after);
+        self.builder.seal_block(after);
+        Ok(())
+    }
+
+    /// All threads of the run meet here (the runtime's barrier; a no-op for one thread).
+    pub fn barrier(&mut self) {
+        self.splits = true;
+        let mut signature = Signature::new(self.module.isa().default_call_conv());
+        signature.params.push(AbiParam::new(types::I64));
+        signature.returns.push(AbiParam::new(types::I32));
+        let signature = self.builder.import_signature(signature);
+        let function = self.builder.ins().load(
+            types::I64,
+            MemFlagsData::trusted(),
+            self.sync,
+            BARRIER_OFFSET,
+        );
+        // Its status only says another thread failed; the run's own barrier after this kernel
+        // acts on that.
+        self.builder
+            .ins()
+            .call_indirect(signature, function, &[self.sync]);
     }
 
     /// `for index in 0..count` with a constant count; a count of 1 emits the body once, straight.

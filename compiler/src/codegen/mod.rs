@@ -134,6 +134,8 @@ struct KernelCall<'a> {
     inputs: Value,
     outputs: Value,
     arena: Value,
+    /// The thread index and count (loaded once from `sync`) and the `struct tfjsc_threads *`.
+    threads: [Value; 3],
     pointer: types::Type,
     resolved: HashMap<Location, Value>,
     null: Option<Value>,
@@ -145,6 +147,7 @@ impl<'a> KernelCall<'a> {
         plan: &'a MemoryPlan,
         embedded: &'a [DataId],
         [weights, inputs, outputs, arena]: [Value; 4],
+        threads: [Value; 3],
         pointer: types::Type,
     ) -> KernelCall<'a> {
         KernelCall {
@@ -155,6 +158,7 @@ impl<'a> KernelCall<'a> {
             inputs,
             outputs,
             arena,
+            threads,
             pointer,
             resolved: HashMap::new(),
             null: None,
@@ -225,10 +229,63 @@ impl<'a> KernelCall<'a> {
                 .get_or_insert_with(|| builder.ins().iconst(pointer, 0)),
         };
         arguments.push(scratch);
+        arguments.extend(self.threads);
         let callee = module.declare_func_in_func(function, builder.func);
         let call = builder.ins().call(callee, &arguments);
         Ok(builder.inst_results(call)[0])
     }
+}
+
+/// Loads the thread index and count from the run's `struct tfjsc_threads *`.
+fn load_threads(builder: &mut FunctionBuilder, sync: Value) -> [Value; 3] {
+    let flags = MemFlagsData::trusted();
+    let thread = builder
+        .ins()
+        .load(types::I64, flags, sync, kernel::THREAD_OFFSET);
+    let threads = builder
+        .ins()
+        .load(types::I64, flags, sync, kernel::THREADS_OFFSET);
+    [thread, threads, sync]
+}
+
+/// After a kernel: with more than one thread, all meet at the runtime's barrier; a thread told
+/// that the run was abandoned (another one failed) returns at once.
+fn emit_barrier(
+    builder: &mut FunctionBuilder,
+    module: &mut ObjectModule,
+    [_, threads, sync]: [Value; 3],
+) -> Result<(), CodegenError> {
+    let meet = builder.create_block();
+    let next = builder.create_block();
+    let abandon = builder.create_block();
+    let several = builder.ins().icmp_imm_s(
+        cranelift_codegen::ir::condcodes::IntCC::SignedGreaterThan,
+        threads,
+        1,
+    );
+    builder.ins().brif(several, meet, &[], next, &[]);
+    builder.switch_to_block(meet);
+    builder.seal_block(meet);
+    let mut signature = Signature::new(module.isa().default_call_conv());
+    signature.params.push(AbiParam::new(types::I64));
+    signature.returns.push(AbiParam::new(types::I32));
+    let signature = builder.import_signature(signature);
+    let function = builder.ins().load(
+        types::I64,
+        MemFlagsData::trusted(),
+        sync,
+        kernel::BARRIER_OFFSET,
+    );
+    let call = builder.ins().call_indirect(signature, function, &[sync]);
+    let abandoned = builder.inst_results(call)[0];
+    builder.ins().brif(abandoned, abandon, &[], next, &[]);
+    builder.switch_to_block(abandon);
+    builder.seal_block(abandon);
+    builder.set_cold_block(abandon);
+    builder.ins().return_(&[abandoned]);
+    builder.switch_to_block(next);
+    builder.seal_block(next);
+    Ok(())
 }
 
 /// Declares an exported entry point and readies `context` to build its body.
@@ -305,9 +362,13 @@ pub fn generate(
     let mut unlowerable = Vec::new();
     for (node_id, node) in kernel_nodes(graph) {
         let mut signature = Signature::new(isa.default_call_conv());
+        // Operands, scratch, then the thread index, the thread count and the sync pointer.
         for _ in 0..node.inputs.len() + node.outputs.len() + 1 {
             signature.params.push(AbiParam::new(pointer));
         }
+        signature.params.push(AbiParam::new(types::I64));
+        signature.params.push(AbiParam::new(types::I64));
+        signature.params.push(AbiParam::new(pointer));
         signature.returns.push(AbiParam::new(types::I32));
         // Identical ops on identical operand types share one kernel (constants are baked in only
         // through their types, except where a kernel reads constant values).
@@ -349,11 +410,20 @@ pub fn generate(
         context.func.name = UserFuncName::user(0, id.as_u32());
         let lowered = {
             let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
+            // Threads other than 0 go to `others`, which lowering fills last: on to the body
+            // when the kernel splits its work, else straight back (thread 0 runs it alone).
             let entry = builder.create_block();
             builder.append_block_params_for_function_params(entry);
             builder.switch_to_block(entry);
             builder.seal_block(entry);
+            let body = builder.create_block();
+            let others = builder.create_block();
             let params = builder.block_params(entry).to_vec();
+            let [thread, threads, sync] = <[Value; 3]>::try_from(&params[params.len() - 3..])
+                .map_err(|_| backend("kernel signature"))?;
+            let params = &params[..params.len() - 3];
+            builder.ins().brif(thread, others, &[], body, &[]);
+            builder.switch_to_block(body);
             let inputs = node
                 .inputs
                 .iter()
@@ -387,11 +457,25 @@ pub fn generate(
                 module: &mut module,
                 microkernels: &mut microkernels,
                 failures: Vec::new(),
+                thread,
+                threads,
+                sync,
+                splits: false,
             };
             let lowered = node.op.lower(&mut kernel);
             let can_fail = kernel.can_fail();
             if lowered.is_ok() {
                 kernel.finish();
+                let b = &mut kernel.builder;
+                b.switch_to_block(others);
+                b.seal_block(others);
+                if kernel.splits {
+                    b.ins().jump(body, &[]);
+                } else {
+                    let zero = b.ins().iconst(types::I32, 0);
+                    b.ins().return_(&[zero]);
+                }
+                b.seal_block(body);
                 kernel.builder.finalize(isa.frontend_config());
             }
             lowered.map(|()| can_fail)
@@ -443,7 +527,7 @@ pub fn generate(
         &mut module,
         &mut context,
         &format!("{}_run", options.symbol_prefix),
-        &[pointer; 4],
+        &[pointer; 5],
         &[types::I32],
     )?;
     {
@@ -452,14 +536,16 @@ pub fn generate(
         builder.append_block_params_for_function_params(entry);
         builder.switch_to_block(entry);
         builder.seal_block(entry);
-        let [weights, inputs, outputs, arena] =
-            <[Value; 4]>::try_from(builder.block_params(entry).to_vec())
+        let [weights, inputs, outputs, arena, sync] =
+            <[Value; 5]>::try_from(builder.block_params(entry).to_vec())
                 .map_err(|_| backend("run signature"))?;
+        let threads = load_threads(&mut builder, sync);
         let mut call = KernelCall::new(
             graph,
             plan,
             &embedded,
             [weights, inputs, outputs, arena],
+            threads,
             pointer,
         );
         for (step, kernel) in kernels.iter().enumerate() {
@@ -477,6 +563,7 @@ pub fn generate(
                 builder.switch_to_block(next);
                 builder.seal_block(next);
             }
+            emit_barrier(&mut builder, &mut module, threads)?;
         }
         let zero = builder.ins().iconst(types::I32, 0);
         builder.ins().return_(&[zero]);
@@ -494,7 +581,7 @@ pub fn generate(
             &mut module,
             &mut context,
             &format!("{}_step", options.symbol_prefix),
-            &[types::I32, pointer, pointer, pointer, pointer],
+            &[types::I32, pointer, pointer, pointer, pointer, pointer],
             &[types::I32],
         )?;
         {
@@ -502,9 +589,10 @@ pub fn generate(
             let entry = builder.create_block();
             builder.append_block_params_for_function_params(entry);
             builder.switch_to_block(entry);
-            let [index, weights, inputs, outputs, arena] =
-                <[Value; 5]>::try_from(builder.block_params(entry).to_vec())
+            let [index, weights, inputs, outputs, arena, sync] =
+                <[Value; 6]>::try_from(builder.block_params(entry).to_vec())
                     .map_err(|_| backend("step signature"))?;
+            let threads = load_threads(&mut builder, sync);
             let out_of_range = builder.create_block();
             let mut switch = Switch::new();
             let blocks: Vec<Block> = kernels.iter().map(|_| builder.create_block()).collect();
@@ -523,6 +611,7 @@ pub fn generate(
                     plan,
                     &embedded,
                     [weights, inputs, outputs, arena],
+                    threads,
                     pointer,
                 );
                 // The kernel's own status: 0 or its failure code.

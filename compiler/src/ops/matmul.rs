@@ -186,24 +186,27 @@ impl MatMul {
             let matrices = k.inputs[input].ty.element_count() / (rows * columns);
             let offset = k.iconst(scratch_offset as i64);
             let target = k.address(k.scratch, offset, 4);
-            // target[m][i][j] = source[m][j][i]
-            k.for_count(matrices * rows, &mut |k, row| {
-                let matrix = k.builder.ins().udiv_imm_s(row, rows as i64);
-                let i = k.builder.ins().urem_imm_s(row, rows as i64);
-                let base = k.builder.ins().imul_imm_s(matrix, (rows * columns) as i64);
-                let from = k.builder.ins().iadd(base, i);
-                let to = k.builder.ins().imul_imm_s(row, columns as i64);
-                k.for_nest(
-                    &[(columns, rows as i64, 1)],
-                    from,
-                    to,
-                    &mut |k, from, to| {
-                        let value = k.load(types::F32, source, from, 4);
-                        k.store(value, target, to, 4);
-                        Ok(())
-                    },
-                )
+            // target[m][i][j] = source[m][j][i], by one thread (the others wait below).
+            k.on_thread_zero(&mut |k| {
+                k.for_count(matrices * rows, &mut |k, row| {
+                    let matrix = k.builder.ins().udiv_imm_s(row, rows as i64);
+                    let i = k.builder.ins().urem_imm_s(row, rows as i64);
+                    let base = k.builder.ins().imul_imm_s(matrix, (rows * columns) as i64);
+                    let from = k.builder.ins().iadd(base, i);
+                    let to = k.builder.ins().imul_imm_s(row, columns as i64);
+                    k.for_nest(
+                        &[(columns, rows as i64, 1)],
+                        from,
+                        to,
+                        &mut |k, from, to| {
+                            let value = k.load(types::F32, source, from, 4);
+                            k.store(value, target, to, 4);
+                            Ok(())
+                        },
+                    )
+                })
             })?;
+            k.barrier();
             scratch_offset += k.inputs[input].ty.element_count();
             if input == 0 {
                 a = target;

@@ -9,8 +9,9 @@
 #include "tfjsc_runtime.h"
 
 const char *linked_model_description(void);
+struct tfjsc_threads;
 int32_t linked_model_run(const void *const *weights, const void *const *inputs,
-                         void *const *outputs, void *arena);
+                         void *const *outputs, void *arena, const struct tfjsc_threads *threads);
 
 static int run_once(const char *label, tfjsc_model *model) {
     char error[512];

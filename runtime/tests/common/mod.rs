@@ -104,7 +104,7 @@ pub fn description(weights_dir: &Path) -> Value {
                "byte_size": byte_size, "encoding": encoding})
     };
     json!({
-        "abi_version": 1,
+        "abi_version": 2,
         "generator": "hand-written test fixture",
         "model": "fake/model.json",
         "weights_dir": weights_dir.to_str().unwrap(),
@@ -149,7 +149,7 @@ static int misaligned(const void *pointer, size_t alignment) {{
 }}
 
 int32_t {prefix}_run(const void *const *weights, const void *const *inputs,
-                     void *const *outputs, void *arena) {{
+                     void *const *outputs, void *arena, const void *threads) {{
     const float *kernel = weights[0], *bias = weights[1], *scale = weights[3];
     const float *aligned = weights[4], *quarter = weights[6];
     const int32_t *offset = weights[2];
