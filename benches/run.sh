@@ -47,7 +47,7 @@ setup() {
     "$VENV/bin/python" -m pip install -q --upgrade pip
     "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" "${TF_PINS[@]}"
     "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" "${PEER_PINS[@]}"
-    "$VENV/bin/python" -m pip check
+    "$VENV/bin/python" -m pip check >&2
     echo "$want" > "$VENV/.benches-stamp"
 }
 
