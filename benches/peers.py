@@ -14,10 +14,12 @@ more than 1e-3 is flagged in the table, and a flagged peer cannot be "best peer"
 
 Runtimes (each one a class below with the same interface: `prepare(model_dir, threads) ->
 runner`, `runner.run(x) -> y`; conversions are cached next to the model, --reconvert redoes them):
-  * tfjsc: `tfjsc compile model.json -o lib.so` (into the work directory, once per model), output
+  * tfjsc: a copy of the binary taken at the start (so a rebuild during the run changes nothing),
+    `tfjsc compile model.json -o lib.so` (into the work directory, once per model), output
     through `tfjsc run`, timing through `tfjsc bench --runs K --warmup W --input NAME=input_0.npy
-    --json` (it reports median/p90/min, not single runs). 2 threads: `--threads 2`, only if
-    `tfjsc bench --help` offers --threads; otherwise the 2-thread cells say "n/a".
+    --json` (it reports median/p90/min, not single runs). Threads: `--threads N` to bench (and
+    to run, if it takes it), only if `tfjsc bench --help` offers --threads; otherwise the
+    2-thread cells say "n/a".
   * ORT: tf2onnx (opset 17) saved_model/ -> model.onnx; ONNX Runtime CPUExecutionProvider,
     ORT_ENABLE_ALL, sequential, inter-op 1, intra_op_num_threads = N.
   * LiteRT: tf.lite.TFLiteConverter.from_concrete_functions([serving_default], loaded
@@ -139,8 +141,13 @@ class TfjscPeer:
         p = subprocess.run([self.binary] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, timeout=self.timeout)
         if p.returncode != 0:
+            text = (p.stderr or p.stdout).strip()
+            lines = text.splitlines()
+            panic = [i for i, ln in enumerate(lines) if " panicked at " in ln]
+            if panic:  # the panic message, not the backtrace
+                text = " ".join(lines[panic[0]:panic[0] + 2]) + " (%s)" % lines[-1]
             raise RuntimeError("tfjsc %s failed (exit %d): %s"
-                               % (args[0], p.returncode, (p.stderr or p.stdout)[-2000:]))
+                               % (args[0], p.returncode, text[-2000:]))
         return p.stdout
 
     def version(self):
@@ -171,7 +178,9 @@ class TfjscPeer:
         def run(x):
             xf = os.path.join(self.workdir, "%s_input.npy" % name)
             np.save(xf, x)
-            self._cmd(["run", lib, "--input", "%s=%s" % (in_name, xf), "--out", out_dir])
+            run_threads = thread_args if "--threads" in self._cmd(["run", "--help"]) else []
+            self._cmd(["run", lib, "--input", "%s=%s" % (in_name, xf), "--out", out_dir]
+                      + run_threads)
             with open(os.path.join(out_dir, "outputs.json")) as f:
                 listing = json.load(f)
             return np.load(os.path.join(out_dir, listing[0]["file"]))
@@ -714,7 +723,7 @@ def make_section(meta, results, peers, chart_rel):
     return "\n".join(lines) + "\n"
 
 
-def make_chart(results, peers, path):
+def make_chart(results, peers, path, note=""):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -748,7 +757,7 @@ def make_chart(results, peers, path):
     axes[0].set_ylabel("tfjsc median / peer median  (lower is better; < 1: tfjsc faster)")
     axes[0].set_ylim(0, ymax)
     axes[0].legend(loc="upper left", fontsize=8)
-    fig.suptitle("tfjsc latency relative to each peer (batch 1, float32)", fontsize=11)
+    fig.suptitle("tfjsc latency relative to each peer (batch 1, float32)" + note, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -816,6 +825,10 @@ def main():
             sys.exit("tfjsc binary %s: not an executable file (--tfjsc or $TFJSC)" % tfjsc_bin)
     workdir = args.workdir or tempfile.mkdtemp(prefix="tfjsc_peers_")
     os.makedirs(workdir, exist_ok=True)
+    provenance = tfjsc_provenance(tfjsc_bin) if tfjsc_bin else None
+    if tfjsc_bin:  # a private copy: a rebuild of the original during the run cannot mix versions
+        shutil.copy2(tfjsc_bin, os.path.join(workdir, "tfjsc"))
+        tfjsc_bin = os.path.join(workdir, "tfjsc")
     opts = {"tfjsc": tfjsc_bin, "workdir": workdir, "tfjsc_timeout": args.tfjsc_timeout,
             "opset": args.opset, "reconvert": args.reconvert, "ov_source": args.ov_source}
     chart = args.chart or (os.path.join(BENCHES, "ratios.png") if args.write_results else None)
@@ -826,7 +839,7 @@ def main():
         "runs_per_round": max(1, args.runs // args.rounds), "rounds": args.rounds,
         "warmup": args.warmup, "round_warmup": args.round_warmup, "opset": args.opset,
         "ov_source": args.ov_source, "models_dir": args.models_dir, "versions": {},
-        "tfjsc": tfjsc_provenance(tfjsc_bin) if tfjsc_bin else None,
+        "tfjsc": provenance,
     }
     log("load average at start: %.2f %.2f %.2f" % loadavg_start)
     results = {}
@@ -846,7 +859,9 @@ def main():
     add_ratios(results, peers)
     chart_rel = None
     if chart:
-        make_chart(results, peers, chart)
+        make_chart(results, peers, chart, "\n%s, %s, %d CPUs, load average %.1f → %.1f" % (
+            meta["date"], meta["machine"].get("cpu_model", "?"), meta["machine"]["cpus"],
+            meta["loadavg_start"][0], meta["loadavg_end"][0]))
         chart_rel = os.path.relpath(chart, BENCHES) if args.write_results else chart
     section = make_section(meta, results, peers, chart_rel)
     print(section)
