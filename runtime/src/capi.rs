@@ -515,6 +515,23 @@ pub unsafe extern "C" fn tfjsc_context_free(context: *mut CContext) {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(context)));
 }
 
+/// The context and its model.
+///
+/// # Safety
+/// `context` must be NULL or a live context, not in use by another thread, whose model is still
+/// open (it outlives its contexts by `tfjsc_context_new`'s contract).
+unsafe fn context_and_model<'a>(
+    context: *mut CContext,
+) -> Result<(&'a mut CContext, &'a Model), Error> {
+    // SAFETY: NULL or a live, exclusively used context (contract).
+    let context = unsafe { context.as_mut() }.ok_or_else(|| Error::NullPointer {
+        what: "context".to_string(),
+    })?;
+    // SAFETY: the context's model is open (contract).
+    let model = unsafe { &(*context.model).model };
+    Ok((context, model))
+}
+
 /// Runs the context's later runs on `threads` threads (the caller's and `threads - 1` workers
 /// the context owns; 1 is the default). Results are bit-identical whatever the count. Returns 0,
 /// or `TFJSC_ERROR` with a message (0 threads, or the workers could not start).
@@ -530,12 +547,8 @@ pub unsafe extern "C" fn tfjsc_context_set_threads(
     error_len: usize,
 ) -> i32 {
     guarded(error, error_len, TFJSC_ERROR, || {
-        // SAFETY: NULL or a live, exclusively used context by this function's contract.
-        let context = unsafe { context.as_mut() }.ok_or_else(|| Error::NullPointer {
-            what: "context".to_string(),
-        })?;
-        // SAFETY: the context's model outlives it by `tfjsc_context_new`'s contract.
-        let model = unsafe { &(*context.model).model };
+        // SAFETY: this function's contract is `context_and_model`'s.
+        let (context, model) = unsafe { context_and_model(context) }?;
         context.state.set_threads(threads, model.step.is_some())?;
         Ok(0)
     })
@@ -558,12 +571,8 @@ pub unsafe extern "C" fn tfjsc_context_run(
     error_len: usize,
 ) -> i32 {
     guarded(error, error_len, TFJSC_ERROR, || {
-        // SAFETY: NULL or a live, exclusively used context by this function's contract.
-        let context = unsafe { context.as_mut() }.ok_or_else(|| Error::NullPointer {
-            what: "context".to_string(),
-        })?;
-        // SAFETY: the context's model outlives it by `tfjsc_context_new`'s contract.
-        let model = unsafe { &(*context.model).model };
+        // SAFETY: this function's contract is `context_and_model`'s.
+        let (context, model) = unsafe { context_and_model(context) }?;
         let description = model.description();
         // SAFETY: `inputs` is NULL or an array of the input count (contract).
         let input_pointers = unsafe { pointer_array(inputs, description.inputs.len(), "inputs") }?;
