@@ -4,7 +4,7 @@
 Run it through benches/run.sh, which builds the benches' own venv (pinned versions, see
 benches/constraints.txt) and then calls this script with that venv's Python:
 
-    TFJSC=/path/to/tfjsc benches/run.sh --runs 30 --write-results
+    TFJSC=/path/to/tfjsc benches/run.sh --write-results
 
 Inputs: the directories written by `python tests/make_fixtures.py --full /work/models`, i.e. for
 each model <models-dir>/<name>/{case.json, input_0.npy, expected_0.npy, model.json, shards,
@@ -587,14 +587,19 @@ def tfjsc_provenance(binary):
         os.path.getmtime(binary)).isoformat(timespec="seconds")}
     repo = os.path.dirname(os.path.dirname(os.path.dirname(binary)))  # <repo>/target/release/
     try:
-        rev = subprocess.run(["git", "-C", repo, "log", "-1", "--format=%h %s"], text=True,
+        rev = subprocess.run(["git", "-C", repo, "log", "-1", "--format=%h %ct"], text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True)
         dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "compiler",
                                 "runtime"], text=True, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL)
-        out["commit"] = rev.stdout.strip()[:90]
+        commit, ctime = rev.stdout.split()
+        out["commit"] = commit
+        out["commit_time"] = datetime.datetime.fromtimestamp(int(ctime)).isoformat(
+            timespec="seconds")
+        # The checkout's state now, not necessarily what the binary was built from.
         out["dirty"] = bool(dirty.stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
+        out["binary_older_than_commit"] = os.path.getmtime(binary) < int(ctime)
+    except (OSError, subprocess.CalledProcessError, ValueError):
         pass
     return out
 
@@ -635,9 +640,15 @@ def make_section(meta, results, peers, chart_rel):
                     meta["loadavg_start"][0], meta["loadavg_end"][0]))
     lines.append("")
     tj = meta.get("tfjsc") or {}
-    lines.append("Versions: tfjsc %s (%s%s, built %s); %s. Python %s. Wall time %.0f s."
-                 % (meta["versions"].get("tfjsc", "?"), tj.get("commit", tj.get("path", "?")),
-                    ", uncommitted changes" if tj.get("dirty") else "", tj.get("mtime", "?"),
+    if tj.get("commit"):
+        where = "binary built %s; its checkout at %s, committed %s%s%s" % (
+            tj["mtime"], tj["commit"], tj["commit_time"],
+            ", with uncommitted changes in compiler/ or runtime/" if tj.get("dirty") else "",
+            ", after the build" if tj.get("binary_older_than_commit") else "")
+    else:
+        where = "%s, built %s" % (tj.get("path", "?"), tj.get("mtime", "?"))
+    lines.append("Versions: tfjsc %s (%s); %s. Python %s. Wall time %.0f s."
+                 % (meta["versions"].get("tfjsc", "?"), where,
                     "; ".join(v for k, v in meta["versions"].items() if k != "tfjsc"),
                     m["python"], meta["wall_s"]))
     lines.append("")
@@ -754,7 +765,7 @@ def make_chart(results, peers, path, note=""):
                      "%d threads (tfjsc has no --threads yet:\ntfjsc at 1 thread / peer at %d)"
                      % (t, t), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("tfjsc median / peer median  (lower is better; < 1: tfjsc faster)")
+    axes[0].set_ylabel("tfjsc median / peer median\n(< 1: tfjsc faster)")
     axes[0].set_ylim(0, ymax)
     axes[0].legend(loc="upper left", fontsize=8)
     fig.suptitle("tfjsc latency relative to each peer (batch 1, float32)" + note, fontsize=11)
