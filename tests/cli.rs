@@ -175,6 +175,14 @@ fn compile_ok(model: &Path, output: &Path) {
     assert!(output.is_file(), "{} was not written", output.display());
 }
 
+/// A fixture compiled to `file` (a library or an object) in a new temporary directory.
+fn compiled_fixture(name: &str, file: &str) -> (tempfile::TempDir, PathBuf) {
+    let temporary = tempfile::tempdir().unwrap();
+    let output = temporary.path().join(file);
+    compile_ok(&fixture(name).join("model.json"), &output);
+    (temporary, output)
+}
+
 /// `tfjsc compile MODEL -o OUTPUT`, which must fail.
 fn compile_fails(model: &Path, output: &Path) -> Outcome {
     fails(&[
@@ -272,9 +280,7 @@ fn compile_then_run_writes_npy_outputs_and_listing() {
 
 #[test]
 fn run_accepts_unnamed_and_tensor_style_input_names() {
-    let temporary = tempfile::tempdir().unwrap();
-    let library = temporary.path().join("libmlp.so");
-    compile_ok(&fixture("mlp").join("model.json"), &library);
+    let (temporary, library) = compiled_fixture("mlp", "libmlp.so");
     let input = fixture("mlp").join("input_0.npy");
     for (index, argument) in [
         input.display().to_string(),
@@ -409,14 +415,17 @@ fn inspect_reports_ops_io_parameters_and_flops() {
     }
 }
 
+/// A compiled library's description, as `tfjsc inspect LIBRARY` prints it.
+fn description_of(library: &Path) -> Value {
+    let outcome = succeeds(&[OsStr::new("inspect"), library.as_os_str()]);
+    serde_json::from_str(&outcome.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", outcome.describe()))
+}
+
 #[test]
 fn inspect_of_a_compiled_library_prints_its_description() {
-    let temporary = tempfile::tempdir().unwrap();
-    let library = temporary.path().join("libmlp.so");
-    compile_ok(&fixture("mlp").join("model.json"), &library);
-    let outcome = succeeds(&[OsStr::new("inspect"), library.as_os_str()]);
-    let description: Value = serde_json::from_str(&outcome.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", outcome.describe()));
+    let (_temporary, library) = compiled_fixture("mlp", "libmlp.so");
+    let description = description_of(&library);
     assert_eq!(description["abi_version"], 2);
     assert_eq!(description["inputs"][0]["name"], "input");
     assert_eq!(description["outputs"][0]["name"], "Identity");
@@ -426,6 +435,84 @@ fn inspect_of_a_compiled_library_prints_its_description() {
     );
     assert_eq!(description["weight_files"][0]["path"], MLP_SHARD);
     assert_eq!(description["weight_files"][0]["size"], MLP_SHARD_BYTES);
+}
+
+/// `bench --profile`, as JSON: one entry per step of the description, in its order, named and
+/// typed as the description says; shares that add up to the whole; FLOPs and a rate for every
+/// convolution and matrix product. As text: the `--top` slowest kernels, then every op. Nothing
+/// here depends on how fast anything ran.
+#[test]
+fn bench_profile_reports_every_kernel_and_every_op() {
+    let (_temporary, library) = compiled_fixture("small_cnn", "libsmall_cnn.so");
+    let description = description_of(&library);
+    let bench = |extra: &[&str]| {
+        let mut arguments = vec![OsStr::new("bench"), library.as_os_str()];
+        arguments.extend(["--runs", "2", "--warmup", "1", "--profile"].map(OsStr::new));
+        arguments.extend(extra.iter().map(OsStr::new));
+        succeeds(&arguments)
+    };
+    let outcome = bench(&["--json"]);
+    let report: Value = serde_json::from_str(&outcome.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", outcome.describe()));
+    let profile = &report["profile"];
+    assert_eq!(profile["runs"], 2, "{}", outcome.describe());
+    let steps = profile["steps"].as_array().unwrap();
+    let nodes: Vec<&Value> = steps.iter().map(|step| &step["node"]).collect();
+    let described: Vec<&Value> = description["steps"].as_array().unwrap().iter().collect();
+    assert_eq!(nodes, described);
+    let mut multiplies = 0;
+    for (step, info) in steps
+        .iter()
+        .zip(description["step_info"].as_array().unwrap())
+    {
+        assert_eq!(step["op"], info["op"], "{step}");
+        assert_eq!(step["flops"], info["flops"], "{step}");
+        let op = step["op"].as_str().unwrap();
+        let flops = step["flops"].as_u64().unwrap();
+        if op.starts_with("conv2d") || op == "matmul" {
+            multiplies += 1;
+            assert!(flops > 0, "{step}");
+            assert!(step["gflops"].as_f64().is_some_and(|g| g > 0.0), "{step}");
+        }
+        if flops == 0 {
+            assert!(step["gflops"].is_null(), "{step}");
+        }
+        assert!(step["ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{step}");
+    }
+    assert!(multiplies >= 5, "{}", outcome.describe());
+    let share = |rows: &Value| -> f64 {
+        let rows = rows.as_array().unwrap();
+        rows.iter().map(|row| row["share"].as_f64().unwrap()).sum()
+    };
+    assert!((share(&profile["steps"]) - 100.0).abs() < 1e-6, "{profile}");
+    assert!((share(&profile["ops"]) - 100.0).abs() < 1e-6, "{profile}");
+    let ops = profile["ops"].as_array().unwrap();
+    let counted: u64 = ops.iter().map(|op| op["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted as usize, steps.len());
+    let milliseconds: Vec<f64> = ops.iter().map(|op| op["ms"].as_f64().unwrap()).collect();
+    assert!(
+        milliseconds.windows(2).all(|pair| pair[0] >= pair[1]),
+        "{profile}"
+    );
+
+    let text = bench(&["--top", "3"]).stdout;
+    let lines: Vec<&str> = text.lines().collect();
+    let by_op = lines.iter().position(|line| *line == "by op:").unwrap();
+    // The timing line, the profile line, the header, three kernels, the rest, `by op:`.
+    assert_eq!(by_op, 7, "{text}");
+    assert!(
+        lines[6].contains(&format!("({} more kernels", steps.len() - 3)),
+        "{text}"
+    );
+    for op in ops {
+        let op = op["op"].as_str().unwrap();
+        assert!(
+            lines[by_op..]
+                .iter()
+                .any(|line| line.ends_with(&format!("  {op}"))),
+            "{op}: {text}"
+        );
+    }
 }
 
 #[test]
@@ -1123,4 +1210,46 @@ fn run_with_a_missing_library_or_the_wrong_prefix() {
     ]);
     assert_mentions(&outcome, &["9bad-name", "C identifier"]);
     assert_no_repeated_clauses(&later);
+}
+
+/// A library from a compiler that exported `PREFIX_step` only in checked builds (made here by
+/// stripping the symbol from a fresh object) still runs and benchmarks; only `--profile` is
+/// refused, naming the symbol and the remedy.
+#[test]
+fn a_library_without_a_step_function_runs_but_is_not_profiled() {
+    let (temporary, object) = compiled_fixture("mlp", "mlp.o");
+    let stripped = temporary.path().join("old.o");
+    let library = temporary.path().join("libold.so");
+    for (program, arguments) in [
+        (
+            "objcopy",
+            vec![
+                OsStr::new("--strip-symbol=tfjsc_model_step"),
+                object.as_os_str(),
+                stripped.as_os_str(),
+            ],
+        ),
+        (
+            "cc",
+            vec![
+                OsStr::new("-shared"),
+                OsStr::new("-o"),
+                library.as_os_str(),
+                stripped.as_os_str(),
+            ],
+        ),
+    ] {
+        let status = Command::new(program)
+            .args(&arguments)
+            .status()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(status.success(), "{program} {arguments:?}: {status}");
+    }
+    let bench = [OsStr::new("bench"), library.as_os_str()];
+    let runs = ["--runs", "1", "--warmup", "0"].map(OsStr::new);
+    succeeds(&[&bench[..], &runs[..]].concat());
+    let outcome = fails(&[&bench[..], &runs[..], &[OsStr::new("--profile")]].concat());
+    assert_mentions(&outcome, &["libold.so", "`tfjsc_model_step`", "recompile"]);
+    assert!(outcome.stdout.is_empty(), "{}", outcome.describe());
+    assert_no_repeated_clauses(&[outcome]);
 }

@@ -39,7 +39,8 @@ pub struct CompileOptions {
     pub dump_ir: Vec<String>,
     pub verify_each: bool,
     /// Checked mode, for testing kernels: no buffer reuse, red zones around every arena buffer,
-    /// and a `PREFIX_step` entry so the runtime can verify the zones after every kernel.
+    /// and a `checked` description section so the runtime runs the model through `PREFIX_step`
+    /// and verifies the zones after every kernel.
     pub checked: bool,
 }
 
@@ -141,7 +142,6 @@ pub fn compile_graph(
             target: &options.target,
             symbol_prefix: &options.symbol_prefix,
             description: &description_text,
-            checked: options.checked,
         },
     )?;
     let header = header(&description, &options.symbol_prefix);
@@ -162,8 +162,8 @@ pub fn display_name(name: &str) -> &str {
     name.strip_suffix(":0").unwrap_or(name)
 }
 
-/// Adds the kernel steps, and the `checked` section (docs/abi.md, "Checked mode") when compiling
-/// checked.
+/// Adds the kernel steps (each node's name in `steps`, its op and FLOP count in `step_info`, for
+/// profiles), and the `checked` section (docs/abi.md, "Checked mode") when compiling checked.
 fn describe(
     model: Option<&WebModel>,
     graph: &Graph,
@@ -171,10 +171,14 @@ fn describe(
     options: &CompileOptions,
 ) -> Result<serde_json::Value, CompileError> {
     let mut description = describe_unchecked(model, graph, plan, options)?;
-    let steps: Vec<&str> = codegen::kernel_nodes(graph)
-        .map(|(_, node)| node.name.as_str())
-        .collect();
+    let (steps, step_info): (Vec<&str>, Vec<serde_json::Value>) = codegen::kernel_nodes(graph)
+        .map(|(_, node)| {
+            let info = json!({"op": node.op.detailed_name(), "flops": graph.flops_of(node)});
+            (node.name.as_str(), info)
+        })
+        .unzip();
     description["steps"] = json!(steps);
+    description["step_info"] = json!(step_info);
     if options.checked {
         let regions: Vec<serde_json::Value> = plan
             .regions
@@ -314,19 +318,15 @@ fn header(description: &serde_json::Value, prefix: &str) -> String {
          Every thread of a run calls it with its own struct tfjsc_threads (docs/abi.md, Threads). */\n\
          struct tfjsc_threads;\n\
          int32_t {prefix}_run(const void *const *weights, const void *const *inputs,\n                 \
-         void *const *outputs, void *arena, const struct tfjsc_threads *threads);\n\n",
+         void *const *outputs, void *arena, const struct tfjsc_threads *threads);\n\n\
+         /* Runs only the index-th kernel of `run`, with the same arguments; returns its status (0 or\n   \
+         a failure code), or -1 when index is out of range. Profiles time it; checked builds\n   \
+         (--checked) verify red zones between steps (docs/abi.md). */\n\
+         int32_t {prefix}_step(uint32_t index, const void *const *weights,\n                  \
+         const void *const *inputs, void *const *outputs, void *arena,\n                  \
+         const struct tfjsc_threads *threads);\n\n",
         description["model"].as_str().unwrap_or("?")
     );
-    if description.get("checked").is_some() {
-        text += &format!(
-            "/* Checked mode: runs only the index-th kernel of `run`; returns its status (0 or a failure\n   \
-             code), or -1 when index is out of range. The runtime verifies red zones between steps\n   \
-             (docs/abi.md). */\n\
-             int32_t {prefix}_step(uint32_t index, const void *const *weights,\n                  \
-             const void *const *inputs, void *const *outputs, void *arena,\n                  \
-             const struct tfjsc_threads *threads);\n\n"
-        );
-    }
     text += &format!(
         "#define {upper}_ARENA_SIZE ((size_t){})\n",
         description["arena"]["size"]
@@ -476,8 +476,10 @@ mod tests {
         }
     }
 
+    /// Every build exports `step` (profiles time it), so the header declares it; only checked
+    /// builds have a checked section. Each step's op and FLOP count are listed for profiles.
     #[test]
-    fn unchecked_descriptions_have_no_checked_section() {
+    fn unchecked_descriptions_have_no_checked_section_but_a_step_function() {
         let mut graph = text::parse(
             "graph {\n  input %0 \"x\" : f32[4]\n  %1 = unary(%0) {kind=\"relu\"} : ? @\"a\"\n  \
              output \"y\" %1\n}\n",
@@ -486,6 +488,13 @@ mod tests {
         passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
         let compiled = compile_graph(graph, None, &CompileOptions::default()).unwrap();
         assert!(compiled.description.get("checked").is_none());
-        assert!(!compiled.header.contains("_step("));
+        assert!(compiled
+            .header
+            .contains("int32_t tfjsc_model_step(uint32_t index"));
+        assert_eq!(compiled.description["steps"], json!(["a"]));
+        assert_eq!(
+            compiled.description["step_info"],
+            json!([{"op": "unary.relu", "flops": 4}])
+        );
     }
 }

@@ -184,7 +184,6 @@ pub fn pipeline(data: &[u8]) {
             target: &target,
             symbol_prefix: "fuzz",
             description: "{}",
-            checked: false,
         },
     );
 }

@@ -75,7 +75,8 @@ tfjsc_model *tfjsc_model_open_ex(const char *library, const char *prefix, const 
 tfjsc_model *tfjsc_model_open_static(const char *description, tfjsc_run_fn run,
                                      const char *weights_dir, char *error, size_t error_len);
 
-/* A model compiled with --checked exports PREFIX_step too (docs/abi.md, "Checked mode"). */
+/* PREFIX_step: runs one kernel of PREFIX_run (docs/abi.md, "The step function"). Every library
+ * exports it (from older compilers, only those compiled with --checked). */
 typedef int32_t (*tfjsc_step_fn)(uint32_t index, const void *const *weights,
                                  const void *const *inputs, void *const *outputs, void *arena,
                                  const struct tfjsc_threads *threads);

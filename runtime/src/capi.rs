@@ -549,7 +549,9 @@ pub unsafe extern "C" fn tfjsc_context_set_threads(
     guarded(error, error_len, TFJSC_ERROR, || {
         // SAFETY: this function's contract is `context_and_model`'s.
         let (context, model) = unsafe { context_and_model(context) }?;
-        context.state.set_threads(threads, model.step.is_some())?;
+        context
+            .state
+            .set_threads(threads, model.description().checked.is_some())?;
         Ok(0)
     })
 }

@@ -19,18 +19,9 @@ use std::ops::Range;
 use crate::aligned::AlignedBuffer;
 use crate::description::{byte_size_of, CheckedSection, Description, MINIMUM_ALIGNMENT};
 use crate::error::Error;
+use crate::step::walk_steps;
 
-/// `int32_t PREFIX_step(uint32_t index, const void *const *weights, const void *const *inputs,
-/// void *const *outputs, void *arena, const struct tfjsc_threads *threads)`: runs the `index`-th
-/// kernel of `PREFIX_run` only; returns its status, or -1 when `index` is out of range.
-pub type StepFn = unsafe extern "C" fn(
-    index: u32,
-    weights: *const *const c_void,
-    inputs: *const *const c_void,
-    outputs: *const *mut c_void,
-    arena: *mut c_void,
-    threads: *const crate::ThreadSync,
-) -> i32;
+pub use crate::step::StepFn;
 
 /// Which side of its buffer a damaged red zone lies on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,19 +298,7 @@ impl CheckedState {
                 )
             }
         };
-        let count = description.steps.len();
-        for (index, node) in description.steps.iter().enumerate() {
-            // The description was validated to have at most `u32::MAX` steps.
-            let status = call(index as u32);
-            match status {
-                0 => {}
-                -1 => {
-                    return Err(Error::InvalidDescription(format!(
-                    "checked: the step function has {index} steps, the description lists {count}"
-                )))
-                }
-                code => return Err(Error::kernel_failed(index, node, code)),
-            }
+        walk_steps(&description.steps, call, |index, node| {
             // Inputs and weights are read-only to the code: compare each copy with its source.
             let read_only = self
                 .inputs
@@ -338,7 +317,7 @@ impl CheckedState {
                 if let Some(offset) = copy.bytes().iter().zip(original).position(|(a, b)| a != b) {
                     return Err(Error::ReadOnlyBufferWritten {
                         step: index,
-                        node: node.clone(),
+                        node: node.to_string(),
                         buffer: self.name_of(guarded, section, description),
                         offset,
                     });
@@ -348,21 +327,14 @@ impl CheckedState {
                 let offset = zone.damage().unwrap_or_default();
                 return Err(Error::RedZoneDamaged {
                     step: index,
-                    node: node.clone(),
+                    node: node.to_string(),
                     buffer: self.name_of(zone.guarded, section, description),
                     side: zone.side,
                     offset,
                 });
             }
-        }
-        // One index past the end must be refused: more kernels than described would otherwise
-        // go unchecked. Every pointer is valid, so even a wrong step function does no harm.
-        let status = call(count as u32);
-        if status != -1 {
-            return Err(Error::InvalidDescription(format!(
-                "checked: step {count} returned {status}, but the description lists only {count} steps"
-            )));
-        }
+            Ok(())
+        })?;
         for (copy, &destination) in self.outputs.iter_mut().zip(outputs) {
             // SAFETY: `destination` is writable for the output's byte size (contract) and is not
             // our copy.

@@ -203,6 +203,16 @@ pub struct WeightSpec {
     pub encoding: Encoding,
 }
 
+/// What the kernel of one step computes, for profiles: `step_info[i]` describes `steps[i]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepInfo {
+    /// The kernel's op: the IR op name, refined by its kind (`conv2d`, `conv2d.depthwise`,
+    /// `unary.relu`, `binary.add`, ...).
+    pub op: String,
+    /// Floating-point operations of one call (a multiply-add counts 2); 0 for data movement.
+    pub flops: u64,
+}
+
 /// One arena region of a checked model: a buffer with red zones on both sides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Region {
@@ -214,8 +224,8 @@ pub struct Region {
     pub size: usize,
 }
 
-/// The optional `checked` section: the model was compiled with `--checked` and exports
-/// `PREFIX_step` (docs/abi.md, "Checked mode").
+/// The optional `checked` section: the model was compiled with `--checked`, and runs go through
+/// `PREFIX_step` with red zones verified (docs/abi.md, "Checked mode").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckedSection {
     /// Red zone bytes before every region; the after zone takes as many plus the padding up to
@@ -317,10 +327,14 @@ pub struct Description {
     pub weight_groups: Vec<WeightGroup>,
     /// The weights the code reads, in pointer-array order.
     pub weights: Vec<WeightSpec>,
-    /// The node each kernel call of `run` runs, in order (step `i` of checked mode runs
+    /// The node each kernel call of `run` runs, in order (`PREFIX_step(i, ...)` runs
     /// `steps[i]`); a failing kernel's status names its step (docs/abi.md, "Run status").
     #[serde(default)]
     pub steps: Vec<String>,
+    /// Op and FLOP count of each step, parallel to `steps`; empty in descriptions written before
+    /// it was added (see [`Description::info_of_step`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_info: Vec<StepInfo>,
     /// Present when the model was compiled with `--checked`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checked: Option<CheckedSection>,
@@ -424,16 +438,29 @@ impl Description {
                 });
             }
         }
+        if u32::try_from(self.steps.len()).is_err() {
+            return invalid(format!(
+                "{} steps do not fit the step function's 32-bit index",
+                self.steps.len()
+            ));
+        }
+        if !self.step_info.is_empty() && self.step_info.len() != self.steps.len() {
+            return invalid(format!(
+                "step_info describes {} steps, but steps lists {}",
+                self.step_info.len(),
+                self.steps.len()
+            ));
+        }
         if let Some(checked) = &self.checked {
-            if u32::try_from(self.steps.len()).is_err() {
-                return Err(Error::InvalidDescription(format!(
-                    "checked: {} steps do not fit a 32-bit index",
-                    self.steps.len()
-                )));
-            }
             checked.validate(self.arena.size, self.arena.alignment)?;
         }
         Ok(())
+    }
+
+    /// The op and FLOP count of step `index`, or `None` when the description does not say
+    /// (written before `step_info` existed) or there is no such step.
+    pub fn info_of_step(&self, index: usize) -> Option<&StepInfo> {
+        self.step_info.get(index)
     }
 
     /// Total length of a group's stream, from the file sizes in the description.

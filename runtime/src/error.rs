@@ -334,6 +334,13 @@ pub enum Error {
         /// How to provide it.
         what: String,
     },
+
+    /// A profile was asked of a model loaded without its step function.
+    #[error("cannot profile the model: {reason}")]
+    ProfileUnavailable {
+        /// Why the model has no step function, and what to do.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -1,10 +1,11 @@
 //! The tfjsc runtime: runs models compiled by `tfjsc compile`.
 //!
-//! A compiled model is code only (ABI v1, see `docs/abi.md`): a description JSON and a `run`
-//! entry point. This crate opens the library (or takes statically linked code), maps the web
-//! model's weight shards, checks them against the description, hands the code one pointer per
-//! weight, and owns one aligned arena per execution context. It exposes a safe Rust API
-//! ([`Model`], [`Context`], [`Tensor`]), `.npy` helpers ([`npy`]), and a C ABI (`capi`,
+//! A compiled model is code only (ABI v1, see `docs/abi.md`): a description JSON, a `run` entry
+//! point, and a `step` entry point that runs one kernel (for checked runs and profiles). This
+//! crate opens the library (or takes statically linked code), maps the web model's weight shards,
+//! checks them against the description, hands the code one pointer per weight, and owns one
+//! aligned arena per execution context. It exposes a safe Rust API ([`Model`], [`Context`],
+//! [`Tensor`], [`Profile`]), `.npy` helpers ([`npy`]), and a C ABI (`capi`,
 //! `include/tfjsc_runtime.h`).
 //!
 //! The runtime is deliberately tiny: it never parses a graph, never generates code, and never
@@ -33,14 +34,18 @@ mod error;
 mod model;
 pub mod npy;
 mod pool;
+mod profile;
 pub mod shard_file;
+mod step;
 mod tensor;
 mod weights;
 
-pub use description::{DType, Description, Encoding, TensorSpec, ABI_VERSION};
+pub use description::{DType, Description, Encoding, StepInfo, TensorSpec, ABI_VERSION};
 pub use error::Error;
 pub use model::{Context, DescriptionFn, LoadOptions, Model, RunFn, DEFAULT_SYMBOL_PREFIX};
 pub use npy::NpyError;
 pub use pool::ThreadSync;
+pub use profile::{Figures, OpProfile, Profile, StepProfile};
+pub use step::StepFn;
 pub use tensor::Tensor;
 pub use weights::{WeightLoading, WeightSource};

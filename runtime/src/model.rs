@@ -3,8 +3,8 @@
 //! A model is immutable once loaded: code, description, and the weight pointer table. Many threads
 //! may share one model, each running through its own context, because the ABI's run function keeps
 //! no global state. This module checks every buffer the caller hands in against the description
-//! before calling the compiled code; it must never call that code with a count, size or alignment
-//! the ABI does not promise.
+//! before calling the compiled code (`run`, or `step` for checked runs and profiles); it must never
+//! call that code with a count, size or alignment the ABI does not promise.
 
 use std::ffi::{c_char, c_void, CStr};
 use std::path::{Path, PathBuf};
@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use libloading::Library;
 
 use crate::aligned::AlignedBuffer;
-use crate::checked::{CheckedState, StepFn};
+use crate::checked::CheckedState;
 use crate::description::{DType, Description, TensorSpec, MINIMUM_ALIGNMENT};
 use crate::error::Error;
 use crate::pool::{Pool, ThreadSync};
+use crate::profile::{self, Profile};
+use crate::step::StepFn;
 use crate::tensor::Tensor;
 use crate::weights::{WeightLoading, WeightSource, WeightStore};
 
@@ -74,8 +76,9 @@ pub struct Model {
     weights_dir: PathBuf,
     weights: WeightStore,
     run: RunFn,
-    /// Checked mode (crate::checked): present exactly when the description has a checked section.
-    pub(crate) step: Option<StepFn>,
+    /// `PREFIX_step`: checked runs (crate::checked) go through it, and profiles. `Err` says why
+    /// the model has none, for a profile's error; a checked description without it is refused.
+    step: Result<StepFn, String>,
     /// Declared last so the code is unloaded after everything else is dropped.
     _library: Option<Library>,
 }
@@ -146,9 +149,10 @@ impl Model {
         // SAFETY: `describe` is the ABI description function of a library kept open below; it
         // returns a NUL-terminated string in static storage.
         let description = unsafe { describe() };
-        // Checked mode: `PREFIX_step` is looked up only when the description asks for it.
+        // Libraries compiled before every one exported `PREFIX_step` have it only when checked:
+        // its absence is an error only for a checked description (or when profiling).
         let step_symbol = format!("{prefix}_step");
-        // SAFETY: the checked section of docs/abi.md declares `PREFIX_step` as `StepFn`.
+        // SAFETY: docs/abi.md declares `PREFIX_step` as `StepFn`.
         let step = || unsafe { handle.get::<StepFn>(step_symbol.as_str()) }.map(|s| *s);
         let step = || step().map_err(missing(step_symbol.clone()));
         // SAFETY: `description` comes from the library's own description function.
@@ -191,12 +195,13 @@ impl Model {
         unsafe { Model::from_parts(description, run, &step, options) }
     }
 
-    /// Wraps statically linked model code compiled with `--checked`: runs go step by step with
-    /// red zones verified after every kernel (docs/abi.md, "Checked mode"). A description without
-    /// a checked section runs normally.
+    /// Wraps statically linked model code with its step function (`PREFIX_step`). A model
+    /// compiled with `--checked` then runs step by step with red zones verified after every
+    /// kernel (docs/abi.md, "Checked mode"); any other runs normally. Either can be profiled
+    /// ([`Context::profile`]).
     ///
     /// # Safety
-    /// As [`Model::from_static`], and `step` must implement the description's checked section.
+    /// As [`Model::from_static`], and `step` must be the step function of the same code.
     pub unsafe fn from_static_checked(
         description: *const c_char,
         run: RunFn,
@@ -251,7 +256,11 @@ impl Model {
             .clone()
             .unwrap_or_else(|| PathBuf::from(&description.weights_dir));
         let weights = WeightStore::load(&description, &weights_dir, options.weights)?;
-        let step = description.checked.as_ref().map(|_| step()).transpose()?;
+        let step = match step() {
+            Ok(step) => Ok(step),
+            Err(error) if description.checked.is_some() => return Err(error),
+            Err(error) => Err(reason_without_step(error)),
+        };
         Ok(Model {
             description,
             weights_dir,
@@ -287,6 +296,19 @@ impl Model {
         })
     }
 
+    /// Ok when [`Context::profile`] can run, else the error it would give: the model was loaded
+    /// without its step function (a library compiled by an older tfjsc, or code wrapped with
+    /// [`Model::from_static`]). Running never needs it.
+    pub fn can_profile(&self) -> Result<(), Error> {
+        self.step_function().map(|_| ())
+    }
+
+    fn step_function(&self) -> Result<StepFn, Error> {
+        self.step
+            .clone()
+            .map_err(|reason| Error::ProfileUnavailable { reason })
+    }
+
     /// Runs the code on raw buffers after checking counts, nulls and alignment.
     ///
     /// # Safety
@@ -299,6 +321,98 @@ impl Model {
         inputs: &[*const u8],
         outputs: &[*mut u8],
     ) -> Result<(), Error> {
+        let description = &self.description;
+        let execute = |state: &mut ExecutionState| {
+            let weights = self.weights.pointers();
+            if description.checked.is_some() {
+                // Checked mode (crate::checked): the same pointers, one kernel at a time, red
+                // zones verified after each. A checked model always has its step function.
+                let step = self.step_function()?;
+                // SAFETY: the pointer arrays are what `run` would be given (see below), and
+                // `step` implements the description's checked section.
+                return unsafe {
+                    state.checked.run(
+                        description,
+                        step,
+                        weights,
+                        &state.input_pointers,
+                        &state.output_pointers,
+                        &mut state.arena,
+                    )
+                };
+            }
+            // SAFETY: `with_code_arguments` filled the pointer arrays with one entry per
+            // input/output of the description, each valid for its tensor's byte size and aligned
+            // to its element size (staged otherwise); the weight table was built from the same
+            // description and lives as long as `self`; the arena has `arena.size` bytes at
+            // `arena.alignment` (at least 64) and is exclusively ours.
+            // With a pool, every thread runs the code on the same pointers, each its share of
+            // every kernel's work (docs/abi.md, "Threads").
+            let status = unsafe {
+                let (inputs, outputs, arena) = (
+                    state.input_pointers.as_ptr(),
+                    state.output_pointers.as_ptr(),
+                    state.arena.as_mut_ptr().cast(),
+                );
+                match &state.pool {
+                    Some(pool) => pool.run(self.run, weights, inputs, outputs, arena),
+                    None => (self.run)(weights, inputs, outputs, arena, &ThreadSync::single()),
+                }
+            };
+            match status {
+                0 => Ok(()),
+                status => Err(Error::from_run_status(status, &description.steps)),
+            }
+        };
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.with_code_arguments(state, inputs, outputs, execute) }
+    }
+
+    /// Runs the code `runs` times step by step, timing every step (crate::profile).
+    ///
+    /// # Safety
+    /// As [`Model::run_raw`].
+    unsafe fn profile_raw(
+        &self,
+        state: &mut ExecutionState,
+        inputs: &[*const u8],
+        outputs: &[*mut u8],
+        runs: usize,
+    ) -> Result<Profile, Error> {
+        let step = self.step_function()?;
+        let execute = |state: &mut ExecutionState| {
+            // SAFETY: as for `run` in `run_raw`: the pointers are those `run` would be given,
+            // and `step` is the step function of the same code.
+            unsafe {
+                profile::time_steps(
+                    &self.description,
+                    step,
+                    self.weights.pointers(),
+                    state.input_pointers.as_ptr(),
+                    state.output_pointers.as_ptr(),
+                    state.arena.as_mut_ptr().cast(),
+                    runs,
+                )
+            }
+        };
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.with_code_arguments(state, inputs, outputs, execute) }
+    }
+
+    /// Checks counts, nulls and alignment, fills the state's pointer arrays (staging a buffer
+    /// that is not aligned to its element size, or a bool input after checking its bytes), calls
+    /// `execute`, and copies staged outputs back whatever it returned: the one place that turns
+    /// caller buffers into the code's arguments.
+    ///
+    /// # Safety
+    /// As [`Model::run_raw`].
+    unsafe fn with_code_arguments<T>(
+        &self,
+        state: &mut ExecutionState,
+        inputs: &[*const u8],
+        outputs: &[*mut u8],
+        execute: impl FnOnce(&mut ExecutionState) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let description = &self.description;
         check_count(description.inputs.len(), inputs.len(), true)?;
         check_count(description.outputs.len(), outputs.len(), false)?;
@@ -337,51 +451,28 @@ impl Model {
             }
         }
 
-        let status = if let Some(step) = self.step {
-            // Checked mode (crate::checked): the same pointers, one kernel at a time, red zones
-            // verified after each.
-            let weights = self.weights.pointers();
-            // SAFETY: as for `run` below, and `step` implements the description's checked section.
-            unsafe {
-                state.checked.run(
-                    description,
-                    step,
-                    weights,
-                    &state.input_pointers,
-                    &state.output_pointers,
-                    &mut state.arena,
-                )
-            }?;
-            0
-        } else {
-            // SAFETY: the pointer arrays hold one entry per input/output of the description, each
-            // valid for its tensor's byte size and aligned to its element size (staged otherwise);
-            // the weight table was built from the same description and lives as long as `self`; the
-            // arena has `arena.size` bytes at `arena.alignment` (at least 64) and is exclusively ours.
-            // With a pool, every thread runs the code on the same pointers, each its share of
-            // every kernel's work (docs/abi.md, "Threads").
-            unsafe {
-                let (weights, inputs, outputs, arena) = (
-                    self.weights.pointers(),
-                    state.input_pointers.as_ptr(),
-                    state.output_pointers.as_ptr(),
-                    state.arena.as_mut_ptr().cast(),
-                );
-                match &state.pool {
-                    Some(pool) => pool.run(self.run, weights, inputs, outputs, arena),
-                    None => (self.run)(weights, inputs, outputs, arena, &ThreadSync::single()),
-                }
-            }
-        };
+        let result = execute(state);
         for (index, buffer) in staged_outputs {
             // SAFETY: `outputs[index]` is writable for the byte size (contract) and distinct
             // from the staging buffer.
             unsafe { std::ptr::copy_nonoverlapping(buffer.as_ptr(), outputs[index], buffer.len()) };
         }
-        if status != 0 {
-            return Err(Error::from_run_status(status, &description.steps));
-        }
-        Ok(())
+        result
+    }
+}
+
+/// Why a model has no step function, for the error a profile of it gives.
+fn reason_without_step(error: Error) -> String {
+    match error {
+        Error::MissingSymbol { path, symbol, .. } => format!(
+            "{} does not export `{symbol}` (a library compiled by a tfjsc that exported it only \
+             with --checked): recompile it",
+            path.display()
+        ),
+        Error::MissingStepFunction { .. } => "it was wrapped without its step function \
+             (wrap it with Model::from_static_checked, which runs unchecked models normally)"
+            .to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -503,7 +594,8 @@ impl Context<'_> {
     /// bit whatever the count: each kernel's work is split statically, every output element is
     /// computed by one thread in the same order. Checked models run on one thread.
     pub fn set_threads(&mut self, threads: usize) -> Result<(), Error> {
-        self.state.set_threads(threads, self.model.step.is_some())
+        self.state
+            .set_threads(threads, self.model.description.checked.is_some())
     }
 
     /// Threads per run (see [`Context::set_threads`]).
@@ -519,6 +611,40 @@ impl Context<'_> {
     /// Runs the model on raw native-endian buffers, one per input and output in description
     /// order, each exactly its tensor's byte size.
     pub fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), Error> {
+        let (input_pointers, output_pointers) = self.pointers_of(inputs, outputs)?;
+        // SAFETY: `pointers_of` checked that the slices have exactly the described sizes, and
+        // Rust's borrow rules keep the mutable output slices disjoint from each other and from the
+        // inputs.
+        unsafe {
+            self.model
+                .run_raw(&mut self.state, &input_pointers, &output_pointers)
+        }
+    }
+
+    /// Runs the model `runs` times kernel by kernel through its step function, as
+    /// [`Context::run`] would run it (same buffers, same outputs), and returns the time of every
+    /// step. Fails like `run`, and with [`Error::ProfileUnavailable`] when the model was loaded
+    /// without its step function ([`Model::can_profile`]).
+    pub fn profile(
+        &mut self,
+        inputs: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        runs: usize,
+    ) -> Result<Profile, Error> {
+        let (input_pointers, output_pointers) = self.pointers_of(inputs, outputs)?;
+        // SAFETY: as in `run`.
+        unsafe {
+            self.model
+                .profile_raw(&mut self.state, &input_pointers, &output_pointers, runs)
+        }
+    }
+
+    /// The buffers' pointers, after checking their counts and byte sizes against the description.
+    fn pointers_of(
+        &self,
+        inputs: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+    ) -> Result<(Vec<*const u8>, Vec<*mut u8>), Error> {
         let description = &self.model.description;
         check_count(description.inputs.len(), inputs.len(), true)?;
         check_count(description.outputs.len(), outputs.len(), false)?;
@@ -540,21 +666,35 @@ impl Context<'_> {
                 });
             }
         }
-        let input_pointers: Vec<*const u8> = inputs.iter().map(|input| input.as_ptr()).collect();
-        let output_pointers: Vec<*mut u8> = outputs
+        let input_pointers = inputs.iter().map(|input| input.as_ptr()).collect();
+        let output_pointers = outputs
             .iter_mut()
             .map(|output| output.as_mut_ptr())
             .collect();
-        // SAFETY: the slices have exactly the described sizes (checked above), and Rust's borrow
-        // rules keep the mutable output slices disjoint from each other and from the inputs.
-        unsafe {
-            self.model
-                .run_raw(&mut self.state, &input_pointers, &output_pointers)
-        }
+        Ok((input_pointers, output_pointers))
     }
 
     /// Runs the model on tensors, checking dtype and shape of each input; returns the outputs.
     pub fn run_tensors(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
+        self.with_tensors(inputs, Context::run)
+            .map(|(outputs, ())| outputs)
+    }
+
+    /// [`Context::profile`] on tensors, checking dtype and shape of each input.
+    pub fn profile_tensors(&mut self, inputs: &[Tensor], runs: usize) -> Result<Profile, Error> {
+        self.with_tensors(inputs, |context, inputs, outputs| {
+            context.profile(inputs, outputs, runs)
+        })
+        .map(|(_, profile)| profile)
+    }
+
+    /// Checks dtype and shape of each input, makes the output tensors, and hands `execute` their
+    /// bytes.
+    fn with_tensors<T>(
+        &mut self,
+        inputs: &[Tensor],
+        execute: impl FnOnce(&mut Self, &[&[u8]], &mut [&mut [u8]]) -> Result<T, Error>,
+    ) -> Result<(Vec<Tensor>, T), Error> {
         let description = &self.model.description;
         check_count(description.inputs.len(), inputs.len(), true)?;
         for (spec, input) in description.inputs.iter().zip(inputs) {
@@ -583,8 +723,8 @@ impl Context<'_> {
             .iter_mut()
             .map(|output| output.data.as_mut_slice())
             .collect();
-        self.run(&input_bytes, &mut output_bytes)?;
-        Ok(outputs)
+        let result = execute(self, &input_bytes, &mut output_bytes)?;
+        Ok((outputs, result))
     }
 }
 

@@ -1,13 +1,14 @@
-//! `tfjsc bench`: load time, then warm-up and timed runs of a compiled library.
+//! `tfjsc bench`: load time, then warm-up and timed runs of a compiled library; with `--profile`,
+//! the time of every kernel too.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use tfjsc_runtime::{DType, Tensor};
+use tfjsc_runtime::{DType, Figures, Profile, StepProfile, Tensor};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -27,6 +28,14 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// After the timed runs, run as many more kernel by kernel and report each kernel (node,
+    /// op, ms per run, share of the summed kernel time, GFLOP/s) slowest first, then the same
+    /// per op. With --json: a `profile` object, every step in execution order.
+    #[arg(long)]
+    profile: bool,
+    /// With --profile: print only the N slowest kernels (0: all). JSON always has all.
+    #[arg(long, value_name = "N", default_value_t = 25, requires = "profile")]
+    top: usize,
 }
 
 /// Deterministic pseudo-random values (xorshift), so runs are comparable.
@@ -56,6 +65,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let start = Instant::now();
     let model = args.load.load(&args.library)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
+    if args.profile {
+        // Before any run: a library that cannot be profiled says so at once.
+        model.can_profile()?;
+    }
     let inputs = if args.inputs.is_empty() {
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         model
@@ -81,13 +94,119 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let median = times[times.len() / 2];
     let p90 = times[((times.len() as f64 * 0.9) as usize).min(times.len() - 1)];
     let min = times[0];
-    if args.json {
-        println!(
-            "{}",
-            json!({"median_ms": median, "p90_ms": p90, "min_ms": min, "load_ms": load_ms, "threads": context.threads(), "runs": times.len()})
-        );
+    let profile = if args.profile {
+        Some(
+            context
+                .profile_tensors(&inputs, times.len())
+                .context("profiling")?,
+        )
     } else {
-        println!("{}: median {median:.3} ms, p90 {p90:.3} ms, min {min:.3} ms over {} runs (load {load_ms:.2} ms, {} thread(s))", args.library.display(), times.len(), context.threads());
+        None
+    };
+    if args.json {
+        let mut report = json!({"median_ms": median, "p90_ms": p90, "min_ms": min, "load_ms": load_ms, "threads": context.threads(), "runs": times.len()});
+        if let Some(profile) = &profile {
+            report["profile"] = profile_json(profile);
+        }
+        println!("{report}");
+    } else {
+        let mut text = format!("{}: median {median:.3} ms, p90 {p90:.3} ms, min {min:.3} ms over {} runs (load {load_ms:.2} ms, {} thread(s))\n", args.library.display(), times.len(), context.threads());
+        if let Some(profile) = &profile {
+            text += &profile_text(profile, args.top);
+        }
+        super::print_output(&text);
     }
     Ok(())
+}
+
+/// `profile` of `bench --profile --json`: every step in execution order, then the ops slowest
+/// first; `share` is in percent of the summed step time, `gflops` null without FLOPs.
+fn profile_json(profile: &Profile) -> Value {
+    // What names a row, then its figures.
+    let row = |mut row: Value, time, flops| {
+        let figures = profile.figures(time, flops);
+        row["flops"] = json!(flops);
+        row["ms"] = json!(figures.milliseconds);
+        row["share"] = json!(figures.share);
+        row["gflops"] = json!(figures.gflops);
+        row
+    };
+    let steps: Vec<Value> = (profile.steps.iter())
+        .map(|step| {
+            row(
+                json!({"node": step.node, "op": step.op}),
+                step.time,
+                step.flops,
+            )
+        })
+        .collect();
+    let ops: Vec<Value> = (profile.by_op().iter())
+        .map(|op| row(json!({"op": op.op, "count": op.steps}), op.time, op.flops))
+        .collect();
+    let total_ms = profile.figures(profile.total(), 0).milliseconds;
+    json!({"runs": profile.runs, "total_ms": total_ms, "steps": steps, "ops": ops})
+}
+
+/// The text of `bench --profile`: the `top` slowest steps (0: all), then every op.
+fn profile_text(profile: &Profile, top: usize) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let line = |text: &mut String, figures: Figures, label: &str| {
+        let gflops = figures
+            .gflops
+            .map_or_else(String::new, |gflops| format!("{gflops:.2}"));
+        let _ = writeln!(
+            text,
+            "{:>9.3} {:>6.1}% {gflops:>8}  {label}",
+            figures.milliseconds, figures.share
+        );
+    };
+    let header = |text: &mut String, label: &str| {
+        let _ = writeln!(
+            text,
+            "{:>9} {:>7} {:>8}  {label}",
+            "ms/run", "share", "GFLOP/s"
+        );
+    };
+    let total_ms = profile.figures(profile.total(), 0).milliseconds;
+    let _ = writeln!(
+        text,
+        "profile: {} kernels, {total_ms:.3} ms per run timed one by one ({} runs)",
+        profile.steps.len(),
+        profile.runs
+    );
+    let mut steps: Vec<&StepProfile> = profile.steps.iter().collect();
+    steps.sort_by_key(|step| std::cmp::Reverse(step.time));
+    let shown = if top == 0 {
+        steps.len()
+    } else {
+        top.min(steps.len())
+    };
+    header(&mut text, &format!("{:<18} node", "op"));
+    for step in &steps[..shown] {
+        let label = format!("{:<18} {}", or_unknown(&step.op), step.node);
+        line(&mut text, profile.figures(step.time, step.flops), &label);
+    }
+    let rest = &steps[shown..];
+    if !rest.is_empty() {
+        let time = rest.iter().map(|step| step.time).sum();
+        let label = format!("({} more kernels; --top 0 lists all)", rest.len());
+        line(&mut text, profile.figures(time, 0), &label);
+    }
+    text += "by op:\n";
+    header(&mut text, "count  op");
+    for op in profile.by_op() {
+        let label = format!("{:>5}  {}", op.steps, or_unknown(&op.op));
+        line(&mut text, profile.figures(op.time, op.flops), &label);
+    }
+    text
+}
+
+/// An op name for text, `?` when the library does not say (compiled before `step_info`).
+fn or_unknown(op: &str) -> &str {
+    if op.is_empty() {
+        "?"
+    } else {
+        op
+    }
 }

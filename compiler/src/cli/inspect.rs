@@ -113,9 +113,7 @@ fn report(args: &InspectArgs, out: &mut String) -> Result<()> {
             let mut flops = 0u64;
             let mut ir_counts: BTreeMap<String, usize> = BTreeMap::new();
             for (_, node) in graph.nodes() {
-                let inputs: Vec<_> = node.inputs.iter().map(|&v| graph.ty(v)).collect();
-                let outputs: Vec<_> = node.outputs.iter().map(|&v| graph.ty(v).clone()).collect();
-                flops += node.op.flops(&inputs, &outputs);
+                flops += graph.flops_of(node);
                 *ir_counts.entry(node.op.name().to_string()).or_insert(0) += 1;
             }
             let _ = writeln!(

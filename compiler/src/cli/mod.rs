@@ -29,7 +29,7 @@ enum Command {
     Run(run::RunArgs),
     /// Show a web model's inputs, outputs, ops, parameters and FLOPs (or a compiled library's description).
     Inspect(inspect::InspectArgs),
-    /// Time a compiled library: warm-up, then median, p90 and min over many runs.
+    /// Time a compiled library: warm-up, then median, p90 and min over many runs (--profile: per kernel and per op too).
     Bench(bench::BenchArgs),
 }
 

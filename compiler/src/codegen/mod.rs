@@ -1,7 +1,8 @@
 //! Code generation: every node becomes one Cranelift function (its kernel); a `run` function
-//! calls them in order with pointers resolved from the memory plan; the description and computed
-//! constants go into read-only data; the result is a relocatable object. In checked mode a `step`
-//! function also calls any one kernel, with the same argument resolution as `run`.
+//! calls them in order with pointers resolved from the memory plan; a `step` function calls any
+//! one of them, with the same argument resolution as `run` (checked runs and profiles go step by
+//! step); the description and computed constants go into read-only data; the result is a
+//! relocatable object.
 //!
 //! Codegen never runs what it generates and never reads weight data: it only needs their
 //! places (the runtime hands the code one pointer per weight).
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
+    types, AbiParam, Block, Function, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
 };
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Switch};
@@ -97,16 +98,14 @@ fn backend<E: std::fmt::Display>(error: E) -> CodegenError {
 /// What codegen needs besides the graph.
 pub struct CodegenOptions<'a> {
     pub target: &'a Target,
-    /// Exported symbols are `{prefix}_run` and `{prefix}_description`.
+    /// Exported symbols are `{prefix}_run`, `{prefix}_step` and `{prefix}_description`.
     pub symbol_prefix: &'a str,
     /// The JSON description embedded in the object.
     pub description: &'a str,
-    /// Also export `{prefix}_step`, which runs one kernel (checked mode).
-    pub checked: bool,
 }
 
 /// The nodes that get a kernel call, in the order `run` calls them (views get none: they only
-/// rename their source's buffer). Step `i` of checked mode is the `i`-th of these.
+/// rename their source's buffer). Step `i` (`{prefix}_step(i, ...)`) is the `i`-th of these.
 pub fn kernel_nodes(graph: &Graph) -> impl Iterator<Item = (NodeId, &Node)> {
     graph
         .nodes()
@@ -309,6 +308,37 @@ fn declare_entry(
     context.func.signature = signature;
     context.func.name = UserFuncName::user(0, id.as_u32());
     Ok(id)
+}
+
+/// A builder for the body of an entry declared with [`declare_entry`], placed in its entry block
+/// (sealed: nothing jumps to an entry block), and the entry's `N` parameters.
+fn begin_entry<'a, const N: usize>(
+    function: &'a mut Function,
+    function_context: &'a mut FunctionBuilderContext,
+) -> Result<(FunctionBuilder<'a>, [Value; N]), CodegenError> {
+    let mut builder = FunctionBuilder::new(function, function_context);
+    let entry = builder.create_block();
+    builder.append_block_params_for_function_params(entry);
+    builder.switch_to_block(entry);
+    builder.seal_block(entry);
+    let parameters = <[Value; N]>::try_from(builder.block_params(entry).to_vec())
+        .map_err(|_| backend(format!("an entry point without its {N} parameters")))?;
+    Ok((builder, parameters))
+}
+
+/// Compiles the body built in `context` as the entry `id` (`what` names it in errors) and clears
+/// `context` for the next function.
+fn define_entry(
+    module: &mut ObjectModule,
+    context: &mut cranelift_codegen::Context,
+    id: FuncId,
+    what: &str,
+) -> Result<(), CodegenError> {
+    module
+        .define_function(id, context)
+        .map_err(|e| backend(format!("{what}: {e:?}")))?;
+    module.clear_context(context);
+    Ok(())
 }
 
 /// Generates the object file bytes.
@@ -522,6 +552,11 @@ pub fn generate(
         )));
     }
 
+    // Kernel calls from an entry whose parameters are `weights, inputs, outputs, arena`.
+    let kernel_call = |parameters: [Value; 4], threads: [Value; 3]| {
+        KernelCall::new(graph, plan, &embedded, parameters, threads, pointer)
+    };
+
     // The run entry: every kernel in order.
     let run_id = declare_entry(
         &mut module,
@@ -531,23 +566,10 @@ pub fn generate(
         &[types::I32],
     )?;
     {
-        let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
-        let entry = builder.create_block();
-        builder.append_block_params_for_function_params(entry);
-        builder.switch_to_block(entry);
-        builder.seal_block(entry);
-        let [weights, inputs, outputs, arena, sync] =
-            <[Value; 5]>::try_from(builder.block_params(entry).to_vec())
-                .map_err(|_| backend("run signature"))?;
+        let (mut builder, [weights, inputs, outputs, arena, sync]) =
+            begin_entry(&mut context.func, &mut function_context)?;
         let threads = load_threads(&mut builder, sync);
-        let mut call = KernelCall::new(
-            graph,
-            plan,
-            &embedded,
-            [weights, inputs, outputs, arena],
-            threads,
-            pointer,
-        );
+        let mut call = kernel_call([weights, inputs, outputs, arena], threads);
         for (step, kernel) in kernels.iter().enumerate() {
             let status = call.emit(&mut builder, &mut module, kernel.node, kernel.function)?;
             if kernel.can_fail {
@@ -569,66 +591,45 @@ pub fn generate(
         builder.ins().return_(&[zero]);
         builder.finalize(isa.frontend_config());
     }
-    module
-        .define_function(run_id, &mut context)
-        .map_err(|e| backend(format!("run: {e:?}")))?;
-    module.clear_context(&mut context);
+    define_entry(&mut module, &mut context, run_id, "run")?;
 
-    // Checked mode: the step entry, one kernel call per call (docs/abi.md, "Checked mode"), so
-    // the runtime can verify the red zones between kernels.
-    if options.checked {
-        let step_id = declare_entry(
-            &mut module,
-            &mut context,
-            &format!("{}_step", options.symbol_prefix),
-            &[types::I32, pointer, pointer, pointer, pointer, pointer],
-            &[types::I32],
-        )?;
-        {
-            let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
-            let entry = builder.create_block();
-            builder.append_block_params_for_function_params(entry);
-            builder.switch_to_block(entry);
-            let [index, weights, inputs, outputs, arena, sync] =
-                <[Value; 6]>::try_from(builder.block_params(entry).to_vec())
-                    .map_err(|_| backend("step signature"))?;
-            let threads = load_threads(&mut builder, sync);
-            let out_of_range = builder.create_block();
-            let mut switch = Switch::new();
-            let blocks: Vec<Block> = kernels.iter().map(|_| builder.create_block()).collect();
-            for (step, &block) in blocks.iter().enumerate() {
-                switch.set_entry(step as u128, block);
-            }
-            switch.emit(&mut builder, index, out_of_range);
-            builder.seal_block(entry);
-            for (&block, kernel) in blocks.iter().zip(&kernels) {
-                builder.switch_to_block(block);
-                builder.seal_block(block);
-                // A fresh resolution per block: values of one step's block do not dominate
-                // another's.
-                let mut call = KernelCall::new(
-                    graph,
-                    plan,
-                    &embedded,
-                    [weights, inputs, outputs, arena],
-                    threads,
-                    pointer,
-                );
-                // The kernel's own status: 0 or its failure code.
-                let status = call.emit(&mut builder, &mut module, kernel.node, kernel.function)?;
-                builder.ins().return_(&[status]);
-            }
-            builder.switch_to_block(out_of_range);
-            builder.seal_block(out_of_range);
-            let past_the_end = builder.ins().iconst(types::I32, -1);
-            builder.ins().return_(&[past_the_end]);
-            builder.finalize(isa.frontend_config());
+    // The step entry, one kernel call per call (docs/abi.md, "PREFIX_step"), so the runtime can
+    // verify red zones between kernels (checked builds) and time each kernel (profiles). It costs
+    // a switch and one block per kernel.
+    let step_id = declare_entry(
+        &mut module,
+        &mut context,
+        &format!("{}_step", options.symbol_prefix),
+        &[types::I32, pointer, pointer, pointer, pointer, pointer],
+        &[types::I32],
+    )?;
+    {
+        let (mut builder, [index, weights, inputs, outputs, arena, sync]) =
+            begin_entry(&mut context.func, &mut function_context)?;
+        let threads = load_threads(&mut builder, sync);
+        let out_of_range = builder.create_block();
+        let mut switch = Switch::new();
+        let blocks: Vec<Block> = kernels.iter().map(|_| builder.create_block()).collect();
+        for (step, &block) in blocks.iter().enumerate() {
+            switch.set_entry(step as u128, block);
         }
-        module
-            .define_function(step_id, &mut context)
-            .map_err(|e| backend(format!("step: {e:?}")))?;
-        module.clear_context(&mut context);
+        switch.emit(&mut builder, index, out_of_range);
+        for (&block, kernel) in blocks.iter().zip(&kernels) {
+            builder.switch_to_block(block);
+            builder.seal_block(block);
+            // A fresh resolution per block: values of one step's block do not dominate another's.
+            let mut call = kernel_call([weights, inputs, outputs, arena], threads);
+            // The kernel's own status: 0 or its failure code.
+            let status = call.emit(&mut builder, &mut module, kernel.node, kernel.function)?;
+            builder.ins().return_(&[status]);
+        }
+        builder.switch_to_block(out_of_range);
+        builder.seal_block(out_of_range);
+        let past_the_end = builder.ins().iconst(types::I32, -1);
+        builder.ins().return_(&[past_the_end]);
+        builder.finalize(isa.frontend_config());
     }
+    define_entry(&mut module, &mut context, step_id, "step")?;
 
     // The description: static JSON and a function returning it.
     let data_id = module
@@ -647,18 +648,13 @@ pub fn generate(
         &[pointer],
     )?;
     {
-        let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
-        let entry = builder.create_block();
-        builder.switch_to_block(entry);
-        builder.seal_block(entry);
+        let (mut builder, []) = begin_entry(&mut context.func, &mut function_context)?;
         let global = module.declare_data_in_func(data_id, builder.func);
         let address = builder.ins().symbol_value(pointer, global);
         builder.ins().return_(&[address]);
         builder.finalize(isa.frontend_config());
     }
-    module
-        .define_function(describe_id, &mut context)
-        .map_err(|e| backend(format!("description: {e:?}")))?;
+    define_entry(&mut module, &mut context, describe_id, "description")?;
 
     let product = module.finish();
     product.emit().map_err(backend)

@@ -105,6 +105,14 @@ impl Graph {
             .unwrap_or_else(|| panic!("value {id} has no type yet"))
     }
 
+    /// Floating-point operations of one evaluation of `node`: its op's count for its operand
+    /// types (`inspect` sums them, the description lists them per kernel for profiles).
+    pub fn flops_of(&self, node: &Node) -> u64 {
+        let inputs: Vec<&TensorType> = node.inputs.iter().map(|&v| self.ty(v)).collect();
+        let outputs: Vec<TensorType> = node.outputs.iter().map(|&v| self.ty(v).clone()).collect();
+        node.op.flops(&inputs, &outputs)
+    }
+
     /// The constant behind `id`, if it is one.
     pub fn constant(&self, id: ValueId) -> Option<&Constant> {
         match &self.value(id).definition {

@@ -154,6 +154,21 @@ pub trait Operator: fmt::Debug + Send + Sync + Any {
         outputs.iter().map(|ty| ty.element_count() as u64).sum()
     }
 
+    /// What profiles group kernels by: the IR name, refined by the attributes that make it
+    /// another kernel altogether, a `kind` (`unary.relu`, `pool.max`) and `depthwise`
+    /// (`conv2d.depthwise`), so that depthwise and regular convolutions are told apart.
+    fn detailed_name(&self) -> String {
+        let attributes = self.attributes();
+        let mut name = self.name().to_string();
+        if let Some(Attribute::Str(kind)) = attributes.0.get("kind") {
+            name = format!("{name}.{kind}");
+        }
+        if let Some(Attribute::Bool(true)) = attributes.0.get("depthwise") {
+            name += ".depthwise";
+        }
+        name
+    }
+
     fn as_any(&self) -> &dyn Any;
 }
 
