@@ -75,3 +75,59 @@ fn convolutions_reach_every_segment_form() {
         .collect();
     check_cases("gemm frame convolutions", cases, 6);
 }
+
+/// A zero Pad before a valid convolution (Keras' ZeroPadding2D before a strided convolution)
+/// folds into the convolution's explicit padding (`fold_padding`): the Pad kernel is gone after
+/// the pipeline, and the answer is the padded convolution's, for regular and depthwise filters,
+/// with the convolution's own padding explicit or valid.
+#[test]
+fn zero_padding_folds_into_the_convolution_that_reads_it() {
+    use std::sync::Arc;
+    use tfjsc::ir::{Graph, Tensor};
+    use tfjsc::ops::conv::Conv2d;
+    use tfjsc::ops::shape::pad::Pad;
+    use tfjsc::ops::Operator;
+
+    for (case, (depthwise, own)) in [
+        (false, Padding::Valid),
+        (true, Padding::Valid),
+        (false, Padding::Explicit([1, 0, 0, 2])),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let x = crate::harness::uniform(&[1, 9, 8, 16], case as u64, -1.0, 1.0);
+        let filter_shape = [3, 3, 16, if depthwise { 1 } else { 24 }];
+        let filter = crate::harness::uniform(&filter_shape, 10 + case as u64, -1.0, 1.0);
+        let paddings = Tensor::from_i32(vec![4, 2], vec![0, 0, 0, 1, 2, 1, 0, 0]);
+        let conv = Conv2d {
+            strides: [2, 2],
+            dilations: [1, 1],
+            padding: own.clone(),
+            depthwise,
+            epilogue: Default::default(),
+        };
+        let build = || {
+            let mut graph = Graph::new();
+            let input = graph.add_input("x", Some(x.tensor_type()));
+            let paddings = graph.add_constant("paddings", paddings.clone(), None);
+            let filter = graph.add_constant("filter", filter.clone(), None);
+            let pad = graph.add_node("pad", Arc::new(Pad), vec![input, paddings], 1);
+            let padded = graph.node(pad).unwrap().outputs[0];
+            let node = graph.add_node("conv", Arc::new(conv.clone()), vec![padded, filter], 1);
+            let output = graph.node(node).unwrap().outputs[0];
+            graph.add_output("y", output);
+            graph
+        };
+        let mut folded = build();
+        tfjsc::passes::run_pipeline(&mut folded, true, &mut |_, _| {}).unwrap();
+        let ops: Vec<&str> = folded.nodes().map(|(_, node)| node.op.name()).collect();
+        assert_eq!(ops, ["conv2d"], "case {case}: the pad should be folded");
+
+        let padded = Pad.evaluate(&[&x, &paddings]).unwrap().remove(0);
+        let expected = conv.evaluate(&[&padded, &filter]).unwrap().remove(0);
+        let got = crate::harness::execute(build(), std::slice::from_ref(&x)).unwrap();
+        crate::harness::compare(&expected, &got[0], crate::harness::Tol::Rel(1e-5))
+            .unwrap_or_else(|e| panic!("case {case}: {e}"));
+    }
+}

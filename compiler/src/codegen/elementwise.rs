@@ -60,12 +60,28 @@ pub fn lower_elementwise(kernel: &mut Kernel, body: &ElementBody) -> Result<(), 
         }
     }
     let rank = shape.len();
-    let inner = shape[rank - 1];
     let all_f32 =
         output_dtype == DType::F32 && kernel.inputs.iter().all(|i| i.ty.dtype == DType::F32);
     let vectorizable =
         all_f32 && strides[1..].iter().all(|s| s[rank - 1] <= 1) && strides[0][rank - 1] == 1;
     let input_dtypes: Vec<DType> = kernel.inputs.iter().map(|i| i.ty.dtype).collect();
+    // Threads share the outermost axis. Float bodies only: integer ones may fail (division by
+    // zero), and only thread 0 runs kernels that can fail. One long contiguous axis is cut into
+    // rows first, so that it has an outer axis to share.
+    let split = all_f32;
+    if split && shape.len() == 1 && shape[0] >= SPLIT_ROWS * SPLIT_MINIMUM {
+        if let Some(rows) =
+            (SPLIT_ROWS..=4 * SPLIT_ROWS).find(|rows| shape[0].is_multiple_of(rows * LANES))
+        {
+            let columns = shape[0] / rows;
+            shape = vec![rows, columns];
+            for s in strides.iter_mut() {
+                *s = vec![s[0] * columns, s[0]];
+            }
+        }
+    }
+    let rank = shape.len();
+    let inner = shape[rank - 1];
     emit_outer(
         kernel,
         &shape,
@@ -76,9 +92,15 @@ pub fn lower_elementwise(kernel: &mut Kernel, body: &ElementBody) -> Result<(), 
         output_dtype,
         inner,
         vectorizable,
+        split,
         body,
     )
 }
+
+/// Rows a long contiguous elementwise kernel is cut into for the threads, at least, and the
+/// fewest elements per row worth it.
+const SPLIT_ROWS: usize = 16;
+const SPLIT_MINIMUM: usize = 1024;
 
 #[allow(clippy::too_many_arguments)]
 fn emit_outer(
@@ -91,6 +113,7 @@ fn emit_outer(
     output_dtype: DType,
     inner: usize,
     vectorizable: bool,
+    split: bool,
     body: &ElementBody,
 ) -> Result<(), CodegenError> {
     if axis + 1 == shape.len() {
@@ -105,7 +128,7 @@ fn emit_outer(
             body,
         );
     }
-    kernel.for_count(shape[axis], &mut |k, index| {
+    let mut each = |k: &mut Kernel, index: Value| {
         let next: Vec<Option<Value>> = bases
             .iter()
             .zip(strides)
@@ -130,9 +153,15 @@ fn emit_outer(
             output_dtype,
             inner,
             vectorizable,
+            false,
             body,
         )
-    })
+    };
+    if split && axis == 0 {
+        kernel.for_split(shape[axis], &mut each)
+    } else {
+        kernel.for_count(shape[axis], &mut each)
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -492,8 +492,15 @@ pub fn generate(
                 sync,
                 splits: false,
             };
-            let lowered = node.op.lower(&mut kernel);
+            let mut lowered = node.op.lower(&mut kernel);
             let can_fail = kernel.can_fail();
+            if lowered.is_ok() && can_fail && kernel.splits {
+                // Only thread 0 may fail: a worker that returned early would leave the others
+                // waiting at the next barrier.
+                lowered = Err(backend(
+                    "a kernel that can fail splits its work across threads",
+                ));
+            }
             if lowered.is_ok() {
                 kernel.finish();
                 let b = &mut kernel.builder;

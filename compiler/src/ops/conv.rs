@@ -195,6 +195,23 @@ impl Operator for Conv2d {
         2 * (outputs[0].element_count() * per_output) as u64
     }
 
+    /// Spatial zero padding folds into explicit padding (only around valid or explicit padding:
+    /// `same` padding depends on the input's size).
+    fn with_input_padding(&self, pads: &[(usize, usize)]) -> Option<Arc<dyn Operator>> {
+        let &[(0, 0), (top, bottom), (left, right), (0, 0)] = pads else {
+            return None;
+        };
+        let [t, b, l, r] = match self.padding {
+            Padding::Valid => [0; 4],
+            Padding::Explicit(own) => own,
+            Padding::Same => return None,
+        };
+        Some(Arc::new(Conv2d {
+            padding: Padding::Explicit([t + top, b + bottom, l + left, r + right]),
+            ..self.clone()
+        }))
+    }
+
     fn with_epilogue_step(&self, step: &EpilogueStep) -> Option<Arc<dyn Operator>> {
         Some(Arc::new(Conv2d {
             epilogue: self.epilogue.with(step),

@@ -131,6 +131,18 @@ pub trait Operator: fmt::Debug + Send + Sync + Any {
         None
     }
 
+    /// The `(before, after)` zero padding per axis this op adds to input 0, when that is all it
+    /// does (a constant Pad with fill 0), for a consumer to take over.
+    fn as_zero_padding(&self, _inputs: &InputFacts) -> Option<Vec<(usize, usize)>> {
+        None
+    }
+
+    /// This op reading input 0 without the zero padding `pads` (per axis) that its producer
+    /// added, when it can pad itself (a convolution's explicit padding).
+    fn with_input_padding(&self, _pads: &[(usize, usize)]) -> Option<Arc<dyn Operator>> {
+        None
+    }
+
     /// Outputs that are known from input types alone (Shape, Size, Rank).
     fn fold_from_types(&self, _inputs: &InputFacts) -> Option<Vec<Tensor>> {
         None

@@ -125,7 +125,7 @@ impl Operator for Pool {
         let ([ih, iw], [oh, ow], c) = (w.input, w.output, w.channels);
         let max = self.max;
         let vector_end = c / LANES * LANES;
-        kernel.for_count(w.batch * oh * ow, &mut |k, pixel| {
+        kernel.for_split(w.batch * oh * ow, &mut |k, pixel| {
             let n = k.builder.ins().udiv_imm_s(pixel, (oh * ow) as i64);
             let rest = k.builder.ins().urem_imm_s(pixel, (oh * ow) as i64);
             let y = k.builder.ins().udiv_imm_s(rest, ow as i64);

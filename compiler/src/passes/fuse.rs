@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use super::PassError;
 use crate::ir::{Definition, Graph, NodeId, ValueId};
+use crate::ir::{Tensor, TensorType};
 use crate::ops::elementwise::{BinaryKind, Unary, UnaryKind};
 use crate::ops::epilogue::{operand_layout, EpilogueStep};
+use crate::ops::InputFacts;
 
 /// One pass in program order: each consumer that is an epilogue step (`Operator::as_epilogue_step`)
 /// joins its producer's epilogue when the producer takes one (`Operator::with_epilogue_step`) and
@@ -98,6 +100,49 @@ pub fn fuse_epilogues(graph: &mut Graph) -> Result<(), PassError> {
     }
     graph.retain_nodes(|id, _| !fused.contains(&id));
     graph.rename_uses(&|value| resolve(&renamed, value));
+    Ok(())
+}
+
+/// A zero Pad whose result only convolutions read (Keras' ZeroPadding2D before a strided
+/// convolution) folds into their explicit padding: the convolution pads its input in scratch
+/// anyway, so the separate copy of the whole tensor goes. The Pad is left for dead-code
+/// elimination when nothing else reads it.
+pub fn fold_padding(graph: &mut Graph) -> Result<(), PassError> {
+    let mut rewrites = Vec::new();
+    for (id, node) in graph.nodes() {
+        let Some(&padded) = node.inputs.first() else {
+            continue;
+        };
+        let Some((_, pad)) = graph.producer(padded) else {
+            continue;
+        };
+        let types: Option<Vec<&TensorType>> = pad
+            .inputs
+            .iter()
+            .map(|&v| graph.value(v).ty.as_ref())
+            .collect();
+        let Some(types) = types else {
+            continue;
+        };
+        let constants: Vec<Option<&Tensor>> = pad
+            .inputs
+            .iter()
+            .map(|&v| graph.constant(v).map(|c| c.tensor.as_ref()))
+            .collect();
+        let facts = InputFacts { types, constants };
+        let Some(pads) = pad.op.as_zero_padding(&facts) else {
+            continue;
+        };
+        if let Some(op) = node.op.with_input_padding(&pads) {
+            rewrites.push((id, op, pad.inputs[0]));
+        }
+    }
+    for (id, op, unpadded) in rewrites {
+        if let Some(node) = graph.node_mut(id) {
+            node.op = op;
+            node.inputs[0] = unpadded;
+        }
+    }
     Ok(())
 }
 

@@ -37,6 +37,7 @@ pub const PIPELINE: &[(&str, PassFn)] = &[
     ("infer_shapes", fold::infer_shapes),
     ("fold_constants", fold::fold_constants),
     ("form_activations", fuse::form_activations),
+    ("fold_padding", fuse::fold_padding),
     ("eliminate_dead_code", dead_code::eliminate_dead_code),
     ("fuse_epilogues", fuse::fuse_epilogues),
     ("materialize_outputs", outputs::materialize_outputs),

@@ -99,6 +99,17 @@ impl Operator for Pad {
         Ok(vec![result.cast(input.dtype())])
     }
 
+    fn as_zero_padding(&self, inputs: &InputFacts) -> Option<Vec<(usize, usize)>> {
+        let input = inputs.types.first()?;
+        if let Some(&fill) = inputs.constants.get(2) {
+            if fill?.to_f32_vec().first() != Some(&0.0) {
+                return None;
+            }
+        }
+        self.pads(input.rank(), inputs.constants.get(1).copied().flatten())
+            .ok()
+    }
+
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
         let input_ty = kernel.inputs[0].ty.clone();
         let constant = kernel.inputs.get(1).and_then(|i| i.constant.clone());
