@@ -1,7 +1,8 @@
 //! The GEMM frame's tiling, through matrix products and convolutions whose sizes reach every
 //! part of it: column tiles wider than one 16-column panel and their masked edges, row blocks
 //! (A rows of more than 256 KiB), K longer than one kernel call's chunk (512), and the
-//! balanced row tiles. Run on every kernel path by CI (AVX-512 where present, AVX2, portable).
+//! balanced row tiles, and both loop orders (B larger than L2 walks column tiles outermost).
+//! Run on every kernel path by CI (AVX-512 where present, AVX2, portable).
 
 use crate::harness::check_cases;
 use crate::{ConvConfig, MatMulConfig, Padding};
@@ -19,6 +20,7 @@ fn products_reach_every_tile_edge_block_and_chunk() {
         (3, 16, 48),
         (12, 5, 49),
         (3, 0, 5),
+        (5, 600, 300),
         (0, 4, 5),
     ];
     let mut cases = Vec::new();
@@ -50,6 +52,8 @@ fn convolutions_reach_every_segment_form() {
         (10, 10, 8, 33, 3, 1, 2, Padding::Same),
         (7, 7, 520, 20, 1, 1, 1, Padding::Valid),
         (15, 15, 3, 32, 7, 2, 1, Padding::Same),
+        // B of 720 KiB: column tiles outermost.
+        (5, 5, 128, 160, 3, 1, 1, Padding::Same),
     ];
     let cases = shapes
         .iter()

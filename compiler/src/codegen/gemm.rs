@@ -23,13 +23,20 @@ use cranelift_module::{FuncId, Module};
 use cranelift_object::ObjectModule;
 
 use super::kernel::{memory_flags, Kernel};
-use super::microkernel::{Isa, Microkernel, TileShape, PANEL};
+use super::microkernel::{
+    Isa, MachineEpilogue, MachineStep, Microkernel, StepOperand, TileShape, PANEL,
+};
 use super::CodegenError;
+use crate::ir::TensorType;
 use crate::ops::epilogue::{self, Epilogue};
 
 /// Most B rows one kernel call sums over: a 64-column chunk of B is then 128 KiB and stays in
 /// L2 while every row tile of the block streams it.
 const DEPTH_CHUNK: usize = 512;
+
+/// B larger than this does not stay in L2 from one row group to the next, so the frame walks
+/// column tiles outermost (see `Gemm::emit_columns_outer`).
+const B_RESIDENT_BYTES: usize = 512 * 1024;
 
 /// Bytes of A rows one row block keeps in L2 while the column tiles reuse them.
 const ROW_BLOCK_BYTES: usize = 256 * 1024;
@@ -84,6 +91,42 @@ pub struct Gemm<'e> {
     pub segments: Vec<Segment>,
     pub b_layout: BLayout,
     pub epilogue: &'e Epilogue,
+}
+
+/// What is done to one row block: `(kernel, group bases, first row, row tiles)`.
+type BlockVisit<'v> = dyn FnMut(&mut Kernel, &GroupBases, Value, &[(usize, usize, usize)]) -> Result<(), CodegenError>
+    + 'v;
+
+/// How tiles are finished: in the machine-code kernels' registers (`machine`), or by the
+/// Cranelift epilogue after the last chunk; `operands` are the epilogue's operand pointers.
+pub struct Finish<'o> {
+    pub machine: Option<MachineEpilogue>,
+    pub operands: &'o [Value],
+}
+
+impl Finish<'_> {
+    /// The pointer arguments of `epilogue`'s binary steps for the tile at column `column` whose
+    /// first element is C's element `first`: a channel operand at the column, a full operand at
+    /// the element.
+    pub fn operand_arguments(
+        &self,
+        k: &mut Kernel,
+        epilogue: MachineEpilogue,
+        column: Value,
+        first: Value,
+    ) -> Vec<Value> {
+        let binary = epilogue.steps().filter_map(|step| match step {
+            MachineStep::Add(source) | MachineStep::Mul(source) => Some(source),
+            _ => None,
+        });
+        binary
+            .zip(self.operands)
+            .map(|(source, &pointer)| match source {
+                StepOperand::Channel => k.address(pointer, column, 4),
+                StepOperand::Full => k.address(pointer, first, 4),
+            })
+            .collect()
+    }
 }
 
 /// The tiles the frame chose for one product.
@@ -229,6 +272,25 @@ impl Gemm<'_> {
         bases: &mut dyn FnMut(&mut Kernel, Value) -> Result<GroupBases, CodegenError>,
     ) -> Result<(), CodegenError> {
         let plan = TilePlan::choose(kernel.features.isa, self.rows, self.columns, self.depth);
+        // Machine-code kernels finish the tile in registers when they know every step.
+        let machine_epilogue = match plan.isa {
+            // Without a kernel call (an empty sum) nothing would apply it.
+            _ if self.chunks().is_empty() => None,
+            Isa::Portable => None,
+            _ => {
+                let operands: Vec<&TensorType> =
+                    kernel.inputs[2..].iter().map(|input| &input.ty).collect();
+                self.epilogue.machine_form(&kernel.outputs[0].ty, &operands)
+            }
+        };
+        let operand_pointers: Vec<Value> = kernel.inputs[2..]
+            .iter()
+            .map(|input| input.pointer)
+            .collect();
+        let finish = Finish {
+            machine: machine_epilogue,
+            operands: &operand_pointers,
+        };
         if self.segments.iter().all(|segment| segment.depth == 0) {
             // An empty sum: no kernel call writes C, so it starts as zeros.
             kernel.for_split(self.groups, &mut |k, group| {
@@ -237,17 +299,47 @@ impl Gemm<'_> {
             })?;
             kernel.barrier();
         }
+        let chunks = self.chunks();
+        if self.groups > 1 && self.depth * self.columns * 4 > B_RESIDENT_BYTES {
+            return self.emit_columns_outer(kernel, &plan, &finish, output, bases, &chunks);
+        }
         // The threads share the row blocks: first the full blocks of every group, then each
         // group's last, partial block. A block is one thread's from its first K step to its
         // epilogue, so results do not depend on the thread count.
         let per_group = plan.full_blocks();
         let full_runs = plan.full_block_runs();
+        let block = |k: &mut Kernel,
+                     group_bases: &GroupBases,
+                     first_row: Value,
+                     runs: &[(usize, usize, usize)]| {
+            for (start, count, width) in column_runs(self.columns, plan.width()) {
+                k.for_steps(start, count, width, &mut |k, j| {
+                    for (index, chunk) in chunks.iter().enumerate() {
+                        self.emit_calls(
+                            k,
+                            &plan,
+                            &finish,
+                            group_bases,
+                            output,
+                            first_row,
+                            runs,
+                            j,
+                            width,
+                            index,
+                            chunk,
+                        )?;
+                    }
+                    self.emit_epilogue(k, &finish, group_bases, output, first_row, runs, j, width)
+                })?;
+            }
+            Ok(())
+        };
         kernel.for_split(self.groups * per_group, &mut |k, item| {
             let group = k.builder.ins().udiv_imm_s(item, per_group as i64);
-            let block = k.builder.ins().urem_imm_s(item, per_group as i64);
+            let index = k.builder.ins().urem_imm_s(item, per_group as i64);
             let group_bases = bases(k, group)?;
-            let first_row = k.builder.ins().imul_imm_s(block, plan.block as i64);
-            self.emit_block(k, &plan, &group_bases, output, first_row, &full_runs)
+            let first_row = k.builder.ins().imul_imm_s(index, plan.block as i64);
+            block(k, &group_bases, first_row, &full_runs)
         })?;
         let last_runs = plan.last_block_runs();
         if last_runs.is_empty() {
@@ -256,101 +348,190 @@ impl Gemm<'_> {
         kernel.for_split(self.groups, &mut |k, group| {
             let group_bases = bases(k, group)?;
             let first_row = k.iconst((per_group * plan.block) as i64);
-            self.emit_block(k, &plan, &group_bases, output, first_row, &last_runs)
+            block(k, &group_bases, first_row, &last_runs)
         })
     }
 
-    /// One row block: every column tile, its K chunks, then its epilogue.
-    fn emit_block(
+    /// The order for a B too large to stay in L2 while one row group uses it (a late, wide
+    /// convolution layer: few output pixels per row, megabytes of filter): each column tile's
+    /// B chunk is read once for every group, then the tile's epilogue runs over all groups.
+    /// Threads share the column tiles.
+    fn emit_columns_outer(
+        &self,
+        kernel: &mut Kernel,
+        plan: &TilePlan,
+        finish: &Finish,
+        output: Value,
+        bases: &mut dyn FnMut(&mut Kernel, Value) -> Result<GroupBases, CodegenError>,
+        chunks: &[Segment],
+    ) -> Result<(), CodegenError> {
+        let per_group = plan.full_blocks();
+        let (full_runs, last_runs) = (plan.full_block_runs(), plan.last_block_runs());
+        // Every row block of every group: `visit(k, bases, first row, row tiles)`.
+        let mut each_block = |k: &mut Kernel, visit: &mut BlockVisit| {
+            k.for_count(self.groups, &mut |k, group| {
+                let group_bases = bases(k, group)?;
+                k.for_count(per_group, &mut |k, index| {
+                    let first_row = k.builder.ins().imul_imm_s(index, plan.block as i64);
+                    visit(k, &group_bases, first_row, &full_runs)
+                })?;
+                if last_runs.is_empty() {
+                    return Ok(());
+                }
+                let first_row = k.iconst((per_group * plan.block) as i64);
+                visit(k, &group_bases, first_row, &last_runs)
+            })
+        };
+        for (start, count, width) in column_runs(self.columns, plan.width()) {
+            kernel.for_split(count, &mut |k, tile| {
+                let j = k.builder.ins().imul_imm_s(tile, width as i64);
+                let j = k.builder.ins().iadd_imm_s(j, start as i64);
+                for (index, chunk) in chunks.iter().enumerate() {
+                    each_block(k, &mut |k, group_bases, first_row, runs| {
+                        self.emit_calls(
+                            k,
+                            plan,
+                            finish,
+                            group_bases,
+                            output,
+                            first_row,
+                            runs,
+                            j,
+                            width,
+                            index,
+                            chunk,
+                        )
+                    })?;
+                }
+                each_block(k, &mut |k, group_bases, first_row, runs| {
+                    self.emit_epilogue(k, finish, group_bases, output, first_row, runs, j, width)
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The K segments cut into chunks of at most [`DEPTH_CHUNK`].
+    fn chunks(&self) -> Vec<Segment> {
+        self.segments
+            .iter()
+            .flat_map(|segment| {
+                (0..segment.depth)
+                    .step_by(DEPTH_CHUNK)
+                    .map(move |start| Segment {
+                        a_offset: segment.a_offset + start * 4,
+                        b_row: segment.b_row + start,
+                        depth: (segment.depth - start).min(DEPTH_CHUNK),
+                    })
+            })
+            .collect()
+    }
+
+    /// Kernel calls for chunk `index` of the column tile at `j` (`width` columns) over the row
+    /// tiles `runs` of the block starting at `first_row`: the first chunk overwrites C, the
+    /// others accumulate.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_calls(
         &self,
         k: &mut Kernel,
         plan: &TilePlan,
+        finish: &Finish,
         bases: &GroupBases,
         output: Value,
         first_row: Value,
-        row_runs: &[(usize, usize, usize)],
+        runs: &[(usize, usize, usize)],
+        j: Value,
+        width: usize,
+        index: usize,
+        chunk: &Segment,
     ) -> Result<(), CodegenError> {
         let (b_row_bytes, panel_stride) = match self.b_layout {
             BLayout::RowMajor => (self.columns * 4, PANEL * 4),
             BLayout::Panels => (PANEL * 4, self.depth * PANEL * 4),
         };
-        let chunks: Vec<(usize, Segment)> = self
-            .segments
-            .iter()
-            .flat_map(|segment| {
-                (0..segment.depth).step_by(DEPTH_CHUNK).map(|start| {
-                    let piece = Segment {
-                        a_offset: segment.a_offset + start * 4,
-                        b_row: segment.b_row + start,
-                        depth: (segment.depth - start).min(DEPTH_CHUNK),
-                    };
-                    (start, piece)
-                })
-            })
-            .collect();
-        for (column_start, column_count, width) in column_runs(self.columns, plan.width()) {
-            k.for_steps(column_start, column_count, width, &mut |k, j| {
-                // B at column j: panel j / 16, lane j % 16 (row-major: the panels are 64 bytes
-                // apart, so this is 4j).
-                let panel = k.builder.ins().ushr_imm_u(j, 4);
-                let panel = k.builder.ins().imul_imm_s(panel, panel_stride as i64);
-                let lane = k.builder.ins().band_imm_u(j, (PANEL - 1) as i64);
-                let lane = k.builder.ins().imul_imm_s(lane, 4);
-                let b_column = k.builder.ins().iadd(bases.b, panel);
-                let b_column = k.builder.ins().iadd(b_column, lane);
-                for (index, (_, chunk)) in chunks.iter().enumerate() {
-                    let accumulate = k.iconst(i64::from(index > 0));
-                    let b = k
-                        .builder
-                        .ins()
-                        .iadd_imm_s(b_column, (chunk.b_row * b_row_bytes) as i64);
-                    for &(start, count, height) in row_runs {
-                        let function = k.microkernel(Microkernel::Gemm(TileShape {
-                            isa: plan.isa,
-                            rows: height,
-                            columns: width,
-                        }))?;
-                        k.for_steps(start, count, height, &mut |k, r| {
-                            let row = k.builder.ins().iadd(first_row, r);
-                            let a = k.builder.ins().imul_imm_s(row, self.lda as i64);
-                            let a = k.builder.ins().iadd(bases.a, a);
-                            let a = k.builder.ins().iadd_imm_s(a, chunk.a_offset as i64);
-                            let c_first = self.c_index(k, bases, row, j);
-                            let c = k.address(output, c_first, 4);
-                            let arguments = [
-                                a,
-                                k.iconst(self.lda as i64),
-                                b,
-                                k.iconst(b_row_bytes as i64),
-                                c,
-                                k.iconst((self.columns * 4) as i64),
-                                k.iconst(chunk.depth as i64),
-                                accumulate,
-                                k.iconst(panel_stride as i64),
-                            ];
-                            k.builder.ins().call(function, &arguments);
-                            Ok(())
-                        })?;
-                    }
-                }
-                for &(start, count, height) in row_runs {
-                    k.for_steps(start, count, height, &mut |k, r| {
-                        let row = k.builder.ins().iadd(first_row, r);
-                        let first = self.c_index(k, bases, row, j);
-                        epilogue::emit_in_place(
-                            k,
-                            self.epilogue,
-                            output,
-                            first,
-                            j,
-                            height,
-                            width,
-                            self.columns,
-                            2,
-                        )
-                    })?;
-                }
+        // B at column j: panel j / 16, lane j % 16 (row-major: the panels are 64 bytes apart,
+        // so this is 4j).
+        let panel = k.builder.ins().ushr_imm_u(j, 4);
+        let panel = k.builder.ins().imul_imm_s(panel, panel_stride as i64);
+        let lane = k.builder.ins().band_imm_u(j, (PANEL - 1) as i64);
+        let lane = k.builder.ins().imul_imm_s(lane, 4);
+        let b = k.builder.ins().iadd(bases.b, panel);
+        let b = k.builder.ins().iadd(b, lane);
+        let b = k
+            .builder
+            .ins()
+            .iadd_imm_s(b, (chunk.b_row * b_row_bytes) as i64);
+        let accumulate = k.iconst(i64::from(index > 0));
+        // The last chunk's call finishes the tile with the machine epilogue, if there is one.
+        let last = index + 1 == self.chunks().len();
+        let epilogue = match finish.machine {
+            Some(epilogue) if last => epilogue,
+            _ => MachineEpilogue::default(),
+        };
+        for &(start, count, height) in runs {
+            let function = k.microkernel(Microkernel::Gemm(TileShape {
+                isa: plan.isa,
+                rows: height,
+                columns: width,
+                epilogue,
+            }))?;
+            k.for_steps(start, count, height, &mut |k, r| {
+                let row = k.builder.ins().iadd(first_row, r);
+                let a = k.builder.ins().imul_imm_s(row, self.lda as i64);
+                let a = k.builder.ins().iadd(bases.a, a);
+                let a = k.builder.ins().iadd_imm_s(a, chunk.a_offset as i64);
+                let c_first = self.c_index(k, bases, row, j);
+                let c = k.address(output, c_first, 4);
+                let mut arguments = vec![
+                    a,
+                    k.iconst(self.lda as i64),
+                    b,
+                    k.iconst(b_row_bytes as i64),
+                    c,
+                    k.iconst((self.columns * 4) as i64),
+                    k.iconst(chunk.depth as i64),
+                    accumulate,
+                    k.iconst(panel_stride as i64),
+                ];
+                arguments.extend(finish.operand_arguments(k, epilogue, j, c_first));
+                k.builder.ins().call(function, &arguments);
                 Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The epilogue over the finished column tile at `j` of the block's row tiles.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_epilogue(
+        &self,
+        k: &mut Kernel,
+        finish: &Finish,
+        bases: &GroupBases,
+        output: Value,
+        first_row: Value,
+        runs: &[(usize, usize, usize)],
+        j: Value,
+        width: usize,
+    ) -> Result<(), CodegenError> {
+        if finish.machine.is_some() {
+            return Ok(()); // done in the kernels' registers
+        }
+        for &(start, count, height) in runs {
+            k.for_steps(start, count, height, &mut |k, r| {
+                let row = k.builder.ins().iadd(first_row, r);
+                let first = self.c_index(k, bases, row, j);
+                epilogue::emit_in_place(
+                    k,
+                    self.epilogue,
+                    output,
+                    first,
+                    j,
+                    height,
+                    width,
+                    self.columns,
+                    2,
+                )
             })?;
         }
         Ok(())

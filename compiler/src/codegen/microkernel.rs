@@ -93,12 +93,83 @@ impl Isa {
     }
 }
 
-/// Which tile a GEMM kernel computes.
+/// Which tile a GEMM kernel computes, and the epilogue it applies in registers before the
+/// store (empty: none).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TileShape {
     pub isa: Isa,
     pub rows: usize,
     pub columns: usize,
+    pub epilogue: MachineEpilogue,
+}
+
+/// Where a binary epilogue step's operand comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StepOperand {
+    /// One value per output channel: a vector at the tile's first channel.
+    Channel,
+    /// A tensor of the output's shape: rows at the output's row stride.
+    Full,
+}
+
+/// An epilogue step machine code applies to the accumulators before they are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MachineStep {
+    Add(StepOperand),
+    Mul(StepOperand),
+    /// max(x, 0), NaN kept.
+    Relu,
+    /// min(max(x, 0), 6), NaN kept.
+    Relu6,
+}
+
+/// Most epilogue steps a machine-code kernel applies.
+pub const MAX_MACHINE_STEPS: usize = 4;
+
+/// The steps, in order; each binary step reads the next operand pointer argument (after the
+/// kernel's own arguments).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MachineEpilogue {
+    steps: [Option<MachineStep>; MAX_MACHINE_STEPS],
+}
+
+impl MachineEpilogue {
+    /// `None` when there are more steps than a kernel applies.
+    pub fn new(steps: &[MachineStep]) -> Option<MachineEpilogue> {
+        if steps.len() > MAX_MACHINE_STEPS {
+            return None;
+        }
+        let mut epilogue = MachineEpilogue::default();
+        for (slot, &step) in epilogue.steps.iter_mut().zip(steps) {
+            *slot = Some(step);
+        }
+        Some(epilogue)
+    }
+
+    pub fn steps(&self) -> impl Iterator<Item = MachineStep> + '_ {
+        self.steps.iter().flatten().copied()
+    }
+
+    /// Operand pointer arguments the steps read.
+    pub fn operand_count(&self) -> usize {
+        self.steps()
+            .filter(|s| matches!(s, MachineStep::Add(_) | MachineStep::Mul(_)))
+            .count()
+    }
+
+    fn tag(&self) -> String {
+        self.steps()
+            .map(|step| match step {
+                MachineStep::Add(StepOperand::Channel) => "ac",
+                MachineStep::Add(StepOperand::Full) => "af",
+                MachineStep::Mul(StepOperand::Channel) => "mc",
+                MachineStep::Mul(StepOperand::Full) => "mf",
+                MachineStep::Relu => "r",
+                MachineStep::Relu6 => "r6",
+            })
+            .collect::<Vec<_>>()
+            .join("")
+    }
 }
 
 /// A depthwise-convolution kernel, specialised to one layer's geometry: `pixels` output pixels
@@ -111,6 +182,8 @@ pub struct TileShape {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DepthwiseShape {
     pub isa: Isa,
+    /// Applied before the store; its operand pointers are arguments 4, 5, 6 (at most three).
+    pub epilogue: MachineEpilogue,
     pub pixels: usize,
     pub lanes: usize,
     pub window: [usize; 2],
@@ -132,12 +205,17 @@ impl Microkernel {
     /// A local symbol name, unique per shape.
     pub fn symbol(&self) -> String {
         match self {
-            Microkernel::Gemm(t) => {
-                format!("tfjsc_gemm_{}_{}x{}", t.isa.name(), t.rows, t.columns)
-            }
+            Microkernel::Gemm(t) => format!(
+                "tfjsc_gemm_{}_{}x{}_{}",
+                t.isa.name(),
+                t.rows,
+                t.columns,
+                t.epilogue.tag()
+            ),
             Microkernel::Depthwise(d) => format!(
-                "tfjsc_depthwise_{}_{}x{}_{}x{}_{}_{}_{}_{}_{}",
+                "tfjsc_depthwise_{}_{}_{}x{}_{}x{}_{}_{}_{}_{}_{}",
                 d.isa.name(),
+                d.epilogue.tag(),
                 d.pixels,
                 d.lanes,
                 d.window[0],
@@ -154,8 +232,8 @@ impl Microkernel {
     /// Number of 64-bit arguments.
     pub fn parameter_count(&self) -> usize {
         match self {
-            Microkernel::Gemm(_) => 9,
-            Microkernel::Depthwise(_) => 3,
+            Microkernel::Gemm(t) => 9 + t.epilogue.operand_count(),
+            Microkernel::Depthwise(d) => 3 + d.epilogue.operand_count(),
         }
     }
 
@@ -334,6 +412,120 @@ impl Vectors {
         .map_err(asm_error)
     }
 
+    /// Loads `value`'s f32 bits into every lane of `register` (through eax).
+    fn splat(&mut self, register: usize, value: f32) -> Result<(), CodegenError> {
+        self.a.mov(eax, value.to_bits() as i32).map_err(asm_error)?;
+        match self.zmm {
+            false => {
+                self.a.vmovd(xmm_of(register), eax).map_err(asm_error)?;
+                self.a.vbroadcastss(Self::ymm(register), xmm_of(register))
+            }
+            // zmm16-31 have no VEX encoding: broadcast straight from the GPR (EVEX).
+            true => self.a.vpbroadcastd(Self::zmm(register), eax),
+        }
+        .map_err(asm_error)
+    }
+
+    /// `target = op(x, y)` for the epilogue's vector arithmetic.
+    fn arithmetic(
+        &mut self,
+        op: Arithmetic,
+        target: usize,
+        x: usize,
+        y: usize,
+    ) -> Result<(), CodegenError> {
+        let a = &mut self.a;
+        match self.zmm {
+            false => {
+                let (t, x, y) = (Self::ymm(target), Self::ymm(x), Self::ymm(y));
+                match op {
+                    Arithmetic::Add => a.vaddps(t, x, y),
+                    Arithmetic::Mul => a.vmulps(t, x, y),
+                    Arithmetic::Max => a.vmaxps(t, x, y),
+                    Arithmetic::Min => a.vminps(t, x, y),
+                }
+            }
+            true => {
+                let (t, x, y) = (Self::zmm(target), Self::zmm(x), Self::zmm(y));
+                match op {
+                    Arithmetic::Add => a.vaddps(t, x, y),
+                    Arithmetic::Mul => a.vmulps(t, x, y),
+                    Arithmetic::Max => a.vmaxps(t, x, y),
+                    Arithmetic::Min => a.vminps(t, x, y),
+                }
+            }
+        }
+        .map_err(asm_error)
+    }
+
+    /// Applies `epilogue` to the accumulators `accumulator(row, vector)` of a tile of `rows` ×
+    /// `vectors` (the last one masked when `masked`), with `free` two scratch registers.
+    /// Operand `i` of the steps is at `operands[i]`: a channel operand's vector `v` at
+    /// `operands[i] + 64v·lanes/16`, a full operand's row `p` at `full_row(operand, p)`.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_epilogue(
+        &mut self,
+        epilogue: MachineEpilogue,
+        rows: usize,
+        vectors: usize,
+        masked: &dyn Fn(usize) -> bool,
+        accumulator: &dyn Fn(usize, usize) -> usize,
+        free: [usize; 2],
+        operand_row: &mut dyn FnMut(
+            &mut CodeAssembler,
+            usize,
+            usize,
+        ) -> Result<AsmMemoryOperand, CodegenError>,
+    ) -> Result<(), CodegenError> {
+        let lanes = if self.zmm { 16 } else { 8 };
+        let mut operand = 0;
+        for step in epilogue.steps() {
+            match step {
+                MachineStep::Relu | MachineStep::Relu6 => {
+                    // vmaxps/vminps return their second source when either is NaN: the
+                    // accumulator goes second, so NaN passes through as in TensorFlow.
+                    self.zero(free[0])?;
+                    if step == MachineStep::Relu6 {
+                        self.splat(free[1], 6.0)?;
+                    }
+                    for p in 0..rows {
+                        for v in 0..vectors {
+                            let acc = accumulator(p, v);
+                            self.arithmetic(Arithmetic::Max, acc, free[0], acc)?;
+                            if step == MachineStep::Relu6 {
+                                self.arithmetic(Arithmetic::Min, acc, free[1], acc)?;
+                            }
+                        }
+                    }
+                }
+                MachineStep::Add(source) | MachineStep::Mul(source) => {
+                    let op = if matches!(step, MachineStep::Add(_)) {
+                        Arithmetic::Add
+                    } else {
+                        Arithmetic::Mul
+                    };
+                    for v in 0..vectors {
+                        let offset = (v * lanes * 4) as i32;
+                        if source == StepOperand::Channel {
+                            let address = operand_row(&mut self.a, operand, 0)? + offset;
+                            self.load(free[0], address, masked(v))?;
+                        }
+                        for p in 0..rows {
+                            if source == StepOperand::Full {
+                                let address = operand_row(&mut self.a, operand, p)? + offset;
+                                self.load(free[0], address, masked(v))?;
+                            }
+                            let acc = accumulator(p, v);
+                            self.arithmetic(op, acc, acc, free[0])?;
+                        }
+                    }
+                    operand += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `vzeroupper; ret`, the mask table, and the bytes.
     fn finish(mut self) -> Result<Vec<u8>, CodegenError> {
         self.a.vzeroupper().map_err(asm_error)?;
@@ -347,6 +539,18 @@ impl Vectors {
         }
         self.a.assemble(0).map_err(asm_error)
     }
+}
+
+#[derive(Clone, Copy)]
+enum Arithmetic {
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+fn xmm_of(index: usize) -> AsmRegisterXmm {
+    registers::get_xmm(Register::XMM0 + index as u32).unwrap_or(xmm15)
 }
 
 /// A GEMM tile's A row `p`: rows come in groups of three, each group with its own base register
@@ -377,7 +581,12 @@ fn b_vector(isa: Isa, v: usize) -> AsmMemoryOperand {
 
 /// Assembles the GEMM kernel for `shape` (see the module documentation for the contract).
 pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
-    let TileShape { isa, rows, columns } = shape;
+    let TileShape {
+        isa,
+        rows,
+        columns,
+        epilogue,
+    } = shape;
     let lanes = isa.lanes();
     let vectors = columns.div_ceil(lanes);
     if rows == 0 || columns == 0 || vectors > isa.max_vectors() || rows > isa.max_rows(vectors) {
@@ -454,6 +663,30 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     e.a.dec(r14).map_err(asm_error)?;
     e.a.jnz(loop_body).map_err(asm_error)?;
 
+    // The epilogue, on the accumulators: operand i's pointer is argument 3 + i (at the tile's
+    // first channel, or at C[0, 0]'s place in a full operand, rows ldc apart).
+    e.apply_epilogue(
+        epilogue,
+        rows,
+        vectors,
+        &masked,
+        &accumulator,
+        [b_register(0), broadcast],
+        &mut |a, operand, p| {
+            if p == 0 {
+                a.mov(r11, argument(3 + operand)).map_err(asm_error)?;
+            } else if p % 3 == 0 {
+                a.lea(r11, ptr(r11 + r9 * 2)).map_err(asm_error)?;
+                a.add(r11, r9).map_err(asm_error)?;
+            }
+            Ok(match p % 3 {
+                0 => ptr(r11),
+                1 => ptr(r11 + r9),
+                _ => ptr(r11 + r9 * 2),
+            })
+        },
+    )?;
+
     e.a.mov(rax, r8).map_err(asm_error)?;
     for p in 0..rows {
         let row = c_row(p);
@@ -489,6 +722,7 @@ fn advance_c_group(a: &mut CodeAssembler) -> Result<(), CodegenError> {
 pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError> {
     let DepthwiseShape {
         isa,
+        epilogue,
         pixels,
         lanes,
         window,
@@ -499,6 +733,7 @@ pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError
         || lanes == 0
         || lanes > isa.lanes()
         || window.contains(&0)
+        || epilogue.operand_count() > 3
     {
         return Err(CodegenError::Backend(format!(
             "no depthwise micro-kernel for {shape:?}"
@@ -532,6 +767,22 @@ pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError
             }
         }
     }
+    // Operand i's pointer is argument 4 + i (rcx, r8, r9): at the tile's first channel, or at
+    // the first output's place in a full operand (pixels `output_pixel_stride` apart).
+    let operand_registers = [rcx, r8, r9];
+    e.apply_epilogue(
+        epilogue,
+        pixels,
+        1,
+        &|_| masked,
+        &|p, _| p,
+        [filter_vector, input_vector],
+        &mut |_, operand, p| {
+            Ok(ptr(
+                operand_registers[operand] + displacement(p * shape.output_pixel_stride)?
+            ))
+        },
+    )?;
     for p in 0..pixels {
         let destination = ptr(rdx + displacement(p * shape.output_pixel_stride)?);
         e.store(destination, p, masked)?;
@@ -560,7 +811,12 @@ mod tests {
             for vectors in 1..=isa.max_vectors() {
                 for rows in 1..=isa.max_rows(vectors) {
                     for columns in [(vectors - 1) * isa.lanes() + 1, vectors * isa.lanes()] {
-                        let shape = TileShape { isa, rows, columns };
+                        let shape = TileShape {
+                            isa,
+                            rows,
+                            columns,
+                            epilogue: MachineEpilogue::default(),
+                        };
                         let bytes = assemble_gemm(shape).unwrap();
                         assert!(bytes.len() > 16, "{shape:?}");
                     }
@@ -569,17 +825,59 @@ mod tests {
                 assert!(assemble_gemm(TileShape {
                     isa,
                     rows: too_tall,
-                    columns: vectors * isa.lanes()
+                    columns: vectors * isa.lanes(),
+                    epilogue: MachineEpilogue::default(),
                 })
                 .is_err());
             }
             assert!(assemble_gemm(TileShape {
                 isa,
                 rows: 1,
-                columns: isa.max_vectors() * isa.lanes() + 1
+                columns: isa.max_vectors() * isa.lanes() + 1,
+                epilogue: MachineEpilogue::default(),
             })
             .is_err());
         }
+        // Every register a tile uses, with the longest epilogue: the scratch registers of the
+        // epilogue reach zmm16-31 (EVEX-only) on the tallest AVX-512 tiles.
+        let all = MachineEpilogue::new(&[
+            MachineStep::Mul(StepOperand::Channel),
+            MachineStep::Add(StepOperand::Channel),
+            MachineStep::Add(StepOperand::Full),
+            MachineStep::Relu6,
+        ])
+        .unwrap();
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            for vectors in 1..=isa.max_vectors() {
+                let columns = vectors * isa.lanes() - 1;
+                let rows = isa.max_rows(vectors);
+                let tile = TileShape {
+                    isa,
+                    rows,
+                    columns,
+                    epilogue: all,
+                };
+                assert!(assemble_gemm(tile).is_ok(), "{tile:?}");
+            }
+            let depthwise = DepthwiseShape {
+                isa,
+                epilogue: MachineEpilogue::new(&[
+                    MachineStep::Add(StepOperand::Channel),
+                    MachineStep::Relu6,
+                ])
+                .unwrap(),
+                pixels: isa.max_depthwise_pixels(),
+                lanes: isa.lanes() - 1,
+                window: [3, 3],
+                input_pixel_stride: 64,
+                input_row_stride: 4096,
+                input_column_stride: 64,
+                tap_stride: 64,
+                output_pixel_stride: 64,
+            };
+            assert!(assemble_depthwise(depthwise).is_ok(), "{depthwise:?}");
+        }
+        assert!(MachineEpilogue::new(&[MachineStep::Relu; MAX_MACHINE_STEPS + 1]).is_none());
         assert_eq!(Isa::Avx512.max_rows(4), 6);
         assert_eq!(Isa::Avx2.max_rows(2), 6);
     }

@@ -361,6 +361,17 @@ fn lower_depthwise_microkernels(
     let c = w.channels;
     let [oh, ow] = w.output;
     let isa = kernel.features.isa;
+    // The kernels apply the epilogue in registers when they know its steps (three operands at
+    // most); otherwise the Cranelift epilogue finishes each tile.
+    let operand_types: Vec<&TensorType> = kernel.inputs[2..].iter().map(|i| &i.ty).collect();
+    let machine = epilogue
+        .machine_form(&kernel.outputs[0].ty, &operand_types)
+        .filter(|m| m.operand_count() <= 3);
+    let operands: Vec<Value> = kernel.inputs[2..].iter().map(|i| i.pointer).collect();
+    let finish = gemm::Finish {
+        machine,
+        operands: &operands,
+    };
     let channel_runs = microkernel::tile_runs(c, isa.lanes());
     let pixel_runs = gemm::balanced_runs(ow, isa.max_depthwise_pixels());
     kernel.for_split(w.batch * oh, &mut |k, row| {
@@ -377,6 +388,7 @@ fn lower_depthwise_microkernels(
                 for &(pixel_start, pixel_count, pixels) in &pixel_runs {
                     let shape = Microkernel::Depthwise(microkernel::DepthwiseShape {
                         isa,
+                        epilogue: machine.unwrap_or_default(),
                         pixels,
                         lanes,
                         window: w.kernel,
@@ -397,9 +409,13 @@ fn lower_depthwise_microkernels(
                         let first = k.builder.ins().imul_imm_s(out_pixel, c as i64);
                         let first = k.builder.ins().iadd(first, c0);
                         let output_pointer = k.address(output, first, 4);
-                        k.builder
-                            .ins()
-                            .call(function, &[input_pointer, filter_pointer, output_pointer]);
+                        let mut arguments = vec![input_pointer, filter_pointer, output_pointer];
+                        if let Some(machine) = finish.machine {
+                            arguments.extend(finish.operand_arguments(k, machine, c0, first));
+                            k.builder.ins().call(function, &arguments);
+                            return Ok(());
+                        }
+                        k.builder.ins().call(function, &arguments);
                         epilogue::emit_in_place(k, epilogue, output, first, c0, pixels, lanes, c, 2)
                     })?;
                 }

@@ -10,6 +10,7 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use super::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
 use super::{Attribute, Attributes, OpResult, Operator};
 use crate::codegen::kernel::Kernel;
+use crate::codegen::microkernel::{MachineEpilogue, MachineStep, StepOperand};
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorType};
@@ -56,6 +57,39 @@ pub fn operand_layout(output: &TensorType, operand: &TensorType) -> Option<Opera
 }
 
 impl Epilogue {
+    /// The steps as machine-code kernels apply them in registers (bias and scale per channel,
+    /// a residual of the output's shape, relu, relu6), given the output's and the operands'
+    /// types; `None` when a step is not among those.
+    pub fn machine_form(
+        &self,
+        output: &TensorType,
+        operands: &[&TensorType],
+    ) -> Option<MachineEpilogue> {
+        let mut operands = operands.iter();
+        let steps: Option<Vec<MachineStep>> = self
+            .steps
+            .iter()
+            .map(|step| match step {
+                EpilogueStep::Unary(u) if u.kind == UnaryKind::Relu => Some(MachineStep::Relu),
+                EpilogueStep::Unary(u) if u.kind == UnaryKind::Relu6 => Some(MachineStep::Relu6),
+                EpilogueStep::Binary(kind @ (BinaryKind::Add | BinaryKind::Mul)) => {
+                    let source = match operand_layout(output, operands.next()?)? {
+                        OperandLayout::PerChannel => StepOperand::Channel,
+                        OperandLayout::Full => StepOperand::Full,
+                        OperandLayout::Scalar => return None,
+                    };
+                    Some(if *kind == BinaryKind::Add {
+                        MachineStep::Add(source)
+                    } else {
+                        MachineStep::Mul(source)
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        MachineEpilogue::new(&steps?)
+    }
+
     /// These steps followed by `step`.
     pub fn with(&self, step: &EpilogueStep) -> Epilogue {
         let mut steps = self.steps.clone();
