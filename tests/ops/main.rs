@@ -535,6 +535,10 @@ const EPILOGUES: &[(&str, &[Operand])] = &[
         "add;relu;mul;add",
         &[Operand::Channel, Operand::Channel4, Operand::Full],
     ),
+    // Machine-code epilogues (AVX-512) compute these in registers.
+    ("add;swish", &[Operand::Channel]),
+    ("mul;add;sigmoid", &[Operand::Channel, Operand::Channel]),
+    ("swish;add", &[Operand::Full]),
 ];
 
 fn epilogue(text: &str) -> Epilogue {
@@ -543,7 +547,10 @@ fn epilogue(text: &str) -> Epilogue {
 }
 
 fn epilogue_tol(text: &str) -> Tol {
-    if ["sigmoid", "tanh", "elu"].iter().any(|t| text.contains(t)) {
+    if ["sigmoid", "tanh", "elu", "swish"]
+        .iter()
+        .any(|t| text.contains(t))
+    {
         SUMS_THEN_TRANSCENDENTAL
     } else {
         SUMS

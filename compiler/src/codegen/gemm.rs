@@ -280,7 +280,8 @@ impl Gemm<'_> {
             _ => {
                 let operands: Vec<&TensorType> =
                     kernel.inputs[2..].iter().map(|input| &input.ty).collect();
-                self.epilogue.machine_form(&kernel.outputs[0].ty, &operands)
+                self.epilogue
+                    .machine_form(plan.isa, &kernel.outputs[0].ty, &operands)
             }
         };
         let operand_pointers: Vec<Value> = kernel.inputs[2..]

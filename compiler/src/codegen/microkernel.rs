@@ -121,6 +121,10 @@ pub enum MachineStep {
     Relu,
     /// min(max(x, 0), 6), NaN kept.
     Relu6,
+    /// x / (1 + e^-x) (AVX-512 only).
+    Swish,
+    /// 1 / (1 + e^-x) (AVX-512 only).
+    Sigmoid,
 }
 
 /// Most epilogue steps a machine-code kernel applies.
@@ -166,6 +170,8 @@ impl MachineEpilogue {
                 MachineStep::Mul(StepOperand::Full) => "mf",
                 MachineStep::Relu => "r",
                 MachineStep::Relu6 => "r6",
+                MachineStep::Swish => "sw",
+                MachineStep::Sigmoid => "sg",
             })
             .collect::<Vec<_>>()
             .join("")
@@ -260,6 +266,8 @@ struct Vectors {
     a: CodeAssembler,
     /// zmm registers and opmasks (AVX-512), else ymm (AVX2).
     zmm: bool,
+    /// The label of the exp constants ([`EXP_CONSTANTS`]), placed after the code when used.
+    exp_table: Option<CodeLabel>,
     /// The mask table's label (AVX2), placed after the code when used.
     mask_table: Option<CodeLabel>,
 }
@@ -280,6 +288,7 @@ impl Vectors {
         Ok(Vectors {
             a: CodeAssembler::new(64).map_err(asm_error)?,
             zmm,
+            exp_table: None,
             mask_table: None,
         })
     }
@@ -470,7 +479,7 @@ impl Vectors {
         vectors: usize,
         masked: &dyn Fn(usize) -> bool,
         accumulator: &dyn Fn(usize, usize) -> usize,
-        free: [usize; 2],
+        free: &[usize],
         operand_row: &mut dyn FnMut(
             &mut CodeAssembler,
             usize,
@@ -481,6 +490,13 @@ impl Vectors {
         let mut operand = 0;
         for step in epilogue.steps() {
             match step {
+                MachineStep::Swish | MachineStep::Sigmoid => {
+                    for p in 0..rows {
+                        for v in 0..vectors {
+                            self.logistic(step, accumulator(p, v), free)?;
+                        }
+                    }
+                }
                 MachineStep::Relu | MachineStep::Relu6 => {
                     // vmaxps/vminps return their second source when either is NaN: the
                     // accumulator goes second, so NaN passes through as in TensorFlow.
@@ -526,10 +542,82 @@ impl Vectors {
         Ok(())
     }
 
+    /// Swish or sigmoid of zmm `x` in place (`free`: four scratch registers), the same
+    /// computation as the Cranelift kernels' (`Kernel::exp`): e^-x by Cody-Waite reduction and
+    /// Cephes' polynomial, scaled with `vscalefps`, then one exact division.
+    fn logistic(
+        &mut self,
+        step: MachineStep,
+        x: usize,
+        free: &[usize],
+    ) -> Result<(), CodegenError> {
+        let [y, n, r, r2] = match free {
+            [a, b, c, d, ..] => [*a, *b, *c, *d].map(Self::zmm),
+            _ => {
+                return Err(CodegenError::Backend(
+                    "no registers left for the exp of an epilogue".into(),
+                ))
+            }
+        };
+        let table = match self.exp_table {
+            Some(table) => table,
+            None => {
+                let table = self.a.create_label();
+                self.exp_table = Some(table);
+                table
+            }
+        };
+        let constant = |index: usize| dword_bcst(r10 + (index * 4) as i32);
+        let x = Self::zmm(x);
+        let a = &mut self.a;
+        a.lea(r10, ptr(table)).map_err(asm_error)?;
+        // y = clamp(-x, -104, 100), NaN kept (the register operand goes second).
+        a.vpxord(y, x, constant(EXP_SIGN)).map_err(asm_error)?;
+        a.vbroadcastss(n, dword_ptr(r10 + (EXP_LOW * 4) as i32))
+            .map_err(asm_error)?;
+        a.vmaxps(y, n, y).map_err(asm_error)?;
+        a.vbroadcastss(n, dword_ptr(r10 + (EXP_HIGH * 4) as i32))
+            .map_err(asm_error)?;
+        a.vminps(y, n, y).map_err(asm_error)?;
+        // n = round(y · log2 e); r = y - n · ln 2 in two parts.
+        a.vmulps(n, y, constant(EXP_LOG2E)).map_err(asm_error)?;
+        a.vrndscaleps(n, n, 0).map_err(asm_error)?;
+        a.vmovaps(r, y).map_err(asm_error)?;
+        a.vfmadd231ps(r, n, constant(EXP_MINUS_LN2_HIGH))
+            .map_err(asm_error)?;
+        a.vfmadd231ps(r, n, constant(EXP_MINUS_LN2_LOW))
+            .map_err(asm_error)?;
+        // p(r), then e^r = p · r² + r + 1, then e^y = e^r · 2^n.
+        a.vbroadcastss(y, dword_ptr(r10 + (EXP_POLYNOMIAL * 4) as i32))
+            .map_err(asm_error)?;
+        for index in EXP_POLYNOMIAL + 1..EXP_POLYNOMIAL + 6 {
+            a.vfmadd213ps(y, r, constant(index)).map_err(asm_error)?;
+        }
+        a.vmulps(r2, r, r).map_err(asm_error)?;
+        a.vfmadd213ps(y, r2, r).map_err(asm_error)?;
+        a.vaddps(y, y, constant(EXP_ONE)).map_err(asm_error)?;
+        a.vscalefps(y, y, n).map_err(asm_error)?;
+        // 1 + e^-x, then x / it or 1 / it.
+        a.vaddps(y, y, constant(EXP_ONE)).map_err(asm_error)?;
+        if step == MachineStep::Sigmoid {
+            a.vbroadcastss(n, dword_ptr(r10 + (EXP_ONE * 4) as i32))
+                .map_err(asm_error)?;
+            a.vdivps(x, n, y).map_err(asm_error)?;
+        } else {
+            a.vdivps(x, x, y).map_err(asm_error)?;
+        }
+        Ok(())
+    }
+
     /// `vzeroupper; ret`, the mask table, and the bytes.
     fn finish(mut self) -> Result<Vec<u8>, CodegenError> {
         self.a.vzeroupper().map_err(asm_error)?;
         self.a.ret().map_err(asm_error)?;
+        if let Some(mut table) = self.exp_table {
+            self.a.set_label(&mut table).map_err(asm_error)?;
+            let bytes: Vec<u8> = EXP_CONSTANTS.iter().flat_map(|c| c.to_le_bytes()).collect();
+            self.a.db(&bytes).map_err(asm_error)?;
+        }
         if let Some(mut table) = self.mask_table {
             self.a.set_label(&mut table).map_err(asm_error)?;
             let bytes: Vec<u8> = (0..16)
@@ -540,6 +628,31 @@ impl Vectors {
         self.a.assemble(0).map_err(asm_error)
     }
 }
+
+/// The exp constants of the logistic epilogues, by index (the same as `Kernel::exp`'s).
+const EXP_CONSTANTS: [f32; 13] = [
+    -0.0,   // sign bit
+    -104.0, // lowest exponent argument
+    100.0,  // highest (e^100 overflows to infinity, as it must)
+    std::f32::consts::LOG2_E,
+    -0.693_359_4,   // -ln 2, high part
+    2.121_944_4e-4, // -ln 2, low part
+    1.987_569_1e-4, // polynomial, highest degree first
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+    1.0,
+];
+const EXP_SIGN: usize = 0;
+const EXP_LOW: usize = 1;
+const EXP_HIGH: usize = 2;
+const EXP_LOG2E: usize = 3;
+const EXP_MINUS_LN2_HIGH: usize = 4;
+const EXP_MINUS_LN2_LOW: usize = 5;
+const EXP_POLYNOMIAL: usize = 6;
+const EXP_ONE: usize = 12;
 
 #[derive(Clone, Copy)]
 enum Arithmetic {
@@ -671,7 +784,7 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
         vectors,
         &masked,
         &accumulator,
-        [b_register(0), broadcast],
+        &(rows * vectors..if isa == Isa::Avx512 { 32 } else { 15 }).collect::<Vec<_>>(),
         &mut |a, operand, p| {
             if p == 0 {
                 a.mov(r11, argument(3 + operand)).map_err(asm_error)?;
@@ -776,7 +889,7 @@ pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError
         1,
         &|_| masked,
         &|p, _| p,
-        [filter_vector, input_vector],
+        &(pixels..if isa == Isa::Avx512 { 32 } else { 15 }).collect::<Vec<_>>(),
         &mut |_, operand, p| {
             Ok(ptr(
                 operand_registers[operand] + displacement(p * shape.output_pixel_stride)?
@@ -847,6 +960,12 @@ mod tests {
             MachineStep::Relu6,
         ])
         .unwrap();
+        let logistic = MachineEpilogue::new(&[
+            MachineStep::Add(StepOperand::Channel),
+            MachineStep::Swish,
+            MachineStep::Sigmoid,
+        ])
+        .unwrap();
         for isa in [Isa::Avx2, Isa::Avx512] {
             for vectors in 1..=isa.max_vectors() {
                 let columns = vectors * isa.lanes() - 1;
@@ -858,6 +977,13 @@ mod tests {
                     epilogue: all,
                 };
                 assert!(assemble_gemm(tile).is_ok(), "{tile:?}");
+                if isa == Isa::Avx512 {
+                    let tile = TileShape {
+                        epilogue: logistic,
+                        ..tile
+                    };
+                    assert!(assemble_gemm(tile).is_ok(), "{tile:?}");
+                }
             }
             let depthwise = DepthwiseShape {
                 isa,

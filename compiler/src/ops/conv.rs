@@ -365,7 +365,7 @@ fn lower_depthwise_microkernels(
     // most); otherwise the Cranelift epilogue finishes each tile.
     let operand_types: Vec<&TensorType> = kernel.inputs[2..].iter().map(|i| &i.ty).collect();
     let machine = epilogue
-        .machine_form(&kernel.outputs[0].ty, &operand_types)
+        .machine_form(isa, &kernel.outputs[0].ty, &operand_types)
         .filter(|m| m.operand_count() <= 3);
     let operands: Vec<Value> = kernel.inputs[2..].iter().map(|i| i.pointer).collect();
     let finish = gemm::Finish {

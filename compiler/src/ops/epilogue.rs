@@ -10,7 +10,7 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 use super::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
 use super::{Attribute, Attributes, OpResult, Operator};
 use crate::codegen::kernel::Kernel;
-use crate::codegen::microkernel::{MachineEpilogue, MachineStep, StepOperand};
+use crate::codegen::microkernel::{Isa, MachineEpilogue, MachineStep, StepOperand};
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorType};
@@ -57,11 +57,12 @@ pub fn operand_layout(output: &TensorType, operand: &TensorType) -> Option<Opera
 }
 
 impl Epilogue {
-    /// The steps as machine-code kernels apply them in registers (bias and scale per channel,
-    /// a residual of the output's shape, relu, relu6), given the output's and the operands'
-    /// types; `None` when a step is not among those.
+    /// The steps as machine-code kernels for `isa` apply them in registers (bias and scale per
+    /// channel, a residual of the output's shape, relu, relu6; swish and sigmoid with AVX-512),
+    /// given the output's and the operands' types; `None` when a step is not among those.
     pub fn machine_form(
         &self,
+        isa: Isa,
         output: &TensorType,
         operands: &[&TensorType],
     ) -> Option<MachineEpilogue> {
@@ -72,6 +73,12 @@ impl Epilogue {
             .map(|step| match step {
                 EpilogueStep::Unary(u) if u.kind == UnaryKind::Relu => Some(MachineStep::Relu),
                 EpilogueStep::Unary(u) if u.kind == UnaryKind::Relu6 => Some(MachineStep::Relu6),
+                EpilogueStep::Unary(u) if isa == Isa::Avx512 && u.kind == UnaryKind::Swish => {
+                    Some(MachineStep::Swish)
+                }
+                EpilogueStep::Unary(u) if isa == Isa::Avx512 && u.kind == UnaryKind::Sigmoid => {
+                    Some(MachineStep::Sigmoid)
+                }
                 EpilogueStep::Binary(kind @ (BinaryKind::Add | BinaryKind::Mul)) => {
                     let source = match operand_layout(output, operands.next()?)? {
                         OperandLayout::PerChannel => StepOperand::Channel,
