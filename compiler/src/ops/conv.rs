@@ -6,6 +6,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use crate::codegen::gemm::{self, Gemm, GroupBases, Segment};
@@ -164,11 +165,43 @@ impl Operator for Conv2d {
         let (window, channels) = self
             .geometry(&kernel.inputs[0].ty, &kernel.inputs[1].ty)
             .map_err(|e| kernel.error(e.to_string()))?;
-        let source = pad_into_scratch(kernel, &window)?;
         let machine_code = kernel.features.isa != Isa::Portable;
         if self.depthwise && machine_code && channels == window.channels {
-            lower_depthwise_microkernels(kernel, &self.epilogue, &window, source)
-        } else if self.depthwise {
+            // Read the input in place unless many output pixels have windows in the padding
+            // (small images, large filters): those take the slower tested path, so the padded
+            // copy is cheaper then.
+            let [oh, ow] = window.output;
+            let (y0, y1) = interior(
+                oh,
+                window.input[0],
+                window.pads[0],
+                window.strides[0],
+                window.dilations[0],
+                window.kernel[0],
+            );
+            let (x0, x1) = interior(
+                ow,
+                window.input[1],
+                window.pads[2],
+                window.strides[1],
+                window.dilations[1],
+                window.kernel[1],
+            );
+            let border = oh * ow - (y1 - y0) * (x1 - x0);
+            if border * 8 <= oh * ow {
+                let input = kernel.inputs[0].pointer;
+                return lower_depthwise_microkernels(kernel, &self.epilogue, &window, input);
+            }
+            let source = pad_into_scratch(kernel, &window)?;
+            let padded = Window {
+                input: window.padded(),
+                pads: [0; 4],
+                ..window.clone()
+            };
+            return lower_depthwise_microkernels(kernel, &self.epilogue, &padded, source);
+        }
+        let source = pad_into_scratch(kernel, &window)?;
+        if self.depthwise {
             lower_depthwise(kernel, &self.epilogue, &window, channels, source)
         } else {
             lower_regular(kernel, &self.epilogue, &window, channels, source)
@@ -346,20 +379,48 @@ fn lower_regular(
     })
 }
 
-/// Depthwise convolution (multiplier 1) on machine-code kernels specialised to the layer:
-/// tiles of up to 12 (AVX2) or 28 (AVX-512) output pixels of a row by one vector of channels, every tap unrolled with its input
-/// offset as an immediate; the epilogue finishes each tile in place.
+/// The output positions `[first, end)` along one axis whose whole window lies inside the
+/// input (no padding read): `output` positions, `input` size, leading `pad`, stride, dilation,
+/// window size.
+fn interior(
+    output: usize,
+    input: usize,
+    pad: usize,
+    stride: usize,
+    dilation: usize,
+    window: usize,
+) -> (usize, usize) {
+    let first = pad.div_ceil(stride);
+    let reach = (window - 1) * dilation;
+    let end = if input + pad > reach {
+        ((input - 1 + pad - reach) / stride + 1).min(output)
+    } else {
+        0
+    };
+    (first.min(output), end.max(first.min(output)))
+}
+
+/// Depthwise convolution (multiplier 1) on machine-code kernels specialised to the layer,
+/// reading `input` as `w` describes it (the input itself, or its padded copy with no padding
+/// left): the output pixels whose window lies inside the
+/// input in tiles of up to 12 (AVX2) or 28 (AVX-512) pixels of a row by one vector of channels,
+/// every tap unrolled with its input offset as an immediate; the border pixels, whose windows
+/// reach into the padding, by Cranelift code that tests each tap. The epilogue runs in the
+/// kernels' registers when they know its steps, else in place after each tile.
 fn lower_depthwise_microkernels(
     kernel: &mut Kernel,
     epilogue: &Epilogue,
     w: &Window,
-    source: Value,
+    input: Value,
 ) -> Result<(), CodegenError> {
     let filter = kernel.inputs[1].pointer;
     let output = kernel.outputs[0].pointer;
-    let [ph, pw] = w.padded();
     let c = w.channels;
+    let [ih, iw] = w.input;
     let [oh, ow] = w.output;
+    let [top, _, left, _] = w.pads;
+    let (y0, y1) = interior(oh, ih, top, w.strides[0], w.dilations[0], w.kernel[0]);
+    let (x0, x1) = interior(ow, iw, left, w.strides[1], w.dilations[1], w.kernel[1]);
     let isa = kernel.features.isa;
     // The kernels apply the epilogue in registers when they know its steps (three operands at
     // most); otherwise the Cranelift epilogue finishes each tile.
@@ -373,14 +434,41 @@ fn lower_depthwise_microkernels(
         operands: &operands,
     };
     let channel_runs = microkernel::tile_runs(c, isa.lanes());
-    let pixel_runs = gemm::balanced_runs(ow, isa.max_depthwise_pixels());
+    let pixel_runs = gemm::balanced_runs(x1 - x0, isa.max_depthwise_pixels());
+    let border = |k: &mut Kernel, n: Value, y: Value, from: usize, to: usize| {
+        k.for_steps(from, to - from, 1, &mut |k, x| {
+            emit_border_pixel(k, epilogue, w, n, y, x)
+        })
+    };
     kernel.for_split(w.batch * oh, &mut |k, row| {
         let n = k.builder.ins().udiv_imm_s(row, oh as i64);
         let y = k.builder.ins().urem_imm_s(row, oh as i64);
-        let input_row = k.builder.ins().imul_imm_s(n, ph as i64);
+        // Rows y0..y1 read only input rows; the others are border rows.
+        let inside = k.builder.ins().iadd_imm_s(y, -(y0 as i64));
+        let inside = k
+            .builder
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, inside, (y1 - y0) as i64);
+        let interior_row = k.builder.create_block();
+        let border_row = k.builder.create_block();
+        let done = k.builder.create_block();
+        k.builder
+            .ins()
+            .brif(inside, interior_row, &[], border_row, &[]);
+        k.builder.switch_to_block(border_row);
+        k.builder.seal_block(border_row);
+        border(k, n, y, 0, ow)?;
+        k.builder.ins().jump(done, &[]);
+        k.builder.switch_to_block(interior_row);
+        k.builder.seal_block(interior_row);
+        border(k, n, y, 0, x0)?;
+        border(k, n, y, x1, ow)?;
+        // Input row of the window's top: n·ih + y·stride - top (≥ 0 here).
+        let input_row = k.builder.ins().imul_imm_s(n, ih as i64);
         let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
         let input_row = k.builder.ins().iadd(input_row, y_scaled);
-        let input_row_base = k.builder.ins().imul_imm_s(input_row, pw as i64);
+        let input_row = k.builder.ins().iadd_imm_s(input_row, -(top as i64));
+        let input_row_base = k.builder.ins().imul_imm_s(input_row, iw as i64);
         let output_row = k.builder.ins().imul_imm_s(row, ow as i64);
         for &(channel_start, channel_count, lanes) in &channel_runs {
             k.for_steps(channel_start, channel_count, lanes, &mut |k, c0| {
@@ -393,19 +481,20 @@ fn lower_depthwise_microkernels(
                         lanes,
                         window: w.kernel,
                         input_pixel_stride: w.strides[1] * c * 4,
-                        input_row_stride: w.dilations[0] * pw * c * 4,
+                        input_row_stride: w.dilations[0] * iw * c * 4,
                         input_column_stride: w.dilations[1] * c * 4,
                         tap_stride: c * 4,
                         output_pixel_stride: c * 4,
                     });
                     let function = k.microkernel(shape)?;
-                    k.for_steps(pixel_start, pixel_count, pixels, &mut |k, x0| {
-                        let x_scaled = k.builder.ins().imul_imm_s(x0, w.strides[1] as i64);
+                    k.for_steps(x0 + pixel_start, pixel_count, pixels, &mut |k, x| {
+                        let x_scaled = k.builder.ins().imul_imm_s(x, w.strides[1] as i64);
                         let pixel = k.builder.ins().iadd(input_row_base, x_scaled);
+                        let pixel = k.builder.ins().iadd_imm_s(pixel, -(left as i64));
                         let a_index = k.builder.ins().imul_imm_s(pixel, c as i64);
                         let a_index = k.builder.ins().iadd(a_index, c0);
-                        let input_pointer = k.address(source, a_index, 4);
-                        let out_pixel = k.builder.ins().iadd(output_row, x0);
+                        let input_pointer = k.address(input, a_index, 4);
+                        let out_pixel = k.builder.ins().iadd(output_row, x);
                         let first = k.builder.ins().imul_imm_s(out_pixel, c as i64);
                         let first = k.builder.ins().iadd(first, c0);
                         let output_pointer = k.address(output, first, 4);
@@ -422,8 +511,96 @@ fn lower_depthwise_microkernels(
                 Ok(())
             })?;
         }
+        k.builder.ins().jump(done, &[]);
+        k.builder.switch_to_block(done);
+        k.builder.seal_block(done);
         Ok(())
     })
+}
+
+/// One output pixel (image `n`, row `y`, column `x`) of a depthwise convolution with one
+/// filter per channel, whose window may reach into the padding. Each tap tests its input
+/// position and reads 0 outside; the address it loads from is then clamped to the input's first
+/// element. Then the epilogue, and the store.
+fn emit_border_pixel(
+    k: &mut Kernel,
+    epilogue: &Epilogue,
+    w: &Window,
+    n: Value,
+    y: Value,
+    x: Value,
+) -> Result<(), CodegenError> {
+    let (input, filter, output) = (
+        k.inputs[0].pointer,
+        k.inputs[1].pointer,
+        k.outputs[0].pointer,
+    );
+    let c = w.channels;
+    let [ih, iw] = w.input;
+    let [oh, ow] = w.output;
+    let [top, _, left, _] = w.pads;
+    let image_row = k.builder.ins().imul_imm_s(n, ih as i64);
+    let out_pixel = k.builder.ins().imul_imm_s(n, oh as i64);
+    let out_pixel = k.builder.ins().iadd(out_pixel, y);
+    let out_pixel = k.builder.ins().imul_imm_s(out_pixel, ow as i64);
+    let out_pixel = k.builder.ins().iadd(out_pixel, x);
+    let out_base = k.builder.ins().imul_imm_s(out_pixel, c as i64);
+    // Each tap's input pixel index (clamped to 0 outside) and whether it is inside.
+    let mut taps = Vec::new();
+    for ky in 0..w.kernel[0] {
+        let iy = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
+        let iy = k
+            .builder
+            .ins()
+            .iadd_imm_s(iy, (ky * w.dilations[0]) as i64 - top as i64);
+        let row_inside = k
+            .builder
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, iy, ih as i64);
+        for kx in 0..w.kernel[1] {
+            let ix = k.builder.ins().imul_imm_s(x, w.strides[1] as i64);
+            let ix = k
+                .builder
+                .ins()
+                .iadd_imm_s(ix, (kx * w.dilations[1]) as i64 - left as i64);
+            let column_inside = k
+                .builder
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedLessThan, ix, iw as i64);
+            let inside = k.builder.ins().band(row_inside, column_inside);
+            let row = k.builder.ins().iadd(image_row, iy);
+            let pixel = k.builder.ins().imul_imm_s(row, iw as i64);
+            let pixel = k.builder.ins().iadd(pixel, ix);
+            let zero = k.iconst(0);
+            let pixel = k.builder.ins().select(inside, pixel, zero);
+            let base = k.builder.ins().imul_imm_s(pixel, c as i64);
+            taps.push((ky * w.kernel[1] + kx, base, inside));
+        }
+    }
+    for (start, count, width) in partition(c, &[LANES, 1]) {
+        let ty = if width == LANES {
+            types::F32X4
+        } else {
+            types::F32
+        };
+        k.for_steps(start, count, width, &mut |k, channel| {
+            let mut sum = k.float_constant(ty, 0.0);
+            let zero = k.float_constant(ty, 0.0);
+            for &(tap, base, inside) in &taps {
+                let index = k.builder.ins().iadd(base, channel);
+                let value = k.load(ty, input, index, 4);
+                let value = k.builder.ins().select(inside, value, zero);
+                let filter_index = k.builder.ins().iadd_imm_s(channel, (tap * c) as i64);
+                let weight = k.load(ty, filter, filter_index, 4);
+                sum = k.multiply_add(value, weight, sum);
+            }
+            let index = k.builder.ins().iadd(out_base, channel);
+            let value = epilogue::emit(k, epilogue, sum, ty, index, channel, 2)?;
+            k.store(value, output, index, 4);
+            Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 fn lower_depthwise(
