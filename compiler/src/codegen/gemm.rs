@@ -93,6 +93,35 @@ pub struct Gemm<'e> {
     pub epilogue: &'e Epilogue,
 }
 
+/// One column tile of one row block: the group's operand starts, the block's first row and row
+/// tiles, the tile's first column and its width.
+#[derive(Clone, Copy)]
+struct ColumnTile<'t> {
+    bases: &'t GroupBases,
+    first_row: Value,
+    runs: &'t [(usize, usize, usize)],
+    j: Value,
+    width: usize,
+}
+
+impl<'t> ColumnTile<'t> {
+    fn new(
+        bases: &'t GroupBases,
+        first_row: Value,
+        runs: &'t [(usize, usize, usize)],
+        j: Value,
+        width: usize,
+    ) -> ColumnTile<'t> {
+        ColumnTile {
+            bases,
+            first_row,
+            runs,
+            j,
+            width,
+        }
+    }
+}
+
 /// What is done to one row block: `(kernel, group bases, first row, row tiles)`.
 type BlockVisit<'v> = dyn FnMut(&mut Kernel, &GroupBases, Value, &[(usize, usize, usize)]) -> Result<(), CodegenError>
     + 'v;
@@ -315,22 +344,11 @@ impl Gemm<'_> {
                      runs: &[(usize, usize, usize)]| {
             for (start, count, width) in column_runs(self.columns, plan.width()) {
                 k.for_steps(start, count, width, &mut |k, j| {
+                    let tile = ColumnTile::new(group_bases, first_row, runs, j, width);
                     for (index, chunk) in chunks.iter().enumerate() {
-                        self.emit_calls(
-                            k,
-                            &plan,
-                            &finish,
-                            group_bases,
-                            output,
-                            first_row,
-                            runs,
-                            j,
-                            width,
-                            index,
-                            chunk,
-                        )?;
+                        self.emit_calls(k, &plan, &finish, output, &tile, (index, chunk))?;
                     }
-                    self.emit_epilogue(k, &finish, group_bases, output, first_row, runs, j, width)
+                    self.emit_epilogue(k, &finish, output, &tile)
                 })?;
             }
             Ok(())
@@ -388,24 +406,14 @@ impl Gemm<'_> {
                 let j = k.builder.ins().imul_imm_s(tile, width as i64);
                 let j = k.builder.ins().iadd_imm_s(j, start as i64);
                 for (index, chunk) in chunks.iter().enumerate() {
-                    each_block(k, &mut |k, group_bases, first_row, runs| {
-                        self.emit_calls(
-                            k,
-                            plan,
-                            finish,
-                            group_bases,
-                            output,
-                            first_row,
-                            runs,
-                            j,
-                            width,
-                            index,
-                            chunk,
-                        )
+                    each_block(k, &mut |k, bases, first_row, runs| {
+                        let tile = ColumnTile::new(bases, first_row, runs, j, width);
+                        self.emit_calls(k, plan, finish, output, &tile, (index, chunk))
                     })?;
                 }
-                each_block(k, &mut |k, group_bases, first_row, runs| {
-                    self.emit_epilogue(k, finish, group_bases, output, first_row, runs, j, width)
+                each_block(k, &mut |k, bases, first_row, runs| {
+                    let tile = ColumnTile::new(bases, first_row, runs, j, width);
+                    self.emit_epilogue(k, finish, output, &tile)
                 })
             })?;
         }
@@ -431,21 +439,17 @@ impl Gemm<'_> {
     /// Kernel calls for chunk `index` of the column tile at `j` (`width` columns) over the row
     /// tiles `runs` of the block starting at `first_row`: the first chunk overwrites C, the
     /// others accumulate.
-    #[allow(clippy::too_many_arguments)]
     fn emit_calls(
         &self,
         k: &mut Kernel,
         plan: &TilePlan,
         finish: &Finish,
-        bases: &GroupBases,
         output: Value,
-        first_row: Value,
-        runs: &[(usize, usize, usize)],
-        j: Value,
-        width: usize,
-        index: usize,
-        chunk: &Segment,
+        tile: &ColumnTile,
+        (index, chunk): (usize, &Segment),
     ) -> Result<(), CodegenError> {
+        let (bases, first_row, runs) = (tile.bases, tile.first_row, tile.runs);
+        let (j, width) = (tile.j, tile.width);
         let (b_row_bytes, panel_stride) = match self.b_layout {
             BLayout::RowMajor => (self.columns * 4, PANEL * 4),
             BLayout::Panels => (PANEL * 4, self.depth * PANEL * 4),
@@ -503,18 +507,15 @@ impl Gemm<'_> {
     }
 
     /// The epilogue over the finished column tile at `j` of the block's row tiles.
-    #[allow(clippy::too_many_arguments)]
     fn emit_epilogue(
         &self,
         k: &mut Kernel,
         finish: &Finish,
-        bases: &GroupBases,
         output: Value,
-        first_row: Value,
-        runs: &[(usize, usize, usize)],
-        j: Value,
-        width: usize,
+        tile: &ColumnTile,
     ) -> Result<(), CodegenError> {
+        let (bases, first_row, runs) = (tile.bases, tile.first_row, tile.runs);
+        let (j, width) = (tile.j, tile.width);
         if finish.machine.is_some() {
             return Ok(()); // done in the kernels' registers
         }

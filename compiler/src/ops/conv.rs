@@ -547,26 +547,23 @@ fn emit_border_pixel(
     let out_base = k.builder.ins().imul_imm_s(out_pixel, c as i64);
     // Each tap's input pixel index (clamped to 0 outside) and whether it is inside.
     let mut taps = Vec::new();
+    // Input coordinate `position · stride + offset` along one axis, and whether it is below
+    // `size` (one unsigned compare also refuses negatives).
+    let coordinate = |k: &mut Kernel, position: Value, stride: usize, offset: i64, size: usize| {
+        let scaled = k.builder.ins().imul_imm_s(position, stride as i64);
+        let at = k.builder.ins().iadd_imm_s(scaled, offset);
+        let inside = k
+            .builder
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, at, size as i64);
+        (at, inside)
+    };
     for ky in 0..w.kernel[0] {
-        let iy = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
-        let iy = k
-            .builder
-            .ins()
-            .iadd_imm_s(iy, (ky * w.dilations[0]) as i64 - top as i64);
-        let row_inside = k
-            .builder
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedLessThan, iy, ih as i64);
+        let offset = (ky * w.dilations[0]) as i64 - top as i64;
+        let (iy, row_inside) = coordinate(k, y, w.strides[0], offset, ih);
         for kx in 0..w.kernel[1] {
-            let ix = k.builder.ins().imul_imm_s(x, w.strides[1] as i64);
-            let ix = k
-                .builder
-                .ins()
-                .iadd_imm_s(ix, (kx * w.dilations[1]) as i64 - left as i64);
-            let column_inside = k
-                .builder
-                .ins()
-                .icmp_imm_s(IntCC::UnsignedLessThan, ix, iw as i64);
+            let offset = (kx * w.dilations[1]) as i64 - left as i64;
+            let (ix, column_inside) = coordinate(k, x, w.strides[1], offset, iw);
             let inside = k.builder.ins().band(row_inside, column_inside);
             let row = k.builder.ins().iadd(image_row, iy);
             let pixel = k.builder.ins().imul_imm_s(row, iw as i64);
