@@ -258,7 +258,7 @@ fn describe_unchecked(
                 })
             }
         };
-        weights.push(json!({
+        let mut weight = json!({
             "name": name,
             "dtype": ty.dtype.abi_name(),
             "shape": ty.shape,
@@ -266,7 +266,11 @@ fn describe_unchecked(
             "offset": spec.offset,
             "byte_size": spec.byte_size.unwrap_or(0),
             "encoding": encoding,
-        }));
+        });
+        if let Some(panels) = graph.constant(*value).and_then(|c| c.panels) {
+            weight["panels"] = json!(panels);
+        }
+        weights.push(weight);
     }
     let weights_dir = std::fs::canonicalize(&model.dir).unwrap_or_else(|_| model.dir.clone());
     Ok(json!({

@@ -17,7 +17,7 @@ use std::fmt;
 use std::ops::Range;
 
 use crate::aligned::AlignedBuffer;
-use crate::description::{byte_size_of, CheckedSection, Description, MINIMUM_ALIGNMENT};
+use crate::description::{CheckedSection, Description, MINIMUM_ALIGNMENT};
 use crate::error::Error;
 use crate::step::walk_steps;
 
@@ -218,7 +218,7 @@ impl CheckedState {
                 .weights
                 .iter()
                 .map(|weight| {
-                    let size = byte_size_of(weight.dtype, &weight.shape).unwrap_or(usize::MAX);
+                    let size = weight.code_byte_size().unwrap_or(usize::MAX);
                     GuardedCopy::new(size, red)
                 })
                 .collect::<Result<_, _>>()?;

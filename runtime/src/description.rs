@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::panels::Panels;
 
 /// The ABI version this runtime implements.
 pub const ABI_VERSION: u32 = 2;
@@ -201,6 +202,20 @@ pub struct WeightSpec {
     pub byte_size: u64,
     /// How stored bytes become values.
     pub encoding: Encoding,
+    /// When present, the code reads this float32 weight packed into panels (see
+    /// [`crate::panels`]); the runtime packs it at load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panels: Option<Panels>,
+}
+
+impl WeightSpec {
+    /// Bytes of the weight as the code reads it: decoded, and packed when it has panels.
+    pub fn code_byte_size(&self) -> Option<usize> {
+        match &self.panels {
+            Some(panels) => panels.packed_len()?.checked_mul(4),
+            None => byte_size_of(self.dtype, &self.shape),
+        }
+    }
 }
 
 /// What the kernel of one step computes, for profiles: `step_info[i]` describes `steps[i]`.
@@ -430,6 +445,18 @@ impl Description {
                     weight.name, weight.shape
                 ));
             };
+            if let Some(panels) = &weight.panels {
+                let count = element_count_of(&weight.shape);
+                if weight.dtype != DType::Float32
+                    || panels.rows.checked_mul(panels.columns) != count
+                    || panels.packed_len().is_none()
+                {
+                    return invalid(format!(
+                        "weight `{}` ({} {:?}) cannot be packed as {} × {} panels",
+                        weight.name, weight.dtype, weight.shape, panels.rows, panels.columns
+                    ));
+                }
+            }
             if stored as u64 != weight.byte_size {
                 return Err(Error::WeightByteSize {
                     name: weight.name.clone(),

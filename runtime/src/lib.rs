@@ -33,6 +33,7 @@ pub mod description;
 mod error;
 mod model;
 pub mod npy;
+pub mod panels;
 mod pool;
 mod profile;
 pub mod shard_file;

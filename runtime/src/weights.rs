@@ -19,6 +19,7 @@ use memmap2::Mmap;
 use crate::aligned::AlignedBuffer;
 use crate::description::{DType, Description, Encoding, WeightSpec, MINIMUM_ALIGNMENT};
 use crate::error::Error;
+use crate::panels::Panels;
 use crate::shard_file::{open_in_folder, OpenedFile, ShardPathError};
 
 /// How a loaded model holds its weight shards.
@@ -77,6 +78,11 @@ impl Storage {
 /// Where the decoded values of one weight live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightSource {
+    /// In panels the runtime packed at load time (see [`crate::panels`]), of this many bytes.
+    Packed {
+        /// Bytes of the owned buffer.
+        bytes: usize,
+    },
     /// In place: inside the mapped shard file, or inside the private copy of its group.
     InPlace,
     /// In a buffer the runtime decoded or copied at load time, of this many bytes.
@@ -147,22 +153,42 @@ impl WeightStore {
         let mut sources = Vec::with_capacity(description.weights.len());
         for weight in &description.weights {
             let stored = locate(description, &streams[weight.group], weight)?;
-            if let Some(pointer) = in_place_pointer(weight, &stored) {
-                pointers.push(pointer);
-                sources.push(WeightSource::InPlace);
+            let (pointer, source, buffer) = match in_place_pointer(weight, &stored) {
+                Some(pointer) => (pointer, WeightSource::InPlace, None),
+                None => {
+                    let buffer = match stored {
+                        // Pieces of a weight stored as decoded: concatenated straight into its
+                        // buffer (no intermediate copy, which for a large weight doubled the
+                        // peak memory).
+                        StoredBytes::Pieces(pieces) if stored_as_decoded(weight) => {
+                            concatenate(&pieces)?
+                        }
+                        stored => decode(weight, &stored.bytes())?,
+                    };
+                    let source = WeightSource::Decoded {
+                        bytes: buffer.len(),
+                    };
+                    (buffer.as_ptr().cast::<c_void>(), source, Some(buffer))
+                }
+            };
+            if let Some(panels) = &weight.panels {
+                // The decoded values are no longer needed once packed.
+                let count = panels.rows * panels.columns;
+                // SAFETY: `validate` checked that a packed weight is float32 with rows × columns
+                // elements, and `pointer` holds its decoded values, aligned to 4 (in place:
+                // `in_place_pointer` checks the alignment; decoded: an aligned buffer).
+                let values = unsafe { std::slice::from_raw_parts(pointer.cast::<f32>(), count) };
+                let packed = pack(panels, values)?;
+                pointers.push(packed.as_ptr().cast::<c_void>());
+                sources.push(WeightSource::Packed {
+                    bytes: packed.len(),
+                });
+                decoded.push(packed);
                 continue;
             }
-            let buffer = match stored {
-                // Pieces of a weight stored as decoded: concatenated straight into its buffer
-                // (no intermediate copy, which for a large weight doubled the peak memory).
-                StoredBytes::Pieces(pieces) if stored_as_decoded(weight) => concatenate(&pieces)?,
-                stored => decode(weight, &stored.bytes())?,
-            };
-            pointers.push(buffer.as_ptr().cast::<c_void>());
-            sources.push(WeightSource::Decoded {
-                bytes: buffer.len(),
-            });
-            decoded.push(buffer);
+            pointers.push(pointer);
+            sources.push(source);
+            decoded.extend(buffer);
         }
         drop(streams);
         Ok(WeightStore {
@@ -321,6 +347,22 @@ fn stored_as_decoded(weight: &WeightSpec) -> bool {
         && weight.dtype != DType::Bool
 }
 
+/// `values` packed into panels in a new 64-byte aligned buffer.
+fn pack(panels: &Panels, values: &[f32]) -> Result<AlignedBuffer, Error> {
+    let count = panels.packed_len().unwrap_or(usize::MAX);
+    let mut buffer = AlignedBuffer::zeroed(count.saturating_mul(4), 64)?;
+    let target: &mut [f32] = bytemuck_f32(buffer.as_mut_slice());
+    panels.pack(values, target);
+    Ok(buffer)
+}
+
+/// An aligned byte buffer as f32s.
+fn bytemuck_f32(bytes: &mut [u8]) -> &mut [f32] {
+    // SAFETY: the buffer is 64-byte aligned (so 4-byte aligned) and any bit pattern is an f32;
+    // the length is rounded down to whole elements.
+    unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<f32>(), bytes.len() / 4) }
+}
+
 /// The pieces, back to back, in a new aligned buffer.
 fn concatenate(pieces: &[&[u8]]) -> Result<AlignedBuffer, Error> {
     let length = pieces.iter().map(|piece| piece.len()).sum();
@@ -425,6 +467,7 @@ mod tests {
             offset: 0,
             byte_size: (count * encoding.stored_element_size()) as u64,
             encoding,
+            panels: None,
         }
     }
 

@@ -135,3 +135,94 @@ fn zero_padding_folds_into_the_convolution_that_reads_it() {
             .unwrap_or_else(|e| panic!("case {case}: {e}"));
     }
 }
+
+/// `pack_weights` packs a constant only GEMM kernels read, as the panels they stream: a
+/// convolution's filter as `[kh·kw·c, n]`, a transposed product's B as its transpose; a
+/// constant something else also reads stays as it is. (Packed or not, every op case above
+/// compares the answer with the reference.)
+#[test]
+fn constants_only_gemm_kernels_read_are_packed() {
+    use std::sync::Arc;
+    use tfjsc::ir::Graph;
+    use tfjsc::ops::conv::Conv2d;
+    use tfjsc::ops::elementwise::{Binary, BinaryKind};
+    use tfjsc::ops::matmul::MatMul;
+    use tfjsc_runtime::panels::Panels;
+
+    let mut graph = Graph::new();
+    let x = graph.add_input(
+        "x",
+        Some(crate::harness::uniform(&[1, 5, 5, 3], 1, -1.0, 1.0).tensor_type()),
+    );
+    let filter = graph.add_constant(
+        "filter",
+        crate::harness::uniform(&[3, 3, 3, 20], 2, -1.0, 1.0),
+        None,
+    );
+    let conv = Conv2d {
+        strides: [1, 1],
+        dilations: [1, 1],
+        padding: Padding::Same,
+        depthwise: false,
+        epilogue: Default::default(),
+    };
+    let conv = graph.add_node("conv", Arc::new(conv), vec![x, filter], 1);
+    let y = graph.node(conv).unwrap().outputs[0];
+    graph.add_output("y", y);
+    let a = graph.add_input(
+        "a",
+        Some(crate::harness::uniform(&[4, 6], 3, -1.0, 1.0).tensor_type()),
+    );
+    let d = graph.add_input(
+        "d",
+        Some(crate::harness::uniform(&[6, 7], 6, -1.0, 1.0).tensor_type()),
+    );
+    let transposed = graph.add_constant("b", crate::harness::uniform(&[7, 6], 4, -1.0, 1.0), None);
+    let shared = graph.add_constant("c", crate::harness::uniform(&[6, 7], 5, -1.0, 1.0), None);
+    let product = |transpose_b| MatMul {
+        transpose_a: false,
+        transpose_b,
+        epilogue: Default::default(),
+    };
+    let first = graph.add_node("first", Arc::new(product(true)), vec![a, transposed], 1);
+    let second = graph.add_node("second", Arc::new(product(false)), vec![a, shared], 1);
+    let sum = graph.add_node(
+        "sum",
+        Arc::new(Binary::new(BinaryKind::Add)),
+        vec![
+            graph.node(first).unwrap().outputs[0],
+            graph.node(second).unwrap().outputs[0],
+        ],
+        1,
+    );
+    let doubled = graph.add_node(
+        "doubled",
+        Arc::new(Binary::new(BinaryKind::Add)),
+        vec![shared, d],
+        1,
+    );
+    graph.add_output("z", x_of(&graph, sum));
+    graph.add_output("w", x_of(&graph, doubled));
+    tfjsc::passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
+    let panels = |value| graph.constant(value).unwrap().panels;
+    fn x_of(graph: &Graph, node: tfjsc::ir::NodeId) -> tfjsc::ir::ValueId {
+        graph.node(node).unwrap().outputs[0]
+    }
+    assert_eq!(
+        panels(filter),
+        Some(Panels {
+            rows: 27,
+            columns: 20,
+            transposed: false
+        })
+    );
+    assert_eq!(
+        panels(transposed),
+        Some(Panels {
+            rows: 6,
+            columns: 7,
+            transposed: true
+        })
+    );
+    assert_eq!(panels(shared), None, "an add reads it too");
+}

@@ -135,6 +135,21 @@ fn report(args: &InspectArgs, out: &mut String) -> Result<()> {
                 plan.weights.len(),
                 plan.embedded.len()
             );
+            // Packed panels: what the runtime builds at load (bytes it owns beside the mapped
+            // shards, and the time to write them) for the kernels' faster reads.
+            let packed: Vec<u64> = plan
+                .weights
+                .iter()
+                .filter_map(|(_, value)| graph.constant(*value)?.panels?.packed_len())
+                .map(|elements| elements as u64 * 4)
+                .collect();
+            let _ = writeln!(
+                out,
+                "packed weights: {} of {} packed into GEMM panels at load, {} in all",
+                packed.len(),
+                plan.weights.len(),
+                human_bytes(packed.iter().sum())
+            );
             // The same question `compile` asks, answered the same way: lower every node.
             match compile_graph(graph, Some(model), &options) {
                 Ok(_) => {

@@ -223,6 +223,11 @@ impl TilePlan {
             if vectors > 1 && (vectors - 1) * lanes >= columns {
                 break; // a narrower tile already covers every column
             }
+            let width = vectors * lanes;
+            if !width.is_multiple_of(PANEL) && !PANEL.is_multiple_of(width) {
+                // A tile must not straddle a panel boundary part-way (12 columns at 12 would).
+                continue;
+            }
             for height in 1..=isa.max_rows(vectors).min(rows.max(1)) {
                 // Blocks keep their A rows in L2, and a single large group still gets several,
                 // for the threads to share.

@@ -375,7 +375,17 @@ pub fn generate(
             )
             .map_err(backend)?;
         let mut data = DataDescription::new();
-        let mut bytes = tensor.to_le_bytes();
+        let constant = graph
+            .constant(value)
+            .ok_or_else(|| backend("embedded value is not a constant"))?;
+        let mut bytes = match (&constant.panels, &tensor.data) {
+            (Some(panels), crate::ir::TensorData::F32(values)) => {
+                let mut packed = vec![0f32; panels.packed_len().unwrap_or(0)];
+                panels.pack(values, &mut packed);
+                packed.iter().flat_map(|v| v.to_le_bytes()).collect()
+            }
+            _ => tensor.to_le_bytes(),
+        };
         if bytes.is_empty() {
             bytes.push(0);
         }
@@ -408,9 +418,13 @@ pub fn generate(
                 .is_some_and(|c| c.tensor.element_count() <= 64)
         });
         let key = format!(
-            "{}{:?}|{:?}|{:?}",
+            "{}{:?}|{:?}|{:?}|{:?}",
             node.op.name(),
             node.op.attributes(),
+            node.inputs
+                .iter()
+                .map(|&v| graph.constant(v).and_then(|c| c.panels))
+                .collect::<Vec<_>>(),
             node.inputs
                 .iter()
                 .map(|&v| graph.value(v).ty.clone())
@@ -462,7 +476,10 @@ pub fn generate(
                     pointer: params[i],
                     ty: graph.ty(v).clone(),
                     constant: graph.constant(v).map(|c| Arc::clone(&c.tensor)),
-                    layout: gemm::BLayout::RowMajor,
+                    layout: match graph.constant(v).and_then(|c| c.panels) {
+                        Some(_) => gemm::BLayout::Panels,
+                        None => gemm::BLayout::RowMajor,
+                    },
                 })
                 .collect();
             let outputs = node

@@ -45,6 +45,9 @@ pub struct Constant {
     pub tensor: Arc<Tensor>,
     /// The manifest weight this constant is, if it is one.
     pub weight: Option<String>,
+    /// Stored packed into panels for the GEMM kernels that read it (`passes::pack_weights`);
+    /// the tensor itself stays in its logical layout.
+    pub panels: Option<tfjsc_runtime::panels::Panels>,
 }
 
 /// One value: its definition, its type once inferred, and a name for messages.
@@ -130,11 +133,20 @@ impl Graph {
         id
     }
 
+    /// The constant behind `id`, if it is one, to change how it is stored.
+    pub fn constant_mut(&mut self, id: ValueId) -> Option<&mut Constant> {
+        match &mut self.value_mut(id).definition {
+            Definition::Constant(constant) => Some(constant),
+            _ => None,
+        }
+    }
+
     pub fn add_constant(&mut self, name: &str, tensor: Tensor, weight: Option<String>) -> ValueId {
         let ty = Some(tensor.tensor_type());
         let constant = Constant {
             tensor: Arc::new(tensor),
             weight,
+            panels: None,
         };
         self.push_value(Definition::Constant(constant), ty, name.to_string())
     }
@@ -249,6 +261,7 @@ impl Graph {
         entry.definition = Definition::Constant(Constant {
             tensor: Arc::new(tensor),
             weight: None,
+            panels: None,
         });
     }
 

@@ -11,6 +11,7 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use crate::codegen::gemm::{self, Gemm, GroupBases, Segment};
 use crate::codegen::microkernel::{self, Isa, Microkernel};
+use tfjsc_runtime::panels::Panels;
 
 use super::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
 use super::epilogue::{self, Epilogue, EpilogueStep};
@@ -226,6 +227,23 @@ impl Operator for Conv2d {
             filter.shape[0] * filter.shape[1] * filter.shape[2]
         };
         2 * (outputs[0].element_count() * per_output) as u64
+    }
+
+    /// A regular convolution's filter `[kh, kw, c, n]` is B `[kh·kw·c, n]`.
+    fn panel_operand(&self, inputs: &[&TensorType]) -> Option<(usize, Panels)> {
+        let filter = inputs.get(1)?;
+        if self.depthwise || filter.rank() != 4 {
+            return None;
+        }
+        let rows = filter.shape[..3].iter().product();
+        Some((
+            1,
+            Panels {
+                rows,
+                columns: filter.shape[3],
+                transposed: false,
+            },
+        ))
     }
 
     /// Spatial zero padding folds into explicit padding (only around valid or explicit padding:

@@ -18,6 +18,7 @@ use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
 use crate::ops::importer::{node_error, ImportError, Importer, NodeAttributes};
 use crate::ops::registry::Family;
 use tfjsc_proto::tensorflow::NodeDef;
+use tfjsc_runtime::panels::Panels;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MatMul {
@@ -300,6 +301,27 @@ impl Operator for MatMul {
                 c: k.builder.ins().imul_imm_s(batch, (d.m * d.n) as i64),
             })
         })
+    }
+
+    /// A matrix B of rank 2 (the same for every batch) is packed, transposed or not.
+    fn panel_operand(&self, inputs: &[&TensorType]) -> Option<(usize, Panels)> {
+        let b = inputs.get(1)?;
+        if b.rank() != 2 {
+            return None;
+        }
+        let (rows, columns) = if self.transpose_b {
+            (b.shape[1], b.shape[0])
+        } else {
+            (b.shape[0], b.shape[1])
+        };
+        Some((
+            1,
+            Panels {
+                rows,
+                columns,
+                transposed: self.transpose_b,
+            },
+        ))
     }
 
     fn scratch_bytes(&self, inputs: &[&TensorType], _outputs: &[TensorType]) -> usize {

@@ -32,6 +32,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use tfjsc_runtime::panels::Panels;
+
 use crate::codegen::kernel::Kernel;
 use crate::codegen::CodegenError;
 use crate::ir::{DType, Tensor, TensorType};
@@ -128,6 +130,12 @@ pub trait Operator: fmt::Debug + Send + Sync + Any {
 
     /// This op with `step` appended to its epilogue, for ops that finish their results with one.
     fn with_epilogue_step(&self, _step: &epilogue::EpilogueStep) -> Option<Arc<dyn Operator>> {
+        None
+    }
+
+    /// The input a GEMM kernel reads as B, and the panels it would stream it in when that input
+    /// is a constant (`passes::pack_weights` decides).
+    fn panel_operand(&self, _inputs: &[&TensorType]) -> Option<(usize, Panels)> {
         None
     }
 

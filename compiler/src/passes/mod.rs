@@ -7,6 +7,7 @@ mod fold;
 mod fuse;
 pub mod memory;
 mod outputs;
+mod pack;
 
 use crate::ir::{verify::verify, Graph};
 
@@ -40,6 +41,7 @@ pub const PIPELINE: &[(&str, PassFn)] = &[
     ("fold_padding", fuse::fold_padding),
     ("eliminate_dead_code", dead_code::eliminate_dead_code),
     ("fuse_epilogues", fuse::fuse_epilogues),
+    ("pack_weights", pack::pack_weights),
     ("materialize_outputs", outputs::materialize_outputs),
 ];
 
