@@ -153,6 +153,16 @@ impl WeightStore {
         let mut sources = Vec::with_capacity(description.weights.len());
         for weight in &description.weights {
             let stored = locate(description, &streams[weight.group], weight)?;
+            // A packed weight's mapped pages are not read again once it is packed.
+            let mapped: Vec<(*const u8, usize)> = match (&stored, loading) {
+                (_, WeightLoading::Copied) => Vec::new(),
+                _ if weight.panels.is_none() => Vec::new(),
+                (StoredBytes::Contiguous(bytes), _) => vec![(bytes.as_ptr(), bytes.len())],
+                (StoredBytes::Pieces(pieces), _) => pieces
+                    .iter()
+                    .map(|piece| (piece.as_ptr(), piece.len()))
+                    .collect(),
+            };
             let (pointer, source, buffer) = match in_place_pointer(weight, &stored) {
                 Some(pointer) => (pointer, WeightSource::InPlace, None),
                 None => {
@@ -179,6 +189,9 @@ impl WeightStore {
                 // `in_place_pointer` checks the alignment; decoded: an aligned buffer).
                 let values = unsafe { std::slice::from_raw_parts(pointer.cast::<f32>(), count) };
                 let packed = pack(panels, values)?;
+                for (start, length) in mapped {
+                    release_pages(start, length);
+                }
                 pointers.push(packed.as_ptr().cast::<c_void>());
                 sources.push(WeightSource::Packed {
                     bytes: packed.len(),
@@ -345,6 +358,23 @@ fn stored_as_decoded(weight: &WeightSpec) -> bool {
     cfg!(target_endian = "little")
         && weight.encoding.is_stored_as_decoded()
         && weight.dtype != DType::Bool
+}
+
+/// Lets the kernel drop the whole pages of a read-only file mapping inside `start..start +
+/// length` from this process's resident memory: the bytes stay what the file holds (a later
+/// read faults them in again), so other weights sharing an edge page are unaffected. Advice
+/// only: a failure changes nothing.
+fn release_pages(start: *const u8, length: usize) {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let first = (start as usize).next_multiple_of(page);
+    let end = (start as usize + length) / page * page;
+    if end > first {
+        // SAFETY: `first..end` lies inside a read-only mapping of a file (the caller's
+        // contiguous stored bytes of a mapped shard); MADV_DONTNEED on such a mapping only drops
+        // pages that the kernel re-reads from the file on the next access.
+        unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED) };
+    }
 }
 
 /// `values` packed into panels in a new 64-byte aligned buffer.
