@@ -52,14 +52,18 @@ unsafe extern "C" fn no_barrier(_: *const ThreadSync) -> i32 {
 const SPINS: u32 = 2_000;
 const YIELDS: u32 = 200;
 
-/// Waits until `ready()` holds (spin, then yield; never parks: barriers are short).
-fn wait_until(mut ready: impl FnMut() -> bool) {
+/// Waits until `ready()` holds: spins, then yields; with `park`, after the yields it parks
+/// until unparked (an idle worker between runs), checking again on every wake-up. Barriers do
+/// not park: they are short.
+fn wait_until(mut ready: impl FnMut() -> bool, park: bool) {
     let mut tries = 0u32;
     while !ready() {
         if tries < SPINS {
             std::hint::spin_loop();
-        } else {
+        } else if !park || tries < SPINS + YIELDS {
             thread::yield_now();
+        } else {
+            thread::park();
         }
         tries = tries.saturating_add(1);
     }
@@ -101,10 +105,13 @@ unsafe extern "C" fn pool_barrier(sync: *const ThreadSync) -> i32 {
         return 0;
     }
     let mut abandoned = false;
-    wait_until(|| {
-        abandoned = shared.abandoned.load(Ordering::Acquire);
-        abandoned || shared.generation.load(Ordering::Acquire) != generation
-    });
+    wait_until(
+        || {
+            abandoned = shared.abandoned.load(Ordering::Acquire);
+            abandoned || shared.generation.load(Ordering::Acquire) != generation
+        },
+        false,
+    );
     i32::from(abandoned && shared.generation.load(Ordering::Acquire) == generation)
 }
 
@@ -189,7 +196,7 @@ impl Pool {
             shared.abandoned.store(true, Ordering::Release);
         }
         let workers = self.workers.len();
-        wait_until(|| shared.finished.load(Ordering::Acquire) == workers);
+        wait_until(|| shared.finished.load(Ordering::Acquire) == workers, false);
         status
     }
 }
@@ -197,22 +204,12 @@ impl Pool {
 fn work(shared: &Shared, index: usize) {
     let mut seen = 0u64;
     loop {
-        let mut tries = 0u32;
-        let epoch = loop {
-            let epoch = shared.epoch.load(Ordering::Acquire);
-            if epoch != seen || shared.quit.load(Ordering::Acquire) {
-                break epoch;
-            }
-            if tries < SPINS {
-                std::hint::spin_loop();
-            } else if tries < SPINS + YIELDS {
-                thread::yield_now();
-            } else {
-                // Woken by `unpark` at the next run (or spuriously: the loop checks again).
-                thread::park();
-            }
-            tries = tries.saturating_add(1);
-        };
+        // Woken by `unpark` at the next run (or at drop).
+        wait_until(
+            || shared.epoch.load(Ordering::Acquire) != seen || shared.quit.load(Ordering::Acquire),
+            true,
+        );
+        let epoch = shared.epoch.load(Ordering::Acquire);
         if shared.quit.load(Ordering::Acquire) {
             return;
         }

@@ -128,12 +128,29 @@ type BlockVisit<'v> = dyn FnMut(&mut Kernel, &GroupBases, Value, &[(usize, usize
 
 /// How tiles are finished: in the machine-code kernels' registers (`machine`), or by the
 /// Cranelift epilogue after the last chunk; `operands` are the epilogue's operand pointers.
-pub struct Finish<'o> {
+pub struct Finish {
     pub machine: Option<MachineEpilogue>,
-    pub operands: &'o [Value],
+    pub operands: Vec<Value>,
 }
 
-impl Finish<'_> {
+impl Finish {
+    /// How `kernel`'s tiles are finished: machine-code kernels of `isa` take `epilogue` into
+    /// their registers when they know every step (its operands are the kernel's inputs 2, 3, ...).
+    pub fn new(kernel: &Kernel, epilogue: &Epilogue, isa: Isa) -> Finish {
+        let operands = &kernel.inputs[2..];
+        let machine = match isa {
+            Isa::Portable => None,
+            _ => {
+                let types: Vec<&TensorType> = operands.iter().map(|input| &input.ty).collect();
+                epilogue.machine_form(isa, &kernel.outputs[0].ty, &types)
+            }
+        };
+        Finish {
+            machine,
+            operands: operands.iter().map(|input| input.pointer).collect(),
+        }
+    }
+
     /// The pointer arguments of `epilogue`'s binary steps for the tile at column `column` whose
     /// first element is C's element `first`: a channel operand at the column, a full operand at
     /// the element.
@@ -149,7 +166,7 @@ impl Finish<'_> {
             _ => None,
         });
         binary
-            .zip(self.operands)
+            .zip(&self.operands)
             .map(|(source, &pointer)| match source {
                 StepOperand::Channel => k.address(pointer, column, 4),
                 StepOperand::Full => k.address(pointer, first, 4),
@@ -190,8 +207,9 @@ pub fn balanced_runs(total: usize, height: usize) -> Vec<(usize, usize, usize)> 
     runs
 }
 
-/// `(start, count, width)` column runs: full tiles of `width`, then one narrower tile.
-fn column_runs(total: usize, width: usize) -> Vec<(usize, usize, usize)> {
+/// Splits `total` into `(start, count, width)` runs: as many tiles of `width` as fit, then one
+/// narrower tile for the rest (GEMM column tiles, depthwise channel tiles).
+pub fn tile_runs(total: usize, width: usize) -> Vec<(usize, usize, usize)> {
     let mut runs = Vec::new();
     if total / width > 0 {
         runs.push((0, total / width, width));
@@ -250,7 +268,7 @@ impl TilePlan {
                 let row_tiles: Vec<(usize, usize)> = row_tiles
                     .chain(plan.last_block_runs().into_iter().map(|(_, n, h)| (n, h)))
                     .collect();
-                let cost: f64 = column_runs(columns, plan.width())
+                let cost: f64 = tile_runs(columns, plan.width())
                     .iter()
                     .map(|&(_, count, width)| {
                         let v = width.div_ceil(lanes);
@@ -306,27 +324,13 @@ impl Gemm<'_> {
         bases: &mut dyn FnMut(&mut Kernel, Value) -> Result<GroupBases, CodegenError>,
     ) -> Result<(), CodegenError> {
         let plan = TilePlan::choose(kernel.features.isa, self.rows, self.columns, self.depth);
-        // Machine-code kernels finish the tile in registers when they know every step.
-        let machine_epilogue = match plan.isa {
-            // Without a kernel call (an empty sum) nothing would apply it.
-            _ if self.chunks().is_empty() => None,
-            Isa::Portable => None,
-            _ => {
-                let operands: Vec<&TensorType> =
-                    kernel.inputs[2..].iter().map(|input| &input.ty).collect();
-                self.epilogue
-                    .machine_form(plan.isa, &kernel.outputs[0].ty, &operands)
-            }
-        };
-        let operand_pointers: Vec<Value> = kernel.inputs[2..]
-            .iter()
-            .map(|input| input.pointer)
-            .collect();
-        let finish = Finish {
-            machine: machine_epilogue,
-            operands: &operand_pointers,
-        };
-        if self.segments.iter().all(|segment| segment.depth == 0) {
+        let chunks = self.chunks();
+        let mut finish = Finish::new(kernel, self.epilogue, plan.isa);
+        if chunks.is_empty() {
+            // Without a kernel call (an empty sum) nothing would apply it in registers.
+            finish.machine = None;
+        }
+        if chunks.is_empty() {
             // An empty sum: no kernel call writes C, so it starts as zeros.
             kernel.for_split(self.groups, &mut |k, group| {
                 let group_bases = bases(k, group)?;
@@ -334,7 +338,6 @@ impl Gemm<'_> {
             })?;
             kernel.barrier();
         }
-        let chunks = self.chunks();
         if self.groups > 1 && self.depth * self.columns * 4 > B_RESIDENT_BYTES {
             return self.emit_columns_outer(kernel, &plan, &finish, output, bases, &chunks);
         }
@@ -347,11 +350,11 @@ impl Gemm<'_> {
                      group_bases: &GroupBases,
                      first_row: Value,
                      runs: &[(usize, usize, usize)]| {
-            for (start, count, width) in column_runs(self.columns, plan.width()) {
+            for (start, count, width) in tile_runs(self.columns, plan.width()) {
                 k.for_steps(start, count, width, &mut |k, j| {
                     let tile = ColumnTile::new(group_bases, first_row, runs, j, width);
-                    for (index, chunk) in chunks.iter().enumerate() {
-                        self.emit_calls(k, &plan, &finish, output, &tile, (index, chunk))?;
+                    for index in 0..chunks.len() {
+                        self.emit_calls(k, &plan, &finish, output, &tile, (&chunks, index))?;
                     }
                     self.emit_epilogue(k, &finish, output, &tile)
                 })?;
@@ -406,14 +409,14 @@ impl Gemm<'_> {
                 visit(k, &group_bases, first_row, &last_runs)
             })
         };
-        for (start, count, width) in column_runs(self.columns, plan.width()) {
+        for (start, count, width) in tile_runs(self.columns, plan.width()) {
             kernel.for_split(count, &mut |k, tile| {
                 let j = k.builder.ins().imul_imm_s(tile, width as i64);
                 let j = k.builder.ins().iadd_imm_s(j, start as i64);
-                for (index, chunk) in chunks.iter().enumerate() {
+                for index in 0..chunks.len() {
                     each_block(k, &mut |k, bases, first_row, runs| {
                         let tile = ColumnTile::new(bases, first_row, runs, j, width);
-                        self.emit_calls(k, plan, finish, output, &tile, (index, chunk))
+                        self.emit_calls(k, plan, finish, output, &tile, (chunks, index))
                     })?;
                 }
                 each_block(k, &mut |k, bases, first_row, runs| {
@@ -451,10 +454,11 @@ impl Gemm<'_> {
         finish: &Finish,
         output: Value,
         tile: &ColumnTile,
-        (index, chunk): (usize, &Segment),
+        (chunks, index): (&[Segment], usize),
     ) -> Result<(), CodegenError> {
         let (bases, first_row, runs) = (tile.bases, tile.first_row, tile.runs);
         let (j, width) = (tile.j, tile.width);
+        let (chunk, last) = (&chunks[index], index + 1 == chunks.len());
         let (b_row_bytes, panel_stride) = match self.b_layout {
             BLayout::RowMajor => (self.columns * 4, PANEL * 4),
             BLayout::Panels => (PANEL * 4, self.depth * PANEL * 4),
@@ -473,7 +477,6 @@ impl Gemm<'_> {
             .iadd_imm_s(b, (chunk.b_row * b_row_bytes) as i64);
         let accumulate = k.iconst(i64::from(index > 0));
         // The last chunk's call finishes the tile with the machine epilogue, if there is one.
-        let last = index + 1 == self.chunks().len();
         let epilogue = match finish.machine {
             Some(epilogue) if last => epilogue,
             _ => MachineEpilogue::default(),

@@ -28,6 +28,20 @@ pub const THREAD_OFFSET: i32 = 0;
 pub const THREADS_OFFSET: i32 = 8;
 pub const BARRIER_OFFSET: i32 = 16;
 
+/// Calls the run's barrier (`sync->barrier(sync)`, docs/abi.md "Threads") and returns its
+/// status: non-zero when the run was abandoned.
+pub fn call_barrier(builder: &mut FunctionBuilder, module: &ObjectModule, sync: Value) -> Value {
+    let mut signature = Signature::new(module.isa().default_call_conv());
+    signature.params.push(AbiParam::new(types::I64));
+    signature.returns.push(AbiParam::new(types::I32));
+    let signature = builder.import_signature(signature);
+    let function = builder
+        .ins()
+        .load(types::I64, MemFlagsData::trusted(), sync, BARRIER_OFFSET);
+    let call = builder.ins().call_indirect(signature, function, &[sync]);
+    builder.inst_results(call)[0]
+}
+
 /// Lanes of the portable vector type (Cranelift's x86-64 backend emits 128-bit vectors).
 pub const LANES: usize = 4;
 
@@ -329,21 +343,9 @@ impl<'a> Kernel<'a> {
     /// All threads of the run meet here (the runtime's barrier; a no-op for one thread).
     pub fn barrier(&mut self) {
         self.splits = true;
-        let mut signature = Signature::new(self.module.isa().default_call_conv());
-        signature.params.push(AbiParam::new(types::I64));
-        signature.returns.push(AbiParam::new(types::I32));
-        let signature = self.builder.import_signature(signature);
-        let function = self.builder.ins().load(
-            types::I64,
-            MemFlagsData::trusted(),
-            self.sync,
-            BARRIER_OFFSET,
-        );
         // Its status only says another thread failed; the run's own barrier after this kernel
         // acts on that.
-        self.builder
-            .ins()
-            .call_indirect(signature, function, &[self.sync]);
+        call_barrier(&mut self.builder, self.module, self.sync);
     }
 
     /// `for index in 0..count` with a constant count; a count of 1 emits the body once, straight.

@@ -903,17 +903,6 @@ pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError
     e.finish()
 }
 
-/// Splits `total` into `(start, count, width)` runs: as many tiles of `widest` as fit, then one
-/// narrower tile for the rest.
-pub fn tile_runs(total: usize, widest: usize) -> Vec<(usize, usize, usize)> {
-    let mut runs = vec![(0, total / widest, widest)];
-    if !total.is_multiple_of(widest) {
-        runs.push((total / widest * widest, 1, total % widest));
-    }
-    runs.retain(|run| run.1 > 0);
-    runs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

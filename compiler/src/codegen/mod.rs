@@ -251,7 +251,7 @@ fn load_threads(builder: &mut FunctionBuilder, sync: Value) -> [Value; 3] {
 /// that the run was abandoned (another one failed) returns at once.
 fn emit_barrier(
     builder: &mut FunctionBuilder,
-    module: &mut ObjectModule,
+    module: &ObjectModule,
     [_, threads, sync]: [Value; 3],
 ) -> Result<(), CodegenError> {
     let meet = builder.create_block();
@@ -265,18 +265,7 @@ fn emit_barrier(
     builder.ins().brif(several, meet, &[], next, &[]);
     builder.switch_to_block(meet);
     builder.seal_block(meet);
-    let mut signature = Signature::new(module.isa().default_call_conv());
-    signature.params.push(AbiParam::new(types::I64));
-    signature.returns.push(AbiParam::new(types::I32));
-    let signature = builder.import_signature(signature);
-    let function = builder.ins().load(
-        types::I64,
-        MemFlagsData::trusted(),
-        sync,
-        kernel::BARRIER_OFFSET,
-    );
-    let call = builder.ins().call_indirect(signature, function, &[sync]);
-    let abandoned = builder.inst_results(call)[0];
+    let abandoned = kernel::call_barrier(builder, module, sync);
     builder.ins().brif(abandoned, abandon, &[], next, &[]);
     builder.switch_to_block(abandon);
     builder.seal_block(abandon);
@@ -362,10 +351,10 @@ pub fn generate(
     // Embedded constants.
     let mut embedded: Vec<DataId> = Vec::new();
     for (index, &value) in plan.embedded.iter().enumerate() {
-        let tensor = &graph
+        let constant = graph
             .constant(value)
-            .ok_or_else(|| backend("embedded value is not a constant"))?
-            .tensor;
+            .ok_or_else(|| backend("embedded value is not a constant"))?;
+        let tensor = &constant.tensor;
         let id = module
             .declare_data(
                 &format!("tfjsc_constant_{index}"),
@@ -375,9 +364,7 @@ pub fn generate(
             )
             .map_err(backend)?;
         let mut data = DataDescription::new();
-        let constant = graph
-            .constant(value)
-            .ok_or_else(|| backend("embedded value is not a constant"))?;
+        // Packed panels for the GEMM kernels that read it (passes::pack_weights).
         let mut bytes = match (&constant.panels, &tensor.data) {
             (Some(panels), crate::ir::TensorData::F32(values)) => {
                 let mut packed = vec![0f32; panels.packed_len().unwrap_or(0)];
@@ -609,7 +596,7 @@ pub fn generate(
                 builder.switch_to_block(next);
                 builder.seal_block(next);
             }
-            emit_barrier(&mut builder, &mut module, threads)?;
+            emit_barrier(&mut builder, &module, threads)?;
         }
         let zero = builder.ins().iconst(types::I32, 0);
         builder.ins().return_(&[zero]);

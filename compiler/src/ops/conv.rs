@@ -172,22 +172,7 @@ impl Operator for Conv2d {
             // (small images, large filters): those take the slower tested path, so the padded
             // copy is cheaper then.
             let [oh, ow] = window.output;
-            let (y0, y1) = interior(
-                oh,
-                window.input[0],
-                window.pads[0],
-                window.strides[0],
-                window.dilations[0],
-                window.kernel[0],
-            );
-            let (x0, x1) = interior(
-                ow,
-                window.input[1],
-                window.pads[2],
-                window.strides[1],
-                window.dilations[1],
-                window.kernel[1],
-            );
+            let [(y0, y1), (x0, x1)] = window.interior();
             let border = oh * ow - (y1 - y0) * (x1 - x0);
             if border * 8 <= oh * ow {
                 let input = kernel.inputs[0].pointer;
@@ -397,27 +382,6 @@ fn lower_regular(
     })
 }
 
-/// The output positions `[first, end)` along one axis whose whole window lies inside the
-/// input (no padding read): `output` positions, `input` size, leading `pad`, stride, dilation,
-/// window size.
-fn interior(
-    output: usize,
-    input: usize,
-    pad: usize,
-    stride: usize,
-    dilation: usize,
-    window: usize,
-) -> (usize, usize) {
-    let first = pad.div_ceil(stride);
-    let reach = (window - 1) * dilation;
-    let end = if input + pad > reach {
-        ((input - 1 + pad - reach) / stride + 1).min(output)
-    } else {
-        0
-    };
-    (first.min(output), end.max(first.min(output)))
-}
-
 /// Depthwise convolution (multiplier 1) on machine-code kernels specialised to the layer,
 /// reading `input` as `w` describes it (the input itself, or its padded copy with no padding
 /// left): the output pixels whose window lies inside the
@@ -437,21 +401,14 @@ fn lower_depthwise_microkernels(
     let [ih, iw] = w.input;
     let [oh, ow] = w.output;
     let [top, _, left, _] = w.pads;
-    let (y0, y1) = interior(oh, ih, top, w.strides[0], w.dilations[0], w.kernel[0]);
-    let (x0, x1) = interior(ow, iw, left, w.strides[1], w.dilations[1], w.kernel[1]);
+    let [(y0, y1), (x0, x1)] = w.interior();
     let isa = kernel.features.isa;
     // The kernels apply the epilogue in registers when they know its steps (three operands at
     // most); otherwise the Cranelift epilogue finishes each tile.
-    let operand_types: Vec<&TensorType> = kernel.inputs[2..].iter().map(|i| &i.ty).collect();
-    let machine = epilogue
-        .machine_form(isa, &kernel.outputs[0].ty, &operand_types)
-        .filter(|m| m.operand_count() <= 3);
-    let operands: Vec<Value> = kernel.inputs[2..].iter().map(|i| i.pointer).collect();
-    let finish = gemm::Finish {
-        machine,
-        operands: &operands,
-    };
-    let channel_runs = microkernel::tile_runs(c, isa.lanes());
+    let mut finish = gemm::Finish::new(kernel, epilogue, isa);
+    finish.machine = finish.machine.filter(|m| m.operand_count() <= 3);
+    let machine = finish.machine;
+    let channel_runs = gemm::tile_runs(c, isa.lanes());
     let pixel_runs = gemm::balanced_runs(x1 - x0, isa.max_depthwise_pixels());
     let border = |k: &mut Kernel, n: Value, y: Value, from: usize, to: usize| {
         k.for_steps(from, to - from, 1, &mut |k, x| {

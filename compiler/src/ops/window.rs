@@ -131,6 +131,24 @@ pub struct Window {
 }
 
 impl Window {
+    /// Per axis (rows, columns), the output positions `[first, end)` whose whole window lies
+    /// inside the input, reading no padding.
+    pub fn interior(&self) -> [(usize, usize); 2] {
+        let [top, _, left, _] = self.pads;
+        [0, 1].map(|axis| {
+            let pad = [top, left][axis];
+            let (output, stride) = (self.output[axis], self.strides[axis]);
+            let first = pad.div_ceil(stride).min(output);
+            let reach = (self.kernel[axis] - 1) * self.dilations[axis];
+            let end = if self.input[axis] + pad > reach {
+                ((self.input[axis] - 1 + pad - reach) / stride + 1).min(output)
+            } else {
+                0
+            };
+            (first, end.max(first))
+        })
+    }
+
     pub fn new(
         input: &[usize],
         kernel: [usize; 2],
