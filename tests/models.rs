@@ -54,6 +54,40 @@ fn check_case(directory: &Path, model_key: &str) -> Option<Vec<String>> {
         Err(e) => return Some(vec![format!("{name}: run: {e}")]),
     };
     let mut failures = Vec::new();
+    // A library of several kernel sets: the one chosen must be the best this CPU supports, and
+    // each set the CPU can run, loaded alone by its own prefix, must match the references too.
+    let mut runs = vec![(String::new(), outputs.clone())];
+    let supported =
+        |features: &[String]| features.iter().all(|f| tfjsc_runtime::cpu::has_feature(f));
+    if let Some(best) = description
+        .kernel_sets
+        .iter()
+        .rev()
+        .find(|set| supported(&set.required_cpu_features))
+    {
+        if loaded.kernel_set() != best.name {
+            failures.push(format!(
+                "{name}: the library chose kernel set {}, this CPU's best is {}",
+                loaded.kernel_set(),
+                best.name
+            ));
+        }
+    }
+    for set in &description.kernel_sets {
+        if !supported(&set.required_cpu_features) {
+            eprintln!(
+                "{name}: kernel set {} not run: this CPU lacks its features",
+                set.name
+            );
+            continue;
+        }
+        let alone = Model::load_with_prefix(&library, &set.symbol_prefix, None)
+            .and_then(|model| model.new_context()?.run_tensors(&inputs));
+        match alone {
+            Ok(outputs) => runs.push((format!(" [kernel set {}]", set.name), outputs)),
+            Err(e) => failures.push(format!("{name}: kernel set {}: {e}", set.name)),
+        }
+    }
     for threads in [2, 3] {
         let mut context = loaded.new_context().unwrap();
         context.set_threads(threads).unwrap();
@@ -63,42 +97,46 @@ fn check_case(directory: &Path, model_key: &str) -> Option<Vec<String>> {
             Err(e) => failures.push(format!("{name}: run on {threads} threads: {e}")),
         }
     }
-    for (spec, output) in description.outputs.iter().zip(&outputs) {
-        let entry = case["outputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["name"] == spec.name.as_str())
-            .unwrap_or_else(|| panic!("no output {:?} in case.json", spec.name));
-        let file = entry["file"].as_str().unwrap();
-        // TensorFlow's output, and TF.js's (pure-JS CPU backend) where the fixture has it.
-        let references = [
-            ("TensorFlow", file.to_string()),
-            ("TF.js", file.replace("expected_", "expected_tfjs_")),
-        ];
-        for (runtime, file) in references {
-            let path = directory.join(&file);
-            if runtime == "TF.js" && !path.exists() {
-                continue;
-            }
-            let expected = read_npy(&path).unwrap();
-            if output.shape != expected.shape {
-                failures.push(format!(
-                    "{name}: output {:?} has shape {:?}, {runtime} {:?}",
-                    spec.name, output.shape, expected.shape
-                ));
-                continue;
-            }
-            let error = common::relative_error(&common::as_f32(output), &common::as_f32(&expected));
-            eprintln!(
-                "{name} {:?}: relative error {error:.3e} against {runtime}",
-                spec.name
-            );
-            if error.is_nan() || error > TOLERANCE {
-                failures.push(format!(
+    for (set, outputs) in &runs {
+        let name = format!("{name}{set}");
+        for (spec, output) in description.outputs.iter().zip(outputs) {
+            let entry = case["outputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["name"] == spec.name.as_str())
+                .unwrap_or_else(|| panic!("no output {:?} in case.json", spec.name));
+            let file = entry["file"].as_str().unwrap();
+            // TensorFlow's output, and TF.js's (pure-JS CPU backend) where the fixture has it.
+            let references = [
+                ("TensorFlow", file.to_string()),
+                ("TF.js", file.replace("expected_", "expected_tfjs_")),
+            ];
+            for (runtime, file) in references {
+                let path = directory.join(&file);
+                if runtime == "TF.js" && !path.exists() {
+                    continue;
+                }
+                let expected = read_npy(&path).unwrap();
+                if output.shape != expected.shape {
+                    failures.push(format!(
+                        "{name}: output {:?} has shape {:?}, {runtime} {:?}",
+                        spec.name, output.shape, expected.shape
+                    ));
+                    continue;
+                }
+                let error =
+                    common::relative_error(&common::as_f32(output), &common::as_f32(&expected));
+                eprintln!(
+                    "{name} {:?}: relative error {error:.3e} against {runtime}",
+                    spec.name
+                );
+                if error.is_nan() || error > TOLERANCE {
+                    failures.push(format!(
                     "{name}: output {:?} differs from {runtime} by {error:.3e} (tolerance {TOLERANCE:e})",
                     spec.name
                 ));
+                }
             }
         }
     }

@@ -48,7 +48,7 @@ impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
             input_shapes: Vec::new(),
-            target: Target::new(codegen::target::CpuLevel::Native),
+            target: Target::default(),
             symbol_prefix: "tfjsc_model".into(),
             dump_ir: Vec::new(),
             verify_each: cfg!(debug_assertions),
@@ -133,7 +133,8 @@ pub fn compile_graph(
     } else {
         plan_memory(&graph)
     };
-    let description = describe(model.as_ref(), &graph, &plan, options)?;
+    let mut description = describe(model.as_ref(), &graph, &plan, options)?;
+    let level_descriptions = describe_kernel_sets(&mut description, options);
     let description_text = description.to_string();
     let object = codegen::generate(
         &graph,
@@ -142,6 +143,7 @@ pub fn compile_graph(
             target: &options.target,
             symbol_prefix: &options.symbol_prefix,
             description: &description_text,
+            level_descriptions: &level_descriptions,
         },
     )?;
     let header = header(&description, &options.symbol_prefix);
@@ -155,6 +157,41 @@ pub fn compile_graph(
         notes: Vec::new(),
         dumps: Vec::new(),
     })
+}
+
+/// With several kernel sets, lists them in the library's description (`kernel_sets`, docs/abi.md)
+/// and returns each set's own description: the same, with that set's target and CPU features,
+/// so that loading one set by its prefix checks the features its code uses.
+fn describe_kernel_sets(
+    description: &mut serde_json::Value,
+    options: &CompileOptions,
+) -> Vec<String> {
+    let target = &options.target;
+    if !target.dispatches() {
+        return Vec::new();
+    }
+    let prefix = |level: codegen::target::CpuLevel| {
+        format!("{}_{}", options.symbol_prefix, level.symbol_infix())
+    };
+    let own = |level: codegen::target::CpuLevel| {
+        let mut own = description.clone();
+        own["target"] = json!(level.describe());
+        own["required_cpu_features"] = json!(level.required_features());
+        own.to_string()
+    };
+    let descriptions = target.levels().iter().map(|&level| own(level)).collect();
+    description["kernel_sets"] = target
+        .levels()
+        .iter()
+        .map(|&level| {
+            json!({
+                "name": level.name(),
+                "symbol_prefix": prefix(level),
+                "required_cpu_features": level.required_features(),
+            })
+        })
+        .collect();
+    descriptions
 }
 
 /// Output names as TF.js reports them: no trailing ":0".
@@ -331,6 +368,18 @@ fn header(description: &serde_json::Value, prefix: &str) -> String {
          const struct tfjsc_threads *threads);\n\n",
         description["model"].as_str().unwrap_or("?")
     );
+    if let Some(sets) = description["kernel_sets"].as_array() {
+        let names: Vec<&str> = sets.iter().filter_map(|s| s["name"].as_str()).collect();
+        text += &format!(
+            "/* This library holds {} kernel sets ({}): run and step call the best one this CPU\n   \
+             supports, asked once (they return 4 if it supports none). Returns the index of that\n   \
+             set in the list, or -1. Each set also has its own entries, PREFIX_<set>_run, ...\n   \
+             (docs/abi.md, Kernel sets). */\n\
+             int32_t {prefix}_kernel_set(void);\n\n",
+            names.len(),
+            names.join(", ")
+        );
+    }
     text += &format!(
         "#define {upper}_ARENA_SIZE ((size_t){})\n",
         description["arena"]["size"]

@@ -16,7 +16,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::codegen::target::CpuLevel;
 use crate::codegen::{self, CodegenOptions, Target};
 use crate::import;
 use crate::ir::text;
@@ -173,10 +172,10 @@ pub fn pipeline(data: &[u8]) {
         panic!("the printed IR does not parse back ({error}):\n{printed}");
     }
     let plan = plan_memory(&graph);
-    // x86-64-v3 (AVX2 + FMA) rather than the host: the same input takes the same code path on
-    // every machine, and it is the path with the machine-code micro-kernels. On a non-x86 host
-    // the target is refused and code generation is skipped.
-    let target = Target::new(CpuLevel::X86_64V3);
+    // The default kernel sets (AVX2 + FMA and AVX-512) rather than the host: the same input
+    // takes the same code paths on every machine, and they are the paths with the machine-code
+    // micro-kernels. On a non-x86 host the target is refused and code generation is skipped.
+    let target = Target::default();
     let _ = codegen::generate(
         &graph,
         &plan,
@@ -184,6 +183,7 @@ pub fn pipeline(data: &[u8]) {
             target: &target,
             symbol_prefix: "fuzz",
             description: "{}",
+            level_descriptions: &["{}".to_string(), "{}".to_string()],
         },
     );
 }

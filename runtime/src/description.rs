@@ -310,6 +310,18 @@ impl CheckedSection {
     }
 }
 
+/// One kernel set of a library that holds several.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelSet {
+    /// The CPU level, as `--cpu` names it (`x86-64-v4`).
+    pub name: String,
+    /// The prefix of the set's own entries (`PREFIX_x86_64_v4_run`, `..._step`,
+    /// `..._description`), which load this set alone.
+    pub symbol_prefix: String,
+    /// The features its code uses.
+    pub required_cpu_features: Vec<String>,
+}
+
 /// The whole description of a compiled model (ABI v1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Description {
@@ -330,6 +342,10 @@ pub struct Description {
     /// rather than letting the code fault on an unknown instruction.
     #[serde(default)]
     pub required_cpu_features: Vec<String>,
+    /// In a library of several kernel sets, each set (lowest level first); `PREFIX_run` runs
+    /// the best one the CPU supports (docs/abi.md, "Kernel sets"). Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_sets: Vec<KernelSet>,
     /// Inputs, in the order of the `inputs` pointer array.
     pub inputs: Vec<TensorSpec>,
     /// Outputs, in the order of the `outputs` pointer array.

@@ -350,6 +350,7 @@ impl Error {
             1 => "an index read from the data is out of range".to_string(),
             2 => "integer division by zero".to_string(),
             3 => "an integer raised to a negative power".to_string(),
+            4 => "this CPU supports none of the library's kernel sets".to_string(),
             other => format!("failure code {other}"),
         };
         Error::KernelFailed {

@@ -41,7 +41,7 @@ mod step;
 mod tensor;
 mod weights;
 
-pub use description::{DType, Description, Encoding, StepInfo, TensorSpec, ABI_VERSION};
+pub use description::{DType, Description, Encoding, KernelSet, StepInfo, TensorSpec, ABI_VERSION};
 pub use error::Error;
 pub use model::{Context, DescriptionFn, LoadOptions, Model, RunFn, DEFAULT_SYMBOL_PREFIX};
 pub use npy::NpyError;

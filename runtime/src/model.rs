@@ -79,6 +79,9 @@ pub struct Model {
     /// `PREFIX_step`: checked runs (crate::checked) go through it, and profiles. `Err` says why
     /// the model has none, for a profile's error; a checked description without it is refused.
     step: Result<StepFn, String>,
+    /// In a library of several kernel sets, the index of the one `PREFIX_run` runs on this CPU
+    /// (`PREFIX_kernel_set`).
+    kernel_set: Option<usize>,
     /// Declared last so the code is unloaded after everything else is dropped.
     _library: Option<Library>,
 }
@@ -157,6 +160,18 @@ impl Model {
         let step = || step().map_err(missing(step_symbol.clone()));
         // SAFETY: `description` comes from the library's own description function.
         let mut model = unsafe { Model::from_parts(description, run, &step, options) }?;
+        if !model.description.kernel_sets.is_empty() {
+            let symbol = format!("{prefix}_kernel_set");
+            // SAFETY: docs/abi.md declares `PREFIX_kernel_set` as `int32_t (void)`.
+            let chosen = unsafe { handle.get::<unsafe extern "C" fn() -> i32>(symbol.as_str()) }
+                .map(|symbol| *symbol)
+                .map_err(missing(symbol))?;
+            // SAFETY: the library's own function, taking nothing; it only asks the CPU.
+            let index = unsafe { chosen() };
+            model.kernel_set = usize::try_from(index)
+                .ok()
+                .filter(|&index| index < model.description.kernel_sets.len());
+        }
         model._library = Some(handle);
         Ok(model)
     }
@@ -267,6 +282,7 @@ impl Model {
             weights,
             run,
             step,
+            kernel_set: None,
             _library: None,
         })
     }
@@ -274,6 +290,15 @@ impl Model {
     /// What the model expects and produces.
     pub fn description(&self) -> &Description {
         &self.description
+    }
+
+    /// The kernels the code runs: in a library of several kernel sets, the name of the one chosen
+    /// for this CPU (`x86-64-v4`); else the target the code was compiled for.
+    pub fn kernel_set(&self) -> &str {
+        match self.kernel_set {
+            Some(index) => &self.description.kernel_sets[index].name,
+            None => &self.description.target,
+        }
     }
 
     /// The directory the shards were read from.

@@ -17,15 +17,19 @@ pub fn fixtures() -> PathBuf {
     repository().join("tests/fixtures")
 }
 
-/// Options for tests: the verifier after every pass; the CPU from `TFJSC_TEST_CPU` (default:
-/// native), so CI also runs the portable kernels with `TFJSC_TEST_CPU=x86-64-v2`; checked mode
+/// Options for tests: the verifier after every pass; the kernel sets from `TFJSC_TEST_CPU`
+/// (`--cpu` syntax; default: the default target, AVX2 and AVX-512 sets with the best chosen at
+/// load), so CI also runs the AVX2 and portable kernels with `TFJSC_TEST_CPU=x86-64-v3` and
+/// `TFJSC_TEST_CPU=x86-64-v2`; checked mode
 /// with `TFJSC_TEST_CHECKED=1`, so CI also runs every kernel between red zones (docs/abi.md).
 pub fn options() -> CompileOptions {
-    let cpu = std::env::var("TFJSC_TEST_CPU").unwrap_or_else(|_| "native".into());
-    let cpu: tfjsc::codegen::target::CpuLevel = cpu.parse().expect("TFJSC_TEST_CPU");
+    let target = match std::env::var("TFJSC_TEST_CPU") {
+        Ok(cpu) => cpu.parse().expect("TFJSC_TEST_CPU"),
+        Err(_) => tfjsc::codegen::Target::default(),
+    };
     CompileOptions {
         verify_each: true,
-        target: tfjsc::codegen::Target::new(cpu),
+        target,
         checked: std::env::var("TFJSC_TEST_CHECKED").is_ok_and(|value| value == "1"),
         ..CompileOptions::default()
     }

@@ -104,13 +104,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         None
     };
     if args.json {
-        let mut report = json!({"median_ms": median, "p90_ms": p90, "min_ms": min, "load_ms": load_ms, "threads": context.threads(), "runs": times.len()});
+        let mut report = json!({"median_ms": median, "p90_ms": p90, "min_ms": min, "load_ms": load_ms, "threads": context.threads(), "runs": times.len(), "kernel_set": model.kernel_set()});
         if let Some(profile) = &profile {
             report["profile"] = profile_json(profile);
         }
         println!("{report}");
     } else {
-        let mut text = format!("{}: median {median:.3} ms, p90 {p90:.3} ms, min {min:.3} ms over {} runs (load {load_ms:.2} ms, {} thread(s))\n", args.library.display(), times.len(), context.threads());
+        let mut text = format!("{}: median {median:.3} ms, p90 {p90:.3} ms, min {min:.3} ms over {} runs (load {load_ms:.2} ms, {} thread(s), kernels {})\n", args.library.display(), times.len(), context.threads(), model.kernel_set());
         if let Some(profile) = &profile {
             text += &profile_text(profile, args.top);
         }

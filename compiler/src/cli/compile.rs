@@ -6,7 +6,6 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use tfjsc::codegen::target::CpuLevel;
 use tfjsc::codegen::Target;
 use tfjsc::compile::{compile, write_outputs, CompileOptions};
 use tfjsc::import::InputShape;
@@ -22,8 +21,10 @@ pub struct CompileArgs {
     /// Pin an input's shape: NAME=d0,d1,... (repeatable). An unknown batch dimension defaults to 1.
     #[arg(long = "input-shape", value_parser = super::parse_input_shape)]
     input_shapes: Vec<InputShape>,
-    /// CPU to generate code for: native, x86-64-v2, x86-64-v3, x86-64-v4.
-    #[arg(long, default_value = "native")]
+    /// CPUs to generate kernels for: levels separated by commas (x86-64-v2, x86-64-v3,
+    /// x86-64-v4), one kernel set each, the best the running CPU supports chosen at load; or one
+    /// level, or native (the compiling machine), for a lean single-set library.
+    #[arg(long, default_value = "x86-64-v3,x86-64-v4")]
     cpu: String,
     /// Prefix of the exported symbols (`PREFIX_run`, `PREFIX_description`).
     #[arg(long, default_value = "tfjsc_model")]
@@ -71,10 +72,10 @@ pub fn run(args: CompileArgs) -> Result<()> {
             args.output.display()
         );
     }
-    let cpu: CpuLevel = args.cpu.parse().map_err(anyhow::Error::msg)?;
+    let target: Target = args.cpu.parse().map_err(anyhow::Error::msg)?;
     let options = CompileOptions {
         input_shapes: args.input_shapes,
-        target: Target::new(cpu),
+        target,
         symbol_prefix: args.symbol_prefix,
         dump_ir: args.dump_ir,
         verify_each: args.verify_each,

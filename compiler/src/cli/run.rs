@@ -32,6 +32,10 @@ pub struct LoadArgs {
     /// Prefix of the library's symbols.
     #[arg(long, default_value = "tfjsc_model")]
     symbol_prefix: String,
+    /// In a library of several kernel sets, run this one (x86-64-v3, x86-64-v4) rather than the
+    /// best the CPU supports; loading fails if the CPU lacks its features.
+    #[arg(long, value_name = "LEVEL")]
+    kernel_set: Option<String>,
     /// Read the weight shards into private memory instead of mapping them. Use it where the
     /// shard files may be truncated or rewritten in place while the model is loaded (a mapped
     /// shard must not be: replace shards by renaming a new file over them).
@@ -45,8 +49,13 @@ pub struct LoadArgs {
 impl LoadArgs {
     /// Loads `library` as these arguments say, with context on failure.
     pub fn load(&self, library: &Path) -> Result<Model> {
+        let symbol_prefix = match &self.kernel_set {
+            // A set's own entries (docs/abi.md, "Kernel sets").
+            Some(level) => format!("{}_{}", self.symbol_prefix, level.replace('-', "_")),
+            None => self.symbol_prefix.clone(),
+        };
         let options = LoadOptions {
-            symbol_prefix: self.symbol_prefix.clone(),
+            symbol_prefix,
             weights_dir: self.weights.clone(),
             weights: if self.copy_weights {
                 WeightLoading::Copied

@@ -7,6 +7,7 @@
 //! Codegen never runs what it generates and never reads weight data: it only needs their
 //! places (the runtime hands the code one pointer per weight).
 
+mod dispatch;
 pub mod elementwise;
 pub mod gemm;
 pub mod kernel;
@@ -17,17 +18,19 @@ pub mod target;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{
     types, AbiParam, Block, Function, InstBuilder, MemFlagsData, Signature, UserFuncName, Value,
 };
-use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Switch};
-use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
+use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module, ModuleReloc};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 
 use crate::ir::{Graph, Node, NodeId};
 use crate::passes::memory::{Location, MemoryPlan};
 use kernel::{Kernel, Operand};
+use target::CpuLevel;
 pub use target::Target;
 
 /// Why code could not be generated.
@@ -100,8 +103,11 @@ pub struct CodegenOptions<'a> {
     pub target: &'a Target,
     /// Exported symbols are `{prefix}_run`, `{prefix}_step` and `{prefix}_description`.
     pub symbol_prefix: &'a str,
-    /// The JSON description embedded in the object.
+    /// The JSON description embedded in the object (`{prefix}_description`).
     pub description: &'a str,
+    /// With several kernel sets, each set's own description (`{prefix}_{set}_description`), in
+    /// the target's level order; else empty.
+    pub level_descriptions: &'a [String],
 }
 
 /// The nodes that get a kernel call, in the order `run` calls them (views get none: they only
@@ -330,16 +336,25 @@ fn define_entry(
     Ok(())
 }
 
-/// Generates the object file bytes.
+/// Generates the object file bytes: the embedded constants, then for each kernel set of the
+/// target its kernels, `run`, `step` and description entries, then (with several sets) the
+/// entries that dispatch to the best set the CPU can run (`dispatch`).
 pub fn generate(
     graph: &Graph,
     plan: &MemoryPlan,
     options: &CodegenOptions,
 ) -> Result<Vec<u8>, CodegenError> {
-    let isa: OwnedTargetIsa = options.target.isa()?;
-    let pointer = isa.pointer_type();
+    let levels = options.target.levels();
+    let isas = levels
+        .iter()
+        .map(|level| level.isa())
+        .collect::<Result<Vec<OwnedTargetIsa>, _>>()?;
+    if options.target.dispatches() && options.level_descriptions.len() != levels.len() {
+        return Err(backend("one description per kernel set is needed"));
+    }
+    // The lowest set's ISA compiles everything that is not a kernel (entries, dispatch).
     let builder = ObjectBuilder::new(
-        isa.clone(),
+        isas[0].clone(),
         "tfjsc_model",
         cranelift_module::default_libcall_names(),
     )
@@ -347,8 +362,101 @@ pub fn generate(
     let mut module = ObjectModule::new(builder);
     let mut function_context = FunctionBuilderContext::new();
     let mut context = module.make_context();
+    let embedded = define_embedded(&mut module, graph, plan)?;
 
-    // Embedded constants.
+    let mut microkernels = HashMap::new();
+    let mut sets = Vec::new();
+    for (index, (&level, isa)) in levels.iter().zip(&isas).enumerate() {
+        let (prefix, description) = if options.target.dispatches() {
+            let infix = level.symbol_infix();
+            (
+                format!("{}_{infix}", options.symbol_prefix),
+                options.level_descriptions[index].as_str(),
+            )
+        } else {
+            (options.symbol_prefix.to_string(), options.description)
+        };
+        let kernels = define_kernels(
+            graph,
+            level,
+            &**isa,
+            &format!("tfjsc_kernel_{}_", level.symbol_infix()),
+            &mut module,
+            &mut context,
+            &mut function_context,
+            &mut microkernels,
+        )?;
+        let entries = define_run_and_step(
+            graph,
+            plan,
+            &embedded,
+            &kernels,
+            &prefix,
+            &mut module,
+            &mut context,
+            &mut function_context,
+        )?;
+        define_description(
+            &mut module,
+            &mut context,
+            &mut function_context,
+            &prefix,
+            description,
+        )?;
+        sets.push((level, entries));
+    }
+    if options.target.dispatches() {
+        define_description(
+            &mut module,
+            &mut context,
+            &mut function_context,
+            options.symbol_prefix,
+            options.description,
+        )?;
+        dispatch::define_dispatch(
+            &mut module,
+            &mut context,
+            &mut function_context,
+            options.symbol_prefix,
+            &sets,
+        )?;
+    }
+    let product = module.finish();
+    product.emit().map_err(backend)
+}
+
+/// Compiles the function built in `context` with `isa` (a kernel set's own ISA, which may differ
+/// from the module's) as `id`, and clears `context`.
+fn define_compiled(
+    module: &mut ObjectModule,
+    isa: &dyn TargetIsa,
+    id: FuncId,
+    context: &mut cranelift_codegen::Context,
+) -> Result<(), String> {
+    let compiled = context
+        .compile(isa, &mut ControlPlane::default())
+        .map_err(|e| format!("{:?}", e.inner))?;
+    let alignment = u64::from(compiled.buffer.alignment);
+    let bytes = compiled.buffer.data().to_vec();
+    let relocations = compiled.buffer.relocs().to_vec();
+    let relocations: Vec<ModuleReloc> = relocations
+        .iter()
+        .map(|relocation| ModuleReloc::from_mach_reloc(relocation, &context.func, id))
+        .collect();
+    module
+        .define_function_bytes(id, alignment, &bytes, &relocations)
+        .map_err(|e| e.to_string())?;
+    module.clear_context(context);
+    Ok(())
+}
+
+/// The embedded constants, as read-only data (packed into panels where the GEMM kernels read
+/// them so).
+fn define_embedded(
+    module: &mut ObjectModule,
+    graph: &Graph,
+    plan: &MemoryPlan,
+) -> Result<Vec<DataId>, CodegenError> {
     let mut embedded: Vec<DataId> = Vec::new();
     for (index, &value) in plan.embedded.iter().enumerate() {
         let constant = graph
@@ -381,14 +489,28 @@ pub fn generate(
         module.define_data(id, &data).map_err(backend)?;
         embedded.push(id);
     }
+    Ok(embedded)
+}
 
-    // Kernels.
+/// Lowers every kernel node for one kernel set (`level`, compiled with `isa`), naming the
+/// functions `{kernel_prefix}{node}`. Fails listing every node it cannot lower.
+#[allow(clippy::too_many_arguments)]
+fn define_kernels(
+    graph: &Graph,
+    level: CpuLevel,
+    isa: &dyn TargetIsa,
+    kernel_prefix: &str,
+    module: &mut ObjectModule,
+    context: &mut cranelift_codegen::Context,
+    function_context: &mut FunctionBuilderContext,
+    microkernels: &mut HashMap<microkernel::Microkernel, FuncId>,
+) -> Result<Vec<KernelFunction>, CodegenError> {
+    let pointer = module.isa().pointer_type();
     let mut kernels: Vec<KernelFunction> = Vec::new();
-    let mut microkernels = HashMap::new();
     let mut cache: HashMap<String, KernelFunction> = HashMap::new();
     let mut unlowerable = Vec::new();
     for (node_id, node) in kernel_nodes(graph) {
-        let mut signature = Signature::new(isa.default_call_conv());
+        let mut signature = Signature::new(module.isa().default_call_conv());
         // Operands, scratch, then the thread index, the thread count and the sync pointer.
         for _ in 0..node.inputs.len() + node.outputs.len() + 1 {
             signature.params.push(AbiParam::new(pointer));
@@ -432,7 +554,7 @@ pub fn generate(
         }
         let id = module
             .declare_function(
-                &format!("tfjsc_kernel_{}", node_id.0),
+                &format!("{kernel_prefix}{}", node_id.0),
                 Linkage::Local,
                 &signature,
             )
@@ -440,7 +562,7 @@ pub fn generate(
         context.func.signature = signature;
         context.func.name = UserFuncName::user(0, id.as_u32());
         let lowered = {
-            let mut builder = FunctionBuilder::new(&mut context.func, &mut function_context);
+            let mut builder = FunctionBuilder::new(&mut context.func, function_context);
             // Threads other than 0 go to `others`, which lowering fills last: on to the body
             // when the kernel splits its work, else straight back (thread 0 runs it alone).
             let entry = builder.create_block();
@@ -486,10 +608,10 @@ pub fn generate(
                 inputs,
                 outputs,
                 scratch,
-                features: options.target.features(),
+                features: level.features(),
                 node_name: node.name.clone(),
-                module: &mut module,
-                microkernels: &mut microkernels,
+                module: &mut *module,
+                microkernels: &mut *microkernels,
                 failures: Vec::new(),
                 thread,
                 threads,
@@ -533,16 +655,14 @@ pub fn generate(
                         other => other.to_string(),
                     },
                 });
-                module.clear_context(&mut context);
+                module.clear_context(context);
                 // The abandoned builder left its state behind: start the next one clean.
-                function_context = FunctionBuilderContext::new();
+                *function_context = FunctionBuilderContext::new();
                 continue;
             }
         };
-        module
-            .define_function(id, &mut context)
-            .map_err(|e| CodegenError::Backend(format!("node {:?}: {e:?}", node.name)))?;
-        module.clear_context(&mut context);
+        define_compiled(module, isa, id, context)
+            .map_err(|e| CodegenError::Backend(format!("node {:?}: {e}", node.name)))?;
         let kernel = KernelFunction {
             node: node_id,
             function: id,
@@ -562,27 +682,42 @@ pub fn generate(
             kernels.len()
         )));
     }
+    Ok(kernels)
+}
 
+/// One kernel set's `{prefix}_run` and `{prefix}_step` entries.
+#[allow(clippy::too_many_arguments)]
+fn define_run_and_step(
+    graph: &Graph,
+    plan: &MemoryPlan,
+    embedded: &[DataId],
+    kernels: &[KernelFunction],
+    prefix: &str,
+    module: &mut ObjectModule,
+    context: &mut cranelift_codegen::Context,
+    function_context: &mut FunctionBuilderContext,
+) -> Result<dispatch::Entries, CodegenError> {
+    let pointer = module.isa().pointer_type();
     // Kernel calls from an entry whose parameters are `weights, inputs, outputs, arena`.
     let kernel_call = |parameters: [Value; 4], threads: [Value; 3]| {
-        KernelCall::new(graph, plan, &embedded, parameters, threads, pointer)
+        KernelCall::new(graph, plan, embedded, parameters, threads, pointer)
     };
 
     // The run entry: every kernel in order.
     let run_id = declare_entry(
-        &mut module,
-        &mut context,
-        &format!("{}_run", options.symbol_prefix),
+        module,
+        context,
+        &format!("{prefix}_run"),
         &[pointer; 5],
         &[types::I32],
     )?;
     {
         let (mut builder, [weights, inputs, outputs, arena, sync]) =
-            begin_entry(&mut context.func, &mut function_context)?;
+            begin_entry(&mut context.func, function_context)?;
         let threads = load_threads(&mut builder, sync);
         let mut call = kernel_call([weights, inputs, outputs, arena], threads);
         for (step, kernel) in kernels.iter().enumerate() {
-            let status = call.emit(&mut builder, &mut module, kernel.node, kernel.function)?;
+            let status = call.emit(&mut builder, module, kernel.node, kernel.function)?;
             if kernel.can_fail {
                 // Status (step << 8) | failure: the runtime names the node (docs/abi.md).
                 let failed = builder.create_block();
@@ -596,27 +731,27 @@ pub fn generate(
                 builder.switch_to_block(next);
                 builder.seal_block(next);
             }
-            emit_barrier(&mut builder, &module, threads)?;
+            emit_barrier(&mut builder, module, threads)?;
         }
         let zero = builder.ins().iconst(types::I32, 0);
         builder.ins().return_(&[zero]);
-        builder.finalize(isa.frontend_config());
+        builder.finalize(module.isa().frontend_config());
     }
-    define_entry(&mut module, &mut context, run_id, "run")?;
+    define_entry(module, context, run_id, "run")?;
 
     // The step entry, one kernel call per call (docs/abi.md, "PREFIX_step"), so the runtime can
     // verify red zones between kernels (checked builds) and time each kernel (profiles). It costs
     // a switch and one block per kernel.
     let step_id = declare_entry(
-        &mut module,
-        &mut context,
-        &format!("{}_step", options.symbol_prefix),
+        module,
+        context,
+        &format!("{prefix}_step"),
         &[types::I32, pointer, pointer, pointer, pointer, pointer],
         &[types::I32],
     )?;
     {
         let (mut builder, [index, weights, inputs, outputs, arena, sync]) =
-            begin_entry(&mut context.func, &mut function_context)?;
+            begin_entry(&mut context.func, function_context)?;
         let threads = load_threads(&mut builder, sync);
         let out_of_range = builder.create_block();
         let mut switch = Switch::new();
@@ -625,48 +760,64 @@ pub fn generate(
             switch.set_entry(step as u128, block);
         }
         switch.emit(&mut builder, index, out_of_range);
-        for (&block, kernel) in blocks.iter().zip(&kernels) {
+        for (&block, kernel) in blocks.iter().zip(kernels) {
             builder.switch_to_block(block);
             builder.seal_block(block);
             // A fresh resolution per block: values of one step's block do not dominate another's.
             let mut call = kernel_call([weights, inputs, outputs, arena], threads);
             // The kernel's own status: 0 or its failure code.
-            let status = call.emit(&mut builder, &mut module, kernel.node, kernel.function)?;
+            let status = call.emit(&mut builder, module, kernel.node, kernel.function)?;
             builder.ins().return_(&[status]);
         }
         builder.switch_to_block(out_of_range);
         builder.seal_block(out_of_range);
         let past_the_end = builder.ins().iconst(types::I32, -1);
         builder.ins().return_(&[past_the_end]);
-        builder.finalize(isa.frontend_config());
+        builder.finalize(module.isa().frontend_config());
     }
-    define_entry(&mut module, &mut context, step_id, "step")?;
+    define_entry(module, context, step_id, "step")?;
 
-    // The description: static JSON and a function returning it.
+    Ok(dispatch::Entries {
+        run: run_id,
+        step: step_id,
+    })
+}
+
+/// `{prefix}_description`: the static JSON `text` and a function returning it.
+fn define_description(
+    module: &mut ObjectModule,
+    context: &mut cranelift_codegen::Context,
+    function_context: &mut FunctionBuilderContext,
+    prefix: &str,
+    text: &str,
+) -> Result<(), CodegenError> {
+    let pointer = module.isa().pointer_type();
     let data_id = module
-        .declare_data("tfjsc_description_text", Linkage::Local, false, false)
+        .declare_data(
+            &format!("{prefix}_description_text"),
+            Linkage::Local,
+            false,
+            false,
+        )
         .map_err(backend)?;
     let mut data = DataDescription::new();
-    let mut text = options.description.as_bytes().to_vec();
-    text.push(0);
-    data.define(text.into_boxed_slice());
+    let mut bytes = text.as_bytes().to_vec();
+    bytes.push(0);
+    data.define(bytes.into_boxed_slice());
     module.define_data(data_id, &data).map_err(backend)?;
     let describe_id = declare_entry(
-        &mut module,
-        &mut context,
-        &format!("{}_description", options.symbol_prefix),
+        module,
+        context,
+        &format!("{prefix}_description"),
         &[],
         &[pointer],
     )?;
     {
-        let (mut builder, []) = begin_entry(&mut context.func, &mut function_context)?;
+        let (mut builder, []) = begin_entry(&mut context.func, function_context)?;
         let global = module.declare_data_in_func(data_id, builder.func);
         let address = builder.ins().symbol_value(pointer, global);
         builder.ins().return_(&[address]);
-        builder.finalize(isa.frontend_config());
+        builder.finalize(module.isa().frontend_config());
     }
-    define_entry(&mut module, &mut context, describe_id, "description")?;
-
-    let product = module.finish();
-    product.emit().map_err(backend)
+    define_entry(module, context, describe_id, "description")
 }
