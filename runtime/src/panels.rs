@@ -36,26 +36,39 @@ impl Panels {
 
     /// Packs `source` (`rows × columns` elements) into `target` (`packed_len()` elements).
     pub fn pack(&self, source: &[f32], target: &mut [f32]) {
+        self.pack_stored(source.iter().copied(), target);
+    }
+
+    /// Packs the matrix given as its elements in stored order (row-major, or column-major when
+    /// `transposed`) into `target` (`packed_len()` elements): each element is read once, in
+    /// order, so a weight split across shard files packs from its pieces with no copy of the
+    /// whole. Elements past `rows × columns` are ignored; missing ones leave zeros.
+    pub fn pack_stored(&self, stored: impl IntoIterator<Item = f32>, target: &mut [f32]) {
         let (rows, columns) = (self.rows, self.columns);
+        target.fill(0.0);
         if rows == 0 || columns == 0 {
-            return; // nothing to read, nothing to write
+            return; // nothing to read
         }
-        for (panel, chunk) in target
-            .chunks_exact_mut(rows * PANEL_COLUMNS)
-            .take(columns.div_ceil(PANEL_COLUMNS))
-            .enumerate()
-        {
-            for (row, line) in chunk.chunks_exact_mut(PANEL_COLUMNS).enumerate() {
-                for (lane, slot) in line.iter_mut().enumerate() {
-                    let column = panel * PANEL_COLUMNS + lane;
-                    *slot = if column >= columns {
-                        0.0
-                    } else if self.transposed {
-                        source[column * rows + row]
-                    } else {
-                        source[row * columns + column]
-                    };
-                }
+        // Stored order walks `inner` fastest: columns of a row-major matrix, rows of a
+        // transposed one.
+        let (outer_count, inner_count) = if self.transposed {
+            (columns, rows)
+        } else {
+            (rows, columns)
+        };
+        let mut stored = stored.into_iter();
+        for outer in 0..outer_count {
+            for inner in 0..inner_count {
+                let Some(value) = stored.next() else {
+                    return;
+                };
+                let (row, column) = if self.transposed {
+                    (inner, outer)
+                } else {
+                    (outer, inner)
+                };
+                let panel = column / PANEL_COLUMNS;
+                target[(panel * rows + row) * PANEL_COLUMNS + column % PANEL_COLUMNS] = value;
             }
         }
     }

@@ -153,7 +153,7 @@ impl WeightStore {
         let mut sources = Vec::with_capacity(description.weights.len());
         for weight in &description.weights {
             let stored = locate(description, &streams[weight.group], weight)?;
-            // A packed weight's mapped pages are not read again once it is packed.
+            // A packed weight's mapped pages, released once it is packed.
             let mapped: Vec<(*const u8, usize)> = match (&stored, loading) {
                 (_, WeightLoading::Copied) => Vec::new(),
                 _ if weight.panels.is_none() => Vec::new(),
@@ -163,6 +163,32 @@ impl WeightStore {
                     .map(|piece| (piece.as_ptr(), piece.len()))
                     .collect(),
             };
+            if let Some(panels) = &weight.panels {
+                let packed = if stored_as_decoded(weight) {
+                    // float32 as stored: packed straight from the mapped (or copied) pieces.
+                    // A decoded copy first would cost, for a weight split across shards, its
+                    // size again at the peak, and leave the allocator holding it afterwards.
+                    pack_stored(panels, &stored)?
+                } else {
+                    // float16 or quantized: decoded into a transient buffer first.
+                    let values = decode(weight, &stored.bytes())?;
+                    let bytes = values.as_slice().chunks_exact(4);
+                    pack(
+                        panels,
+                        bytes.map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
+                    )?
+                };
+                // The weight's mapped pages are not read again.
+                for (start, length) in mapped {
+                    release_pages(start, length);
+                }
+                pointers.push(packed.as_ptr().cast::<c_void>());
+                sources.push(WeightSource::Packed {
+                    bytes: packed.len(),
+                });
+                decoded.push(packed);
+                continue;
+            }
             let (pointer, source, buffer) = match in_place_pointer(weight, &stored) {
                 Some(pointer) => (pointer, WeightSource::InPlace, None),
                 None => {
@@ -181,24 +207,6 @@ impl WeightStore {
                     (buffer.as_ptr().cast::<c_void>(), source, Some(buffer))
                 }
             };
-            if let Some(panels) = &weight.panels {
-                // The decoded values are no longer needed once packed.
-                let count = panels.rows * panels.columns;
-                // SAFETY: `validate` checked that a packed weight is float32 with rows × columns
-                // elements, and `pointer` holds its decoded values, aligned to 4 (in place:
-                // `in_place_pointer` checks the alignment; decoded: an aligned buffer).
-                let values = unsafe { std::slice::from_raw_parts(pointer.cast::<f32>(), count) };
-                let packed = pack(panels, values)?;
-                for (start, length) in mapped {
-                    release_pages(start, length);
-                }
-                pointers.push(packed.as_ptr().cast::<c_void>());
-                sources.push(WeightSource::Packed {
-                    bytes: packed.len(),
-                });
-                decoded.push(packed);
-                continue;
-            }
             pointers.push(pointer);
             sources.push(source);
             decoded.extend(buffer);
@@ -377,13 +385,41 @@ fn release_pages(start: *const u8, length: usize) {
     }
 }
 
-/// `values` packed into panels in a new 64-byte aligned buffer.
-fn pack(panels: &Panels, values: &[f32]) -> Result<AlignedBuffer, Error> {
+/// `values` (in stored order) packed into panels in a new 64-byte aligned buffer.
+fn pack(panels: &Panels, values: impl Iterator<Item = f32>) -> Result<AlignedBuffer, Error> {
     let count = panels.packed_len().unwrap_or(usize::MAX);
     let mut buffer = AlignedBuffer::zeroed(count.saturating_mul(4), 64)?;
     let target: &mut [f32] = bytemuck_f32(buffer.as_mut_slice());
-    panels.pack(values, target);
+    panels.pack_stored(values, target);
     Ok(buffer)
+}
+
+/// A float32 weight packed from its stored little-endian bytes, wherever the pieces split it.
+fn pack_stored(panels: &Panels, stored: &StoredBytes<'_>) -> Result<AlignedBuffer, Error> {
+    let floats =
+        |bytes: &[u8]| -> f32 { f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) };
+    match stored {
+        StoredBytes::Contiguous(bytes) => pack(panels, bytes.chunks_exact(4).map(floats)),
+        // Files split at a multiple of 4 bytes into the weight: whole floats in every piece.
+        StoredBytes::Pieces(pieces) if pieces.iter().all(|piece| piece.len() % 4 == 0) => {
+            let whole = pieces.iter().flat_map(|piece| piece.chunks_exact(4));
+            pack(panels, whole.map(floats))
+        }
+        // A float split across two files: byte by byte (slower, and rare: TF.js places float32
+        // weights at multiples of 4 unless a narrower weight precedes them).
+        StoredBytes::Pieces(pieces) => {
+            let mut bytes = pieces.iter().flat_map(|piece| piece.iter().copied());
+            let values = std::iter::from_fn(|| {
+                Some(f32::from_le_bytes([
+                    bytes.next()?,
+                    bytes.next()?,
+                    bytes.next()?,
+                    bytes.next()?,
+                ]))
+            });
+            pack(panels, values)
+        }
+    }
 }
 
 /// An aligned byte buffer as f32s.
@@ -507,6 +543,27 @@ mod tests {
             .chunks_exact(4)
             .map(|chunk| f32::from_ne_bytes(chunk.try_into().unwrap()))
             .collect()
+    }
+
+    #[test]
+    fn packed_weights_read_their_pieces_wherever_files_split_them() {
+        let panels = Panels {
+            rows: 3,
+            columns: 7,
+            transposed: false,
+        };
+        let values: Vec<f32> = (0..21).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut expected = vec![0f32; panels.packed_len().unwrap()];
+        panels.pack(&values, &mut expected);
+        let packed = |stored: StoredBytes<'_>| floats(&pack_stored(&panels, &stored).unwrap());
+        assert_eq!(packed(StoredBytes::Contiguous(&bytes)), expected);
+        // Split between floats, and inside a float.
+        for split in [8, 13] {
+            let (first, second) = bytes.split_at(split);
+            let pieces = StoredBytes::Pieces(vec![first, second]);
+            assert_eq!(packed(pieces), expected, "split at byte {split}");
+        }
     }
 
     #[test]
