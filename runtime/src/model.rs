@@ -417,6 +417,7 @@ impl Model {
                     state.output_pointers.as_ptr(),
                     state.arena.as_mut_ptr().cast(),
                     runs,
+                    state.pool.as_ref(),
                 )
             }
         };

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
 use crate::model::RunFn;
+use crate::step::StepFn;
 
 /// What each thread's `PREFIX_run` receives as its last argument (`struct tfjsc_threads` in
 /// docs/abi.md). The layout is ABI.
@@ -69,10 +70,18 @@ fn wait_until(mut ready: impl FnMut() -> bool, park: bool) {
     }
 }
 
+/// What the workers run: the whole code, or (profiles) every step in order, meeting at the
+/// barrier after each as `run` does.
+#[derive(Clone, Copy)]
+enum Work {
+    Run(RunFn),
+    Steps { step: StepFn, count: u32 },
+}
+
 /// The arguments of one run, as the workers read them.
 #[derive(Clone, Copy)]
 struct Job {
-    run: RunFn,
+    work: Work,
     weights: *const *const c_void,
     inputs: *const *const c_void,
     outputs: *const *mut c_void,
@@ -167,17 +176,70 @@ impl Pool {
         outputs: *const *mut c_void,
         arena: *mut c_void,
     ) -> i32 {
+        let job = Job {
+            work: Work::Run(run),
+            weights,
+            inputs,
+            outputs,
+            arena,
+        };
+        // SAFETY: the caller's contract; `sync` outlives the call.
+        self.with_workers(job, |sync| unsafe {
+            run(weights, inputs, outputs, arena, sync)
+        })
+    }
+
+    /// Runs steps `0..count` on every thread, all meeting at the barrier after each step as
+    /// `run`'s threads do; the calling thread (0) runs them through `walk`, which is handed a
+    /// function that runs one step there and waits for the others (and for an index from
+    /// `count` on, only calls `step`, which must refuse it). Profiles time each step so.
+    ///
+    /// # Safety
+    /// As [`Pool::run`], with `step` the step function of the same code.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn run_steps<T: WorkStatus>(
+        &self,
+        step: StepFn,
+        count: u32,
+        weights: *const *const c_void,
+        inputs: *const *const c_void,
+        outputs: *const *mut c_void,
+        arena: *mut c_void,
+        walk: impl FnOnce(&mut dyn FnMut(u32) -> i32) -> T,
+    ) -> T {
+        let job = Job {
+            work: Work::Steps { step, count },
+            weights,
+            inputs,
+            outputs,
+            arena,
+        };
+        let shared = &*self.shared;
+        self.with_workers(job, |sync| {
+            let mut call = |index: u32| {
+                // SAFETY: the caller's contract; `sync` outlives the call.
+                let status = unsafe { step(index, weights, inputs, outputs, arena, sync) };
+                if index < count && status == 0 {
+                    // SAFETY: `sync` is this pool's, for this run.
+                    unsafe { pool_barrier(sync) };
+                } else if index < count {
+                    // Workers waiting at this step's barrier leave and return.
+                    shared.abandoned.store(true, Ordering::Release);
+                }
+                status
+            };
+            walk(&mut call)
+        })
+    }
+
+    /// Starts `job` on the workers, runs `caller` as thread 0, marks the run abandoned if it
+    /// returned a failure, and waits until every worker finished.
+    fn with_workers<T: WorkStatus>(&self, job: Job, caller: impl FnOnce(&ThreadSync) -> T) -> T {
         let shared = &*self.shared;
         shared.abandoned.store(false, Ordering::Relaxed);
         shared.finished.store(0, Ordering::Relaxed);
-        if let Ok(mut job) = shared.job.lock() {
-            *job = Some(Job {
-                run,
-                weights,
-                inputs,
-                outputs,
-                arena,
-            });
+        if let Ok(mut slot) = shared.job.lock() {
+            *slot = Some(job);
         }
         shared.epoch.fetch_add(1, Ordering::AcqRel);
         for worker in &self.workers {
@@ -189,15 +251,31 @@ impl Pool {
             barrier: pool_barrier,
             shared: Arc::as_ptr(&self.shared).cast(),
         };
-        // SAFETY: the caller's contract; `sync` outlives the call.
-        let status = unsafe { run(weights, inputs, outputs, arena, &sync) };
-        if status != 0 {
+        let result = caller(&sync);
+        if result.failed() {
             // Workers waiting at a barrier for this thread leave and return.
             shared.abandoned.store(true, Ordering::Release);
         }
         let workers = self.workers.len();
         wait_until(|| shared.finished.load(Ordering::Acquire) == workers, false);
-        status
+        result
+    }
+}
+
+/// Whether what thread 0 returned means the run failed (the workers must then be released).
+pub(crate) trait WorkStatus {
+    fn failed(&self) -> bool;
+}
+
+impl WorkStatus for i32 {
+    fn failed(&self) -> bool {
+        *self != 0
+    }
+}
+
+impl<T, E> WorkStatus for Result<T, E> {
+    fn failed(&self) -> bool {
+        self.is_err()
     }
 }
 
@@ -222,9 +300,24 @@ fn work(shared: &Shared, index: usize) {
                 barrier: pool_barrier,
                 shared: (shared as *const Shared).cast(),
             };
-            // SAFETY: the caller of `Pool::run` keeps every pointer valid until all workers
-            // report finished, which happens after this call returns.
-            unsafe { (job.run)(job.weights, job.inputs, job.outputs, job.arena, &sync) };
+            let (weights, inputs, outputs, arena) =
+                (job.weights, job.inputs, job.outputs, job.arena);
+            // SAFETY: the caller of `Pool::run` (or `run_steps`) keeps every pointer valid until
+            // all workers report finished, which happens after this returns.
+            match job.work {
+                Work::Run(run) => unsafe {
+                    run(weights, inputs, outputs, arena, &sync);
+                },
+                Work::Steps { step, count } => {
+                    for index in 0..count {
+                        unsafe { step(index, weights, inputs, outputs, arena, &sync) };
+                        // SAFETY: `sync` is this pool's, for this run.
+                        if unsafe { pool_barrier(&sync) } != 0 {
+                            break;
+                        }
+                    }
+                }
+            }
         }
         shared.finished.fetch_add(1, Ordering::AcqRel);
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::description::Description;
 use crate::error::Error;
+use crate::pool::Pool;
 use crate::step::{walk_steps, StepFn};
 
 /// The time each step of a model took over some runs.
@@ -106,12 +107,15 @@ impl Profile {
     }
 }
 
-/// Runs the model `runs` times through `step`, timing every call.
+/// Runs the model `runs` times through `step`, timing every call: on this thread alone, or with
+/// `pool` on all its threads, each step timed until every thread finished it (the barrier `run`
+/// also meets after every kernel), so a kernel that does not split its work shows it.
 ///
 /// # Safety
 /// `step` must implement ABI v1's step function for `description`, and the pointers must be what
 /// its `run` may be given: one valid weight, input and output pointer per description entry, the
 /// outputs writable and disjoint, and an arena of `arena.size` bytes exclusively ours.
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn time_steps(
     description: &Description,
     step: StepFn,
@@ -120,22 +124,38 @@ pub(crate) unsafe fn time_steps(
     outputs: *const *mut c_void,
     arena: *mut c_void,
     runs: usize,
+    pool: Option<&Pool>,
 ) -> Result<Profile, Error> {
     let mut times = vec![Duration::ZERO; description.steps.len()];
-    // Profiles time one kernel at a time, on this thread.
     let single = crate::ThreadSync::single();
+    let count = description.steps.len() as u32;
     for _ in 0..runs {
-        let call = |index: u32| {
-            let started = Instant::now();
-            // SAFETY: this function's contract; `walk_steps` passes indices up to one past the
-            // last step, which the step function refuses doing nothing.
-            let status = unsafe { step(index, weights, inputs, outputs, arena, &single) };
-            if let Some(time) = times.get_mut(index as usize) {
-                *time += started.elapsed();
-            }
-            status
+        // Times one step run by `call` (`walk_steps` passes indices up to one past the last
+        // step, which the step function refuses doing nothing).
+        let mut timed = |call: &mut dyn FnMut(u32) -> i32| {
+            walk_steps(
+                &description.steps,
+                |index| {
+                    let started = Instant::now();
+                    let status = call(index);
+                    if let Some(time) = times.get_mut(index as usize) {
+                        *time += started.elapsed();
+                    }
+                    status
+                },
+                |_, _| Ok(()),
+            )
         };
-        walk_steps(&description.steps, call, |_, _| Ok(()))?;
+        match pool {
+            // SAFETY: this function's contract.
+            Some(pool) => unsafe {
+                pool.run_steps(step, count, weights, inputs, outputs, arena, timed)
+            },
+            // SAFETY: this function's contract.
+            None => {
+                timed(&mut |index| unsafe { step(index, weights, inputs, outputs, arena, &single) })
+            }
+        }?;
     }
     let steps = description
         .steps

@@ -136,6 +136,114 @@ fn zero_padding_folds_into_the_convolution_that_reads_it() {
     }
 }
 
+/// A squeeze-and-excite multiply `x * s` read only by a convolution (regular or depthwise) or a
+/// matrix product moves onto the filter (`fold_channel_scales`) where the filter is the smaller:
+/// the graph then multiplies the filter, never `x`, and the answer is the original order's. A
+/// filter larger than `x` keeps the multiply on `x`.
+#[test]
+fn channel_scales_move_onto_the_smaller_filter() {
+    use std::sync::Arc;
+    use tfjsc::ir::{Graph, Tensor};
+    use tfjsc::ops::conv::Conv2d;
+    use tfjsc::ops::elementwise::{Binary, BinaryKind};
+    use tfjsc::ops::matmul::MatMul;
+    use tfjsc::ops::Operator;
+
+    let conv = |depthwise| -> Arc<dyn Operator> {
+        Arc::new(Conv2d {
+            strides: [1, 1],
+            dilations: [1, 1],
+            padding: Padding::Same,
+            depthwise,
+            epilogue: Default::default(),
+        })
+    };
+    let product = |transpose_b| -> Arc<dyn Operator> {
+        Arc::new(MatMul {
+            transpose_a: false,
+            transpose_b,
+            epilogue: Default::default(),
+        })
+    };
+    // (x shape, scale shape, filter shape, op, whether the multiply should move)
+    type Case = (Vec<usize>, Vec<usize>, Vec<usize>, Arc<dyn Operator>, bool);
+    let cases: Vec<Case> = vec![
+        (
+            vec![1, 12, 10, 16],
+            vec![1, 1, 1, 16],
+            vec![1, 1, 16, 8],
+            conv(false),
+            true,
+        ),
+        (
+            vec![1, 12, 10, 16],
+            vec![16],
+            vec![3, 3, 16, 8],
+            conv(false),
+            true,
+        ),
+        (
+            vec![1, 12, 10, 16],
+            vec![1, 1, 1, 16],
+            vec![3, 3, 16, 1],
+            conv(true),
+            true,
+        ),
+        (
+            vec![40, 24],
+            vec![1, 24],
+            vec![24, 12],
+            product(false),
+            true,
+        ),
+        (vec![40, 24], vec![24], vec![12, 24], product(true), true),
+        (
+            vec![1, 2, 2, 16],
+            vec![1, 1, 1, 16],
+            vec![1, 1, 16, 64],
+            conv(false),
+            false,
+        ),
+    ];
+    let multiply = Binary {
+        kind: BinaryKind::Mul,
+    };
+    for (case, (x_shape, scale_shape, filter_shape, op, moves)) in cases.into_iter().enumerate() {
+        let seed = 40 + 3 * case as u64;
+        let x = crate::harness::uniform(&x_shape, seed, -1.0, 1.0);
+        let scale = crate::harness::uniform(&scale_shape, seed + 1, 0.0, 1.0);
+        let filter: Tensor = crate::harness::uniform(&filter_shape, seed + 2, -1.0, 1.0);
+        let build = || {
+            let mut graph = Graph::new();
+            let input = graph.add_input("x", Some(x.tensor_type()));
+            let s = graph.add_input("s", Some(scale.tensor_type()));
+            let w = graph.add_constant("w", filter.clone(), None);
+            let mul = graph.add_node("excite", Arc::new(multiply.clone()), vec![input, s], 1);
+            let scaled = graph.node(mul).unwrap().outputs[0];
+            let node = graph.add_node("reader", Arc::clone(&op), vec![scaled, w], 1);
+            let output = graph.node(node).unwrap().outputs[0];
+            graph.add_output("y", output);
+            graph
+        };
+        let mut folded = build();
+        let input = folded.inputs[0].value;
+        tfjsc::passes::run_pipeline(&mut folded, true, &mut |_, _| {}).unwrap();
+        let x_is_multiplied = folded
+            .nodes()
+            .any(|(_, node)| node.op.name() == "binary" && node.inputs.contains(&input));
+        assert_eq!(
+            x_is_multiplied, !moves,
+            "case {case}: where the multiply is"
+        );
+
+        let scaled = multiply.evaluate(&[&x, &scale]).unwrap().remove(0);
+        let expected = op.evaluate(&[&scaled, &filter]).unwrap().remove(0);
+        let got = crate::harness::execute(build(), &[x.clone(), scale.clone()]).unwrap();
+        crate::harness::compare(&expected, &got[0], crate::harness::Tol::Rel(1e-5))
+            .unwrap_or_else(|e| panic!("case {case}: {e}"));
+    }
+}
+
 /// `pack_weights` packs a constant only GEMM kernels read, as the panels they stream: a
 /// convolution's filter as `[kh·kw·c, n]`, a transposed product's B as its transpose; a
 /// constant something else also reads stays as it is. (Packed or not, every op case above

@@ -187,6 +187,34 @@ impl Graph {
         id
     }
 
+    /// As [`Graph::add_node`], but placed in the order just before node `before` (a rewrite
+    /// that gives `before` a new operand computes it there), with its output types given.
+    pub fn insert_node_before(
+        &mut self,
+        before: NodeId,
+        name: &str,
+        op: Arc<dyn Operator>,
+        inputs: Vec<ValueId>,
+        output_types: Vec<TensorType>,
+    ) -> NodeId {
+        let id = self.add_node(name, op, inputs, output_types.len());
+        self.order.pop();
+        let position = self
+            .order
+            .iter()
+            .position(|&node| node == before)
+            .unwrap_or(self.order.len());
+        self.order.insert(position, id);
+        let outputs = self.nodes[id.0 as usize]
+            .as_ref()
+            .map(|node| node.outputs.clone())
+            .unwrap_or_default();
+        for (value, ty) in outputs.into_iter().zip(output_types) {
+            self.value_mut(value).ty = Some(ty);
+        }
+        id
+    }
+
     fn push_value(
         &mut self,
         definition: Definition,

@@ -231,6 +231,14 @@ impl Operator for Conv2d {
         ))
     }
 
+    /// Input channel `c` meets the filter's slice `[.., .., c, ..]` only, for regular and
+    /// depthwise convolutions alike (zero padding stays zero when scaled).
+    fn channel_scale_operand(&self, inputs: &[&TensorType]) -> Option<(usize, usize)> {
+        let (input, filter) = (inputs.first()?, inputs.get(1)?);
+        (input.rank() == 4 && filter.rank() == 4 && self.epilogue.steps.is_empty())
+            .then_some((1, 2))
+    }
+
     /// Spatial zero padding folds into explicit padding (only around valid or explicit padding:
     /// `same` padding depends on the input's size).
     fn with_input_padding(&self, pads: &[(usize, usize)]) -> Option<Arc<dyn Operator>> {

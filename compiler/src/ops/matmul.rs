@@ -304,6 +304,13 @@ impl Operator for MatMul {
     }
 
     /// A matrix B of rank 2 (the same for every batch) is packed, transposed or not.
+    /// A's columns (its last axis, unless A is transposed) meet B's rows.
+    fn channel_scale_operand(&self, inputs: &[&TensorType]) -> Option<(usize, usize)> {
+        let (a, b) = (inputs.first()?, inputs.get(1)?);
+        let plain = a.rank() == 2 && b.rank() == 2 && !self.transpose_a;
+        (plain && self.epilogue.steps.is_empty()).then_some((1, usize::from(self.transpose_b)))
+    }
+
     fn panel_operand(&self, inputs: &[&TensorType]) -> Option<(usize, Panels)> {
         let b = inputs.get(1)?;
         if b.rank() != 2 {

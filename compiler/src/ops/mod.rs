@@ -139,6 +139,15 @@ pub trait Operator: fmt::Debug + Send + Sync + Any {
         None
     }
 
+    /// `Some((k, axis))` when this op is linear in each channel (last axis) of input 0 the way
+    /// that scaling those channels by a vector `s` gives the same result as scaling input `k`
+    /// along `axis` by `s` (a convolution's filter along its input channels, a matrix product's
+    /// B along its rows). `passes::fold_channel_scales` then moves a squeeze-and-excite multiply
+    /// onto that operand when it is the smaller.
+    fn channel_scale_operand(&self, _inputs: &[&TensorType]) -> Option<(usize, usize)> {
+        None
+    }
+
     /// The `(before, after)` zero padding per axis this op adds to input 0, when that is all it
     /// does (a constant Pad with fill 0), for a consumer to take over.
     fn as_zero_padding(&self, _inputs: &InputFacts) -> Option<Vec<(usize, usize)>> {

@@ -178,3 +178,104 @@ pub fn form_activations(graph: &mut Graph) -> Result<(), PassError> {
     }
     Ok(())
 }
+
+/// A squeeze-and-excite multiply `x * s` (`s` one scale per channel of `x`) whose only reader is
+/// a convolution or matrix product that is linear in those channels
+/// (`Operator::channel_scale_operand`) is moved onto that reader's filter: `conv(x * s, W)` is
+/// `conv(x, W * s)` with `W` scaled along its input channels. Done only where the filter is
+/// smaller than `x` (early, large blocks of EfficientNet: 96×24 filter values to scale instead of
+/// 56×56×96 activations); the multiply is left for dead-code elimination. Rounding differs from
+/// the original order by an ulp or so per product.
+pub fn fold_channel_scales(graph: &mut Graph) -> Result<(), PassError> {
+    let uses = graph.use_counts();
+    let mut rewrites = Vec::new();
+    for (id, node) in graph.nodes() {
+        let types: Option<Vec<&TensorType>> = node
+            .inputs
+            .iter()
+            .map(|&v| graph.value(v).ty.as_ref())
+            .collect();
+        let Some((operand, axis)) = types.and_then(|t| node.op.channel_scale_operand(&t)) else {
+            continue;
+        };
+        let data = node.inputs[0];
+        let Some((_, multiply)) = graph.producer(data) else {
+            continue;
+        };
+        let is_mul = multiply.op.as_epilogue_step() == Some(EpilogueStep::Binary(BinaryKind::Mul));
+        if !is_mul || multiply.inputs.len() != 2 || uses.get(&data) != Some(&1) {
+            continue;
+        }
+        let (Some(scaled), Some(filter)) = (
+            graph.value(data).ty.as_ref(),
+            graph.value(node.inputs[operand]).ty.as_ref(),
+        ) else {
+            continue;
+        };
+        let [a, b] = [multiply.inputs[0], multiply.inputs[1]];
+        for (x, scale) in [(a, b), (b, a)] {
+            let (Some(x_type), Some(scale_type)) =
+                (graph.value(x).ty.as_ref(), graph.value(scale).ty.as_ref())
+            else {
+                continue;
+            };
+            let channels = scaled.shape.last().copied().unwrap_or(0);
+            let per_channel = scale_type.dtype == crate::ir::DType::F32
+                && scale_type.shape.last() == Some(&channels)
+                && scale_type.element_count() == channels
+                && scale_type.rank() <= scaled.rank();
+            if x_type == scaled
+                && per_channel
+                && filter.dtype == crate::ir::DType::F32
+                && filter.shape.get(axis) == Some(&channels)
+                && filter.element_count() < scaled.element_count()
+            {
+                // The scale as `[C, 1, ...]`, broadcasting along the filter's later axes.
+                let mut shape = vec![channels];
+                shape.resize(filter.rank() - axis, 1);
+                rewrites.push((id, operand, x, scale, shape, filter.clone()));
+                break;
+            }
+        }
+    }
+    for (id, operand, x, scale, shape, filter) in rewrites {
+        let Some(node) = graph.node(id) else {
+            continue;
+        };
+        let name = node.name.clone();
+        let weights = node.inputs[operand];
+        let target = Tensor::from_i64(vec![shape.len()], shape.iter().map(|&d| d as i64).collect())
+            .cast(crate::ir::DType::I32);
+        let target = graph.add_constant(&format!("{name}/channel_scale/shape"), target, None);
+        let reshape = Arc::new(crate::ops::shape::view::Reshape {
+            mode: crate::ops::shape::view::ReshapeMode::FromOperand,
+        });
+        let reshaped = graph.insert_node_before(
+            id,
+            &format!("{name}/channel_scale/reshape"),
+            reshape,
+            vec![scale, target],
+            vec![TensorType::new(crate::ir::DType::F32, shape)],
+        );
+        let reshaped = graph.node(reshaped).map(|n| n.outputs[0]);
+        let multiply = Arc::new(crate::ops::elementwise::Binary {
+            kind: BinaryKind::Mul,
+        });
+        let Some(reshaped) = reshaped else { continue };
+        let scaled = graph.insert_node_before(
+            id,
+            &format!("{name}/channel_scale"),
+            multiply,
+            vec![weights, reshaped],
+            vec![filter],
+        );
+        let Some(scaled) = graph.node(scaled).map(|n| n.outputs[0]) else {
+            continue;
+        };
+        if let Some(node) = graph.node_mut(id) {
+            node.inputs[0] = x;
+            node.inputs[operand] = scaled;
+        }
+    }
+    Ok(())
+}

@@ -39,6 +39,7 @@ pub const PIPELINE: &[(&str, PassFn)] = &[
     ("fold_constants", fold::fold_constants),
     ("form_activations", fuse::form_activations),
     ("fold_padding", fuse::fold_padding),
+    ("fold_channel_scales", fuse::fold_channel_scales),
     ("eliminate_dead_code", dead_code::eliminate_dead_code),
     ("fuse_epilogues", fuse::fuse_epilogues),
     ("pack_weights", pack::pack_weights),
