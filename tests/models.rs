@@ -96,6 +96,24 @@ fn check_case(directory: &Path, model_key: &str) -> Option<Vec<String>> {
             Ok(_) => failures.push(format!("{name}: {threads} threads differ from 1 thread")),
             Err(e) => failures.push(format!("{name}: run on {threads} threads: {e}")),
         }
+        // A profile runs every step on every thread too (each timed to the barrier).
+        let input_bytes: Vec<&[u8]> = inputs.iter().map(|t| t.data.as_slice()).collect();
+        let mut profiled: Vec<Vec<u8>> = outputs.iter().map(|t| vec![0; t.data.len()]).collect();
+        let mut slices: Vec<&mut [u8]> = profiled.iter_mut().map(|v| v.as_mut_slice()).collect();
+        match context.profile(&input_bytes, &mut slices, 1) {
+            Ok(profile) if profile.steps.len() == description.steps.len() => {}
+            Ok(_) => failures.push(format!("{name}: a profile without every step")),
+            Err(e) => failures.push(format!("{name}: profile on {threads} threads: {e}")),
+        }
+        if profiled
+            .iter()
+            .zip(&outputs)
+            .any(|(bytes, tensor)| *bytes != tensor.data)
+        {
+            failures.push(format!(
+                "{name}: profile on {threads} threads differs from a run"
+            ));
+        }
     }
     for (set, outputs) in &runs {
         let name = format!("{name}{set}");
