@@ -1190,6 +1190,9 @@ fn reduce_cases(kind: ReduceKind, name: &str, seed: u64) -> Vec<Case> {
         &[1, 13, 1, 6],
         &[3, 17],
         &[],
+        // Channels in blocks of eight vectors, a shorter block and a scalar tail (75 = 2 × 32
+        // + 8 + 3), each block on one thread: squeeze-and-excite means.
+        &[2, 5, 75],
     ];
     let tol = if matches!(kind, ReduceKind::Max | ReduceKind::Min) {
         Tol::Exact

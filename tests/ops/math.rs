@@ -396,12 +396,14 @@ fn bool_and_integer_unary_kernels_match_reference() {
 fn integer_reduction_kernels_match_reference() {
     use tfjsc::ops::reduce::{Reduce, ReduceKind};
     let mut cases = Vec::new();
-    let shapes: [(&[usize], &[usize]); 5] = [
+    let shapes: [(&[usize], &[usize]); 6] = [
         (&[7], &[0]),
         (&[3, 5], &[1]),
         (&[3, 5], &[0]),
         (&[2, 3, 4], &[0, 2]),
         (&[4, 1, 6], &[0, 1, 2]),
+        // 8-element blocks, one per thread, and a shorter one.
+        (&[3, 4, 21], &[0, 1]),
     ];
     for kind in [
         ReduceKind::Sum,

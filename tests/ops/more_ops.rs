@@ -203,6 +203,8 @@ fn more_ops_all_any_kernels_match_reference_over_every_axis_set() {
         &[3, 2, 20],
         &[2, 3, 2, 4],
         &[2, 0, 3],
+        // A block of eight 16-byte vectors, a shorter block and a tail (8·16 + 2·16 + 5).
+        &[3, 165],
     ];
     let mut cases = Vec::new();
     for (s, shape) in shapes.iter().enumerate() {

@@ -228,6 +228,15 @@ fn emit_inner(
         element(k, index, LANES)
     })?;
     let tail_start = vector_count * LANES;
+    if inner - tail_start <= LANES {
+        // A few elements (a vector's tail, or short rows such as an image's 3 channels): straight
+        // code, without a loop's overhead on every row.
+        for index in tail_start..inner {
+            let index = kernel.iconst(index as i64);
+            element(kernel, index, 1)?;
+        }
+        return Ok(());
+    }
     kernel.for_steps(tail_start, inner - tail_start, 1, &mut |k, index| {
         element(k, index, 1)
     })

@@ -6,6 +6,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+use cranelift_frontend::Variable;
 
 use super::{
     normalize_axis, strides_of, Attribute, Attributes, InputFacts, OpResult, Operator, Specialized,
@@ -229,6 +230,8 @@ impl Operator for Reduce {
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
+        /// Vectors (or int32 elements) reduced side by side, each with its own accumulator.
+        const BLOCK: usize = 8;
         let dtype = kernel.inputs[0].ty.dtype;
         let logical = self.is_logical();
         let accepted = if logical {
@@ -281,50 +284,96 @@ impl Operator for Reduce {
         } else {
             None
         };
+        let pairs: Vec<(usize, i64, i64)> = reduced_loops
+            .iter()
+            .map(|&(n, s)| (n, s as i64, 0))
+            .collect();
+        // Reduces `width` adjacent groups of `ty` (vectors, or single elements) starting at
+        // channel `channel`, each in its own accumulator: independent chains, so the adds do not
+        // wait on each other, and each step of the reduced axes reads `width` adjacent groups.
+        let reduce_block = |k: &mut Kernel,
+                            input_base: Value,
+                            output_base: Value,
+                            channel: Value,
+                            ty: Type,
+                            step: usize,
+                            width: usize|
+         -> Result<(), CodegenError> {
+            let init = match dtype {
+                DType::Bool => k.int_constant(ty, self.initial() as i64),
+                DType::I32 => k.int_constant(ty, self.initial_i32() as i64),
+                _ => k.float_constant(ty, self.initial()),
+            };
+            let accumulators: Vec<Variable> = (0..width)
+                .map(|_| {
+                    let var = k.builder.declare_var(ty);
+                    k.builder.def_var(var, init);
+                    var
+                })
+                .collect();
+            let base = k.builder.ins().iadd(input_base, channel);
+            k.for_nest(&pairs, base, base, &mut |k, offset, _| {
+                for (group, &var) in accumulators.iter().enumerate() {
+                    let at = k.builder.ins().iadd_imm_s(offset, (group * step) as i64);
+                    let value = k.load(ty, input, at, size);
+                    let acc = k.builder.use_var(var);
+                    let acc = self.combine(k, acc, value);
+                    k.builder.def_var(var, acc);
+                }
+                Ok(())
+            })?;
+            for (group, &var) in accumulators.iter().enumerate() {
+                let mut result = k.builder.use_var(var);
+                if dtype == DType::I32 && self.kind == ReduceKind::Mean {
+                    // Truncating division by a positive constant: no trap possible.
+                    let count = reduced_count.max(1) as i64;
+                    result = k.builder.ins().sdiv_imm_s(result, count);
+                } else if let Some(scale) = scale {
+                    let factor = k.float_constant(ty, scale);
+                    result = k.builder.ins().fmul(result, factor);
+                }
+                let index = k.builder.ins().iadd(output_base, channel);
+                let index = k.builder.ins().iadd_imm_s(index, (group * step) as i64);
+                k.store(result, output, index, size);
+            }
+            Ok(())
+        };
         let zero = kernel.iconst(0);
         kernel.for_nest(
             &outer_loops,
             zero,
             zero,
             &mut |k, input_base, output_base| {
-                let vector_end = inner / lanes * lanes;
-                for (start, count, width) in [
-                    (0, vector_end / lanes, lanes),
-                    (vector_end, inner - vector_end, 1),
-                ] {
-                    let ty: Type = if width == lanes { vector } else { scalar };
-                    k.for_steps(start, count, width, &mut |k, channel| {
-                        let var = k.builder.declare_var(ty);
-                        let init = match dtype {
-                            DType::Bool => k.int_constant(ty, self.initial() as i64),
-                            DType::I32 => k.int_constant(ty, self.initial_i32() as i64),
-                            _ => k.float_constant(ty, self.initial()),
-                        };
-                        k.builder.def_var(var, init);
-                        let base = k.builder.ins().iadd(input_base, channel);
-                        let pairs: Vec<(usize, i64, i64)> = reduced_loops
-                            .iter()
-                            .map(|&(n, s)| (n, s as i64, 0))
-                            .collect();
-                        k.for_nest(&pairs, base, base, &mut |k, offset, _| {
-                            let value = k.load(ty, input, offset, size);
-                            let acc = k.builder.use_var(var);
-                            let acc = self.combine(k, acc, value);
-                            k.builder.def_var(var, acc);
-                            Ok(())
-                        })?;
-                        let mut result = k.builder.use_var(var);
-                        if dtype == DType::I32 && self.kind == ReduceKind::Mean {
-                            // Truncating division by a positive constant: no trap possible.
-                            let count = reduced_count.max(1) as i64;
-                            result = k.builder.ins().sdiv_imm_s(result, count);
-                        } else if let Some(scale) = scale {
-                            let factor = k.float_constant(ty, scale);
-                            result = k.builder.ins().fmul(result, factor);
-                        }
-                        let index = k.builder.ins().iadd(output_base, channel);
-                        k.store(result, output, index, size);
-                        Ok(())
+                // Blocks of up to BLOCK vectors, shared among the threads (every output element
+                // is reduced by one thread, in the same order whatever their number), then the
+                // channels left over one by one, by one thread.
+                let vectors = inner / lanes;
+                let (full, rest) = (vectors / BLOCK, vectors % BLOCK);
+                let groups = [
+                    (0, full, BLOCK, vector, lanes),
+                    (
+                        full * BLOCK * lanes,
+                        usize::from(rest > 0),
+                        rest,
+                        vector,
+                        lanes,
+                    ),
+                    (
+                        vectors * lanes,
+                        usize::from(inner % lanes > 0),
+                        inner % lanes,
+                        scalar,
+                        1,
+                    ),
+                ];
+                for (first, blocks, width, ty, step) in groups {
+                    if blocks == 0 || width == 0 {
+                        continue;
+                    }
+                    k.for_split(blocks, &mut |k, block| {
+                        let channel = k.builder.ins().imul_imm_s(block, (width * step) as i64);
+                        let channel = k.builder.ins().iadd_imm_s(channel, first as i64);
+                        reduce_block(k, input_base, output_base, channel, ty, step, width)
                     })?;
                 }
                 Ok(())
