@@ -303,6 +303,11 @@ impl TilePlan {
         self.rows / self.block
     }
 
+    /// Row blocks of one group, the partial one included.
+    fn blocks(&self) -> usize {
+        self.rows.div_ceil(self.block)
+    }
+
     /// The row tiles of a full block.
     fn full_block_runs(&self) -> Vec<(usize, usize, usize)> {
         vec![(0, self.block / self.height, self.height)]
@@ -338,7 +343,12 @@ impl Gemm<'_> {
             })?;
             kernel.barrier();
         }
-        if self.groups > 1 && self.depth * self.columns * 4 > B_RESIDENT_BYTES {
+        // Column tiles outermost when B outgrows L2 across several row groups, or when there
+        // are too few row blocks for the threads to share (a product of one row: a dense
+        // layer, a squeeze-and-excite convolution), so that they share the column tiles.
+        let row_blocks = self.groups * plan.blocks();
+        let large_b = self.groups > 1 && self.depth * self.columns * 4 > B_RESIDENT_BYTES;
+        if large_b || row_blocks < MIN_BLOCKS / 2 {
             return self.emit_columns_outer(kernel, &plan, &finish, output, bases, &chunks);
         }
         // The threads share the row blocks: first the full blocks of every group, then each
@@ -380,9 +390,9 @@ impl Gemm<'_> {
     }
 
     /// The order for a B too large to stay in L2 while one row group uses it (a late, wide
-    /// convolution layer: few output pixels per row, megabytes of filter): each column tile's
-    /// B chunk is read once for every group, then the tile's epilogue runs over all groups.
-    /// Threads share the column tiles.
+    /// convolution layer: few output pixels per row, megabytes of filter), and for products
+    /// with too few rows to share: each column tile's B chunk is read once for every group,
+    /// then the tile's epilogue runs over all groups. Threads share the column tiles.
     fn emit_columns_outer(
         &self,
         kernel: &mut Kernel,
