@@ -280,31 +280,32 @@ pub fn pad_into_scratch(kernel: &mut Kernel, window: &Window) -> Result<Value, C
     let c = window.channels;
     let [ih, iw] = window.input;
     let [top, bottom, left, right] = window.pads;
-    // Only the border is zeroed: the interior is overwritten by the copy. One thread pads, then
-    // all meet before reading it.
-    kernel.on_thread_zero(&mut |kernel| {
-        kernel.for_count(window.batch, &mut |k, n| {
-            let image = k.builder.ins().imul_imm_s(n, (ph * pw * c) as i64);
-            k.fill_words(scratch, image, top * pw * c, 0)?;
-            let bottom_start = k
-                .builder
-                .ins()
-                .iadd_imm_s(image, ((top + ih) * pw * c) as i64);
-            k.fill_words(scratch, bottom_start, bottom * pw * c, 0)?;
-            let source_image = k.builder.ins().imul_imm_s(n, (ih * iw * c) as i64);
-            k.for_count(ih, &mut |k, y| {
-                let row = k.builder.ins().iadd_imm_s(y, top as i64);
-                let row_start = k.builder.ins().imul_imm_s(row, (pw * c) as i64);
-                let row_start = k.builder.ins().iadd(image, row_start);
-                k.fill_words(scratch, row_start, left * c, 0)?;
-                let destination = k.builder.ins().iadd_imm_s(row_start, (left * c) as i64);
-                let source = k.builder.ins().imul_imm_s(y, (iw * c) as i64);
-                let source = k.builder.ins().iadd(source_image, source);
-                k.copy_elements(input, source, scratch, destination, iw * c, 4)?;
-                let right_start = k.builder.ins().iadd_imm_s(destination, (iw * c) as i64);
-                k.fill_words(scratch, right_start, right * c, 0)
-            })
-        })
+    // Only the border is zeroed: the interior is overwritten by the copy. The threads share the
+    // rows, then all meet before reading them.
+    kernel.for_split(window.batch, &mut |k, n| {
+        let image = k.builder.ins().imul_imm_s(n, (ph * pw * c) as i64);
+        k.fill_words(scratch, image, top * pw * c, 0)?;
+        let bottom_start = k
+            .builder
+            .ins()
+            .iadd_imm_s(image, ((top + ih) * pw * c) as i64);
+        k.fill_words(scratch, bottom_start, bottom * pw * c, 0)
+    })?;
+    kernel.for_split(window.batch * ih, &mut |k, item| {
+        let n = k.builder.ins().udiv_imm_s(item, ih as i64);
+        let y = k.builder.ins().urem_imm_s(item, ih as i64);
+        let image = k.builder.ins().imul_imm_s(n, (ph * pw * c) as i64);
+        let source_image = k.builder.ins().imul_imm_s(n, (ih * iw * c) as i64);
+        let row = k.builder.ins().iadd_imm_s(y, top as i64);
+        let row_start = k.builder.ins().imul_imm_s(row, (pw * c) as i64);
+        let row_start = k.builder.ins().iadd(image, row_start);
+        k.fill_words(scratch, row_start, left * c, 0)?;
+        let destination = k.builder.ins().iadd_imm_s(row_start, (left * c) as i64);
+        let source = k.builder.ins().imul_imm_s(y, (iw * c) as i64);
+        let source = k.builder.ins().iadd(source_image, source);
+        k.copy_elements(input, source, scratch, destination, iw * c, 4)?;
+        let right_start = k.builder.ins().iadd_imm_s(destination, (iw * c) as i64);
+        k.fill_words(scratch, right_start, right * c, 0)
     })?;
     kernel.barrier();
     Ok(scratch)
