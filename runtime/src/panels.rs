@@ -34,41 +34,122 @@ impl Panels {
             .checked_mul(self.rows)
     }
 
-    /// Packs `source` (`rows × columns` elements) into `target` (`packed_len()` elements).
+    /// Packs `source` (`rows × columns` elements, as stored) into `target` (`packed_len()`
+    /// elements). Missing elements of a short `source` are packed as zeros.
     pub fn pack(&self, source: &[f32], target: &mut [f32]) {
-        self.pack_stored(source.iter().copied(), target);
+        let inner = self.stored_row();
+        self.pack_rows(target, |row, line| {
+            let start = (row * inner).min(source.len());
+            let end = (start + inner).min(source.len());
+            line[..end - start].copy_from_slice(&source[start..end]);
+            line[end - start..].fill(0.0);
+        });
     }
 
-    /// Packs the matrix given as its elements in stored order (row-major, or column-major when
-    /// `transposed`) into `target` (`packed_len()` elements): each element is read once, in
-    /// order, so a weight split across shard files packs from its pieces with no copy of the
-    /// whole. Elements past `rows × columns` are ignored; missing ones leave zeros.
-    pub fn pack_stored(&self, stored: impl IntoIterator<Item = f32>, target: &mut [f32]) {
-        let (rows, columns) = (self.rows, self.columns);
-        target.fill(0.0);
-        if rows == 0 || columns == 0 {
-            return; // nothing to read
-        }
-        // Stored order walks `inner` fastest: columns of a row-major matrix, rows of a
-        // transposed one.
-        let (outer_count, inner_count) = if self.transposed {
-            (columns, rows)
+    /// Packs a float32 matrix from its stored little-endian bytes, given as the pieces of the
+    /// shard files it lies in (a weight may be split across files, even inside a float), with
+    /// no copy of the whole. Missing bytes read as zeros.
+    pub fn pack_le_bytes(&self, pieces: &[&[u8]], target: &mut [f32]) {
+        let row_bytes = self.stored_row() * 4;
+        // The piece holding the next row's first byte, and that byte's offset in it.
+        let (mut piece, mut offset) = (0, 0);
+        self.pack_rows(target, |_, line| {
+            match pieces.get(piece) {
+                // The common case: the whole row inside one piece.
+                Some(bytes) if offset + row_bytes <= bytes.len() => {
+                    let row = &bytes[offset..offset + row_bytes];
+                    for (slot, value) in line.iter_mut().zip(row.chunks_exact(4)) {
+                        *slot = f32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+                    }
+                    offset += row_bytes;
+                }
+                // Across a file boundary (or past the end): byte by byte.
+                _ => {
+                    let mut next_byte = || loop {
+                        let bytes = pieces.get(piece)?;
+                        if let Some(&byte) = bytes.get(offset) {
+                            offset += 1;
+                            return Some(byte);
+                        }
+                        (piece, offset) = (piece + 1, 0);
+                    };
+                    for slot in line.iter_mut() {
+                        let mut value = [0u8; 4];
+                        for byte in value.iter_mut() {
+                            *byte = next_byte().unwrap_or(0);
+                        }
+                        *slot = f32::from_le_bytes(value);
+                    }
+                }
+            }
+            if pieces.get(piece).is_some_and(|bytes| offset == bytes.len()) {
+                (piece, offset) = (piece + 1, 0);
+            }
+        });
+    }
+
+    /// Elements of one stored row: B's row, or B's column when stored transposed.
+    fn stored_row(&self) -> usize {
+        if self.transposed {
+            self.rows
         } else {
-            (rows, columns)
+            self.columns
+        }
+    }
+
+    /// The packing itself: `read_row(i, line)` fills stored row `i` into `line`, for each row in
+    /// order. Rows are read a block at a time and written panel by panel, so the writes run
+    /// along the packed buffer instead of jumping between panels (pages) every 16 values: for B
+    /// stored as is, blocks of rows; stored transposed, the 16 columns of one panel. The last
+    /// panel's padding is zeroed.
+    fn pack_rows(&self, target: &mut [f32], mut read_row: impl FnMut(usize, &mut [f32])) {
+        /// Rows of B read per block when it is stored as is.
+        const BLOCK_ROWS: usize = 32;
+        let (rows, columns) = (self.rows, self.columns);
+        if rows == 0 || columns == 0 {
+            return; // nothing to read, nothing to write
+        }
+        let panel_size = rows * PANEL_COLUMNS;
+        let panels = columns.div_ceil(PANEL_COLUMNS);
+        let Some(target) = target.get_mut(..panels * panel_size) else {
+            return;
         };
-        let mut stored = stored.into_iter();
-        for outer in 0..outer_count {
-            for inner in 0..inner_count {
-                let Some(value) = stored.next() else {
-                    return;
-                };
-                let (row, column) = if self.transposed {
-                    (inner, outer)
-                } else {
-                    (outer, inner)
-                };
-                let panel = column / PANEL_COLUMNS;
-                target[(panel * rows + row) * PANEL_COLUMNS + column % PANEL_COLUMNS] = value;
+        if !columns.is_multiple_of(PANEL_COLUMNS) {
+            target[(panels - 1) * panel_size..].fill(0.0);
+        }
+        if self.transposed {
+            // Stored rows 16p .. 16p + 16 are the columns of panel p.
+            let mut block = vec![0f32; PANEL_COLUMNS * rows];
+            for (panel, out) in target.chunks_exact_mut(panel_size).enumerate() {
+                let first = panel * PANEL_COLUMNS;
+                let lanes = (columns - first).min(PANEL_COLUMNS);
+                for (lane, line) in block.chunks_exact_mut(rows).take(lanes).enumerate() {
+                    read_row(first + lane, line);
+                }
+                for (row, slots) in out.chunks_exact_mut(PANEL_COLUMNS).enumerate() {
+                    for (lane, slot) in slots.iter_mut().take(lanes).enumerate() {
+                        *slot = block[lane * rows + row];
+                    }
+                }
+            }
+        } else {
+            let mut block = vec![0f32; BLOCK_ROWS * columns];
+            for first in (0..rows).step_by(BLOCK_ROWS) {
+                let count = (rows - first).min(BLOCK_ROWS);
+                for (offset, line) in block.chunks_exact_mut(columns).take(count).enumerate() {
+                    read_row(first + offset, line);
+                }
+                for (panel, out) in target.chunks_exact_mut(panel_size).enumerate() {
+                    let column = panel * PANEL_COLUMNS;
+                    let width = (columns - column).min(PANEL_COLUMNS);
+                    let out = &mut out[first * PANEL_COLUMNS..(first + count) * PANEL_COLUMNS];
+                    for (slots, line) in out
+                        .chunks_exact_mut(PANEL_COLUMNS)
+                        .zip(block.chunks_exact(columns))
+                    {
+                        slots[..width].copy_from_slice(&line[column..column + width]);
+                    }
+                }
             }
         }
     }

@@ -171,12 +171,8 @@ impl WeightStore {
                     pack_stored(panels, &stored)?
                 } else {
                     // float16 or quantized: decoded into a transient buffer first.
-                    let values = decode(weight, &stored.bytes())?;
-                    let bytes = values.as_slice().chunks_exact(4);
-                    pack(
-                        panels,
-                        bytes.map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
-                    )?
+                    let mut values = decode(weight, &stored.bytes())?;
+                    pack(panels, bytemuck_f32(values.as_mut_slice()))?
                 };
                 // The weight's mapped pages are not read again.
                 for (start, length) in mapped {
@@ -385,41 +381,28 @@ fn release_pages(start: *const u8, length: usize) {
     }
 }
 
-/// `values` (in stored order) packed into panels in a new 64-byte aligned buffer.
-fn pack(panels: &Panels, values: impl Iterator<Item = f32>) -> Result<AlignedBuffer, Error> {
-    let count = panels.packed_len().unwrap_or(usize::MAX);
-    let mut buffer = AlignedBuffer::zeroed(count.saturating_mul(4), 64)?;
-    let target: &mut [f32] = bytemuck_f32(buffer.as_mut_slice());
-    panels.pack_stored(values, target);
+/// `values` (as stored) packed into panels in a new 64-byte aligned buffer.
+fn pack(panels: &Panels, values: &[f32]) -> Result<AlignedBuffer, Error> {
+    let mut buffer = packed_buffer(panels)?;
+    panels.pack(values, bytemuck_f32(buffer.as_mut_slice()));
     Ok(buffer)
+}
+
+/// A zeroed, 64-byte aligned buffer for the packed form.
+fn packed_buffer(panels: &Panels) -> Result<AlignedBuffer, Error> {
+    let count = panels.packed_len().unwrap_or(usize::MAX);
+    AlignedBuffer::zeroed(count.saturating_mul(4), 64)
 }
 
 /// A float32 weight packed from its stored little-endian bytes, wherever the pieces split it.
 fn pack_stored(panels: &Panels, stored: &StoredBytes<'_>) -> Result<AlignedBuffer, Error> {
-    let floats =
-        |bytes: &[u8]| -> f32 { f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) };
-    match stored {
-        StoredBytes::Contiguous(bytes) => pack(panels, bytes.chunks_exact(4).map(floats)),
-        // Files split at a multiple of 4 bytes into the weight: whole floats in every piece.
-        StoredBytes::Pieces(pieces) if pieces.iter().all(|piece| piece.len() % 4 == 0) => {
-            let whole = pieces.iter().flat_map(|piece| piece.chunks_exact(4));
-            pack(panels, whole.map(floats))
-        }
-        // A float split across two files: byte by byte (slower, and rare: TF.js places float32
-        // weights at multiples of 4 unless a narrower weight precedes them).
-        StoredBytes::Pieces(pieces) => {
-            let mut bytes = pieces.iter().flat_map(|piece| piece.iter().copied());
-            let values = std::iter::from_fn(|| {
-                Some(f32::from_le_bytes([
-                    bytes.next()?,
-                    bytes.next()?,
-                    bytes.next()?,
-                    bytes.next()?,
-                ]))
-            });
-            pack(panels, values)
-        }
-    }
+    let mut buffer = packed_buffer(panels)?;
+    let pieces = match stored {
+        StoredBytes::Contiguous(bytes) => vec![*bytes],
+        StoredBytes::Pieces(pieces) => pieces.clone(),
+    };
+    panels.pack_le_bytes(&pieces, bytemuck_f32(buffer.as_mut_slice()));
+    Ok(buffer)
 }
 
 /// An aligned byte buffer as f32s.
@@ -547,22 +530,30 @@ mod tests {
 
     #[test]
     fn packed_weights_read_their_pieces_wherever_files_split_them() {
-        let panels = Panels {
-            rows: 3,
-            columns: 7,
-            transposed: false,
-        };
         let values: Vec<f32> = (0..21).map(|i| i as f32 * 0.5 - 3.0).collect();
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let mut expected = vec![0f32; panels.packed_len().unwrap()];
-        panels.pack(&values, &mut expected);
-        let packed = |stored: StoredBytes<'_>| floats(&pack_stored(&panels, &stored).unwrap());
-        assert_eq!(packed(StoredBytes::Contiguous(&bytes)), expected);
-        // Split between floats, and inside a float.
-        for split in [8, 13] {
-            let (first, second) = bytes.split_at(split);
-            let pieces = StoredBytes::Pieces(vec![first, second]);
-            assert_eq!(packed(pieces), expected, "split at byte {split}");
+        for transposed in [false, true] {
+            let (rows, columns) = if transposed { (7, 3) } else { (3, 7) };
+            let panels = Panels {
+                rows,
+                columns,
+                transposed,
+            };
+            let mut expected = vec![0f32; panels.packed_len().unwrap()];
+            panels.pack(&values, &mut expected);
+            let packed = |stored: StoredBytes<'_>| floats(&pack_stored(&panels, &stored).unwrap());
+            assert_eq!(packed(StoredBytes::Contiguous(&bytes)), expected);
+            // Split between rows, between floats inside a row, inside a float, and in three.
+            for splits in [vec![28], vec![8], vec![13], vec![5, 40], vec![28, 56]] {
+                let mut pieces = Vec::new();
+                let mut start = 0;
+                for &split in splits.iter().chain([&bytes.len()]) {
+                    pieces.push(&bytes[start..split]);
+                    start = split;
+                }
+                let stored = StoredBytes::Pieces(pieces);
+                assert_eq!(packed(stored), expected, "{transposed} split at {splits:?}");
+            }
         }
     }
 
