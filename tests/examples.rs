@@ -211,6 +211,26 @@ fn c_example_runs_compiled_libraries() {
         );
         check_raw_output(name, &output);
 
+        // On three threads (tfjsc_context_set_threads): the same bytes.
+        let threaded = directory.join(format!("{name}_threaded.bin"));
+        let outcome = run_program(
+            &program,
+            &[
+                Path::new("--threads"),
+                Path::new("3"),
+                &library,
+                &fixture(name),
+                &input,
+                &threaded,
+            ],
+        );
+        assert!(outcome.success, "{name} on 3 threads:\n{}", outcome.stderr);
+        assert_eq!(
+            std::fs::read(&threaded).unwrap(),
+            std::fs::read(&output).unwrap(),
+            "{name}: 3 threads differ from 1"
+        );
+
         // "-": the weights directory recorded at compile time (the fixture directory).
         std::fs::remove_file(&output).unwrap();
         let outcome = run_program(&program, &[&library, Path::new("-"), &input, &output]);
@@ -238,6 +258,27 @@ fn c_example_runs_compiled_libraries() {
     assert!(!outcome.success);
     assert!(
         outcome.stderr.contains("short.bin") && outcome.stderr.contains("256 bytes"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!directory.join("never.bin").exists());
+
+    // No threads at all: refused with the reason.
+    let input = raw_input(MLP, directory);
+    let outcome = run_program(
+        &program,
+        &[
+            Path::new("--threads"),
+            Path::new("0"),
+            &library,
+            &fixture(MLP),
+            &input,
+            &directory.join("never.bin"),
+        ],
+    );
+    assert!(!outcome.success);
+    assert!(
+        outcome.stderr.contains("at least one"),
         "{}",
         outcome.stderr
     );

@@ -1,10 +1,10 @@
 /* run_model — runs a tfjsc-compiled model once from the command line, through tfjsc_runtime.h.
  *
- *   run_model LIBRARY WEIGHTS_DIR IN0.bin [IN1.bin ...] OUT.bin
+ *   run_model [--threads N] LIBRARY WEIGHTS_DIR IN0.bin [IN1.bin ...] OUT.bin
  *
  * Each IN file holds the raw little-endian bytes of one input, in the model's input order (as
  * many files as the model has inputs). OUT.bin receives output 0's raw bytes. WEIGHTS_DIR "-"
- * uses the directory recorded at compile time.
+ * uses the directory recorded at compile time. --threads N runs on N threads (the same bytes).
  *
  * Build: cc -I runtime/include run_model.c target/debug/libtfjsc_runtime.a -lpthread -ldl -lm */
 #include <stdio.h>
@@ -34,8 +34,20 @@ static void *read_exactly(const char *path, size_t size) {
 
 int main(int argc, char **argv) {
     char error[1024];
+    size_t threads = 1;
+    if (argc > 2 && strcmp(argv[1], "--threads") == 0) {
+        char *end = NULL;
+        threads = strtoul(argv[2], &end, 10);
+        if (!end || *end != '\0') {
+            fprintf(stderr, "run_model: --threads takes a count, not %s\n", argv[2]);
+            return 2;
+        }
+        argc -= 2;
+        argv += 2;
+    }
     if (argc < 5) {
-        fprintf(stderr, "usage: run_model LIBRARY WEIGHTS_DIR IN0.bin [IN1.bin ...] OUT.bin\n");
+        fprintf(stderr,
+                "usage: run_model [--threads N] LIBRARY WEIGHTS_DIR IN0.bin [IN1.bin ...] OUT.bin\n");
         return 2;
     }
     const char *weights_dir = strcmp(argv[2], "-") == 0 ? NULL : argv[2];
@@ -66,6 +78,10 @@ int main(int argc, char **argv) {
     }
     tfjsc_context *context = status == 0 ? tfjsc_context_new(model, error, sizeof error) : NULL;
     if (status == 0 && !context) {
+        fprintf(stderr, "run_model: %s\n", error);
+        status = 1;
+    }
+    if (status == 0 && tfjsc_context_set_threads(context, threads, error, sizeof error) != 0) {
         fprintf(stderr, "run_model: %s\n", error);
         status = 1;
     }
