@@ -1,0 +1,479 @@
+//! The graph rewrites the TF.js converter gets from TensorFlow's Grappler and its own passes,
+//! done on the flat frozen graph: strip forwarding and debug ops, fold constant subgraphs, fold
+//! batch normalisation into the preceding convolution or product, and fuse bias and activation
+//! into `_FusedConv2D`, `FusedDepthwiseConv2dNative` and `_FusedMatMul`. Each rewrite is a
+//! function over [`Graph`], run in the order of [`PASSES`]; every rewrite keeps the graph's
+//! outputs by name.
+
+use std::collections::{HashMap, HashSet};
+
+use tfjsc_proto::tensorflow::{attr_value, AttrValue, DataType, NodeDef};
+
+use super::error::ConvertError;
+use super::freeze::{prune, type_attr};
+use super::tensor::Tensor;
+use super::ConvertOptions;
+
+/// A flat graph under rewriting.
+pub struct Graph {
+    /// Nodes, inputs before consumers.
+    pub nodes: Vec<NodeDef>,
+    /// The value of every `Const` node.
+    pub constants: HashMap<String, Tensor>,
+    /// Output tensors ("node" or "node:k"); their nodes keep their names.
+    pub outputs: Vec<String>,
+}
+
+/// A rewrite and its name.
+type Pass = (
+    &'static str,
+    fn(&mut Graph, &ConvertOptions) -> Result<(), ConvertError>,
+);
+
+/// The rewrites, in order.
+pub const PASSES: &[Pass] = &[
+    ("strip_forwarding_ops", strip_forwarding_ops),
+    ("fold_constants", fold_constants),
+    ("fold_batch_norms", super::rewrite_fuse::fold_batch_norms),
+    ("fuse_ops", super::rewrite_fuse::fuse_ops),
+    ("prune", prune_dead),
+];
+
+impl Graph {
+    /// A graph of `nodes` with `constants`, producing `outputs`.
+    pub fn new(
+        nodes: Vec<NodeDef>,
+        constants: HashMap<String, Tensor>,
+        outputs: &[String],
+    ) -> Graph {
+        Graph {
+            nodes,
+            constants,
+            outputs: outputs.to_vec(),
+        }
+    }
+
+    /// Names of the output nodes.
+    pub fn output_nodes(&self) -> HashSet<String> {
+        self.outputs
+            .iter()
+            .map(|o| o.split(':').next().unwrap_or(o).to_string())
+            .collect()
+    }
+
+    /// Consumers count per node name (data inputs only).
+    pub fn use_counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for node in &self.nodes {
+            for input in &node.input {
+                if !input.starts_with('^') {
+                    *counts.entry(node_name(input).to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        for output in &self.outputs {
+            *counts.entry(node_name(output).to_string()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The constant value of input text `input`, if it is output 0 of a Const.
+    pub fn constant(&self, input: &str) -> Option<&Tensor> {
+        if input.contains(':') && !input.ends_with(":0") {
+            return None;
+        }
+        self.constants.get(node_name(input))
+    }
+
+    /// Adds a Const node named `name` (made unique) holding `tensor`; returns its name.
+    pub fn add_constant(
+        &mut self,
+        name: &str,
+        tensor: Tensor,
+        names: &mut HashSet<String>,
+    ) -> String {
+        let mut unique = name.to_string();
+        let mut counter = 1;
+        while names.contains(&unique) {
+            unique = format!("{name}_{counter}");
+            counter += 1;
+        }
+        names.insert(unique.clone());
+        self.constants.insert(unique.clone(), tensor.clone());
+        unique
+    }
+}
+
+/// The node part of an input reference.
+pub fn node_name(input: &str) -> &str {
+    let input = input.strip_prefix('^').unwrap_or(input);
+    input.split(':').next().unwrap_or(input)
+}
+
+/// A Const NodeDef for `tensor` (values live in the constants map).
+pub fn constant_node(name: &str, tensor: &Tensor) -> NodeDef {
+    let mut node = NodeDef {
+        name: name.to_string(),
+        op: "Const".into(),
+        ..NodeDef::default()
+    };
+    node.attr
+        .insert("dtype".into(), type_attr(tensor.dtype as i32));
+    node.attr.insert("value".into(), tensor.attr(false));
+    node
+}
+
+/// Runs every rewrite of [`PASSES`].
+pub fn run(graph: &mut Graph, options: &ConvertOptions) -> Result<(), ConvertError> {
+    for (name, pass) in PASSES {
+        if !options.fold_batch_norms && *name == "fold_batch_norms" {
+            continue;
+        }
+        pass(graph, options)?;
+    }
+    Ok(())
+}
+
+/// Ops removed by forwarding their inputs to their consumers.
+fn forwards(op: &str, strip_debug_ops: bool) -> bool {
+    matches!(
+        op,
+        "Identity" | "IdentityN" | "Snapshot" | "StopGradient" | "PreventGradient"
+    ) || (strip_debug_ops
+        && matches!(
+            op,
+            "CheckNumerics" | "EnsureShape" | "DebugIdentity" | "Print"
+        ))
+}
+
+/// Removes Identity and friends (and, with `--strip_debug_ops`, CheckNumerics and other debug
+/// ops): consumers read the forwarded input instead. Output nodes stay.
+fn strip_forwarding_ops(graph: &mut Graph, options: &ConvertOptions) -> Result<(), ConvertError> {
+    let outputs = graph.output_nodes();
+    let mut replacement: HashMap<String, String> = HashMap::new();
+    let resolve = |replacement: &HashMap<String, String>, input: &str| -> String {
+        let mut current = input.to_string();
+        while let Some(next) = replacement.get(&current).or_else(|| {
+            (!current.contains(':'))
+                .then(|| replacement.get(&format!("{current}:0")))
+                .flatten()
+        }) {
+            current = next.clone();
+        }
+        current
+    };
+    for node in &mut graph.nodes {
+        for input in &mut node.input {
+            *input = resolve(&replacement, input);
+        }
+        if forwards(&node.op, options.strip_debug_ops) && !outputs.contains(&node.name) {
+            let data: Vec<&String> = node.input.iter().filter(|i| !i.starts_with('^')).collect();
+            let forwarded = if node.op == "IdentityN" {
+                data.len()
+            } else {
+                data.len().min(1)
+            };
+            for (index, input) in data.iter().take(forwarded).enumerate() {
+                let target = (*input).clone();
+                replacement.insert(format!("{}:{index}", node.name), target.clone());
+                if index == 0 {
+                    replacement.insert(node.name.clone(), target);
+                }
+            }
+        }
+        if matches!(node.op.as_str(), "Assert" | "NoOp") && options.strip_debug_ops {
+            node.input.clear();
+        }
+    }
+    for node in &mut graph.nodes {
+        node.input.retain(|input| !input.starts_with('^'));
+    }
+    prune_dead(graph, options)
+}
+
+/// Removes nodes the outputs do not need.
+fn prune_dead(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertError> {
+    let outputs: Vec<String> = graph.output_nodes().into_iter().collect();
+    prune(&mut graph.nodes, &outputs);
+    let kept: HashSet<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
+    graph
+        .constants
+        .retain(|name, _| kept.contains(name.as_str()));
+    Ok(())
+}
+
+/// Elements above which a folded result is left unfolded (a hostile Fill could ask for more).
+const MAX_FOLDED_ELEMENTS: usize = 1 << 26;
+
+/// Replaces nodes whose inputs are all constants by their value, for the elementwise and shape
+/// ops batch-norm and bias arithmetic produce.
+fn fold_constants(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertError> {
+    let outputs = graph.output_nodes();
+    for index in 0..graph.nodes.len() {
+        let node = &graph.nodes[index];
+        if node.op == "Const" || outputs.contains(&node.name) || node.input.is_empty() {
+            continue;
+        }
+        let inputs: Option<Vec<&Tensor>> = node.input.iter().map(|i| graph.constant(i)).collect();
+        let Some(inputs) = inputs else { continue };
+        let Some(value) = evaluate(node, &inputs) else {
+            continue;
+        };
+        if value.len() > MAX_FOLDED_ELEMENTS {
+            continue;
+        }
+        let name = node.name.clone();
+        graph.nodes[index] = constant_node(&name, &value);
+        graph.constants.insert(name, value);
+    }
+    Ok(())
+}
+
+/// Numpy broadcasting of two shapes.
+pub fn broadcast_shape(a: &[i64], b: &[i64]) -> Option<Vec<i64>> {
+    let rank = a.len().max(b.len());
+    (0..rank)
+        .map(|i| {
+            let x = if i + a.len() >= rank {
+                a[i + a.len() - rank]
+            } else {
+                1
+            };
+            let y = if i + b.len() >= rank {
+                b[i + b.len() - rank]
+            } else {
+                1
+            };
+            match (x, y) {
+                (x, y) if x == y => Some(x),
+                (1, y) => Some(y),
+                (x, 1) => Some(x),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The index into a broadcast operand of shape `shape` for each element of `out`.
+fn broadcast_indices(shape: &[i64], out: &[i64]) -> Vec<usize> {
+    let count: usize = out.iter().product::<i64>() as usize;
+    let rank = out.len();
+    let mut strides = vec![0usize; rank];
+    let mut stride = 1usize;
+    for axis in (0..shape.len()).rev() {
+        let out_axis = axis + rank - shape.len();
+        strides[out_axis] = if shape[axis] == 1 { 0 } else { stride };
+        stride *= shape[axis] as usize;
+    }
+    let mut indices = Vec::with_capacity(count);
+    let mut position = vec![0i64; rank];
+    for _ in 0..count {
+        indices.push(
+            position
+                .iter()
+                .zip(&strides)
+                .map(|(&p, &s)| p as usize * s)
+                .sum(),
+        );
+        for axis in (0..rank).rev() {
+            position[axis] += 1;
+            if position[axis] < out[axis] {
+                break;
+            }
+            position[axis] = 0;
+        }
+    }
+    indices
+}
+
+/// Applies `f` elementwise with broadcasting.
+pub fn binary_f32(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Option<Tensor> {
+    let (x, y) = (a.as_f32()?, b.as_f32()?);
+    let shape = broadcast_shape(&a.shape, &b.shape)?;
+    if shape.iter().product::<i64>() as usize > MAX_FOLDED_ELEMENTS {
+        return None;
+    }
+    let (ia, ib) = (
+        broadcast_indices(&a.shape, &shape),
+        broadcast_indices(&b.shape, &shape),
+    );
+    let values: Vec<f32> = ia.iter().zip(&ib).map(|(&i, &j)| f(x[i], y[j])).collect();
+    Some(Tensor::float32(shape, &values))
+}
+
+fn binary_i32(a: &Tensor, b: &Tensor, f: impl Fn(i32, i32) -> Option<i32>) -> Option<Tensor> {
+    let (x, y) = (a.as_i32()?, b.as_i32()?);
+    let shape = broadcast_shape(&a.shape, &b.shape)?;
+    if shape.iter().product::<i64>() as usize > MAX_FOLDED_ELEMENTS {
+        return None;
+    }
+    let (ia, ib) = (
+        broadcast_indices(&a.shape, &shape),
+        broadcast_indices(&b.shape, &shape),
+    );
+    let values: Option<Vec<i32>> = ia.iter().zip(&ib).map(|(&i, &j)| f(x[i], y[j])).collect();
+    Some(Tensor::int32(shape, &values?))
+}
+
+/// The value of `node` on constant `inputs`, for the ops folding knows.
+fn evaluate(node: &NodeDef, inputs: &[&Tensor]) -> Option<Tensor> {
+    let unary = |f: fn(f32) -> f32| -> Option<Tensor> {
+        let x = inputs.first()?.as_f32()?;
+        Some(Tensor::float32(
+            inputs[0].shape.clone(),
+            &x.into_iter().map(f).collect::<Vec<_>>(),
+        ))
+    };
+    match (node.op.as_str(), inputs) {
+        ("Add" | "AddV2", [a, b]) => {
+            binary_f32(a, b, |x, y| x + y).or_else(|| binary_i32(a, b, |x, y| x.checked_add(y)))
+        }
+        ("Sub", [a, b]) => {
+            binary_f32(a, b, |x, y| x - y).or_else(|| binary_i32(a, b, |x, y| x.checked_sub(y)))
+        }
+        ("Mul", [a, b]) => {
+            binary_f32(a, b, |x, y| x * y).or_else(|| binary_i32(a, b, |x, y| x.checked_mul(y)))
+        }
+        ("RealDiv", [a, b]) => binary_f32(a, b, |x, y| x / y),
+        ("Maximum", [a, b]) => binary_f32(a, b, f32::max),
+        ("Minimum", [a, b]) => binary_f32(a, b, f32::min),
+        ("Rsqrt", [_]) => unary(|x| 1.0 / x.sqrt()),
+        ("Sqrt", [_]) => unary(f32::sqrt),
+        ("Neg", [_]) => unary(|x| -x),
+        ("Reciprocal" | "Inv", [_]) => unary(|x| 1.0 / x),
+        ("Square", [_]) => unary(|x| x * x),
+        ("Reshape", [a, shape]) => {
+            let dims = shape.as_i32()?;
+            let count = a.len() as i64;
+            let known: i64 = dims
+                .iter()
+                .filter(|&&d| d >= 0)
+                .map(|&d| d as i64)
+                .product();
+            let dims: Vec<i64> = dims
+                .iter()
+                .map(|&d| {
+                    if d == -1 && known > 0 {
+                        count / known
+                    } else {
+                        d as i64
+                    }
+                })
+                .collect();
+            if dims.iter().any(|&d| d < 0) || dims.iter().product::<i64>() != count {
+                return None;
+            }
+            let mut result = (*a).clone();
+            result.shape = dims;
+            Some(result)
+        }
+        ("Squeeze", [a]) => {
+            let axes: Vec<i64> = match node.attr.get("squeeze_dims").and_then(|v| v.value.as_ref())
+            {
+                Some(attr_value::Value::List(list)) => list.i.clone(),
+                _ => Vec::new(),
+            };
+            let rank = a.shape.len() as i64;
+            let axes: Vec<i64> = axes
+                .iter()
+                .map(|&x| if x < 0 { x + rank } else { x })
+                .collect();
+            let mut result = (*a).clone();
+            result.shape = a
+                .shape
+                .iter()
+                .enumerate()
+                .filter(|&(axis, &dim)| {
+                    !(dim == 1 && (axes.is_empty() || axes.contains(&(axis as i64))))
+                })
+                .map(|(_, &dim)| dim)
+                .collect();
+            Some(result)
+        }
+        ("ExpandDims", [a, axis]) => {
+            let axis = *axis.as_i32()?.first()? as i64;
+            let rank = a.shape.len() as i64;
+            let axis = if axis < 0 { axis + rank + 1 } else { axis };
+            if !(0..=rank).contains(&axis) {
+                return None;
+            }
+            let mut result = (*a).clone();
+            result.shape.insert(axis as usize, 1);
+            Some(result)
+        }
+        ("Cast", [a]) => {
+            let to = match node.attr.get("DstT").and_then(|v| v.value.as_ref()) {
+                Some(attr_value::Value::Type(t)) => DataType::try_from(*t).ok()?,
+                _ => return None,
+            };
+            match (a.dtype, to) {
+                (from, to) if from == to => Some((*a).clone()),
+                (DataType::DtInt32, DataType::DtFloat) => Some(Tensor::float32(
+                    a.shape.clone(),
+                    &a.as_i32()?.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                )),
+                (DataType::DtFloat, DataType::DtInt32) => Some(Tensor::int32(
+                    a.shape.clone(),
+                    &a.as_f32()?.iter().map(|&v| v as i32).collect::<Vec<_>>(),
+                )),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// An integer attribute.
+pub fn int_attr(node: &NodeDef, name: &str) -> Option<i64> {
+    match node.attr.get(name)?.value.as_ref()? {
+        attr_value::Value::I(value) => Some(*value),
+        _ => None,
+    }
+}
+
+/// A float attribute.
+pub fn float_attr(node: &NodeDef, name: &str) -> Option<f32> {
+    match node.attr.get(name)?.value.as_ref()? {
+        attr_value::Value::F(value) => Some(*value),
+        _ => None,
+    }
+}
+
+/// A bytes attribute as text.
+pub fn string_attr(node: &NodeDef, name: &str) -> Option<String> {
+    match node.attr.get(name)?.value.as_ref()? {
+        attr_value::Value::S(value) => Some(String::from_utf8_lossy(value).into_owned()),
+        _ => None,
+    }
+}
+
+/// A bool attribute.
+pub fn bool_attr(node: &NodeDef, name: &str) -> Option<bool> {
+    match node.attr.get(name)?.value.as_ref()? {
+        attr_value::Value::B(value) => Some(*value),
+        _ => None,
+    }
+}
+
+/// An attribute value of one kind.
+pub fn attr(value: attr_value::Value) -> AttrValue {
+    AttrValue { value: Some(value) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_folds_like_numpy() {
+        let a = Tensor::float32(vec![2, 1], &[1.0, 2.0]);
+        let b = Tensor::float32(vec![3], &[10.0, 20.0, 30.0]);
+        let sum = binary_f32(&a, &b, |x, y| x + y).unwrap();
+        assert_eq!(sum.shape, vec![2, 3]);
+        assert_eq!(
+            sum.as_f32().unwrap(),
+            vec![11.0, 21.0, 31.0, 12.0, 22.0, 32.0]
+        );
+        assert!(broadcast_shape(&[2], &[3]).is_none());
+    }
+}

@@ -1,0 +1,196 @@
+"""Fixtures for `tfjsc convert` (tests/convert.rs), made with TensorFlow on a developer machine.
+
+Run with the TensorFlow 2.21 + tensorflowjs 4.22 environment:
+
+    /work/venv-tf/bin/python tests/make_convert_fixtures.py [--full OUT_DIR]
+
+Writes, under tests/fixtures/convert/ (small, committed):
+- saved_model/      a Keras 3 CNN (conv + batch norm + relu6, depthwise, residual add, dense,
+                    softmax) saved with tf.saved_model.save; plus tfjs/ (the Python converter's
+                    output, the golden reference for node/attribute/weight comparison);
+- sharded/          a SavedModel whose variables lie in several data shards;
+- frozen/           frozen.pb: the same CNN frozen with convert_variables_to_constants_v2;
+- session_bundle/   export.meta + export checkpoint written with tf.compat.v1 graph + Saver;
+- hub/              a TF Hub-style module directory (SavedModel with a "default" signature), and
+                    hub.tar.gz, the same directory as a compressed archive;
+- each with input_0.npy and expected_0.npy (TensorFlow's answer) and case.json.
+With --full OUT_DIR, also converts the given full-size models nothing (they are measured by hand,
+see docs/convert.md).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import tensorflow as tf
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "convert")
+PYTHON_CONVERTER = [sys.executable, "-m", "tensorflowjs.converters.converter"]
+
+
+def fresh(path):
+    if os.path.exists(path):
+        shutil.rmtree(path)
+    os.makedirs(path)
+    return path
+
+
+def write_case(directory, inputs, outputs, notes, **extra):
+    for index, (name, value) in enumerate(inputs):
+        np.save(os.path.join(directory, f"input_{index}.npy"), value)
+    for index, (name, value) in enumerate(outputs):
+        np.save(os.path.join(directory, f"expected_{index}.npy"), value)
+    case = {
+        "inputs": [{"name": n, "file": f"input_{i}.npy"} for i, (n, _) in enumerate(inputs)],
+        "outputs": [{"name": n, "file": f"expected_{i}.npy"} for i, (n, _) in enumerate(outputs)],
+        "notes": notes,
+        **extra,
+    }
+    with open(os.path.join(directory, "case.json"), "w") as f:
+        json.dump(case, f, indent=2)
+
+
+def keras_cnn(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((12, 12, 3), batch_size=1, name="input")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(6.0, name="stem_relu")(x)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    y = keras.layers.BatchNormalization(name="dw_bn")(y)
+    y = keras.layers.ReLU(6.0, name="dw_relu")(y)
+    y = keras.layers.Conv2D(8, 1, padding="same", name="project")(y)
+    x = keras.layers.Add(name="residual")([x, y])
+    x = keras.layers.Conv2D(6, 3, padding="valid", activation="relu", name="head")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(5, activation="softmax", name="logits")(x)
+    model = keras.Model(inputs, outputs)
+    # Batch-norm statistics away from the identity, so folding them matters.
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype(np.float32))
+            layer.beta.assign(rng.uniform(-0.5, 0.5, n).astype(np.float32))
+            layer.moving_mean.assign(rng.uniform(-0.3, 0.3, n).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n).astype(np.float32))
+        elif getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.uniform(-0.5, 0.5, layer.bias.shape).astype(np.float32))
+    return model
+
+
+class Module(tf.Module):
+    """A Keras model wrapped for tf.saved_model.save with one fixed-shape signature."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 12, 12, 3], tf.float32, name="input")])
+    def serve(self, input):
+        return {"output": self.model(input, training=False)}
+
+
+def input_of(seed):
+    return np.random.default_rng(seed).uniform(-1, 1, (1, 12, 12, 3)).astype(np.float32)
+
+
+def python_convert(source, destination, *flags):
+    subprocess.run(PYTHON_CONVERTER + list(flags) + [source, destination], check=True)
+
+
+def saved_model_fixture():
+    directory = fresh(os.path.join(ROOT, "saved_model"))
+    model = keras_cnn(1)
+    module = Module(model)
+    tf.saved_model.save(module, os.path.join(directory, "model"), signatures={"serving_default": module.serve})
+    x = input_of(2)
+    loaded = tf.saved_model.load(os.path.join(directory, "model"))
+    y = loaded.signatures["serving_default"](input=tf.constant(x))["output"].numpy()
+    python_convert(os.path.join(directory, "model"), os.path.join(directory, "tfjs"), "--input_format=tf_saved_model")
+    write_case(directory, [("input", x)], [("Identity", y)], "Keras 3 CNN, tf.saved_model.save", model="model")
+    return model, module
+
+
+def sharded_fixture(model):
+    directory = fresh(os.path.join(ROOT, "sharded"))
+    module = Module(model)
+    options = tf.saved_model.SaveOptions(
+        experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(max_shard_size=2048)
+    )
+    tf.saved_model.save(module, os.path.join(directory, "model"), signatures={"serving_default": module.serve}, options=options)
+    shards = [f for f in os.listdir(os.path.join(directory, "model", "variables")) if ".data-" in f]
+    assert len(shards) > 1, shards
+    x = input_of(3)
+    y = tf.saved_model.load(os.path.join(directory, "model")).signatures["serving_default"](input=tf.constant(x))["output"].numpy()
+    write_case(directory, [("input", x)], [("Identity", y)], f"same CNN, variables in {len(shards)} shards", model="model")
+
+
+def frozen_fixture(module):
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    directory = fresh(os.path.join(ROOT, "frozen"))
+    function = module.serve.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(function)
+    graph = frozen.graph.as_graph_def()
+    with open(os.path.join(directory, "frozen.pb"), "wb") as f:
+        f.write(graph.SerializeToString())
+    output = frozen.outputs[0].name.split(":")[0]
+    x = input_of(4)
+    y = module.serve(tf.constant(x))["output"].numpy()
+    write_case(directory, [("input", x)], [(output, y)], "the CNN frozen to a GraphDef", model="frozen.pb", output_node_names=[output])
+
+
+def session_bundle_fixture():
+    directory = fresh(os.path.join(ROOT, "session_bundle"))
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    rng = np.random.default_rng(5)
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, [1, 6], name="input")
+        w1 = v1.Variable(rng.normal(size=(6, 8)).astype(np.float32), name="dense1/kernel")
+        b1 = v1.Variable(rng.normal(size=(8,)).astype(np.float32), name="dense1/bias")
+        w2 = v1.Variable(rng.normal(size=(8, 3)).astype(np.float32), name="dense2/kernel")
+        h = tf.nn.relu(tf.matmul(x, w1) + b1, name="hidden")
+        out = tf.identity(tf.matmul(h, w2), name="output")
+        saver = v1.train.Saver()
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            saver.save(session, os.path.join(directory, "export"), write_meta_graph=True)
+            value = rng.uniform(-1, 1, (1, 6)).astype(np.float32)
+            expected = session.run(out, {x: value})
+    os.remove(os.path.join(directory, "checkpoint"))
+    write_case(directory, [("input", value)], [("output", expected)], "tf.compat.v1 graph + Saver (session bundle)", model=".", output_node_names=["output"])
+
+
+def hub_fixture():
+    directory = fresh(os.path.join(ROOT, "hub"))
+    module_dir = os.path.join(directory, "module")
+    model = keras_cnn(7)
+    module = Module(model)
+    tf.saved_model.save(module, module_dir, signatures={"default": module.serve})
+    x = input_of(8)
+    y = tf.saved_model.load(module_dir).signatures["default"](input=tf.constant(x))["output"].numpy()
+    with tarfile.open(os.path.join(directory, "hub.tar.gz"), "w:gz") as archive:
+        for name in sorted(os.listdir(module_dir)):
+            archive.add(os.path.join(module_dir, name), arcname=name)
+    write_case(directory, [("input", x)], [("Identity", y)], "TF Hub-style module: directory and .tar.gz", model="module")
+
+
+def main():
+    os.makedirs(ROOT, exist_ok=True)
+    model, module = saved_model_fixture()
+    sharded_fixture(model)
+    frozen_fixture(module)
+    session_bundle_fixture()
+    hub_fixture()
+
+
+if __name__ == "__main__":
+    main()
