@@ -696,3 +696,31 @@ fn hub_downloads_fail_clearly_offline_and_on_timeout() {
         .to_string();
     assert!(error.contains("timed out"), "{error}");
 }
+
+#[test]
+fn weights_split_into_shards_of_the_requested_size() {
+    let input = fixture("saved_model").join("model");
+    let options = ConvertOptions {
+        weight_shard_size_bytes: 1000,
+        ..options(InputFormat::SavedModel)
+    };
+    let output = tempfile::tempdir().unwrap();
+    run_convert(&input, output.path(), &options).unwrap();
+    let model = model_json(&output.path().join("model.json"));
+    let paths = model["weightsManifest"][0]["paths"].as_array().unwrap();
+    let sizes: Vec<u64> = paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(output.path().join(p.as_str().unwrap()))
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert!(sizes.len() > 2, "{sizes:?}");
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|&s| s == 1000),
+        "{sizes:?}"
+    );
+    assert_eq!(paths[0], format!("group1-shard1of{}.bin", sizes.len()));
+    check_fixture("saved_model", &input, options, "model.json");
+}

@@ -1,6 +1,7 @@
 //! `tfjsc convert`: the TF.js converter's command line, with `tensorflowjs_converter`'s flag
 //! spellings.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -136,18 +137,17 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         );
     }
     let started = Instant::now();
-    let quiet = args.quiet;
-    let mut progress = |step: &str| {
-        if !quiet && started.elapsed().as_millis() > 300 {
-            eprintln!("[{:>6.2} s] {step}", started.elapsed().as_secs_f64());
-        }
-    };
+    let mut progress = Progress::new(args.quiet);
+    let mut progress = |step: &str| progress.step(step, started);
     let report = convert(&args.input_path, &args.output_path, &options, &mut progress)
         .with_context(|| format!("converting {}", args.input_path))?;
+    if !args.quiet && std::io::stderr().is_terminal() && started.elapsed().as_millis() > 300 {
+        eprintln!();
+    }
     for note in &report.notes {
         eprintln!("note: {note}");
     }
-    if !quiet {
+    if !args.quiet {
         eprintln!(
             "wrote {} ({} nodes, {} weights, {} bytes) in {:.2} s",
             args.output_path.display(),
@@ -158,4 +158,42 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The conversion's steps, shown once it takes more than a moment: a bar redrawn in place on a
+/// terminal, one line per step otherwise.
+struct Progress {
+    quiet: bool,
+    done: usize,
+}
+
+/// The steps `convert` reports, in order.
+const STEPS: [&str; 4] = ["reading", "rewriting", "checking ops", "writing"];
+
+impl Progress {
+    fn new(quiet: bool) -> Progress {
+        Progress { quiet, done: 0 }
+    }
+
+    fn step(&mut self, step: &str, started: Instant) {
+        self.done = STEPS
+            .iter()
+            .position(|s| *s == step)
+            .map_or(self.done, |i| i + 1);
+        if self.quiet || started.elapsed().as_millis() < 300 {
+            return;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        if std::io::stderr().is_terminal() {
+            let width = 24;
+            let filled = width * self.done / STEPS.len();
+            eprint!(
+                "\r[{}{}] {seconds:>6.2} s  {step:<14}",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+        } else {
+            eprintln!("[{seconds:>6.2} s] {step}");
+        }
+    }
 }

@@ -25,6 +25,9 @@ use super::tensor::{shape_proto, Tensor};
 
 /// Calls nested deeper than this are refused (real models nest 2–4 deep).
 const MAX_CALL_DEPTH: usize = 64;
+/// Inlining that emits more nodes than this is refused (a function called twice per level,
+/// nested, would otherwise grow exponentially).
+const MAX_NODES: usize = 5_000_000;
 
 /// Ops that only forward their input (removed by the rewrites; followed through for resources).
 pub const FORWARDING_OPS: &[&str] = &["Identity", "IdentityN", "Snapshot", "StopGradient"];
@@ -222,9 +225,12 @@ impl<'a> Freezer<'a> {
         outputs
             .iter()
             .map(|&index| {
-                values[index]
-                    .clone()
-                    .ok_or_else(|| self.node_error(name, format!("output {index} is missing")))
+                values.get(index).cloned().flatten().ok_or_else(|| {
+                    self.node_error(
+                        name,
+                        format!("has no output {index} (it has {})", values.len()),
+                    )
+                })
             })
             .collect()
     }
@@ -506,6 +512,12 @@ impl<'a> Freezer<'a> {
         depth: usize,
     ) -> Result<Outputs, ConvertError> {
         let full_name = format!("{prefix}{}", node.name);
+        if self.out.nodes.len() > MAX_NODES {
+            return Err(self.node_error(
+                &full_name,
+                format!("inlining the functions gives more than {MAX_NODES} nodes"),
+            ));
+        }
         let single = |value: Value| Outputs::Values(HashMap::from([(0u32, value)]));
         match node.op.as_str() {
             "VarHandleOp" => {

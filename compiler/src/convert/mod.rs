@@ -312,8 +312,8 @@ fn convert_saved_model(
     } else {
         None
     };
-    let variables_folder = folder.join("variables");
-    let bundle = bundle::Bundle::open(&variables_folder, "variables");
+    // Opened relative to the SavedModel folder, so a `variables` link cannot lead outside it.
+    let bundle = bundle::Bundle::open(&folder, "variables/variables");
     let mut variables: Box<dyn freeze::VariableSource> = match bundle {
         Ok(bundle) => Box::new(saved_model::BundleVariables::new(bundle, meta)?),
         Err(error) => Box::new(MissingBundle { error: Some(error) }),

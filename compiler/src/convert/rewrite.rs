@@ -34,6 +34,7 @@ type Pass = (
 pub const PASSES: &[Pass] = &[
     ("strip_forwarding_ops", strip_forwarding_ops),
     ("fold_constants", fold_constants),
+    ("remove_neutral_arithmetic", remove_neutral_arithmetic),
     ("fold_batch_norms", super::rewrite_fuse::fold_batch_norms),
     ("fuse_ops", super::rewrite_fuse::fuse_ops),
     ("prune", prune_dead),
@@ -187,6 +188,53 @@ fn strip_forwarding_ops(graph: &mut Graph, options: &ConvertOptions) -> Result<(
     }
     for node in &mut graph.nodes {
         node.input.retain(|input| !input.starts_with('^'));
+    }
+    prune_dead(graph, options)
+}
+
+/// The scalar float value of a constant, if it is a rank-0 float32.
+fn scalar(tensor: Option<&Tensor>) -> Option<f32> {
+    let tensor = tensor?;
+    if !tensor.shape.is_empty() {
+        return None;
+    }
+    tensor.as_f32()?.first().copied()
+}
+
+/// Removes arithmetic with a neutral scalar constant (`x * 1`, `1 * x`, `x + 0`, `x - 0`,
+/// `x / 1`), as Grappler's arithmetic optimizer does; Keras 3's swish multiplies by a constant
+/// `beta` of 1. Only rank-0 constants, which cannot change the other operand's shape.
+fn remove_neutral_arithmetic(
+    graph: &mut Graph,
+    options: &ConvertOptions,
+) -> Result<(), ConvertError> {
+    let outputs = graph.output_nodes();
+    let mut replacement: HashMap<String, String> = HashMap::new();
+    for index in 0..graph.nodes.len() {
+        for input in &mut graph.nodes[index].input {
+            if let Some(forwarded) = replacement.get(input.as_str()) {
+                *input = forwarded.clone();
+            }
+        }
+        let node = &graph.nodes[index];
+        if outputs.contains(&node.name) || node.input.len() != 2 {
+            continue;
+        }
+        let (a, b) = (
+            scalar(graph.constant(&node.input[0])),
+            scalar(graph.constant(&node.input[1])),
+        );
+        let forwarded = match node.op.as_str() {
+            "Mul" if a == Some(1.0) && b.is_none() => Some(&node.input[1]),
+            "Mul" | "RealDiv" if b == Some(1.0) && a.is_none() => Some(&node.input[0]),
+            "Add" | "AddV2" if a == Some(0.0) && b.is_none() => Some(&node.input[1]),
+            "Add" | "AddV2" | "Sub" if b == Some(0.0) && a.is_none() => Some(&node.input[0]),
+            _ => None,
+        };
+        if let Some(forwarded) = forwarded {
+            replacement.insert(node.name.clone(), forwarded.clone());
+            replacement.insert(format!("{}:0", node.name), forwarded.clone());
+        }
     }
     prune_dead(graph, options)
 }
@@ -463,6 +511,43 @@ pub fn attr(value: attr_value::Value) -> AttrValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+        NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|i| i.to_string()).collect(),
+            ..NodeDef::default()
+        }
+    }
+
+    #[test]
+    fn neutral_scalars_are_removed_and_others_kept() {
+        let one = Tensor::float32(vec![], &[1.0]);
+        let two = Tensor::float32(vec![], &[2.0]);
+        let ones = Tensor::float32(vec![2], &[1.0, 1.0]);
+        let nodes = vec![
+            node("x", "Placeholder", &[]),
+            constant_node("one", &one),
+            constant_node("two", &two),
+            constant_node("ones", &ones),
+            node("a", "Mul", &["one", "x"]),
+            node("b", "Mul", &["a", "two"]),
+            node("c", "Mul", &["b", "ones"]),
+            node("out", "Relu", &["c"]),
+        ];
+        let constants = HashMap::from([
+            ("one".into(), one),
+            ("two".into(), two),
+            ("ones".into(), ones),
+        ]);
+        let mut graph = Graph::new(nodes, constants, &["out".to_string()]);
+        remove_neutral_arithmetic(&mut graph, &ConvertOptions::default()).unwrap();
+        let names: Vec<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["x", "two", "ones", "b", "c", "out"]);
+        assert_eq!(graph.nodes[3].input, ["x", "two"]);
+        assert!(!graph.constants.contains_key("one"));
+    }
 
     #[test]
     fn broadcasting_folds_like_numpy() {

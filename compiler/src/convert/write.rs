@@ -3,7 +3,9 @@
 //! plus the weight shards. Constants become weights named like their `Const` node, back to back
 //! in node order, optionally quantized, split into shards of a fixed size.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -36,10 +38,10 @@ pub struct WriteOptions<'a> {
     pub generated_by: String,
 }
 
-/// One weight: its manifest entry and stored bytes.
-struct StoredWeight {
+/// One weight: its manifest entry and stored bytes (borrowed when stored as they are).
+struct StoredWeight<'a> {
     entry: Json,
-    bytes: Vec<u8>,
+    bytes: Cow<'a, [u8]>,
 }
 
 /// The stored dtype TF.js reads for `dtype`, if it has one.
@@ -56,11 +58,11 @@ pub fn stored_dtype(dtype: DataType) -> Option<(DataType, &'static str)> {
 }
 
 /// Converts a tensor to the dtype TF.js stores (int64 → int32, float64 → float32, ...).
-pub fn to_stored(tensor: &Tensor) -> Option<Tensor> {
+pub fn to_stored(tensor: &Tensor) -> Option<Cow<'_, Tensor>> {
     use DataType::*;
     let (stored, _) = stored_dtype(tensor.dtype)?;
     if stored == tensor.dtype {
-        return Some(tensor.clone());
+        return Some(Cow::Borrowed(tensor));
     }
     let bytes = &tensor.bytes;
     let values: Vec<u8> = match tensor.dtype {
@@ -116,10 +118,16 @@ pub fn to_stored(tensor: &Tensor) -> Option<Tensor> {
             .collect(),
         _ => return None,
     };
-    Tensor::from_bytes(stored, tensor.shape.clone(), values).ok()
+    Tensor::from_bytes(stored, tensor.shape.clone(), values)
+        .ok()
+        .map(Cow::Owned)
 }
 
-fn weight(name: &str, tensor: &Tensor, quantization: &Quantization) -> StoredWeight {
+fn weight<'a>(
+    name: &str,
+    tensor: Cow<'a, Tensor>,
+    quantization: &Quantization,
+) -> StoredWeight<'a> {
     let (_, dtype_name) = stored_dtype(tensor.dtype).unwrap_or((DataType::DtFloat, "float32"));
     let mut entry = json!({"name": name, "shape": tensor.shape, "dtype": dtype_name});
     if tensor.dtype == DataType::DtString {
@@ -128,18 +136,69 @@ fn weight(name: &str, tensor: &Tensor, quantization: &Quantization) -> StoredWei
             bytes.extend_from_slice(&(string.len() as u32).to_le_bytes());
             bytes.extend_from_slice(string);
         }
-        return StoredWeight { entry, bytes };
+        return StoredWeight {
+            entry,
+            bytes: Cow::Owned(bytes),
+        };
     }
     if tensor.dtype == DataType::DtFloat {
-        if let Some((bytes, info)) = quantize(name, tensor, quantization) {
+        if let Some((bytes, info)) = quantize(name, &tensor, quantization) {
             entry["quantization"] = info;
-            return StoredWeight { entry, bytes };
+            return StoredWeight {
+                entry,
+                bytes: Cow::Owned(bytes),
+            };
         }
     }
-    StoredWeight {
-        entry,
-        bytes: tensor.bytes.clone(),
+    let bytes = match tensor {
+        Cow::Borrowed(tensor) => Cow::Borrowed(tensor.bytes.as_slice()),
+        Cow::Owned(tensor) => Cow::Owned(tensor.bytes),
+    };
+    StoredWeight { entry, bytes }
+}
+
+/// Writes `weights` back to back as shards of `shard_size` bytes; returns the file names.
+fn write_shards(
+    output: &Path,
+    weights: &[StoredWeight],
+    shard_size: usize,
+    suffix: &str,
+    written: &mut Vec<PathBuf>,
+) -> Result<Vec<Json>, ConvertError> {
+    let total: usize = weights.iter().map(|w| w.bytes.len()).sum();
+    let shard_size = shard_size.max(1);
+    let shard_count = total.div_ceil(shard_size).max(1);
+    let mut names = Vec::new();
+    let mut pieces = weights
+        .iter()
+        .map(|w| &w.bytes[..])
+        .filter(|b| !b.is_empty());
+    let mut pending: &[u8] = &[];
+    for index in 0..shard_count {
+        let name = format!("group1-shard{}of{}{suffix}", index + 1, shard_count);
+        let path = output.join(&name);
+        let file = std::fs::File::create(&path).map_err(|error| ConvertError::io(&path, error))?;
+        let mut file = std::io::BufWriter::new(file);
+        let mut room = shard_size;
+        while room > 0 {
+            if pending.is_empty() {
+                match pieces.next() {
+                    Some(piece) => pending = piece,
+                    None => break,
+                }
+            }
+            let take = room.min(pending.len());
+            file.write_all(&pending[..take])
+                .map_err(|error| ConvertError::io(&path, error))?;
+            pending = &pending[take..];
+            room -= take;
+        }
+        file.flush()
+            .map_err(|error| ConvertError::io(&path, error))?;
+        written.push(path);
+        names.push(Json::String(name));
     }
+    Ok(names)
 }
 
 /// Writes the web model into `output` (created if needed); returns the files written.
@@ -173,30 +232,14 @@ pub fn write_model(
             super::freeze::type_attr(stored.dtype as i32),
         );
         node.attr.insert("value".into(), stored.attr(false));
-        weights.push(weight(&node.name, &stored, options.quantization));
+        weights.push(weight(&node.name, stored, options.quantization));
     }
     let suffix = match options.format {
         OutputFormat::GraphModel => ".bin",
         OutputFormat::Legacy => "",
     };
-    let stream: Vec<u8> = weights
-        .iter()
-        .flat_map(|w| w.bytes.iter().copied())
-        .collect();
-    let shard_size = options.shard_size.max(1);
-    let shard_count = stream.len().div_ceil(shard_size).max(1);
     let mut written = Vec::new();
-    let mut paths = Vec::new();
-    for index in 0..shard_count {
-        let name = format!("group1-shard{}of{}{suffix}", index + 1, shard_count);
-        let start = (index * shard_size).min(stream.len());
-        let end = ((index + 1) * shard_size).min(stream.len());
-        let path = output.join(&name);
-        std::fs::write(&path, &stream[start..end])
-            .map_err(|error| ConvertError::io(&path, error))?;
-        written.push(path);
-        paths.push(Json::String(name));
-    }
+    let paths = write_shards(output, &weights, options.shard_size, suffix, &mut written)?;
     let manifest = json!([{
         "paths": paths,
         "weights": weights.into_iter().map(|w| w.entry).collect::<Vec<_>>(),
