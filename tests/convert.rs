@@ -724,3 +724,80 @@ fn weights_split_into_shards_of_the_requested_size() {
     assert_eq!(paths[0], format!("group1-shard1of{}.bin", sizes.len()));
     check_fixture("saved_model", &input, options, "model.json");
 }
+
+/// Deterministic byte mutations (a tiny xorshift, so the test needs no seed file).
+fn mutations(length: usize, count: usize) -> Vec<(usize, u8)> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state as usize) % length.max(1), (state >> 40) as u8 | 1)
+        })
+        .collect()
+}
+
+#[test]
+fn mutated_inputs_never_panic() {
+    // Every file of the SavedModel and the frozen graph, each byte-flipped in many places and
+    // truncated at many lengths: each conversion returns, successfully or with an error.
+    let files = [
+        "saved_model.pb",
+        "variables/variables.index",
+        "variables/variables.data-00000-of-00001",
+    ];
+    let mut errors = 0;
+    for file in files {
+        let original = std::fs::read(fixture("saved_model").join("model").join(file)).unwrap();
+        let scratch = scratch_copy(&fixture("saved_model").join("model"));
+        let path = scratch.path().join(file);
+        let output = scratch.path().join("out");
+        for (at, flip) in mutations(original.len(), 60) {
+            let mut bytes = original.clone();
+            bytes[at] ^= flip;
+            std::fs::write(&path, &bytes).unwrap();
+            errors += usize::from(
+                convert(
+                    scratch.path().to_str().unwrap(),
+                    &output,
+                    &options(InputFormat::SavedModel),
+                    &mut |_| {},
+                )
+                .is_err(),
+            );
+            std::fs::write(&path, &original[..at]).unwrap();
+            errors += usize::from(
+                convert(
+                    scratch.path().to_str().unwrap(),
+                    &output,
+                    &options(InputFormat::SavedModel),
+                    &mut |_| {},
+                )
+                .is_err(),
+            );
+        }
+    }
+    assert!(errors > 100, "only {errors} mutations were refused");
+    let original = std::fs::read(fixture("frozen").join("frozen.pb")).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("frozen.pb");
+    let options = ConvertOptions {
+        output_node_names: vec![case("frozen")["output_node_names"][0]
+            .as_str()
+            .unwrap()
+            .to_string()],
+        ..options(InputFormat::FrozenModel)
+    };
+    for (at, flip) in mutations(original.len(), 100) {
+        let mut bytes = original.clone();
+        bytes[at] ^= flip;
+        std::fs::write(&path, &bytes).unwrap();
+        let _ = convert(
+            path.to_str().unwrap(),
+            &scratch.path().join("out"),
+            &options,
+            &mut |_| {},
+        );
+    }
+}

@@ -2,7 +2,7 @@
 
 Run with the TensorFlow 2.21 + tensorflowjs 4.22 environment:
 
-    /work/venv-tf/bin/python tests/make_convert_fixtures.py [--full OUT_DIR]
+    /work/venv-tf/bin/python tests/make_convert_fixtures.py
 
 Writes, under tests/fixtures/convert/ (small, committed):
 - saved_model/      a Keras 3 CNN (conv + batch norm + relu6, depthwise, residual add, dense,
@@ -14,8 +14,9 @@ Writes, under tests/fixtures/convert/ (small, committed):
 - hub/              a TF Hub-style module directory (SavedModel with a "default" signature), and
                     hub.tar.gz, the same directory as a compressed archive;
 - each with input_0.npy and expected_0.npy (TensorFlow's answer) and case.json.
-With --full OUT_DIR, also converts the given full-size models nothing (they are measured by hand,
-see docs/convert.md).
+The full-size MobileNetV2 and EfficientNetB0 SavedModels used for the measurements in
+docs/convert.md are the ones `tests/make_fixtures.py --full` writes (saved_model/ beside their
+input_0.npy and expected_0.npy); they are too large to commit.
 """
 
 import json

@@ -298,8 +298,18 @@ pub fn fuse_ops(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertErro
         let producer_at = index;
         // The bias as a rank-1 constant, in the producer's slot (which the fusion frees).
         let mut producer_slot = None;
+        let bias_constant = node_name(&bias_input).to_string();
         let bias_name = if bias.shape.len() == 1 {
-            node_name(&bias_input).to_string()
+            bias_constant
+        } else if uses.get(&bias_constant) == Some(&1) {
+            // Only this bias reads it: reshape it in place, keeping its name.
+            let mut flat = bias.clone();
+            flat.shape = vec![out_channels];
+            if let Some(node) = graph.nodes.iter_mut().find(|n| n.name == bias_constant) {
+                *node = constant_node(&bias_constant, &flat);
+            }
+            graph.constants.insert(bias_constant.clone(), flat);
+            bias_constant
         } else {
             let mut flat = bias.clone();
             flat.shape = vec![out_channels];
