@@ -801,3 +801,49 @@ fn mutated_inputs_never_panic() {
         );
     }
 }
+
+#[test]
+fn keras2_batch_norms_fold_and_leaky_relu_fuses() {
+    // tf_keras graphs carry FusedBatchNormV3 after a biased convolution: the batch norm folds
+    // into filter and bias, and bias + LeakyReLU into _FusedConv2D (alpha kept).
+    let input = fixture("keras2").join("model");
+    check_fixture(
+        "keras2",
+        &input,
+        options(InputFormat::SavedModel),
+        "model.json",
+    );
+    let output = tempfile::tempdir().unwrap();
+    run_convert(&input, output.path(), &options(InputFormat::SavedModel)).unwrap();
+    let model = model_json(&output.path().join("model.json"));
+    let ops: Vec<String> = nodes(&model)
+        .values()
+        .map(|n| n["op"].as_str().unwrap().to_string())
+        .collect();
+    for gone in [
+        "FusedBatchNormV3",
+        "Mul",
+        "AddV2",
+        "BiasAdd",
+        "LeakyRelu",
+        "Relu",
+    ] {
+        assert!(!ops.iter().any(|op| op == gone), "{gone} left in {ops:?}");
+    }
+    let convolution = nodes(&model)
+        .into_values()
+        .find(|n| n["op"] == "_FusedConv2D")
+        .unwrap();
+    assert_eq!(
+        convolution["attr"]["fused_ops"]["list"]["s"],
+        serde_json::json!(["Qmlhc0FkZA==", "TGVha3lSZWx1"])
+    );
+    assert!(
+        (convolution["attr"]["leakyrelu_alpha"]["f"]
+            .as_f64()
+            .unwrap()
+            - 0.1)
+            .abs()
+            < 1e-6
+    );
+}

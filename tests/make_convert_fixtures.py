@@ -13,6 +13,8 @@ Writes, under tests/fixtures/convert/ (small, committed):
 - session_bundle/   export.meta + export checkpoint written with tf.compat.v1 graph + Saver;
 - hub/              a TF Hub-style module directory (SavedModel with a "default" signature), and
                     hub.tar.gz, the same directory as a compressed archive;
+- keras2/           a tf_keras (Keras 2) CNN whose graph has FusedBatchNormV3 after biased
+                    convolutions and a LeakyReLU;
 - each with input_0.npy and expected_0.npy (TensorFlow's answer) and case.json.
 The full-size MobileNetV2 and EfficientNetB0 SavedModels used for the measurements in
 docs/convert.md are the ones `tests/make_fixtures.py --full` writes (saved_model/ beside their
@@ -184,6 +186,41 @@ def hub_fixture():
     write_case(directory, [("input", x)], [("Identity", y)], "TF Hub-style module: directory and .tar.gz", model="module")
 
 
+def keras2_fixture():
+    """tf_keras (Keras 2): FusedBatchNormV3 in the graph, LeakyReLU, a Dense with bias."""
+    import tf_keras
+
+    directory = fresh(os.path.join(ROOT, "keras2"))
+    tf_keras.utils.set_random_seed(9)
+    inputs = tf_keras.Input((10, 10, 3), batch_size=1, name="input")
+    x = tf_keras.layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
+    x = tf_keras.layers.BatchNormalization(name="bn")(x)
+    x = tf_keras.layers.LeakyReLU(0.1, name="leaky")(x)
+    x = tf_keras.layers.DepthwiseConv2D(3, strides=2, padding="valid", name="dw")(x)
+    x = tf_keras.layers.BatchNormalization(name="dw_bn")(x)
+    x = tf_keras.layers.ReLU(name="relu")(x)
+    x = tf_keras.layers.Flatten(name="flatten")(x)
+    outputs = tf_keras.layers.Dense(4, activation="relu", name="dense")(x)
+    model = tf_keras.Model(inputs, outputs)
+    rng = np.random.default_rng(10)
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.uniform(-0.5, 0.5, n),
+                               rng.uniform(-0.3, 0.3, n), rng.uniform(0.5, 2.0, n)])
+        elif getattr(layer, "bias", None) is not None:
+            weights = layer.get_weights()
+            weights[-1] = rng.uniform(-0.5, 0.5, weights[-1].shape)
+            layer.set_weights(weights)
+    x = rng.uniform(-1, 1, (1, 10, 10, 3)).astype(np.float32)
+    tf.saved_model.save(model, os.path.join(directory, "model"))
+    loaded = tf.saved_model.load(os.path.join(directory, "model"))
+    signature = loaded.signatures["serving_default"]
+    key = list(signature.structured_outputs.keys())[0]
+    y = signature(input=tf.constant(x))[key].numpy()
+    write_case(directory, [("input", x)], [("Identity", y)], f"tf_keras (Keras 2) CNN: FusedBatchNormV3, LeakyReLU; signature output {key!r}", model="model")
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     model, module = saved_model_fixture()
@@ -191,6 +228,7 @@ def main():
     frozen_fixture(module)
     session_bundle_fixture()
     hub_fixture()
+    keras2_fixture()
 
 
 if __name__ == "__main__":

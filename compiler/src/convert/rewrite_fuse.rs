@@ -132,6 +132,9 @@ fn fold_multiplies(
     let uses = graph.use_counts();
     let outputs = graph.output_nodes();
     let position = index_of(graph);
+    let single_use = |name: &str| uses.get(name) == Some(&1) && !outputs.contains(name);
+    // Node slots replaced by several nodes (applied at the end, so indices stay valid).
+    let mut replacements: HashMap<usize, Vec<NodeDef>> = HashMap::new();
     for index in 0..graph.nodes.len() {
         let node = graph.nodes[index].clone();
         if node.op != "Mul" || node.input.len() != 2 {
@@ -152,73 +155,232 @@ fn fold_multiplies(
             continue;
         };
         let producer = graph.nodes[at].clone();
-        if !CONVOLUTIONS.contains(&producer.op.as_str())
-            || uses.get(&producer.name) != Some(&1)
-            || outputs.contains(&producer.name)
-            || !is_nhwc(&producer)
-            || producer.input.len() != 2
+        if !single_use(&producer.name) || replacements.contains_key(&at) {
+            continue;
+        }
+        if CONVOLUTIONS.contains(&producer.op.as_str()) {
+            // Mul(conv(x, W), s) → conv(x, W·s).
+            let Some(filter) = scaled_filter(graph, &producer, &scale) else {
+                continue;
+            };
+            let filter_name =
+                graph.add_constant(&format!("{}/merged_input", producer.name), filter, names);
+            let filter_node = constant_node(&filter_name, &graph.constants[&filter_name]);
+            let mut folded = producer.clone();
+            folded.name = node.name.clone();
+            folded.input[1] = filter_name;
+            graph.nodes[at] = filter_node;
+            graph.nodes[index] = folded;
+            continue;
+        }
+        // Mul(BiasAdd(conv(x, W), b), s) → BiasAdd(conv(x, W·s), b·s).
+        let Some((convolution_input, bias)) = bias_add_operands(graph, &producer) else {
+            continue;
+        };
+        let Some(&convolution_at) = position.get(node_name(&convolution_input)) else {
+            continue;
+        };
+        let convolution = graph.nodes[convolution_at].clone();
+        if !CONVOLUTIONS.contains(&convolution.op.as_str())
+            || !single_use(&convolution.name)
+            || replacements.contains_key(&convolution_at)
         {
             continue;
         }
-        let Some(filter) = graph.constant(&producer.input[1]).cloned() else {
+        let Some(filter) = scaled_filter(graph, &convolution, &scale) else {
             continue;
         };
-        let (Some(values), Some(factors)) = (filter.as_f32(), scale.as_f32()) else {
+        let (Some(bias_values), Some(factors)) = (bias.as_f32(), scale.as_f32()) else {
             continue;
         };
-        let Some(channels) = channels_of(&scale.shape) else {
-            continue;
-        };
-        let transpose_b =
-            producer.op == "MatMul" && bool_attr(&producer, "transpose_b").unwrap_or(false);
-        if producer.op == "MatMul"
-            && (scale.shape.len() > 2 || bool_attr(&producer, "transpose_a").unwrap_or(false))
-        {
+        if bias_values.len() != factors.len() {
             continue;
         }
-        let out_channels = match (producer.op.as_str(), filter.shape.as_slice()) {
-            ("Conv2D", [_, _, _, out]) => *out,
-            ("DepthwiseConv2dNative", [_, _, input, multiplier]) => input * multiplier,
-            ("MatMul", [rows, columns]) => {
-                if transpose_b {
-                    *rows
-                } else {
-                    *columns
-                }
-            }
-            _ => continue,
-        };
-        if channels != out_channels || out_channels <= 0 {
-            continue;
-        }
-        let out_channels = out_channels as usize;
-        let scaled: Vec<f32> = if transpose_b {
-            let k = values.len() / out_channels;
-            values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v * factors[i / k])
-                .collect()
-        } else {
-            values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v * factors[i % out_channels])
-                .collect()
-        };
-        let filter_name = graph.add_constant(
-            &format!("{}/merged_input", producer.name),
-            Tensor::float32(filter.shape.clone(), &scaled),
+        let scaled_bias: Vec<f32> = bias_values
+            .iter()
+            .zip(&factors)
+            .map(|(b, f)| b * f)
+            .collect();
+        let channels = scaled_bias.len() as i64;
+        let filter_name =
+            graph.add_constant(&format!("{}/merged_input", convolution.name), filter, names);
+        let bias_name = graph.add_constant(
+            &format!("{}/merged_bias", node.name),
+            Tensor::float32(vec![channels], &scaled_bias),
             names,
         );
-        let filter_node = constant_node(&filter_name, &graph.constants[&filter_name]);
-        let mut folded = producer.clone();
-        folded.name = node.name.clone();
-        folded.input[1] = filter_name;
-        graph.nodes[at] = filter_node;
-        graph.nodes[index] = folded;
+        let mut folded = convolution.clone();
+        folded.input[1] = filter_name.clone();
+        let mut bias_add = NodeDef {
+            name: node.name.clone(),
+            op: "BiasAdd".into(),
+            input: vec![convolution.name.clone(), bias_name.clone()],
+            ..NodeDef::default()
+        };
+        if let Some(dtype) = node.attr.get("T") {
+            bias_add.attr.insert("T".into(), dtype.clone());
+        }
+        bias_add.attr.insert(
+            "data_format".into(),
+            attr(attr_value::Value::S(b"NHWC".to_vec())),
+        );
+        replacements.insert(
+            convolution_at,
+            vec![
+                constant_node(&filter_name, &graph.constants[&filter_name]),
+                constant_node(&bias_name, &graph.constants[&bias_name]),
+                folded,
+            ],
+        );
+        replacements.insert(at, Vec::new());
+        replacements.insert(index, vec![bias_add]);
     }
+    apply_replacements(graph, replacements);
+    merge_bias_adds(graph, names);
     Ok(())
+}
+
+/// Replaces node slots by lists of nodes.
+fn apply_replacements(graph: &mut Graph, mut replacements: HashMap<usize, Vec<NodeDef>>) {
+    if replacements.is_empty() {
+        return;
+    }
+    let nodes = std::mem::take(&mut graph.nodes);
+    for (index, node) in nodes.into_iter().enumerate() {
+        match replacements.remove(&index) {
+            Some(list) => graph.nodes.extend(list),
+            None => graph.nodes.push(node),
+        }
+    }
+    let kept: HashSet<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
+    graph
+        .constants
+        .retain(|name, _| kept.contains(name.as_str()));
+}
+
+/// For `BiasAdd(y, b)` or `Add`/`AddV2` of `y` and a per-channel float constant `b`: `y` and `b`
+/// as a rank-1 tensor.
+fn bias_add_operands(graph: &Graph, node: &NodeDef) -> Option<(String, Tensor)> {
+    if node.input.len() != 2 {
+        return None;
+    }
+    let (input, constant) = match node.op.as_str() {
+        "BiasAdd" if is_nhwc(node) => (&node.input[0], graph.constant(&node.input[1])?),
+        "Add" | "AddV2" => match (
+            graph.constant(&node.input[0]),
+            graph.constant(&node.input[1]),
+        ) {
+            (None, Some(constant)) => (&node.input[0], constant),
+            (Some(constant), None) => (&node.input[1], constant),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    if input.contains(':') && !input.ends_with(":0") {
+        return None;
+    }
+    let channels = channels_of(&constant.shape)?;
+    let values = constant.as_f32()?;
+    Some((input.clone(), Tensor::float32(vec![channels], &values)))
+}
+
+/// `Add(BiasAdd(y, b), c)` with per-channel constants → `BiasAdd(y, b + c)` (a bias then a
+/// batch-norm offset, as Keras 2 graphs have after folding).
+fn merge_bias_adds(graph: &mut Graph, names: &mut HashSet<String>) {
+    let uses = graph.use_counts();
+    let outputs = graph.output_nodes();
+    let position = index_of(graph);
+    let mut replacements: HashMap<usize, Vec<NodeDef>> = HashMap::new();
+    for index in 0..graph.nodes.len() {
+        let node = graph.nodes[index].clone();
+        if !matches!(node.op.as_str(), "Add" | "AddV2") || replacements.contains_key(&index) {
+            continue;
+        }
+        let Some((input, offset)) = bias_add_operands(graph, &node) else {
+            continue;
+        };
+        let Some(&at) = position.get(node_name(&input)) else {
+            continue;
+        };
+        let producer = graph.nodes[at].clone();
+        if producer.op != "BiasAdd"
+            || uses.get(&producer.name) != Some(&1)
+            || outputs.contains(&producer.name)
+            || replacements.contains_key(&at)
+        {
+            continue;
+        }
+        let Some((source, bias)) = bias_add_operands(graph, &producer) else {
+            continue;
+        };
+        let (Some(b), Some(c)) = (bias.as_f32(), offset.as_f32()) else {
+            continue;
+        };
+        if b.len() != c.len() {
+            continue;
+        }
+        let sum: Vec<f32> = b.iter().zip(&c).map(|(x, y)| x + y).collect();
+        let name = graph.add_constant(
+            &format!("{}/merged_bias", node.name),
+            Tensor::float32(vec![sum.len() as i64], &sum),
+            names,
+        );
+        let mut merged = producer.clone();
+        merged.name = node.name.clone();
+        merged.input = vec![source, name.clone()];
+        replacements.insert(at, vec![constant_node(&name, &graph.constants[&name])]);
+        replacements.insert(index, vec![merged]);
+    }
+    apply_replacements(graph, replacements);
+}
+
+/// The filter of `producer` (a convolution or product with a constant filter) scaled per
+/// output channel by the per-channel constant `scale`, if the shapes fit.
+fn scaled_filter(graph: &Graph, producer: &NodeDef, scale: &Tensor) -> Option<Tensor> {
+    if !is_nhwc(producer) || producer.input.len() != 2 {
+        return None;
+    }
+    let filter = graph.constant(&producer.input[1])?;
+    let (values, factors) = (filter.as_f32()?, scale.as_f32()?);
+    let channels = channels_of(&scale.shape)?;
+    let transpose_b =
+        producer.op == "MatMul" && bool_attr(producer, "transpose_b").unwrap_or(false);
+    if producer.op == "MatMul"
+        && (scale.shape.len() > 2 || bool_attr(producer, "transpose_a").unwrap_or(false))
+    {
+        return None;
+    }
+    let out_channels = match (producer.op.as_str(), filter.shape.as_slice()) {
+        ("Conv2D", [_, _, _, out]) => *out,
+        ("DepthwiseConv2dNative", [_, _, input, multiplier]) => input * multiplier,
+        ("MatMul", [rows, columns]) => {
+            if transpose_b {
+                *rows
+            } else {
+                *columns
+            }
+        }
+        _ => return None,
+    };
+    if channels != out_channels || out_channels <= 0 {
+        return None;
+    }
+    let out_channels = out_channels as usize;
+    let scaled: Vec<f32> = if transpose_b {
+        let k = (values.len() / out_channels).max(1);
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * factors[i / k])
+            .collect()
+    } else {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * factors[i % out_channels])
+            .collect()
+    };
+    Some(Tensor::float32(filter.shape.clone(), &scaled))
 }
 
 /// Convolution/product + bias + activation → one fused op.
