@@ -382,7 +382,11 @@ fn output_node_names_prune_the_graph() {
     )
     .unwrap();
     let model = model_json(&output.path().join("model.json"));
-    assert!(model.get("signature").is_none());
+    // As the Python converter writes it: the requested outputs only.
+    assert_eq!(
+        model["signature"],
+        serde_json::json!({"outputs": {"StatefulPartitionedCall": {"name": "StatefulPartitionedCall"}}})
+    );
     let count = nodes(&model).len();
     assert!(count > 5, "{count} nodes");
 }
@@ -845,5 +849,30 @@ fn keras2_batch_norms_fold_and_leaky_relu_fuses() {
             - 0.1)
             .abs()
             < 1e-6
+    );
+}
+
+#[test]
+fn frozen_graph_signature_is_the_python_converters() {
+    // Golden: tensorflowjs 4.22 writes {"outputs": {NAME: {"name": NAME}}} for frozen graphs.
+    let output_name = case("frozen")["output_node_names"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let options = ConvertOptions {
+        output_node_names: vec![output_name.clone()],
+        ..options(InputFormat::FrozenModel)
+    };
+    let output = tempfile::tempdir().unwrap();
+    run_convert(
+        &fixture("frozen").join("frozen.pb"),
+        output.path(),
+        &options,
+    )
+    .unwrap();
+    let model = model_json(&output.path().join("model.json"));
+    assert_eq!(
+        model["signature"],
+        serde_json::json!({"outputs": {output_name.clone(): {"name": output_name}}})
     );
 }

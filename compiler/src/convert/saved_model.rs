@@ -283,9 +283,25 @@ pub fn freeze(
     let Some(signature) = signature.filter(|_| output_node_names.is_empty()) else {
         let outputs = freezer.graph_outputs(graph, output_node_names)?;
         let frozen = freezer.finish(&outputs)?;
+        // As the Python converter writes it for graphs without a signature: the requested
+        // outputs only, keyed and named as given, without dtype or shape.
+        let signature_outputs = output_node_names
+            .iter()
+            .map(|name| {
+                let tensor = SignatureTensor {
+                    name: name.clone(),
+                    dtype: 0,
+                    shape: None,
+                };
+                (name.clone(), tensor)
+            })
+            .collect();
         return Ok(Loaded {
             frozen,
-            signature: None,
+            signature: Some(Signature {
+                inputs: BTreeMap::new(),
+                outputs: signature_outputs,
+            }),
             outputs,
             tensorflow_version,
             versions: graph.versions.clone(),

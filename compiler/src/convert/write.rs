@@ -285,7 +285,9 @@ fn signature_json(signature: &Signature) -> Json {
         for (key, tensor) in tensors {
             let mut info = Map::new();
             info.insert("name".into(), json!(tensor.name));
-            info.insert("dtype".into(), json!(dtype_name(tensor.dtype)));
+            if tensor.dtype != 0 {
+                info.insert("dtype".into(), json!(dtype_name(tensor.dtype)));
+            }
             if let Some(shape) = &tensor.shape {
                 info.insert("tensorShape".into(), shape_json(shape));
             }
@@ -293,7 +295,12 @@ fn signature_json(signature: &Signature) -> Json {
         }
         Json::Object(map)
     };
-    json!({"inputs": side(&signature.inputs), "outputs": side(&signature.outputs)})
+    let mut map = Map::new();
+    if !signature.inputs.is_empty() {
+        map.insert("inputs".into(), side(&signature.inputs));
+    }
+    map.insert("outputs".into(), side(&signature.outputs));
+    Json::Object(map)
 }
 
 fn dtype_name(dtype: i32) -> String {
