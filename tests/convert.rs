@@ -876,3 +876,36 @@ fn frozen_graph_signature_is_the_python_converters() {
         serde_json::json!({"outputs": {output_name.clone(): {"name": output_name}}})
     );
 }
+
+#[test]
+fn the_command_line_takes_the_python_converters_flags() {
+    let binary = env!("CARGO_BIN_EXE_tfjsc");
+    let output = tempfile::tempdir().unwrap();
+    let input = fixture("saved_model").join("model");
+    let status = std::process::Command::new(binary)
+        .args([
+            "convert",
+            "--input_format=tf_saved_model",
+            "--strip_debug_ops=False",
+            "--weight_shard_size_bytes=2048",
+            "--quiet",
+        ])
+        .arg(&input)
+        .arg(output.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(output.path().join("model.json").is_file());
+    let failed = std::process::Command::new(binary)
+        .args(["convert", "--signature_name", "nope"])
+        .arg(&input)
+        .arg(output.path().join("again"))
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let message = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        message.contains("error:") && message.contains("serving_default"),
+        "{message}"
+    );
+}

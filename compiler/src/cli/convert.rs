@@ -36,7 +36,7 @@ pub struct ConvertArgs {
     #[arg(long = "output_node_names", value_delimiter = ',')]
     output_node_names: Vec<String>,
     /// Remove debug ops (CheckNumerics, Assert, Print, EnsureShape): true or false.
-    #[arg(long = "strip_debug_ops", default_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long = "strip_debug_ops", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     strip_debug_ops: bool,
     /// Write the model even if TF.js or tfjsc cannot run some of its ops.
     #[arg(long = "skip_op_check")]
@@ -71,6 +71,15 @@ pub struct ConvertArgs {
     input_path: String,
     /// The directory to write the web model into.
     output_path: PathBuf,
+}
+
+/// `true`/`false` in Python's spellings too (`True`, `False`, `1`, `0`, `yes`, `no`).
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("expected true or false, got {text:?}")),
+    }
 }
 
 fn parse_output_format(text: &str) -> Result<OutputFormat, String> {
