@@ -15,6 +15,7 @@ pub mod hub;
 pub mod op_check;
 pub mod quantize;
 pub mod rewrite;
+mod rewrite_fold;
 mod rewrite_fuse;
 pub mod saved_model;
 pub mod tensor;

@@ -10,15 +10,21 @@
 //! freezing nothing stateful is left to order). It never evaluates ops; folding and fusion are
 //! later rewrites ([`super::rewrite`]).
 //!
+//! Layout: `references` parses input references and finds callees; `variables` turns variable
+//! reads into constants; this module walks, inlines and emits.
+//!
 //! The walk is iterative (no recursion per node), and call nesting is bounded, so a hostile
 //! graph gets an error, not a stack overflow.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
-use tfjsc_proto::tensorflow::{
-    attr_value, AttrValue, DataType, FunctionDef, GraphDef, NodeDef, OpDef,
-};
+use tfjsc_proto::tensorflow::{attr_value, AttrValue, FunctionDef, GraphDef, NodeDef, OpDef};
+
+mod references;
+mod variables;
+
+use references::Reference;
 
 use super::error::{near_names, ConvertError};
 use super::tensor::{shape_proto, Tensor};
@@ -78,13 +84,6 @@ struct Body<'a> {
     function_style: bool,
     /// For errors: the graph file, or the function's name.
     place: String,
-}
-
-/// A parsed input reference inside a body.
-enum Reference<'s> {
-    Node(&'s str, u32),
-    Argument(&'s str),
-    Control,
 }
 
 /// What a processed node of a body stands for.
@@ -291,94 +290,6 @@ impl<'a> Freezer<'a> {
         Ok(values.into_iter().map(Some).collect())
     }
 
-    /// The flat output index of `output_arg:index` of `node` (function-style references).
-    fn flat_index(&self, node: &NodeDef, output_arg: &str, index: u32) -> u32 {
-        if let Some(function) = self.callee(node) {
-            let position = function
-                .signature
-                .iter()
-                .flat_map(|signature| &signature.output_arg)
-                .position(|arg| arg.name == output_arg);
-            if let (Some(position), false) = (position, is_call_op(&node.op)) {
-                return position as u32 + index;
-            }
-            return index;
-        }
-        let Some(op_def) = self.op_defs.get(node.op.as_str()).copied() else {
-            return builtin_output_offset(&node.op, output_arg) + index;
-        };
-        let mut offset = 0u32;
-        for arg in &op_def.output_arg {
-            if arg.name == output_arg {
-                return offset + index;
-            }
-            let count = if !arg.number_attr.is_empty() {
-                match node
-                    .attr
-                    .get(&arg.number_attr)
-                    .and_then(|a| a.value.as_ref())
-                {
-                    Some(attr_value::Value::I(count)) => *count as u32,
-                    _ => 1,
-                }
-            } else if !arg.type_list_attr.is_empty() {
-                match node
-                    .attr
-                    .get(&arg.type_list_attr)
-                    .and_then(|a| a.value.as_ref())
-                {
-                    Some(attr_value::Value::List(list)) => list.r#type.len() as u32,
-                    _ => 1,
-                }
-            } else {
-                1
-            };
-            offset += count;
-        }
-        index
-    }
-
-    fn callee(&self, node: &NodeDef) -> Option<&'a FunctionDef> {
-        if is_call_op(&node.op) {
-            let name = match node.attr.get("f").and_then(|a| a.value.as_ref()) {
-                Some(attr_value::Value::Func(function)) => function.name.as_str(),
-                _ => return None,
-            };
-            return self.functions.get(name).copied();
-        }
-        self.functions.get(node.op.as_str()).copied()
-    }
-
-    fn parse<'s>(&self, body: &Body<'a>, text: &'s str) -> Reference<'s> {
-        if text.starts_with('^') {
-            return Reference::Control;
-        }
-        let parts: Vec<&str> = text.split(':').collect();
-        match parts.as_slice() {
-            [name] if body.args.contains_key(*name) => Reference::Argument(name),
-            [name] => Reference::Node(name, 0),
-            [name, index] if !body.function_style || index.parse::<u32>().is_ok() => {
-                Reference::Node(name, index.parse().unwrap_or(0))
-            }
-            [name, output_arg] => {
-                let flat = body
-                    .nodes
-                    .get(name)
-                    .map_or(0, |node| self.flat_index(node, output_arg, 0));
-                Reference::Node(name, flat)
-            }
-            [name, output_arg, index, ..] => {
-                let index = index.parse().unwrap_or(0);
-                let flat = body
-                    .nodes
-                    .get(name)
-                    .map_or(index, |node| self.flat_index(node, output_arg, index));
-                Reference::Node(name, flat)
-            }
-            [] => Reference::Control,
-        }
-    }
-
     /// Processes the nodes of `body` that `wanted` needs, in dependency order; returns the
     /// values of `wanted`.
     fn inline(
@@ -477,31 +388,6 @@ impl<'a> Freezer<'a> {
             }
         }
         Ok(order)
-    }
-
-    fn variable_constant(&mut self, key: &str, reader: &str) -> Result<Value, ConvertError> {
-        if let Some(name) = self.variable_constants.get(key) {
-            return Ok(Value::Tensor(name.clone(), 0));
-        }
-        let tensor = self.variables.value(key, reader)?;
-        let name = self.unique(reader.to_string());
-        self.emit_constant(&name, tensor);
-        self.variable_constants
-            .insert(key.to_string(), name.clone());
-        Ok(Value::Tensor(name, 0))
-    }
-
-    fn emit_constant(&mut self, name: &str, tensor: Tensor) {
-        let mut node = NodeDef {
-            name: name.to_string(),
-            op: "Const".to_string(),
-            ..NodeDef::default()
-        };
-        node.attr
-            .insert("dtype".into(), type_attr(tensor.dtype as i32));
-        node.attr.insert("value".into(), tensor.attr(false));
-        self.out.nodes.push(node);
-        self.out.constants.insert(name.to_string(), tensor);
     }
 
     fn process(
@@ -624,55 +510,6 @@ impl<'a> Freezer<'a> {
         Ok(Outputs::Emitted(name))
     }
 
-    /// `ResourceGather(variable, indices)` becomes `GatherV2(Const, indices, axis)`.
-    fn resource_gather(
-        &mut self,
-        node: &NodeDef,
-        full_name: &str,
-        inputs: Vec<Value>,
-    ) -> Result<Outputs, ConvertError> {
-        let (Some(Value::Variable(key)), Some(indices)) = (inputs.first(), inputs.get(1)) else {
-            return Err(self.node_error(full_name, "ResourceGather without a variable and indices"));
-        };
-        let indices = indices
-            .input()
-            .ok_or_else(|| self.node_error(full_name, "indices are a variable handle"))?;
-        let params = self.variable_constant(&key.clone(), &format!("{full_name}/params"))?;
-        let batch_dims = match node.attr.get("batch_dims").and_then(|a| a.value.as_ref()) {
-            Some(attr_value::Value::I(dims)) => *dims,
-            _ => 0,
-        };
-        let axis_name = self.unique(format!("{full_name}/axis"));
-        self.emit_constant(&axis_name, Tensor::int32(vec![], &[batch_dims as i32]));
-        let name = self.unique(full_name.to_string());
-        let mut gather = NodeDef {
-            name: name.clone(),
-            op: "GatherV2".into(),
-            input: vec![params.input().unwrap_or_default(), indices, axis_name],
-            ..NodeDef::default()
-        };
-        let dtype = node
-            .attr
-            .get("dtype")
-            .cloned()
-            .unwrap_or_else(|| type_attr(DataType::DtFloat as i32));
-        gather.attr.insert("Tparams".into(), dtype);
-        if let Some(tindices) = node.attr.get("Tindices") {
-            gather.attr.insert("Tindices".into(), tindices.clone());
-        }
-        gather
-            .attr
-            .insert("Taxis".into(), type_attr(DataType::DtInt32 as i32));
-        gather.attr.insert(
-            "batch_dims".into(),
-            AttrValue {
-                value: Some(attr_value::Value::I(batch_dims)),
-            },
-        );
-        self.out.nodes.push(gather);
-        Ok(Outputs::Emitted(name))
-    }
-
     fn keep_function(&mut self, name: &str) {
         let mut pending = vec![name.to_string()];
         while let Some(name) = pending.pop() {
@@ -726,32 +563,6 @@ fn lookup(outputs: &HashMap<&str, Outputs>, name: &str, index: u32) -> Option<Va
         Outputs::Emitted(emitted) => Some(Value::Tensor(emitted.clone(), index)),
         Outputs::Values(values) => values.get(&index).cloned(),
     }
-}
-
-fn is_call_op(op: &str) -> bool {
-    matches!(op, "PartitionedCall" | "StatefulPartitionedCall")
-}
-
-/// Output offsets of multi-output ops for graphs that carry no op list.
-fn builtin_output_offset(op: &str, output_arg: &str) -> u32 {
-    let names: &[&str] = match op {
-        "FusedBatchNorm" | "FusedBatchNormV2" | "FusedBatchNormV3" => &[
-            "y",
-            "batch_mean",
-            "batch_variance",
-            "reserve_space_1",
-            "reserve_space_2",
-            "reserve_space_3",
-        ],
-        "TopKV2" => &["values", "indices"],
-        "Unique" => &["y", "idx"],
-        "Switch" => &["output_false", "output_true"],
-        "Merge" => &["output", "value_index"],
-        "NonMaxSuppressionV5" => &["selected_indices", "selected_scores", "valid_outputs"],
-        "NonMaxSuppressionV4" => &["selected_indices", "valid_outputs"],
-        _ => &[],
-    };
-    names.iter().position(|n| *n == output_arg).unwrap_or(0) as u32
 }
 
 /// A `{type: DT_...}` attribute.
