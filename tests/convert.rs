@@ -909,3 +909,16 @@ fn the_command_line_takes_the_python_converters_flags() {
         "{message}"
     );
 }
+
+#[test]
+fn tf1_saved_model_converts_and_matches_tensorflow() {
+    // No object graph and no functions: variables are found by name, the signature's tensors
+    // are graph tensors.
+    let input = fixture("tf1_saved_model").join("model");
+    check_fixture(
+        "tf1_saved_model",
+        &input,
+        options(InputFormat::SavedModel),
+        "model.json",
+    );
+}

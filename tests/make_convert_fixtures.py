@@ -15,6 +15,7 @@ Writes, under tests/fixtures/convert/ (small, committed):
                     hub.tar.gz, the same directory as a compressed archive;
 - keras2/           a tf_keras (Keras 2) CNN whose graph has FusedBatchNormV3 after biased
                     convolutions and a LeakyReLU;
+- tf1_saved_model/  a TF1-style SavedModel written with tf.compat.v1 simple_save;
 - each with input_0.npy and expected_0.npy (TensorFlow's answer) and case.json.
 The full-size MobileNetV2 and EfficientNetB0 SavedModels used for the measurements in
 docs/convert.md are the ones `tests/make_fixtures.py --full` writes (saved_model/ beside their
@@ -221,6 +222,25 @@ def keras2_fixture():
     write_case(directory, [("input", x)], [("Identity", y)], f"tf_keras (Keras 2) CNN: FusedBatchNormV3, LeakyReLU; signature output {key!r}", model="model")
 
 
+def tf1_saved_model_fixture():
+    """A TF1-style SavedModel (graph + Session + simple_save): no object graph, no functions."""
+    directory = fresh(os.path.join(ROOT, "tf1_saved_model"))
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    rng = np.random.default_rng(11)
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, [1, 6], name="x")
+        w = v1.Variable(rng.normal(size=(6, 4)).astype(np.float32), name="w")
+        b = v1.get_variable("b", initializer=rng.normal(size=(4,)).astype(np.float32), use_resource=True)
+        y = tf.nn.relu(tf.matmul(x, w) + b, name="y")
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            v1.saved_model.simple_save(session, os.path.join(directory, "model"), inputs={"x": x}, outputs={"y": y})
+            value = rng.uniform(-1, 1, (1, 6)).astype(np.float32)
+            expected = session.run(y, {x: value})
+    write_case(directory, [("x", value)], [("y", expected)], "TF1 SavedModel (simple_save)", model="model")
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     model, module = saved_model_fixture()
@@ -229,6 +249,7 @@ def main():
     session_bundle_fixture()
     hub_fixture()
     keras2_fixture()
+    tf1_saved_model_fixture()
 
 
 if __name__ == "__main__":
