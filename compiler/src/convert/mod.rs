@@ -77,7 +77,7 @@ pub struct ConvertOptions {
     pub cache_dir: Option<PathBuf>,
     /// Network timeout for TF Hub downloads.
     pub timeout: std::time::Duration,
-    /// Called with (done, total) as weights are written and steps complete.
+    /// Fold batch normalisation into the preceding convolution or product (and fuse).
     pub fold_batch_norms: bool,
 }
 

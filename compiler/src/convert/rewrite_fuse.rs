@@ -43,9 +43,8 @@ fn is_nhwc(node: &NodeDef) -> bool {
 }
 
 /// `FusedBatchNorm*` (inference) → Mul + AddV2; Mul after a convolution → scaled filter.
-pub fn fold_batch_norms(graph: &mut Graph, options: &ConvertOptions) -> Result<(), ConvertError> {
+pub fn fold_batch_norms(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertError> {
     let mut names = names_of(graph);
-    let uses = graph.use_counts();
     let mut index = 0;
     while index < graph.nodes.len() {
         let node = graph.nodes[index].clone();
@@ -119,16 +118,11 @@ pub fn fold_batch_norms(graph: &mut Graph, options: &ConvertOptions) -> Result<(
         }
         index += 1;
     }
-    fold_multiplies(graph, &uses, &mut names, options)
+    fold_multiplies(graph, &mut names)
 }
 
 /// Mul(convolution, per-channel constant) → convolution with the scaled filter.
-fn fold_multiplies(
-    graph: &mut Graph,
-    _uses: &HashMap<String, usize>,
-    names: &mut HashSet<String>,
-    _: &ConvertOptions,
-) -> Result<(), ConvertError> {
+fn fold_multiplies(graph: &mut Graph, names: &mut HashSet<String>) -> Result<(), ConvertError> {
     let uses = graph.use_counts();
     let outputs = graph.output_nodes();
     let position = index_of(graph);
