@@ -922,3 +922,41 @@ fn tf1_saved_model_converts_and_matches_tensorflow() {
         "model.json",
     );
 }
+
+#[test]
+fn keras_prelu_becomes_a_fused_prelu() {
+    // Relu(y) + Mul(-alpha, Relu(Neg(y))) → Prelu(y, alpha), then fused into the convolution
+    // before it with num_args 2 (bias, alpha), as TF.js requires.
+    let input = fixture("prelu").join("model");
+    check_fixture(
+        "prelu",
+        &input,
+        options(InputFormat::SavedModel),
+        "model.json",
+    );
+    let output = tempfile::tempdir().unwrap();
+    run_convert(&input, output.path(), &options(InputFormat::SavedModel)).unwrap();
+    let model = model_json(&output.path().join("model.json"));
+    let fused: Vec<Value> = nodes(&model)
+        .into_values()
+        .filter(|n| n["op"] == "_FusedConv2D" || n["op"] == "FusedDepthwiseConv2dNative")
+        .collect();
+    assert_eq!(fused.len(), 2, "{fused:?}");
+    for node in fused {
+        assert_eq!(
+            node["attr"]["fused_ops"]["list"]["s"],
+            serde_json::json!(["Qmlhc0FkZA==", "UHJlbHU="])
+        );
+        assert_eq!(node["attr"]["num_args"]["i"], "2");
+        assert_eq!(node["input"].as_array().unwrap().len(), 4);
+    }
+    let ops: Vec<String> = nodes(&model)
+        .values()
+        .map(|n| n["op"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !ops.iter()
+            .any(|op| op == "Neg" || op == "Relu" || op == "Prelu"),
+        "{ops:?}"
+    );
+}

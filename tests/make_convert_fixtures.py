@@ -16,6 +16,7 @@ Writes, under tests/fixtures/convert/ (small, committed):
 - keras2/           a tf_keras (Keras 2) CNN whose graph has FusedBatchNormV3 after biased
                     convolutions and a LeakyReLU;
 - tf1_saved_model/  a TF1-style SavedModel written with tf.compat.v1 simple_save;
+- prelu/            Keras 3 PReLU after a convolution and a depthwise convolution;
 - each with input_0.npy and expected_0.npy (TensorFlow's answer) and case.json.
 The full-size MobileNetV2 and EfficientNetB0 SavedModels used for the measurements in
 docs/convert.md are the ones `tests/make_fixtures.py --full` writes (saved_model/ beside their
@@ -241,6 +242,41 @@ def tf1_saved_model_fixture():
     write_case(directory, [("x", value)], [("y", expected)], "TF1 SavedModel (simple_save)", model="model")
 
 
+def prelu_fixture():
+    """Keras 3 PReLU after convolutions: per-position alpha, and per-channel (shared_axes)."""
+    import keras
+
+    directory = fresh(os.path.join(ROOT, "prelu"))
+    keras.utils.set_random_seed(12)
+    inputs = keras.Input((8, 8, 3), batch_size=1, name="input")
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.PReLU(name="prelu")(x)
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(x)
+    x = keras.layers.PReLU(shared_axes=[1, 2], name="prelu_shared")(x)
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(13)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.PReLU):
+            layer.alpha.assign(rng.uniform(0.05, 0.4, layer.alpha.shape).astype(np.float32))
+        elif getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.uniform(-0.5, 0.5, layer.bias.shape).astype(np.float32))
+
+    class PreluModule(tf.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32, name="input")])
+        def serve(self, input):
+            return {"output": self.model(input, training=False)}
+
+    module = PreluModule(model)
+    tf.saved_model.save(module, os.path.join(directory, "model"), signatures={"serving_default": module.serve})
+    x = rng.uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)
+    y = module.serve(tf.constant(x))["output"].numpy()
+    write_case(directory, [("input", x)], [("Identity", y)], "Keras 3 PReLU after convolutions", model="model")
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     model, module = saved_model_fixture()
@@ -250,6 +286,7 @@ def main():
     hub_fixture()
     keras2_fixture()
     tf1_saved_model_fixture()
+    prelu_fixture()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ pub const PASSES: &[Pass] = &[
     ("fold_constants", super::rewrite_fold::fold_constants),
     ("remove_neutral_arithmetic", remove_neutral_arithmetic),
     ("fold_batch_norms", super::rewrite_fuse::fold_batch_norms),
+    ("fuse_prelu", super::rewrite_fuse::fuse_prelu),
     ("fuse_ops", super::rewrite_fuse::fuse_ops),
     ("prune", prune_dead),
 ];

@@ -16,7 +16,7 @@ use super::tensor::Tensor;
 use super::ConvertOptions;
 
 const CONVOLUTIONS: &[&str] = &["Conv2D", "DepthwiseConv2dNative", "MatMul"];
-const ACTIVATIONS: &[&str] = &["Relu", "Relu6", "Elu", "LeakyRelu"];
+const ACTIVATIONS: &[&str] = &["Relu", "Relu6", "Elu", "LeakyRelu", "Prelu"];
 
 fn names_of(graph: &Graph) -> HashSet<String> {
     graph.nodes.iter().map(|n| n.name.clone()).collect()
@@ -377,6 +377,106 @@ fn scaled_filter(graph: &Graph, producer: &NodeDef, scale: &Tensor) -> Option<Te
     Some(Tensor::float32(filter.shape.clone(), &scaled))
 }
 
+/// Keras' PReLU, `Relu(y) + Mul(-alpha, Relu(Neg(y)))`, → `Prelu(y, alpha)` (as the TF.js
+/// converter's `fuse_prelu` does), so that it can fuse into the convolution before it.
+pub fn fuse_prelu(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertError> {
+    let uses = graph.use_counts();
+    let outputs = graph.output_nodes();
+    let position = index_of(graph);
+    let mut names = names_of(graph);
+    let single_use = |name: &str| uses.get(name) == Some(&1) && !outputs.contains(name);
+    let node_at = |input: &str| -> Option<&NodeDef> {
+        if input.contains(':') && !input.ends_with(":0") {
+            return None;
+        }
+        position.get(node_name(input)).map(|&at| &graph.nodes[at])
+    };
+    let mut replacements: HashMap<usize, Vec<NodeDef>> = HashMap::new();
+    let mut new_constants = Vec::new();
+    for (index, node) in graph.nodes.iter().enumerate() {
+        if !matches!(node.op.as_str(), "Add" | "AddV2") || node.input.len() != 2 {
+            continue;
+        }
+        for (positive, negative) in [(0, 1), (1, 0)] {
+            let (Some(relu), Some(mul)) = (
+                node_at(&node.input[positive]),
+                node_at(&node.input[negative]),
+            ) else {
+                continue;
+            };
+            if relu.op != "Relu" || mul.op != "Mul" || mul.input.len() != 2 || relu.input.len() != 1
+            {
+                continue;
+            }
+            let (constant, other) =
+                match (graph.constant(&mul.input[0]), graph.constant(&mul.input[1])) {
+                    (Some(c), None) => (c, &mul.input[1]),
+                    (None, Some(c)) => (c, &mul.input[0]),
+                    _ => continue,
+                };
+            let Some(negative_relu) = node_at(other) else {
+                continue;
+            };
+            if negative_relu.op != "Relu" || negative_relu.input.len() != 1 {
+                continue;
+            }
+            let Some(negation) = node_at(&negative_relu.input[0]) else {
+                continue;
+            };
+            if negation.op != "Neg" || negation.input.first() != relu.input.first() {
+                continue;
+            }
+            if ![&relu.name, &mul.name, &negative_relu.name, &negation.name]
+                .iter()
+                .all(|n| single_use(n))
+            {
+                continue;
+            }
+            let Some(values) = constant.as_f32() else {
+                continue;
+            };
+            let alpha: Vec<f32> = values.iter().map(|v| -v).collect();
+            let alpha_name = format!("{}/alpha", node.name);
+            let mut alpha_name_unique = alpha_name.clone();
+            let mut counter = 1;
+            while names.contains(&alpha_name_unique) {
+                alpha_name_unique = format!("{alpha_name}_{counter}");
+                counter += 1;
+            }
+            names.insert(alpha_name_unique.clone());
+            let alpha = Tensor::float32(constant.shape.clone(), &alpha);
+            let mut prelu = NodeDef {
+                name: node.name.clone(),
+                op: "Prelu".into(),
+                input: vec![relu.input[0].clone(), alpha_name_unique.clone()],
+                ..NodeDef::default()
+            };
+            if let Some(dtype) = node.attr.get("T") {
+                prelu.attr.insert("T".into(), dtype.clone());
+            }
+            replacements.insert(
+                index,
+                vec![constant_node(&alpha_name_unique, &alpha), prelu],
+            );
+            new_constants.push((alpha_name_unique, alpha));
+            break;
+        }
+    }
+    if replacements.is_empty() {
+        return Ok(());
+    }
+    graph.constants.extend(new_constants);
+    apply_replacements(graph, replacements);
+    // The replaced branches are dead now; drop them so the convolution before has one reader.
+    let outputs: Vec<String> = outputs.into_iter().collect();
+    super::freeze::prune(&mut graph.nodes, &outputs);
+    let kept: HashSet<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
+    graph
+        .constants
+        .retain(|name, _| kept.contains(name.as_str()));
+    Ok(())
+}
+
 /// Convolution/product + bias + activation → one fused op.
 pub fn fuse_ops(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertError> {
     let uses = graph.use_counts();
@@ -476,11 +576,18 @@ pub fn fuse_ops(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertErro
         let mut fused_ops = vec![b"BiasAdd".to_vec()];
         let mut last_at = bias_at;
         let mut alpha = 0.2f32;
+        let mut prelu_alpha = None;
         if let Some(activation_at) = single_consumer(&bias_node.name) {
             let activation = &graph.nodes[activation_at];
             if ACTIVATIONS.contains(&activation.op.as_str())
                 && activation.input.first().map(|i| node_name(i)) == Some(bias_node.name.as_str())
             {
+                if activation.op == "Prelu" {
+                    match activation.input.get(1) {
+                        Some(alpha) => prelu_alpha = Some(alpha.clone()),
+                        None => continue,
+                    }
+                }
                 fused_ops.push(activation.op.as_bytes().to_vec());
                 if activation.op == "LeakyRelu" {
                     alpha = float_attr(activation, "alpha").unwrap_or(0.2);
@@ -498,6 +605,12 @@ pub fn fuse_ops(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertErro
         .into();
         fused.input.truncate(2);
         fused.input.push(bias_name);
+        let arguments = if let Some(prelu_alpha) = prelu_alpha {
+            fused.input.push(prelu_alpha);
+            2
+        } else {
+            1
+        };
         let list = attr_value::ListValue {
             s: fused_ops,
             ..Default::default()
@@ -507,7 +620,7 @@ pub fn fuse_ops(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertErro
             .insert("fused_ops".into(), attr(attr_value::Value::List(list)));
         fused
             .attr
-            .insert("num_args".into(), attr(attr_value::Value::I(1)));
+            .insert("num_args".into(), attr(attr_value::Value::I(arguments)));
         fused
             .attr
             .insert("epsilon".into(), attr(attr_value::Value::F(0.0)));
@@ -524,7 +637,7 @@ pub fn fuse_ops(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertErro
                 _ => tfjsc_proto::tensorflow::DataType::DtFloat as i32,
             };
             let types = attr_value::ListValue {
-                r#type: vec![dtype],
+                r#type: vec![dtype; arguments as usize],
                 ..Default::default()
             };
             fused
