@@ -6,6 +6,7 @@
 
 pub mod codegen;
 pub mod compile;
+pub mod convert;
 pub mod fuzzing;
 pub mod import;
 pub mod ir;

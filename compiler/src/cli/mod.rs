@@ -3,6 +3,7 @@
 
 mod bench;
 mod compile;
+mod convert;
 mod inspect;
 mod run;
 
@@ -23,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Convert a TensorFlow model (SavedModel, frozen graph, session bundle, TF Hub module) to a TF.js web model.
+    Convert(convert::ConvertArgs),
     /// Compile a web model (model.json or legacy web_model.pb) to an object (.o) or shared library (.so), plus a C header.
     Compile(compile::CompileArgs),
     /// Run a compiled library on .npy inputs and write .npy outputs.
@@ -56,6 +59,7 @@ pub fn parse_input_shape(text: &str) -> Result<InputShape, String> {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Convert(args) => convert::run(args),
         Command::Compile(args) => compile::run(args),
         Command::Run(args) => run::run(args),
         Command::Inspect(args) => inspect::run(args),

@@ -1,0 +1,208 @@
+//! `tfjsc convert`: the TF.js converter's command line, with `tensorflowjs_converter`'s flag
+//! spellings.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use tfjsc::convert::{convert, ConvertOptions, InputFormat, OutputFormat, Quantization};
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  tfjsc convert --input_format=tf_saved_model saved_model/ web_model/
+  tfjsc convert --input_format=tf_frozen_model --output_node_names=Softmax frozen.pb web_model/
+  tfjsc convert --input_format=tf_saved_model --quantize_float16='*' saved_model/ web_model/")]
+pub struct ConvertArgs {
+    /// Input format: tf_saved_model (a SavedModel directory), tf_frozen_model (a frozen GraphDef
+    /// .pb), tf_session_bundle (a directory with export.meta and an `export` checkpoint;
+    /// deprecated), tf_hub (a TF Hub module: directory, .tar.gz or http:// URL).
+    #[arg(long = "input_format", default_value = "tf_saved_model", value_parser = InputFormat::parse)]
+    input_format: InputFormat,
+    /// Output format: tfjs_graph_model (model.json + group1-shardNofM.bin) or legacy
+    /// (web_model.pb + weights_manifest.json + group1-shardNofM).
+    #[arg(long = "output_format", default_value = "tfjs_graph_model", value_parser = parse_output_format)]
+    output_format: OutputFormat,
+    /// Tags of the MetaGraph to convert, comma-separated (tf_saved_model; default "serve").
+    #[arg(long = "saved_model_tags")]
+    saved_model_tags: Option<String>,
+    /// Signature to convert (default serving_default; "default" for tf_hub).
+    #[arg(long = "signature_name")]
+    signature_name: Option<String>,
+    /// Output nodes, comma-separated (required for tf_frozen_model and tf_session_bundle;
+    /// replaces the signature's outputs otherwise).
+    #[arg(long = "output_node_names", value_delimiter = ',')]
+    output_node_names: Vec<String>,
+    /// Remove debug ops (CheckNumerics, Assert, Print, EnsureShape): true or false.
+    #[arg(long = "strip_debug_ops", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    strip_debug_ops: bool,
+    /// Write the model even if TF.js or tfjsc cannot run some of its ops.
+    #[arg(long = "skip_op_check")]
+    skip_op_check: bool,
+    /// Weight shard size in bytes.
+    #[arg(long = "weight_shard_size_bytes", default_value_t = 4 * 1024 * 1024)]
+    weight_shard_size_bytes: usize,
+    /// Store float32 weights as float16; optionally only weights matching these names
+    /// (comma-separated, `*` wildcards).
+    #[arg(long = "quantize_float16", num_args = 0..=1, default_missing_value = "*")]
+    quantize_float16: Option<String>,
+    /// Store float32 weights as affine uint8 (optionally only matching names).
+    #[arg(long = "quantize_uint8", num_args = 0..=1, default_missing_value = "*")]
+    quantize_uint8: Option<String>,
+    /// Store float32 weights as affine uint16 (optionally only matching names).
+    #[arg(long = "quantize_uint16", num_args = 0..=1, default_missing_value = "*")]
+    quantize_uint16: Option<String>,
+    /// Where tf_hub modules are downloaded and unpacked (default $TFHUB_CACHE_DIR, else
+    /// ~/.cache/tfjsc/tfhub).
+    #[arg(long = "tfhub_cache_dir")]
+    tfhub_cache_dir: Option<PathBuf>,
+    /// Network timeout in seconds for tf_hub downloads.
+    #[arg(long = "timeout", default_value_t = 60.0)]
+    timeout: f64,
+    /// Keep batch normalisation as separate ops instead of folding it into the convolution.
+    #[arg(long = "no_fold_batch_norms")]
+    no_fold_batch_norms: bool,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+    /// The model to convert.
+    input_path: String,
+    /// The directory to write the web model into.
+    output_path: PathBuf,
+}
+
+/// `true`/`false` in Python's spellings too (`True`, `False`, `1`, `0`, `yes`, `no`).
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("expected true or false, got {text:?}")),
+    }
+}
+
+fn parse_output_format(text: &str) -> Result<OutputFormat, String> {
+    match text {
+        "tfjs_graph_model" | "graph_model" => Ok(OutputFormat::GraphModel),
+        "legacy" | "tfjs_legacy" => Ok(OutputFormat::Legacy),
+        other => Err(format!(
+            "unknown output format {other:?}; expected tfjs_graph_model or legacy"
+        )),
+    }
+}
+
+fn patterns(text: &Option<String>) -> Option<Vec<String>> {
+    text.as_ref().map(|text| {
+        text.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+}
+
+pub fn run(args: ConvertArgs) -> Result<()> {
+    let options = ConvertOptions {
+        input_format: args.input_format,
+        output_format: args.output_format,
+        saved_model_tags: args.saved_model_tags.as_ref().map(|tags| {
+            tags.split(',')
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect()
+        }),
+        signature_name: args.signature_name.clone(),
+        output_node_names: args.output_node_names.clone(),
+        strip_debug_ops: args.strip_debug_ops,
+        skip_op_check: args.skip_op_check,
+        weight_shard_size_bytes: args.weight_shard_size_bytes,
+        quantization: Quantization {
+            float16: patterns(&args.quantize_float16),
+            uint8: patterns(&args.quantize_uint8),
+            uint16: patterns(&args.quantize_uint16),
+        },
+        fold_batch_norms: !args.no_fold_batch_norms,
+        cache_dir: args.tfhub_cache_dir.clone(),
+        timeout: std::time::Duration::from_secs_f64(args.timeout.clamp(0.001, 86_400.0)),
+    };
+    let quantized = [
+        &options.quantization.float16,
+        &options.quantization.uint8,
+        &options.quantization.uint16,
+    ]
+    .iter()
+    .filter(|q| q.is_some())
+    .count();
+    if quantized > 1
+        && options
+            .quantization
+            .float16
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|p| p == "*"))
+    {
+        anyhow::bail!(
+            "--quantize_float16 for all weights cannot be combined with another quantization"
+        );
+    }
+    let started = Instant::now();
+    let mut progress = Progress::new(args.quiet);
+    let mut progress = |step: &str| progress.step(step, started);
+    let report = convert(&args.input_path, &args.output_path, &options, &mut progress)
+        .with_context(|| format!("converting {}", args.input_path))?;
+    if !args.quiet && std::io::stderr().is_terminal() && started.elapsed().as_millis() > 300 {
+        eprintln!();
+    }
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    if !args.quiet {
+        eprintln!(
+            "wrote {} ({} nodes, {} weights, {} bytes) in {:.2} s",
+            args.output_path.display(),
+            report.nodes,
+            report.weights,
+            report.weight_bytes,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// The conversion's steps, shown once it takes more than a moment: a bar redrawn in place on a
+/// terminal, one line per step otherwise.
+struct Progress {
+    quiet: bool,
+    done: usize,
+}
+
+/// The steps `convert` reports, in order.
+const STEPS: [&str; 4] = ["reading", "rewriting", "checking ops", "writing"];
+
+impl Progress {
+    fn new(quiet: bool) -> Progress {
+        Progress { quiet, done: 0 }
+    }
+
+    fn step(&mut self, step: &str, started: Instant) {
+        self.done = STEPS
+            .iter()
+            .position(|s| *s == step)
+            .map_or(self.done, |i| i + 1);
+        if self.quiet || started.elapsed().as_millis() < 300 {
+            return;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        if std::io::stderr().is_terminal() {
+            let width = 24;
+            let filled = width * self.done / STEPS.len();
+            eprint!(
+                "\r[{}{}] {seconds:>6.2} s  {step:<14}",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+        } else {
+            eprintln!("[{seconds:>6.2} s] {step}");
+        }
+    }
+}

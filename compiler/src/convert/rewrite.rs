@@ -1,0 +1,332 @@
+//! The graph rewrites the TF.js converter gets from TensorFlow's Grappler and its own passes,
+//! done on the flat frozen graph: strip forwarding and debug ops, fold constant subgraphs, fold
+//! batch normalisation into the preceding convolution or product, and fuse bias and activation
+//! into `_FusedConv2D`, `FusedDepthwiseConv2dNative` and `_FusedMatMul`. Each rewrite is a
+//! function over [`Graph`], run in the order of [`PASSES`]; every rewrite keeps the graph's
+//! outputs by name. Constant folding lives in `rewrite_fold`, batch-norm folding and fusion in
+//! `rewrite_fuse`; this module holds the graph, the pass table and the small rewrites.
+
+use std::collections::{HashMap, HashSet};
+
+use tfjsc_proto::tensorflow::{attr_value, AttrValue, NodeDef};
+
+use super::error::ConvertError;
+use super::freeze::{prune, type_attr};
+use super::tensor::Tensor;
+use super::ConvertOptions;
+
+/// A flat graph under rewriting.
+pub struct Graph {
+    /// Nodes, inputs before consumers.
+    pub nodes: Vec<NodeDef>,
+    /// The value of every `Const` node.
+    pub constants: HashMap<String, Tensor>,
+    /// Output tensors ("node" or "node:k"); their nodes keep their names.
+    pub outputs: Vec<String>,
+}
+
+/// A rewrite and its name.
+type Pass = (
+    &'static str,
+    fn(&mut Graph, &ConvertOptions) -> Result<(), ConvertError>,
+);
+
+/// The rewrites, in order.
+pub const PASSES: &[Pass] = &[
+    ("strip_forwarding_ops", strip_forwarding_ops),
+    ("fold_constants", super::rewrite_fold::fold_constants),
+    ("remove_neutral_arithmetic", remove_neutral_arithmetic),
+    ("fold_batch_norms", super::rewrite_fuse::fold_batch_norms),
+    ("fuse_prelu", super::rewrite_fuse::fuse_prelu),
+    ("fuse_ops", super::rewrite_fuse::fuse_ops),
+    ("prune", prune_dead),
+];
+
+impl Graph {
+    /// A graph of `nodes` with `constants`, producing `outputs`.
+    pub fn new(
+        nodes: Vec<NodeDef>,
+        constants: HashMap<String, Tensor>,
+        outputs: &[String],
+    ) -> Graph {
+        Graph {
+            nodes,
+            constants,
+            outputs: outputs.to_vec(),
+        }
+    }
+
+    /// Names of the output nodes.
+    pub fn output_nodes(&self) -> HashSet<String> {
+        self.outputs
+            .iter()
+            .map(|o| o.split(':').next().unwrap_or(o).to_string())
+            .collect()
+    }
+
+    /// Consumers count per node name (data inputs only).
+    pub fn use_counts(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for node in &self.nodes {
+            for input in &node.input {
+                if !input.starts_with('^') {
+                    *counts.entry(node_name(input).to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        for output in &self.outputs {
+            *counts.entry(node_name(output).to_string()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The constant value of input text `input`, if it is output 0 of a Const.
+    pub fn constant(&self, input: &str) -> Option<&Tensor> {
+        if input.contains(':') && !input.ends_with(":0") {
+            return None;
+        }
+        self.constants.get(node_name(input))
+    }
+
+    /// Adds a Const node named `name` (made unique) holding `tensor`; returns its name.
+    pub fn add_constant(
+        &mut self,
+        name: &str,
+        tensor: Tensor,
+        names: &mut HashSet<String>,
+    ) -> String {
+        let mut unique = name.to_string();
+        let mut counter = 1;
+        while names.contains(&unique) {
+            unique = format!("{name}_{counter}");
+            counter += 1;
+        }
+        names.insert(unique.clone());
+        self.constants.insert(unique.clone(), tensor.clone());
+        unique
+    }
+}
+
+/// The node part of an input reference.
+pub fn node_name(input: &str) -> &str {
+    let input = input.strip_prefix('^').unwrap_or(input);
+    input.split(':').next().unwrap_or(input)
+}
+
+/// A Const NodeDef for `tensor` (values live in the constants map).
+pub fn constant_node(name: &str, tensor: &Tensor) -> NodeDef {
+    let mut node = NodeDef {
+        name: name.to_string(),
+        op: "Const".into(),
+        ..NodeDef::default()
+    };
+    node.attr
+        .insert("dtype".into(), type_attr(tensor.dtype as i32));
+    node.attr.insert("value".into(), tensor.attr(false));
+    node
+}
+
+/// Runs every rewrite of [`PASSES`].
+pub fn run(graph: &mut Graph, options: &ConvertOptions) -> Result<(), ConvertError> {
+    for (name, pass) in PASSES {
+        if !options.fold_batch_norms && *name == "fold_batch_norms" {
+            continue;
+        }
+        pass(graph, options)?;
+    }
+    Ok(())
+}
+
+/// Ops removed by forwarding their inputs to their consumers.
+fn forwards(op: &str, strip_debug_ops: bool) -> bool {
+    matches!(
+        op,
+        "Identity" | "IdentityN" | "Snapshot" | "StopGradient" | "PreventGradient"
+    ) || (strip_debug_ops
+        && matches!(
+            op,
+            "CheckNumerics" | "EnsureShape" | "DebugIdentity" | "Print"
+        ))
+}
+
+/// Removes Identity and friends (and, with `--strip_debug_ops`, CheckNumerics and other debug
+/// ops): consumers read the forwarded input instead. Output nodes stay.
+fn strip_forwarding_ops(graph: &mut Graph, options: &ConvertOptions) -> Result<(), ConvertError> {
+    let outputs = graph.output_nodes();
+    let mut replacement: HashMap<String, String> = HashMap::new();
+    let resolve = |replacement: &HashMap<String, String>, input: &str| -> String {
+        let mut current = input.to_string();
+        while let Some(next) = replacement.get(&current).or_else(|| {
+            (!current.contains(':'))
+                .then(|| replacement.get(&format!("{current}:0")))
+                .flatten()
+        }) {
+            current = next.clone();
+        }
+        current
+    };
+    for node in &mut graph.nodes {
+        for input in &mut node.input {
+            *input = resolve(&replacement, input);
+        }
+        if forwards(&node.op, options.strip_debug_ops) && !outputs.contains(&node.name) {
+            let data: Vec<&String> = node.input.iter().filter(|i| !i.starts_with('^')).collect();
+            let forwarded = if node.op == "IdentityN" {
+                data.len()
+            } else {
+                data.len().min(1)
+            };
+            for (index, input) in data.iter().take(forwarded).enumerate() {
+                let target = (*input).clone();
+                replacement.insert(format!("{}:{index}", node.name), target.clone());
+                if index == 0 {
+                    replacement.insert(node.name.clone(), target);
+                }
+            }
+        }
+        if matches!(node.op.as_str(), "Assert" | "NoOp") && options.strip_debug_ops {
+            node.input.clear();
+        }
+    }
+    for node in &mut graph.nodes {
+        node.input.retain(|input| !input.starts_with('^'));
+    }
+    prune_dead(graph, options)
+}
+
+/// The scalar float value of a constant, if it is a rank-0 float32.
+fn scalar(tensor: Option<&Tensor>) -> Option<f32> {
+    let tensor = tensor?;
+    if !tensor.shape.is_empty() {
+        return None;
+    }
+    tensor.as_f32()?.first().copied()
+}
+
+/// Removes arithmetic with a neutral scalar constant (`x * 1`, `1 * x`, `x + 0`, `x - 0`,
+/// `x / 1`), as Grappler's arithmetic optimizer does; Keras 3's swish multiplies by a constant
+/// `beta` of 1. Only rank-0 constants, which cannot change the other operand's shape.
+fn remove_neutral_arithmetic(
+    graph: &mut Graph,
+    options: &ConvertOptions,
+) -> Result<(), ConvertError> {
+    let outputs = graph.output_nodes();
+    let mut replacement: HashMap<String, String> = HashMap::new();
+    for index in 0..graph.nodes.len() {
+        for input in &mut graph.nodes[index].input {
+            if let Some(forwarded) = replacement.get(input.as_str()) {
+                *input = forwarded.clone();
+            }
+        }
+        let node = &graph.nodes[index];
+        if outputs.contains(&node.name) || node.input.len() != 2 {
+            continue;
+        }
+        let (a, b) = (
+            scalar(graph.constant(&node.input[0])),
+            scalar(graph.constant(&node.input[1])),
+        );
+        let forwarded = match node.op.as_str() {
+            "Mul" if a == Some(1.0) && b.is_none() => Some(&node.input[1]),
+            "Mul" | "RealDiv" if b == Some(1.0) && a.is_none() => Some(&node.input[0]),
+            "Add" | "AddV2" if a == Some(0.0) && b.is_none() => Some(&node.input[1]),
+            "Add" | "AddV2" | "Sub" if b == Some(0.0) && a.is_none() => Some(&node.input[0]),
+            _ => None,
+        };
+        if let Some(forwarded) = forwarded {
+            replacement.insert(node.name.clone(), forwarded.clone());
+            replacement.insert(format!("{}:0", node.name), forwarded.clone());
+        }
+    }
+    prune_dead(graph, options)
+}
+
+/// Removes nodes the outputs do not need.
+fn prune_dead(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertError> {
+    let outputs: Vec<String> = graph.output_nodes().into_iter().collect();
+    prune(&mut graph.nodes, &outputs);
+    let kept: HashSet<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
+    graph
+        .constants
+        .retain(|name, _| kept.contains(name.as_str()));
+    Ok(())
+}
+
+/// An integer attribute.
+pub fn int_attr(node: &NodeDef, name: &str) -> Option<i64> {
+    match node.attr.get(name)?.value.as_ref()? {
+        attr_value::Value::I(value) => Some(*value),
+        _ => None,
+    }
+}
+
+/// A float attribute.
+pub fn float_attr(node: &NodeDef, name: &str) -> Option<f32> {
+    match node.attr.get(name)?.value.as_ref()? {
+        attr_value::Value::F(value) => Some(*value),
+        _ => None,
+    }
+}
+
+/// A bytes attribute as text.
+pub fn string_attr(node: &NodeDef, name: &str) -> Option<String> {
+    match node.attr.get(name)?.value.as_ref()? {
+        attr_value::Value::S(value) => Some(String::from_utf8_lossy(value).into_owned()),
+        _ => None,
+    }
+}
+
+/// A bool attribute.
+pub fn bool_attr(node: &NodeDef, name: &str) -> Option<bool> {
+    match node.attr.get(name)?.value.as_ref()? {
+        attr_value::Value::B(value) => Some(*value),
+        _ => None,
+    }
+}
+
+/// An attribute value of one kind.
+pub fn attr(value: attr_value::Value) -> AttrValue {
+    AttrValue { value: Some(value) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+        NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|i| i.to_string()).collect(),
+            ..NodeDef::default()
+        }
+    }
+
+    #[test]
+    fn neutral_scalars_are_removed_and_others_kept() {
+        let one = Tensor::float32(vec![], &[1.0]);
+        let two = Tensor::float32(vec![], &[2.0]);
+        let ones = Tensor::float32(vec![2], &[1.0, 1.0]);
+        let nodes = vec![
+            node("x", "Placeholder", &[]),
+            constant_node("one", &one),
+            constant_node("two", &two),
+            constant_node("ones", &ones),
+            node("a", "Mul", &["one", "x"]),
+            node("b", "Mul", &["a", "two"]),
+            node("c", "Mul", &["b", "ones"]),
+            node("out", "Relu", &["c"]),
+        ];
+        let constants = HashMap::from([
+            ("one".into(), one),
+            ("two".into(), two),
+            ("ones".into(), ones),
+        ]);
+        let mut graph = Graph::new(nodes, constants, &["out".to_string()]);
+        remove_neutral_arithmetic(&mut graph, &ConvertOptions::default()).unwrap();
+        let names: Vec<&str> = graph.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["x", "two", "ones", "b", "c", "out"]);
+        assert_eq!(graph.nodes[3].input, ["x", "two"]);
+        assert!(!graph.constants.contains_key("one"));
+    }
+}

@@ -1,0 +1,962 @@
+//! `tfjsc convert` end to end: every fixture of `tests/fixtures/convert/` (made by
+//! `tests/make_convert_fixtures.py` with TensorFlow 2.21) is converted, compiled, run on its input
+//! and compared with TensorFlow's answer; the SavedModel's conversion is compared with the Python
+//! converter's output (signature, shared nodes' attributes, shared weights' bytes, and the result
+//! of both compiled); every refused input gets an error naming what is missing.
+//!
+//! Tolerance: max |tfjsc - TensorFlow| ≤ 1e-4 × max |TensorFlow|, as in tests/models.rs (the
+//! kernels sum in another order; batch-norm folding scales filters before the sum rather than
+//! after, which moves results by rounding only).
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tfjsc::convert::{convert, ConvertOptions, InputFormat, OutputFormat, Quantization};
+use tfjsc_runtime::npy::read_npy;
+use tfjsc_runtime::Model;
+
+const TOLERANCE: f32 = 1e-4;
+
+fn fixture(name: &str) -> PathBuf {
+    common::fixtures().join("convert").join(name)
+}
+
+fn case(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(fixture(name).join("case.json")).unwrap()).unwrap()
+}
+
+fn options(format: InputFormat) -> ConvertOptions {
+    ConvertOptions {
+        input_format: format,
+        ..ConvertOptions::default()
+    }
+}
+
+fn run_convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<(), String> {
+    convert(input.to_str().unwrap(), output, options, &mut |_| {})
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
+/// Compiles the web model in `directory` (model.json or web_model.pb) and runs it on `inputs`.
+fn compile_and_run(model: &Path, inputs: &[(String, PathBuf)]) -> Vec<(String, Vec<f32>)> {
+    let scratch = tempfile::tempdir().unwrap();
+    let library = common::compile_model(model, scratch.path(), "libmodel.so");
+    let loaded = Model::load(&library, None).unwrap();
+    let description = loaded.description();
+    let tensors: Vec<_> = description
+        .inputs
+        .iter()
+        .map(|spec| {
+            let (_, file) = inputs
+                .iter()
+                .find(|(name, _)| *name == spec.name)
+                .unwrap_or_else(|| panic!("no input {:?}", spec.name));
+            read_npy(file).unwrap()
+        })
+        .collect();
+    let outputs = loaded.new_context().unwrap().run_tensors(&tensors).unwrap();
+    description
+        .outputs
+        .iter()
+        .zip(outputs)
+        .map(|(spec, tensor)| (spec.name.clone(), common::as_f32(&tensor)))
+        .collect()
+}
+
+/// Converts fixture `name` with `options`, compiles, runs, and compares with TensorFlow.
+fn check_fixture(name: &str, input: &Path, mut options: ConvertOptions, model_file: &str) -> f32 {
+    let case = case(name);
+    if let Some(outputs) = case["output_node_names"].as_array() {
+        options.output_node_names = outputs
+            .iter()
+            .map(|o| o.as_str().unwrap().to_string())
+            .collect();
+    }
+    let output = tempfile::tempdir().unwrap();
+    run_convert(input, output.path(), &options).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let inputs: Vec<(String, PathBuf)> = case["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().to_string(),
+                fixture(name).join(i["file"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    let results = compile_and_run(&output.path().join(model_file), &inputs);
+    let mut worst = 0f32;
+    for expected in case["outputs"].as_array().unwrap() {
+        let expected_name = expected["name"].as_str().unwrap();
+        let (_, actual) = results
+            .iter()
+            .find(|(name, _)| name == expected_name || name.trim_end_matches(":0") == expected_name)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name}: no output {expected_name:?} among {:?}",
+                    results.iter().map(|r| &r.0).collect::<Vec<_>>()
+                )
+            });
+        let reference = read_npy(&fixture(name).join(expected["file"].as_str().unwrap())).unwrap();
+        let error = common::relative_error(actual, &common::as_f32(&reference));
+        assert!(error <= TOLERANCE, "{name}: relative error {error:e}");
+        worst = worst.max(error);
+    }
+    worst
+}
+
+#[test]
+fn saved_model_converts_compiles_and_matches_tensorflow() {
+    let input = fixture("saved_model").join("model");
+    check_fixture(
+        "saved_model",
+        &input,
+        options(InputFormat::SavedModel),
+        "model.json",
+    );
+}
+
+#[test]
+fn saved_model_in_the_legacy_format_matches_tensorflow() {
+    let input = fixture("saved_model").join("model");
+    let options = ConvertOptions {
+        output_format: OutputFormat::Legacy,
+        ..options(InputFormat::SavedModel)
+    };
+    check_fixture("saved_model", &input, options, "web_model.pb");
+}
+
+#[test]
+fn variables_in_several_shards_and_slices_are_read() {
+    let variables = fixture("sharded").join("model/variables");
+    let shards = std::fs::read_dir(&variables)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".data-")
+        })
+        .count();
+    assert!(shards > 1, "the fixture has {shards} data shard(s)");
+    check_fixture(
+        "sharded",
+        &fixture("sharded").join("model"),
+        options(InputFormat::SavedModel),
+        "model.json",
+    );
+}
+
+#[test]
+fn frozen_graph_converts_and_matches_tensorflow() {
+    let input = fixture("frozen").join("frozen.pb");
+    check_fixture(
+        "frozen",
+        &input,
+        options(InputFormat::FrozenModel),
+        "model.json",
+    );
+}
+
+#[test]
+fn session_bundle_converts_and_matches_tensorflow() {
+    let input = fixture("session_bundle");
+    check_fixture(
+        "session_bundle",
+        &input,
+        options(InputFormat::SessionBundle),
+        "model.json",
+    );
+}
+
+#[test]
+fn hub_module_directory_converts_with_the_default_signature() {
+    let input = fixture("hub").join("module");
+    check_fixture("hub", &input, options(InputFormat::Hub), "model.json");
+}
+
+#[test]
+fn quantized_weights_stay_within_their_precision() {
+    let input = fixture("saved_model").join("model");
+    for (quantization, tolerance) in [
+        (
+            Quantization {
+                float16: Some(vec!["*".into()]),
+                ..Default::default()
+            },
+            1e-2,
+        ),
+        (
+            Quantization {
+                uint16: Some(vec!["*".into()]),
+                ..Default::default()
+            },
+            1e-2,
+        ),
+        (
+            Quantization {
+                uint8: Some(vec!["*kernel*".into(), "*merged_input".into()]),
+                ..Default::default()
+            },
+            0.1,
+        ),
+    ] {
+        let output = tempfile::tempdir().unwrap();
+        let options = ConvertOptions {
+            quantization: quantization.clone(),
+            ..options(InputFormat::SavedModel)
+        };
+        run_convert(&input, output.path(), &options).unwrap();
+        let model: Value =
+            serde_json::from_slice(&std::fs::read(output.path().join("model.json")).unwrap())
+                .unwrap();
+        let weights = model["weightsManifest"][0]["weights"].as_array().unwrap();
+        let quantized = weights
+            .iter()
+            .filter(|w| w.get("quantization").is_some())
+            .count();
+        assert!(quantized > 0, "{quantization:?}: no weight quantized");
+        if quantization.uint8.is_some() {
+            assert!(
+                quantized < weights.len(),
+                "the uint8 patterns select only some weights"
+            );
+        }
+        let inputs = vec![(
+            "input".to_string(),
+            fixture("saved_model").join("input_0.npy"),
+        )];
+        let results = compile_and_run(&output.path().join("model.json"), &inputs);
+        let reference = read_npy(&fixture("saved_model").join("expected_0.npy")).unwrap();
+        let error = common::relative_error(&results[0].1, &common::as_f32(&reference));
+        assert!(
+            error <= tolerance,
+            "{quantization:?}: relative error {error:e}"
+        );
+    }
+}
+
+fn model_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Weight name → stored bytes of a graph model.
+fn weight_bytes(directory: &Path, model: &Value) -> HashMap<String, Vec<u8>> {
+    let mut result = HashMap::new();
+    for group in model["weightsManifest"].as_array().unwrap() {
+        let mut stream = Vec::new();
+        for path in group["paths"].as_array().unwrap() {
+            stream.extend(std::fs::read(directory.join(path.as_str().unwrap())).unwrap());
+        }
+        let mut at = 0;
+        for weight in group["weights"].as_array().unwrap() {
+            let count: u64 = weight["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_u64().unwrap())
+                .product();
+            let size = count as usize * if weight["dtype"] == "bool" { 1 } else { 4 };
+            result.insert(
+                weight["name"].as_str().unwrap().to_string(),
+                stream[at..at + size].to_vec(),
+            );
+            at += size;
+        }
+    }
+    result
+}
+
+fn nodes(model: &Value) -> BTreeMap<String, Value> {
+    model["modelTopology"]["node"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap().to_string(), n.clone()))
+        .collect()
+}
+
+/// Attributes that are not TensorFlow's own bookkeeping (`_input_shapes`, ...).
+fn public_attributes(node: &Value) -> BTreeMap<String, Value> {
+    node["attr"]
+        .as_object()
+        .map(|attrs| {
+            attrs
+                .iter()
+                .filter(|(k, _)| !k.starts_with('_'))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn saved_model_matches_the_python_converter() {
+    let golden_directory = fixture("saved_model").join("tfjs");
+    let golden = model_json(&golden_directory.join("model.json"));
+    let output = tempfile::tempdir().unwrap();
+    run_convert(
+        &fixture("saved_model").join("model"),
+        output.path(),
+        &options(InputFormat::SavedModel),
+    )
+    .unwrap();
+    let ours = model_json(&output.path().join("model.json"));
+    assert_eq!(ours["format"], "graph-model");
+    assert_eq!(ours["generatedBy"], golden["generatedBy"]);
+    assert_eq!(ours["signature"], golden["signature"], "signatures differ");
+    // Nodes both graphs have under one name: same op and attributes. TF.js-specific fused ops
+    // (our folding fuses more chains than Grappler does) are compared where both fused.
+    let (golden_nodes, our_nodes) = (nodes(&golden), nodes(&ours));
+    let mut shared = 0;
+    for (name, node) in &golden_nodes {
+        let Some(our) = our_nodes.get(name) else {
+            continue;
+        };
+        if node["op"] != our["op"] {
+            continue;
+        }
+        shared += 1;
+        if node["op"] != "Const" {
+            assert_eq!(
+                public_attributes(node),
+                public_attributes(our),
+                "attributes of {name}"
+            );
+            assert_eq!(node["input"], our["input"], "inputs of {name}");
+        }
+    }
+    assert!(
+        shared * 2 >= golden_nodes.len(),
+        "only {shared} of {} nodes shared",
+        golden_nodes.len()
+    );
+    // Weights both have under one name: the same bytes (raw variables; folded ones may differ
+    // by rounding and are checked through the results below).
+    let (golden_weights, our_weights) = (
+        weight_bytes(&golden_directory, &golden),
+        weight_bytes(output.path(), &ours),
+    );
+    let mut same = 0;
+    for (name, bytes) in &golden_weights {
+        if let Some(our) = our_weights.get(name) {
+            if name.ends_with("ReadVariableOp") {
+                assert_eq!(bytes, our, "weight {name}");
+            }
+            same += 1;
+        }
+    }
+    assert!(
+        same * 2 >= golden_weights.len(),
+        "only {same} of {} weights shared",
+        golden_weights.len()
+    );
+    // Both compiled give the same answer.
+    let inputs = vec![(
+        "input".to_string(),
+        fixture("saved_model").join("input_0.npy"),
+    )];
+    let theirs = compile_and_run(&golden_directory.join("model.json"), &inputs);
+    let mine = compile_and_run(&output.path().join("model.json"), &inputs);
+    let error = common::relative_error(&mine[0].1, &theirs[0].1);
+    assert!(error <= TOLERANCE, "tfjsc vs Python converter: {error:e}");
+}
+
+#[test]
+fn output_node_names_prune_the_graph() {
+    let output = tempfile::tempdir().unwrap();
+    let options = ConvertOptions {
+        output_node_names: vec!["StatefulPartitionedCall".into()],
+        ..options(InputFormat::SavedModel)
+    };
+    run_convert(
+        &fixture("saved_model").join("model"),
+        output.path(),
+        &options,
+    )
+    .unwrap();
+    let model = model_json(&output.path().join("model.json"));
+    // As the Python converter writes it: the requested outputs only.
+    assert_eq!(
+        model["signature"],
+        serde_json::json!({"outputs": {"StatefulPartitionedCall": {"name": "StatefulPartitionedCall"}}})
+    );
+    let count = nodes(&model).len();
+    assert!(count > 5, "{count} nodes");
+}
+
+fn error_of(input: &Path, options: &ConvertOptions) -> String {
+    let output = tempfile::tempdir().unwrap();
+    run_convert(input, output.path(), options).expect_err("conversion should fail")
+}
+
+/// Copies a fixture folder into a scratch directory (to break it).
+fn scratch_copy(from: &Path) -> tempfile::TempDir {
+    let scratch = tempfile::tempdir().unwrap();
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    copy(from, scratch.path());
+    scratch
+}
+
+#[test]
+fn a_truncated_saved_model_names_the_file() {
+    let scratch = scratch_copy(&fixture("saved_model").join("model"));
+    let path = scratch.path().join("saved_model.pb");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let error = error_of(scratch.path(), &options(InputFormat::SavedModel));
+    assert!(
+        error.contains("saved_model.pb") && error.contains("truncated"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_truncated_frozen_graph_names_the_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("frozen").join("frozen.pb")).unwrap();
+    let path = scratch.path().join("frozen.pb");
+    std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+    let options = ConvertOptions {
+        output_node_names: vec!["Identity".into()],
+        ..options(InputFormat::FrozenModel)
+    };
+    let error = error_of(&path, &options);
+    assert!(
+        error.contains("frozen.pb") && error.contains("not a valid frozen GraphDef"),
+        "{error}"
+    );
+}
+
+#[test]
+fn missing_variables_are_named() {
+    let scratch = scratch_copy(&fixture("saved_model").join("model"));
+    std::fs::remove_dir_all(scratch.path().join("variables")).unwrap();
+    let error = error_of(scratch.path(), &options(InputFormat::SavedModel));
+    assert!(
+        error.contains("variables.index") && error.contains("ReadVariableOp"),
+        "{error}"
+    );
+    // A data shard gone: the shard is named.
+    let scratch = scratch_copy(&fixture("saved_model").join("model"));
+    std::fs::remove_file(
+        scratch
+            .path()
+            .join("variables/variables.data-00000-of-00001"),
+    )
+    .unwrap();
+    let error = error_of(scratch.path(), &options(InputFormat::SavedModel));
+    assert!(error.contains("variables.data-00000-of-00001"), "{error}");
+    // A corrupt shard: the checksum says so.
+    let scratch = scratch_copy(&fixture("saved_model").join("model"));
+    let shard = scratch
+        .path()
+        .join("variables/variables.data-00000-of-00001");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&shard, bytes).unwrap();
+    let error = error_of(scratch.path(), &options(InputFormat::SavedModel));
+    assert!(error.contains("checksum"), "{error}");
+}
+
+#[test]
+fn unknown_tags_and_signatures_list_what_exists() {
+    let input = fixture("saved_model").join("model");
+    let error = error_of(
+        &input,
+        &ConvertOptions {
+            saved_model_tags: Some(vec!["gpu".into()]),
+            ..options(InputFormat::SavedModel)
+        },
+    );
+    assert!(
+        error.contains("[gpu]") && error.contains("[serve]"),
+        "{error}"
+    );
+    let error = error_of(
+        &input,
+        &ConvertOptions {
+            signature_name: Some("predict".into()),
+            ..options(InputFormat::SavedModel)
+        },
+    );
+    assert!(
+        error.contains("\"predict\"") && error.contains("serving_default"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_absent_output_node_lists_near_names() {
+    let options = ConvertOptions {
+        output_node_names: vec!["Identityy".into()],
+        ..options(InputFormat::FrozenModel)
+    };
+    let error = error_of(&fixture("frozen").join("frozen.pb"), &options);
+    assert!(
+        error.contains("Identityy") && error.contains("frozen.pb") && error.contains("Identity"),
+        "{error}"
+    );
+    let error = error_of(
+        &fixture("frozen").join("frozen.pb"),
+        &ConvertOptions {
+            output_node_names: Vec::new(),
+            ..options
+        },
+    );
+    assert!(error.contains("--output_node_names"), "{error}");
+}
+
+#[test]
+fn the_op_check_lists_unsupported_ops_with_counts() {
+    // A frozen graph with an op neither TF.js nor tfjsc runs.
+    use prost::Message;
+    let bytes = std::fs::read(fixture("frozen").join("frozen.pb")).unwrap();
+    let mut graph = tfjsc_proto::tensorflow::GraphDef::decode(bytes.as_slice()).unwrap();
+    let output = case("frozen")["output_node_names"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for node in &mut graph.node {
+        if node.op == "Softmax" {
+            node.op = "MadeUpOp".into();
+        }
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("frozen.pb");
+    std::fs::write(&path, graph.encode_to_vec()).unwrap();
+    let mut options = ConvertOptions {
+        output_node_names: vec![output],
+        ..options(InputFormat::FrozenModel)
+    };
+    let error = error_of(&path, &options);
+    assert!(
+        error.contains("ops TF.js cannot run: MadeUpOp ×1"),
+        "{error}"
+    );
+    assert!(
+        error.contains("ops tfjsc cannot compile: MadeUpOp ×1"),
+        "{error}"
+    );
+    options.skip_op_check = true;
+    run_convert(&path, scratch.path().join("out").as_path(), &options).unwrap();
+}
+
+#[test]
+fn hostile_inputs_are_errors_not_panics() {
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("saved_model.pb");
+    for bytes in [
+        &b""[..],
+        &[0xff; 64][..],
+        &[0x12, 0x80, 0x80, 0x80, 0x80, 0x10][..],
+    ] {
+        std::fs::write(&path, bytes).unwrap();
+        let result = convert(
+            scratch.path().to_str().unwrap(),
+            &scratch.path().join("out"),
+            &options(InputFormat::SavedModel),
+            &mut |_| {},
+        );
+        assert!(result.is_err());
+    }
+    // A variables index that is garbage.
+    let model = scratch_copy(&fixture("saved_model").join("model"));
+    std::fs::write(model.path().join("variables/variables.index"), [7u8; 100]).unwrap();
+    let error = error_of(model.path(), &options(InputFormat::SavedModel));
+    assert!(error.contains("variables.index"), "{error}");
+}
+
+#[test]
+fn hub_module_archive_is_unpacked_into_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let options = ConvertOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..options(InputFormat::Hub)
+    };
+    check_fixture(
+        "hub",
+        &fixture("hub").join("hub.tar.gz"),
+        options,
+        "model.json",
+    );
+    let unpacked = std::fs::read_dir(cache.path()).unwrap().count();
+    assert_eq!(unpacked, 1, "one unpacked module in the cache");
+}
+
+/// Serves `body` to every GET whose path asks for the compressed format (404 otherwise), on the
+/// loopback address; `stall` accepts connections and never answers. Returns the base URL.
+fn serve(body: Vec<u8>, stall: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = requests.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if stall {
+                held.push(stream);
+                continue;
+            }
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line.trim().is_empty() {
+                    break;
+                }
+            }
+            if request.contains("tf-hub-format=compressed") {
+                let header = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(header.as_bytes());
+                let _ = stream.write_all(&body);
+            } else {
+                let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            }
+        }
+    });
+    (format!("http://{address}/models/cnn/1"), requests)
+}
+
+#[test]
+fn hub_module_url_is_downloaded_once_then_read_from_the_cache() {
+    let archive = std::fs::read(fixture("hub").join("hub.tar.gz")).unwrap();
+    let (url, requests) = serve(archive, false);
+    let cache = tempfile::tempdir().unwrap();
+    let options = ConvertOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        timeout: std::time::Duration::from_secs(10),
+        ..options(InputFormat::Hub)
+    };
+    let output = tempfile::tempdir().unwrap();
+    convert(&url, output.path(), &options, &mut |_| {}).unwrap();
+    let inputs = vec![("input".to_string(), fixture("hub").join("input_0.npy"))];
+    let results = compile_and_run(&output.path().join("model.json"), &inputs);
+    let reference = read_npy(&fixture("hub").join("expected_0.npy")).unwrap();
+    assert!(common::relative_error(&results[0].1, &common::as_f32(&reference)) <= TOLERANCE);
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Again: from the cache, no request.
+    convert(&url, output.path(), &options, &mut |_| {}).unwrap();
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn hub_downloads_fail_clearly_offline_and_on_timeout() {
+    let cache = tempfile::tempdir().unwrap();
+    let options = ConvertOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        timeout: std::time::Duration::from_millis(500),
+        ..options(InputFormat::Hub)
+    };
+    // Nothing listens on a port just released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = tempfile::tempdir().unwrap();
+    let error = convert(
+        &format!("http://127.0.0.1:{port}/m"),
+        output.path(),
+        &options,
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("cannot connect")
+            && error.contains("offline")
+            && error.contains("no cached copy"),
+        "{error}"
+    );
+    let (url, _) = serve(Vec::new(), true);
+    let error = convert(&url, output.path(), &options, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("timed out"), "{error}");
+}
+
+#[test]
+fn weights_split_into_shards_of_the_requested_size() {
+    let input = fixture("saved_model").join("model");
+    let options = ConvertOptions {
+        weight_shard_size_bytes: 1000,
+        ..options(InputFormat::SavedModel)
+    };
+    let output = tempfile::tempdir().unwrap();
+    run_convert(&input, output.path(), &options).unwrap();
+    let model = model_json(&output.path().join("model.json"));
+    let paths = model["weightsManifest"][0]["paths"].as_array().unwrap();
+    let sizes: Vec<u64> = paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(output.path().join(p.as_str().unwrap()))
+                .unwrap()
+                .len()
+        })
+        .collect();
+    assert!(sizes.len() > 2, "{sizes:?}");
+    assert!(
+        sizes[..sizes.len() - 1].iter().all(|&s| s == 1000),
+        "{sizes:?}"
+    );
+    assert_eq!(paths[0], format!("group1-shard1of{}.bin", sizes.len()));
+    check_fixture("saved_model", &input, options, "model.json");
+}
+
+/// Deterministic byte mutations (a tiny xorshift, so the test needs no seed file).
+fn mutations(length: usize, count: usize) -> Vec<(usize, u8)> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state as usize) % length.max(1), (state >> 40) as u8 | 1)
+        })
+        .collect()
+}
+
+#[test]
+fn mutated_inputs_never_panic() {
+    // Every file of the SavedModel and the frozen graph, each byte-flipped in many places and
+    // truncated at many lengths: each conversion returns, successfully or with an error.
+    let files = [
+        "saved_model.pb",
+        "variables/variables.index",
+        "variables/variables.data-00000-of-00001",
+    ];
+    let mut errors = 0;
+    for file in files {
+        let original = std::fs::read(fixture("saved_model").join("model").join(file)).unwrap();
+        let scratch = scratch_copy(&fixture("saved_model").join("model"));
+        let path = scratch.path().join(file);
+        let output = scratch.path().join("out");
+        for (at, flip) in mutations(original.len(), 60) {
+            let mut bytes = original.clone();
+            bytes[at] ^= flip;
+            std::fs::write(&path, &bytes).unwrap();
+            errors += usize::from(
+                convert(
+                    scratch.path().to_str().unwrap(),
+                    &output,
+                    &options(InputFormat::SavedModel),
+                    &mut |_| {},
+                )
+                .is_err(),
+            );
+            std::fs::write(&path, &original[..at]).unwrap();
+            errors += usize::from(
+                convert(
+                    scratch.path().to_str().unwrap(),
+                    &output,
+                    &options(InputFormat::SavedModel),
+                    &mut |_| {},
+                )
+                .is_err(),
+            );
+        }
+    }
+    assert!(errors > 100, "only {errors} mutations were refused");
+    let original = std::fs::read(fixture("frozen").join("frozen.pb")).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("frozen.pb");
+    let options = ConvertOptions {
+        output_node_names: vec![case("frozen")["output_node_names"][0]
+            .as_str()
+            .unwrap()
+            .to_string()],
+        ..options(InputFormat::FrozenModel)
+    };
+    for (at, flip) in mutations(original.len(), 100) {
+        let mut bytes = original.clone();
+        bytes[at] ^= flip;
+        std::fs::write(&path, &bytes).unwrap();
+        let _ = convert(
+            path.to_str().unwrap(),
+            &scratch.path().join("out"),
+            &options,
+            &mut |_| {},
+        );
+    }
+}
+
+#[test]
+fn keras2_batch_norms_fold_and_leaky_relu_fuses() {
+    // tf_keras graphs carry FusedBatchNormV3 after a biased convolution: the batch norm folds
+    // into filter and bias, and bias + LeakyReLU into _FusedConv2D (alpha kept).
+    let input = fixture("keras2").join("model");
+    check_fixture(
+        "keras2",
+        &input,
+        options(InputFormat::SavedModel),
+        "model.json",
+    );
+    let output = tempfile::tempdir().unwrap();
+    run_convert(&input, output.path(), &options(InputFormat::SavedModel)).unwrap();
+    let model = model_json(&output.path().join("model.json"));
+    let ops: Vec<String> = nodes(&model)
+        .values()
+        .map(|n| n["op"].as_str().unwrap().to_string())
+        .collect();
+    for gone in [
+        "FusedBatchNormV3",
+        "Mul",
+        "AddV2",
+        "BiasAdd",
+        "LeakyRelu",
+        "Relu",
+    ] {
+        assert!(!ops.iter().any(|op| op == gone), "{gone} left in {ops:?}");
+    }
+    let convolution = nodes(&model)
+        .into_values()
+        .find(|n| n["op"] == "_FusedConv2D")
+        .unwrap();
+    assert_eq!(
+        convolution["attr"]["fused_ops"]["list"]["s"],
+        serde_json::json!(["Qmlhc0FkZA==", "TGVha3lSZWx1"])
+    );
+    assert!(
+        (convolution["attr"]["leakyrelu_alpha"]["f"]
+            .as_f64()
+            .unwrap()
+            - 0.1)
+            .abs()
+            < 1e-6
+    );
+}
+
+#[test]
+fn frozen_graph_signature_is_the_python_converters() {
+    // Golden: tensorflowjs 4.22 writes {"outputs": {NAME: {"name": NAME}}} for frozen graphs.
+    let output_name = case("frozen")["output_node_names"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let options = ConvertOptions {
+        output_node_names: vec![output_name.clone()],
+        ..options(InputFormat::FrozenModel)
+    };
+    let output = tempfile::tempdir().unwrap();
+    run_convert(
+        &fixture("frozen").join("frozen.pb"),
+        output.path(),
+        &options,
+    )
+    .unwrap();
+    let model = model_json(&output.path().join("model.json"));
+    assert_eq!(
+        model["signature"],
+        serde_json::json!({"outputs": {output_name.clone(): {"name": output_name}}})
+    );
+}
+
+#[test]
+fn the_command_line_takes_the_python_converters_flags() {
+    let binary = env!("CARGO_BIN_EXE_tfjsc");
+    let output = tempfile::tempdir().unwrap();
+    let input = fixture("saved_model").join("model");
+    let status = std::process::Command::new(binary)
+        .args([
+            "convert",
+            "--input_format=tf_saved_model",
+            "--strip_debug_ops=False",
+            "--weight_shard_size_bytes=2048",
+            "--quiet",
+        ])
+        .arg(&input)
+        .arg(output.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(output.path().join("model.json").is_file());
+    let failed = std::process::Command::new(binary)
+        .args(["convert", "--signature_name", "nope"])
+        .arg(&input)
+        .arg(output.path().join("again"))
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    let message = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        message.contains("error:") && message.contains("serving_default"),
+        "{message}"
+    );
+}
+
+#[test]
+fn tf1_saved_model_converts_and_matches_tensorflow() {
+    // No object graph and no functions: variables are found by name, the signature's tensors
+    // are graph tensors.
+    let input = fixture("tf1_saved_model").join("model");
+    check_fixture(
+        "tf1_saved_model",
+        &input,
+        options(InputFormat::SavedModel),
+        "model.json",
+    );
+}
+
+#[test]
+fn keras_prelu_becomes_a_fused_prelu() {
+    // Relu(y) + Mul(-alpha, Relu(Neg(y))) → Prelu(y, alpha), then fused into the convolution
+    // before it with num_args 2 (bias, alpha), as TF.js requires.
+    let input = fixture("prelu").join("model");
+    check_fixture(
+        "prelu",
+        &input,
+        options(InputFormat::SavedModel),
+        "model.json",
+    );
+    let output = tempfile::tempdir().unwrap();
+    run_convert(&input, output.path(), &options(InputFormat::SavedModel)).unwrap();
+    let model = model_json(&output.path().join("model.json"));
+    let fused: Vec<Value> = nodes(&model)
+        .into_values()
+        .filter(|n| n["op"] == "_FusedConv2D" || n["op"] == "FusedDepthwiseConv2dNative")
+        .collect();
+    assert_eq!(fused.len(), 2, "{fused:?}");
+    for node in fused {
+        assert_eq!(
+            node["attr"]["fused_ops"]["list"]["s"],
+            serde_json::json!(["Qmlhc0FkZA==", "UHJlbHU="])
+        );
+        assert_eq!(node["attr"]["num_args"]["i"], "2");
+        assert_eq!(node["input"].as_array().unwrap().len(), 4);
+    }
+    let ops: Vec<String> = nodes(&model)
+        .values()
+        .map(|n| n["op"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !ops.iter()
+            .any(|op| op == "Neg" || op == "Relu" || op == "Prelu"),
+        "{ops:?}"
+    );
+}

@@ -1,0 +1,293 @@
+"""Fixtures for `tfjsc convert` (tests/convert.rs), made with TensorFlow on a developer machine.
+
+Run with the TensorFlow 2.21 + tensorflowjs 4.22 environment:
+
+    /work/venv-tf/bin/python tests/make_convert_fixtures.py
+
+Writes, under tests/fixtures/convert/ (small, committed):
+- saved_model/      a Keras 3 CNN (conv + batch norm + relu6, depthwise, residual add, dense,
+                    softmax) saved with tf.saved_model.save; plus tfjs/ (the Python converter's
+                    output, the golden reference for node/attribute/weight comparison);
+- sharded/          a SavedModel whose variables lie in several data shards;
+- frozen/           frozen.pb: the same CNN frozen with convert_variables_to_constants_v2;
+- session_bundle/   export.meta + export checkpoint written with tf.compat.v1 graph + Saver;
+- hub/              a TF Hub-style module directory (SavedModel with a "default" signature), and
+                    hub.tar.gz, the same directory as a compressed archive;
+- keras2/           a tf_keras (Keras 2) CNN whose graph has FusedBatchNormV3 after biased
+                    convolutions and a LeakyReLU;
+- tf1_saved_model/  a TF1-style SavedModel written with tf.compat.v1 simple_save;
+- prelu/            Keras 3 PReLU after a convolution and a depthwise convolution;
+- each with input_0.npy and expected_0.npy (TensorFlow's answer) and case.json.
+The full-size MobileNetV2 and EfficientNetB0 SavedModels used for the measurements in
+docs/convert.md are the ones `tests/make_fixtures.py --full` writes (saved_model/ beside their
+input_0.npy and expected_0.npy); they are too large to commit.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import tensorflow as tf
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "convert")
+PYTHON_CONVERTER = [sys.executable, "-m", "tensorflowjs.converters.converter"]
+
+
+def fresh(path):
+    if os.path.exists(path):
+        shutil.rmtree(path)
+    os.makedirs(path)
+    return path
+
+
+def write_case(directory, inputs, outputs, notes, **extra):
+    for index, (name, value) in enumerate(inputs):
+        np.save(os.path.join(directory, f"input_{index}.npy"), value)
+    for index, (name, value) in enumerate(outputs):
+        np.save(os.path.join(directory, f"expected_{index}.npy"), value)
+    case = {
+        "inputs": [{"name": n, "file": f"input_{i}.npy"} for i, (n, _) in enumerate(inputs)],
+        "outputs": [{"name": n, "file": f"expected_{i}.npy"} for i, (n, _) in enumerate(outputs)],
+        "notes": notes,
+        **extra,
+    }
+    with open(os.path.join(directory, "case.json"), "w") as f:
+        json.dump(case, f, indent=2)
+
+
+def keras_cnn(seed):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((12, 12, 3), batch_size=1, name="input")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem")(inputs)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(6.0, name="stem_relu")(x)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    y = keras.layers.BatchNormalization(name="dw_bn")(y)
+    y = keras.layers.ReLU(6.0, name="dw_relu")(y)
+    y = keras.layers.Conv2D(8, 1, padding="same", name="project")(y)
+    x = keras.layers.Add(name="residual")([x, y])
+    x = keras.layers.Conv2D(6, 3, padding="valid", activation="relu", name="head")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(5, activation="softmax", name="logits")(x)
+    model = keras.Model(inputs, outputs)
+    # Batch-norm statistics away from the identity, so folding them matters.
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype(np.float32))
+            layer.beta.assign(rng.uniform(-0.5, 0.5, n).astype(np.float32))
+            layer.moving_mean.assign(rng.uniform(-0.3, 0.3, n).astype(np.float32))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n).astype(np.float32))
+        elif getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.uniform(-0.5, 0.5, layer.bias.shape).astype(np.float32))
+    return model
+
+
+class Module(tf.Module):
+    """A Keras model wrapped for tf.saved_model.save with one fixed-shape signature."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 12, 12, 3], tf.float32, name="input")])
+    def serve(self, input):
+        return {"output": self.model(input, training=False)}
+
+
+def input_of(seed):
+    return np.random.default_rng(seed).uniform(-1, 1, (1, 12, 12, 3)).astype(np.float32)
+
+
+def python_convert(source, destination, *flags):
+    subprocess.run(PYTHON_CONVERTER + list(flags) + [source, destination], check=True)
+
+
+def saved_model_fixture():
+    directory = fresh(os.path.join(ROOT, "saved_model"))
+    model = keras_cnn(1)
+    module = Module(model)
+    tf.saved_model.save(module, os.path.join(directory, "model"), signatures={"serving_default": module.serve})
+    x = input_of(2)
+    loaded = tf.saved_model.load(os.path.join(directory, "model"))
+    y = loaded.signatures["serving_default"](input=tf.constant(x))["output"].numpy()
+    python_convert(os.path.join(directory, "model"), os.path.join(directory, "tfjs"), "--input_format=tf_saved_model")
+    write_case(directory, [("input", x)], [("Identity", y)], "Keras 3 CNN, tf.saved_model.save", model="model")
+    return model, module
+
+
+def sharded_fixture(model):
+    directory = fresh(os.path.join(ROOT, "sharded"))
+    module = Module(model)
+    options = tf.saved_model.SaveOptions(
+        experimental_sharding_callback=tf.train.experimental.MaxShardSizePolicy(max_shard_size=2048)
+    )
+    tf.saved_model.save(module, os.path.join(directory, "model"), signatures={"serving_default": module.serve}, options=options)
+    shards = [f for f in os.listdir(os.path.join(directory, "model", "variables")) if ".data-" in f]
+    assert len(shards) > 1, shards
+    x = input_of(3)
+    y = tf.saved_model.load(os.path.join(directory, "model")).signatures["serving_default"](input=tf.constant(x))["output"].numpy()
+    write_case(directory, [("input", x)], [("Identity", y)], f"same CNN, variables in {len(shards)} shards", model="model")
+
+
+def frozen_fixture(module):
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    directory = fresh(os.path.join(ROOT, "frozen"))
+    function = module.serve.get_concrete_function()
+    frozen = convert_variables_to_constants_v2(function)
+    graph = frozen.graph.as_graph_def()
+    with open(os.path.join(directory, "frozen.pb"), "wb") as f:
+        f.write(graph.SerializeToString())
+    output = frozen.outputs[0].name.split(":")[0]
+    x = input_of(4)
+    y = module.serve(tf.constant(x))["output"].numpy()
+    write_case(directory, [("input", x)], [(output, y)], "the CNN frozen to a GraphDef", model="frozen.pb", output_node_names=[output])
+
+
+def session_bundle_fixture():
+    directory = fresh(os.path.join(ROOT, "session_bundle"))
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    rng = np.random.default_rng(5)
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, [1, 6], name="input")
+        w1 = v1.Variable(rng.normal(size=(6, 8)).astype(np.float32), name="dense1/kernel")
+        b1 = v1.Variable(rng.normal(size=(8,)).astype(np.float32), name="dense1/bias")
+        w2 = v1.Variable(rng.normal(size=(8, 3)).astype(np.float32), name="dense2/kernel")
+        h = tf.nn.relu(tf.matmul(x, w1) + b1, name="hidden")
+        out = tf.identity(tf.matmul(h, w2), name="output")
+        saver = v1.train.Saver()
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            saver.save(session, os.path.join(directory, "export"), write_meta_graph=True)
+            value = rng.uniform(-1, 1, (1, 6)).astype(np.float32)
+            expected = session.run(out, {x: value})
+    os.remove(os.path.join(directory, "checkpoint"))
+    write_case(directory, [("input", value)], [("output", expected)], "tf.compat.v1 graph + Saver (session bundle)", model=".", output_node_names=["output"])
+
+
+def hub_fixture():
+    directory = fresh(os.path.join(ROOT, "hub"))
+    module_dir = os.path.join(directory, "module")
+    model = keras_cnn(7)
+    module = Module(model)
+    tf.saved_model.save(module, module_dir, signatures={"default": module.serve})
+    x = input_of(8)
+    y = tf.saved_model.load(module_dir).signatures["default"](input=tf.constant(x))["output"].numpy()
+    with tarfile.open(os.path.join(directory, "hub.tar.gz"), "w:gz") as archive:
+        for name in sorted(os.listdir(module_dir)):
+            archive.add(os.path.join(module_dir, name), arcname=name)
+    write_case(directory, [("input", x)], [("Identity", y)], "TF Hub-style module: directory and .tar.gz", model="module")
+
+
+def keras2_fixture():
+    """tf_keras (Keras 2): FusedBatchNormV3 in the graph, LeakyReLU, a Dense with bias."""
+    import tf_keras
+
+    directory = fresh(os.path.join(ROOT, "keras2"))
+    tf_keras.utils.set_random_seed(9)
+    inputs = tf_keras.Input((10, 10, 3), batch_size=1, name="input")
+    x = tf_keras.layers.Conv2D(6, 3, padding="same", name="conv")(inputs)
+    x = tf_keras.layers.BatchNormalization(name="bn")(x)
+    x = tf_keras.layers.LeakyReLU(0.1, name="leaky")(x)
+    x = tf_keras.layers.DepthwiseConv2D(3, strides=2, padding="valid", name="dw")(x)
+    x = tf_keras.layers.BatchNormalization(name="dw_bn")(x)
+    x = tf_keras.layers.ReLU(name="relu")(x)
+    x = tf_keras.layers.Flatten(name="flatten")(x)
+    outputs = tf_keras.layers.Dense(4, activation="relu", name="dense")(x)
+    model = tf_keras.Model(inputs, outputs)
+    rng = np.random.default_rng(10)
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.uniform(-0.5, 0.5, n),
+                               rng.uniform(-0.3, 0.3, n), rng.uniform(0.5, 2.0, n)])
+        elif getattr(layer, "bias", None) is not None:
+            weights = layer.get_weights()
+            weights[-1] = rng.uniform(-0.5, 0.5, weights[-1].shape)
+            layer.set_weights(weights)
+    x = rng.uniform(-1, 1, (1, 10, 10, 3)).astype(np.float32)
+    tf.saved_model.save(model, os.path.join(directory, "model"))
+    loaded = tf.saved_model.load(os.path.join(directory, "model"))
+    signature = loaded.signatures["serving_default"]
+    key = list(signature.structured_outputs.keys())[0]
+    y = signature(input=tf.constant(x))[key].numpy()
+    write_case(directory, [("input", x)], [("Identity", y)], f"tf_keras (Keras 2) CNN: FusedBatchNormV3, LeakyReLU; signature output {key!r}", model="model")
+
+
+def tf1_saved_model_fixture():
+    """A TF1-style SavedModel (graph + Session + simple_save): no object graph, no functions."""
+    directory = fresh(os.path.join(ROOT, "tf1_saved_model"))
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    rng = np.random.default_rng(11)
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, [1, 6], name="x")
+        w = v1.Variable(rng.normal(size=(6, 4)).astype(np.float32), name="w")
+        b = v1.get_variable("b", initializer=rng.normal(size=(4,)).astype(np.float32), use_resource=True)
+        y = tf.nn.relu(tf.matmul(x, w) + b, name="y")
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            v1.saved_model.simple_save(session, os.path.join(directory, "model"), inputs={"x": x}, outputs={"y": y})
+            value = rng.uniform(-1, 1, (1, 6)).astype(np.float32)
+            expected = session.run(y, {x: value})
+    write_case(directory, [("x", value)], [("y", expected)], "TF1 SavedModel (simple_save)", model="model")
+
+
+def prelu_fixture():
+    """Keras 3 PReLU after convolutions: per-position alpha, and per-channel (shared_axes)."""
+    import keras
+
+    directory = fresh(os.path.join(ROOT, "prelu"))
+    keras.utils.set_random_seed(12)
+    inputs = keras.Input((8, 8, 3), batch_size=1, name="input")
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.PReLU(name="prelu")(x)
+    x = keras.layers.DepthwiseConv2D(3, name="dw")(x)
+    x = keras.layers.PReLU(shared_axes=[1, 2], name="prelu_shared")(x)
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(13)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.PReLU):
+            layer.alpha.assign(rng.uniform(0.05, 0.4, layer.alpha.shape).astype(np.float32))
+        elif getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.uniform(-0.5, 0.5, layer.bias.shape).astype(np.float32))
+
+    class PreluModule(tf.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32, name="input")])
+        def serve(self, input):
+            return {"output": self.model(input, training=False)}
+
+    module = PreluModule(model)
+    tf.saved_model.save(module, os.path.join(directory, "model"), signatures={"serving_default": module.serve})
+    x = rng.uniform(-1, 1, (1, 8, 8, 3)).astype(np.float32)
+    y = module.serve(tf.constant(x))["output"].numpy()
+    write_case(directory, [("input", x)], [("Identity", y)], "Keras 3 PReLU after convolutions", model="model")
+
+
+def main():
+    os.makedirs(ROOT, exist_ok=True)
+    model, module = saved_model_fixture()
+    sharded_fixture(model)
+    frozen_fixture(module)
+    session_bundle_fixture()
+    hub_fixture()
+    keras2_fixture()
+    tf1_saved_model_fixture()
+    prelu_fixture()
+
+
+if __name__ == "__main__":
+    main()
