@@ -260,18 +260,6 @@ pub const TFJS_OPS: &[&str] = &[
     "_FusedMatMul",
 ];
 
-/// Ops tfjsc's importer handles itself rather than through an op family.
-const TFJSC_BUILTIN_OPS: &[&str] = &[
-    "Const",
-    "Placeholder",
-    "PlaceholderWithDefault",
-    "NoOp",
-    "Identity",
-    "IdentityN",
-    "Snapshot",
-    "StopGradient",
-];
-
 /// Whether TF.js can run `op`.
 pub fn tfjs_supports(op: &str) -> bool {
     TFJS_OPS.binary_search(&op).is_ok()
@@ -279,7 +267,7 @@ pub fn tfjs_supports(op: &str) -> bool {
 
 /// Whether tfjsc can compile `op`.
 pub fn tfjsc_supports(op: &str) -> bool {
-    TFJSC_BUILTIN_OPS.contains(&op) || crate::ops::registry::importer_for(op).is_some()
+    crate::import::is_known(op)
 }
 
 /// Fails listing every op TF.js cannot run and every op tfjsc cannot compile, with counts.

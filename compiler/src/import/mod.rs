@@ -198,7 +198,9 @@ pub fn import(
     Ok(Imported { graph, notes })
 }
 
-fn is_known(op: &str) -> bool {
+/// Whether the importer takes TensorFlow op `op` (itself, or through an op family), so that
+/// `tfjsc compile` can compile it; `tfjsc convert`'s op check asks the same.
+pub fn is_known(op: &str) -> bool {
     matches!(
         op,
         "NoOp" | "Placeholder" | "PlaceholderWithDefault" | "Const"
