@@ -1,7 +1,7 @@
 //! The GEMM frame's tiling, through matrix products and convolutions whose sizes reach every
 //! part of it: column tiles wider than one 16-column panel and their masked edges, row blocks
 //! (A rows of more than 256 KiB), K longer than one kernel call's chunk (512), and the
-//! balanced row tiles, and both loop orders (B larger than L2 walks column tiles outermost).
+//! balanced row tiles, and both loop orders (column tiles outermost where that reads fewer bytes).
 //! Run on every kernel path by CI (AVX-512 where present, AVX2, portable).
 
 use crate::harness::check_cases;

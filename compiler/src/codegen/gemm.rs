@@ -34,9 +34,9 @@ use crate::ops::epilogue::{self, Epilogue};
 /// L2 while every row tile of the block streams it.
 const DEPTH_CHUNK: usize = 512;
 
-/// B larger than this does not stay in L2 from one row group to the next, so the frame walks
-/// column tiles outermost (see `Gemm::emit_columns_outer`).
-const B_RESIDENT_BYTES: usize = 512 * 1024;
+/// An operand larger than this does not stay in L2 from one use to the next: the loop order
+/// that reads it again fewer times wins (see `Gemm::emit`).
+const L2_RESIDENT_BYTES: usize = 512 * 1024;
 
 /// Bytes of A rows one row block keeps in L2 while the column tiles reuse them.
 const ROW_BLOCK_BYTES: usize = 256 * 1024;
@@ -343,12 +343,24 @@ impl Gemm<'_> {
             })?;
             kernel.barrier();
         }
-        // Column tiles outermost when B outgrows L2 across several row groups, or when there
-        // are too few row blocks for the threads to share (a product of one row: a dense
-        // layer, a squeeze-and-excite convolution), so that they share the column tiles.
+        // The loop order. Rows outermost read B once per row block, columns outermost read A
+        // once per column tile, each from memory only when it outgrows L2: the order moving
+        // fewer bytes wins (columns for late, wide layers: few output pixels, megabytes of
+        // filter). Columns also when there are too few row blocks for the threads to share (a
+        // product of one row: a dense layer, a squeeze-and-excite convolution).
         let row_blocks = self.groups * plan.blocks();
-        let large_b = self.groups > 1 && self.depth * self.columns * 4 > B_RESIDENT_BYTES;
-        if large_b || row_blocks < MIN_BLOCKS / 2 {
+        let column_tiles = self.columns.div_ceil(plan.width());
+        let (a_bytes, b_bytes) = (
+            self.groups * self.rows * self.depth * 4,
+            self.depth * self.columns * 4,
+        );
+        let traffic = |bytes: usize, reads: usize| match bytes > L2_RESIDENT_BYTES {
+            true => bytes * reads,
+            false => bytes,
+        };
+        let rows_outer = a_bytes + traffic(b_bytes, row_blocks);
+        let columns_outer = b_bytes + traffic(a_bytes, column_tiles);
+        if columns_outer < rows_outer || row_blocks < MIN_BLOCKS / 2 {
             return self.emit_columns_outer(kernel, &plan, &finish, output, bases, &chunks);
         }
         // The threads share the row blocks: first the full blocks of every group, then each
