@@ -694,6 +694,16 @@ fn hub_downloads_fail_clearly_offline_and_on_timeout() {
             && error.contains("no cached copy"),
         "{error}"
     );
+    // HTTPS goes the same way (TLS after the connection).
+    let error = convert(
+        &format!("https://127.0.0.1:{port}/m"),
+        output.path(),
+        &options,
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("cannot connect"), "{error}");
     let (url, _) = serve(Vec::new(), true);
     let error = convert(&url, output.path(), &options, &mut |_| {})
         .unwrap_err()

@@ -18,7 +18,7 @@ use tfjsc::convert::{convert, ConvertOptions, InputFormat, OutputFormat, Quantiz
 pub struct ConvertArgs {
     /// Input format: tf_saved_model (a SavedModel directory), tf_frozen_model (a frozen GraphDef
     /// .pb), tf_session_bundle (a directory with export.meta and an `export` checkpoint;
-    /// deprecated), tf_hub (a TF Hub module: directory, .tar.gz or http:// URL).
+    /// deprecated), tf_hub (a TF Hub module: directory, .tar.gz or http(s):// URL).
     #[arg(long = "input_format", default_value = "tf_saved_model", value_parser = InputFormat::parse)]
     input_format: InputFormat,
     /// Output format: tfjs_graph_model (model.json + group1-shardNofM.bin) or legacy

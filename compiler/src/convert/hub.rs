@@ -5,11 +5,10 @@
 //! entries that are absolute, climb out with `..`, or are links or devices. URLs are fetched with
 //! `?tf-hub-format=compressed` appended, as the Python converter and `tensorflow_hub` do, once: a
 //! module already in the cache is used without the network, so conversions work offline after the
-//! first. The client speaks plain HTTP/1.1 (with redirects and a timeout on connect and on each
-//! read); `https://` needs TLS, which this build does not have, and says how to proceed.
+//! first. Downloads go through `ureq` (HTTP and HTTPS, redirects, a timeout on connecting and on
+//! each read).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -154,42 +153,6 @@ fn unpack(archive: &Path, folder: &Path) -> Result<(), ConvertError> {
     Ok(())
 }
 
-/// A parsed `http://host[:port]/path` URL.
-struct Url {
-    host: String,
-    port: u16,
-    path: String,
-}
-
-fn parse_url(url: &str) -> Result<Url, ConvertError> {
-    let usage = |message: &str| ConvertError::Usage(format!("{url}: {message}"));
-    if url.starts_with("https://") {
-        return Err(usage(
-            "https is not supported by this build (no TLS); download the module with \
-             ?tf-hub-format=compressed yourself and pass the .tar.gz",
-        ));
-    }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| usage("not an http:// URL"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(at) => (&rest[..at], &rest[at..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) => (host, port.parse().map_err(|_| usage("bad port"))?),
-        None => (authority, 80),
-    };
-    if host.is_empty() {
-        return Err(usage("no host"));
-    }
-    Ok(Url {
-        host: host.to_string(),
-        port,
-        path: path.to_string(),
-    })
-}
-
 /// GETs `url` into `destination`, following redirects.
 fn download(
     url: &str,
@@ -197,135 +160,71 @@ fn download(
     timeout: Duration,
     cache: &Path,
 ) -> Result<(), ConvertError> {
-    let mut current = url.to_string();
-    for _ in 0..=MAX_REDIRECTS {
-        let parsed = parse_url(&current)?;
-        let network = |message: String| ConvertError::File {
-            path: PathBuf::from(&current),
-            message: format!("{message} (no cached copy in {})", cache.display()),
-        };
-        let address = (parsed.host.as_str(), parsed.port)
-            .to_socket_addrs()
-            .map_err(|e| network(format!("cannot resolve {} (offline?): {e}", parsed.host)))?
-            .next()
-            .ok_or_else(|| network(format!("{} has no address", parsed.host)))?;
-        let mut stream = TcpStream::connect_timeout(&address, timeout)
-            .map_err(|e| network(format!("cannot connect to {address} (offline?): {e}")))?;
-        stream
-            .set_read_timeout(Some(timeout))
-            .and_then(|_| stream.set_write_timeout(Some(timeout)))
-            .map_err(|e| network(e.to_string()))?;
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: tfjsc-convert\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-            parsed.path, parsed.host
-        );
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| network(format!("sending the request: {e}")))?;
-        let mut reader = BufReader::new(stream);
-        let read_error = |e: std::io::Error| {
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) {
-                network(format!("timed out after {} s", timeout.as_secs_f64()))
+    let network = |message: String| ConvertError::File {
+        path: PathBuf::from(url),
+        message: format!("{message} (no cached copy in {})", cache.display()),
+    };
+    let timed_out = || network(format!("timed out after {} s", timeout.as_secs_f64()));
+    let is_timeout = |error: &std::io::Error| {
+        matches!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    };
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(timeout)
+        .timeout_read(timeout)
+        .timeout_write(timeout)
+        .redirects(MAX_REDIRECTS as u32)
+        .user_agent("tfjsc-convert")
+        .build();
+    let response = agent.get(url).call().map_err(|error| match error {
+        ureq::Error::Status(status, _) => network(format!("HTTP status {status}")),
+        ureq::Error::Transport(transport) => {
+            let detail = transport.to_string();
+            match transport.kind() {
+                ureq::ErrorKind::Dns => {
+                    network(format!("cannot resolve the host (offline?): {detail}"))
+                }
+                ureq::ErrorKind::ConnectionFailed => {
+                    network(format!("cannot connect (offline?): {detail}"))
+                }
+                ureq::ErrorKind::TooManyRedirects => {
+                    network(format!("more than {MAX_REDIRECTS} redirects"))
+                }
+                ureq::ErrorKind::Io
+                    if detail.contains("timed out") || detail.contains("WouldBlock") =>
+                {
+                    timed_out()
+                }
+                _ => network(detail),
+            }
+        }
+    })?;
+    let length = response
+        .header("Content-Length")
+        .and_then(|value| value.parse::<u64>().ok());
+    if length.is_some_and(|length| length > MAX_BYTES) {
+        return Err(network("the module is larger than 8 GiB".into()));
+    }
+    let mut file =
+        std::fs::File::create(destination).map_err(|e| ConvertError::io(destination, e))?;
+    let copied = std::io::copy(&mut response.into_reader().take(MAX_BYTES + 1), &mut file)
+        .map_err(|e| {
+            if is_timeout(&e) {
+                timed_out()
             } else {
                 network(e.to_string())
             }
-        };
-        let mut status_line = String::new();
-        reader.read_line(&mut status_line).map_err(read_error)?;
-        let status: u16 = status_line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| network(format!("not an HTTP response: {:?}", status_line.trim())))?;
-        let mut location = None;
-        let mut length = None;
-        let mut chunked = false;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).map_err(read_error)?;
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                let value = value.trim();
-                match name.trim().to_ascii_lowercase().as_str() {
-                    "location" => location = Some(value.to_string()),
-                    "content-length" => length = value.parse::<u64>().ok(),
-                    "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                    _ => {}
-                }
-            }
-        }
-        if (300..400).contains(&status) {
-            let target =
-                location.ok_or_else(|| network(format!("HTTP {status} without Location")))?;
-            current = if target.starts_with('/') {
-                format!("http://{}:{}{target}", parsed.host, parsed.port)
-            } else {
-                target
-            };
-            continue;
-        }
-        if status != 200 {
-            return Err(network(format!("HTTP status {status}")));
-        }
-        if length.is_some_and(|length| length > MAX_BYTES) {
-            return Err(network("the module is larger than 8 GiB".into()));
-        }
-        let mut file =
-            std::fs::File::create(destination).map_err(|e| ConvertError::io(destination, e))?;
-        if chunked {
-            loop {
-                let mut size_line = String::new();
-                reader.read_line(&mut size_line).map_err(read_error)?;
-                let size =
-                    u64::from_str_radix(size_line.trim().split(';').next().unwrap_or(""), 16)
-                        .map_err(|_| network("bad chunk size".into()))?;
-                if size == 0 {
-                    break;
-                }
-                std::io::copy(&mut (&mut reader).take(size), &mut file).map_err(read_error)?;
-                let mut end = String::new();
-                reader.read_line(&mut end).map_err(read_error)?;
-            }
-        } else {
-            let limit = length.unwrap_or(MAX_BYTES);
-            let copied =
-                std::io::copy(&mut (&mut reader).take(limit), &mut file).map_err(read_error)?;
-            if length.is_some_and(|length| copied != length) {
-                return Err(network(format!(
-                    "the connection closed after {copied} of {} bytes",
-                    length.unwrap_or(0)
-                )));
-            }
-        }
-        return Ok(());
+        })?;
+    if copied > MAX_BYTES {
+        return Err(network("the module is larger than 8 GiB".into()));
     }
-    Err(ConvertError::File {
-        path: PathBuf::from(url),
-        message: format!("more than {MAX_REDIRECTS} redirects"),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_parse_and_https_is_refused_with_advice() {
-        let url = parse_url("http://127.0.0.1:8080/m/1?x=y").unwrap();
-        assert_eq!(
-            (url.host.as_str(), url.port, url.path.as_str()),
-            ("127.0.0.1", 8080, "/m/1?x=y")
-        );
-        let error = parse_url("https://tfhub.dev/x").err().unwrap().to_string();
-        assert!(
-            error.contains("TLS") && error.contains(".tar.gz"),
-            "{error}"
-        );
+    if length.is_some_and(|length| copied != length) {
+        return Err(network(format!(
+            "the connection closed after {copied} of {} bytes",
+            length.unwrap_or(0)
+        )));
     }
+    Ok(())
 }
