@@ -22,6 +22,9 @@ fn products_reach_every_tile_edge_block_and_chunk() {
         (3, 0, 5),
         (5, 600, 300),
         (0, 4, 5),
+        // Column tiles outermost with few tiles: row blocks cut into segments, a partial last
+        // block among them.
+        (50, 1100, 130),
     ];
     let mut cases = Vec::new();
     for (i, &(m, k, n)) in shapes.iter().enumerate() {

@@ -416,32 +416,66 @@ impl Gemm<'_> {
     ) -> Result<(), CodegenError> {
         let per_group = plan.full_blocks();
         let (full_runs, last_runs) = (plan.full_block_runs(), plan.last_block_runs());
-        // Every row block of every group: `visit(k, bases, first row, row tiles)`.
-        let mut each_block = |k: &mut Kernel, visit: &mut BlockVisit| {
-            k.for_count(self.groups, &mut |k, group| {
+        let blocks_per_group = per_group + usize::from(!last_runs.is_empty());
+        let blocks = self.groups * blocks_per_group;
+        // The row blocks `first..end`, counted group by group: `visit(k, bases, first row, row
+        // tiles)`, with the last, partial block of a group (its own row tiles) told apart at run
+        // time.
+        let mut each_block = |k: &mut Kernel, first: Value, end: Value, visit: &mut BlockVisit| {
+            k.for_range(first, end, 1, &mut |k, block| {
+                let group = k.builder.ins().udiv_imm_s(block, blocks_per_group as i64);
+                let index = k.builder.ins().urem_imm_s(block, blocks_per_group as i64);
                 let group_bases = bases(k, group)?;
-                k.for_count(per_group, &mut |k, index| {
-                    let first_row = k.builder.ins().imul_imm_s(index, plan.block as i64);
-                    visit(k, &group_bases, first_row, &full_runs)
-                })?;
+                let first_row = k.builder.ins().imul_imm_s(index, plan.block as i64);
                 if last_runs.is_empty() {
-                    return Ok(());
+                    return visit(k, &group_bases, first_row, &full_runs);
                 }
-                let first_row = k.iconst((per_group * plan.block) as i64);
-                visit(k, &group_bases, first_row, &last_runs)
+                let full = k.builder.create_block();
+                let last = k.builder.create_block();
+                let done = k.builder.create_block();
+                let is_full = k.builder.ins().icmp_imm_s(
+                    cranelift_codegen::ir::condcodes::IntCC::UnsignedLessThan,
+                    index,
+                    per_group as i64,
+                );
+                k.builder.ins().brif(is_full, full, &[], last, &[]);
+                for (block, runs) in [(full, &full_runs), (last, &last_runs)] {
+                    k.builder.switch_to_block(block);
+                    k.builder.seal_block(block);
+                    visit(k, &group_bases, first_row, runs)?;
+                    k.builder.ins().jump(done, &[]);
+                }
+                k.builder.switch_to_block(done);
+                k.builder.seal_block(done);
+                Ok(())
             })
         };
-        for (start, count, width) in tile_runs(self.columns, plan.width()) {
-            kernel.for_split(count, &mut |k, tile| {
+        // Few column tiles (a narrow layer) would leave threads idle: each tile's row blocks are
+        // then cut into segments, one work item each, so that there are MIN_BLOCKS items at
+        // least. A segment still walks its blocks chunk by chunk, B's chunk shared by them all.
+        let runs = tile_runs(self.columns, plan.width());
+        let tiles: usize = runs.iter().map(|&(_, count, _)| count).sum();
+        let segments = MIN_BLOCKS.div_ceil(tiles.max(1)).clamp(1, blocks.max(1));
+        for (start, count, width) in runs {
+            kernel.for_split(count * segments, &mut |k, item| {
+                let tile = k.builder.ins().udiv_imm_s(item, segments as i64);
+                let segment = k.builder.ins().urem_imm_s(item, segments as i64);
+                let bound = |k: &mut Kernel, segment: Value| {
+                    let scaled = k.builder.ins().imul_imm_s(segment, blocks as i64);
+                    k.builder.ins().udiv_imm_s(scaled, segments as i64)
+                };
+                let first = bound(k, segment);
+                let next = k.builder.ins().iadd_imm_s(segment, 1);
+                let end = bound(k, next);
                 let j = k.builder.ins().imul_imm_s(tile, width as i64);
                 let j = k.builder.ins().iadd_imm_s(j, start as i64);
                 for index in 0..chunks.len() {
-                    each_block(k, &mut |k, bases, first_row, runs| {
+                    each_block(k, first, end, &mut |k, bases, first_row, runs| {
                         let tile = ColumnTile::new(bases, first_row, runs, j, width);
                         self.emit_calls(k, plan, finish, output, &tile, (chunks, index))
                     })?;
                 }
-                each_block(k, &mut |k, bases, first_row, runs| {
+                each_block(k, first, end, &mut |k, bases, first_row, runs| {
                     let tile = ColumnTile::new(bases, first_row, runs, j, width);
                     self.emit_epilogue(k, finish, output, &tile)
                 })
