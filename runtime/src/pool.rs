@@ -214,17 +214,15 @@ impl Pool {
             outputs,
             arena,
         };
-        let shared = &*self.shared;
         self.with_workers(job, |sync| {
             let mut call = |index: u32| {
                 // SAFETY: the caller's contract; `sync` outlives the call.
                 let status = unsafe { step(index, weights, inputs, outputs, arena, sync) };
+                // After a failure `walk` returns at once with an error, and `with_workers`
+                // releases the workers waiting at this step's barrier.
                 if index < count && status == 0 {
                     // SAFETY: `sync` is this pool's, for this run.
                     unsafe { pool_barrier(sync) };
-                } else if index < count {
-                    // Workers waiting at this step's barrier leave and return.
-                    shared.abandoned.store(true, Ordering::Release);
                 }
                 status
             };

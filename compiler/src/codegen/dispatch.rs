@@ -42,33 +42,9 @@ pub fn define_dispatch(
     let pointer = module.isa().pointer_type();
     let cpu_level = define_cpu_level(module, context, function_context, sets)?;
 
-    // PREFIX_run(weights, inputs, outputs, arena, threads) and
-    // PREFIX_step(index, weights, inputs, outputs, arena, threads): forward every parameter to
-    // the best set's own entry.
-    let forward = Forward {
-        prefix,
-        cpu_level,
-        sets,
-    };
-    forward.define(
-        module,
-        context,
-        function_context,
-        "run",
-        [pointer; 5],
-        |e| e.run,
-    )?;
-    forward.define(
-        module,
-        context,
-        function_context,
-        "step",
-        [types::I32, pointer, pointer, pointer, pointer, pointer],
-        |e| e.step,
-    )?;
-
-    // PREFIX_kernel_set(): which set the entries above call.
-    let id = declare_entry(
+    // PREFIX_kernel_set(): the best set the CPU can run, the one rule the forwarders below
+    // follow.
+    let kernel_set = declare_entry(
         module,
         context,
         &format!("{prefix}_kernel_set"),
@@ -93,13 +69,39 @@ pub fn define_dispatch(
         builder.ins().return_(&[chosen]);
         builder.finalize(module.isa().frontend_config());
     }
-    define_entry(module, context, id, "kernel_set")
+    define_entry(module, context, kernel_set, "kernel_set")?;
+
+    // PREFIX_run(weights, inputs, outputs, arena, threads) and
+    // PREFIX_step(index, weights, inputs, outputs, arena, threads): forward every parameter to
+    // the best set's own entry.
+    let forward = Forward {
+        prefix,
+        kernel_set,
+        sets,
+    };
+    forward.define(
+        module,
+        context,
+        function_context,
+        "run",
+        [pointer; 5],
+        |e| e.run,
+    )?;
+    forward.define(
+        module,
+        context,
+        function_context,
+        "step",
+        [types::I32, pointer, pointer, pointer, pointer, pointer],
+        |e| e.step,
+    )?;
+    Ok(())
 }
 
-/// An exported entry that calls the same entry of the best kernel set the CPU can run.
+/// An exported entry that calls the same entry of the kernel set `PREFIX_kernel_set` chooses.
 struct Forward<'a> {
     prefix: &'a str,
-    cpu_level: FuncId,
+    kernel_set: FuncId,
     sets: &'a [(CpuLevel, Entries)],
 }
 
@@ -121,21 +123,19 @@ impl Forward<'_> {
             &[types::I32],
         )?;
         let (mut builder, arguments) = begin_entry::<N>(&mut context.func, function_context)?;
-        let level_ref = module.declare_func_in_func(self.cpu_level, builder.func);
-        let call = builder.ins().call(level_ref, &[]);
-        let level = builder.inst_results(call)[0];
-        for &(set_level, entries) in self.sets.iter().rev() {
+        let chosen_ref = module.declare_func_in_func(self.kernel_set, builder.func);
+        let call = builder.ins().call(chosen_ref, &[]);
+        let chosen_set = builder.inst_results(call)[0];
+        for (index, entries) in self.sets.iter().map(|(_, entries)| entries).enumerate() {
             let chosen = builder.create_block();
             let next = builder.create_block();
-            let fits = builder.ins().icmp_imm_s(
-                IntCC::SignedGreaterThanOrEqual,
-                level,
-                i64::from(set_level.number()),
-            );
-            builder.ins().brif(fits, chosen, &[], next, &[]);
+            let this = builder
+                .ins()
+                .icmp_imm_s(IntCC::Equal, chosen_set, index as i64);
+            builder.ins().brif(this, chosen, &[], next, &[]);
             builder.switch_to_block(chosen);
             builder.seal_block(chosen);
-            let callee = module.declare_func_in_func(entry_of(&entries), builder.func);
+            let callee = module.declare_func_in_func(entry_of(entries), builder.func);
             let call = builder.ins().call(callee, &arguments);
             let status = builder.inst_results(call)[0];
             builder.ins().return_(&[status]);

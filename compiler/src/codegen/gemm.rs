@@ -354,9 +354,12 @@ impl Gemm<'_> {
             self.groups * self.rows * self.depth * 4,
             self.depth * self.columns * 4,
         );
-        let traffic = |bytes: usize, reads: usize| match bytes > L2_RESIDENT_BYTES {
-            true => bytes * reads,
-            false => bytes,
+        let traffic = |bytes: usize, reads: usize| {
+            if bytes > L2_RESIDENT_BYTES {
+                bytes * reads
+            } else {
+                bytes
+            }
         };
         let rows_outer = a_bytes + traffic(b_bytes, row_blocks);
         let columns_outer = b_bytes + traffic(a_bytes, column_tiles);

@@ -334,13 +334,6 @@ struct MissingBundle {
 }
 
 impl freeze::VariableSource for MissingBundle {
-    fn key(
-        &mut self,
-        handle: &tfjsc_proto::tensorflow::NodeDef,
-        _: &str,
-    ) -> Result<String, ConvertError> {
-        Ok(handle.name.clone())
-    }
     fn value(&mut self, _: &str, reader: &str) -> Result<tensor::Tensor, ConvertError> {
         Err(match self.error.take() {
             Some(ConvertError::File { path, message }) => ConvertError::File {
@@ -359,13 +352,6 @@ struct NoVariables {
 }
 
 impl freeze::VariableSource for NoVariables {
-    fn key(
-        &mut self,
-        handle: &tfjsc_proto::tensorflow::NodeDef,
-        _: &str,
-    ) -> Result<String, ConvertError> {
-        Ok(handle.name.clone())
-    }
     fn value(&mut self, key: &str, reader: &str) -> Result<tensor::Tensor, ConvertError> {
         Err(ConvertError::Node {
             path: self.path.clone(),

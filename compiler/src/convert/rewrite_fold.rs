@@ -97,20 +97,24 @@ fn broadcast_indices(shape: &[i64], out: &[i64]) -> Vec<usize> {
 /// Applies `f` elementwise with broadcasting.
 pub fn binary_f32(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Option<Tensor> {
     let (x, y) = (a.as_f32()?, b.as_f32()?);
-    let shape = broadcast_shape(&a.shape, &b.shape)?;
-    if shape.iter().product::<i64>() as usize > MAX_FOLDED_ELEMENTS {
-        return None;
-    }
-    let (ia, ib) = (
-        broadcast_indices(&a.shape, &shape),
-        broadcast_indices(&b.shape, &shape),
-    );
-    let values: Vec<f32> = ia.iter().zip(&ib).map(|(&i, &j)| f(x[i], y[j])).collect();
+    let (shape, pairs) = broadcast_pairs(a, b)?;
+    let values: Vec<f32> = pairs.map(|(i, j)| f(x[i], y[j])).collect();
     Some(Tensor::float32(shape, &values))
 }
 
 fn binary_i32(a: &Tensor, b: &Tensor, f: impl Fn(i32, i32) -> Option<i32>) -> Option<Tensor> {
     let (x, y) = (a.as_i32()?, b.as_i32()?);
+    let (shape, pairs) = broadcast_pairs(a, b)?;
+    let values: Option<Vec<i32>> = pairs.map(|(i, j)| f(x[i], y[j])).collect();
+    Some(Tensor::int32(shape, &values?))
+}
+
+/// The broadcast shape of `a` and `b` and, per element of it, the element of each operand it
+/// reads; `None` when they do not broadcast or the result is too large to fold.
+fn broadcast_pairs(
+    a: &Tensor,
+    b: &Tensor,
+) -> Option<(Vec<i64>, impl Iterator<Item = (usize, usize)>)> {
     let shape = broadcast_shape(&a.shape, &b.shape)?;
     if shape.iter().product::<i64>() as usize > MAX_FOLDED_ELEMENTS {
         return None;
@@ -119,8 +123,7 @@ fn binary_i32(a: &Tensor, b: &Tensor, f: impl Fn(i32, i32) -> Option<i32>) -> Op
         broadcast_indices(&a.shape, &shape),
         broadcast_indices(&b.shape, &shape),
     );
-    let values: Option<Vec<i32>> = ia.iter().zip(&ib).map(|(&i, &j)| f(x[i], y[j])).collect();
-    Some(Tensor::int32(shape, &values?))
+    Some((shape, ia.into_iter().zip(ib)))
 }
 
 /// The value of `node` on constant `inputs`, for the ops folding knows.

@@ -40,8 +40,11 @@ pub const FORWARDING_OPS: &[&str] = &["Identity", "IdentityN", "Snapshot", "Stop
 
 /// Where variable values come from.
 pub trait VariableSource {
-    /// The key naming the variable whose handle node is `handle` (in the graph or a function).
-    fn key(&mut self, handle: &NodeDef, prefix: &str) -> Result<String, ConvertError>;
+    /// The key naming the variable whose handle node is `handle` (in the graph or a function):
+    /// by default the handle node's own name (sources that hold no variables).
+    fn key(&mut self, handle: &NodeDef, _prefix: &str) -> Result<String, ConvertError> {
+        Ok(handle.name.clone())
+    }
     /// The value stored under `key`; `reader` is the node that reads it (for error messages).
     fn value(&mut self, key: &str, reader: &str) -> Result<Tensor, ConvertError>;
 }
