@@ -464,7 +464,7 @@ impl Description {
             if let Some(panels) = &weight.panels {
                 let count = element_count_of(&weight.shape);
                 if weight.dtype != DType::Float32
-                    || panels.rows.checked_mul(panels.columns) != count
+                    || panels.stored_len() != count
                     || panels.packed_len().is_none()
                 {
                     return invalid(format!(

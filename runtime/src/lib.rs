@@ -40,6 +40,7 @@ pub mod shard_file;
 mod step;
 mod tensor;
 mod weights;
+pub mod winograd;
 
 pub use description::{DType, Description, Encoding, KernelSet, StepInfo, TensorSpec, ABI_VERSION};
 pub use error::Error;

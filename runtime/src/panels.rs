@@ -7,8 +7,13 @@
 //! row stride. The compiler decides which weights are packed (the description's `panels`); the
 //! runtime packs them once at load, and the compiler packs embedded constants with this same
 //! function.
+//!
+//! A 3×3 convolution filter run by Winograd's algorithm is packed as the t² matrices of its
+//! transform (`crate::winograd`), each in panels, one after the other.
 
 use serde::{Deserialize, Serialize};
+
+use crate::winograd::Winograd;
 
 /// Columns per panel.
 pub const PANEL_COLUMNS: usize = 16;
@@ -23,6 +28,10 @@ pub struct Panels {
     /// The stored tensor is the matrix transposed (`[columns, rows]`).
     #[serde(default)]
     pub transposed: bool,
+    /// The stored tensor is a `[3, 3, rows, columns]` filter, packed as its Winograd
+    /// transform: t² matrices of `rows × columns`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winograd: Option<Winograd>,
 }
 
 impl Panels {
@@ -31,12 +40,40 @@ impl Panels {
         self.columns
             .div_ceil(PANEL_COLUMNS)
             .checked_mul(PANEL_COLUMNS)?
-            .checked_mul(self.rows)
+            .checked_mul(self.rows)?
+            .checked_mul(self.matrices())
+    }
+
+    /// Elements of the stored tensor.
+    pub fn stored_len(&self) -> Option<usize> {
+        let taps = if self.winograd.is_some() { 9 } else { 1 };
+        self.rows.checked_mul(self.columns)?.checked_mul(taps)
+    }
+
+    /// Matrices packed one after the other: 1, or a Winograd transform's t².
+    fn matrices(&self) -> usize {
+        self.winograd.map_or(1, Winograd::products)
+    }
+
+    /// One of the matrices a Winograd filter is packed as.
+    fn plain(&self) -> Panels {
+        Panels {
+            winograd: None,
+            ..*self
+        }
     }
 
     /// Packs `source` (`rows × columns` elements, as stored) into `target` (`packed_len()`
     /// elements). Missing elements of a short `source` are packed as zeros.
     pub fn pack(&self, source: &[f32], target: &mut [f32]) {
+        if let Some(winograd) = self.winograd {
+            let read = |first: usize, run: &mut [f32]| {
+                for (i, slot) in run.iter_mut().enumerate() {
+                    *slot = source.get(first + i).copied().unwrap_or(0.0);
+                }
+            };
+            return self.pack_winograd(winograd, read, target);
+        }
         let inner = self.stored_row();
         self.pack_rows(target, |row, line| {
             let start = (row * inner).min(source.len());
@@ -50,6 +87,44 @@ impl Panels {
     /// shard files it lies in (a weight may be split across files, even inside a float), with
     /// no copy of the whole. Missing bytes read as zeros.
     pub fn pack_le_bytes(&self, pieces: &[&[u8]], target: &mut [f32]) {
+        if let Some(winograd) = self.winograd {
+            // The transform reads runs of each tap's channel pairs, far apart.
+            let mut ends = Vec::with_capacity(pieces.len());
+            let mut end = 0;
+            for piece in pieces {
+                end += piece.len();
+                ends.push(end);
+            }
+            let read = |first: usize, run: &mut [f32]| {
+                let offset = first * 4;
+                let piece = ends.partition_point(|&end| end <= offset);
+                let start = if piece == 0 { 0 } else { ends[piece - 1] };
+                let inside = pieces
+                    .get(piece)
+                    .and_then(|bytes| bytes.get(offset - start..offset - start + run.len() * 4));
+                if let Some(bytes) = inside {
+                    for (slot, value) in run.iter_mut().zip(bytes.chunks_exact(4)) {
+                        *slot = f32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+                    }
+                    return;
+                }
+                // Across a file boundary (or past the end): byte by byte.
+                let byte = |offset: usize| -> u8 {
+                    let piece = ends.partition_point(|&end| end <= offset);
+                    let start = if piece == 0 { 0 } else { ends[piece - 1] };
+                    let bytes = pieces
+                        .get(piece)
+                        .and_then(|bytes| bytes.get(offset - start));
+                    bytes.copied().unwrap_or(0)
+                };
+                for (i, slot) in run.iter_mut().enumerate() {
+                    let at = offset + i * 4;
+                    *slot =
+                        f32::from_le_bytes([byte(at), byte(at + 1), byte(at + 2), byte(at + 3)]);
+                }
+            };
+            return self.pack_winograd(winograd, read, target);
+        }
         let row_bytes = self.stored_row() * 4;
         // The piece holding the next row's first byte, and that byte's offset in it.
         let (mut piece, mut offset) = (0, 0);
@@ -85,6 +160,34 @@ impl Panels {
             if pieces.get(piece).is_some_and(|bytes| offset == bytes.len()) {
                 (piece, offset) = (piece + 1, 0);
             }
+        });
+    }
+
+    /// Packs the Winograd transform of the filter `tap` reads: matrix `ξν`'s element (c, n)
+    /// goes straight to its panel slot.
+    fn pack_winograd(
+        &self,
+        winograd: Winograd,
+        read: impl FnMut(usize, &mut [f32]),
+        target: &mut [f32],
+    ) {
+        let (rows, columns) = (self.rows, self.columns);
+        let matrix = self.plain().packed_len().unwrap_or(0);
+        if rows == 0 || columns == 0 || target.len() < matrix * winograd.products() {
+            return;
+        }
+        // The last panel's padding columns.
+        if !columns.is_multiple_of(PANEL_COLUMNS) {
+            let panel_size = rows * PANEL_COLUMNS;
+            for packed in target.chunks_exact_mut(matrix) {
+                packed[matrix - panel_size..].fill(0.0);
+            }
+        }
+        winograd.transform_filter(read, rows, columns, |product, pair, value| {
+            let (c, n) = (pair / columns, pair % columns);
+            let panel = n / PANEL_COLUMNS;
+            let at = product * matrix + (panel * rows + c) * PANEL_COLUMNS + n % PANEL_COLUMNS;
+            target[at] = value;
         });
     }
 
@@ -171,6 +274,7 @@ mod tests {
                 rows,
                 columns,
                 transposed: flag,
+                winograd: None,
             };
             let mut packed = vec![f32::NAN; panels.packed_len().unwrap()];
             panels.pack(source, &mut packed);
@@ -185,6 +289,47 @@ mod tests {
                     };
                     assert_eq!(packed[at], expected, "row {row} column {column} {flag}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn winograd_filters_pack_their_transform_wherever_files_split_them() {
+        use crate::winograd::Winograd;
+        // 3 input channels, 20 outputs: two panels, the second padded.
+        let (rows, columns) = (3, 20);
+        let filter: Vec<f32> = (0..9 * rows * columns)
+            .map(|i| (i % 17) as f32 - 8.0)
+            .collect();
+        let bytes: Vec<u8> = filter.iter().flat_map(|v| v.to_le_bytes()).collect();
+        for winograd in [Winograd::F2, Winograd::F4] {
+            let panels = Panels {
+                rows,
+                columns,
+                transposed: false,
+                winograd: Some(winograd),
+            };
+            let mut packed = vec![f32::NAN; panels.packed_len().unwrap()];
+            panels.pack(&filter, &mut packed);
+            // Matrix ξν is the plain packing of the transform's matrix ξν.
+            let transformed = winograd.transformed_filter(&filter, rows, columns);
+            let plain = panels.plain();
+            let size = plain.packed_len().unwrap();
+            for (product, matrix) in transformed.chunks_exact(rows * columns).enumerate() {
+                let mut expected = vec![0f32; size];
+                plain.pack(matrix, &mut expected);
+                assert_eq!(
+                    &packed[product * size..][..size],
+                    &expected[..],
+                    "{winograd:?}"
+                );
+            }
+            // From bytes split anywhere, even inside a float: the same.
+            for split in [0, 1, 6, 100, bytes.len() - 3, bytes.len()] {
+                let (head, tail) = bytes.split_at(split);
+                let mut from_bytes = vec![f32::NAN; packed.len()];
+                panels.pack_le_bytes(&[head, tail], &mut from_bytes);
+                assert_eq!(from_bytes, packed, "{winograd:?} split at {split}");
             }
         }
     }

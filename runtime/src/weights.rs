@@ -535,6 +535,7 @@ mod tests {
         for transposed in [false, true] {
             let (rows, columns) = if transposed { (7, 3) } else { (3, 7) };
             let panels = Panels {
+                winograd: None,
                 rows,
                 columns,
                 transposed,

@@ -324,7 +324,8 @@ fn constants_only_gemm_kernels_read_are_packed() {
         Some(Panels {
             rows: 27,
             columns: 20,
-            transposed: false
+            transposed: false,
+            winograd: None,
         })
     );
     assert_eq!(
@@ -332,7 +333,8 @@ fn constants_only_gemm_kernels_read_are_packed() {
         Some(Panels {
             rows: 6,
             columns: 7,
-            transposed: true
+            transposed: true,
+            winograd: None,
         })
     );
     assert_eq!(panels(shared), None, "an add reads it too");

@@ -40,6 +40,7 @@ mod indexing;
 mod math;
 mod more_ops;
 mod tensorflow_cases;
+mod winograd;
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;

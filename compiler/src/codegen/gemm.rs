@@ -90,6 +90,9 @@ pub struct Gemm<'e> {
     /// The K segments; together they cover B's rows.
     pub segments: Vec<Segment>,
     pub b_layout: BLayout,
+    /// Each row group has its own B (Winograd's products, batched matrix products); otherwise
+    /// all groups share one.
+    pub b_per_group: bool,
     pub epilogue: &'e Epilogue,
 }
 
@@ -361,8 +364,16 @@ impl Gemm<'_> {
                 bytes
             }
         };
-        let rows_outer = a_bytes + traffic(b_bytes, row_blocks);
-        let columns_outer = b_bytes + traffic(a_bytes, column_tiles);
+        let (rows_outer, all_b_bytes) = if self.b_per_group {
+            (
+                self.groups * traffic(b_bytes, plan.blocks()),
+                self.groups * b_bytes,
+            )
+        } else {
+            (traffic(b_bytes, row_blocks), b_bytes)
+        };
+        let rows_outer = a_bytes + rows_outer;
+        let columns_outer = all_b_bytes + traffic(a_bytes, column_tiles);
         if columns_outer < rows_outer || row_blocks < MIN_BLOCKS / 2 {
             return self.emit_columns_outer(kernel, &plan, &finish, output, bases, &chunks);
         }

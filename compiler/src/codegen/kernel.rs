@@ -52,6 +52,8 @@ pub struct Operand {
     pub constant: Option<Arc<Tensor>>,
     /// How the operand's bytes are laid out (packed panels for some constant GEMM operands).
     pub layout: BLayout,
+    /// Packed as this Winograd transform of a 3×3 filter (its matrices in panels).
+    pub winograd: Option<tfjsc_runtime::winograd::Winograd>,
 }
 
 /// CPU features the generated code may use.

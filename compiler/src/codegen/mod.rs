@@ -14,6 +14,7 @@ pub mod kernel;
 mod math;
 pub mod microkernel;
 pub mod target;
+pub mod winograd;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -589,6 +590,7 @@ fn define_kernels(
                         Some(_) => gemm::BLayout::Panels,
                         None => gemm::BLayout::RowMajor,
                     },
+                    winograd: graph.constant(v).and_then(|c| c.panels?.winograd),
                 })
                 .collect();
             let outputs = node
@@ -600,6 +602,7 @@ fn define_kernels(
                     ty: graph.ty(v).clone(),
                     constant: None,
                     layout: gemm::BLayout::RowMajor,
+                    winograd: None,
                 })
                 .collect();
             let scratch = params[params.len() - 1];

@@ -11,6 +11,7 @@ use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use crate::codegen::gemm::{self, Gemm, GroupBases, Segment};
 use crate::codegen::microkernel::{self, Isa, Microkernel};
+use crate::codegen::winograd;
 use tfjsc_runtime::panels::Panels;
 
 use super::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
@@ -45,6 +46,19 @@ impl Conv2d {
             depthwise: attributes.boolean("depthwise")?,
             epilogue: Epilogue::parse(attributes)?,
         }))
+    }
+
+    /// The Winograd variant a regular convolution of this geometry runs as, when its filter is
+    /// a constant (`codegen::winograd::choose`).
+    fn winograd(
+        &self,
+        window: &Window,
+        channels: usize,
+    ) -> Option<tfjsc_runtime::winograd::Winograd> {
+        if self.depthwise {
+            return None;
+        }
+        winograd::choose(window, channels)
     }
 
     /// The window geometry and the number of output channels.
@@ -186,6 +200,9 @@ impl Operator for Conv2d {
             };
             return lower_depthwise_microkernels(kernel, &self.epilogue, &padded, source);
         }
+        if let (false, Some(variant)) = (self.depthwise, kernel.inputs[1].winograd) {
+            return winograd::lower(kernel, &self.epilogue, &window, channels, variant);
+        }
         let source = pad_into_scratch(kernel, &window)?;
         if self.depthwise {
             lower_depthwise(kernel, &self.epilogue, &window, channels, source)
@@ -195,12 +212,20 @@ impl Operator for Conv2d {
     }
 
     fn scratch_bytes(&self, inputs: &[&TensorType], _outputs: &[TensorType]) -> usize {
-        match self.geometry(inputs[0], inputs[1]) {
-            Ok((window, _)) if window.has_padding() => {
-                let [ph, pw] = window.padded();
-                window.batch * ph * pw * window.channels * 4
-            }
-            _ => 0,
+        let Ok((window, channels)) = self.geometry(inputs[0], inputs[1]) else {
+            return 0;
+        };
+        let direct = if window.has_padding() {
+            let [ph, pw] = window.padded();
+            window.batch * ph * pw * window.channels * 4
+        } else {
+            0
+        };
+        // The filter is packed as a Winograd transform only if it is a constant; the scratch
+        // covers either lowering.
+        match self.winograd(&window, channels) {
+            Some(variant) => direct.max(winograd::scratch_bytes(&window, channels, variant)),
+            None => direct,
         }
     }
 
@@ -214,11 +239,25 @@ impl Operator for Conv2d {
         2 * (outputs[0].element_count() * per_output) as u64
     }
 
-    /// A regular convolution's filter `[kh, kw, c, n]` is B `[kh·kw·c, n]`.
+    /// A regular convolution's filter `[kh, kw, c, n]` is B `[kh·kw·c, n]`, or, for a 3×3
+    /// convolution run by Winograd's algorithm, the t² matrices `[c, n]` of its transform.
     fn panel_operand(&self, inputs: &[&TensorType]) -> Option<(usize, Panels)> {
-        let filter = inputs.get(1)?;
+        let (input, filter) = (inputs.first()?, inputs.get(1)?);
         if self.depthwise || filter.rank() != 4 {
             return None;
+        }
+        if let Some(variant) = self
+            .geometry(input, filter)
+            .ok()
+            .and_then(|(window, channels)| self.winograd(&window, channels))
+        {
+            let panels = Panels {
+                rows: filter.shape[2],
+                columns: filter.shape[3],
+                transposed: false,
+                winograd: Some(variant),
+            };
+            return Some((1, panels));
         }
         let rows = filter.shape[..3].iter().product();
         Some((
@@ -227,6 +266,7 @@ impl Operator for Conv2d {
                 rows,
                 columns: filter.shape[3],
                 transposed: false,
+                winograd: None,
             },
         ))
     }
@@ -373,6 +413,7 @@ fn lower_regular(
         lda: w.strides[1] * c * 4,
         segments,
         b_layout: kernel.inputs[1].layout,
+        b_per_group: false,
         epilogue,
     };
     gemm.emit(kernel, output, &mut |k, group| {

@@ -291,6 +291,7 @@ impl Operator for MatMul {
                 depth: d.k,
             }],
             b_layout: kernel.inputs[1].layout,
+            b_per_group: false,
             epilogue: &self.epilogue,
         };
         gemm.emit(kernel, output, &mut |k, batch| {
@@ -327,6 +328,7 @@ impl Operator for MatMul {
                 rows,
                 columns,
                 transposed: self.transpose_b,
+                winograd: None,
             },
         ))
     }

@@ -1,0 +1,403 @@
+//! 3×3 convolutions of stride 1 by Winograd's minimal filtering (`tfjsc_runtime::winograd`
+//! has the algorithm and its constants): the input transform, t² products on the GEMM frame,
+//! and the output transform with the convolution's epilogue, in one kernel.
+//!
+//! ```text
+//! scratch: [padded input] [V: t² × tiles × C] [M: t² × tiles × N]
+//! 1. V[ξν][tile] = (Bᵀ d B)[ξν]     for each tile d of the padded input, 4 channels at a time
+//! 2. M[ξν] = V[ξν] · U[ξν]          the GEMM frame, one row group per ξν (U packed at load)
+//! 3. Y = Aᵀ M[tile] A, epilogue      stored for the pixels of the output the tile covers
+//! ```
+//!
+//! The padded copy is extended at the bottom and right to whole tiles, so step 1 reads no
+//! bounds; step 3 stores only the pixels inside the output (the last row and column of tiles
+//! may be partial, with sizes known at compile time).
+
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
+
+use super::gemm::{BLayout, Gemm, GroupBases, Segment};
+use super::kernel::{Kernel, LANES};
+use super::microkernel::PANEL;
+use super::CodegenError;
+use crate::ops::conv::{pad_into_scratch, Window};
+use crate::ops::epilogue::{self, Epilogue};
+use tfjsc_runtime::winograd::Winograd;
+
+/// Bytes each scratch region is aligned to.
+const REGION_ALIGN: usize = 64;
+
+/// Multiply-adds one element of a transform costs beside the products, relative to one of the
+/// products' multiply-adds (the transforms run on 4-lane vectors with loads and stores, the
+/// products on the micro-kernels' full tiles).
+const TRANSFORM_COST: usize = 8;
+
+/// Multiply-adds one weight costs to stream from memory: a layer's weights are read once per
+/// run, and a late layer's (megabytes) come from DRAM. A product of few rows (a late layer has
+/// few tiles) reuses each streamed weight only that many times. Measured on ResNet50 (Zen 4,
+/// 1 thread): its 7×7×512 layers ran no faster by F(2×2) than directly (2.2–2.5 ms either
+/// way; 16 rows per product, 1.8× the weights), its 14×14×256 layers 1.4 ms against 2.0 ms.
+/// This weight keeps the first direct and the second on F(2×2), whose filter is a quarter
+/// of F(4×4)'s.
+const WEIGHT_COST: usize = 32;
+
+/// The variant that computes this convolution fastest, by multiply-adds counted with the
+/// transforms' and the weights' shares, or `None` when the direct convolution is cheaper (or
+/// the layer is not a 3×3 stride-1 convolution).
+pub fn choose(window: &Window, outputs: usize) -> Option<Winograd> {
+    if window.kernel != [3, 3] || window.strides != [1, 1] || window.dilations != [1, 1] {
+        return None;
+    }
+    let [oh, ow] = window.output;
+    let channels = window.channels;
+    if oh == 0 || ow == 0 || channels == 0 || outputs == 0 {
+        return None;
+    }
+    let pairs = channels * outputs;
+    let direct = (window.batch * oh * ow + WEIGHT_COST) * 9 * pairs;
+    [Winograd::F2, Winograd::F4]
+        .into_iter()
+        .map(|variant| {
+            let tiles = Geometry::new(window, variant).tiles;
+            let per_tile = pairs + TRANSFORM_COST * (channels + outputs);
+            let cost = variant.products() * (tiles * per_tile + WEIGHT_COST * pairs);
+            (cost, variant)
+        })
+        .filter(|&(cost, _)| cost < direct)
+        .min_by_key(|&(cost, _)| cost)
+        .map(|(_, variant)| variant)
+}
+
+/// Tiles and scratch layout of one convolution.
+struct Geometry {
+    variant: Winograd,
+    /// Tile rows and columns per image.
+    tile_rows: usize,
+    tile_columns: usize,
+    /// Tiles of the whole batch (the products' rows).
+    tiles: usize,
+    /// The padded input, extended to whole tiles.
+    padded: Window,
+    /// Byte offsets of V and M in scratch, and the scratch's size.
+    v_offset: usize,
+    m_offset: usize,
+    bytes: usize,
+}
+
+impl Geometry {
+    fn new(window: &Window, variant: Winograd) -> Geometry {
+        let (m, t) = (variant.output_tile(), variant.input_tile());
+        let [oh, ow] = window.output;
+        let (tile_rows, tile_columns) = (oh.div_ceil(m), ow.div_ceil(m));
+        let tiles = window.batch * tile_rows * tile_columns;
+        let [top, _, left, _] = window.pads;
+        let [ih, iw] = window.input;
+        // Padded height tile_rows·m + 2 ≥ oh + 2 = ih + top + bottom: the bottom pad grows.
+        let padded = Window {
+            pads: [
+                top,
+                tile_rows * m + 2 - ih - top,
+                left,
+                tile_columns * m + 2 - iw - left,
+            ],
+            ..window.clone()
+        };
+        let round = |bytes: usize| bytes.div_ceil(REGION_ALIGN) * REGION_ALIGN;
+        let [ph, pw] = padded.padded();
+        let padded_bytes = if padded.has_padding() {
+            round(window.batch * ph * pw * window.channels * 4)
+        } else {
+            0
+        };
+        let v_bytes = round(t * t * tiles * window.channels * 4);
+        Geometry {
+            variant,
+            tile_rows,
+            tile_columns,
+            tiles,
+            padded,
+            v_offset: padded_bytes,
+            m_offset: padded_bytes + v_bytes,
+            bytes: padded_bytes + v_bytes,
+        }
+    }
+
+    fn scratch_bytes(&self, outputs: usize) -> usize {
+        let t = self.variant.input_tile();
+        self.bytes + t * t * self.tiles * outputs * 4
+    }
+}
+
+/// Scratch bytes the Winograd lowering of `variant` needs.
+pub fn scratch_bytes(window: &Window, outputs: usize, variant: Winograd) -> usize {
+    Geometry::new(window, variant).scratch_bytes(outputs)
+}
+
+/// Lowers the convolution (input 0, filter 1 packed as `variant`'s transform, epilogue operands
+/// 2, ...) into `kernel`.
+pub fn lower(
+    kernel: &mut Kernel,
+    epilogue: &Epilogue,
+    window: &Window,
+    outputs: usize,
+    variant: Winograd,
+) -> Result<(), CodegenError> {
+    let geometry = Geometry::new(window, variant);
+    let (t, channels) = (variant.input_tile(), window.channels);
+    let source = pad_into_scratch(kernel, &geometry.padded)?;
+    let scratch = kernel.scratch;
+    let v = kernel
+        .builder
+        .ins()
+        .iadd_imm_s(scratch, geometry.v_offset as i64);
+    let m = kernel
+        .builder
+        .ins()
+        .iadd_imm_s(scratch, geometry.m_offset as i64);
+    input_transform(kernel, &geometry, source, v)?;
+    kernel.barrier();
+    let filter = kernel.inputs[1].pointer;
+    let matrix_bytes = channels * outputs.div_ceil(PANEL) * PANEL * 4;
+    let identity = Epilogue::default();
+    let gemm = Gemm {
+        groups: t * t,
+        rows: geometry.tiles,
+        columns: outputs,
+        depth: channels,
+        lda: channels * 4,
+        segments: vec![Segment {
+            a_offset: 0,
+            b_row: 0,
+            depth: channels,
+        }],
+        b_layout: BLayout::Panels,
+        b_per_group: true,
+        epilogue: &identity,
+    };
+    gemm.emit(kernel, m, &mut |k, group| {
+        let a = k
+            .builder
+            .ins()
+            .imul_imm_s(group, (geometry.tiles * channels * 4) as i64);
+        let b = k.builder.ins().imul_imm_s(group, matrix_bytes as i64);
+        Ok(GroupBases {
+            a: k.builder.ins().iadd(v, a),
+            b: k.builder.ins().iadd(filter, b),
+            c: k.builder
+                .ins()
+                .imul_imm_s(group, (geometry.tiles * outputs) as i64),
+        })
+    })?;
+    kernel.barrier();
+    output_transform(kernel, epilogue, window, &geometry, outputs, m)
+}
+
+/// `(start, count, type)` runs of a row of `total` channels: 4-lane vectors, then scalars.
+fn channel_runs(total: usize) -> [(usize, usize, Type); 2] {
+    let vectors = total / LANES;
+    [
+        (0, vectors, types::F32X4),
+        (vectors * LANES, total % LANES, types::F32),
+    ]
+}
+
+/// `Σ coefficients[i] · values[i]`, skipping zeros, with ±1 as additions and subtractions.
+fn combine(k: &mut Kernel, ty: Type, coefficients: &[f64], values: &[Value]) -> Value {
+    let mut sum: Option<Value> = None;
+    for (&coefficient, &value) in coefficients.iter().zip(values) {
+        if coefficient == 0.0 {
+            continue;
+        }
+        sum = Some(match (sum, coefficient) {
+            (None, 1.0) => value,
+            (None, -1.0) => k.builder.ins().fneg(value),
+            (None, _) => {
+                let factor = k.float_constant(ty, coefficient as f32);
+                k.builder.ins().fmul(factor, value)
+            }
+            (Some(sum), 1.0) => k.builder.ins().fadd(sum, value),
+            (Some(sum), -1.0) => k.builder.ins().fsub(sum, value),
+            (Some(sum), _) => {
+                let factor = k.float_constant(ty, coefficient as f32);
+                k.multiply_add(factor, value, sum)
+            }
+        });
+    }
+    sum.unwrap_or_else(|| k.float_constant(ty, 0.0))
+}
+
+/// `left · tile · rightᵀ` for a tile of `values` (row-major, `columns` wide): the two-sided
+/// transforms `Bᵀ d B` (left = right = Bᵀ) and `Aᵀ M A` (left = right = Aᵀ).
+fn transform(
+    k: &mut Kernel,
+    ty: Type,
+    matrix: &[&[f64]],
+    values: &[Value],
+    columns: usize,
+) -> Vec<Value> {
+    // (left · tile)[i][b] = Σ_a left[i][a] tile[a][b]
+    let half: Vec<Value> = matrix
+        .iter()
+        .flat_map(|row| (0..columns).map(move |b| (row, b)))
+        .map(|(row, b)| {
+            let column: Vec<Value> = (0..row.len()).map(|a| values[a * columns + b]).collect();
+            combine(k, ty, row, &column)
+        })
+        .collect();
+    // (half · rightᵀ)[i][j] = Σ_b half[i][b] right[j][b]
+    let mut out = Vec::with_capacity(matrix.len() * matrix.len());
+    for i in 0..matrix.len() {
+        for row in matrix {
+            let line = &half[i * columns..(i + 1) * columns];
+            out.push(combine(k, ty, row, line));
+        }
+    }
+    out
+}
+
+/// Step 1: every tile of the padded input, transformed into V. Threads share the tiles.
+fn input_transform(
+    kernel: &mut Kernel,
+    g: &Geometry,
+    source: Value,
+    v: Value,
+) -> Result<(), CodegenError> {
+    let (m, t) = (g.variant.output_tile(), g.variant.input_tile());
+    let bt = g.variant.input_transform();
+    let channels = g.padded.channels;
+    let [ph, pw] = g.padded.padded();
+    let tile_rows = g.tile_rows;
+    let tile_columns = g.tile_columns;
+    let product_stride = (g.tiles * channels) as i64;
+    kernel.for_split(g.tiles, &mut |k, tile| {
+        // Tile (image, y, x) starts at padded pixel (image·ph + y·m, x·m).
+        let tile_row = k.builder.ins().udiv_imm_s(tile, tile_columns as i64);
+        let x = k.builder.ins().urem_imm_s(tile, tile_columns as i64);
+        let image = k.builder.ins().udiv_imm_s(tile_row, tile_rows as i64);
+        let y = k.builder.ins().urem_imm_s(tile_row, tile_rows as i64);
+        let row = k.builder.ins().imul_imm_s(image, ph as i64);
+        let y_pixels = k.builder.ins().imul_imm_s(y, m as i64);
+        let row = k.builder.ins().iadd(row, y_pixels);
+        let row_start = k.builder.ins().imul_imm_s(row, (pw * channels) as i64);
+        let x_offset = k.builder.ins().imul_imm_s(x, (m * channels) as i64);
+        let corner = k.builder.ins().iadd(row_start, x_offset);
+        let tile_start = k.builder.ins().imul_imm_s(tile, channels as i64);
+        for (start, count, ty) in channel_runs(channels) {
+            let width = if ty.is_vector() { LANES } else { 1 };
+            k.for_steps(start, count, width, &mut |k, c| {
+                let at = k.builder.ins().iadd(corner, c);
+                let mut values = Vec::with_capacity(t * t);
+                for a in 0..t {
+                    for b in 0..t {
+                        let index = k
+                            .builder
+                            .ins()
+                            .iadd_imm_s(at, ((a * pw + b) * channels) as i64);
+                        values.push(k.load(ty, source, index, 4));
+                    }
+                }
+                let transformed = transform(k, ty, &bt, &values, t);
+                let first = k.builder.ins().iadd(tile_start, c);
+                for (product, value) in transformed.into_iter().enumerate() {
+                    let index = k
+                        .builder
+                        .ins()
+                        .iadd_imm_s(first, product as i64 * product_stride);
+                    k.store(value, v, index, 4);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    })
+}
+
+/// Step 3: every tile of M transformed back, finished by the epilogue and stored where it lies
+/// inside the output. The last row and column of tiles may be partial.
+fn output_transform(
+    kernel: &mut Kernel,
+    epilogue: &Epilogue,
+    window: &Window,
+    g: &Geometry,
+    outputs: usize,
+    m_base: Value,
+) -> Result<(), CodegenError> {
+    let (m, t) = (g.variant.output_tile(), g.variant.input_tile());
+    let at = g.variant.output_transform();
+    let [oh, ow] = window.output;
+    let (tile_rows, tile_columns) = (g.tile_rows, g.tile_columns);
+    let product_stride = (g.tiles * outputs) as i64;
+    // Output rows (and columns) covered by full tiles, then by the partial last tile.
+    let spans = |pixels: usize| {
+        let full = pixels / m;
+        [
+            (0, full, m),
+            (full, usize::from(!pixels.is_multiple_of(m)), pixels % m),
+        ]
+    };
+    let output = kernel.outputs[0].pointer;
+    // Four kinds of tile (full or partial rows, by full or partial columns), each with its
+    // pixel counts known at compile time; threads share the tiles of each kind.
+    for (first_row, row_count, valid_rows) in spans(oh) {
+        for (first_column, column_count, valid_columns) in spans(ow) {
+            let count = window.batch * row_count * column_count;
+            kernel.for_split(count, &mut |k, item| {
+                let row = k.builder.ins().udiv_imm_s(item, column_count as i64);
+                let x = k.builder.ins().urem_imm_s(item, column_count as i64);
+                let x = k.builder.ins().iadd_imm_s(x, first_column as i64);
+                let image = k.builder.ins().udiv_imm_s(row, row_count as i64);
+                let y = k.builder.ins().urem_imm_s(row, row_count as i64);
+                let y = k.builder.ins().iadd_imm_s(y, first_row as i64);
+                let image_tiles = k.builder.ins().imul_imm_s(image, tile_rows as i64);
+                let tile_row = k.builder.ins().iadd(image_tiles, y);
+                let tile = k.builder.ins().imul_imm_s(tile_row, tile_columns as i64);
+                let tile = k.builder.ins().iadd(tile, x);
+                let tile_start = k.builder.ins().imul_imm_s(tile, outputs as i64);
+                // Output element of (image, y·m, x·m, 0).
+                let image_pixels = k.builder.ins().imul_imm_s(image, oh as i64);
+                let y_pixels = k.builder.ins().imul_imm_s(y, m as i64);
+                let pixel_row = k.builder.ins().iadd(image_pixels, y_pixels);
+                let row_start = k.builder.ins().imul_imm_s(pixel_row, (ow * outputs) as i64);
+                let x_offset = k.builder.ins().imul_imm_s(x, (m * outputs) as i64);
+                let corner = k.builder.ins().iadd(row_start, x_offset);
+                for (start, count, ty) in channel_runs(outputs) {
+                    let width = if ty.is_vector() { LANES } else { 1 };
+                    k.for_steps(start, count, width, &mut |k, n| {
+                        let first = k.builder.ins().iadd(tile_start, n);
+                        let values: Vec<Value> = (0..t * t)
+                            .map(|product| {
+                                let index = k
+                                    .builder
+                                    .ins()
+                                    .iadd_imm_s(first, product as i64 * product_stride);
+                                k.load(ty, m_base, index, 4)
+                            })
+                            .collect();
+                        let pixels = transform(k, ty, &at, &values, t);
+                        let at_channel = k.builder.ins().iadd(corner, n);
+                        for i in 0..valid_rows {
+                            for j in 0..valid_columns {
+                                let index = k
+                                    .builder
+                                    .ins()
+                                    .iadd_imm_s(at_channel, ((i * ow + j) * outputs) as i64);
+                                let value = epilogue::emit(
+                                    k,
+                                    epilogue,
+                                    pixels[i * m + j],
+                                    ty,
+                                    index,
+                                    n,
+                                    2,
+                                )?;
+                                k.store(value, output, index, 4);
+                            }
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
