@@ -41,7 +41,7 @@ fn run_convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<
         .map_err(|error| error.to_string())
 }
 
-/// Compiles the web model in `directory` (model.json or web_model.pb) and runs it on `inputs`.
+/// Compiles the web model in `directory` (model.json or tensorflowjs_model.pb) and runs it on `inputs`.
 fn compile_and_run(model: &Path, inputs: &[(String, PathBuf)]) -> Vec<(String, Vec<f32>)> {
     let scratch = tempfile::tempdir().unwrap();
     let library = common::compile_model(model, scratch.path(), "libmodel.so");
@@ -128,7 +128,86 @@ fn saved_model_in_the_legacy_format_matches_tensorflow() {
         output_format: OutputFormat::Legacy,
         ..options(InputFormat::SavedModel)
     };
-    check_fixture("saved_model", &input, options, "web_model.pb");
+    check_fixture("saved_model", &input, options, "tensorflowjs_model.pb");
+}
+
+#[test]
+fn legacy_output_uses_only_ops_tfjs_0x_runs() {
+    // TF.js 0.x (tfjs-converter 0.8.4, the last with loadFrozenModel) has no _FusedConv2D,
+    // FusedDepthwiseConv2dNative, _FusedMatMul, Prelu or AddV2: the legacy format keeps
+    // convolution, bias and activation apart and writes Add (checked in TF.js 0.15 itself by
+    // tests/tfjs_legacy_reference.mjs). Batch norms still fold into the filters.
+    use prost::Message;
+    for name in ["saved_model", "keras2", "prelu"] {
+        let input = fixture(name).join("model");
+        let legacy = ConvertOptions {
+            output_format: OutputFormat::Legacy,
+            ..options(InputFormat::SavedModel)
+        };
+        check_fixture(name, &input, legacy.clone(), "tensorflowjs_model.pb");
+        let output = tempfile::tempdir().unwrap();
+        run_convert(&input, output.path(), &legacy).unwrap();
+        let bytes = std::fs::read(output.path().join("tensorflowjs_model.pb")).unwrap();
+        let graph = tfjsc_proto::tensorflow::GraphDef::decode(bytes.as_slice()).unwrap();
+        let ops: Vec<&str> = graph.node.iter().map(|n| n.op.as_str()).collect();
+        for op in &ops {
+            assert!(
+                tfjsc::convert::op_check::tfjs_legacy_supports(op),
+                "{name}: {op} in {ops:?}"
+            );
+        }
+        assert!(
+            !ops.iter().any(|op| op.starts_with("FusedBatchNorm")),
+            "{name}: batch norm not folded: {ops:?}"
+        );
+        assert!(
+            !output.path().join("web_model.pb").exists() && graph.versions.is_some(),
+            "{name}"
+        );
+    }
+    // --no_fold_batch_norms leaves FusedBatchNormV3, which TF.js 0.x knows as FusedBatchNorm.
+    let output = tempfile::tempdir().unwrap();
+    let unfolded = ConvertOptions {
+        output_format: OutputFormat::Legacy,
+        fold_batch_norms: false,
+        ..options(InputFormat::SavedModel)
+    };
+    run_convert(&fixture("keras2").join("model"), output.path(), &unfolded).unwrap();
+    let bytes = std::fs::read(output.path().join("tensorflowjs_model.pb")).unwrap();
+    let graph = tfjsc_proto::tensorflow::GraphDef::decode(bytes.as_slice()).unwrap();
+    let batch_norms: Vec<_> = graph
+        .node
+        .iter()
+        .filter(|n| n.op.starts_with("FusedBatchNorm"))
+        .collect();
+    assert_eq!(batch_norms.len(), 2);
+    assert!(batch_norms
+        .iter()
+        .all(|n| n.op == "FusedBatchNorm" && !n.attr.contains_key("U")));
+    check_fixture(
+        "keras2",
+        &fixture("keras2").join("model"),
+        unfolded,
+        "tensorflowjs_model.pb",
+    );
+}
+
+#[test]
+fn legacy_output_refuses_float16_weights() {
+    // TF.js 0.x dequantizes uint8 and uint16 only.
+    let options = ConvertOptions {
+        output_format: OutputFormat::Legacy,
+        quantization: Quantization {
+            float16: Some(vec!["*".into()]),
+            ..Default::default()
+        },
+        ..options(InputFormat::SavedModel)
+    };
+    let error = error_of(&fixture("saved_model").join("model"), &options);
+    assert!(
+        error.contains("--quantize_float16") && error.contains("TF.js 0.x"),
+        "{error}"
+    );
 }
 
 #[test]
