@@ -4,6 +4,12 @@
 //! converter's output (signature, shared nodes' attributes, shared weights' bytes, and the result
 //! of both compiled); every refused input gets an error naming what is missing.
 //!
+//! The scaffolding is two types: a [`Fixture`] (its case.json says what to convert, how, and
+//! TensorFlow's answer) and a [`Converted`] output folder (its model.json, graph, ops, nodes, and
+//! the model compiled and run). [`check_fixture`] does the usual round (convert the fixture with
+//! its own options as the test adjusts them, compile, run, compare) and hands back the output,
+//! so each test says only what differs and what else it looks at.
+//!
 //! Tolerance: max |tfjsc - TensorFlow| ≤ 1e-4 × max |TensorFlow|, as in tests/models.rs (the
 //! kernels sum in another order; batch-norm folding scales filters before the sum rather than
 //! after, which moves results by rounding only).
@@ -13,25 +19,160 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use prost::Message;
 use serde_json::Value;
 use tfjsc::convert::{convert, ConvertOptions, InputFormat, OutputFormat, Quantization};
+use tfjsc_proto::tensorflow::GraphDef;
 use tfjsc_runtime::npy::read_npy;
 use tfjsc_runtime::Model;
 
 const TOLERANCE: f32 = 1e-4;
 
-fn fixture(name: &str) -> PathBuf {
-    common::fixtures().join("convert").join(name)
+/// A fixture of `tests/fixtures/convert/` and its case.json: the model to convert (`model`), how
+/// (`input_format`, `output_node_names`), and TensorFlow's inputs and outputs by node name.
+struct Fixture {
+    name: String,
+    directory: PathBuf,
+    case: Value,
 }
 
-fn case(name: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(fixture(name).join("case.json")).unwrap()).unwrap()
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let directory = common::fixtures().join("convert").join(name);
+        let case = serde_json::from_slice(&std::fs::read(directory.join("case.json")).unwrap())
+            .unwrap_or_else(|e| panic!("{name}/case.json: {e}"));
+        Fixture {
+            name: name.to_string(),
+            directory,
+            case,
+        }
+    }
+
+    /// A file or folder of the fixture.
+    fn path(&self, name: &str) -> PathBuf {
+        self.directory.join(name)
+    }
+
+    /// The model case.json names (a SavedModel folder, `frozen.pb`, ...).
+    fn model(&self) -> PathBuf {
+        self.path(self.case["model"].as_str().unwrap())
+    }
+
+    /// The options the fixture converts with: its input format and output node names.
+    fn options(&self) -> ConvertOptions {
+        let format = self.case["input_format"].as_str().unwrap();
+        ConvertOptions {
+            input_format: InputFormat::parse(format).unwrap(),
+            output_node_names: self.case["output_node_names"]
+                .as_array()
+                .map(|names| {
+                    names
+                        .iter()
+                        .map(|name| name.as_str().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            ..ConvertOptions::default()
+        }
+    }
+
+    /// (input node name, .npy file) pairs.
+    fn inputs(&self) -> Vec<(String, PathBuf)> {
+        self.case["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["name"].as_str().unwrap().to_string(),
+                    self.path(i["file"].as_str().unwrap()),
+                )
+            })
+            .collect()
+    }
+
+    /// Compiles `converted`, runs it on the fixture's inputs and asserts every output within
+    /// `tolerance` × max |TensorFlow| of TensorFlow's; returns the largest relative error.
+    fn assert_matches(&self, converted: &Converted, tolerance: f32) -> f32 {
+        let name = &self.name;
+        let results = converted.run(&self.inputs());
+        let mut worst = 0f32;
+        for expected in self.case["outputs"].as_array().unwrap() {
+            let expected_name = expected["name"].as_str().unwrap();
+            let (_, actual) = results
+                .iter()
+                .find(|(name, _)| {
+                    name == expected_name || name.trim_end_matches(":0") == expected_name
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{name}: no output {expected_name:?} among {:?}",
+                        results.iter().map(|r| &r.0).collect::<Vec<_>>()
+                    )
+                });
+            let reference = read_npy(&self.path(expected["file"].as_str().unwrap())).unwrap();
+            let error = common::relative_error(actual, &common::as_f32(&reference));
+            assert!(
+                error <= tolerance,
+                "{name}: relative error {error:e} (tolerance {tolerance:e})"
+            );
+            worst = worst.max(error);
+        }
+        worst
+    }
 }
 
-fn options(format: InputFormat) -> ConvertOptions {
-    ConvertOptions {
-        input_format: format,
-        ..ConvertOptions::default()
+/// The folder a conversion wrote.
+struct Converted {
+    directory: tempfile::TempDir,
+    format: OutputFormat,
+}
+
+impl Converted {
+    fn path(&self) -> &Path {
+        self.directory.path()
+    }
+
+    /// The file `tfjsc compile` reads: model.json, or the legacy tensorflowjs_model.pb.
+    fn model_file(&self) -> PathBuf {
+        self.path().join(match self.format {
+            OutputFormat::GraphModel => "model.json",
+            OutputFormat::Legacy => "tensorflowjs_model.pb",
+        })
+    }
+
+    /// model.json, parsed.
+    fn model_json(&self) -> Value {
+        model_json(&self.model_file())
+    }
+
+    /// The legacy format's binary GraphDef.
+    fn graph(&self) -> GraphDef {
+        let bytes = std::fs::read(self.model_file()).unwrap();
+        GraphDef::decode(bytes.as_slice()).unwrap()
+    }
+
+    /// model.json's nodes by name.
+    fn nodes(&self) -> BTreeMap<String, Value> {
+        nodes(&self.model_json())
+    }
+
+    /// Every node's op, in node order (either format).
+    fn ops(&self) -> Vec<String> {
+        match self.format {
+            OutputFormat::GraphModel => self.model_json()["modelTopology"]["node"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["op"].as_str().unwrap().to_string())
+                .collect(),
+            OutputFormat::Legacy => self.graph().node.into_iter().map(|n| n.op).collect(),
+        }
+    }
+
+    /// The model compiled and run on `inputs`: (output name, values) pairs.
+    fn run(&self, inputs: &[(String, PathBuf)]) -> Vec<(String, Vec<f32>)> {
+        compile_and_run(&self.model_file(), inputs)
     }
 }
 
@@ -41,7 +182,38 @@ fn run_convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<
         .map_err(|error| error.to_string())
 }
 
-/// Compiles the web model in `directory` (model.json or web_model.pb) and runs it on `inputs`.
+/// Converts `input` (a path, or a URL for TF Hub) into a fresh folder; panics on failure.
+fn convert_ok(input: impl AsRef<Path>, options: &ConvertOptions) -> Converted {
+    let input = input.as_ref();
+    let directory = tempfile::tempdir().unwrap();
+    run_convert(input, directory.path(), options)
+        .unwrap_or_else(|e| panic!("converting {}: {e}", input.display()));
+    Converted {
+        directory,
+        format: options.output_format,
+    }
+}
+
+/// Converts fixture `name`'s model with the fixture's options as `adjust` changes them,
+/// compiles, runs, and compares with TensorFlow; returns the output for further checks.
+fn check_fixture(name: &str, adjust: impl FnOnce(&mut ConvertOptions)) -> Converted {
+    let fixture = Fixture::new(name);
+    let mut options = fixture.options();
+    adjust(&mut options);
+    let converted = convert_ok(fixture.model(), &options);
+    fixture.assert_matches(&converted, TOLERANCE);
+    converted
+}
+
+/// For [`check_fixture`]: the fixture's own options.
+fn unchanged(_: &mut ConvertOptions) {}
+
+/// For [`check_fixture`]: the legacy output format.
+fn legacy(options: &mut ConvertOptions) {
+    options.output_format = OutputFormat::Legacy;
+}
+
+/// Compiles the web model `model` (model.json or tensorflowjs_model.pb) and runs it on `inputs`.
 fn compile_and_run(model: &Path, inputs: &[(String, PathBuf)]) -> Vec<(String, Vec<f32>)> {
     let scratch = tempfile::tempdir().unwrap();
     let library = common::compile_model(model, scratch.path(), "libmodel.so");
@@ -67,73 +239,79 @@ fn compile_and_run(model: &Path, inputs: &[(String, PathBuf)]) -> Vec<(String, V
         .collect()
 }
 
-/// Converts fixture `name` with `options`, compiles, runs, and compares with TensorFlow.
-fn check_fixture(name: &str, input: &Path, mut options: ConvertOptions, model_file: &str) -> f32 {
-    let case = case(name);
-    if let Some(outputs) = case["output_node_names"].as_array() {
-        options.output_node_names = outputs
-            .iter()
-            .map(|o| o.as_str().unwrap().to_string())
-            .collect();
-    }
-    let output = tempfile::tempdir().unwrap();
-    run_convert(input, output.path(), &options).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let inputs: Vec<(String, PathBuf)> = case["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["name"].as_str().unwrap().to_string(),
-                fixture(name).join(i["file"].as_str().unwrap()),
-            )
-        })
-        .collect();
-    let results = compile_and_run(&output.path().join(model_file), &inputs);
-    let mut worst = 0f32;
-    for expected in case["outputs"].as_array().unwrap() {
-        let expected_name = expected["name"].as_str().unwrap();
-        let (_, actual) = results
-            .iter()
-            .find(|(name, _)| name == expected_name || name.trim_end_matches(":0") == expected_name)
-            .unwrap_or_else(|| {
-                panic!(
-                    "{name}: no output {expected_name:?} among {:?}",
-                    results.iter().map(|r| &r.0).collect::<Vec<_>>()
-                )
-            });
-        let reference = read_npy(&fixture(name).join(expected["file"].as_str().unwrap())).unwrap();
-        let error = common::relative_error(actual, &common::as_f32(&reference));
-        assert!(error <= TOLERANCE, "{name}: relative error {error:e}");
-        worst = worst.max(error);
-    }
-    worst
-}
-
 #[test]
 fn saved_model_converts_compiles_and_matches_tensorflow() {
-    let input = fixture("saved_model").join("model");
-    check_fixture(
-        "saved_model",
-        &input,
-        options(InputFormat::SavedModel),
-        "model.json",
-    );
+    check_fixture("saved_model", unchanged);
 }
 
 #[test]
 fn saved_model_in_the_legacy_format_matches_tensorflow() {
-    let input = fixture("saved_model").join("model");
+    check_fixture("saved_model", legacy);
+}
+
+#[test]
+fn legacy_output_uses_only_ops_tfjs_0x_runs() {
+    // TF.js 0.x (tfjs-converter 0.8.4, the last with loadFrozenModel) has no _FusedConv2D,
+    // FusedDepthwiseConv2dNative, _FusedMatMul, Prelu or AddV2: the legacy format keeps
+    // convolution, bias and activation apart and writes Add (checked in TF.js 0.15 itself by
+    // tests/tfjs_legacy_reference.mjs). Batch norms still fold into the filters.
+    for name in ["saved_model", "keras2", "prelu"] {
+        let converted = check_fixture(name, legacy);
+        let ops = converted.ops();
+        for op in &ops {
+            assert!(
+                tfjsc::convert::op_check::tfjs_legacy_supports(op),
+                "{name}: {op} in {ops:?}"
+            );
+        }
+        assert!(
+            !ops.iter().any(|op| op.starts_with("FusedBatchNorm")),
+            "{name}: batch norm not folded: {ops:?}"
+        );
+        assert!(
+            !converted.path().join("web_model.pb").exists() && converted.graph().versions.is_some(),
+            "{name}"
+        );
+    }
+    // --no_fold_batch_norms leaves FusedBatchNormV3, which TF.js 0.x knows as FusedBatchNorm.
+    let converted = check_fixture("keras2", |options| {
+        legacy(options);
+        options.fold_batch_norms = false;
+    });
+    let batch_norms: Vec<_> = converted
+        .graph()
+        .node
+        .into_iter()
+        .filter(|n| n.op.starts_with("FusedBatchNorm"))
+        .collect();
+    assert_eq!(batch_norms.len(), 2);
+    assert!(batch_norms
+        .iter()
+        .all(|n| n.op == "FusedBatchNorm" && !n.attr.contains_key("U")));
+}
+
+#[test]
+fn legacy_output_refuses_float16_weights() {
+    // TF.js 0.x dequantizes uint8 and uint16 only.
+    let fixture = Fixture::new("saved_model");
     let options = ConvertOptions {
         output_format: OutputFormat::Legacy,
-        ..options(InputFormat::SavedModel)
+        quantization: Quantization {
+            float16: Some(vec!["*".into()]),
+            ..Default::default()
+        },
+        ..fixture.options()
     };
-    check_fixture("saved_model", &input, options, "web_model.pb");
+    let error = error_of(&fixture.model(), &options);
+    assert!(
+        error.contains("--quantize_float16") && error.contains("TF.js 0.x"),
+        "{error}"
+    );
 }
 
 #[test]
 fn variables_in_several_shards_and_slices_are_read() {
-    let variables = fixture("sharded").join("model/variables");
+    let variables = Fixture::new("sharded").path("model/variables");
     let shards = std::fs::read_dir(&variables)
         .unwrap()
         .filter(|e| {
@@ -145,45 +323,27 @@ fn variables_in_several_shards_and_slices_are_read() {
         })
         .count();
     assert!(shards > 1, "the fixture has {shards} data shard(s)");
-    check_fixture(
-        "sharded",
-        &fixture("sharded").join("model"),
-        options(InputFormat::SavedModel),
-        "model.json",
-    );
+    check_fixture("sharded", unchanged);
 }
 
 #[test]
 fn frozen_graph_converts_and_matches_tensorflow() {
-    let input = fixture("frozen").join("frozen.pb");
-    check_fixture(
-        "frozen",
-        &input,
-        options(InputFormat::FrozenModel),
-        "model.json",
-    );
+    check_fixture("frozen", unchanged);
 }
 
 #[test]
 fn session_bundle_converts_and_matches_tensorflow() {
-    let input = fixture("session_bundle");
-    check_fixture(
-        "session_bundle",
-        &input,
-        options(InputFormat::SessionBundle),
-        "model.json",
-    );
+    check_fixture("session_bundle", unchanged);
 }
 
 #[test]
 fn hub_module_directory_converts_with_the_default_signature() {
-    let input = fixture("hub").join("module");
-    check_fixture("hub", &input, options(InputFormat::Hub), "model.json");
+    check_fixture("hub", unchanged);
 }
 
 #[test]
 fn quantized_weights_stay_within_their_precision() {
-    let input = fixture("saved_model").join("model");
+    let fixture = Fixture::new("saved_model");
     for (quantization, tolerance) in [
         (
             Quantization {
@@ -207,15 +367,12 @@ fn quantized_weights_stay_within_their_precision() {
             0.1,
         ),
     ] {
-        let output = tempfile::tempdir().unwrap();
         let options = ConvertOptions {
             quantization: quantization.clone(),
-            ..options(InputFormat::SavedModel)
+            ..fixture.options()
         };
-        run_convert(&input, output.path(), &options).unwrap();
-        let model: Value =
-            serde_json::from_slice(&std::fs::read(output.path().join("model.json")).unwrap())
-                .unwrap();
+        let converted = convert_ok(fixture.model(), &options);
+        let model = converted.model_json();
         let weights = model["weightsManifest"][0]["weights"].as_array().unwrap();
         let quantized = weights
             .iter()
@@ -228,17 +385,7 @@ fn quantized_weights_stay_within_their_precision() {
                 "the uint8 patterns select only some weights"
             );
         }
-        let inputs = vec![(
-            "input".to_string(),
-            fixture("saved_model").join("input_0.npy"),
-        )];
-        let results = compile_and_run(&output.path().join("model.json"), &inputs);
-        let reference = read_npy(&fixture("saved_model").join("expected_0.npy")).unwrap();
-        let error = common::relative_error(&results[0].1, &common::as_f32(&reference));
-        assert!(
-            error <= tolerance,
-            "{quantization:?}: relative error {error:e}"
-        );
+        fixture.assert_matches(&converted, tolerance);
     }
 }
 
@@ -298,16 +445,11 @@ fn public_attributes(node: &Value) -> BTreeMap<String, Value> {
 
 #[test]
 fn saved_model_matches_the_python_converter() {
-    let golden_directory = fixture("saved_model").join("tfjs");
+    let fixture = Fixture::new("saved_model");
+    let golden_directory = fixture.path("tfjs");
     let golden = model_json(&golden_directory.join("model.json"));
-    let output = tempfile::tempdir().unwrap();
-    run_convert(
-        &fixture("saved_model").join("model"),
-        output.path(),
-        &options(InputFormat::SavedModel),
-    )
-    .unwrap();
-    let ours = model_json(&output.path().join("model.json"));
+    let converted = convert_ok(fixture.model(), &fixture.options());
+    let ours = converted.model_json();
     assert_eq!(ours["format"], "graph-model");
     assert_eq!(ours["generatedBy"], golden["generatedBy"]);
     assert_eq!(ours["signature"], golden["signature"], "signatures differ");
@@ -341,7 +483,7 @@ fn saved_model_matches_the_python_converter() {
     // by rounding and are checked through the results below).
     let (golden_weights, our_weights) = (
         weight_bytes(&golden_directory, &golden),
-        weight_bytes(output.path(), &ours),
+        weight_bytes(converted.path(), &ours),
     );
     let mut same = 0;
     for (name, bytes) in &golden_weights {
@@ -358,36 +500,26 @@ fn saved_model_matches_the_python_converter() {
         golden_weights.len()
     );
     // Both compiled give the same answer.
-    let inputs = vec![(
-        "input".to_string(),
-        fixture("saved_model").join("input_0.npy"),
-    )];
-    let theirs = compile_and_run(&golden_directory.join("model.json"), &inputs);
-    let mine = compile_and_run(&output.path().join("model.json"), &inputs);
+    let theirs = compile_and_run(&golden_directory.join("model.json"), &fixture.inputs());
+    let mine = converted.run(&fixture.inputs());
     let error = common::relative_error(&mine[0].1, &theirs[0].1);
     assert!(error <= TOLERANCE, "tfjsc vs Python converter: {error:e}");
 }
 
 #[test]
 fn output_node_names_prune_the_graph() {
-    let output = tempfile::tempdir().unwrap();
+    let fixture = Fixture::new("saved_model");
     let options = ConvertOptions {
         output_node_names: vec!["StatefulPartitionedCall".into()],
-        ..options(InputFormat::SavedModel)
+        ..fixture.options()
     };
-    run_convert(
-        &fixture("saved_model").join("model"),
-        output.path(),
-        &options,
-    )
-    .unwrap();
-    let model = model_json(&output.path().join("model.json"));
+    let converted = convert_ok(fixture.model(), &options);
     // As the Python converter writes it: the requested outputs only.
     assert_eq!(
-        model["signature"],
+        converted.model_json()["signature"],
         serde_json::json!({"outputs": {"StatefulPartitionedCall": {"name": "StatefulPartitionedCall"}}})
     );
-    let count = nodes(&model).len();
+    let count = converted.nodes().len();
     assert!(count > 5, "{count} nodes");
 }
 
@@ -417,11 +549,12 @@ fn scratch_copy(from: &Path) -> tempfile::TempDir {
 
 #[test]
 fn a_truncated_saved_model_names_the_file() {
-    let scratch = scratch_copy(&fixture("saved_model").join("model"));
+    let fixture = Fixture::new("saved_model");
+    let scratch = scratch_copy(&fixture.model());
     let path = scratch.path().join("saved_model.pb");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let error = error_of(scratch.path(), &options(InputFormat::SavedModel));
+    let error = error_of(scratch.path(), &fixture.options());
     assert!(
         error.contains("saved_model.pb") && error.contains("truncated"),
         "{error}"
@@ -430,15 +563,12 @@ fn a_truncated_saved_model_names_the_file() {
 
 #[test]
 fn a_truncated_frozen_graph_names_the_file() {
+    let fixture = Fixture::new("frozen");
     let scratch = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(fixture("frozen").join("frozen.pb")).unwrap();
+    let bytes = std::fs::read(fixture.model()).unwrap();
     let path = scratch.path().join("frozen.pb");
     std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
-    let options = ConvertOptions {
-        output_node_names: vec!["Identity".into()],
-        ..options(InputFormat::FrozenModel)
-    };
-    let error = error_of(&path, &options);
+    let error = error_of(&path, &fixture.options());
     assert!(
         error.contains("frozen.pb") && error.contains("not a valid frozen GraphDef"),
         "{error}"
@@ -447,25 +577,26 @@ fn a_truncated_frozen_graph_names_the_file() {
 
 #[test]
 fn missing_variables_are_named() {
-    let scratch = scratch_copy(&fixture("saved_model").join("model"));
+    let fixture = Fixture::new("saved_model");
+    let scratch = scratch_copy(&fixture.model());
     std::fs::remove_dir_all(scratch.path().join("variables")).unwrap();
-    let error = error_of(scratch.path(), &options(InputFormat::SavedModel));
+    let error = error_of(scratch.path(), &fixture.options());
     assert!(
         error.contains("variables.index") && error.contains("ReadVariableOp"),
         "{error}"
     );
     // A data shard gone: the shard is named.
-    let scratch = scratch_copy(&fixture("saved_model").join("model"));
+    let scratch = scratch_copy(&fixture.model());
     std::fs::remove_file(
         scratch
             .path()
             .join("variables/variables.data-00000-of-00001"),
     )
     .unwrap();
-    let error = error_of(scratch.path(), &options(InputFormat::SavedModel));
+    let error = error_of(scratch.path(), &fixture.options());
     assert!(error.contains("variables.data-00000-of-00001"), "{error}");
     // A corrupt shard: the checksum says so.
-    let scratch = scratch_copy(&fixture("saved_model").join("model"));
+    let scratch = scratch_copy(&fixture.model());
     let shard = scratch
         .path()
         .join("variables/variables.data-00000-of-00001");
@@ -473,18 +604,18 @@ fn missing_variables_are_named() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x55;
     std::fs::write(&shard, bytes).unwrap();
-    let error = error_of(scratch.path(), &options(InputFormat::SavedModel));
+    let error = error_of(scratch.path(), &fixture.options());
     assert!(error.contains("checksum"), "{error}");
 }
 
 #[test]
 fn unknown_tags_and_signatures_list_what_exists() {
-    let input = fixture("saved_model").join("model");
+    let fixture = Fixture::new("saved_model");
     let error = error_of(
-        &input,
+        &fixture.model(),
         &ConvertOptions {
             saved_model_tags: Some(vec!["gpu".into()]),
-            ..options(InputFormat::SavedModel)
+            ..fixture.options()
         },
     );
     assert!(
@@ -492,10 +623,10 @@ fn unknown_tags_and_signatures_list_what_exists() {
         "{error}"
     );
     let error = error_of(
-        &input,
+        &fixture.model(),
         &ConvertOptions {
             signature_name: Some("predict".into()),
-            ..options(InputFormat::SavedModel)
+            ..fixture.options()
         },
     );
     assert!(
@@ -506,17 +637,18 @@ fn unknown_tags_and_signatures_list_what_exists() {
 
 #[test]
 fn an_absent_output_node_lists_near_names() {
+    let fixture = Fixture::new("frozen");
     let options = ConvertOptions {
         output_node_names: vec!["Identityy".into()],
-        ..options(InputFormat::FrozenModel)
+        ..fixture.options()
     };
-    let error = error_of(&fixture("frozen").join("frozen.pb"), &options);
+    let error = error_of(&fixture.model(), &options);
     assert!(
         error.contains("Identityy") && error.contains("frozen.pb") && error.contains("Identity"),
         "{error}"
     );
     let error = error_of(
-        &fixture("frozen").join("frozen.pb"),
+        &fixture.model(),
         &ConvertOptions {
             output_node_names: Vec::new(),
             ..options
@@ -528,13 +660,9 @@ fn an_absent_output_node_lists_near_names() {
 #[test]
 fn the_op_check_lists_unsupported_ops_with_counts() {
     // A frozen graph with an op neither TF.js nor tfjsc runs.
-    use prost::Message;
-    let bytes = std::fs::read(fixture("frozen").join("frozen.pb")).unwrap();
-    let mut graph = tfjsc_proto::tensorflow::GraphDef::decode(bytes.as_slice()).unwrap();
-    let output = case("frozen")["output_node_names"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let fixture = Fixture::new("frozen");
+    let bytes = std::fs::read(fixture.model()).unwrap();
+    let mut graph = GraphDef::decode(bytes.as_slice()).unwrap();
     for node in &mut graph.node {
         if node.op == "Softmax" {
             node.op = "MadeUpOp".into();
@@ -543,10 +671,7 @@ fn the_op_check_lists_unsupported_ops_with_counts() {
     let scratch = tempfile::tempdir().unwrap();
     let path = scratch.path().join("frozen.pb");
     std::fs::write(&path, graph.encode_to_vec()).unwrap();
-    let mut options = ConvertOptions {
-        output_node_names: vec![output],
-        ..options(InputFormat::FrozenModel)
-    };
+    let mut options = fixture.options();
     let error = error_of(&path, &options);
     assert!(
         error.contains("ops TF.js cannot run: MadeUpOp ×1"),
@@ -557,11 +682,12 @@ fn the_op_check_lists_unsupported_ops_with_counts() {
         "{error}"
     );
     options.skip_op_check = true;
-    run_convert(&path, scratch.path().join("out").as_path(), &options).unwrap();
+    convert_ok(&path, &options);
 }
 
 #[test]
 fn hostile_inputs_are_errors_not_panics() {
+    let fixture = Fixture::new("saved_model");
     let scratch = tempfile::tempdir().unwrap();
     let path = scratch.path().join("saved_model.pb");
     for bytes in [
@@ -570,34 +696,25 @@ fn hostile_inputs_are_errors_not_panics() {
         &[0x12, 0x80, 0x80, 0x80, 0x80, 0x10][..],
     ] {
         std::fs::write(&path, bytes).unwrap();
-        let result = convert(
-            scratch.path().to_str().unwrap(),
-            &scratch.path().join("out"),
-            &options(InputFormat::SavedModel),
-            &mut |_| {},
-        );
-        assert!(result.is_err());
+        error_of(scratch.path(), &fixture.options());
     }
     // A variables index that is garbage.
-    let model = scratch_copy(&fixture("saved_model").join("model"));
+    let model = scratch_copy(&fixture.model());
     std::fs::write(model.path().join("variables/variables.index"), [7u8; 100]).unwrap();
-    let error = error_of(model.path(), &options(InputFormat::SavedModel));
+    let error = error_of(model.path(), &fixture.options());
     assert!(error.contains("variables.index"), "{error}");
 }
 
 #[test]
 fn hub_module_archive_is_unpacked_into_the_cache() {
+    let fixture = Fixture::new("hub");
     let cache = tempfile::tempdir().unwrap();
     let options = ConvertOptions {
         cache_dir: Some(cache.path().to_path_buf()),
-        ..options(InputFormat::Hub)
+        ..fixture.options()
     };
-    check_fixture(
-        "hub",
-        &fixture("hub").join("hub.tar.gz"),
-        options,
-        "model.json",
-    );
+    let converted = convert_ok(fixture.path("hub.tar.gz"), &options);
+    fixture.assert_matches(&converted, TOLERANCE);
     let unpacked = std::fs::read_dir(cache.path()).unwrap().count();
     assert_eq!(unpacked, 1, "one unpacked module in the cache");
 }
@@ -645,23 +762,20 @@ fn serve(body: Vec<u8>, stall: bool) -> (String, std::sync::Arc<std::sync::atomi
 
 #[test]
 fn hub_module_url_is_downloaded_once_then_read_from_the_cache() {
-    let archive = std::fs::read(fixture("hub").join("hub.tar.gz")).unwrap();
+    let fixture = Fixture::new("hub");
+    let archive = std::fs::read(fixture.path("hub.tar.gz")).unwrap();
     let (url, requests) = serve(archive, false);
     let cache = tempfile::tempdir().unwrap();
     let options = ConvertOptions {
         cache_dir: Some(cache.path().to_path_buf()),
         timeout: std::time::Duration::from_secs(10),
-        ..options(InputFormat::Hub)
+        ..fixture.options()
     };
-    let output = tempfile::tempdir().unwrap();
-    convert(&url, output.path(), &options, &mut |_| {}).unwrap();
-    let inputs = vec![("input".to_string(), fixture("hub").join("input_0.npy"))];
-    let results = compile_and_run(&output.path().join("model.json"), &inputs);
-    let reference = read_npy(&fixture("hub").join("expected_0.npy")).unwrap();
-    assert!(common::relative_error(&results[0].1, &common::as_f32(&reference)) <= TOLERANCE);
+    let converted = convert_ok(&url, &options);
+    fixture.assert_matches(&converted, TOLERANCE);
     assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
     // Again: from the cache, no request.
-    convert(&url, output.path(), &options, &mut |_| {}).unwrap();
+    convert_ok(&url, &options);
     assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
@@ -671,7 +785,7 @@ fn hub_downloads_fail_clearly_offline_and_on_timeout() {
     let options = ConvertOptions {
         cache_dir: Some(cache.path().to_path_buf()),
         timeout: std::time::Duration::from_millis(500),
-        ..options(InputFormat::Hub)
+        ..Fixture::new("hub").options()
     };
     // Nothing listens on a port just released.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -679,15 +793,7 @@ fn hub_downloads_fail_clearly_offline_and_on_timeout() {
         .local_addr()
         .unwrap()
         .port();
-    let output = tempfile::tempdir().unwrap();
-    let error = convert(
-        &format!("http://127.0.0.1:{port}/m"),
-        output.path(),
-        &options,
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let error = error_of(Path::new(&format!("http://127.0.0.1:{port}/m")), &options);
     assert!(
         error.contains("cannot connect")
             && error.contains("offline")
@@ -695,37 +801,24 @@ fn hub_downloads_fail_clearly_offline_and_on_timeout() {
         "{error}"
     );
     // HTTPS goes the same way (TLS after the connection).
-    let error = convert(
-        &format!("https://127.0.0.1:{port}/m"),
-        output.path(),
-        &options,
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let error = error_of(Path::new(&format!("https://127.0.0.1:{port}/m")), &options);
     assert!(error.contains("cannot connect"), "{error}");
     let (url, _) = serve(Vec::new(), true);
-    let error = convert(&url, output.path(), &options, &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let error = error_of(Path::new(&url), &options);
     assert!(error.contains("timed out"), "{error}");
 }
 
 #[test]
 fn weights_split_into_shards_of_the_requested_size() {
-    let input = fixture("saved_model").join("model");
-    let options = ConvertOptions {
-        weight_shard_size_bytes: 1000,
-        ..options(InputFormat::SavedModel)
-    };
-    let output = tempfile::tempdir().unwrap();
-    run_convert(&input, output.path(), &options).unwrap();
-    let model = model_json(&output.path().join("model.json"));
+    let converted = check_fixture("saved_model", |options| {
+        options.weight_shard_size_bytes = 1000;
+    });
+    let model = converted.model_json();
     let paths = model["weightsManifest"][0]["paths"].as_array().unwrap();
     let sizes: Vec<u64> = paths
         .iter()
         .map(|p| {
-            std::fs::metadata(output.path().join(p.as_str().unwrap()))
+            std::fs::metadata(converted.path().join(p.as_str().unwrap()))
                 .unwrap()
                 .len()
         })
@@ -736,7 +829,6 @@ fn weights_split_into_shards_of_the_requested_size() {
         "{sizes:?}"
     );
     assert_eq!(paths[0], format!("group1-shard1of{}.bin", sizes.len()));
-    check_fixture("saved_model", &input, options, "model.json");
 }
 
 /// Deterministic byte mutations (a tiny xorshift, so the test needs no seed file).
@@ -756,6 +848,11 @@ fn mutations(length: usize, count: usize) -> Vec<(usize, u8)> {
 fn mutated_inputs_never_panic() {
     // Every file of the SavedModel and the frozen graph, each byte-flipped in many places and
     // truncated at many lengths: each conversion returns, successfully or with an error.
+    let saved_model = Fixture::new("saved_model");
+    // Converts `input` into `scratch/out`; whether it succeeded.
+    let converts = |input: &Path, scratch: &Path, options: &ConvertOptions| {
+        run_convert(input, &scratch.join("out"), options).is_ok()
+    };
     let files = [
         "saved_model.pb",
         "variables/variables.index",
@@ -763,56 +860,36 @@ fn mutated_inputs_never_panic() {
     ];
     let mut errors = 0;
     for file in files {
-        let original = std::fs::read(fixture("saved_model").join("model").join(file)).unwrap();
-        let scratch = scratch_copy(&fixture("saved_model").join("model"));
+        let original = std::fs::read(saved_model.model().join(file)).unwrap();
+        let scratch = scratch_copy(&saved_model.model());
         let path = scratch.path().join(file);
-        let output = scratch.path().join("out");
         for (at, flip) in mutations(original.len(), 60) {
             let mut bytes = original.clone();
             bytes[at] ^= flip;
             std::fs::write(&path, &bytes).unwrap();
-            errors += usize::from(
-                convert(
-                    scratch.path().to_str().unwrap(),
-                    &output,
-                    &options(InputFormat::SavedModel),
-                    &mut |_| {},
-                )
-                .is_err(),
-            );
+            errors += usize::from(!converts(
+                scratch.path(),
+                scratch.path(),
+                &saved_model.options(),
+            ));
             std::fs::write(&path, &original[..at]).unwrap();
-            errors += usize::from(
-                convert(
-                    scratch.path().to_str().unwrap(),
-                    &output,
-                    &options(InputFormat::SavedModel),
-                    &mut |_| {},
-                )
-                .is_err(),
-            );
+            errors += usize::from(!converts(
+                scratch.path(),
+                scratch.path(),
+                &saved_model.options(),
+            ));
         }
     }
     assert!(errors > 100, "only {errors} mutations were refused");
-    let original = std::fs::read(fixture("frozen").join("frozen.pb")).unwrap();
+    let frozen = Fixture::new("frozen");
+    let original = std::fs::read(frozen.model()).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let path = scratch.path().join("frozen.pb");
-    let options = ConvertOptions {
-        output_node_names: vec![case("frozen")["output_node_names"][0]
-            .as_str()
-            .unwrap()
-            .to_string()],
-        ..options(InputFormat::FrozenModel)
-    };
     for (at, flip) in mutations(original.len(), 100) {
         let mut bytes = original.clone();
         bytes[at] ^= flip;
         std::fs::write(&path, &bytes).unwrap();
-        let _ = convert(
-            path.to_str().unwrap(),
-            &scratch.path().join("out"),
-            &options,
-            &mut |_| {},
-        );
+        let _ = converts(&path, scratch.path(), &frozen.options());
     }
 }
 
@@ -820,20 +897,8 @@ fn mutated_inputs_never_panic() {
 fn keras2_batch_norms_fold_and_leaky_relu_fuses() {
     // tf_keras graphs carry FusedBatchNormV3 after a biased convolution: the batch norm folds
     // into filter and bias, and bias + LeakyReLU into _FusedConv2D (alpha kept).
-    let input = fixture("keras2").join("model");
-    check_fixture(
-        "keras2",
-        &input,
-        options(InputFormat::SavedModel),
-        "model.json",
-    );
-    let output = tempfile::tempdir().unwrap();
-    run_convert(&input, output.path(), &options(InputFormat::SavedModel)).unwrap();
-    let model = model_json(&output.path().join("model.json"));
-    let ops: Vec<String> = nodes(&model)
-        .values()
-        .map(|n| n["op"].as_str().unwrap().to_string())
-        .collect();
+    let converted = check_fixture("keras2", unchanged);
+    let ops = converted.ops();
     for gone in [
         "FusedBatchNormV3",
         "Mul",
@@ -844,7 +909,8 @@ fn keras2_batch_norms_fold_and_leaky_relu_fuses() {
     ] {
         assert!(!ops.iter().any(|op| op == gone), "{gone} left in {ops:?}");
     }
-    let convolution = nodes(&model)
+    let convolution = converted
+        .nodes()
         .into_values()
         .find(|n| n["op"] == "_FusedConv2D")
         .unwrap();
@@ -865,24 +931,12 @@ fn keras2_batch_norms_fold_and_leaky_relu_fuses() {
 #[test]
 fn frozen_graph_signature_is_the_python_converters() {
     // Golden: tensorflowjs 4.22 writes {"outputs": {NAME: {"name": NAME}}} for frozen graphs.
-    let output_name = case("frozen")["output_node_names"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let options = ConvertOptions {
-        output_node_names: vec![output_name.clone()],
-        ..options(InputFormat::FrozenModel)
-    };
-    let output = tempfile::tempdir().unwrap();
-    run_convert(
-        &fixture("frozen").join("frozen.pb"),
-        output.path(),
-        &options,
-    )
-    .unwrap();
-    let model = model_json(&output.path().join("model.json"));
+    let fixture = Fixture::new("frozen");
+    let options = fixture.options();
+    let output_name = options.output_node_names[0].clone();
+    let converted = convert_ok(fixture.model(), &options);
     assert_eq!(
-        model["signature"],
+        converted.model_json()["signature"],
         serde_json::json!({"outputs": {output_name.clone(): {"name": output_name}}})
     );
 }
@@ -891,7 +945,7 @@ fn frozen_graph_signature_is_the_python_converters() {
 fn the_command_line_takes_the_python_converters_flags() {
     let binary = env!("CARGO_BIN_EXE_tfjsc");
     let output = tempfile::tempdir().unwrap();
-    let input = fixture("saved_model").join("model");
+    let input = Fixture::new("saved_model").model();
     let status = std::process::Command::new(binary)
         .args([
             "convert",
@@ -924,30 +978,16 @@ fn the_command_line_takes_the_python_converters_flags() {
 fn tf1_saved_model_converts_and_matches_tensorflow() {
     // No object graph and no functions: variables are found by name, the signature's tensors
     // are graph tensors.
-    let input = fixture("tf1_saved_model").join("model");
-    check_fixture(
-        "tf1_saved_model",
-        &input,
-        options(InputFormat::SavedModel),
-        "model.json",
-    );
+    check_fixture("tf1_saved_model", unchanged);
 }
 
 #[test]
 fn keras_prelu_becomes_a_fused_prelu() {
     // Relu(y) + Mul(-alpha, Relu(Neg(y))) → Prelu(y, alpha), then fused into the convolution
     // before it with num_args 2 (bias, alpha), as TF.js requires.
-    let input = fixture("prelu").join("model");
-    check_fixture(
-        "prelu",
-        &input,
-        options(InputFormat::SavedModel),
-        "model.json",
-    );
-    let output = tempfile::tempdir().unwrap();
-    run_convert(&input, output.path(), &options(InputFormat::SavedModel)).unwrap();
-    let model = model_json(&output.path().join("model.json"));
-    let fused: Vec<Value> = nodes(&model)
+    let converted = check_fixture("prelu", unchanged);
+    let fused: Vec<Value> = converted
+        .nodes()
         .into_values()
         .filter(|n| n["op"] == "_FusedConv2D" || n["op"] == "FusedDepthwiseConv2dNative")
         .collect();
@@ -960,10 +1000,7 @@ fn keras_prelu_becomes_a_fused_prelu() {
         assert_eq!(node["attr"]["num_args"]["i"], "2");
         assert_eq!(node["input"].as_array().unwrap().len(), 4);
     }
-    let ops: Vec<String> = nodes(&model)
-        .values()
-        .map(|n| n["op"].as_str().unwrap().to_string())
-        .collect();
+    let ops = converted.ops();
     assert!(
         !ops.iter()
             .any(|op| op == "Neg" || op == "Relu" || op == "Prelu"),

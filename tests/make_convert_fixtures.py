@@ -44,7 +44,7 @@ def fresh(path):
     return path
 
 
-def write_case(directory, inputs, outputs, notes, **extra):
+def write_case(directory, inputs, outputs, notes, input_format="tf_saved_model", **extra):
     for index, (name, value) in enumerate(inputs):
         np.save(os.path.join(directory, f"input_{index}.npy"), value)
     for index, (name, value) in enumerate(outputs):
@@ -53,6 +53,7 @@ def write_case(directory, inputs, outputs, notes, **extra):
         "inputs": [{"name": n, "file": f"input_{i}.npy"} for i, (n, _) in enumerate(inputs)],
         "outputs": [{"name": n, "file": f"expected_{i}.npy"} for i, (n, _) in enumerate(outputs)],
         "notes": notes,
+        "input_format": input_format,  # tfjsc convert --input_format (tests/tfjs_legacy_reference.mjs)
         **extra,
     }
     with open(os.path.join(directory, "case.json"), "w") as f:
@@ -149,7 +150,7 @@ def frozen_fixture(module):
     output = frozen.outputs[0].name.split(":")[0]
     x = input_of(4)
     y = module.serve(tf.constant(x))["output"].numpy()
-    write_case(directory, [("input", x)], [(output, y)], "the CNN frozen to a GraphDef", model="frozen.pb", output_node_names=[output])
+    write_case(directory, [("input", x)], [(output, y)], "the CNN frozen to a GraphDef", input_format="tf_frozen_model", model="frozen.pb", output_node_names=[output])
 
 
 def session_bundle_fixture():
@@ -171,7 +172,7 @@ def session_bundle_fixture():
             value = rng.uniform(-1, 1, (1, 6)).astype(np.float32)
             expected = session.run(out, {x: value})
     os.remove(os.path.join(directory, "checkpoint"))
-    write_case(directory, [("input", value)], [("output", expected)], "tf.compat.v1 graph + Saver (session bundle)", model=".", output_node_names=["output"])
+    write_case(directory, [("input", value)], [("output", expected)], "tf.compat.v1 graph + Saver (session bundle)", input_format="tf_session_bundle", model=".", output_node_names=["output"])
 
 
 def hub_fixture():
@@ -185,7 +186,7 @@ def hub_fixture():
     with tarfile.open(os.path.join(directory, "hub.tar.gz"), "w:gz") as archive:
         for name in sorted(os.listdir(module_dir)):
             archive.add(os.path.join(module_dir, name), arcname=name)
-    write_case(directory, [("input", x)], [("Identity", y)], "TF Hub-style module: directory and .tar.gz", model="module")
+    write_case(directory, [("input", x)], [("Identity", y)], "TF Hub-style module: directory and .tar.gz", input_format="tf_hub", model="module")
 
 
 def keras2_fixture():

@@ -22,7 +22,8 @@ pub struct ConvertArgs {
     #[arg(long = "input_format", default_value = "tf_saved_model", value_parser = InputFormat::parse)]
     input_format: InputFormat,
     /// Output format: tfjs_graph_model (model.json + group1-shardNofM.bin) or legacy
-    /// (web_model.pb + weights_manifest.json + group1-shardNofM).
+    /// (tensorflowjs_model.pb + weights_manifest.json + group1-shardNofM, for TF.js 0.x's
+    /// loadFrozenModel; no fused ops).
     #[arg(long = "output_format", default_value = "tfjs_graph_model", value_parser = parse_output_format)]
     output_format: OutputFormat,
     /// Tags of the MetaGraph to convert, comma-separated (tf_saved_model; default "serve").

@@ -166,6 +166,13 @@ pub fn convert(
     progress: &mut dyn FnMut(&str),
 ) -> Result<ConvertReport, ConvertError> {
     let mut notes = Vec::new();
+    if options.output_format == OutputFormat::Legacy && options.quantization.float16.is_some() {
+        return Err(ConvertError::Usage(
+            "--quantize_float16 cannot be read by TF.js 0.x, the runtime of --output_format=legacy \
+             (it dequantizes uint8 and uint16 only); use --quantize_uint16 or the default output format"
+                .into(),
+        ));
+    }
     if options.input_format != InputFormat::SavedModel
         && options.input_format != InputFormat::Hub
         && options.output_node_names.is_empty()
@@ -240,7 +247,7 @@ pub fn convert(
     rewrite::run(&mut graph, options)?;
     if !options.skip_op_check {
         progress("checking ops");
-        op_check::check(&graph.nodes)?;
+        op_check::check(&graph.nodes, options.output_format)?;
     }
     progress("writing");
     let graph_def = GraphDef {

@@ -2,9 +2,12 @@
 //! done on the flat frozen graph: strip forwarding and debug ops, fold constant subgraphs, fold
 //! batch normalisation into the preceding convolution or product, and fuse bias and activation
 //! into `_FusedConv2D`, `FusedDepthwiseConv2dNative` and `_FusedMatMul`. Each rewrite is a
-//! function over [`Graph`], run in the order of [`PASSES`]; every rewrite keeps the graph's
-//! outputs by name. Constant folding lives in `rewrite_fold`, batch-norm folding and fusion in
-//! `rewrite_fuse`; this module holds the graph, the pass table and the small rewrites.
+//! function over [`Graph`], run in the order of [`PASSES`] when its row applies to the
+//! conversion; every rewrite keeps the graph's outputs by name. The legacy format is read by
+//! TF.js 0.x, which predates the fused ops, `Prelu` and `AddV2`: it gets no fusion, and the
+//! older spellings of the ops it has (`legacy_op_names`). Constant folding lives in
+//! `rewrite_fold`, batch-norm folding and fusion in `rewrite_fuse`; this module holds the graph,
+//! the pass table and the small rewrites.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,7 +16,7 @@ use tfjsc_proto::tensorflow::{attr_value, AttrValue, NodeDef};
 use super::error::ConvertError;
 use super::freeze::{prune, type_attr};
 use super::tensor::Tensor;
-use super::ConvertOptions;
+use super::{ConvertOptions, OutputFormat};
 
 /// A flat graph under rewriting.
 pub struct Graph {
@@ -25,21 +28,65 @@ pub struct Graph {
     pub outputs: Vec<String>,
 }
 
-/// A rewrite and its name.
-type Pass = (
-    &'static str,
-    fn(&mut Graph, &ConvertOptions) -> Result<(), ConvertError>,
-);
+/// A rewrite: its name, which conversions run it, and the function.
+pub struct Pass {
+    pub name: &'static str,
+    pub applies: fn(&ConvertOptions) -> bool,
+    pub run: fn(&mut Graph, &ConvertOptions) -> Result<(), ConvertError>,
+}
+
+const fn pass(
+    name: &'static str,
+    applies: fn(&ConvertOptions) -> bool,
+    run: fn(&mut Graph, &ConvertOptions) -> Result<(), ConvertError>,
+) -> Pass {
+    Pass { name, applies, run }
+}
+
+fn always(_: &ConvertOptions) -> bool {
+    true
+}
+
+fn folding_batch_norms(options: &ConvertOptions) -> bool {
+    options.fold_batch_norms
+}
+
+/// model.json, read by TF.js 1.x and later, which run the fused ops and `Prelu`.
+fn for_graph_model(options: &ConvertOptions) -> bool {
+    options.output_format == OutputFormat::GraphModel
+}
+
+/// The legacy format, read by TF.js 0.x (tfjs-converter 0.8.x and before).
+fn for_legacy(options: &ConvertOptions) -> bool {
+    options.output_format == OutputFormat::Legacy
+}
 
 /// The rewrites, in order.
 pub const PASSES: &[Pass] = &[
-    ("strip_forwarding_ops", strip_forwarding_ops),
-    ("fold_constants", super::rewrite_fold::fold_constants),
-    ("remove_neutral_arithmetic", remove_neutral_arithmetic),
-    ("fold_batch_norms", super::rewrite_fuse::fold_batch_norms),
-    ("fuse_prelu", super::rewrite_fuse::fuse_prelu),
-    ("fuse_ops", super::rewrite_fuse::fuse_ops),
-    ("prune", prune_dead),
+    pass("strip_forwarding_ops", always, strip_forwarding_ops),
+    pass(
+        "fold_constants",
+        always,
+        super::rewrite_fold::fold_constants,
+    ),
+    pass(
+        "remove_neutral_arithmetic",
+        always,
+        remove_neutral_arithmetic,
+    ),
+    pass(
+        "fold_batch_norms",
+        folding_batch_norms,
+        super::rewrite_fuse::fold_batch_norms,
+    ),
+    pass(
+        "fuse_prelu",
+        for_graph_model,
+        super::rewrite_fuse::fuse_prelu,
+    ),
+    pass("fuse_ops", for_graph_model, super::rewrite_fuse::fuse_ops),
+    pass("legacy_op_names", for_legacy, legacy_op_names),
+    pass("prune", always, prune_dead),
 ];
 
 impl Graph {
@@ -126,13 +173,12 @@ pub fn constant_node(name: &str, tensor: &Tensor) -> NodeDef {
     node
 }
 
-/// Runs every rewrite of [`PASSES`].
+/// Runs every rewrite of [`PASSES`] that applies to this conversion.
 pub fn run(graph: &mut Graph, options: &ConvertOptions) -> Result<(), ConvertError> {
-    for (name, pass) in PASSES {
-        if !options.fold_batch_norms && *name == "fold_batch_norms" {
-            continue;
+    for pass in PASSES {
+        if (pass.applies)(options) {
+            (pass.run)(graph, options)?;
         }
-        pass(graph, options)?;
     }
     Ok(())
 }
@@ -239,6 +285,24 @@ fn remove_neutral_arithmetic(
         }
     }
     prune_dead(graph, options)
+}
+
+/// Renames ops TF.js 0.x knows only under an older name with the same meaning: `AddV2` → `Add`
+/// (TensorFlow 1.14 added `AddV2`; tfjs-converter 0.8 maps `Add`), `FusedBatchNormV2`/`V3` →
+/// `FusedBatchNorm` (same inputs and output 0; left only with `--no_fold_batch_norms`), whose
+/// `U` attribute (the float type of the statistics) goes.
+fn legacy_op_names(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertError> {
+    for node in &mut graph.nodes {
+        match node.op.as_str() {
+            "AddV2" => node.op = "Add".into(),
+            "FusedBatchNormV2" | "FusedBatchNormV3" => {
+                node.op = "FusedBatchNorm".into();
+                node.attr.remove("U");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Removes nodes the outputs do not need.

@@ -1,7 +1,9 @@
 //! Writes the converted graph as a TF.js web model: `model.json` (format "graph-model", the
-//! GraphDef in protobuf's JSON mapping) or the legacy `web_model.pb` + `weights_manifest.json`,
-//! plus the weight shards. Constants become weights named like their `Const` node, back to back
-//! in node order, optionally quantized, split into shards of a fixed size.
+//! GraphDef in protobuf's JSON mapping) or the legacy `tensorflowjs_model.pb` +
+//! `weights_manifest.json` (the binary GraphDef and the manifest alone, as tensorflowjs 0.x's
+//! converter wrote them for TF.js 0.x's `loadFrozenModel`), plus the weight shards. Constants
+//! become weights named like their `Const` node, back to back in node order, optionally
+//! quantized, split into shards of a fixed size.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -26,9 +28,16 @@ use super::Signature;
 pub enum OutputFormat {
     /// model.json with the graph in JSON (TF.js converter 1.x and later).
     GraphModel,
-    /// web_model.pb + weights_manifest.json (TF.js converter 0.x).
+    /// tensorflowjs_model.pb + weights_manifest.json (TF.js converter 0.x).
     Legacy,
 }
+
+/// The legacy format's graph file, as tensorflowjs 0.x's converter named it (TF.js 0.x's
+/// `loadTfHubModule` fetches this name; `tfjsc compile` also reads `web_model.pb`).
+pub const LEGACY_GRAPH_FILE: &str = "tensorflowjs_model.pb";
+
+/// The legacy format's weights manifest.
+pub const LEGACY_MANIFEST_FILE: &str = "weights_manifest.json";
 
 /// What the writer needs besides the graph.
 pub struct WriteOptions<'a> {
@@ -227,6 +236,17 @@ pub fn write_model(
                 tensor.dtype.as_str_name()
             ),
         })?;
+        if options.format == OutputFormat::Legacy && !legacy_weight_dtype(stored.dtype) {
+            return Err(ConvertError::Node {
+                path: output.to_path_buf(),
+                node: node.name.clone(),
+                message: format!(
+                    "constant of dtype {}: TF.js 0.x, the runtime of the legacy format, reads \
+                     only float32, int32 and bool weights",
+                    tensor.dtype.as_str_name()
+                ),
+            });
+        }
         node.attr.insert(
             "dtype".into(),
             super::freeze::type_attr(stored.dtype as i32),
@@ -265,11 +285,13 @@ pub fn write_model(
             written.push(path);
         }
         OutputFormat::Legacy => {
-            let path = output.join("web_model.pb");
+            // TF.js 0.x reads `versions.producer` unconditionally.
+            graph.versions.get_or_insert_with(VersionDef::default);
+            let path = output.join(LEGACY_GRAPH_FILE);
             std::fs::write(&path, graph.encode_to_vec())
                 .map_err(|error| ConvertError::io(&path, error))?;
             written.push(path);
-            let path = output.join("weights_manifest.json");
+            let path = output.join(LEGACY_MANIFEST_FILE);
             let text = serde_json::to_string(&manifest)
                 .map_err(|error| ConvertError::Usage(error.to_string()))?;
             std::fs::write(&path, text).map_err(|error| ConvertError::io(&path, error))?;
@@ -277,6 +299,15 @@ pub fn write_model(
         }
     }
     Ok(written)
+}
+
+/// Whether TF.js 0.x decodes weights of stored dtype `dtype` (its `decodeWeights` knows float32,
+/// int32 and bool).
+fn legacy_weight_dtype(dtype: DataType) -> bool {
+    matches!(
+        dtype,
+        DataType::DtFloat | DataType::DtInt32 | DataType::DtBool
+    )
 }
 
 fn signature_json(signature: &Signature) -> Json {
@@ -600,4 +631,80 @@ fn function_json(function: &FunctionDef) -> Json {
     );
     map.insert("ret".into(), json!(function.ret));
     Json::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::rewrite::constant_node;
+    use std::collections::HashMap;
+
+    fn write(
+        format: OutputFormat,
+        constant: Tensor,
+        versions: Option<VersionDef>,
+    ) -> (tempfile::TempDir, Result<Vec<PathBuf>, ConvertError>) {
+        let graph = GraphDef {
+            node: vec![constant_node("weight", &constant)],
+            versions,
+            ..GraphDef::default()
+        };
+        let constants = HashMap::from([("weight".to_string(), constant)]);
+        let output = tempfile::tempdir().unwrap();
+        let options = WriteOptions {
+            format,
+            shard_size: 1 << 20,
+            quantization: &Quantization::default(),
+            generated_by: "test".into(),
+        };
+        let result = write_model(output.path(), &graph, &constants, None, &options);
+        (output, result)
+    }
+
+    #[test]
+    fn legacy_files_are_named_as_tensorflowjs_0x_named_them_and_carry_versions() {
+        let (output, result) = write(
+            OutputFormat::Legacy,
+            Tensor::float32(vec![2], &[1.0, 2.0]),
+            None,
+        );
+        let names: Vec<String> = result
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "group1-shard1of1",
+                "tensorflowjs_model.pb",
+                "weights_manifest.json"
+            ]
+        );
+        // TF.js 0.x reads graph.versions.producer: the message is there even when the input had
+        // none.
+        let bytes = std::fs::read(output.path().join(LEGACY_GRAPH_FILE)).unwrap();
+        let graph = GraphDef::decode(bytes.as_slice()).unwrap();
+        assert!(graph.versions.is_some());
+        // The Const keeps dtype and shape, not the values (they are in the shard).
+        let Some(attr_value::Value::Tensor(tensor)) = graph.node[0].attr["value"].value.as_ref()
+        else {
+            panic!("no tensor value");
+        };
+        assert!(tensor.tensor_content.is_empty() && tensor.float_val.is_empty());
+        assert_eq!(tensor.tensor_shape.as_ref().unwrap().dim[0].size, 2);
+    }
+
+    #[test]
+    fn legacy_refuses_weights_tfjs_0x_cannot_decode() {
+        let strings = Tensor::strings(vec![1], vec![b"vocabulary".to_vec()]);
+        let (_, result) = write(OutputFormat::Legacy, strings.clone(), None);
+        let message = result.unwrap_err().to_string();
+        assert!(
+            message.contains("weight") && message.contains("DT_STRING"),
+            "{message}"
+        );
+        let (_, result) = write(OutputFormat::GraphModel, strings, None);
+        assert!(result.is_ok());
+    }
 }
