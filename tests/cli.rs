@@ -1253,3 +1253,44 @@ fn a_library_without_a_step_function_runs_but_is_not_profiled() {
     assert!(outcome.stdout.is_empty(), "{}", outcome.describe());
     assert_no_repeated_clauses(&[outcome]);
 }
+
+/// `--kernel-set` picks a set by the name the library's description gives it: a name it does not
+/// have is refused with the names it has; a library of one level has none to pick.
+#[test]
+fn run_with_an_unknown_kernel_set_lists_the_sets() {
+    let (_directory, library) = compiled_fixture("mlp", "libmlp.so");
+    let temporary = tempfile::tempdir().unwrap();
+    let out = temporary.path().join("out");
+    let input = format!("input={}", fixture("mlp").join("input_0.npy").display());
+    let run = |library: &Path, set: &str| {
+        tfjsc(&[
+            OsStr::new("run"),
+            library.as_os_str(),
+            OsStr::new("--input"),
+            OsStr::new(&input),
+            OsStr::new("--out"),
+            out.as_os_str(),
+            OsStr::new("--kernel-set"),
+            OsStr::new(set),
+        ])
+    };
+    let outcome = run(&library, "x86-64-v9");
+    assert_ne!(outcome.code, Some(0));
+    assert_mentions(&outcome, &["x86-64-v9", "x86-64-v3, x86-64-v4"]);
+    let outcome = run(&library, "x86-64-v3");
+    assert_eq!(outcome.code, Some(0), "{}", outcome.stderr);
+    check_against_expected(&out.join("Identity.npy"), "mlp");
+
+    let lean = temporary.path().join("liblean.so");
+    succeeds(&[
+        OsStr::new("compile"),
+        fixture("mlp").join("model.json").as_os_str(),
+        OsStr::new("-o"),
+        lean.as_os_str(),
+        OsStr::new("--cpu"),
+        OsStr::new("x86-64-v3"),
+    ]);
+    let outcome = run(&lean, "x86-64-v3");
+    assert_ne!(outcome.code, Some(0));
+    assert_mentions(&outcome, &["x86-64-v3", "compiled for one CPU level"]);
+}

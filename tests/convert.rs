@@ -133,11 +133,11 @@ impl Converted {
         self.directory.path()
     }
 
-    /// The file `tfjsc compile` reads: model.json, or the legacy tensorflowjs_model.pb.
+    /// The file `tfjsc compile` reads: model.json, or the legacy web_model.pb.
     fn model_file(&self) -> PathBuf {
         self.path().join(match self.format {
             OutputFormat::GraphModel => "model.json",
-            OutputFormat::Legacy => "tensorflowjs_model.pb",
+            OutputFormat::Legacy => "web_model.pb",
         })
     }
 
@@ -213,7 +213,7 @@ fn legacy(options: &mut ConvertOptions) {
     options.output_format = OutputFormat::Legacy;
 }
 
-/// Compiles the web model `model` (model.json or tensorflowjs_model.pb) and runs it on `inputs`.
+/// Compiles the web model `model` (model.json or web_model.pb) and runs it on `inputs`.
 fn compile_and_run(model: &Path, inputs: &[(String, PathBuf)]) -> Vec<(String, Vec<f32>)> {
     let scratch = tempfile::tempdir().unwrap();
     let library = common::compile_model(model, scratch.path(), "libmodel.so");
@@ -269,7 +269,9 @@ fn legacy_output_uses_only_ops_tfjs_0x_runs() {
             "{name}: batch norm not folded: {ops:?}"
         );
         assert!(
-            !converted.path().join("web_model.pb").exists() && converted.graph().versions.is_some(),
+            converted.path().join("web_model.pb").exists()
+                && !converted.path().join("tensorflowjs_model.pb").exists()
+                && converted.graph().versions.is_some(),
             "{name}"
         );
     }

@@ -81,7 +81,11 @@ fn check_case(directory: &Path, model_key: &str) -> Option<Vec<String>> {
             );
             continue;
         }
-        let alone = Model::load_with_prefix(&library, &set.symbol_prefix, None)
+        let options = tfjsc_runtime::LoadOptions {
+            kernel_set: Some(set.name.clone()),
+            ..Default::default()
+        };
+        let alone = Model::load_with_options(&library, &options)
             .and_then(|model| model.new_context()?.run_tensors(&inputs));
         match alone {
             Ok(outputs) => runs.push((format!(" [kernel set {}]", set.name), outputs)),

@@ -4,7 +4,7 @@
 // For each case directory (default: every folder of tests/fixtures/convert), converts the case's
 // model with `tfjsc convert --output_format=legacy` into a scratch folder, serves that folder on a
 // loopback HTTP server, loads it with TF.js 0.x's own loader,
-// tf.loadFrozenModel(".../tensorflowjs_model.pb", ".../weights_manifest.json") (fetching the
+// tf.loadFrozenModel(".../web_model.pb", ".../weights_manifest.json") (fetching the
 // graph, the manifest and the weight shards the way a browser would), runs it on the case's
 // inputs with the pure-JS "cpu" backend, and compares every output with TensorFlow's answer.
 // Prints one JSON line per case: {"case", "output", "shape", "max_abs", "max_ref", "relative"}
@@ -32,8 +32,10 @@ import { execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
+import { readNpy } from "./npy.mjs";
+
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const GRAPH_FILE = "tensorflowjs_model.pb";
+const GRAPH_FILE = "web_model.pb";
 const MANIFEST_FILE = "weights_manifest.json";
 
 /// Runs `f` with console.log/warn silenced (TF.js 0.x greets Node users on load, and says so
@@ -66,37 +68,6 @@ function loadTf() {
                   "npm install @tensorflow/tfjs@0.15.3 and set TFJS_LEGACY_MODULES to its node_modules");
 }
 
-// ---- .npy (version 1.0/2.0, little-endian, C order), as in tests/tfjs_reference.mjs ---------
-const DTYPES = {
-  "<f4": ["float32", Float32Array],
-  "<i4": ["int32", Int32Array],
-  "<f8": ["float64", Float64Array],
-  "<i8": ["int64", BigInt64Array],
-  "|u1": ["uint8", Uint8Array],
-  "|b1": ["bool", Uint8Array],
-};
-
-function readNpy(file) {
-  const buf = fs.readFileSync(file);
-  if (buf.readUInt32BE(0) !== 0x934e554d || buf.toString("latin1", 4, 6) !== "PY") {
-    throw new Error(`${file}: not an .npy file`);
-  }
-  const major = buf[6];
-  const hlen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
-  const hstart = major === 1 ? 10 : 12;
-  const header = buf.toString("latin1", hstart, hstart + hlen);
-  const descr = /'descr':\s*'([^']+)'/.exec(header)[1];
-  if (/'fortran_order':\s*True/.test(header)) throw new Error(`${file}: Fortran order`);
-  const shape = /'shape':\s*\(([^)]*)\)/.exec(header)[1].split(",").map((s) => s.trim())
-    .filter((s) => s.length).map(Number);
-  const kind = DTYPES[descr];
-  if (!kind) throw new Error(`${file}: unsupported dtype ${descr}`);
-  const [dtype, Ctor] = kind;
-  const n = shape.reduce((a, b) => a * b, 1);
-  const start = hstart + hlen;
-  const bytes = buf.buffer.slice(buf.byteOffset + start, buf.byteOffset + start + n * Ctor.BYTES_PER_ELEMENT);
-  return { dtype, shape, data: new Ctor(bytes) };
-}
 
 /// A tensor TF.js 0.x can take (it has float32, int32 and bool; int64/float64 narrow as the
 /// converter narrows weights).

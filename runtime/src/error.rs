@@ -13,6 +13,14 @@ use crate::npy::NpyError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A kernel set was asked for by a name the library does not have.
+    #[error("the library has no kernel set `{name}`; it has: {}", if available.is_empty() { "none (it was compiled for one CPU level)".to_string() } else { available.join(", ") })]
+    UnknownKernelSet {
+        /// The name asked for.
+        name: String,
+        /// The library's kernel sets.
+        available: Vec<String>,
+    },
     /// The library was compiled for a CPU feature this machine does not have.
     #[error("the compiled model needs the CPU feature `{feature}`, which this machine does not have (recompile with a lower --cpu)")]
     UnsupportedCpu {

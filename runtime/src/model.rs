@@ -46,6 +46,9 @@ pub struct LoadOptions {
     pub weights_dir: Option<PathBuf>,
     /// Map the shards (default) or copy them into private memory; see [`WeightLoading`].
     pub weights: WeightLoading,
+    /// In a library of several kernel sets, run the one of this name (as `--cpu` names it,
+    /// `x86-64-v3`) instead of the best the CPU supports; `None` lets the library choose.
+    pub kernel_set: Option<String>,
 }
 
 impl LoadOptions {
@@ -64,6 +67,7 @@ impl Default for LoadOptions {
             symbol_prefix: DEFAULT_SYMBOL_PREFIX.to_string(),
             weights_dir: None,
             weights: WeightLoading::Mapped,
+            kernel_set: None,
         }
     }
 }
@@ -122,7 +126,7 @@ impl Model {
 
     /// Opens a compiled model library as `options` say.
     pub fn load_with_options(library: &Path, options: &LoadOptions) -> Result<Model, Error> {
-        let prefix = options.symbol_prefix.as_str();
+        let mut prefix = options.symbol_prefix.clone();
         // SAFETY: opening a library runs its initialisers; a tfjsc-compiled model has none of its
         // own, and the caller chose this file as a compiled model (documented above).
         let handle = unsafe { Library::new(loadable_path(library)) }.map_err(|source| {
@@ -138,6 +142,30 @@ impl Model {
                 source,
             }
         };
+        if let Some(name) = &options.kernel_set {
+            // A set's own entries, as the dispatching description lists them.
+            let symbol = format!("{prefix}_description");
+            // SAFETY: ABI v1 declares `PREFIX_description` as `const char *(void)`.
+            let describe = unsafe { handle.get::<DescriptionFn>(symbol.as_str()) }
+                .map(|symbol| *symbol)
+                .map_err(missing(symbol))?;
+            // SAFETY: the library's own description function; a NUL-terminated static string.
+            let text = unsafe { describe() };
+            if text.is_null() {
+                return Err(Error::NullDescription);
+            }
+            // SAFETY: non-null and NUL-terminated by the ABI.
+            let text = unsafe { CStr::from_ptr(text) }.to_str();
+            let description = Description::parse(text.map_err(|_| Error::DescriptionNotUtf8)?)?;
+            let sets = &description.kernel_sets;
+            let set = sets.iter().find(|set| &set.name == name);
+            prefix = set.map(|set| set.symbol_prefix.clone()).ok_or_else(|| {
+                Error::UnknownKernelSet {
+                    name: name.clone(),
+                    available: sets.iter().map(|set| set.name.clone()).collect(),
+                }
+            })?;
+        }
         let description_symbol = format!("{prefix}_description");
         let run_symbol = format!("{prefix}_run");
         // SAFETY: ABI v1 declares `PREFIX_description` as `const char *(void)`.

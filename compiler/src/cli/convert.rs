@@ -22,7 +22,7 @@ pub struct ConvertArgs {
     #[arg(long = "input_format", default_value = "tf_saved_model", value_parser = InputFormat::parse)]
     input_format: InputFormat,
     /// Output format: tfjs_graph_model (model.json + group1-shardNofM.bin) or legacy
-    /// (tensorflowjs_model.pb + weights_manifest.json + group1-shardNofM, for TF.js 0.x's
+    /// (web_model.pb + weights_manifest.json + group1-shardNofM, for TF.js 0.x's
     /// loadFrozenModel; no fused ops).
     #[arg(long = "output_format", default_value = "tfjs_graph_model", value_parser = parse_output_format)]
     output_format: OutputFormat,

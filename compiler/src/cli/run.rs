@@ -49,13 +49,9 @@ pub struct LoadArgs {
 impl LoadArgs {
     /// Loads `library` as these arguments say, with context on failure.
     pub fn load(&self, library: &Path) -> Result<Model> {
-        let symbol_prefix = match &self.kernel_set {
-            // A set's own entries (docs/abi.md, "Kernel sets").
-            Some(level) => format!("{}_{}", self.symbol_prefix, level.replace('-', "_")),
-            None => self.symbol_prefix.clone(),
-        };
         let options = LoadOptions {
-            symbol_prefix,
+            symbol_prefix: self.symbol_prefix.clone(),
+            kernel_set: self.kernel_set.clone(),
             weights_dir: self.weights.clone(),
             weights: if self.copy_weights {
                 WeightLoading::Copied

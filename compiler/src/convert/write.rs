@@ -1,5 +1,5 @@
 //! Writes the converted graph as a TF.js web model: `model.json` (format "graph-model", the
-//! GraphDef in protobuf's JSON mapping) or the legacy `tensorflowjs_model.pb` +
+//! GraphDef in protobuf's JSON mapping) or the legacy `web_model.pb` +
 //! `weights_manifest.json` (the binary GraphDef and the manifest alone, as tensorflowjs 0.x's
 //! converter wrote them for TF.js 0.x's `loadFrozenModel`), plus the weight shards. Constants
 //! become weights named like their `Const` node, back to back in node order, optionally
@@ -28,13 +28,15 @@ use super::Signature;
 pub enum OutputFormat {
     /// model.json with the graph in JSON (TF.js converter 1.x and later).
     GraphModel,
-    /// tensorflowjs_model.pb + weights_manifest.json (TF.js converter 0.x).
+    /// web_model.pb + weights_manifest.json (TF.js converter 0.x).
     Legacy,
 }
 
-/// The legacy format's graph file, as tensorflowjs 0.x's converter named it (TF.js 0.x's
-/// `loadTfHubModule` fetches this name; `tfjsc compile` also reads `web_model.pb`).
-pub const LEGACY_GRAPH_FILE: &str = "tensorflowjs_model.pb";
+/// The legacy format's graph file, as the first tensorflowjs converters named it and the
+/// product's docs specify (later 0.x converters wrote `tensorflowjs_model.pb`, the name TF.js
+/// 0.x's `loadTfHubModule` fetches; `loadFrozenModel` takes any URL, and `tfjsc compile` reads
+/// both names).
+pub const LEGACY_GRAPH_FILE: &str = "web_model.pb";
 
 /// The legacy format's weights manifest.
 pub const LEGACY_MANIFEST_FILE: &str = "weights_manifest.json";
@@ -675,11 +677,7 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [
-                "group1-shard1of1",
-                "tensorflowjs_model.pb",
-                "weights_manifest.json"
-            ]
+            ["group1-shard1of1", "web_model.pb", "weights_manifest.json"]
         );
         // TF.js 0.x reads graph.versions.producer: the message is there even when the input had
         // none.
