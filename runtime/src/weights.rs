@@ -154,11 +154,11 @@ impl WeightStore {
         for weight in &description.weights {
             let stored = locate(description, &streams[weight.group], weight)?;
             // A packed weight's mapped pages, released once it is packed.
-            let mapped: Vec<(*const u8, usize)> = match (&stored, loading) {
-                (_, WeightLoading::Copied) => Vec::new(),
+            let mapped: Vec<(*const u8, usize)> = match loading {
+                WeightLoading::Copied => Vec::new(),
                 _ if weight.panels.is_none() => Vec::new(),
-                (StoredBytes::Contiguous(bytes), _) => vec![(bytes.as_ptr(), bytes.len())],
-                (StoredBytes::Pieces(pieces), _) => pieces
+                _ => stored
+                    .pieces()
                     .iter()
                     .map(|piece| (piece.as_ptr(), piece.len()))
                     .collect(),
@@ -310,7 +310,15 @@ enum StoredBytes<'files> {
     Pieces(Vec<&'files [u8]>),
 }
 
-impl StoredBytes<'_> {
+impl<'files> StoredBytes<'files> {
+    /// The pieces, in order (one for contiguous bytes).
+    fn pieces(&self) -> &[&'files [u8]] {
+        match self {
+            StoredBytes::Contiguous(bytes) => std::slice::from_ref(bytes),
+            StoredBytes::Pieces(pieces) => pieces,
+        }
+    }
+
     fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
         match self {
             StoredBytes::Contiguous(bytes) => std::borrow::Cow::Borrowed(bytes),
@@ -397,11 +405,7 @@ fn packed_buffer(panels: &Panels) -> Result<AlignedBuffer, Error> {
 /// A float32 weight packed from its stored little-endian bytes, wherever the pieces split it.
 fn pack_stored(panels: &Panels, stored: &StoredBytes<'_>) -> Result<AlignedBuffer, Error> {
     let mut buffer = packed_buffer(panels)?;
-    let pieces = match stored {
-        StoredBytes::Contiguous(bytes) => vec![*bytes],
-        StoredBytes::Pieces(pieces) => pieces.clone(),
-    };
-    panels.pack_le_bytes(&pieces, bytemuck_f32(buffer.as_mut_slice()));
+    panels.pack_le_bytes(stored.pieces(), bytemuck_f32(buffer.as_mut_slice()));
     Ok(buffer)
 }
 
