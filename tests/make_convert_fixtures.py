@@ -16,6 +16,10 @@ Writes, under tests/fixtures/convert/ (small, committed):
 - keras2/           a tf_keras (Keras 2) CNN whose graph has FusedBatchNormV3 after biased
                     convolutions and a LeakyReLU;
 - tf1_saved_model/  a TF1-style SavedModel written with tf.compat.v1 simple_save;
+- hub_tf1/          a TF1 Hub module (tfhub_module.pb + a SavedModel whose graph variants are the
+                    empty tag set and {"train"}, "default" and "logits" signatures), written by
+                    hand with tf.compat.v1 because tensorflow_hub 0.16 no longer has hub.Module;
+                    hub_tf1.tar.gz, the same folder as a compressed archive;
 - prelu/            Keras 3 PReLU after a convolution and a depthwise convolution;
 - each with input_0.npy and expected_0.npy (TensorFlow's answer) and case.json.
 The full-size MobileNetV2 and EfficientNetB0 SavedModels used for the measurements in
@@ -243,6 +247,57 @@ def tf1_saved_model_fixture():
     write_case(directory, [("x", value)], [("y", expected)], "TF1 SavedModel (simple_save)", model="model")
 
 
+def hub_tf1_fixture():
+    """A TF1 Hub module as tensorflow_hub's native_module.py exports it: a SavedModel whose
+    MetaGraphDefs are the graph variants (the empty tag set for inference, {"train"} here too),
+    signatures by tensor name, variables saved under their names in the module graph, and
+    tfhub_module.pb, a ModuleDef with format FORMAT_V3 (field 1 = 3)."""
+    directory = fresh(os.path.join(ROOT, "hub_tf1"))
+    module_dir = os.path.join(directory, "module")
+    v1 = tf.compat.v1
+    rng = np.random.default_rng(14)
+    w1 = rng.normal(size=(5, 7)).astype(np.float32)
+    b1 = rng.normal(size=(7,)).astype(np.float32)
+    w2 = rng.normal(size=(7, 3)).astype(np.float32)
+    value = rng.uniform(-1, 1, (1, 5)).astype(np.float32)  # tfjsc compile takes batch 1 for None
+    builder = v1.saved_model.Builder(module_dir)
+    for tags, training in [([], False), (["train"], True)]:
+        graph = tf.Graph()
+        with graph.as_default():
+            x = v1.placeholder(tf.float32, [None, 5], name="x")
+            # One TF1 reference variable and two resource variables, as modules hold either.
+            kernel = v1.Variable(w1, name="dense/kernel")
+            bias = v1.get_variable("dense/bias", initializer=b1, use_resource=True)
+            head = v1.get_variable("head/kernel", initializer=w2, use_resource=True)
+            hidden = tf.nn.relu(tf.matmul(x, kernel) + bias, name="hidden")
+            if training:
+                hidden = tf.nn.dropout(hidden, rate=0.5)
+            logits = tf.matmul(hidden, head, name="logits")
+            probabilities = tf.nn.softmax(logits, name="probabilities")
+            info = v1.saved_model.utils.build_tensor_info
+            signatures = {
+                "default": v1.saved_model.signature_def_utils.build_signature_def(
+                    {"x": info(x)}, {"default": info(probabilities)}),
+                "logits": v1.saved_model.signature_def_utils.build_signature_def(
+                    {"x": info(x)}, {"logits": info(logits)}),
+            }
+            with v1.Session(graph=graph) as session:
+                session.run(v1.global_variables_initializer())
+                if not tags:
+                    builder.add_meta_graph_and_variables(session, tags, signature_def_map=signatures)
+                    expected = session.run(probabilities, {x: value})
+                else:
+                    builder.add_meta_graph(tags, signature_def_map=signatures)
+    builder.save()
+    # ModuleDef { format: FORMAT_V3 }: field 1, varint 3.
+    with open(os.path.join(module_dir, "tfhub_module.pb"), "wb") as f:
+        f.write(bytes([0x08, 0x03]))
+    with tarfile.open(os.path.join(directory, "hub_tf1.tar.gz"), "w:gz") as archive:
+        for name in sorted(os.listdir(module_dir)):
+            archive.add(os.path.join(module_dir, name), arcname=name)
+    write_case(directory, [("x", value)], [("probabilities", expected)], "TF1 Hub module (tfhub_module.pb), empty tag set, signature default", input_format="tf_hub", model="module")
+
+
 def prelu_fixture():
     """Keras 3 PReLU after convolutions: per-position alpha, and per-channel (shared_axes)."""
     import keras
@@ -288,6 +343,7 @@ def main():
     keras2_fixture()
     tf1_saved_model_fixture()
     prelu_fixture()
+    hub_tf1_fixture()
 
 
 if __name__ == "__main__":
