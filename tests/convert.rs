@@ -343,6 +343,88 @@ fn hub_module_directory_converts_with_the_default_signature() {
     check_fixture("hub", unchanged);
 }
 
+/// A TF1 Hub module (tfhub_module.pb): the empty-tag graph variant, signature "default", one
+/// reference variable (`VariableV2`) and two resource variables restored by name; as a folder
+/// and as a .tar.gz archive.
+#[test]
+fn tf1_hub_module_converts_with_its_default_graph_variant_and_signature() {
+    let fixture = Fixture::new("hub_tf1");
+    let converted = convert_ok(fixture.model(), &fixture.options());
+    let error = fixture.assert_matches(&converted, TOLERANCE);
+    eprintln!("hub_tf1 (folder): max |err| / max |ref| = {error:e}");
+    let signature = &converted.model_json()["signature"];
+    assert_eq!(signature["inputs"]["x"]["name"], "x:0", "{signature}");
+    assert_eq!(
+        signature["outputs"]["default"]["name"], "probabilities:0",
+        "{signature}"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let options = ConvertOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..fixture.options()
+    };
+    let converted = convert_ok(fixture.path("hub_tf1.tar.gz"), &options);
+    let error = fixture.assert_matches(&converted, TOLERANCE);
+    eprintln!("hub_tf1 (.tar.gz): max |err| / max |ref| = {error:e}");
+}
+
+/// Another signature and graph variant of a TF1 Hub module are chosen by name and tags; unknown
+/// ones list what the module has; a ModuleDef in another format is refused.
+#[test]
+fn tf1_hub_module_signatures_and_variants_are_chosen_by_name() {
+    let fixture = Fixture::new("hub_tf1");
+    let converted = convert_ok(
+        fixture.model(),
+        &ConvertOptions {
+            signature_name: Some("logits".into()),
+            ..fixture.options()
+        },
+    );
+    let outputs = &converted.model_json()["signature"]["outputs"];
+    assert_eq!(outputs["logits"]["name"], "logits:0", "{outputs}");
+    let error = error_of(
+        &fixture.model(),
+        &ConvertOptions {
+            signature_name: Some("serving_default".into()),
+            ..fixture.options()
+        },
+    );
+    assert!(
+        error.contains("\"serving_default\"") && error.contains("default, logits"),
+        "{error}"
+    );
+    let error = error_of(
+        &fixture.model(),
+        &ConvertOptions {
+            saved_model_tags: Some(vec!["serve".into()]),
+            ..fixture.options()
+        },
+    );
+    assert!(
+        error.contains("[serve]") && error.contains("[] [train]"),
+        "{error}"
+    );
+    // The {"train"} variant is another graph: it has the dropout the default one lacks.
+    let train = convert_ok(
+        fixture.model(),
+        &ConvertOptions {
+            saved_model_tags: Some(vec!["train".into()]),
+            skip_op_check: true,
+            ..fixture.options()
+        },
+    );
+    assert!(train.ops().iter().any(|op| op == "RandomUniform"));
+    let default = convert_ok(fixture.model(), &fixture.options());
+    assert!(!default.ops().iter().any(|op| op == "RandomUniform"));
+    let module = scratch_copy(&fixture.model());
+    std::fs::write(module.path().join("tfhub_module.pb"), [0x08, 0x01]).unwrap();
+    let error = error_of(module.path(), &fixture.options());
+    assert!(
+        error.contains("tfhub_module.pb") && error.contains("FORMAT_V3"),
+        "{error}"
+    );
+}
+
 #[test]
 fn quantized_weights_stay_within_their_precision() {
     let fixture = Fixture::new("saved_model");

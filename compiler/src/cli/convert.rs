@@ -18,7 +18,8 @@ use tfjsc::convert::{convert, ConvertOptions, InputFormat, OutputFormat, Quantiz
 pub struct ConvertArgs {
     /// Input format: tf_saved_model (a SavedModel directory), tf_frozen_model (a frozen GraphDef
     /// .pb), tf_session_bundle (a directory with export.meta and an `export` checkpoint;
-    /// deprecated), tf_hub (a TF Hub module: directory, .tar.gz or http(s):// URL).
+    /// deprecated), tf_hub (a TF Hub module, TF2 SavedModel or TF1 with tfhub_module.pb:
+    /// directory, .tar.gz or http(s):// URL).
     #[arg(long = "input_format", default_value = "tf_saved_model", value_parser = InputFormat::parse)]
     input_format: InputFormat,
     /// Output format: tfjs_graph_model (model.json + group1-shardNofM.bin) or legacy
@@ -26,7 +27,8 @@ pub struct ConvertArgs {
     /// loadFrozenModel; no fused ops).
     #[arg(long = "output_format", default_value = "tfjs_graph_model", value_parser = parse_output_format)]
     output_format: OutputFormat,
-    /// Tags of the MetaGraph to convert, comma-separated (tf_saved_model; default "serve").
+    /// Tags of the MetaGraph to convert, comma-separated (default "serve"; for tf_hub the
+    /// empty tag set, a TF1 module's default graph variant).
     #[arg(long = "saved_model_tags")]
     saved_model_tags: Option<String>,
     /// Signature to convert (default serving_default; "default" for tf_hub).

@@ -1,5 +1,12 @@
 //! TF Hub modules: a local directory, a `.tar.gz` archive, or an `http://` URL, each resolved to
-//! a local SavedModel directory.
+//! a local module folder, which holds a SavedModel either way.
+//!
+//! Two formats: a TF2 module is a plain SavedModel; a TF1 module (the format of
+//! `tensorflow_hub`'s `hub.Module`) adds `tfhub_module.pb`, a `ModuleDef` whose `format` must be
+//! `FORMAT_V3` (3) with no `required_features`, and its SavedModel's MetaGraphDefs are the
+//! module's graph variants (the empty tag set is the default one), with signatures by tensor
+//! name and variables saved under their names in the module graph. Which one a folder is decides
+//! the defaults it is read with ([`ModuleFormat`]); reading is the SavedModel path's.
 //!
 //! Archives are unpacked into the cache directory (one folder per archive checksum), refusing
 //! entries that are absolute, climb out with `..`, or are links or devices. URLs are fetched with
@@ -12,6 +19,8 @@ use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use prost::Message;
+
 use super::error::ConvertError;
 use super::ConvertOptions;
 
@@ -20,18 +29,46 @@ const MAX_REDIRECTS: usize = 5;
 /// Largest archive accepted (and largest unpacked total), 8 GiB.
 const MAX_BYTES: u64 = 8 << 30;
 
-/// The local SavedModel directory of the module `input`.
+/// `tensorflow_hub`'s `ModuleDef.Format.FORMAT_V3`, the only TF1 module format there is.
+const FORMAT_V3: i32 = 3;
+
+/// `tfhub_module.pb` (tensorflow_hub's `module_def.proto`).
+#[derive(Clone, PartialEq, prost::Message)]
+struct ModuleDef {
+    #[prost(int32, tag = "1")]
+    format: i32,
+    #[prost(string, repeated, tag = "2")]
+    required_features: Vec<String>,
+}
+
+/// What a module folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleFormat {
+    /// A TF2 SavedModel (`hub.load`).
+    SavedModel,
+    /// A TF1 Hub module (`hub.Module`): `tfhub_module.pb` beside the SavedModel.
+    Tf1,
+}
+
+/// A module resolved to a local folder.
+#[derive(Debug, Clone)]
+pub struct Module {
+    pub folder: PathBuf,
+    pub format: ModuleFormat,
+}
+
+/// The local folder of the module `input`, and its format.
 pub fn resolve(
     input: &str,
     options: &ConvertOptions,
     notes: &mut Vec<String>,
-) -> Result<PathBuf, ConvertError> {
+) -> Result<Module, ConvertError> {
     if input.starts_with("http://") || input.starts_with("https://") {
         let cache = cache_dir(options);
         let folder = cache.join(format!("url-{:08x}", crc32fast::hash(input.as_bytes())));
         if folder.join("saved_model.pb").is_file() {
             notes.push(format!("using the cached module in {}", folder.display()));
-            return Ok(folder);
+            return module_folder(&folder);
         }
         let url = if input.contains('?') {
             format!("{input}&tf-hub-format=compressed")
@@ -63,20 +100,54 @@ pub fn resolve(
     module_folder(path)
 }
 
-/// `folder` if it holds a SavedModel.
-fn module_folder(folder: &Path) -> Result<PathBuf, ConvertError> {
+/// `folder` if it holds a SavedModel, TF1 (with a readable `tfhub_module.pb`) or TF2.
+fn module_folder(folder: &Path) -> Result<Module, ConvertError> {
+    let tf1 = folder.join("tfhub_module.pb").is_file();
     if !folder.join("saved_model.pb").is_file() {
-        let message = if folder.join("tfhub_module.pb").is_file() {
-            "a TF1 Hub module (tfhub_module.pb); only TF2 SavedModel modules are read"
+        let message = if tf1 {
+            "tfhub_module.pb but no saved_model.pb: not a TF1 Hub module in FORMAT_V3"
         } else {
-            "no saved_model.pb: not a TF2 TF Hub module"
+            "no saved_model.pb (nor tfhub_module.pb): not a TF Hub module"
         };
         return Err(ConvertError::File {
             path: folder.to_path_buf(),
             message: message.into(),
         });
     }
-    Ok(folder.to_path_buf())
+    if !tf1 {
+        return Ok(Module {
+            folder: folder.to_path_buf(),
+            format: ModuleFormat::SavedModel,
+        });
+    }
+    let (path, bytes) = super::read_input_file(folder, "tfhub_module.pb")?;
+    let module = ModuleDef::decode(bytes.as_slice()).map_err(|error| ConvertError::Corrupt {
+        path: path.clone(),
+        what: "ModuleDef protobuf",
+        message: error.to_string(),
+    })?;
+    if module.format != FORMAT_V3 {
+        return Err(ConvertError::File {
+            path,
+            message: format!(
+                "ModuleDef format {}; only FORMAT_V3 ({FORMAT_V3}) is read, as by tensorflow_hub",
+                module.format
+            ),
+        });
+    }
+    if !module.required_features.is_empty() {
+        return Err(ConvertError::File {
+            path,
+            message: format!(
+                "the module requires features no reader supports: {}",
+                module.required_features.join(", ")
+            ),
+        });
+    }
+    Ok(Module {
+        folder: folder.to_path_buf(),
+        format: ModuleFormat::Tf1,
+    })
 }
 
 /// Where modules are cached: `--tfhub_cache_dir`, `$TFHUB_CACHE_DIR`, or

@@ -183,10 +183,24 @@ pub fn convert(
     }
     progress("reading");
     let loaded = match options.input_format {
-        InputFormat::SavedModel => convert_saved_model(Path::new(input), options, false)?,
+        InputFormat::SavedModel => {
+            convert_saved_model(Path::new(input), options, SavedModelDefaults::SavedModel)?
+        }
         InputFormat::Hub => {
-            let folder = hub::resolve(input, options, &mut notes)?;
-            convert_saved_model(&folder, options, true)?
+            let module = hub::resolve(input, options, &mut notes)?;
+            let defaults = match module.format {
+                hub::ModuleFormat::SavedModel => SavedModelDefaults::Hub,
+                hub::ModuleFormat::Tf1 => {
+                    notes.push(format!(
+                        "{} is a TF1 Hub module (tfhub_module.pb): graph variant [{}], signature {:?}",
+                        module.folder.display(),
+                        options.saved_model_tags.as_deref().unwrap_or_default().join(","),
+                        options.signature_name.as_deref().unwrap_or("default"),
+                    ));
+                    SavedModelDefaults::Tf1Hub
+                }
+            };
+            convert_saved_model(&module.folder, options, defaults)?
         }
         InputFormat::FrozenModel => {
             let (folder, name) = folder_and_name(Path::new(input))?;
@@ -285,11 +299,25 @@ pub fn convert(
     })
 }
 
+/// Which MetaGraph and signature a SavedModel is read with when the options do not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SavedModelDefaults {
+    /// Tags `serve`, signature `serving_default`.
+    SavedModel,
+    /// A TF2 Hub module: the empty tag set (else `serve`), signature `default` (else
+    /// `serving_default`).
+    Hub,
+    /// A TF1 Hub module: its default graph variant (the empty tag set), signature `default`, as
+    /// `hub.Module` reads it.
+    Tf1Hub,
+}
+
 fn convert_saved_model(
     input: &Path,
     options: &ConvertOptions,
-    hub: bool,
+    defaults: SavedModelDefaults,
 ) -> Result<saved_model::Loaded, ConvertError> {
+    let hub = defaults != SavedModelDefaults::SavedModel;
     let folder = if input.is_file() {
         input.parent().unwrap_or(Path::new(".")).to_path_buf()
     } else {
@@ -298,6 +326,9 @@ fn convert_saved_model(
     let (path, model) = saved_model::read_saved_model(&folder)?;
     let meta = match &options.saved_model_tags {
         Some(tags) => saved_model::choose_meta_graph(&path, &model.meta_graphs, tags)?,
+        None if defaults == SavedModelDefaults::Tf1Hub => {
+            saved_model::choose_meta_graph(&path, &model.meta_graphs, &[])?
+        }
         None if hub => {
             saved_model::choose_meta_graph(&path, &model.meta_graphs, &[]).or_else(|_| {
                 saved_model::choose_meta_graph(&path, &model.meta_graphs, &["serve".to_string()])
@@ -311,7 +342,9 @@ fn convert_saved_model(
         .unwrap_or_else(|| if hub { "default" } else { "serving_default" }.to_string());
     let signature = if options.output_node_names.is_empty() {
         let signature = match saved_model::choose_signature(&path, meta, &signature_name) {
-            Err(error) if hub && options.signature_name.is_none() => {
+            Err(error)
+                if defaults == SavedModelDefaults::Hub && options.signature_name.is_none() =>
+            {
                 saved_model::choose_signature(&path, meta, "serving_default").map_err(|_| error)?
             }
             other => other?,
