@@ -85,8 +85,14 @@ fn check_case(directory: &Path, model_key: &str) -> Option<Vec<String>> {
             kernel_set: Some(set.name.clone()),
             ..Default::default()
         };
-        let alone = Model::load_with_options(&library, &options)
-            .and_then(|model| model.new_context()?.run_tensors(&inputs));
+        let alone = Model::load_with_options(&library, &options).and_then(|model| {
+            assert_eq!(
+                model.kernel_set(),
+                set.name,
+                "{name}: the set loaded by name"
+            );
+            model.new_context()?.run_tensors(&inputs)
+        });
         match alone {
             Ok(outputs) => runs.push((format!(" [kernel set {}]", set.name), outputs)),
             Err(e) => failures.push(format!("{name}: kernel set {}: {e}", set.name)),

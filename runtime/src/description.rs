@@ -467,9 +467,18 @@ impl Description {
                     || panels.stored_len() != count
                     || panels.packed_len().is_none()
                 {
+                    let (rows, columns) = (panels.rows, panels.columns);
+                    let packing = match panels.winograd {
+                        Some(winograd) => {
+                            format!(
+                                "the {winograd:?} transform of a 3 × 3 × {rows} × {columns} filter"
+                            )
+                        }
+                        None => format!("{rows} × {columns} panels"),
+                    };
                     return invalid(format!(
-                        "weight `{}` ({} {:?}) cannot be packed as {} × {} panels",
-                        weight.name, weight.dtype, weight.shape, panels.rows, panels.columns
+                        "weight `{}` ({} {:?}) cannot be packed as {packing}",
+                        weight.name, weight.dtype, weight.shape
                     ));
                 }
             }

@@ -14,7 +14,10 @@ use crate::npy::NpyError;
 #[non_exhaustive]
 pub enum Error {
     /// A kernel set was asked for by a name the library does not have.
-    #[error("the library has no kernel set `{name}`; it has: {}", if available.is_empty() { "none (it was compiled for one CPU level)".to_string() } else { available.join(", ") })]
+    #[error(
+        "the library has no kernel set `{name}`; it has: {}",
+        list_or_none(available)
+    )]
     UnknownKernelSet {
         /// The name asked for.
         name: String,
@@ -378,5 +381,14 @@ impl Error {
             }
             _ => Error::RunFailed { code: status },
         }
+    }
+}
+
+/// Kernel set names for a message: listed, or why there are none.
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none (it was compiled for one CPU level)".to_string()
+    } else {
+        names.join(", ")
     }
 }

@@ -83,9 +83,9 @@ pub struct Model {
     /// `PREFIX_step`: checked runs (crate::checked) go through it, and profiles. `Err` says why
     /// the model has none, for a profile's error; a checked description without it is refused.
     step: Result<StepFn, String>,
-    /// In a library of several kernel sets, the index of the one `PREFIX_run` runs on this CPU
-    /// (`PREFIX_kernel_set`).
-    kernel_set: Option<usize>,
+    /// In a library of several kernel sets, the name of the one that runs: the one
+    /// `PREFIX_run` chose for this CPU (`PREFIX_kernel_set`), or the one loaded by name.
+    kernel_set: Option<String>,
     /// Declared last so the code is unloaded after everything else is dropped.
     _library: Option<Library>,
 }
@@ -149,14 +149,9 @@ impl Model {
             let describe = unsafe { handle.get::<DescriptionFn>(symbol.as_str()) }
                 .map(|symbol| *symbol)
                 .map_err(missing(symbol))?;
-            // SAFETY: the library's own description function; a NUL-terminated static string.
-            let text = unsafe { describe() };
-            if text.is_null() {
-                return Err(Error::NullDescription);
-            }
-            // SAFETY: non-null and NUL-terminated by the ABI.
-            let text = unsafe { CStr::from_ptr(text) }.to_str();
-            let description = Description::parse(text.map_err(|_| Error::DescriptionNotUtf8)?)?;
+            // SAFETY: the library's own description function returns a NUL-terminated string
+            // in static storage (or NULL, refused).
+            let description = unsafe { parse_description(describe()) }?;
             let sets = &description.kernel_sets;
             let set = sets.iter().find(|set| &set.name == name);
             prefix = set.map(|set| set.symbol_prefix.clone()).ok_or_else(|| {
@@ -196,9 +191,13 @@ impl Model {
                 .map_err(missing(symbol))?;
             // SAFETY: the library's own function, taking nothing; it only asks the CPU.
             let index = unsafe { chosen() };
-            model.kernel_set = usize::try_from(index)
+            let sets = &model.description.kernel_sets;
+            let set = usize::try_from(index)
                 .ok()
-                .filter(|&index| index < model.description.kernel_sets.len());
+                .and_then(|index| sets.get(index));
+            model.kernel_set = set.map(|set| set.name.clone());
+        } else {
+            model.kernel_set = options.kernel_set.clone();
         }
         model._library = Some(handle);
         Ok(model)
@@ -220,7 +219,8 @@ impl Model {
     }
 
     /// Wraps model code linked statically into this program, loading its weights as `options`
-    /// say (`symbol_prefix` is not used).
+    /// say (`symbol_prefix` is not used; `kernel_set` is refused: the caller links the set it
+    /// wants, by its own symbols).
     ///
     /// # Safety
     /// As [`Model::from_static`].
@@ -229,6 +229,12 @@ impl Model {
         run: RunFn,
         options: &LoadOptions,
     ) -> Result<Model, Error> {
+        if let Some(name) = &options.kernel_set {
+            return Err(Error::UnknownKernelSet {
+                name: name.clone(),
+                available: Vec::new(),
+            });
+        }
         let step = || {
             Err(Error::MissingStepFunction {
                 what: "use Model::from_static_checked".to_string(),
@@ -278,13 +284,8 @@ impl Model {
         step: &dyn Fn() -> Result<StepFn, Error>,
         options: &LoadOptions,
     ) -> Result<Model, Error> {
-        if description.is_null() {
-            return Err(Error::NullDescription);
-        }
-        // SAFETY: non-null and NUL-terminated by the caller's contract.
-        let text = unsafe { CStr::from_ptr(description) };
-        let text = text.to_str().map_err(|_| Error::DescriptionNotUtf8)?;
-        let description = Description::parse(text)?;
+        // SAFETY: forwarded from this function's contract.
+        let description = unsafe { parse_description(description) }?;
         if let Some(feature) = description
             .required_cpu_features
             .iter()
@@ -321,12 +322,11 @@ impl Model {
     }
 
     /// The kernels the code runs: in a library of several kernel sets, the name of the one chosen
-    /// for this CPU (`x86-64-v4`); else the target the code was compiled for.
+    /// for this CPU or loaded by name (`x86-64-v4`); else the target the code was compiled for.
     pub fn kernel_set(&self) -> &str {
-        match self.kernel_set {
-            Some(index) => &self.description.kernel_sets[index].name,
-            None => &self.description.target,
-        }
+        self.kernel_set
+            .as_deref()
+            .unwrap_or(&self.description.target)
     }
 
     /// The directory the shards were read from.
@@ -785,6 +785,19 @@ impl Context<'_> {
 /// C API support: a context that does not borrow its model (the C caller keeps it alive).
 pub(crate) fn detached_state(model: &Model) -> Result<ExecutionState, Error> {
     ExecutionState::new(&model.description)
+}
+
+/// The description a library's `PREFIX_description` returned, parsed.
+///
+/// # Safety
+/// `description` is NULL (refused) or a NUL-terminated string.
+unsafe fn parse_description(description: *const c_char) -> Result<Description, Error> {
+    if description.is_null() {
+        return Err(Error::NullDescription);
+    }
+    // SAFETY: non-null and NUL-terminated by the caller's contract.
+    let text = unsafe { CStr::from_ptr(description) };
+    Description::parse(text.to_str().map_err(|_| Error::DescriptionNotUtf8)?)
 }
 
 #[cfg(test)]

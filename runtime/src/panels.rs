@@ -63,8 +63,9 @@ impl Panels {
         }
     }
 
-    /// Packs `source` (`rows × columns` elements, as stored) into `target` (`packed_len()`
-    /// elements). Missing elements of a short `source` are packed as zeros.
+    /// Packs `source` (`stored_len()` elements as stored: `rows × columns`, or 9× that for a
+    /// Winograd filter) into `target` (`packed_len()` elements). Missing elements of a short
+    /// `source` are packed as zeros.
     pub fn pack(&self, source: &[f32], target: &mut [f32]) {
         if let Some(winograd) = self.winograd {
             let read = |first: usize, run: &mut [f32]| {
@@ -172,14 +173,16 @@ impl Panels {
         target: &mut [f32],
     ) {
         let (rows, columns) = (self.rows, self.columns);
-        let matrix = self.plain().packed_len().unwrap_or(0);
-        if rows == 0 || columns == 0 || target.len() < matrix * winograd.products() {
+        let (Some(matrix), Some(total)) = (self.plain().packed_len(), self.packed_len()) else {
+            return;
+        };
+        if rows == 0 || columns == 0 || target.len() < total {
             return;
         }
         // The last panel's padding columns.
         if !columns.is_multiple_of(PANEL_COLUMNS) {
             let panel_size = rows * PANEL_COLUMNS;
-            for packed in target.chunks_exact_mut(matrix) {
+            for packed in target[..total].chunks_exact_mut(matrix) {
                 packed[matrix - panel_size..].fill(0.0);
             }
         }
@@ -296,8 +299,9 @@ mod tests {
     #[test]
     fn winograd_filters_pack_their_transform_wherever_files_split_them() {
         use crate::winograd::Winograd;
-        // 3 input channels, 20 outputs: two panels, the second padded.
-        let (rows, columns) = (3, 20);
+        // 3 input channels, 100 outputs: seven panels, the last padded, and 300 channel pairs,
+        // more than the transform reads at a time.
+        let (rows, columns) = (3, 100);
         let filter: Vec<f32> = (0..9 * rows * columns)
             .map(|i| (i % 17) as f32 - 8.0)
             .collect();

@@ -364,3 +364,28 @@ fn one_model_runs_on_two_threads_with_two_contexts() {
         }
     });
 }
+
+/// A Winograd-packed weight must hold a whole 3 × 3 × rows × columns filter: a description
+/// whose sizes disagree, or overflow, is refused before anything is packed.
+#[test]
+fn winograd_panels_that_do_not_fit_the_weight_are_rejected() {
+    for (rows, columns) in [(2u64, 3u64), (1 << 62, 4)] {
+        let fake = FakeModel::build_with("tfjsc_model", |description| {
+            description["weights"][0]["panels"] = serde_json::json!(
+                {"rows": rows, "columns": columns, "winograd": "F2x2_3x3"}
+            );
+        });
+        let error = Model::load(&fake.library, None).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("kernel")
+                && message.contains(&format!("F2 transform of a 3 × 3 × {rows} × {columns}")),
+            "{message}"
+        );
+    }
+    // The same weight as plain panels loads.
+    let fake = FakeModel::build_with("tfjsc_model", |description| {
+        description["weights"][0]["panels"] = serde_json::json!({"rows": 2, "columns": 3});
+    });
+    Model::load(&fake.library, None).unwrap();
+}

@@ -674,11 +674,23 @@ impl ConvConfig {
     }
 
     fn case(&self, seed: u64) -> Case {
+        self.case_with_sums(seed, SUMS)
+    }
+
+    /// The case with `sums` as the sums' tolerance (the epilogue's transcendental allowance is
+    /// added when it has one).
+    fn case_with_sums(&self, seed: u64, sums: Tol) -> Case {
         let config = self.clone();
         let shape = config
             .output_shape()
             .unwrap_or_else(|| panic!("invalid geometry: {}", config.label()));
         let (text, layouts) = EPILOGUES[config.epilogue];
+        let tolerance = match (epilogue_tol(text), sums) {
+            (Tol::RelPlusAbsRel(_, transcendental), Tol::Rel(sums)) => {
+                Tol::RelPlusAbsRel(sums, transcendental)
+            }
+            (_, sums) => sums,
+        };
         let x = uniform(&config.input_type().shape, seed, -1.0, 1.0);
         let filter = uniform(&config.filter_type().shape, seed + 1, -1.0, 1.0);
         let operands = epilogue_operands(text, layouts, &shape, false, seed + 2);
@@ -692,7 +704,7 @@ impl ConvConfig {
             let mut inputs = vec![input, filter];
             inputs.extend(operands.iter().map(|t| b.input(t.clone())));
             let y = b.node(config.op(), &inputs);
-            b.output(y, epilogue_tol(text));
+            b.output(y, tolerance);
         })
     }
 }

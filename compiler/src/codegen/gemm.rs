@@ -90,8 +90,8 @@ pub struct Gemm<'e> {
     /// The K segments; together they cover B's rows.
     pub segments: Vec<Segment>,
     pub b_layout: BLayout,
-    /// Each row group has its own B (Winograd's products, batched matrix products); otherwise
-    /// all groups share one.
+    /// Each row group has its own B (Winograd's products); otherwise all groups share one. Only
+    /// the loop-order estimate reads it (the B each group reads comes from `bases` either way).
     pub b_per_group: bool,
     pub epilogue: &'e Epilogue,
 }

@@ -582,15 +582,18 @@ fn define_kernels(
                 .inputs
                 .iter()
                 .enumerate()
-                .map(|(i, &v)| Operand {
-                    pointer: params[i],
-                    ty: graph.ty(v).clone(),
-                    constant: graph.constant(v).map(|c| Arc::clone(&c.tensor)),
-                    layout: match graph.constant(v).and_then(|c| c.panels) {
-                        Some(_) => gemm::BLayout::Panels,
-                        None => gemm::BLayout::RowMajor,
-                    },
-                    winograd: graph.constant(v).and_then(|c| c.panels?.winograd),
+                .map(|(i, &v)| {
+                    let panels = graph.constant(v).and_then(|c| c.panels);
+                    Operand {
+                        pointer: params[i],
+                        ty: graph.ty(v).clone(),
+                        constant: graph.constant(v).map(|c| Arc::clone(&c.tensor)),
+                        layout: match panels {
+                            Some(_) => gemm::BLayout::Panels,
+                            None => gemm::BLayout::RowMajor,
+                        },
+                        winograd: panels.and_then(|panels| panels.winograd),
+                    }
                 })
                 .collect();
             let outputs = node

@@ -40,6 +40,12 @@ const TRANSFORM_COST: usize = 8;
 /// of F(4×4)'s.
 const WEIGHT_COST: usize = 32;
 
+/// Input channels above which F(4×4) is not used. Its error grows with the channels summed (the
+/// transforms' coefficients 4, 5 and 8 cancel): simulated in f32 against an exact result, with
+/// operands uniform in ±1, error / max |y| is 2.6–5.6e-6 for 16–64 channels, 4–10e-6 for 128
+/// and 0.9–1.7e-5 for 256–512, where F(2×2) stays at 2–7e-7. Above 128 channels F(2×2) only.
+const F4_MAX_CHANNELS: usize = 128;
+
 /// The variant that computes this convolution fastest, by multiply-adds counted with the
 /// transforms' and the weights' shares, or `None` when the direct convolution is cheaper (or
 /// the layer is not a 3×3 stride-1 convolution).
@@ -56,6 +62,7 @@ pub fn choose(window: &Window, outputs: usize) -> Option<Winograd> {
     let direct = (window.batch * oh * ow + WEIGHT_COST) * 9 * pairs;
     [Winograd::F2, Winograd::F4]
         .into_iter()
+        .filter(|&variant| variant == Winograd::F2 || channels <= F4_MAX_CHANNELS)
         .map(|variant| {
             let tiles = Geometry::new(window, variant).tiles;
             let per_tile = pairs + TRANSFORM_COST * (channels + outputs);
@@ -77,10 +84,9 @@ struct Geometry {
     tiles: usize,
     /// The padded input, extended to whole tiles.
     padded: Window,
-    /// Byte offsets of V and M in scratch, and the scratch's size.
+    /// Byte offsets of V and M in scratch (M last: its size depends on the outputs).
     v_offset: usize,
     m_offset: usize,
-    bytes: usize,
 }
 
 impl Geometry {
@@ -102,9 +108,8 @@ impl Geometry {
             ..window.clone()
         };
         let round = |bytes: usize| bytes.div_ceil(REGION_ALIGN) * REGION_ALIGN;
-        let [ph, pw] = padded.padded();
         let padded_bytes = if padded.has_padding() {
-            round(window.batch * ph * pw * window.channels * 4)
+            round(padded.padded_bytes())
         } else {
             0
         };
@@ -117,13 +122,12 @@ impl Geometry {
             padded,
             v_offset: padded_bytes,
             m_offset: padded_bytes + v_bytes,
-            bytes: padded_bytes + v_bytes,
         }
     }
 
     fn scratch_bytes(&self, outputs: usize) -> usize {
         let t = self.variant.input_tile();
-        self.bytes + t * t * self.tiles * outputs * 4
+        self.m_offset + t * t * self.tiles * outputs * 4
     }
 }
 
@@ -257,18 +261,21 @@ fn transform(
 /// Step 1: every tile of the padded input, transformed into V. Threads share the tiles.
 fn input_transform(
     kernel: &mut Kernel,
-    g: &Geometry,
+    geometry: &Geometry,
     source: Value,
     v: Value,
 ) -> Result<(), CodegenError> {
-    let (m, t) = (g.variant.output_tile(), g.variant.input_tile());
-    let bt = g.variant.input_transform();
-    let channels = g.padded.channels;
-    let [ph, pw] = g.padded.padded();
-    let tile_rows = g.tile_rows;
-    let tile_columns = g.tile_columns;
-    let product_stride = (g.tiles * channels) as i64;
-    kernel.for_split(g.tiles, &mut |k, tile| {
+    let (m, t) = (
+        geometry.variant.output_tile(),
+        geometry.variant.input_tile(),
+    );
+    let b_transposed = geometry.variant.input_transform();
+    let channels = geometry.padded.channels;
+    let [ph, pw] = geometry.padded.padded();
+    let tile_rows = geometry.tile_rows;
+    let tile_columns = geometry.tile_columns;
+    let product_stride = (geometry.tiles * channels) as i64;
+    kernel.for_split(geometry.tiles, &mut |k, tile| {
         // Tile (image, y, x) starts at padded pixel (image·ph + y·m, x·m).
         let tile_row = k.builder.ins().udiv_imm_s(tile, tile_columns as i64);
         let x = k.builder.ins().urem_imm_s(tile, tile_columns as i64);
@@ -284,18 +291,18 @@ fn input_transform(
         for (start, count, ty) in channel_runs(channels) {
             let width = if ty.is_vector() { LANES } else { 1 };
             k.for_steps(start, count, width, &mut |k, c| {
-                let at = k.builder.ins().iadd(corner, c);
+                let origin = k.builder.ins().iadd(corner, c);
                 let mut values = Vec::with_capacity(t * t);
                 for a in 0..t {
                     for b in 0..t {
                         let index = k
                             .builder
                             .ins()
-                            .iadd_imm_s(at, ((a * pw + b) * channels) as i64);
+                            .iadd_imm_s(origin, ((a * pw + b) * channels) as i64);
                         values.push(k.load(ty, source, index, 4));
                     }
                 }
-                let transformed = transform(k, ty, &bt, &values, t);
+                let transformed = transform(k, ty, &b_transposed, &values, t);
                 let first = k.builder.ins().iadd(tile_start, c);
                 for (product, value) in transformed.into_iter().enumerate() {
                     let index = k
@@ -317,15 +324,18 @@ fn output_transform(
     kernel: &mut Kernel,
     epilogue: &Epilogue,
     window: &Window,
-    g: &Geometry,
+    geometry: &Geometry,
     outputs: usize,
     m_base: Value,
 ) -> Result<(), CodegenError> {
-    let (m, t) = (g.variant.output_tile(), g.variant.input_tile());
-    let at = g.variant.output_transform();
+    let (m, t) = (
+        geometry.variant.output_tile(),
+        geometry.variant.input_tile(),
+    );
+    let a_transposed = geometry.variant.output_transform();
     let [oh, ow] = window.output;
-    let (tile_rows, tile_columns) = (g.tile_rows, g.tile_columns);
-    let product_stride = (g.tiles * outputs) as i64;
+    let (tile_rows, tile_columns) = (geometry.tile_rows, geometry.tile_columns);
+    let product_stride = (geometry.tiles * outputs) as i64;
     // Output rows (and columns) covered by full tiles, then by the partial last tile.
     let spans = |pixels: usize| {
         let full = pixels / m;
@@ -372,14 +382,14 @@ fn output_transform(
                                 k.load(ty, m_base, index, 4)
                             })
                             .collect();
-                        let pixels = transform(k, ty, &at, &values, t);
-                        let at_channel = k.builder.ins().iadd(corner, n);
+                        let pixels = transform(k, ty, &a_transposed, &values, t);
+                        let channel_corner = k.builder.ins().iadd(corner, n);
                         for i in 0..valid_rows {
                             for j in 0..valid_columns {
                                 let index = k
                                     .builder
                                     .ins()
-                                    .iadd_imm_s(at_channel, ((i * ow + j) * outputs) as i64);
+                                    .iadd_imm_s(channel_corner, ((i * ow + j) * outputs) as i64);
                                 let value = epilogue::emit(
                                     k,
                                     epilogue,

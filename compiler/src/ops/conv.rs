@@ -13,6 +13,7 @@ use crate::codegen::gemm::{self, Gemm, GroupBases, Segment};
 use crate::codegen::microkernel::{self, Isa, Microkernel};
 use crate::codegen::winograd;
 use tfjsc_runtime::panels::Panels;
+use tfjsc_runtime::winograd::Winograd;
 
 use super::elementwise::{Binary, BinaryKind, Unary, UnaryKind};
 use super::epilogue::{self, Epilogue, EpilogueStep};
@@ -48,17 +49,14 @@ impl Conv2d {
         }))
     }
 
-    /// The Winograd variant a regular convolution of this geometry runs as, when its filter is
-    /// a constant (`codegen::winograd::choose`).
-    fn winograd(
-        &self,
-        window: &Window,
-        channels: usize,
-    ) -> Option<tfjsc_runtime::winograd::Winograd> {
+    /// The Winograd variant a regular convolution of this geometry and `outputs` channels runs
+    /// as (`codegen::winograd::choose`); it does, if its filter is a constant and so is packed
+    /// as that variant's transform (`passes::pack_weights`, through `panel_operand`).
+    fn winograd(&self, window: &Window, outputs: usize) -> Option<Winograd> {
         if self.depthwise {
             return None;
         }
-        winograd::choose(window, channels)
+        winograd::choose(window, outputs)
     }
 
     /// The window geometry and the number of output channels.
@@ -200,7 +198,14 @@ impl Operator for Conv2d {
             };
             return lower_depthwise_microkernels(kernel, &self.epilogue, &padded, source);
         }
-        if let (false, Some(variant)) = (self.depthwise, kernel.inputs[1].winograd) {
+        if let Some(variant) = kernel.inputs[1].winograd {
+            // Scratch was sized for the variant this geometry chooses: a filter packed as any
+            // other must not run.
+            if self.winograd(&window, channels) != Some(variant) {
+                return Err(kernel.error(format!(
+                    "filter packed as Winograd {variant:?}, which this convolution does not choose"
+                )));
+            }
             return winograd::lower(kernel, &self.epilogue, &window, channels, variant);
         }
         let source = pad_into_scratch(kernel, &window)?;
@@ -216,8 +221,7 @@ impl Operator for Conv2d {
             return 0;
         };
         let direct = if window.has_padding() {
-            let [ph, pw] = window.padded();
-            window.batch * ph * pw * window.channels * 4
+            window.padded_bytes()
         } else {
             0
         };

@@ -190,6 +190,12 @@ impl Window {
         ]
     }
 
+    /// Bytes of the f32 input with its padding (the padded copy some kernels make).
+    pub fn padded_bytes(&self) -> usize {
+        let [ph, pw] = self.padded();
+        self.batch * ph * pw * self.channels * 4
+    }
+
     pub fn has_padding(&self) -> bool {
         self.pads.iter().any(|&p| p > 0)
     }
