@@ -186,11 +186,18 @@ impl Panels {
                 packed[matrix - panel_size..].fill(0.0);
             }
         }
-        winograd.transform_filter(read, rows, columns, |product, pair, value| {
-            let (c, n) = (pair / columns, pair % columns);
-            let panel = n / PANEL_COLUMNS;
-            let at = product * matrix + (panel * rows + c) * PANEL_COLUMNS + n % PANEL_COLUMNS;
-            target[at] = value;
+        winograd.transform_filter(read, rows, columns, |product, first, values| {
+            // Pair c·columns + n goes to matrix `product`, panel n / 16, row c, lane n % 16.
+            let (mut c, mut n) = (first / columns, first % columns);
+            for &value in values {
+                let panel = n / PANEL_COLUMNS;
+                let at = product * matrix + (panel * rows + c) * PANEL_COLUMNS + n % PANEL_COLUMNS;
+                target[at] = value;
+                n += 1;
+                if n == columns {
+                    (c, n) = (c + 1, 0);
+                }
+            }
         });
     }
 

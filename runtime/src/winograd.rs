@@ -117,15 +117,16 @@ impl Winograd {
 
     /// The transformed filter: a `[3, 3, channels, outputs]` filter (HWIO, as TensorFlow stores
     /// it; `read(i, run)` fills `run` with its elements from `i` on) becomes t² matrices
-    /// `U[ξν]` of `[channels, outputs]`, handed to `store(ξ·t + ν, c·outputs + n, value)` as
-    /// they are computed, in f64 then rounded once: the caller writes them wherever its layout
+    /// `U[ξν]` of `[channels, outputs]`, handed over as they are computed (in f64, rounded
+    /// once): `store(ξ·t + ν, p, values)` gets the values of the consecutive channel pairs
+    /// `p, p + 1, ...` (pair `c·outputs + n`), for the caller to write wherever its layout
     /// wants, with no copy of the whole.
     pub fn transform_filter(
         self,
         mut read: impl FnMut(usize, &mut [f32]),
         channels: usize,
         outputs: usize,
-        mut store: impl FnMut(usize, usize, f32),
+        mut store: impl FnMut(usize, usize, &[f32]),
     ) {
         /// Channel pairs transformed together: loops along contiguous pairs, in cache.
         const BLOCK: usize = 256;
@@ -136,6 +137,7 @@ impl Winograd {
         let mut taps = vec![0f64; 9 * BLOCK];
         let mut left = vec![0f64; t * 3 * BLOCK];
         let mut sum = vec![0f64; BLOCK];
+        let mut rounded = vec![0f32; BLOCK];
         for start in (0..pairs).step_by(BLOCK) {
             let count = (pairs - start).min(BLOCK);
             for (index, line) in taps.chunks_exact_mut(BLOCK).enumerate() {
@@ -167,9 +169,10 @@ impl Winograd {
                             *slot += coefficient * value;
                         }
                     }
-                    for (i, &value) in sum[..count].iter().enumerate() {
-                        store(xi * t + nu, start + i, value as f32);
+                    for (slot, &value) in rounded.iter_mut().zip(&sum[..count]) {
+                        *slot = value as f32;
                     }
+                    store(xi * t + nu, start, &rounded[..count]);
                 }
             }
         }
@@ -184,8 +187,9 @@ impl Winograd {
                 *slot = filter.get(first + i).copied().unwrap_or(0.0);
             }
         };
-        self.transform_filter(read, channels, outputs, |product, pair, value| {
-            transformed[product * pairs + pair] = value;
+        self.transform_filter(read, channels, outputs, |product, first, values| {
+            let start = product * pairs + first;
+            transformed[start..start + values.len()].copy_from_slice(values);
         });
         transformed
     }
