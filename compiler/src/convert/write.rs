@@ -215,7 +215,7 @@ fn write_shards(
 /// The `Const` nodes of the library's functions (control-flow bodies), renamed
 /// `FUNCTION/NODE` as the Python converter names them, so that TF.js, which looks every `Const`
 /// up in the weights by node name, finds them there; references inside each function follow.
-fn function_constants(
+pub(crate) fn function_constants(
     output: &Path,
     graph: &mut GraphDef,
 ) -> Result<std::collections::HashMap<String, Tensor>, ConvertError> {

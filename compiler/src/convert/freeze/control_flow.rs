@@ -277,3 +277,208 @@ fn signature_name(function: &FunctionDef) -> &str {
         .as_ref()
         .map_or("", |signature| signature.name.as_str())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use tfjsc_proto::tensorflow::{
+        attr_value::ListValue, op_def::ArgDef, AttrValue, DataType, FunctionDefLibrary, GraphDef,
+        NameAttrList, OpDef,
+    };
+
+    use super::*;
+    use crate::convert::freeze::VariableSource;
+    use crate::convert::tensor::Tensor;
+
+    struct TwoFloats;
+
+    impl VariableSource for TwoFloats {
+        fn value(&mut self, _: &str, _: &str) -> Result<Tensor, ConvertError> {
+            Ok(Tensor::float32(vec![2], &[1.0, 2.0]))
+        }
+    }
+
+    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+        NodeDef {
+            name: name.into(),
+            op: op.into(),
+            input: inputs.iter().map(|i| i.to_string()).collect(),
+            ..NodeDef::default()
+        }
+    }
+
+    fn argument(name: &str, dtype: DataType) -> ArgDef {
+        ArgDef {
+            name: name.into(),
+            r#type: dtype as i32,
+            ..ArgDef::default()
+        }
+    }
+
+    fn function(name: &str, nodes: Vec<NodeDef>, results: &[(&str, &str)]) -> FunctionDef {
+        let float_and_handle = vec![
+            argument("a", DataType::DtFloat),
+            argument("h", DataType::DtResource),
+        ];
+        FunctionDef {
+            signature: Some(OpDef {
+                name: name.into(),
+                input_arg: float_and_handle,
+                output_arg: results
+                    .iter()
+                    .map(|(name, _)| {
+                        let dtype = if name.ends_with('h') {
+                            DataType::DtResource
+                        } else {
+                            DataType::DtFloat
+                        };
+                        argument(name, dtype)
+                    })
+                    .collect(),
+                ..OpDef::default()
+            }),
+            node_def: nodes,
+            ret: results
+                .iter()
+                .map(|(name, reference)| (name.to_string(), reference.to_string()))
+                .collect(),
+            ..FunctionDef::default()
+        }
+    }
+
+    /// `While(x, variable)` whose body is `body_nodes` with results `a` = `result`, `h` = h.
+    fn loop_graph(body_nodes: Vec<NodeDef>, result: &str) -> GraphDef {
+        let mut r#while = node("loop", "While", &["x", "v"]);
+        let func = |name: &str| AttrValue {
+            value: Some(attr_value::Value::Func(NameAttrList {
+                name: name.into(),
+                ..NameAttrList::default()
+            })),
+        };
+        r#while.attr.insert("body".into(), func("body"));
+        r#while.attr.insert("cond".into(), func("cond"));
+        r#while.attr.insert(
+            "T".into(),
+            AttrValue {
+                value: Some(attr_value::Value::List(ListValue {
+                    r#type: vec![DataType::DtFloat as i32, DataType::DtResource as i32],
+                    ..ListValue::default()
+                })),
+            },
+        );
+        GraphDef {
+            node: vec![
+                node("x", "Placeholder", &[]),
+                node("v", "VarHandleOp", &[]),
+                r#while,
+            ],
+            library: Some(FunctionDefLibrary {
+                function: vec![
+                    function("body", body_nodes, &[("out_a", result), ("out_h", "h")]),
+                    function(
+                        "cond",
+                        vec![node("t", "Less", &["a", "a"])],
+                        &[("c", "t:z:0")],
+                    ),
+                ],
+                ..FunctionDefLibrary::default()
+            }),
+            ..GraphDef::default()
+        }
+    }
+
+    #[test]
+    fn a_loop_body_reading_a_captured_variable_takes_its_value() {
+        let graph = loop_graph(
+            vec![
+                node("r", "ReadVariableOp", &["h"]),
+                node("s", "AddV2", &["a", "r:value:0"]),
+            ],
+            "s:z:0",
+        );
+        let mut source = TwoFloats;
+        let mut freezer = Freezer::new(PathBuf::from("test"), &graph, &[], &mut source);
+        let outputs = freezer.graph_outputs(&graph, &["loop".into()]).unwrap();
+        let frozen = freezer.finish(&outputs).unwrap();
+        let r#while = frozen.nodes.iter().find(|n| n.op == "While").unwrap();
+        let captured = &r#while.input[1];
+        assert_eq!(frozen.constants[captured].shape, vec![2]);
+        let Some(attr_value::Value::List(types)) = &r#while.attr["T"].value else {
+            panic!("no T");
+        };
+        assert_eq!(types.r#type, vec![DataType::DtFloat as i32; 2]);
+        let body = frozen
+            .library
+            .iter()
+            .find(|f| signature_name(f) == "body_frozen")
+            .expect("the specialised body");
+        let read = body.node_def.iter().find(|n| n.name == "r").unwrap();
+        assert_eq!(
+            (read.op.as_str(), read.input.clone()),
+            ("Identity", vec!["h".to_string()])
+        );
+        let sum = body.node_def.iter().find(|n| n.name == "s").unwrap();
+        assert_eq!(sum.input[1], "r:output:0");
+        let signature = body.signature.as_ref().unwrap();
+        assert_eq!(signature.input_arg[1].r#type, DataType::DtFloat as i32);
+        assert_eq!(signature.output_arg[1].r#type, DataType::DtFloat as i32);
+        assert!(frozen
+            .library
+            .iter()
+            .any(|f| signature_name(f) == "cond_frozen"));
+        assert!(!frozen.library.iter().any(|f| signature_name(f) == "body"));
+    }
+
+    #[test]
+    fn a_handle_forwarded_through_identity_is_read_as_a_value() {
+        let graph = loop_graph(
+            vec![
+                node("s", "AddV2", &["a", "r:value:0"]),
+                node("r", "ReadVariableOp", &["f:output:0"]),
+                // A longer chain, found a pass later: the converted read is no handle.
+                node("f2", "Identity", &["f1:output:0"]),
+                node("f1", "Identity", &["h"]),
+                node("f", "Identity", &["h"]),
+            ],
+            "s:z:0",
+        );
+        let mut source = TwoFloats;
+        let mut freezer = Freezer::new(PathBuf::from("test"), &graph, &[], &mut source);
+        let outputs = freezer.graph_outputs(&graph, &["loop".into()]).unwrap();
+        let frozen = freezer.finish(&outputs).unwrap();
+        let body = frozen
+            .library
+            .iter()
+            .find(|f| signature_name(f) == "body_frozen")
+            .unwrap();
+        let ops: Vec<(&str, &str)> = body
+            .node_def
+            .iter()
+            .map(|n| (n.name.as_str(), n.op.as_str()))
+            .collect();
+        assert_eq!(ops[..2], [("s", "AddV2"), ("r", "Identity")]);
+        assert_eq!(body.node_def[0].input[1], "r:output:0");
+    }
+
+    #[test]
+    fn a_captured_handle_used_otherwise_is_refused() {
+        let graph = loop_graph(
+            vec![
+                node("i", "Const", &[]),
+                node("g", "ResourceGather", &["h", "i:output:0"]),
+            ],
+            "g:output:0",
+        );
+        let mut source = TwoFloats;
+        let mut freezer = Freezer::new(PathBuf::from("test"), &graph, &[], &mut source);
+        let error = freezer
+            .graph_outputs(&graph, &["loop".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("node g (ResourceGather) takes a captured variable handle"),
+            "{error}"
+        );
+    }
+}
