@@ -2,7 +2,9 @@
 //! `tests/make_convert_fixtures.py` with TensorFlow 2.21) is converted, compiled, run on its input
 //! and compared with TensorFlow's answer; the SavedModel's conversion is compared with the Python
 //! converter's output (signature, shared nodes' attributes, shared weights' bytes, and the result
-//! of both compiled); every refused input gets an error naming what is missing.
+//! of both compiled); every refused input gets an error naming what is missing. The `lstm`
+//! fixture (a `While` loop, which tfjsc cannot compile) is compared with the Python converter's
+//! output structurally instead.
 //!
 //! The scaffolding is two types: a [`Fixture`] (its case.json says what to convert, how, and
 //! TensorFlow's answer) and a [`Converted`] output folder (its model.json, graph, ops, nodes, and
@@ -1089,5 +1091,158 @@ fn keras_prelu_becomes_a_fused_prelu() {
         !ops.iter()
             .any(|op| op == "Neg" || op == "Relu" || op == "Prelu"),
         "{ops:?}"
+    );
+}
+
+/// The ops of model.json's graph (or of one library function's body) but `ignored`, counted.
+fn op_counts(nodes: &Value, ignored: &[&str]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for node in nodes.as_array().unwrap() {
+        let op = node["op"].as_str().unwrap();
+        if !ignored.contains(&op) {
+            *counts.entry(op.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// The library function of model.json named by attribute `attr` of `node`.
+fn library_function<'m>(model: &'m Value, node: &Value, attr: &str) -> &'m Value {
+    let name = node["attr"][attr]["func"]["name"].as_str().unwrap();
+    model["modelTopology"]["library"]["function"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["signature"]["name"] == name)
+        .unwrap_or_else(|| panic!("no library function {name}"))
+}
+
+#[test]
+fn lstm_while_body_variables_become_loop_invariant_constants() {
+    // A Keras LSTM's While loop gets its three variables as captured resource inputs, read by
+    // ReadVariableOp in the body. Frozen as the Python converter does with --control_flow_v2
+    // (golden output in lstm/tfjs): the handles become Consts passed into the loop, the body
+    // reads its argument through Identity. tfjsc cannot compile While or TensorList ops, so the
+    // op check is skipped and the output is compared with the Python converter's structurally;
+    // TF.js runs both (tests/tfjs_reference.mjs, docs/convert.md).
+    let fixture = Fixture::new("lstm");
+    let options = ConvertOptions {
+        skip_op_check: true,
+        ..fixture.options()
+    };
+    let converted = convert_ok(fixture.model(), &options);
+    let ours = converted.model_json();
+    let golden_directory = fixture.path("tfjs");
+    let golden = model_json(&golden_directory.join("model.json"));
+    assert_eq!(ours["signature"], golden["signature"], "signatures differ");
+    assert_eq!(
+        op_counts(&ours["modelTopology"]["node"], &[]),
+        op_counts(&golden["modelTopology"]["node"], &[]),
+        "graph ops"
+    );
+    let functions = ours["modelTopology"]["library"]["function"]
+        .as_array()
+        .unwrap();
+    let every_op: Vec<&Value> = ours["modelTopology"]["node"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(
+            functions
+                .iter()
+                .flat_map(|f| f["nodeDef"].as_array().unwrap()),
+        )
+        .map(|node| &node["op"])
+        .collect();
+    for stateful in ["VarHandleOp", "ReadVariableOp", "ResourceGather"] {
+        assert!(
+            !every_op.contains(&&Value::from(stateful)),
+            "{stateful} left"
+        );
+    }
+    assert!(
+        !ours.to_string().contains("DT_RESOURCE"),
+        "a resource type left"
+    );
+    let find_while = |model: &Value| -> Value {
+        nodes(model)
+            .into_values()
+            .find(|n| n["op"] == "While")
+            .expect("a While node")
+    };
+    let (our_while, golden_while) = (find_while(&ours), find_while(&golden));
+    for attr in ["T", "output_shapes", "parallel_iterations"] {
+        assert_eq!(
+            our_while["attr"][attr], golden_while["attr"][attr],
+            "While {attr}"
+        );
+    }
+    for attr in ["cond", "body"] {
+        let (our_function, golden_function) = (
+            library_function(&ours, &our_while, attr),
+            library_function(&golden, &golden_while, attr),
+        );
+        // Grappler's function optimizer drops the cond's result Identity; we keep it.
+        assert_eq!(
+            op_counts(&our_function["nodeDef"], &["Identity"]),
+            op_counts(&golden_function["nodeDef"], &["Identity"]),
+            "ops of the {attr} function"
+        );
+        let types = |function: &Value, side: &str| -> Vec<Value> {
+            function["signature"][side]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|arg| arg["type"].clone())
+                .collect()
+        };
+        for side in ["inputArg", "outputArg"] {
+            assert_eq!(
+                types(our_function, side),
+                types(golden_function, side),
+                "{attr} {side} types"
+            );
+        }
+    }
+    // Every loop input is the same tensor: weights (the captured kernels among them) with the
+    // same bytes, or nodes of the same op.
+    let (our_weights, golden_weights) = (
+        weight_bytes(converted.path(), &ours),
+        weight_bytes(&golden_directory, &golden),
+    );
+    let (our_nodes, golden_nodes) = (nodes(&ours), nodes(&golden));
+    let inputs = |node: &Value| -> Vec<String> {
+        node["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (our_inputs, golden_inputs) = (inputs(&our_while), inputs(&golden_while));
+    assert_eq!(our_inputs.len(), 10);
+    assert_eq!(our_inputs.len(), golden_inputs.len());
+    let mut captured = 0;
+    for (our, theirs) in our_inputs.iter().zip(&golden_inputs) {
+        match (our_weights.get(our), golden_weights.get(theirs)) {
+            (Some(a), Some(b)) => {
+                assert_eq!(a, b, "loop input {our} (Python: {theirs})");
+                captured += usize::from(a.len() > 16); // not the [1, 4] zero states
+            }
+            _ => assert_eq!(our_nodes[our]["op"], golden_nodes[theirs]["op"], "{our}"),
+        }
+    }
+    assert_eq!(captured, 3, "the LSTM's kernel, recurrent kernel and bias");
+    // Constants inside the functions are weights, named FUNCTION/NODE as TF.js looks them up.
+    let function_weights = our_weights
+        .keys()
+        .filter(|name| name.contains("_frozen/"))
+        .count();
+    assert_eq!(
+        function_weights,
+        golden_weights
+            .keys()
+            .filter(|name| name.contains("_frozen_"))
+            .count()
     );
 }

@@ -21,6 +21,9 @@ Writes, under tests/fixtures/convert/ (small, committed):
                     hand with tf.compat.v1 because tensorflow_hub 0.16 no longer has hub.Module;
                     hub_tf1.tar.gz, the same folder as a compressed archive;
 - prelu/            Keras 3 PReLU after a convolution and a depthwise convolution;
+- lstm/             Keras 3 LSTM(4) + Dense(2) on a (1, 5, 3) input: a While loop whose body reads
+                    the LSTM's variables through captured resource inputs; plus tfjs/ (the Python
+                    converter's output with --control_flow_v2=true, the golden reference);
 - each with input_0.npy and expected_0.npy (TensorFlow's answer) and case.json.
 The full-size MobileNetV2 and EfficientNetB0 SavedModels used for the measurements in
 docs/convert.md are the ones `tests/make_fixtures.py --full` writes (saved_model/ beside their
@@ -333,7 +336,45 @@ def prelu_fixture():
     write_case(directory, [("input", x)], [("Identity", y)], "Keras 3 PReLU after convolutions", model="model")
 
 
+def lstm_fixture():
+    """A Keras 3 LSTM: its While body reads three variables captured as resource inputs."""
+    import keras
+
+    directory = fresh(os.path.join(ROOT, "lstm"))
+    keras.utils.set_random_seed(20)
+    inputs = keras.Input((5, 3), batch_size=1, name="input")
+    x = keras.layers.LSTM(4, name="lstm")(inputs)
+    x = keras.layers.Dense(2, name="dense")(x)
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(21)
+    for weight in model.weights:
+        weight.assign(rng.uniform(-0.5, 0.5, weight.shape).astype(np.float32))
+
+    class LstmModule(tf.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 5, 3], tf.float32, name="input")])
+        def serve(self, input):
+            return {"output": self.model(input, training=False)}
+
+    module = LstmModule(model)
+    tf.saved_model.save(module, os.path.join(directory, "model"), signatures={"serving_default": module.serve})
+    x = rng.uniform(-1, 1, (1, 5, 3)).astype(np.float32)
+    loaded = tf.saved_model.load(os.path.join(directory, "model"))
+    y = loaded.signatures["serving_default"](input=tf.constant(x))["output"].numpy()
+    python_convert(os.path.join(directory, "model"), os.path.join(directory, "tfjs"),
+                   "--input_format=tf_saved_model", "--control_flow_v2=true")
+    # legacy_format: TF.js 0.x has no While op (tests/tfjs_legacy_reference.mjs skips the case).
+    write_case(directory, [("input", x)], [("Identity", y)], "Keras 3 LSTM: While capturing variables", model="model",
+               legacy_format=False)
+
+
 def main():
+    if sys.argv[1:] == ["lstm"]:  # only the LSTM fixture (the others stay as committed)
+        lstm_fixture()
+        return
     os.makedirs(ROOT, exist_ok=True)
     model, module = saved_model_fixture()
     sharded_fixture(model)
@@ -344,6 +385,7 @@ def main():
     tf1_saved_model_fixture()
     prelu_fixture()
     hub_tf1_fixture()
+    lstm_fixture()
 
 
 if __name__ == "__main__":

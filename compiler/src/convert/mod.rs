@@ -290,11 +290,14 @@ pub fn convert(
         signature.as_ref(),
         &write_options,
     )?;
+    // The constants of control-flow functions are weights too.
+    let function_constants = write::function_constants(output, &mut graph_def.clone())?;
+    let all_constants = graph.constants.values().chain(function_constants.values());
     Ok(ConvertReport {
         files,
         nodes: graph_def.node.len(),
-        weights: graph.constants.len(),
-        weight_bytes: graph.constants.values().map(|t| t.bytes.len()).sum(),
+        weights: graph.constants.len() + function_constants.len(),
+        weight_bytes: all_constants.map(|t| t.bytes.len()).sum(),
         notes,
     })
 }

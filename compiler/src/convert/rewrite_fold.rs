@@ -230,13 +230,180 @@ fn evaluate(node: &NodeDef, inputs: &[&Tensor]) -> Option<Tensor> {
                 _ => None,
             }
         }
+        ("Range", [start, limit, delta]) => {
+            let (start, limit, delta) = (
+                *start.as_i32()?.first()?,
+                *limit.as_i32()?.first()?,
+                *delta.as_i32()?.first()?,
+            );
+            if delta == 0 {
+                return None;
+            }
+            let (difference, step) = (i64::from(limit) - i64::from(start), i64::from(delta));
+            if difference != 0 && (difference > 0) != (step > 0) {
+                return None; // TensorFlow refuses a range that runs away from its limit
+            }
+            let count = (difference.abs() + step.abs() - 1) / step.abs();
+            if count > MAX_FOLDED_ELEMENTS as i64 {
+                return None;
+            }
+            let values: Vec<i32> = (0..count)
+                .map(|k| (i64::from(start) + k * i64::from(delta)) as i32)
+                .collect();
+            Some(Tensor::int32(vec![count], &values))
+        }
+        ("Max" | "Min" | "Sum" | "Prod", [a, axes]) => reduce(node, a, &axes.as_i32()?),
         _ => None,
     }
+}
+
+/// A reduction (`Max`, `Min`, `Sum`, `Prod`) of float32 or int32 `a` over `axes` (keep_dims from
+/// the node), as Grappler folds the sequence length Keras' recurrent layers compute.
+fn reduce(node: &NodeDef, a: &Tensor, axes: &[i32]) -> Option<Tensor> {
+    let rank = a.shape.len() as i64;
+    let mut reduced = vec![false; a.shape.len()];
+    for &axis in axes {
+        let axis = if axis < 0 {
+            i64::from(axis) + rank
+        } else {
+            i64::from(axis)
+        };
+        *reduced.get_mut(usize::try_from(axis).ok()?)? = true;
+    }
+    let keep_dims = matches!(
+        node.attr.get("keep_dims").and_then(|v| v.value.as_ref()),
+        Some(attr_value::Value::B(true))
+    );
+    let kept_shape: Vec<i64> = a
+        .shape
+        .iter()
+        .zip(&reduced)
+        .map(|(&dim, &r)| if r { 1 } else { dim })
+        .collect();
+    let count: i64 = kept_shape.iter().product();
+    // Output element of each input element (row-major).
+    let output_index = |mut flat: usize| -> usize {
+        let (mut index, mut stride) = (0usize, 1usize);
+        for axis in (0..a.shape.len()).rev() {
+            let dim = a.shape[axis] as usize;
+            let coordinate = flat % dim.max(1);
+            flat /= dim.max(1);
+            if !reduced[axis] {
+                index += coordinate * stride;
+            }
+            stride *= kept_shape[axis] as usize;
+        }
+        index
+    };
+    let shape: Vec<i64> = if keep_dims {
+        kept_shape.clone()
+    } else {
+        a.shape
+            .iter()
+            .zip(&reduced)
+            .filter(|(_, &r)| !r)
+            .map(|(&dim, _)| dim)
+            .collect()
+    };
+    let op = node.op.as_str();
+    if let Some(values) = a.as_f32() {
+        let initial = match op {
+            "Max" => f32::NEG_INFINITY,
+            "Min" => f32::INFINITY,
+            "Sum" => 0.0,
+            _ => 1.0,
+        };
+        let mut out = vec![initial; count as usize];
+        for (flat, value) in values.into_iter().enumerate() {
+            let slot = &mut out[output_index(flat)];
+            *slot = match op {
+                "Max" => slot.max(value),
+                "Min" => slot.min(value),
+                "Sum" => *slot + value,
+                _ => *slot * value,
+            };
+        }
+        return Some(Tensor::float32(shape, &out));
+    }
+    let values = a.as_i32()?;
+    let initial = match op {
+        "Max" => i32::MIN,
+        "Min" => i32::MAX,
+        "Sum" => 0,
+        _ => 1,
+    };
+    let mut out = vec![initial; count as usize];
+    for (flat, value) in values.into_iter().enumerate() {
+        let slot = &mut out[output_index(flat)];
+        *slot = match op {
+            "Max" => (*slot).max(value),
+            "Min" => (*slot).min(value),
+            "Sum" => slot.checked_add(value)?,
+            _ => slot.checked_mul(value)?,
+        };
+    }
+    Some(Tensor::int32(shape, &out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(op: &str, keep_dims: bool) -> NodeDef {
+        let mut node = NodeDef {
+            op: op.into(),
+            ..NodeDef::default()
+        };
+        node.attr.insert(
+            "keep_dims".into(),
+            tfjsc_proto::tensorflow::AttrValue {
+                value: Some(attr_value::Value::B(keep_dims)),
+            },
+        );
+        node
+    }
+
+    #[test]
+    fn ranges_fold_like_tensorflow() {
+        let range = |start: i32, limit: i32, delta: i32| {
+            let (a, b, c) = (
+                Tensor::int32(vec![], &[start]),
+                Tensor::int32(vec![], &[limit]),
+                Tensor::int32(vec![], &[delta]),
+            );
+            evaluate(&node("Range", false), &[&a, &b, &c]).map(|t| t.as_i32().unwrap())
+        };
+        assert_eq!(range(0, 5, 2), Some(vec![0, 2, 4]));
+        assert_eq!(range(0, -5, -2), Some(vec![0, -2, -4]));
+        assert_eq!(range(0, 0, 1), Some(vec![]));
+        assert_eq!(range(0, 3, -1), None);
+        assert_eq!(range(0, 3, 0), None);
+    }
+
+    #[test]
+    fn reductions_fold_over_the_given_axes() {
+        let a = Tensor::float32(vec![2, 3], &[1.0, 5.0, 3.0, 4.0, 2.0, 6.0]);
+        let axis = |axes: &[i32]| Tensor::int32(vec![axes.len() as i64], axes);
+        let max_rows = evaluate(&node("Max", false), &[&a, &axis(&[1])]).unwrap();
+        assert_eq!(
+            (max_rows.shape.clone(), max_rows.as_f32().unwrap()),
+            (vec![2], vec![5.0, 6.0])
+        );
+        let sum_columns = evaluate(&node("Sum", true), &[&a, &axis(&[-2])]).unwrap();
+        assert_eq!(
+            (sum_columns.shape.clone(), sum_columns.as_f32().unwrap()),
+            (vec![1, 3], vec![5.0, 7.0, 9.0])
+        );
+        // A scalar reduced over no axes (Keras' sequence length) is itself.
+        let scalar = Tensor::int32(vec![], &[5]);
+        let none = Tensor::int32(vec![0], &[]);
+        let max = evaluate(&node("Max", false), &[&scalar, &none]).unwrap();
+        assert_eq!(
+            (max.shape.clone(), max.as_i32().unwrap()),
+            (vec![], vec![5])
+        );
+        assert!(evaluate(&node("Prod", false), &[&a, &axis(&[2])]).is_none());
+    }
 
     #[test]
     fn broadcasting_folds_like_numpy() {

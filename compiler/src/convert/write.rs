@@ -212,6 +212,64 @@ fn write_shards(
     Ok(names)
 }
 
+/// The `Const` nodes of the library's functions (control-flow bodies), renamed
+/// `FUNCTION/NODE` as the Python converter names them, so that TF.js, which looks every `Const`
+/// up in the weights by node name, finds them there; references inside each function follow.
+pub(crate) fn function_constants(
+    output: &Path,
+    graph: &mut GraphDef,
+) -> Result<std::collections::HashMap<String, Tensor>, ConvertError> {
+    let mut constants = std::collections::HashMap::new();
+    if let Some(library) = &mut graph.library {
+        for function in &mut library.function {
+            let function_name = function
+                .signature
+                .as_ref()
+                .map(|signature| signature.name.clone())
+                .unwrap_or_default();
+            let mut renamed = std::collections::HashMap::new();
+            for node in &mut function.node_def {
+                if node.op != "Const" {
+                    continue;
+                }
+                let tensor = match node.attr.get("value").and_then(|a| a.value.as_ref()) {
+                    Some(tfjsc_proto::tensorflow::attr_value::Value::Tensor(proto)) => {
+                        Tensor::from_proto(proto).map_err(|message| ConvertError::Node {
+                            path: output.to_path_buf(),
+                            node: format!("{function_name}/{}", node.name),
+                            message,
+                        })?
+                    }
+                    _ => continue,
+                };
+                let name = format!("{function_name}/{}", node.name);
+                renamed.insert(node.name.clone(), name.clone());
+                node.name = name.clone();
+                constants.insert(name, tensor);
+            }
+            let rename = |reference: &mut String| {
+                let (control, rest) = match reference.strip_prefix('^') {
+                    Some(rest) => ("^", rest),
+                    None => ("", reference.as_str()),
+                };
+                let (node, tail) = match rest.find(':') {
+                    Some(at) => rest.split_at(at),
+                    None => (rest, ""),
+                };
+                if let Some(new_name) = renamed.get(node) {
+                    *reference = format!("{control}{new_name}{tail}");
+                }
+            };
+            for node in &mut function.node_def {
+                node.input.iter_mut().for_each(rename);
+            }
+            function.ret.values_mut().for_each(rename);
+            function.control_ret.values_mut().for_each(rename);
+        }
+    }
+    Ok(constants)
+}
+
 /// Writes the web model into `output` (created if needed); returns the files written.
 pub fn write_model(
     output: &Path,
@@ -223,11 +281,20 @@ pub fn write_model(
     std::fs::create_dir_all(output).map_err(|error| ConvertError::io(output, error))?;
     let mut weights = Vec::new();
     let mut graph = graph.clone();
-    for node in &mut graph.node {
+    let function_constants = function_constants(output, &mut graph)?;
+    let function_nodes = graph
+        .library
+        .iter_mut()
+        .flat_map(|library| &mut library.function)
+        .flat_map(|function| &mut function.node_def);
+    for node in graph.node.iter_mut().chain(function_nodes) {
         if node.op != "Const" {
             continue;
         }
-        let Some(tensor) = constants.get(&node.name) else {
+        let Some(tensor) = constants
+            .get(&node.name)
+            .or_else(|| function_constants.get(&node.name))
+        else {
             continue;
         };
         let stored = to_stored(tensor).ok_or_else(|| ConvertError::Node {

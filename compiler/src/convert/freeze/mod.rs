@@ -11,7 +11,8 @@
 //! later rewrites ([`super::rewrite`]).
 //!
 //! Layout: `references` parses input references and finds callees; `variables` turns variable
-//! reads into constants; this module walks, inlines and emits.
+//! reads into constants; `control_flow` freezes the variables `While`/`If` functions capture;
+//! this module walks, inlines and emits.
 //!
 //! The walk is iterative (no recursion per node), and call nesting is bounded, so a hostile
 //! graph gets an error, not a stack overflow.
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 
 use tfjsc_proto::tensorflow::{attr_value, AttrValue, FunctionDef, GraphDef, NodeDef, OpDef};
 
+mod control_flow;
 mod references;
 mod variables;
 
@@ -107,6 +109,10 @@ pub struct Freezer<'a> {
     names: HashSet<String>,
     variable_constants: HashMap<String, String>,
     kept_functions: BTreeSet<String>,
+    /// Copies of control-flow functions whose captured variables were frozen.
+    specialised: Vec<FunctionDef>,
+    /// `function|argument:dtype,...` → the name of its specialised copy.
+    specialised_names: HashMap<String, String>,
 }
 
 impl<'a> Freezer<'a> {
@@ -133,6 +139,8 @@ impl<'a> Freezer<'a> {
             names: HashSet::new(),
             variable_constants: HashMap::new(),
             kept_functions: BTreeSet::new(),
+            specialised: Vec::new(),
+            specialised_names: HashMap::new(),
         }
     }
 
@@ -397,7 +405,7 @@ impl<'a> Freezer<'a> {
         &mut self,
         node: &'a NodeDef,
         prefix: &str,
-        inputs: Vec<Value>,
+        mut inputs: Vec<Value>,
         depth: usize,
     ) -> Result<Outputs, ConvertError> {
         let full_name = format!("{prefix}{}", node.name);
@@ -479,6 +487,9 @@ impl<'a> Freezer<'a> {
         emitted.experimental_debug_info = None;
         emitted.attr.retain(|name, _| !name.starts_with('_'));
         emitted.input.clear();
+        if Self::is_control_flow(&node.op) {
+            self.capture_variables(&mut emitted, &full_name, &mut inputs)?;
+        }
         for value in &inputs {
             match value.input() {
                 Some(text) => emitted.input.push(text),
@@ -557,6 +568,7 @@ impl<'a> Freezer<'a> {
             .iter()
             .filter_map(|name| functions.get(name.as_str()).map(|f| (*f).clone()))
             .collect();
+        self.out.library.append(&mut self.specialised);
         Ok(self.out)
     }
 }
