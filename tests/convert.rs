@@ -1038,6 +1038,7 @@ fn the_command_line_takes_the_python_converters_flags() {
             "--input_format=tf_saved_model",
             "--strip_debug_ops=False",
             "--weight_shard_size_bytes=2048",
+            "--control_flow_v2=True",
             "--quiet",
         ])
         .arg(&input)
@@ -1058,6 +1059,16 @@ fn the_command_line_takes_the_python_converters_flags() {
         message.contains("error:") && message.contains("serving_default"),
         "{message}"
     );
+    // tfjsc writes only the control flow TF.js runs.
+    let refused = std::process::Command::new(binary)
+        .args(["convert", "--control_flow_v2=false"])
+        .arg(&input)
+        .arg(output.path().join("v1"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("--control_flow_v2=false"), "{message}");
 }
 
 #[test]

@@ -44,6 +44,11 @@ pub struct ConvertArgs {
     /// Write the model even if TF.js or tfjsc cannot run some of its ops.
     #[arg(long = "skip_op_check")]
     skip_op_check: bool,
+    /// Accepted for commands written for the Python converter: tfjsc always writes control
+    /// flow as While/If with function bodies (the form this flag asks for; TF.js cannot run the
+    /// other, dataflow loops). `--control_flow_v2=false` is refused.
+    #[arg(long = "control_flow_v2", num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool)]
+    control_flow_v2: Option<bool>,
     /// Weight shard size in bytes.
     #[arg(long = "weight_shard_size_bytes", default_value_t = 4 * 1024 * 1024)]
     weight_shard_size_bytes: usize,
@@ -106,6 +111,12 @@ fn patterns(text: &Option<String>) -> Option<Vec<String>> {
 }
 
 pub fn run(args: ConvertArgs) -> Result<()> {
+    if args.control_flow_v2 == Some(false) {
+        anyhow::bail!(
+            "--control_flow_v2=false: tfjsc writes control flow only as While/If with function \
+             bodies (TF.js cannot run the TF1 dataflow loops the Python converter writes then)"
+        );
+    }
     let options = ConvertOptions {
         input_format: args.input_format,
         output_format: args.output_format,
