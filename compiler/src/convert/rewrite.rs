@@ -353,18 +353,21 @@ pub fn attr(value: attr_value::Value) -> AttrValue {
     AttrValue { value: Some(value) }
 }
 
+/// A node `name` of `op` reading `inputs` (the convert tests' graphs).
+#[cfg(test)]
+pub(crate) fn test_node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
+    NodeDef {
+        name: name.into(),
+        op: op.into(),
+        input: inputs.iter().map(|i| i.to_string()).collect(),
+        ..NodeDef::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_node as node;
     use super::*;
-
-    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
-        NodeDef {
-            name: name.into(),
-            op: op.into(),
-            input: inputs.iter().map(|i| i.to_string()).collect(),
-            ..NodeDef::default()
-        }
-    }
 
     #[test]
     fn neutral_scalars_are_removed_and_others_kept() {

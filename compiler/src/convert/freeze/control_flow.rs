@@ -289,6 +289,7 @@ mod tests {
 
     use super::*;
     use crate::convert::freeze::VariableSource;
+    use crate::convert::rewrite::test_node as node;
     use crate::convert::tensor::Tensor;
 
     struct TwoFloats;
@@ -296,15 +297,6 @@ mod tests {
     impl VariableSource for TwoFloats {
         fn value(&mut self, _: &str, _: &str) -> Result<Tensor, ConvertError> {
             Ok(Tensor::float32(vec![2], &[1.0, 2.0]))
-        }
-    }
-
-    fn node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
-        NodeDef {
-            name: name.into(),
-            op: op.into(),
-            input: inputs.iter().map(|i| i.to_string()).collect(),
-            ..NodeDef::default()
         }
     }
 
