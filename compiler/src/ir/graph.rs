@@ -306,6 +306,14 @@ impl Graph {
         }
     }
 
+    /// The types of `node`'s inputs, or `None` while any is unknown.
+    pub fn input_types(&self, node: &Node) -> Option<Vec<&TensorType>> {
+        node.inputs
+            .iter()
+            .map(|&value| self.value(value).ty.as_ref())
+            .collect()
+    }
+
     /// How many node inputs and graph outputs read each value.
     pub fn use_counts(&self) -> HashMap<ValueId, usize> {
         let mut counts = HashMap::new();

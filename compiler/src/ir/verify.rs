@@ -68,12 +68,7 @@ pub fn verify(graph: &Graph, typed: bool) -> Result<(), VerifyError> {
             }
         }
         if typed {
-            let types: Option<Vec<_>> = node
-                .inputs
-                .iter()
-                .map(|&v| graph.value(v).ty.as_ref())
-                .collect();
-            let Some(types) = types else {
+            let Some(types) = graph.input_types(node) else {
                 return Err(VerifyError(format!(
                     "node {:?} has an untyped input",
                     node.name

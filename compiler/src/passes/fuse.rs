@@ -116,12 +116,7 @@ pub fn fold_padding(graph: &mut Graph) -> Result<(), PassError> {
         let Some((_, pad)) = graph.producer(padded) else {
             continue;
         };
-        let types: Option<Vec<&TensorType>> = pad
-            .inputs
-            .iter()
-            .map(|&v| graph.value(v).ty.as_ref())
-            .collect();
-        let Some(types) = types else {
+        let Some(types) = graph.input_types(pad) else {
             continue;
         };
         let constants: Vec<Option<&Tensor>> = pad
@@ -190,11 +185,7 @@ pub fn fold_channel_scales(graph: &mut Graph) -> Result<(), PassError> {
     let uses = graph.use_counts();
     let mut rewrites = Vec::new();
     for (id, node) in graph.nodes() {
-        let types: Option<Vec<&TensorType>> = node
-            .inputs
-            .iter()
-            .map(|&v| graph.value(v).ty.as_ref())
-            .collect();
+        let types = graph.input_types(node);
         let Some((operand, axis)) = types.and_then(|t| node.op.channel_scale_operand(&t)) else {
             continue;
         };

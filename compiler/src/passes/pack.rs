@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::PassError;
-use crate::ir::{DType, Graph, TensorType, ValueId};
+use crate::ir::{DType, Graph, ValueId};
 use tfjsc_runtime::panels::Panels;
 
 pub fn pack_weights(graph: &mut Graph) -> Result<(), PassError> {
@@ -21,11 +21,7 @@ pub fn pack_weights(graph: &mut Graph) -> Result<(), PassError> {
     // how many asked.
     let mut wanted: HashMap<ValueId, (Option<Panels>, usize)> = HashMap::new();
     for (_, node) in graph.nodes() {
-        let types: Option<Vec<&TensorType>> = node
-            .inputs
-            .iter()
-            .map(|&value| graph.value(value).ty.as_ref())
-            .collect();
+        let types = graph.input_types(node);
         let Some((index, panels)) = types.and_then(|types| node.op.panel_operand(&types)) else {
             continue;
         };
