@@ -258,6 +258,24 @@ fn transform(
     out
 }
 
+/// Element index of channel 0 of pixel (image, y·m, x·m) in NHWC images of `[height, width]`
+/// pixels and `channels` channels: the corner of tile (y, x), in the padded input (step 1) or
+/// the output (step 3).
+fn tile_corner(
+    k: &mut Kernel,
+    [image, y, x]: [Value; 3],
+    m: usize,
+    [height, width]: [usize; 2],
+    channels: usize,
+) -> Value {
+    let row = k.builder.ins().imul_imm_s(image, height as i64);
+    let y_pixels = k.builder.ins().imul_imm_s(y, m as i64);
+    let row = k.builder.ins().iadd(row, y_pixels);
+    let row_start = k.builder.ins().imul_imm_s(row, (width * channels) as i64);
+    let x_offset = k.builder.ins().imul_imm_s(x, (m * channels) as i64);
+    k.builder.ins().iadd(row_start, x_offset)
+}
+
 /// Step 1: every tile of the padded input, transformed into V. Threads share the tiles.
 fn input_transform(
     kernel: &mut Kernel,
@@ -276,17 +294,11 @@ fn input_transform(
     let tile_columns = geometry.tile_columns;
     let product_stride = (geometry.tiles * channels) as i64;
     kernel.for_split(geometry.tiles, &mut |k, tile| {
-        // Tile (image, y, x) starts at padded pixel (image·ph + y·m, x·m).
         let tile_row = k.builder.ins().udiv_imm_s(tile, tile_columns as i64);
         let x = k.builder.ins().urem_imm_s(tile, tile_columns as i64);
         let image = k.builder.ins().udiv_imm_s(tile_row, tile_rows as i64);
         let y = k.builder.ins().urem_imm_s(tile_row, tile_rows as i64);
-        let row = k.builder.ins().imul_imm_s(image, ph as i64);
-        let y_pixels = k.builder.ins().imul_imm_s(y, m as i64);
-        let row = k.builder.ins().iadd(row, y_pixels);
-        let row_start = k.builder.ins().imul_imm_s(row, (pw * channels) as i64);
-        let x_offset = k.builder.ins().imul_imm_s(x, (m * channels) as i64);
-        let corner = k.builder.ins().iadd(row_start, x_offset);
+        let corner = tile_corner(k, [image, y, x], m, [ph, pw], channels);
         let tile_start = k.builder.ins().imul_imm_s(tile, channels as i64);
         for (start, count, ty) in channel_runs(channels) {
             let width = if ty.is_vector() { LANES } else { 1 };
@@ -362,13 +374,7 @@ fn output_transform(
                 let tile = k.builder.ins().imul_imm_s(tile_row, tile_columns as i64);
                 let tile = k.builder.ins().iadd(tile, x);
                 let tile_start = k.builder.ins().imul_imm_s(tile, outputs as i64);
-                // Output element of (image, y·m, x·m, 0).
-                let image_pixels = k.builder.ins().imul_imm_s(image, oh as i64);
-                let y_pixels = k.builder.ins().imul_imm_s(y, m as i64);
-                let pixel_row = k.builder.ins().iadd(image_pixels, y_pixels);
-                let row_start = k.builder.ins().imul_imm_s(pixel_row, (ow * outputs) as i64);
-                let x_offset = k.builder.ins().imul_imm_s(x, (m * outputs) as i64);
-                let corner = k.builder.ins().iadd(row_start, x_offset);
+                let corner = tile_corner(k, [image, y, x], m, [oh, ow], outputs);
                 for (start, count, ty) in channel_runs(outputs) {
                     let width = if ty.is_vector() { LANES } else { 1 };
                     k.for_steps(start, count, width, &mut |k, n| {
