@@ -1035,15 +1035,22 @@ fn compiled_mlp_copy() -> (tempfile::TempDir, PathBuf, PathBuf) {
 }
 
 fn run_mlp(library: &Path, input: &Path, out: &Path) -> Outcome {
+    run_mlp_with(library, input, out, &[])
+}
+
+/// `tfjsc run LIBRARY --input input=INPUT --out OUT`, then `extra` arguments.
+fn run_mlp_with(library: &Path, input: &Path, out: &Path, extra: &[&OsStr]) -> Outcome {
     let argument = format!("input={}", input.display());
-    tfjsc(&[
+    let mut arguments = vec![
         OsStr::new("run"),
         library.as_os_str(),
         OsStr::new("--input"),
         OsStr::new(&argument),
         OsStr::new("--out"),
         out.as_os_str(),
-    ])
+    ];
+    arguments.extend_from_slice(extra);
+    tfjsc(&arguments)
 }
 
 #[test]
@@ -1141,17 +1148,10 @@ fn run_refuses_a_deleted_shard() {
 
     // --weights pointing at the original shards makes it run again.
     let weights = fixture("mlp");
-    let input = format!("input={}", fixture("mlp").join("input_0.npy").display());
-    succeeds(&[
-        OsStr::new("run"),
-        library.as_os_str(),
-        OsStr::new("--input"),
-        OsStr::new(&input),
-        OsStr::new("--out"),
-        out.as_os_str(),
-        OsStr::new("--weights"),
-        weights.as_os_str(),
-    ]);
+    let input = fixture("mlp").join("input_0.npy");
+    let extra = [OsStr::new("--weights"), weights.as_os_str()];
+    let outcome = run_mlp_with(&library, &input, &out, &extra);
+    assert_eq!(outcome.code, Some(0), "{}", outcome.describe());
     check_against_expected(&out.join("Identity.npy"), "mlp");
     assert_no_repeated_clauses(&later);
 }
@@ -1261,18 +1261,10 @@ fn run_with_an_unknown_kernel_set_lists_the_sets() {
     let (_directory, library) = compiled_fixture("mlp", "libmlp.so");
     let temporary = tempfile::tempdir().unwrap();
     let out = temporary.path().join("out");
-    let input = format!("input={}", fixture("mlp").join("input_0.npy").display());
+    let input = fixture("mlp").join("input_0.npy");
     let run = |library: &Path, set: &str| {
-        tfjsc(&[
-            OsStr::new("run"),
-            library.as_os_str(),
-            OsStr::new("--input"),
-            OsStr::new(&input),
-            OsStr::new("--out"),
-            out.as_os_str(),
-            OsStr::new("--kernel-set"),
-            OsStr::new(set),
-        ])
+        let extra = [OsStr::new("--kernel-set"), OsStr::new(set)];
+        run_mlp_with(library, &input, &out, &extra)
     };
     let outcome = run(&library, "x86-64-v9");
     assert_ne!(outcome.code, Some(0));
