@@ -51,6 +51,13 @@ def fresh(path):
     return path
 
 
+def write_tar_gz(folder, path):
+    """The files of `folder` (a Hub module), at the archive's root, as the TF Hub serves them."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name in sorted(os.listdir(folder)):
+            archive.add(os.path.join(folder, name), arcname=name)
+
+
 def write_case(directory, inputs, outputs, notes, input_format="tf_saved_model", **extra):
     for index, (name, value) in enumerate(inputs):
         np.save(os.path.join(directory, f"input_{index}.npy"), value)
@@ -190,9 +197,7 @@ def hub_fixture():
     tf.saved_model.save(module, module_dir, signatures={"default": module.serve})
     x = input_of(8)
     y = tf.saved_model.load(module_dir).signatures["default"](input=tf.constant(x))["output"].numpy()
-    with tarfile.open(os.path.join(directory, "hub.tar.gz"), "w:gz") as archive:
-        for name in sorted(os.listdir(module_dir)):
-            archive.add(os.path.join(module_dir, name), arcname=name)
+    write_tar_gz(module_dir, os.path.join(directory, "hub.tar.gz"))
     write_case(directory, [("input", x)], [("Identity", y)], "TF Hub-style module: directory and .tar.gz", input_format="tf_hub", model="module")
 
 
@@ -295,9 +300,7 @@ def hub_tf1_fixture():
     # ModuleDef { format: FORMAT_V3 }: field 1, varint 3.
     with open(os.path.join(module_dir, "tfhub_module.pb"), "wb") as f:
         f.write(bytes([0x08, 0x03]))
-    with tarfile.open(os.path.join(directory, "hub_tf1.tar.gz"), "w:gz") as archive:
-        for name in sorted(os.listdir(module_dir)):
-            archive.add(os.path.join(module_dir, name), arcname=name)
+    write_tar_gz(module_dir, os.path.join(directory, "hub_tf1.tar.gz"))
     write_case(directory, [("x", value)], [("probabilities", expected)], "TF1 Hub module (tfhub_module.pb), empty tag set, signature default", input_format="tf_hub", model="module")
 
 
