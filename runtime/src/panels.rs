@@ -88,84 +88,20 @@ impl Panels {
     /// shard files it lies in (a weight may be split across files, even inside a float), with
     /// no copy of the whole. Missing bytes read as zeros.
     pub fn pack_le_bytes(&self, pieces: &[&[u8]], target: &mut [f32]) {
-        if let Some(winograd) = self.winograd {
+        let floats = LeFloats::new(pieces);
+        let read = |first: usize, run: &mut [f32]| floats.read(first, run);
+        match self.winograd {
             // The transform reads runs of each tap's channel pairs, far apart.
-            let mut ends = Vec::with_capacity(pieces.len());
-            let mut end = 0;
-            for piece in pieces {
-                end += piece.len();
-                ends.push(end);
+            Some(winograd) => self.pack_winograd(winograd, read, target),
+            None => {
+                let inner = self.stored_row();
+                self.pack_rows(target, |row, line| read(row * inner, line));
             }
-            let read = |first: usize, run: &mut [f32]| {
-                let offset = first * 4;
-                let piece = ends.partition_point(|&end| end <= offset);
-                let start = if piece == 0 { 0 } else { ends[piece - 1] };
-                let inside = pieces
-                    .get(piece)
-                    .and_then(|bytes| bytes.get(offset - start..offset - start + run.len() * 4));
-                if let Some(bytes) = inside {
-                    for (slot, value) in run.iter_mut().zip(bytes.chunks_exact(4)) {
-                        *slot = f32::from_le_bytes([value[0], value[1], value[2], value[3]]);
-                    }
-                    return;
-                }
-                // Across a file boundary (or past the end): byte by byte.
-                let byte = |offset: usize| -> u8 {
-                    let piece = ends.partition_point(|&end| end <= offset);
-                    let start = if piece == 0 { 0 } else { ends[piece - 1] };
-                    let bytes = pieces
-                        .get(piece)
-                        .and_then(|bytes| bytes.get(offset - start));
-                    bytes.copied().unwrap_or(0)
-                };
-                for (i, slot) in run.iter_mut().enumerate() {
-                    let at = offset + i * 4;
-                    *slot =
-                        f32::from_le_bytes([byte(at), byte(at + 1), byte(at + 2), byte(at + 3)]);
-                }
-            };
-            return self.pack_winograd(winograd, read, target);
         }
-        let row_bytes = self.stored_row() * 4;
-        // The piece holding the next row's first byte, and that byte's offset in it.
-        let (mut piece, mut offset) = (0, 0);
-        self.pack_rows(target, |_, line| {
-            match pieces.get(piece) {
-                // The common case: the whole row inside one piece.
-                Some(bytes) if offset + row_bytes <= bytes.len() => {
-                    let row = &bytes[offset..offset + row_bytes];
-                    for (slot, value) in line.iter_mut().zip(row.chunks_exact(4)) {
-                        *slot = f32::from_le_bytes([value[0], value[1], value[2], value[3]]);
-                    }
-                    offset += row_bytes;
-                }
-                // Across a file boundary (or past the end): byte by byte.
-                _ => {
-                    let mut next_byte = || loop {
-                        let bytes = pieces.get(piece)?;
-                        if let Some(&byte) = bytes.get(offset) {
-                            offset += 1;
-                            return Some(byte);
-                        }
-                        (piece, offset) = (piece + 1, 0);
-                    };
-                    for slot in line.iter_mut() {
-                        let mut value = [0u8; 4];
-                        for byte in value.iter_mut() {
-                            *byte = next_byte().unwrap_or(0);
-                        }
-                        *slot = f32::from_le_bytes(value);
-                    }
-                }
-            }
-            if pieces.get(piece).is_some_and(|bytes| offset == bytes.len()) {
-                (piece, offset) = (piece + 1, 0);
-            }
-        });
     }
 
-    /// Packs the Winograd transform of the filter `tap` reads: matrix `ξν`'s element (c, n)
-    /// goes straight to its panel slot.
+    /// Packs the Winograd transform of the filter `read` reads (`read(i, run)` fills `run`
+    /// from element `i` on): matrix `ξν`'s element (c, n) goes straight to its panel slot.
     fn pack_winograd(
         &self,
         winograd: Winograd,
@@ -264,6 +200,61 @@ impl Panels {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Float32 values stored little-endian across pieces of shard files, read by element index
+/// (a value may straddle two pieces); bytes past the end read as zeros.
+struct LeFloats<'p> {
+    pieces: &'p [&'p [u8]],
+    /// Byte offset just past each piece.
+    ends: Vec<usize>,
+}
+
+impl<'p> LeFloats<'p> {
+    fn new(pieces: &'p [&'p [u8]]) -> LeFloats<'p> {
+        let ends = pieces
+            .iter()
+            .scan(0, |end, piece| {
+                *end += piece.len();
+                Some(*end)
+            })
+            .collect();
+        LeFloats { pieces, ends }
+    }
+
+    /// The piece holding byte `offset`, and the offset inside it.
+    fn locate(&self, offset: usize) -> (usize, usize) {
+        let piece = self.ends.partition_point(|&end| end <= offset);
+        let start = if piece == 0 { 0 } else { self.ends[piece - 1] };
+        (piece, offset - start)
+    }
+
+    /// Fills `out` with the values from element `first` on.
+    fn read(&self, first: usize, out: &mut [f32]) {
+        let offset = first * 4;
+        let (piece, inside) = self.locate(offset);
+        let bytes = self.pieces.get(piece);
+        // The common case: the whole run inside one piece.
+        if let Some(run) = bytes.and_then(|bytes| bytes.get(inside..inside + out.len() * 4)) {
+            for (slot, value) in out.iter_mut().zip(run.chunks_exact(4)) {
+                *slot = f32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+            }
+            return;
+        }
+        // Across a file boundary (or past the end): byte by byte.
+        let byte = |offset: usize| -> u8 {
+            let (piece, inside) = self.locate(offset);
+            let bytes = self.pieces.get(piece);
+            bytes
+                .and_then(|bytes| bytes.get(inside))
+                .copied()
+                .unwrap_or(0)
+        };
+        for (i, slot) in out.iter_mut().enumerate() {
+            let at = offset + i * 4;
+            *slot = f32::from_le_bytes([byte(at), byte(at + 1), byte(at + 2), byte(at + 3)]);
         }
     }
 }
