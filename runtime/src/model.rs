@@ -142,13 +142,16 @@ impl Model {
                 source,
             }
         };
-        if let Some(name) = &options.kernel_set {
-            // A set's own entries, as the dispatching description lists them.
+        let description_function = |prefix: &str| {
             let symbol = format!("{prefix}_description");
             // SAFETY: ABI v1 declares `PREFIX_description` as `const char *(void)`.
-            let describe = unsafe { handle.get::<DescriptionFn>(symbol.as_str()) }
+            unsafe { handle.get::<DescriptionFn>(symbol.as_str()) }
                 .map(|symbol| *symbol)
-                .map_err(missing(symbol))?;
+                .map_err(missing(symbol))
+        };
+        if let Some(name) = &options.kernel_set {
+            // A set's own entries, as the dispatching description lists them.
+            let describe = description_function(&prefix)?;
             // SAFETY: the library's own description function returns a NUL-terminated string
             // in static storage (or NULL, refused).
             let description = unsafe { parse_description(describe()) }?;
@@ -161,13 +164,8 @@ impl Model {
                 }
             })?;
         }
-        let description_symbol = format!("{prefix}_description");
         let run_symbol = format!("{prefix}_run");
-        // SAFETY: ABI v1 declares `PREFIX_description` as `const char *(void)`.
-        let describe: DescriptionFn =
-            unsafe { handle.get::<DescriptionFn>(description_symbol.as_str()) }
-                .map(|symbol| *symbol)
-                .map_err(missing(description_symbol))?;
+        let describe = description_function(&prefix)?;
         // SAFETY: ABI v1 declares `PREFIX_run` with exactly the signature of `RunFn`.
         let run: RunFn = unsafe { handle.get::<RunFn>(run_symbol.as_str()) }
             .map(|symbol| *symbol)
