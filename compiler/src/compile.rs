@@ -129,9 +129,9 @@ pub fn compile_graph(
     options: &CompileOptions,
 ) -> Result<Compiled, CompileError> {
     let plan = if options.checked {
-        plan_memory_checked(&graph)
+        plan_memory_checked(&graph, &options.target.isas())
     } else {
-        plan_memory(&graph)
+        plan_memory(&graph, &options.target.isas())
     };
     let mut description = describe(model.as_ref(), &graph, &plan, options)?;
     let level_descriptions = describe_kernel_sets(&mut description, options);

@@ -171,11 +171,11 @@ pub fn pipeline(data: &[u8]) {
     if let Err(error) = text::parse(&printed) {
         panic!("the printed IR does not parse back ({error}):\n{printed}");
     }
-    let plan = plan_memory(&graph);
     // The default kernel sets (AVX2 + FMA and AVX-512) rather than the host: the same input
     // takes the same code paths on every machine, and they are the paths with the machine-code
     // micro-kernels. On a non-x86 host the target is refused and code generation is skipped.
     let target = Target::default();
+    let plan = plan_memory(&graph, &target.isas());
     let _ = codegen::generate(
         &graph,
         &plan,

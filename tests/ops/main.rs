@@ -849,6 +849,49 @@ fn depthwise_conv2d_kernels_match_reference() {
             }
         }
     }
+    // Borders: rows and columns whose windows lie partly or wholly in the padding (empty
+    // windows give the epilogue of zero), border pixels inside and at the ends of wide rows
+    // (several tiles per row), and more spans of border rows than the in-place lowering takes
+    // (a 9-tap column on 9 rows: it reads a padded copy instead).
+    // (size, kernel, strides, dilations, padding)
+    let borders = [
+        (
+            [4, 5],
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            Padding::Explicit([3, 2, 2, 4]),
+        ),
+        ([7, 7], [5, 5], [1, 1], [1, 1], Padding::Same),
+        ([3, 64], [3, 3], [1, 1], [1, 1], Padding::Same),
+        (
+            [6, 61],
+            [3, 5],
+            [2, 2],
+            [1, 2],
+            Padding::Explicit([2, 1, 5, 3]),
+        ),
+        ([9, 5], [9, 1], [1, 1], [1, 1], Padding::Same),
+        ([12, 12], [3, 3], [1, 1], [6, 6], Padding::Same),
+    ];
+    for (k, (size, kernel, strides, dilations, padding)) in borders.into_iter().enumerate() {
+        for (channels, epilogue) in [(16, 2), (21, 10), (5, 12)] {
+            let config = ConvConfig {
+                batch: 2,
+                size,
+                channels,
+                kernel,
+                outputs: 1,
+                strides,
+                dilations,
+                padding: padding.clone(),
+                depthwise: true,
+                epilogue,
+                filter_is_input: k % 2 == 1,
+            };
+            cases.push(config.case(95_000 + (k * 100 + channels) as u64));
+        }
+    }
     check_cases("depthwise conv2d", cases, 24);
 }
 

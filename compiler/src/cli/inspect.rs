@@ -126,7 +126,7 @@ fn report(args: &InspectArgs, out: &mut String) -> Result<()> {
                 "compute: {} per run ({flops} FLOP)",
                 human_flops(flops)
             );
-            let plan = plan_memory(&graph);
+            let plan = plan_memory(&graph, &options.target.isas());
             let _ = writeln!(
                 out,
                 "memory: arena {} (without reuse {}), {} weights read in place or decoded by the runtime, {} constants embedded",

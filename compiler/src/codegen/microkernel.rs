@@ -80,7 +80,7 @@ impl Isa {
         match self {
             Isa::Portable => 0,
             Isa::Avx2 => 12,
-            Isa::Avx512 => 28,
+            Isa::Avx512 => MAX_DEPTHWISE_PIXELS,
         }
     }
 
@@ -178,12 +178,19 @@ impl MachineEpilogue {
     }
 }
 
+/// The most output pixels one depthwise kernel computes (AVX-512's; AVX2 takes fewer).
+pub const MAX_DEPTHWISE_PIXELS: usize = 28;
+
 /// A depthwise-convolution kernel, specialised to one layer's geometry: `pixels` output pixels
 /// of one output row by `lanes` channels (≤ one vector; masked below it), over a
-/// `window[0]` × `window[1]` filter. Byte strides: between the input pixels of consecutive
-/// outputs, between filter rows and columns in the input, between taps in the filter, and between
-/// output pixels. Signature (System V): `kernel(input, filter, output)`, where `input` points at
-/// the first window's top-left element, `filter` at tap (0, 0) and `output` at the first output,
+/// `window[0]` × `window[1]` filter of which it reads only the taps inside the input: filter rows
+/// `row_taps` for every pixel and, for pixel `p`, filter columns `column_taps[p]` (a border
+/// pixel's window reaches into the padding, which contributes nothing; an empty range gives the
+/// epilogue of zero). Byte strides: between the input pixels of consecutive outputs, between
+/// filter rows and columns in the input, between taps in the filter, and between output pixels.
+/// Signature (System V): `kernel(input, filter, output)`, where `input` is where the first
+/// pixel's tap (0, 0) would be read (before the input's start when that tap is in the padding;
+/// only taps inside are read), `filter` points at tap (0, 0) and `output` at the first output,
 /// all at the tile's first channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DepthwiseShape {
@@ -193,11 +200,25 @@ pub struct DepthwiseShape {
     pub pixels: usize,
     pub lanes: usize,
     pub window: [usize; 2],
+    /// `[first, end)` of the filter rows read.
+    pub row_taps: [u16; 2],
+    /// Per pixel, `[first, end)` of the filter columns read; entries from `pixels` on are unused
+    /// and zero, so tiles of the same geometry share one kernel.
+    pub column_taps: [[u16; 2]; MAX_DEPTHWISE_PIXELS],
     pub input_pixel_stride: usize,
     pub input_row_stride: usize,
     pub input_column_stride: usize,
     pub tap_stride: usize,
     pub output_pixel_stride: usize,
+}
+
+impl DepthwiseShape {
+    /// Whether the kernel reads tap (`ky`, `kx`) for pixel `p`.
+    fn reads(&self, p: usize, ky: usize, kx: usize) -> bool {
+        let [row_first, row_end] = self.row_taps.map(usize::from);
+        let [first, end] = self.column_taps[p].map(usize::from);
+        (row_first..row_end).contains(&ky) && (first..end).contains(&kx)
+    }
 }
 
 /// Every machine-code kernel shape, as placed into the object.
@@ -218,20 +239,33 @@ impl Microkernel {
                 t.columns,
                 t.epilogue.tag()
             ),
-            Microkernel::Depthwise(d) => format!(
-                "tfjsc_depthwise_{}_{}_{}x{}_{}x{}_{}_{}_{}_{}_{}",
-                d.isa.name(),
-                d.epilogue.tag(),
-                d.pixels,
-                d.lanes,
-                d.window[0],
-                d.window[1],
-                d.input_pixel_stride,
-                d.input_row_stride,
-                d.input_column_stride,
-                d.tap_stride,
-                d.output_pixel_stride
-            ),
+            Microkernel::Depthwise(d) => {
+                let mut name = format!(
+                    "tfjsc_depthwise_{}_{}_{}x{}_{}x{}_{}_{}_{}_{}_{}",
+                    d.isa.name(),
+                    d.epilogue.tag(),
+                    d.pixels,
+                    d.lanes,
+                    d.window[0],
+                    d.window[1],
+                    d.input_pixel_stride,
+                    d.input_row_stride,
+                    d.input_column_stride,
+                    d.tap_stride,
+                    d.output_pixel_stride
+                );
+                // The taps read, where not the whole filter.
+                let full = [0, d.window[1] as u16];
+                if d.row_taps != [0, d.window[0] as u16] {
+                    name += &format!("_r{}t{}", d.row_taps[0], d.row_taps[1]);
+                }
+                for (p, taps) in d.column_taps[..d.pixels].iter().enumerate() {
+                    if *taps != full {
+                        name += &format!("_p{p}c{}t{}", taps[0], taps[1]);
+                    }
+                }
+                name
+            }
         }
     }
 
@@ -846,6 +880,10 @@ pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError
         || lanes == 0
         || lanes > isa.lanes()
         || window.contains(&0)
+        || usize::from(shape.row_taps[1]) > window[0]
+        || shape.column_taps[..pixels]
+            .iter()
+            .any(|taps| usize::from(taps[1]) > window[1])
         || epilogue.operand_count() > 3
     {
         return Err(CodegenError::Backend(format!(
@@ -863,9 +901,13 @@ pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError
     }
     for ky in 0..window[0] {
         for kx in 0..window[1] {
+            let readers: Vec<usize> = (0..pixels).filter(|&p| shape.reads(p, ky, kx)).collect();
+            if readers.is_empty() {
+                continue;
+            }
             let tap = displacement((ky * window[1] + kx) * shape.tap_stride)?;
             e.load(filter_vector, ptr(rsi + tap), masked)?;
-            for p in 0..pixels {
+            for p in readers {
                 let offset = displacement(
                     ky * shape.input_row_stride
                         + kx * shape.input_column_stride
@@ -984,6 +1026,8 @@ mod tests {
                 pixels: isa.max_depthwise_pixels(),
                 lanes: isa.lanes() - 1,
                 window: [3, 3],
+                row_taps: [0, 3],
+                column_taps: [[0, 3]; MAX_DEPTHWISE_PIXELS],
                 input_pixel_stride: 64,
                 input_row_stride: 4096,
                 input_column_stride: 64,
@@ -991,6 +1035,20 @@ mod tests {
                 output_pixel_stride: 64,
             };
             assert!(assemble_depthwise(depthwise).is_ok(), "{depthwise:?}");
+            // Border tiles read part of the filter, or none of it (the epilogue of zero); taps
+            // past the filter are refused.
+            let mut border = DepthwiseShape {
+                row_taps: [1, 1],
+                ..depthwise
+            };
+            border.column_taps[0] = [1, 3];
+            assert!(assemble_depthwise(border).is_ok(), "{border:?}");
+            assert_ne!(
+                Microkernel::Depthwise(border).symbol(),
+                Microkernel::Depthwise(depthwise).symbol()
+            );
+            border.column_taps[1] = [0, 4];
+            assert!(assemble_depthwise(border).is_err(), "{border:?}");
         }
         assert!(MachineEpilogue::new(&[MachineStep::Relu; MAX_MACHINE_STEPS + 1]).is_none());
         assert_eq!(Isa::Avx512.max_rows(4), 6);

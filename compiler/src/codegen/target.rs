@@ -238,6 +238,14 @@ impl Target {
         &self.levels
     }
 
+    /// The micro-kernel ISA of each kernel set, lowest level first.
+    pub fn isas(&self) -> Vec<Isa> {
+        self.levels
+            .iter()
+            .map(|level| level.features().isa)
+            .collect()
+    }
+
     /// Whether the library holds several kernel sets (and so a dispatching `PREFIX_run`).
     pub fn dispatches(&self) -> bool {
         self.levels.len() > 1

@@ -4,13 +4,14 @@
 //! standalone batch normalisation (as a multiply-add whose factors constant folding computes).
 
 use std::any::Any;
+use std::ops::Range;
 use std::sync::Arc;
 
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use crate::codegen::gemm::{self, Gemm, GroupBases, Segment};
-use crate::codegen::microkernel::{self, Isa, Microkernel};
+use crate::codegen::microkernel::{self, Isa, Microkernel, MAX_DEPTHWISE_PIXELS};
 use crate::codegen::winograd;
 use tfjsc_runtime::panels::Panels;
 use tfjsc_runtime::winograd::Winograd;
@@ -52,6 +53,11 @@ impl Conv2d {
     /// The Winograd variant a regular convolution of this geometry and `outputs` channels runs
     /// as (`codegen::winograd::choose`); it does, if its filter is a constant and so is packed
     /// as that variant's transform (`passes::pack_weights`, through `panel_operand`).
+    /// Whether the depthwise lowering for `isa` runs on the machine-code kernels (multiplier 1).
+    fn depthwise_on_microkernels(&self, window: &Window, outputs: usize, isa: Isa) -> bool {
+        self.depthwise && isa != Isa::Portable && outputs == window.channels
+    }
+
     fn winograd(&self, window: &Window, outputs: usize) -> Option<Winograd> {
         if self.depthwise {
             return None;
@@ -178,15 +184,8 @@ impl Operator for Conv2d {
         let (window, channels) = self
             .geometry(&kernel.inputs[0].ty, &kernel.inputs[1].ty)
             .map_err(|e| kernel.error(e.to_string()))?;
-        let machine_code = kernel.features.isa != Isa::Portable;
-        if self.depthwise && machine_code && channels == window.channels {
-            // Read the input in place unless many output pixels have windows in the padding
-            // (small images, large filters): those take the slower tested path, so the padded
-            // copy is cheaper then.
-            let [oh, ow] = window.output;
-            let [(y0, y1), (x0, x1)] = window.interior();
-            let border = oh * ow - (y1 - y0) * (x1 - x0);
-            if border * 8 <= oh * ow {
+        if self.depthwise_on_microkernels(&window, channels, kernel.features.isa) {
+            if depthwise_in_place(&window) {
                 let input = kernel.inputs[0].pointer;
                 return lower_depthwise_microkernels(kernel, &self.epilogue, &window, input);
             }
@@ -216,11 +215,20 @@ impl Operator for Conv2d {
         }
     }
 
-    fn scratch_bytes(&self, inputs: &[&TensorType], _outputs: &[TensorType]) -> usize {
+    fn scratch_bytes(
+        &self,
+        inputs: &[&TensorType],
+        _outputs: &[TensorType],
+        isas: &[Isa],
+    ) -> usize {
         let Ok((window, channels)) = self.geometry(inputs[0], inputs[1]) else {
             return 0;
         };
-        let direct = if window.has_padding() {
+        let in_place = depthwise_in_place(&window)
+            && isas
+                .iter()
+                .all(|&isa| self.depthwise_on_microkernels(&window, channels, isa));
+        let direct = if window.has_padding() && !in_place {
             window.padded_bytes()
         } else {
             0
@@ -436,13 +444,25 @@ fn lower_regular(
     })
 }
 
+/// Spans of output rows with their own filter rows (see [`Window::tap_spans`]) beyond which the
+/// depthwise convolution reads a padded copy instead: each span is its own code, and more than
+/// a few arise only from large pads or dilations.
+const MAX_ROW_SPANS: usize = 8;
+
+/// Whether [`lower_depthwise_microkernels`] reads this depthwise convolution's input in place
+/// (no padded copy in scratch).
+fn depthwise_in_place(w: &Window) -> bool {
+    w.tap_spans(0).len() <= MAX_ROW_SPANS && w.kernel.iter().all(|&k| k <= u16::MAX as usize)
+}
+
 /// Depthwise convolution (multiplier 1) on machine-code kernels specialised to the layer,
-/// reading `input` as `w` describes it (the input itself, or its padded copy with no padding
-/// left): the output pixels whose window lies inside the
-/// input in tiles of up to 12 (AVX2) or 28 (AVX-512) pixels of a row by one vector of channels,
-/// every tap unrolled with its input offset as an immediate; the border pixels, whose windows
-/// reach into the padding, by Cranelift code that tests each tap. The epilogue runs in the
-/// kernels' registers when they know its steps, else in place after each tile.
+/// reading `input` as `w` describes it (the input itself with its padding implicit, or its
+/// padded copy with no padding left). One output row at a time; within it, per vector of
+/// channels, tiles of up to 12 (AVX2) or 28 (AVX-512) pixels, every tap unrolled with its input
+/// offset as an immediate. Pixels whose windows reach into the padding read only their taps
+/// inside the input, so a border row or a tile holding border pixels is a kernel of its own;
+/// interior tiles share one. The epilogue runs in the kernels' registers when they know its
+/// steps, else in place after each tile.
 fn lower_depthwise_microkernels(
     kernel: &mut Kernel,
     epilogue: &Epilogue,
@@ -455,7 +475,6 @@ fn lower_depthwise_microkernels(
     let [ih, iw] = w.input;
     let [oh, ow] = w.output;
     let [top, _, left, _] = w.pads;
-    let [(y0, y1), (x0, x1)] = w.interior();
     let isa = kernel.features.isa;
     // The kernels apply the epilogue in registers when they know its steps (three operands at
     // most); otherwise the Cranelift epilogue finishes each tile.
@@ -463,52 +482,46 @@ fn lower_depthwise_microkernels(
     finish.machine = finish.machine.filter(|m| m.operand_count() <= 3);
     let machine = finish.machine;
     let channel_runs = gemm::tile_runs(c, isa.lanes());
-    let pixel_runs = gemm::balanced_runs(x1 - x0, isa.max_depthwise_pixels());
-    let border = |k: &mut Kernel, n: Value, y: Value, from: usize, to: usize| {
-        k.for_steps(from, to - from, 1, &mut |k, x| {
-            emit_border_pixel(k, epilogue, w, n, y, x)
-        })
-    };
-    kernel.for_split(w.batch * oh, &mut |k, row| {
-        let n = k.builder.ins().udiv_imm_s(row, oh as i64);
-        let y = k.builder.ins().urem_imm_s(row, oh as i64);
-        // Rows y0..y1 read only input rows; the others are border rows.
-        let inside = k.builder.ins().iadd_imm_s(y, -(y0 as i64));
-        let inside = k
-            .builder
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedLessThan, inside, (y1 - y0) as i64);
-        let interior_row = k.builder.create_block();
-        let border_row = k.builder.create_block();
-        let done = k.builder.create_block();
-        k.builder
-            .ins()
-            .brif(inside, interior_row, &[], border_row, &[]);
-        k.builder.switch_to_block(border_row);
-        k.builder.seal_block(border_row);
-        border(k, n, y, 0, ow)?;
-        k.builder.ins().jump(done, &[]);
-        k.builder.switch_to_block(interior_row);
-        k.builder.seal_block(interior_row);
-        border(k, n, y, 0, x0)?;
-        border(k, n, y, x1, ow)?;
-        // Input row of the window's top: n·ih + y·stride - top (≥ 0 here).
+    let row_spans = w.tap_spans(0);
+    // Each column's filter columns inside the input.
+    let column_taps: Vec<[u16; 2]> = w
+        .tap_spans(1)
+        .into_iter()
+        .flat_map(|(positions, taps)| positions.map(move |_| [taps.start as u16, taps.end as u16]))
+        .collect();
+    // The row's tiles `(first column, pixels)`, consecutive ones with the same taps as one loop.
+    let mut tiles: Vec<(usize, usize, usize, [[u16; 2]; MAX_DEPTHWISE_PIXELS])> = Vec::new();
+    for (start, count, pixels) in gemm::balanced_runs(ow, isa.max_depthwise_pixels()) {
+        for x in (start..start + count * pixels).step_by(pixels) {
+            let mut taps = [[0; 2]; MAX_DEPTHWISE_PIXELS];
+            taps[..pixels].copy_from_slice(&column_taps[x..x + pixels]);
+            match tiles.last_mut() {
+                Some((_, count, width, last)) if *width == pixels && *last == taps => *count += 1,
+                _ => tiles.push((x, 1, pixels, taps)),
+            }
+        }
+    }
+    let emit_row = |k: &mut Kernel, row: Value, n: Value, y: Value, row_taps: &Range<usize>| {
+        // Where tap (0, 0) of the row's first pixel would be read: input row
+        // n·ih + y·stride - top, column -left (outside the input in the padding, never read).
         let input_row = k.builder.ins().imul_imm_s(n, ih as i64);
         let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
         let input_row = k.builder.ins().iadd(input_row, y_scaled);
         let input_row = k.builder.ins().iadd_imm_s(input_row, -(top as i64));
         let input_row_base = k.builder.ins().imul_imm_s(input_row, iw as i64);
+        let input_row_base = k.builder.ins().iadd_imm_s(input_row_base, -(left as i64));
         let output_row = k.builder.ins().imul_imm_s(row, ow as i64);
         for &(channel_start, channel_count, lanes) in &channel_runs {
             k.for_steps(channel_start, channel_count, lanes, &mut |k, c0| {
-                let filter_pointer = k.address(filter, c0, 4);
-                for &(pixel_start, pixel_count, pixels) in &pixel_runs {
+                for &(first, count, pixels, column_taps) in &tiles {
                     let shape = Microkernel::Depthwise(microkernel::DepthwiseShape {
                         isa,
                         epilogue: machine.unwrap_or_default(),
                         pixels,
                         lanes,
                         window: w.kernel,
+                        row_taps: [row_taps.start as u16, row_taps.end as u16],
+                        column_taps,
                         input_pixel_stride: w.strides[1] * c * 4,
                         input_row_stride: w.dilations[0] * iw * c * 4,
                         input_column_stride: w.dilations[1] * c * 4,
@@ -516,13 +529,13 @@ fn lower_depthwise_microkernels(
                         output_pixel_stride: c * 4,
                     });
                     let function = k.microkernel(shape)?;
-                    k.for_steps(x0 + pixel_start, pixel_count, pixels, &mut |k, x| {
+                    k.for_steps(first, count, pixels, &mut |k, x| {
                         let x_scaled = k.builder.ins().imul_imm_s(x, w.strides[1] as i64);
                         let pixel = k.builder.ins().iadd(input_row_base, x_scaled);
-                        let pixel = k.builder.ins().iadd_imm_s(pixel, -(left as i64));
                         let a_index = k.builder.ins().imul_imm_s(pixel, c as i64);
                         let a_index = k.builder.ins().iadd(a_index, c0);
                         let input_pointer = k.address(input, a_index, 4);
+                        let filter_pointer = k.address(filter, c0, 4);
                         let out_pixel = k.builder.ins().iadd(output_row, x);
                         let first = k.builder.ins().imul_imm_s(out_pixel, c as i64);
                         let first = k.builder.ins().iadd(first, c0);
@@ -540,93 +553,36 @@ fn lower_depthwise_microkernels(
                 Ok(())
             })?;
         }
-        k.builder.ins().jump(done, &[]);
+        Ok(())
+    };
+    kernel.for_split(w.batch * oh, &mut |k, row| {
+        let n = k.builder.ins().udiv_imm_s(row, oh as i64);
+        let y = k.builder.ins().urem_imm_s(row, oh as i64);
+        // The row's span: the first whose end is past `y` (spans are in order).
+        let done = k.builder.create_block();
+        for (index, (positions, row_taps)) in row_spans.iter().enumerate() {
+            let next = (index + 1 < row_spans.len()).then(|| k.builder.create_block());
+            if let Some(next) = next {
+                let this = k.builder.create_block();
+                let inside =
+                    k.builder
+                        .ins()
+                        .icmp_imm_s(IntCC::UnsignedLessThan, y, positions.end as i64);
+                k.builder.ins().brif(inside, this, &[], next, &[]);
+                k.builder.switch_to_block(this);
+                k.builder.seal_block(this);
+            }
+            emit_row(k, row, n, y, row_taps)?;
+            k.builder.ins().jump(done, &[]);
+            if let Some(next) = next {
+                k.builder.switch_to_block(next);
+                k.builder.seal_block(next);
+            }
+        }
         k.builder.switch_to_block(done);
         k.builder.seal_block(done);
         Ok(())
     })
-}
-
-/// One output pixel (image `n`, row `y`, column `x`) of a depthwise convolution with one
-/// filter per channel, whose window may reach into the padding. Each tap tests its input
-/// position and reads 0 outside; the address it loads from is then clamped to the input's first
-/// element. Then the epilogue, and the store.
-fn emit_border_pixel(
-    k: &mut Kernel,
-    epilogue: &Epilogue,
-    w: &Window,
-    n: Value,
-    y: Value,
-    x: Value,
-) -> Result<(), CodegenError> {
-    let (input, filter, output) = (
-        k.inputs[0].pointer,
-        k.inputs[1].pointer,
-        k.outputs[0].pointer,
-    );
-    let c = w.channels;
-    let [ih, iw] = w.input;
-    let [oh, ow] = w.output;
-    let [top, _, left, _] = w.pads;
-    let image_row = k.builder.ins().imul_imm_s(n, ih as i64);
-    let out_pixel = k.builder.ins().imul_imm_s(n, oh as i64);
-    let out_pixel = k.builder.ins().iadd(out_pixel, y);
-    let out_pixel = k.builder.ins().imul_imm_s(out_pixel, ow as i64);
-    let out_pixel = k.builder.ins().iadd(out_pixel, x);
-    let out_base = k.builder.ins().imul_imm_s(out_pixel, c as i64);
-    // Each tap's input pixel index (clamped to 0 outside) and whether it is inside.
-    let mut taps = Vec::new();
-    // Input coordinate `position · stride + offset` along one axis, and whether it is below
-    // `size` (one unsigned compare also refuses negatives).
-    let coordinate = |k: &mut Kernel, position: Value, stride: usize, offset: i64, size: usize| {
-        let scaled = k.builder.ins().imul_imm_s(position, stride as i64);
-        let at = k.builder.ins().iadd_imm_s(scaled, offset);
-        let inside = k
-            .builder
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedLessThan, at, size as i64);
-        (at, inside)
-    };
-    for ky in 0..w.kernel[0] {
-        let offset = (ky * w.dilations[0]) as i64 - top as i64;
-        let (iy, row_inside) = coordinate(k, y, w.strides[0], offset, ih);
-        for kx in 0..w.kernel[1] {
-            let offset = (kx * w.dilations[1]) as i64 - left as i64;
-            let (ix, column_inside) = coordinate(k, x, w.strides[1], offset, iw);
-            let inside = k.builder.ins().band(row_inside, column_inside);
-            let row = k.builder.ins().iadd(image_row, iy);
-            let pixel = k.builder.ins().imul_imm_s(row, iw as i64);
-            let pixel = k.builder.ins().iadd(pixel, ix);
-            let zero = k.iconst(0);
-            let pixel = k.builder.ins().select(inside, pixel, zero);
-            let base = k.builder.ins().imul_imm_s(pixel, c as i64);
-            taps.push((ky * w.kernel[1] + kx, base, inside));
-        }
-    }
-    for (start, count, width) in partition(c, &[LANES, 1]) {
-        let ty = if width == LANES {
-            types::F32X4
-        } else {
-            types::F32
-        };
-        k.for_steps(start, count, width, &mut |k, channel| {
-            let mut sum = k.float_constant(ty, 0.0);
-            let zero = k.float_constant(ty, 0.0);
-            for &(tap, base, inside) in &taps {
-                let index = k.builder.ins().iadd(base, channel);
-                let value = k.load(ty, input, index, 4);
-                let value = k.builder.ins().select(inside, value, zero);
-                let filter_index = k.builder.ins().iadd_imm_s(channel, (tap * c) as i64);
-                let weight = k.load(ty, filter, filter_index, 4);
-                sum = k.multiply_add(value, weight, sum);
-            }
-            let index = k.builder.ins().iadd(out_base, channel);
-            let value = epilogue::emit(k, epilogue, sum, ty, index, channel, 2)?;
-            k.store(value, output, index, 4);
-            Ok(())
-        })?;
-    }
-    Ok(())
 }
 
 fn lower_depthwise(
@@ -923,3 +879,32 @@ pub const FAMILY: Family = Family {
         ("FusedBatchNormV3", import_batch_norm),
     ],
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A padded depthwise convolution reads its input in place on the machine-code kernel sets,
+    /// so it asks for scratch only when a portable set is compiled too (which reads a padded
+    /// copy), or when its rows have too many spans of border taps.
+    #[test]
+    fn depthwise_scratch_is_the_padded_copy_only_where_a_kernel_set_makes_one() {
+        let conv = |kernel: usize| {
+            let op = Conv2d {
+                strides: [1, 1],
+                dilations: [1, 1],
+                padding: Padding::Same,
+                depthwise: true,
+                epilogue: Default::default(),
+            };
+            let input = TensorType::new(DType::F32, vec![1, 9, 9, 8]);
+            let filter = TensorType::new(DType::F32, vec![kernel, kernel, 8, 1]);
+            move |isas: &[Isa]| op.scratch_bytes(&[&input, &filter], &[], isas)
+        };
+        let padded = 4 * (9 + 2) * (9 + 2) * 8;
+        assert_eq!(conv(3)(&[Isa::Avx2, Isa::Avx512]), 0);
+        assert_eq!(conv(3)(&[Isa::Portable]), padded);
+        // Nine taps on nine rows: every row its own span.
+        assert_eq!(conv(9)(&[Isa::Avx512]), 4 * (9 + 8) * (9 + 8) * 8);
+    }
+}

@@ -12,6 +12,7 @@ use super::epilogue::{Epilogue, EpilogueStep};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::gemm::{BLayout, Gemm, GroupBases, Segment};
 use crate::codegen::kernel::Kernel;
+use crate::codegen::microkernel::Isa;
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
@@ -333,7 +334,12 @@ impl Operator for MatMul {
         ))
     }
 
-    fn scratch_bytes(&self, inputs: &[&TensorType], _outputs: &[TensorType]) -> usize {
+    fn scratch_bytes(
+        &self,
+        inputs: &[&TensorType],
+        _outputs: &[TensorType],
+        _isas: &[Isa],
+    ) -> usize {
         let transposed = [self.transpose_a, self.transpose_b];
         inputs
             .iter()

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use tfjsc_runtime::panels::Panels;
 
 use crate::codegen::kernel::Kernel;
+use crate::codegen::microkernel::Isa;
 use crate::codegen::CodegenError;
 use crate::ir::{DType, Tensor, TensorType};
 
@@ -168,8 +169,14 @@ pub trait Operator: fmt::Debug + Send + Sync + Any {
     /// Emits the kernel computing this op.
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError>;
 
-    /// Bytes of node-private scratch memory the kernel needs (padded copies and the like).
-    fn scratch_bytes(&self, _inputs: &[&TensorType], _outputs: &[TensorType]) -> usize {
+    /// Bytes of node-private scratch memory the kernel needs (padded copies and the like), the
+    /// most that its lowering for any of `isas` (the library's kernel sets) uses.
+    fn scratch_bytes(
+        &self,
+        _inputs: &[&TensorType],
+        _outputs: &[TensorType],
+        _isas: &[Isa],
+    ) -> usize {
         0
     }
 

@@ -1,6 +1,8 @@
 //! Window geometry shared by convolution and pooling: padding modes (TensorFlow's SAME, VALID
 //! and EXPLICIT) and the sizes and pads they resolve to on an NHWC input.
 
+use std::ops::Range;
+
 use crate::invalid;
 use crate::ops::importer::NodeAttributes;
 use crate::ops::{Attribute, Attributes, OpResult};
@@ -131,22 +133,33 @@ pub struct Window {
 }
 
 impl Window {
-    /// Per axis (rows, columns), the output positions `[first, end)` whose whole window lies
-    /// inside the input, reading no padding.
-    pub fn interior(&self) -> [(usize, usize); 2] {
-        let [top, _, left, _] = self.pads;
-        [0, 1].map(|axis| {
-            let pad = [top, left][axis];
-            let (output, stride) = (self.output[axis], self.strides[axis]);
-            let first = pad.div_ceil(stride).min(output);
-            let reach = (self.kernel[axis] - 1) * self.dilations[axis];
-            let end = if self.input[axis] + pad > reach {
-                ((self.input[axis] - 1 + pad - reach) / stride + 1).min(output)
+    /// The output positions along `axis` (0 rows, 1 columns) in spans of consecutive positions
+    /// whose windows read the same filter taps inside the input (the rest fall in the padding):
+    /// `(positions, taps)`, in order, covering every output position. Without padding this is
+    /// one span with every tap; with it, the interior is one span and each border position
+    /// usually its own.
+    pub fn tap_spans(&self, axis: usize) -> Vec<(Range<usize>, Range<usize>)> {
+        let pad = [self.pads[0], self.pads[2]][axis];
+        let (input, kernel) = (self.input[axis], self.kernel[axis]);
+        let (stride, dilation) = (self.strides[axis], self.dilations[axis]);
+        let mut spans: Vec<(Range<usize>, Range<usize>)> = Vec::new();
+        for position in 0..self.output[axis] {
+            // Tap k reads input position `position·stride + k·dilation - pad`: inside from the
+            // first k that reaches 0 up to the last below `input` (a range, as it grows with k).
+            let start = position * stride;
+            let first = pad.saturating_sub(start).div_ceil(dilation).min(kernel);
+            let end = if input + pad > start {
+                ((input + pad - start - 1) / dilation + 1).min(kernel)
             } else {
                 0
             };
-            (first, end.max(first))
-        })
+            let taps = first..end.max(first);
+            match spans.last_mut() {
+                Some((positions, last)) if *last == taps => positions.end = position + 1,
+                _ => spans.push((position..position + 1, taps)),
+            }
+        }
+        spans
     }
 
     pub fn new(
@@ -198,5 +211,56 @@ impl Window {
 
     pub fn has_padding(&self) -> bool {
         self.pads.iter().any(|&p| p > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every output position's span holds exactly the taps whose input position is inside,
+    /// found by testing each tap; spans are in order, cover every position and differ from
+    /// their neighbours.
+    #[test]
+    fn tap_spans_hold_the_taps_inside_the_input() {
+        let mut checked = 0;
+        for input in [1, 2, 5, 9, 12] {
+            for kernel in [1, 2, 3, 5, 9] {
+                for stride in [1, 2, 3] {
+                    for dilation in [1, 2, 6] {
+                        for (top, bottom) in [(0, 0), (1, 1), (2, 0), (0, 3), (4, 5)] {
+                            let padding = Padding::Explicit([top, bottom, 0, 0]);
+                            let Ok(window) = Window::new(
+                                &[1, input, 1, 1],
+                                [kernel, 1],
+                                [stride, 1],
+                                [dilation, 1],
+                                &padding,
+                            ) else {
+                                continue;
+                            };
+                            let spans = window.tap_spans(0);
+                            let mut next = 0;
+                            for (index, (positions, taps)) in spans.iter().enumerate() {
+                                assert_eq!(positions.start, next, "{window:?}");
+                                assert!(index == 0 || spans[index - 1].1 != *taps, "{window:?}");
+                                for position in positions.clone() {
+                                    for tap in 0..kernel {
+                                        let at = (position * stride + tap * dilation) as isize
+                                            - top as isize;
+                                        let inside = (0..input as isize).contains(&at);
+                                        assert_eq!(taps.contains(&tap), inside, "{window:?}");
+                                    }
+                                }
+                                next = positions.end;
+                            }
+                            assert_eq!(next, window.output[0], "{window:?}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 500, "only {checked} geometries");
     }
 }

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use crate::codegen::microkernel::Isa;
 use crate::ir::{Definition, Graph, NodeId, ValueId};
 
 /// Arena offsets are multiples of this (cache line, and the widest vector).
@@ -128,17 +129,18 @@ impl Arena {
     }
 }
 
-/// Plans memory for a typed, verified graph, reusing dead buffers.
-pub fn plan_memory(graph: &Graph) -> MemoryPlan {
-    plan(graph, false)
+/// Plans memory for a typed, verified graph, reusing dead buffers, for kernels lowered for
+/// `isas` (the library's kernel sets; their scratch needs differ).
+pub fn plan_memory(graph: &Graph, isas: &[Isa]) -> MemoryPlan {
+    plan(graph, isas, false)
 }
 
 /// Plans memory for checked mode: no reuse, red zones around every region, regions listed.
-pub fn plan_memory_checked(graph: &Graph) -> MemoryPlan {
-    plan(graph, true)
+pub fn plan_memory_checked(graph: &Graph, isas: &[Isa]) -> MemoryPlan {
+    plan(graph, isas, true)
 }
 
-fn plan(graph: &Graph, checked: bool) -> MemoryPlan {
+fn plan(graph: &Graph, isas: &[Isa], checked: bool) -> MemoryPlan {
     let mut plan = MemoryPlan::default();
     let nodes: Vec<(NodeId, &crate::ir::Node)> = graph.nodes().collect();
     for (index, port) in graph.inputs.iter().enumerate() {
@@ -247,7 +249,7 @@ fn plan(graph: &Graph, checked: bool) -> MemoryPlan {
             .iter()
             .filter_map(|&v| graph.value(v).ty.clone())
             .collect();
-        let scratch = node.op.scratch_bytes(&input_types, &output_types);
+        let scratch = node.op.scratch_bytes(&input_types, &output_types, isas);
         if scratch > 0 {
             let offset = arena.allocate(scratch);
             plan.unshared_bytes += round_up(scratch);
@@ -294,7 +296,7 @@ mod tests {
     fn arena_reuses_dead_buffers_and_views_share() {
         // a -> b -> c -> d: a dies after b, so c can take a's place.
         let graph = chain();
-        let plan = plan_memory(&graph);
+        let plan = plan_memory(&graph, &[Isa::Avx512]);
         let location = |name: &str| {
             let (_, node) = graph.nodes().find(|(_, n)| n.name == name).unwrap();
             plan.locations[&node.outputs[0]]
@@ -316,7 +318,7 @@ mod tests {
     fn checked_plan_gives_every_buffer_its_own_region_between_red_zones() {
         // The chain of the test above: no reuse, so c no longer takes a's place.
         let graph = chain();
-        let plan = plan_memory_checked(&graph);
+        let plan = plan_memory_checked(&graph, &[Isa::Avx512]);
         let names: Vec<_> = plan.regions.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,
