@@ -129,6 +129,10 @@ pub fn vector_type(dtype: DType) -> Type {
     }
 }
 
+/// The body of [`Kernel::for_pointers`]: the kernel and the walked pointers' current values.
+pub type PointersBody<'b, 'a> =
+    dyn FnMut(&mut Kernel<'a>, &[Value]) -> Result<(), CodegenError> + 'b;
+
 impl<'a> Kernel<'a> {
     pub fn error(&self, message: impl Into<String>) -> CodegenError {
         CodegenError::Unsupported {
@@ -508,7 +512,60 @@ impl<'a> Kernel<'a> {
         best
     }
 
-    /// Copies `count` elements of `element_size` bytes, vectorised.
+    /// `count` iterations with `pointers` walked together, each advanced by `step` bytes per
+    /// iteration; `body` gets their current values. They are the loop's block parameters, so
+    /// the arithmetic that sets them up stays before the loop: Cranelift places pure
+    /// arithmetic at its uses, and a base address computed outside an index loop but used
+    /// inside was recomputed in every iteration.
+    pub fn for_pointers(
+        &mut self,
+        pointers: &[Value],
+        count: usize,
+        step: usize,
+        body: &mut PointersBody<'_, 'a>,
+    ) -> Result<(), CodegenError> {
+        if count <= 1 {
+            return if count == 1 {
+                body(self, pointers)
+            } else {
+                Ok(())
+            };
+        }
+        let end = self
+            .builder
+            .ins()
+            .iadd_imm_s(pointers[0], (count * step) as i64);
+        let header = self.builder.create_block();
+        let body_block = self.builder.create_block();
+        let exit = self.builder.create_block();
+        for _ in pointers {
+            self.builder.append_block_param(header, types::I64);
+        }
+        let arguments: Vec<BlockArg> = pointers.iter().map(|&p| BlockArg::Value(p)).collect();
+        self.builder.ins().jump(header, &arguments);
+        self.builder.switch_to_block(header);
+        let current = self.builder.block_params(header).to_vec();
+        let more = self
+            .builder
+            .ins()
+            .icmp(IntCC::UnsignedLessThan, current[0], end);
+        self.builder.ins().brif(more, body_block, &[], exit, &[]);
+        self.builder.switch_to_block(body_block);
+        self.builder.seal_block(body_block);
+        body(self, &current)?;
+        let next: Vec<BlockArg> = current
+            .iter()
+            .map(|&p| BlockArg::Value(self.builder.ins().iadd_imm_s(p, step as i64)))
+            .collect();
+        self.builder.ins().jump(header, &next);
+        self.builder.seal_block(header);
+        self.builder.switch_to_block(exit);
+        self.builder.seal_block(exit);
+        Ok(())
+    }
+
+    /// Copies `count` elements of `element_size` bytes, vectorised: 64-byte blocks, then
+    /// 16-byte ones, then bytes.
     pub fn copy_elements(
         &mut self,
         source: Value,
@@ -521,16 +578,24 @@ impl<'a> Kernel<'a> {
         let bytes = count * element_size;
         let source = self.address(source, source_index, element_size);
         let destination = self.address(destination, destination_index, element_size);
-        let chunks = bytes / 16;
-        self.for_count(chunks, &mut |k, chunk| {
-            let offset = k.builder.ins().imul_imm_s(chunk, 16);
-            let from = k.builder.ins().iadd(source, offset);
-            let to = k.builder.ins().iadd(destination, offset);
-            let v = k.builder.ins().load(types::I8X16, memory_flags(), from, 0);
-            k.builder.ins().store(memory_flags(), v, to, 0);
-            Ok(())
-        })?;
-        for byte in chunks * 16..bytes {
+        let mut done = 0;
+        for (width, vectors) in [(64, 4), (16, 1)] {
+            let blocks = (bytes - done) / width;
+            let from = self.builder.ins().iadd_imm_s(source, done as i64);
+            let to = self.builder.ins().iadd_imm_s(destination, done as i64);
+            self.for_pointers(&[from, to], blocks, width, &mut |k, at| {
+                let flags = memory_flags();
+                let values: Vec<Value> = (0..vectors)
+                    .map(|v| k.builder.ins().load(types::I8X16, flags, at[0], v * 16))
+                    .collect();
+                for (v, value) in values.into_iter().enumerate() {
+                    k.builder.ins().store(flags, value, at[1], v as i32 * 16);
+                }
+                Ok(())
+            })?;
+            done += blocks * width;
+        }
+        for byte in done..bytes {
             let v = self
                 .builder
                 .ins()
@@ -542,7 +607,8 @@ impl<'a> Kernel<'a> {
         Ok(())
     }
 
-    /// Fills `count` f32 or i32 elements (4 bytes each) at `base + index` with a 32-bit pattern.
+    /// Fills `count` f32 or i32 elements (4 bytes each) at `base + index` with a 32-bit
+    /// pattern: 64-byte blocks, then 16-byte ones, then words.
     pub fn fill_words(
         &mut self,
         base: Value,
@@ -553,13 +619,20 @@ impl<'a> Kernel<'a> {
         let start = self.address(base, index, 4);
         let word = self.builder.ins().iconst(types::I32, bits as i64);
         let vector = self.builder.ins().splat(types::I32X4, word);
-        self.for_count(count / LANES, &mut |k, chunk| {
-            let offset = k.builder.ins().imul_imm_s(chunk, 16);
-            let to = k.builder.ins().iadd(start, offset);
-            k.builder.ins().store(memory_flags(), vector, to, 0);
-            Ok(())
-        })?;
-        for item in (count / LANES) * LANES..count {
+        let bytes = count * 4;
+        let mut done = 0;
+        for (width, vectors) in [(64, 4), (16, 1)] {
+            let blocks = (bytes - done) / width;
+            let to = self.builder.ins().iadd_imm_s(start, done as i64);
+            self.for_pointers(&[to], blocks, width, &mut |k, at| {
+                for v in 0..vectors {
+                    k.builder.ins().store(memory_flags(), vector, at[0], v * 16);
+                }
+                Ok(())
+            })?;
+            done += blocks * width;
+        }
+        for item in done / 4..count {
             self.builder
                 .ins()
                 .store(memory_flags(), word, start, (item * 4) as i32);
