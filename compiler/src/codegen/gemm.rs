@@ -223,14 +223,24 @@ pub fn tile_runs(total: usize, width: usize) -> Vec<(usize, usize, usize)> {
     runs
 }
 
-/// Relative cost of one K step of a `rows` × `vectors` tile: FMA issue or loads, whichever
-/// binds, plus the loop's own instructions; between tiles that tie, fewer loads win.
-fn step_cost(isa: Isa, rows: usize, vectors: usize) -> f64 {
+/// Relative cost of one K step of a `rows` × `columns` tile: FMA issue or loads, whichever
+/// binds, plus the loop's own instructions; between tiles that tie, fewer loads win. An AVX-512
+/// tail of at most 8 lanes runs on ymm, counted as half a vector's FMAs (CPUs that split 512-bit
+/// operations in two issue it in one slot).
+fn step_cost(isa: Isa, rows: usize, columns: usize) -> f64 {
+    let lanes = isa.lanes();
+    let vectors = columns.div_ceil(lanes);
+    let tail = columns % lanes;
+    let fma_vectors = if isa == Isa::Avx512 && tail != 0 && tail <= 8 {
+        vectors as f64 - 0.5
+    } else {
+        vectors as f64
+    };
     let fmas_per_cycle = match isa {
         Isa::Avx512 => 1.0,
         Isa::Avx2 | Isa::Portable => 2.0,
     };
-    let fmas = (rows * vectors) as f64 / fmas_per_cycle;
+    let fmas = rows as f64 * fma_vectors / fmas_per_cycle;
     let loads = (rows + vectors) as f64 / 2.0;
     fmas.max(loads) + 1.0 + loads / 64.0
 }
@@ -274,10 +284,9 @@ impl TilePlan {
                 let cost: f64 = tile_runs(columns, plan.width())
                     .iter()
                     .map(|&(_, count, width)| {
-                        let v = width.div_ceil(lanes);
                         let per_column_tile: f64 = row_tiles
                             .iter()
-                            .map(|&(n, h)| n as f64 * step_cost(isa, h, v))
+                            .map(|&(n, h)| n as f64 * step_cost(isa, h, width))
                             .sum();
                         count as f64 * per_column_tile
                     })

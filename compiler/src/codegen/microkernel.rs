@@ -295,11 +295,16 @@ fn displacement(bytes: usize) -> Result<i32, CodegenError> {
 }
 
 /// The vector operations both ISAs share, emitted for one of them. Vector registers are named by
-/// index; on AVX2 the tail mask lives in ymm15, on AVX-512 in k1.
+/// index; on AVX2 the tail mask lives in ymm15, on AVX-512 in k1. Operations on the tail vector
+/// (`masked`) cover only its lanes; on AVX-512 a tail of at most 8 lanes runs on the ymm half
+/// of the register, as an FMA on ymm takes half the issue slots of one on zmm where the CPU
+/// splits 512-bit operations in two (Zen 4) and the same elsewhere.
 struct Vectors {
     a: CodeAssembler,
     /// zmm registers and opmasks (AVX-512), else ymm (AVX2).
     zmm: bool,
+    /// Lanes of the tail vector (0 before [`Vectors::set_mask`]).
+    tail_lanes: usize,
     /// The label of the exp constants ([`EXP_CONSTANTS`]), placed after the code when used.
     exp_table: Option<CodeLabel>,
     /// The mask table's label (AVX2), placed after the code when used.
@@ -322,6 +327,7 @@ impl Vectors {
         Ok(Vectors {
             a: CodeAssembler::new(64).map_err(asm_error)?,
             zmm,
+            tail_lanes: 0,
             exp_table: None,
             mask_table: None,
         })
@@ -335,8 +341,14 @@ impl Vectors {
         registers::get_zmm(Register::ZMM0 + index as u32).unwrap_or(zmm31)
     }
 
+    /// Whether the tail vector runs on ymm halves (AVX-512, at most 8 lanes).
+    fn half_tail(&self) -> bool {
+        self.zmm && self.tail_lanes <= 8
+    }
+
     /// Readies the tail mask for vectors of `lanes` < the full width.
     fn set_mask(&mut self, lanes: usize) -> Result<(), CodegenError> {
+        self.tail_lanes = lanes;
         match self.zmm {
             false => {
                 // Eight lanes starting `8 - lanes` dwords into [-1 × 8, 0 × 8].
@@ -364,6 +376,7 @@ impl Vectors {
         address: AsmMemoryOperand,
         masked: bool,
     ) -> Result<(), CodegenError> {
+        let (half, exact) = (self.half_tail(), self.tail_lanes == 8);
         let a = &mut self.a;
         match (self.zmm, masked) {
             (false, false) => a.vmovups(Self::ymm(register), ymmword_ptr(address)),
@@ -373,6 +386,12 @@ impl Vectors {
                 ymmword_ptr(address),
             ),
             (true, false) => a.vmovups(Self::zmm(register), zmmword_ptr(address)),
+            // A ymm write zeroes the register's upper half.
+            (true, true) if exact => a.evex().vmovups(Self::ymm(register), ymmword_ptr(address)),
+            // EVEX forced: the assembler otherwise picks VEX, which has no mask.
+            (true, true) if half => a
+                .evex()
+                .vmovups(Self::ymm(register).k1().z(), ymmword_ptr(address)),
             (true, true) => a.vmovups(Self::zmm(register).k1().z(), zmmword_ptr(address)),
         }
         .map_err(asm_error)
@@ -384,6 +403,7 @@ impl Vectors {
         register: usize,
         masked: bool,
     ) -> Result<(), CodegenError> {
+        let (half, exact) = (self.half_tail(), self.tail_lanes == 8);
         let a = &mut self.a;
         match (self.zmm, masked) {
             (false, false) => a.vmovups(ymmword_ptr(address), Self::ymm(register)),
@@ -393,6 +413,10 @@ impl Vectors {
                 Self::ymm(register),
             ),
             (true, false) => a.vmovups(zmmword_ptr(address), Self::zmm(register)),
+            (true, true) if exact => a.evex().vmovups(ymmword_ptr(address), Self::ymm(register)),
+            (true, true) if half => a
+                .evex()
+                .vmovups(ymmword_ptr(address).k1(), Self::ymm(register)),
             (true, true) => a.vmovups(zmmword_ptr(address).k1(), Self::zmm(register)),
         }
         .map_err(asm_error)
@@ -424,8 +448,23 @@ impl Vectors {
         .map_err(asm_error)
     }
 
-    /// `accumulator += x · y`.
-    fn fma(&mut self, accumulator: usize, x: usize, y: usize) -> Result<(), CodegenError> {
+    /// `accumulator += x · y` (over the tail's lanes when `masked`; lanes past them may take
+    /// any value, as they are never stored).
+    fn fma(
+        &mut self,
+        accumulator: usize,
+        x: usize,
+        y: usize,
+        masked: bool,
+    ) -> Result<(), CodegenError> {
+        if self.zmm && masked && self.half_tail() {
+            // EVEX, as the registers may be ymm16-31.
+            return self
+                .a
+                .evex()
+                .vfmadd231ps(Self::ymm(accumulator), Self::ymm(x), Self::ymm(y))
+                .map_err(asm_error);
+        }
         match self.zmm {
             false => self
                 .a
@@ -799,7 +838,7 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     for p in 0..rows {
         e.broadcast(broadcast, a_row(p))?;
         for v in 0..vectors {
-            e.fma(accumulator(p, v), b_register(v), broadcast)?;
+            e.fma(accumulator(p, v), b_register(v), broadcast, masked(v))?;
         }
     }
     for &base in &A_BASES[..groups] {
@@ -915,7 +954,7 @@ pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError
                 )?;
                 if masked {
                     e.load(input_vector, ptr(rdi + offset), true)?;
-                    e.fma(p, filter_vector, input_vector)?;
+                    e.fma(p, filter_vector, input_vector, true)?;
                 } else {
                     e.fma_memory(p, filter_vector, ptr(rdi + offset))?;
                 }
