@@ -1169,6 +1169,7 @@ fn pool_kernels_match_reference() {
             window: windows[i / 2 % windows.len()],
             strides: strides[i % strides.len()],
             padding: paddings[i / 3 % paddings.len()].clone(),
+            zero_padding: false,
         };
         let shape = vec![
             1 + i / 7 % 2,
@@ -1216,6 +1217,7 @@ fn pool_kernels_match_reference() {
             window: [1, 2],
             strides: [1, 1],
             padding: Padding::Explicit([2, 0, 0, 2]),
+            zero_padding: false,
         };
         let x = uniform(&[1, 3, 4, 5], 7, -10.0, 10.0);
         let label = format!("pool {} x[1, 3, 4, 5] window [1, 2] strides [1, 1] padding Explicit([2, 0, 0, 2]) (windows entirely in padding)", if max { "max" } else { "average" });
@@ -1227,6 +1229,60 @@ fn pool_kernels_match_reference() {
         ));
     }
     check_cases("pool", cases, 48);
+}
+
+/// A zero Pad before a valid pooling (ResNet's ZeroPadding2D before its max pool) folds into
+/// the pooling as zero padding (`fold_padding`): the Pad kernel is gone after the pipeline, and
+/// the answer is the valid pooling's of the padded input, where the zeros take part (inputs
+/// are mostly negative, so a maximum shows it). Windows unrolled and bounded at run time (9×9,
+/// over the unrolled taps' limit), pads past the window (all-padding windows), max and average.
+#[test]
+fn zero_padding_folds_into_the_pooling_that_reads_it() {
+    use std::sync::Arc;
+    use tfjsc::ir::Graph;
+
+    let geometries = [
+        ([3, 3], [2, 2], [0, 1, 1, 1]),
+        ([2, 3], [1, 2], [3, 0, 2, 4]),
+        ([9, 9], [1, 1], [4, 4, 4, 4]),
+    ];
+    for (case, (window, strides, [top, bottom, left, right])) in geometries.into_iter().enumerate()
+    {
+        for max in [true, false] {
+            let x = uniform(&[2, 7, 9, 6], case as u64, -10.0, 2.0);
+            let paddings = Tensor::from_i32(vec![4, 2], vec![0, 0, top, bottom, left, right, 0, 0]);
+            let pool = Pool {
+                max,
+                window,
+                strides,
+                padding: Padding::Valid,
+                zero_padding: false,
+            };
+            let build = || {
+                let mut graph = Graph::new();
+                let input = graph.add_input("x", Some(x.tensor_type()));
+                let paddings = graph.add_constant("paddings", paddings.clone(), None);
+                let pad = graph.add_node("pad", Arc::new(Pad), vec![input, paddings], 1);
+                let padded = graph.node(pad).unwrap().outputs[0];
+                let node = graph.add_node("pool", Arc::new(pool.clone()), vec![padded], 1);
+                let output = graph.node(node).unwrap().outputs[0];
+                graph.add_output("y", output);
+                graph
+            };
+            let label = format!("case {case}, max {max}");
+            let mut folded = build();
+            tfjsc::passes::run_pipeline(&mut folded, true, &mut |_, _| {}).unwrap();
+            let ops: Vec<&str> = folded.nodes().map(|(_, node)| node.op.name()).collect();
+            assert_eq!(ops, ["pool"], "{label}: the pad should be folded");
+
+            let padded = Pad.evaluate(&[&x, &paddings]).unwrap().remove(0);
+            let expected = pool.evaluate(&[&padded]).unwrap().remove(0);
+            let got = harness::execute(build(), std::slice::from_ref(&x)).unwrap();
+            let tolerance = if max { Tol::Exact } else { SUMS };
+            harness::compare(&expected, &got[0], tolerance)
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+        }
+    }
 }
 
 const REDUCE_KINDS: &[(ReduceKind, &str)] = &[
@@ -1903,6 +1959,7 @@ fn chains_of_kernels_match_reference() {
                     window: [3, 3],
                     strides: [1, 1],
                     padding: Padding::Same,
+                    zero_padding: false,
                 },
                 &[conv],
             );

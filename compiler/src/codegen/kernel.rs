@@ -328,6 +328,40 @@ impl<'a> Kernel<'a> {
         self.for_range(start, end, 1, body)
     }
 
+    /// `body(k, span)` for the span holding `value`, of consecutive spans ending at `ends`
+    /// (ascending, the last past every value `value` takes): one compare and branch per span,
+    /// so each span's code is specialised to it (its filter taps, say).
+    pub fn switch_spans(
+        &mut self,
+        value: Value,
+        ends: &[usize],
+        body: &mut dyn FnMut(&mut Kernel<'a>, usize) -> Result<(), CodegenError>,
+    ) -> Result<(), CodegenError> {
+        let done = self.builder.create_block();
+        for (span, &end) in ends.iter().enumerate() {
+            let next = (span + 1 < ends.len()).then(|| self.builder.create_block());
+            if let Some(next) = next {
+                let this = self.builder.create_block();
+                let inside =
+                    self.builder
+                        .ins()
+                        .icmp_imm_s(IntCC::UnsignedLessThan, value, end as i64);
+                self.builder.ins().brif(inside, this, &[], next, &[]);
+                self.builder.switch_to_block(this);
+                self.builder.seal_block(this);
+            }
+            body(self, span)?;
+            self.builder.ins().jump(done, &[]);
+            if let Some(next) = next {
+                self.builder.switch_to_block(next);
+                self.builder.seal_block(next);
+            }
+        }
+        self.builder.switch_to_block(done);
+        self.builder.seal_block(done);
+        Ok(())
+    }
+
     /// Runs `body` on thread 0 only (the other threads skip it); follow it with
     /// [`Kernel::barrier`] before other threads read what it wrote.
     pub fn on_thread_zero(

@@ -7,7 +7,6 @@ use std::any::Any;
 use std::ops::Range;
 use std::sync::Arc;
 
-use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use crate::codegen::gemm::{self, Gemm, GroupBases, Segment};
@@ -558,30 +557,10 @@ fn lower_depthwise_microkernels(
     kernel.for_split(w.batch * oh, &mut |k, row| {
         let n = k.builder.ins().udiv_imm_s(row, oh as i64);
         let y = k.builder.ins().urem_imm_s(row, oh as i64);
-        // The row's span: the first whose end is past `y` (spans are in order).
-        let done = k.builder.create_block();
-        for (index, (positions, row_taps)) in row_spans.iter().enumerate() {
-            let next = (index + 1 < row_spans.len()).then(|| k.builder.create_block());
-            if let Some(next) = next {
-                let this = k.builder.create_block();
-                let inside =
-                    k.builder
-                        .ins()
-                        .icmp_imm_s(IntCC::UnsignedLessThan, y, positions.end as i64);
-                k.builder.ins().brif(inside, this, &[], next, &[]);
-                k.builder.switch_to_block(this);
-                k.builder.seal_block(this);
-            }
-            emit_row(k, row, n, y, row_taps)?;
-            k.builder.ins().jump(done, &[]);
-            if let Some(next) = next {
-                k.builder.switch_to_block(next);
-                k.builder.seal_block(next);
-            }
-        }
-        k.builder.switch_to_block(done);
-        k.builder.seal_block(done);
-        Ok(())
+        let ends: Vec<usize> = row_spans.iter().map(|(rows, _)| rows.end).collect();
+        k.switch_spans(y, &ends, &mut |k, span| {
+            emit_row(k, row, n, y, &row_spans[span].1)
+        })
     })
 }
 

@@ -2,14 +2,15 @@
 //! divides by the number of input elements inside the window (TensorFlow's rule).
 
 use std::any::Any;
+use std::ops::Range;
 use std::sync::Arc;
 
-use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Type};
 
 use super::conv::{Padding, Window};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
-use crate::codegen::kernel::{Kernel, LANES};
+use crate::codegen::kernel::{memory_flags, Kernel, LANES};
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType, ValueId};
@@ -23,6 +24,9 @@ pub struct Pool {
     pub window: [usize; 2],
     pub strides: [usize; 2],
     pub padding: Padding,
+    /// The padding's cells are zeros inside the window (a zero Pad folded in, see
+    /// `with_input_padding`), where TensorFlow's own pool padding lies outside it.
+    pub zero_padding: bool,
 }
 
 impl Pool {
@@ -37,6 +41,8 @@ impl Pool {
             window: attributes.positive_pair("window")?,
             strides: attributes.positive_pair("strides")?,
             padding: Padding::parse(attributes)?,
+            zero_padding: attributes.0.contains_key("zero_padding")
+                && attributes.boolean("zero_padding")?,
         }))
     }
 
@@ -70,6 +76,11 @@ impl Operator for Pool {
                 "strides",
                 Attribute::Ints(self.strides.iter().map(|&v| v as i64).collect()),
             );
+        let attributes = if self.zero_padding {
+            attributes.with("zero_padding", Attribute::Bool(true))
+        } else {
+            attributes
+        };
         self.padding.add_to(attributes)
     }
 
@@ -108,8 +119,17 @@ impl Operator for Pool {
                                 acc = if self.max { acc.max(v) } else { acc + v };
                             }
                         }
-                        let count = ((y1 - y0) * (x1 - x0)).max(1) as f32;
-                        out.push(if self.max { acc } else { acc / count });
+                        let inside = (y1 - y0) * (x1 - x0);
+                        let full = w.kernel[0] * w.kernel[1];
+                        let count = if self.zero_padding { full } else { inside };
+                        if self.max && self.zero_padding && inside < full {
+                            acc = acc.max(0.0);
+                        }
+                        out.push(if self.max {
+                            acc
+                        } else {
+                            acc / count.max(1) as f32
+                        });
                     }
                 }
             }
@@ -117,10 +137,148 @@ impl Operator for Pool {
         Ok(vec![Tensor::from_f32(vec![w.batch, oh, ow, c], out)])
     }
 
+    /// A zero Pad before a valid pooling (Keras' ZeroPadding2D before ResNet's max pool) folds
+    /// in as explicit padding whose cells are zeros.
+    fn with_input_padding(&self, pads: &[(usize, usize)]) -> Option<Arc<dyn Operator>> {
+        let &[(0, 0), (top, bottom), (left, right), (0, 0)] = pads else {
+            return None;
+        };
+        let [t, b, l, r] = match self.padding {
+            Padding::Valid => [0; 4],
+            Padding::Explicit(own) if self.zero_padding => own,
+            _ => return None,
+        };
+        Some(Arc::new(Pool {
+            padding: Padding::Explicit([t + top, b + bottom, l + left, r + right]),
+            zero_padding: true,
+            ..self.clone()
+        }))
+    }
+
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
         let w = self
             .geometry(&kernel.inputs[0].ty)
             .map_err(|e| kernel.error(e.to_string()))?;
+        let spans = [w.tap_spans(0), w.tap_spans(1)];
+        // Tap offsets are 32-bit displacements.
+        let reach = w.kernel[0] * w.input[1] * w.channels * 4;
+        if spans[0].len() * spans[1].len() <= MAX_SPAN_PAIRS
+            && w.kernel[0] * w.kernel[1] <= MAX_TAPS
+            && reach <= i32::MAX as usize
+        {
+            return self.lower_unrolled(kernel, &w, &spans);
+        }
+        self.lower_runtime_windows(kernel, &w)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Window taps ([`Pool::lower_unrolled`] unrolls them all) and (row span, column span) pairs
+/// (each its own code) up to which a pooling's windows are unrolled.
+const MAX_TAPS: usize = 64;
+const MAX_SPAN_PAIRS: usize = 64;
+
+impl Pool {
+    /// The taps of each window unrolled, their input offsets immediates: output rows in spans
+    /// whose windows read the same rows of taps ([`Window::tap_spans`]), and within a row,
+    /// columns in spans reading the same columns of taps, so a span's windows are clipped to
+    /// the input at compile time (and an average's divisor is a constant). Per pixel, vectors
+    /// of channels, then single channels.
+    fn lower_unrolled(
+        &self,
+        kernel: &mut Kernel,
+        w: &Window,
+        [row_spans, column_spans]: &[Vec<(Range<usize>, Range<usize>)>; 2],
+    ) -> Result<(), CodegenError> {
+        let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
+        let ([ih, iw], [oh, ow], c) = (w.input, w.output, w.channels);
+        let [top, _, left, _] = w.pads;
+        let max = self.max;
+        let channel_runs = [(0, c / LANES, LANES), (c / LANES * LANES, c % LANES, 1)];
+        let ends: Vec<usize> = row_spans.iter().map(|(rows, _)| rows.end).collect();
+        kernel.for_split(w.batch * oh, &mut |k, row| {
+            let n = k.builder.ins().udiv_imm_s(row, oh as i64);
+            let y = k.builder.ins().urem_imm_s(row, oh as i64);
+            k.switch_spans(y, &ends, &mut |k, span| {
+                let rows = row_spans[span].1.clone();
+                // Element index of tap (0, 0) of the row's column 0: input row
+                // n·ih + y·stride - top, column -left (in the padding when negative, never read).
+                let input_row = k.builder.ins().imul_imm_s(n, ih as i64);
+                let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
+                let input_row = k.builder.ins().iadd(input_row, y_scaled);
+                let input_row = k.builder.ins().iadd_imm_s(input_row, -(top as i64));
+                let row_base = k.builder.ins().imul_imm_s(input_row, iw as i64);
+                let row_base = k.builder.ins().iadd_imm_s(row_base, -(left as i64));
+                let output_row = k.builder.ins().imul_imm_s(row, ow as i64);
+                for (positions, columns) in column_spans {
+                    let taps: Vec<usize> = rows
+                        .clone()
+                        .flat_map(|ty| columns.clone().map(move |tx| ty * iw + tx))
+                        .collect();
+                    // An empty window averages to 0 (TensorFlow's count of at least one); zero
+                    // padding counts toward the average and the maximum.
+                    let full = w.kernel[0] * w.kernel[1];
+                    let clipped = taps.len() < full;
+                    let count = if self.zero_padding { full } else { taps.len() };
+                    let inverse = 1.0 / count.max(1) as f32;
+                    let init = match (max, self.zero_padding && clipped) {
+                        (true, false) => f32::NEG_INFINITY,
+                        _ => 0.0,
+                    };
+                    k.for_steps(positions.start, positions.len(), 1, &mut |k, x| {
+                        let x_scaled = k.builder.ins().imul_imm_s(x, w.strides[1] as i64);
+                        let pixel = k.builder.ins().iadd(row_base, x_scaled);
+                        let first = k.builder.ins().imul_imm_s(pixel, c as i64);
+                        let window = k.address(input, first, 4);
+                        let out_pixel = k.builder.ins().iadd(output_row, x);
+                        let out_first = k.builder.ins().imul_imm_s(out_pixel, c as i64);
+                        let destination = k.address(output, out_first, 4);
+                        for &(start, count, width) in &channel_runs {
+                            let ty = if width == LANES {
+                                types::F32X4
+                            } else {
+                                types::F32
+                            };
+                            k.for_steps(start, count, width, &mut |k, channel| {
+                                let offset = k.builder.ins().imul_imm_s(channel, 4);
+                                let at = k.builder.ins().iadd(window, offset);
+                                let mut acc = k.float_constant(ty, init);
+                                for &tap in &taps {
+                                    let value = k.builder.ins().load(
+                                        ty,
+                                        memory_flags(),
+                                        at,
+                                        (tap * c * 4) as i32,
+                                    );
+                                    // Max skips NaN, as TensorFlow's kernel does (see below).
+                                    acc = if max {
+                                        k.select_float(FloatCC::GreaterThan, value, acc, value, acc)
+                                    } else {
+                                        k.builder.ins().fadd(acc, value)
+                                    };
+                                }
+                                if !max {
+                                    let factor = k.float_constant(ty, inverse);
+                                    acc = k.builder.ins().fmul(acc, factor);
+                                }
+                                let to = k.builder.ins().iadd(destination, offset);
+                                k.builder.ins().store(memory_flags(), acc, to, 0);
+                                Ok(())
+                            })?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Windows bounded at run time, for the few poolings with too many taps or spans to unroll.
+    fn lower_runtime_windows(&self, kernel: &mut Kernel, w: &Window) -> Result<(), CodegenError> {
         let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
         let ([ih, iw], [oh, ow], c) = (w.input, w.output, w.channels);
         let max = self.max;
@@ -149,12 +307,26 @@ impl Operator for Pool {
             let (y0, y1) = bounds(k, y, w.strides[0], w.pads[0], w.kernel[0], ih);
             let (x0, x1) = bounds(k, x, w.strides[1], w.pads[2], w.kernel[1], iw);
             let image = k.builder.ins().imul_imm_s(n, ih as i64);
+            let full = w.kernel[0] * w.kernel[1];
+            let height = k.builder.ins().isub(y1, y0);
+            let width = k.builder.ins().isub(x1, x0);
+            let inside = k.builder.ins().imul(height, width);
+            // Zero padding takes part: the maximum starts at 0 when the window is clipped.
+            let clipped = k
+                .builder
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedLessThan, inside, full as i64);
+            let zero_padded = k.iconst(i64::from(self.zero_padding));
+            let zero_padded = k.builder.ins().ireduce(types::I8, zero_padded);
+            let starts_at_zero = k.builder.ins().band(clipped, zero_padded);
             let inverse_count = if max {
                 None
             } else {
-                let height = k.builder.ins().isub(y1, y0);
-                let width = k.builder.ins().isub(x1, x0);
-                let count = k.builder.ins().imul(height, width);
+                let count = if self.zero_padding {
+                    k.iconst(full as i64)
+                } else {
+                    inside
+                };
                 let at_least_one = k.iconst(1);
                 let count = k.builder.ins().smax(count, at_least_one);
                 let count = k.builder.ins().fcvt_from_sint(types::F32, count);
@@ -175,6 +347,8 @@ impl Operator for Pool {
                 k.for_steps(start, count, width, &mut |k, channel| {
                     let var = k.builder.declare_var(ty);
                     let init = k.float_constant(ty, if max { f32::NEG_INFINITY } else { 0.0 });
+                    let zero = k.float_constant(ty, 0.0);
+                    let init = k.builder.ins().select(starts_at_zero, zero, init);
                     k.builder.def_var(var, init);
                     k.for_range(y0, y1, 1, &mut |k, iy| {
                         let row = k.builder.ins().iadd(image, iy);
@@ -213,10 +387,6 @@ impl Operator for Pool {
             Ok(())
         })
     }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
 }
 
 /// The input range a window starting at `origin - pad` of `size` covers, clipped to `extent`.
@@ -253,6 +423,7 @@ pub fn import_pool(
         window: four("ksize")?,
         strides: four("strides")?,
         padding: Padding::from_tf(&attributes).map_err(fail)?,
+        zero_padding: false,
     };
     Ok(vec![importer.add(node, pool, vec![inputs[0]])])
 }

@@ -103,10 +103,11 @@ pub fn fuse_epilogues(graph: &mut Graph) -> Result<(), PassError> {
     Ok(())
 }
 
-/// A zero Pad whose result only convolutions read (Keras' ZeroPadding2D before a strided
-/// convolution) folds into their explicit padding: the convolution pads its input in scratch
-/// anyway, so the separate copy of the whole tensor goes. The Pad is left for dead-code
-/// elimination when nothing else reads it.
+/// A zero Pad read by convolutions or valid poolings (Keras' ZeroPadding2D before a strided
+/// convolution, or before ResNet's max pool) folds into their explicit padding
+/// (`Operator::with_input_padding`): they read around the border themselves, so the separate
+/// copy of the whole tensor goes. The Pad is left for dead-code elimination when nothing else
+/// reads it.
 pub fn fold_padding(graph: &mut Graph) -> Result<(), PassError> {
     let mut rewrites = Vec::new();
     for (id, node) in graph.nodes() {
