@@ -443,6 +443,20 @@ fn lower_regular(
     })
 }
 
+/// The input pixel index (row-major over images, rows and columns) where tap (0, 0) of output
+/// row `y` of image `n`'s column 0 lies: input row n·ih + y·stride - top, column -left. In the
+/// padding it is outside the input (negative, or in another row), and never read there: the
+/// caller reads only taps inside.
+pub(crate) fn window_row_origin(k: &mut Kernel, w: &Window, n: Value, y: Value) -> Value {
+    let [top, _, left, _] = w.pads;
+    let input_row = k.builder.ins().imul_imm_s(n, w.input[0] as i64);
+    let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
+    let input_row = k.builder.ins().iadd(input_row, y_scaled);
+    let input_row = k.builder.ins().iadd_imm_s(input_row, -(top as i64));
+    let pixel = k.builder.ins().imul_imm_s(input_row, w.input[1] as i64);
+    k.builder.ins().iadd_imm_s(pixel, -(left as i64))
+}
+
 /// Spans of output rows with their own filter rows (see [`Window::tap_spans`]) beyond which the
 /// depthwise convolution reads a padded copy instead: each span is its own code, and more than
 /// a few arise only from large pads or dilations.
@@ -471,9 +485,8 @@ fn lower_depthwise_microkernels(
     let filter = kernel.inputs[1].pointer;
     let output = kernel.outputs[0].pointer;
     let c = w.channels;
-    let [ih, iw] = w.input;
+    let iw = w.input[1];
     let [oh, ow] = w.output;
-    let [top, _, left, _] = w.pads;
     let isa = kernel.features.isa;
     // The kernels apply the epilogue in registers when they know its steps (three operands at
     // most); otherwise the Cranelift epilogue finishes each tile.
@@ -501,14 +514,7 @@ fn lower_depthwise_microkernels(
         }
     }
     let emit_row = |k: &mut Kernel, row: Value, n: Value, y: Value, row_taps: &Range<usize>| {
-        // Where tap (0, 0) of the row's first pixel would be read: input row
-        // n·ih + y·stride - top, column -left (outside the input in the padding, never read).
-        let input_row = k.builder.ins().imul_imm_s(n, ih as i64);
-        let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
-        let input_row = k.builder.ins().iadd(input_row, y_scaled);
-        let input_row = k.builder.ins().iadd_imm_s(input_row, -(top as i64));
-        let input_row_base = k.builder.ins().imul_imm_s(input_row, iw as i64);
-        let input_row_base = k.builder.ins().iadd_imm_s(input_row_base, -(left as i64));
+        let input_row_base = window_row_origin(k, w, n, y);
         let output_row = k.builder.ins().imul_imm_s(row, ow as i64);
         for &(channel_start, channel_count, lanes) in &channel_runs {
             k.for_steps(channel_start, channel_count, lanes, &mut |k, c0| {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, Type};
 
-use super::conv::{Padding, Window};
+use super::conv::{window_row_origin, Padding, Window};
 use super::{Attribute, Attributes, InputFacts, OpError, OpResult, Operator};
 use crate::codegen::kernel::{memory_flags, Kernel, LANES};
 use crate::codegen::CodegenError;
@@ -194,8 +194,7 @@ impl Pool {
         [row_spans, column_spans]: &[Vec<(Range<usize>, Range<usize>)>; 2],
     ) -> Result<(), CodegenError> {
         let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
-        let ([ih, iw], [oh, ow], c) = (w.input, w.output, w.channels);
-        let [top, _, left, _] = w.pads;
+        let (iw, [oh, ow], c) = (w.input[1], w.output, w.channels);
         let max = self.max;
         let channel_runs = [(0, c / LANES, LANES), (c / LANES * LANES, c % LANES, 1)];
         let ends: Vec<usize> = row_spans.iter().map(|(rows, _)| rows.end).collect();
@@ -204,14 +203,7 @@ impl Pool {
             let y = k.builder.ins().urem_imm_s(row, oh as i64);
             k.switch_spans(y, &ends, &mut |k, span| {
                 let rows = row_spans[span].1.clone();
-                // Element index of tap (0, 0) of the row's column 0: input row
-                // n·ih + y·stride - top, column -left (in the padding when negative, never read).
-                let input_row = k.builder.ins().imul_imm_s(n, ih as i64);
-                let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
-                let input_row = k.builder.ins().iadd(input_row, y_scaled);
-                let input_row = k.builder.ins().iadd_imm_s(input_row, -(top as i64));
-                let row_base = k.builder.ins().imul_imm_s(input_row, iw as i64);
-                let row_base = k.builder.ins().iadd_imm_s(row_base, -(left as i64));
+                let row_base = window_row_origin(k, w, n, y);
                 let output_row = k.builder.ins().imul_imm_s(row, ow as i64);
                 for (positions, columns) in column_spans {
                     let taps: Vec<usize> = rows
