@@ -208,9 +208,7 @@ fn channel_scales_move_onto_the_smaller_filter() {
             false,
         ),
     ];
-    let multiply = Binary {
-        kind: BinaryKind::Mul,
-    };
+    let multiply = Binary::new(BinaryKind::Mul);
     for (case, (x_shape, scale_shape, filter_shape, op, moves)) in cases.into_iter().enumerate() {
         let seed = 40 + 3 * case as u64;
         let x = crate::harness::uniform(&x_shape, seed, -1.0, 1.0);

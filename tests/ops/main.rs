@@ -895,6 +895,99 @@ fn depthwise_conv2d_kernels_match_reference() {
     check_cases("depthwise conv2d", cases, 24);
 }
 
+/// A chain of elementwise operations (input scaling: `x * a + b` per channel, then an
+/// activation and a residual add) fuses into one binary kernel with an epilogue
+/// (`fuse_epilogues`), computed in one pass; its answer is the chain's, node by node. An int32
+/// chain and a step whose operand outranks the result (broadcasting it to a larger shape) stay
+/// separate nodes, and still compute the chain's answer.
+#[test]
+fn elementwise_chains_fuse_into_one_kernel() {
+    use std::sync::Arc;
+    use tfjsc::ir::Graph;
+
+    let shape = [2, 5, 7, 3];
+    let x = uniform(&shape, 1, -2.0, 2.0);
+    let scale = f32_scalar(0.5);
+    let shift = uniform(&[3], 2, -1.0, 1.0);
+    let divisor = uniform(&[1, 1, 1, 3], 3, 0.5, 2.0);
+    let residual = uniform(&shape, 4, -1.0, 1.0);
+    let steps: Vec<(Arc<dyn Operator>, Option<&Tensor>)> = vec![
+        (Arc::new(Binary::new(BinaryKind::Mul)), Some(&scale)),
+        (Arc::new(Binary::new(BinaryKind::Sub)), Some(&shift)),
+        (Arc::new(Binary::new(BinaryKind::Div)), Some(&divisor)),
+        (Arc::new(Unary::new(UnaryKind::Swish)), None),
+        (Arc::new(Binary::new(BinaryKind::Add)), Some(&residual)),
+    ];
+    let build = |x: &Tensor, steps: &[(Arc<dyn Operator>, Option<&Tensor>)]| {
+        let mut graph = Graph::new();
+        let mut value = graph.add_input("x", Some(x.tensor_type()));
+        for (index, (op, operand)) in steps.iter().enumerate() {
+            let mut inputs = vec![value];
+            if let Some(operand) = operand {
+                inputs.push(graph.add_constant(&format!("c{index}"), (*operand).clone(), None));
+            }
+            let node = graph.add_node(&format!("n{index}"), op.clone(), inputs, 1);
+            value = graph.node(node).unwrap().outputs[0];
+        }
+        graph.add_output("y", value);
+        graph
+    };
+    let reference = |x: &Tensor, steps: &[(Arc<dyn Operator>, Option<&Tensor>)]| {
+        steps.iter().fold(x.clone(), |value, (op, operand)| {
+            let mut inputs = vec![&value];
+            inputs.extend(operand);
+            op.evaluate(&inputs).unwrap().remove(0)
+        })
+    };
+    let nodes_after_pipeline = |graph: Graph| {
+        let mut graph = graph;
+        tfjsc::passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
+        graph.node_count()
+    };
+
+    assert_eq!(
+        nodes_after_pipeline(build(&x, &steps)),
+        1,
+        "the chain should fuse"
+    );
+    let got = harness::execute(build(&x, &steps), std::slice::from_ref(&x)).unwrap();
+    harness::compare(&reference(&x, &steps), &got[0], SUMS_THEN_TRANSCENDENTAL).unwrap();
+
+    // int32: no epilogue (its steps are f32 register operations).
+    let xi = ints(&shape, 5, -50, 50);
+    let (two, three) = (ints(&[1], 6, 2, 3), ints(&[3], 7, -5, 5));
+    let integer: Vec<(Arc<dyn Operator>, Option<&Tensor>)> = vec![
+        (Arc::new(Binary::new(BinaryKind::Mul)), Some(&two)),
+        (Arc::new(Binary::new(BinaryKind::Add)), Some(&three)),
+    ];
+    assert_eq!(nodes_after_pipeline(build(&xi, &integer)), 2);
+    let got = harness::execute(build(&xi, &integer), std::slice::from_ref(&xi)).unwrap();
+    harness::compare(&reference(&xi, &integer), &got[0], Tol::Exact).unwrap();
+
+    // A rank-4 operand against a rank-2 result: the step's output is rank 4, not fused.
+    let x2 = uniform(&[6, 3], 8, -1.0, 1.0);
+    let wide: Vec<(Arc<dyn Operator>, Option<&Tensor>)> = vec![
+        (Arc::new(Binary::new(BinaryKind::Mul)), Some(&scale)),
+        (Arc::new(Binary::new(BinaryKind::Add)), Some(&divisor)),
+    ];
+    let wide_graph = build(&x2, &wide);
+    let mut typed = wide_graph.clone();
+    tfjsc::passes::run_pipeline(&mut typed, true, &mut |_, _| {}).unwrap();
+    let ops: Vec<String> = typed
+        .nodes()
+        .map(|(_, n)| {
+            n.op.attributes()
+                .0
+                .get("epilogue")
+                .map(|e| format!("{e:?}"))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(ops.iter().all(String::is_empty), "fused: {ops:?}");
+    let got = harness::execute(wide_graph, std::slice::from_ref(&x2)).unwrap();
+    harness::compare(&reference(&x2, &wide), &got[0], SUMS).unwrap();
+}
+
 /// Convolution followed by separate bias / activation / residual nodes: the fusion pass folds
 /// them into the epilogue (or must leave them alone when the result has another reader).
 #[test]

@@ -708,7 +708,7 @@ const EXP_CONSTANTS: [f32; 12] = [
     std::f32::consts::LOG2_E,
     -0.693_359_4,   // -ln 2, high part
     2.121_944_4e-4, // -ln 2, low part
-    8.289_291e-3, // polynomial, highest degree first
+    8.289_291e-3,   // polynomial, highest degree first
     4.189_782_2e-2,
     0.166_676_52,
     0.499_991_5,

@@ -210,44 +210,57 @@ impl Epilogue {
 pub fn emit(
     kernel: &mut Kernel,
     epilogue: &Epilogue,
-    mut value: Value,
+    value: Value,
     ty: Type,
     index: Value,
     channel: Value,
     first_operand: usize,
 ) -> Result<Value, CodegenError> {
-    let mut operand = first_operand;
+    let mut operands = Vec::with_capacity(epilogue.operand_count());
+    for operand in first_operand..first_operand + epilogue.operand_count() {
+        let input = kernel
+            .inputs
+            .get(operand)
+            .ok_or_else(|| kernel.error("epilogue operand missing"))?;
+        let (pointer, layout) = (
+            input.pointer,
+            operand_layout(&kernel.outputs[0].ty, &input.ty),
+        );
+        operands.push(match layout {
+            Some(OperandLayout::Scalar) => {
+                let zero = kernel.iconst(0);
+                let scalar = kernel.load(types::F32, pointer, zero, 4);
+                if ty.is_vector() {
+                    kernel.builder.ins().splat(ty, scalar)
+                } else {
+                    scalar
+                }
+            }
+            Some(OperandLayout::PerChannel) => kernel.load(ty, pointer, channel, 4),
+            Some(OperandLayout::Full) => kernel.load(ty, pointer, index, 4),
+            None => return Err(kernel.error("epilogue operand does not line up with the output")),
+        });
+    }
+    apply(kernel, epilogue, value, ty, &operands)
+}
+
+/// Applies `epilogue`'s steps to `value` (type `ty`), its binary steps taking `operands` in
+/// order, already loaded (as `ty`).
+pub fn apply(
+    kernel: &mut Kernel,
+    epilogue: &Epilogue,
+    mut value: Value,
+    ty: Type,
+    operands: &[Value],
+) -> Result<Value, CodegenError> {
+    let mut next = operands.iter();
     for step in &epilogue.steps {
         value = match step {
             EpilogueStep::Unary(unary) => unary.emit(kernel, value, ty)?,
             EpilogueStep::Binary(kind) => {
-                let input = kernel
-                    .inputs
-                    .get(operand)
+                let &other = next
+                    .next()
                     .ok_or_else(|| kernel.error("epilogue operand missing"))?;
-                let (pointer, layout) = (
-                    input.pointer,
-                    operand_layout(&kernel.outputs[0].ty, &input.ty),
-                );
-                operand += 1;
-                let other = match layout {
-                    Some(OperandLayout::Scalar) => {
-                        let zero = kernel.iconst(0);
-                        let scalar = kernel.load(types::F32, pointer, zero, 4);
-                        if ty.is_vector() {
-                            kernel.builder.ins().splat(ty, scalar)
-                        } else {
-                            scalar
-                        }
-                    }
-                    Some(OperandLayout::PerChannel) => kernel.load(ty, pointer, channel, 4),
-                    Some(OperandLayout::Full) => kernel.load(ty, pointer, index, 4),
-                    None => {
-                        return Err(
-                            kernel.error("epilogue operand does not line up with the output")
-                        )
-                    }
-                };
                 Binary::new(*kind).emit(kernel, value, other, ty)?
             }
         };

@@ -77,6 +77,27 @@ pub fn fuse_epilogues(graph: &mut Graph) -> Result<(), PassError> {
                         return None;
                     }
                 }
+                // The fused node must type as the result did: an op may refuse an operand it
+                // cannot take, or a result its epilogue cannot finish (not f32).
+                let fused_inputs: Vec<ValueId> = producer_node
+                    .inputs
+                    .iter()
+                    .copied()
+                    .chain(operand)
+                    .collect();
+                let facts = InputFacts {
+                    types: fused_inputs
+                        .iter()
+                        .map(|&v| graph.value(v).ty.as_ref())
+                        .collect::<Option<_>>()?,
+                    constants: fused_inputs
+                        .iter()
+                        .map(|&v| graph.constant(v).map(|c| c.tensor.as_ref()))
+                        .collect(),
+                };
+                if op.infer(&facts).ok()?.as_slice() != std::slice::from_ref(result_ty) {
+                    return None;
+                }
                 Some((producer, result, operand, op))
             })
         else {
@@ -250,9 +271,7 @@ pub fn fold_channel_scales(graph: &mut Graph) -> Result<(), PassError> {
             vec![TensorType::new(crate::ir::DType::F32, shape)],
         );
         let reshaped = graph.node(reshaped).map(|n| n.outputs[0]);
-        let multiply = Arc::new(crate::ops::elementwise::Binary {
-            kind: BinaryKind::Mul,
-        });
+        let multiply = Arc::new(crate::ops::elementwise::Binary::new(BinaryKind::Mul));
         let Some(reshaped) = reshaped else { continue };
         let scaled = graph.insert_node_before(
             id,

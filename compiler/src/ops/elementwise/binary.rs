@@ -12,13 +12,16 @@ use crate::codegen::kernel::{Kernel, KernelFailure};
 use crate::codegen::CodegenError;
 use crate::invalid;
 use crate::ir::{DType, Tensor, TensorData, TensorType};
-use crate::ops::epilogue::EpilogueStep;
+use crate::ops::epilogue::{self, Epilogue, EpilogueStep};
 use crate::ops::{Attribute, Attributes, InputFacts, OpResult, Operator};
 
-/// `z = f(x, y)` with NumPy broadcasting.
+/// `z = f(x, y)` with NumPy broadcasting, then an f32 epilogue: the elementwise steps that
+/// followed it (`fuse_epilogues`: a chain such as input scaling `x * a - b` runs as one pass),
+/// their operands inputs 2, 3, ...
 #[derive(Clone, Debug, PartialEq)]
 pub struct Binary {
     pub kind: BinaryKind,
+    pub epilogue: Epilogue,
 }
 
 /// The broadcast shape of two shapes.
@@ -67,14 +70,55 @@ pub fn broadcast_indices(input_shape: &[usize], output_shape: &[usize]) -> Vec<u
 
 impl Binary {
     pub fn new(kind: BinaryKind) -> Binary {
-        Binary { kind }
+        Binary {
+            kind,
+            epilogue: Epilogue::default(),
+        }
     }
 
     pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
         let text = attributes.string("kind")?;
         let kind =
             BinaryKind::from_text(text).ok_or_else(|| invalid!("unknown binary kind `{text}`"))?;
-        Ok(Arc::new(Binary { kind }))
+        Ok(Arc::new(Binary {
+            kind,
+            epilogue: Epilogue::parse(attributes)?,
+        }))
+    }
+
+    /// The operation alone, on its two operands (the epilogue's reference applies after).
+    fn evaluate_operation(&self, a: &Tensor, b: &Tensor) -> OpResult<Tensor> {
+        let shape = broadcast_shapes(&a.shape, &b.shape)?;
+        let left = broadcast_indices(&a.shape, &shape);
+        let right = broadcast_indices(&b.shape, &shape);
+        let result = match (&a.data, &b.data) {
+            (TensorData::F32(x), TensorData::F32(y)) => {
+                let values: Vec<f32> = left
+                    .iter()
+                    .zip(&right)
+                    .map(|(&i, &j)| self.apply_f32(x[i], y[j]))
+                    .collect();
+                if self.kind.is_comparison() {
+                    Tensor::from_bool(shape, values.iter().map(|&v| v != 0.0).collect())
+                } else {
+                    Tensor::from_f32(shape, values)
+                }
+            }
+            _ => {
+                let (x, y) = (a.to_i64_vec(), b.to_i64_vec());
+                let values: Vec<i64> = left
+                    .iter()
+                    .zip(&right)
+                    .map(|(&i, &j)| self.apply_i64(x[i], y[j]))
+                    .collect::<OpResult<_>>()?;
+                if self.kind.is_comparison() {
+                    Tensor::from_bool(shape, values.iter().map(|&v| v != 0).collect())
+                } else {
+                    Tensor::from_i64(shape, values).cast(a.dtype())
+                }
+            }
+        };
+        Ok(result)
     }
 
     pub fn apply_f32(&self, x: f32, y: f32) -> f32 {
@@ -355,11 +399,13 @@ impl Operator for Binary {
     }
 
     fn attributes(&self) -> Attributes {
-        Attributes::default().with("kind", Attribute::Str(self.kind.text().into()))
+        let attributes =
+            Attributes::default().with("kind", Attribute::Str(self.kind.text().into()));
+        self.epilogue.add_to(attributes)
     }
 
     fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
-        inputs.expect_count(2)?;
+        inputs.expect_count(2 + self.epilogue.operand_count())?;
         let (a, b) = (inputs.ty(0)?, inputs.ty(1)?);
         if a.dtype != b.dtype {
             return Err(invalid!("operand dtypes differ: {a} and {b}"));
@@ -370,48 +416,40 @@ impl Operator for Binary {
         } else {
             a.dtype
         };
-        Ok(vec![TensorType::new(dtype, shape)])
+        let output = TensorType::new(dtype, shape);
+        if !self.epilogue.is_empty() {
+            let operands = &inputs.types[2..];
+            // The kernel broadcasts operands as NumPy does, so none may outrank the output.
+            if dtype != DType::F32
+                || operands
+                    .iter()
+                    .any(|o| o.dtype != DType::F32 || o.rank() > output.rank())
+            {
+                return Err(invalid!(
+                    "an epilogue needs f32 results and operands of at most the output's rank"
+                ));
+            }
+            self.epilogue.check_operands(&output, operands)?;
+        }
+        Ok(vec![output])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
-        let (a, b) = (inputs[0], inputs[1]);
-        let shape = broadcast_shapes(&a.shape, &b.shape)?;
-        let left = broadcast_indices(&a.shape, &shape);
-        let right = broadcast_indices(&b.shape, &shape);
-        let result = match (&a.data, &b.data) {
-            (TensorData::F32(x), TensorData::F32(y)) => {
-                let values: Vec<f32> = left
-                    .iter()
-                    .zip(&right)
-                    .map(|(&i, &j)| self.apply_f32(x[i], y[j]))
-                    .collect();
-                if self.kind.is_comparison() {
-                    Tensor::from_bool(shape, values.iter().map(|&v| v != 0.0).collect())
-                } else {
-                    Tensor::from_f32(shape, values)
-                }
-            }
-            _ => {
-                let (x, y) = (a.to_i64_vec(), b.to_i64_vec());
-                let values: Vec<i64> = left
-                    .iter()
-                    .zip(&right)
-                    .map(|(&i, &j)| self.apply_i64(x[i], y[j]))
-                    .collect::<OpResult<_>>()?;
-                if self.kind.is_comparison() {
-                    Tensor::from_bool(shape, values.iter().map(|&v| v != 0).collect())
-                } else {
-                    Tensor::from_i64(shape, values).cast(a.dtype())
-                }
-            }
-        };
-        Ok(vec![result])
+        let result = self.evaluate_operation(inputs[0], inputs[1])?;
+        Ok(vec![self.epilogue.evaluate(result, &inputs[2..])?])
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
         let input = kernel.inputs[0].ty.dtype;
         if input == DType::F32 && !self.kind.is_comparison() {
-            return lower_elementwise(kernel, &|k, args, ty| self.emit(k, args[0], args[1], ty));
+            // Epilogue operands are kernel inputs 2.., broadcast like the operation's own.
+            return lower_elementwise(kernel, &|k, args, ty| {
+                let value = self.emit(k, args[0], args[1], ty)?;
+                epilogue::apply(k, &self.epilogue, value, ty, &args[2..])
+            });
+        }
+        if !self.epilogue.is_empty() {
+            return Err(kernel.error("an epilogue on a non-f32 binary operation"));
         }
         lower_elementwise(kernel, &|k, args, ty| {
             let value = self.emit_scalar_mixed(k, args, input)?;
@@ -425,19 +463,32 @@ impl Operator for Binary {
         })
     }
 
+    /// Further steps join the epilogue of an arithmetic operation (its result f32: the fusion
+    /// pass checks the fused node's types).
+    fn with_epilogue_step(&self, step: &EpilogueStep) -> Option<Arc<dyn Operator>> {
+        (!self.kind.is_comparison()).then(|| {
+            Arc::new(Binary {
+                kind: self.kind,
+                epilogue: self.epilogue.with(step),
+            }) as Arc<dyn Operator>
+        })
+    }
+
     fn as_epilogue_step(&self) -> Option<EpilogueStep> {
-        // Kinds an epilogue applies as `result <kind> operand` on f32 registers.
-        let fusable = matches!(
-            self.kind,
-            BinaryKind::Add
-                | BinaryKind::Sub
-                | BinaryKind::Mul
-                | BinaryKind::Div
-                | BinaryKind::DivNoNan
-                | BinaryKind::Maximum
-                | BinaryKind::Minimum
-                | BinaryKind::Prelu
-        );
+        // Kinds an epilogue applies as `result <kind> operand` on f32 registers; an operation
+        // that already carries an epilogue is no single step.
+        let fusable = self.epilogue.is_empty()
+            && matches!(
+                self.kind,
+                BinaryKind::Add
+                    | BinaryKind::Sub
+                    | BinaryKind::Mul
+                    | BinaryKind::Div
+                    | BinaryKind::DivNoNan
+                    | BinaryKind::Maximum
+                    | BinaryKind::Minimum
+                    | BinaryKind::Prelu
+            );
         fusable.then_some(EpilogueStep::Binary(self.kind))
     }
 

@@ -179,7 +179,7 @@ pub fn import_binary(
             ));
         }
     }
-    Ok(vec![importer.add(node, Binary { kind }, inputs.to_vec())])
+    Ok(vec![importer.add(node, Binary::new(kind), inputs.to_vec())])
 }
 
 /// AddN: a left-to-right chain of adds.
@@ -198,13 +198,7 @@ pub fn import_add_n(
         } else {
             format!("{}/add{index}", node.name)
         };
-        total = importer.add_named(
-            &name,
-            Binary {
-                kind: BinaryKind::Add,
-            },
-            vec![total, next],
-        );
+        total = importer.add_named(&name, Binary::new(BinaryKind::Add), vec![total, next]);
     }
     Ok(vec![total])
 }
@@ -242,16 +236,12 @@ pub fn import_clip(
     importer.expect_inputs(node, inputs, 3)?;
     let low = importer.add_named(
         &format!("{}/max", node.name),
-        Binary {
-            kind: BinaryKind::Maximum,
-        },
+        Binary::new(BinaryKind::Maximum),
         vec![inputs[0], inputs[1]],
     );
     Ok(vec![importer.add(
         node,
-        Binary {
-            kind: BinaryKind::Minimum,
-        },
+        Binary::new(BinaryKind::Minimum),
         vec![low, inputs[2]],
     )])
 }
