@@ -501,7 +501,8 @@ fn lower_depthwise_microkernels(
         .into_iter()
         .flat_map(|(positions, taps)| positions.map(move |_| [taps.start as u16, taps.end as u16]))
         .collect();
-    // The row's tiles `(first column, pixels)`, consecutive ones with the same taps as one loop.
+    // A row's tiles as `(first column, count, pixels, column taps)`: consecutive tiles of one
+    // width reading the same taps run as one loop of `count`.
     let mut tiles: Vec<(usize, usize, usize, [[u16; 2]; MAX_DEPTHWISE_PIXELS])> = Vec::new();
     for (start, count, pixels) in gemm::balanced_runs(ow, isa.max_depthwise_pixels()) {
         for x in (start..start + count * pixels).step_by(pixels) {
@@ -560,10 +561,10 @@ fn lower_depthwise_microkernels(
         }
         Ok(())
     };
+    let ends: Vec<usize> = row_spans.iter().map(|(rows, _)| rows.end).collect();
     kernel.for_split(w.batch * oh, &mut |k, row| {
         let n = k.builder.ins().udiv_imm_s(row, oh as i64);
         let y = k.builder.ins().urem_imm_s(row, oh as i64);
-        let ends: Vec<usize> = row_spans.iter().map(|(rows, _)| rows.end).collect();
         k.switch_spans(y, &ends, &mut |k, span| {
             emit_row(k, row, n, y, &row_spans[span].1)
         })
