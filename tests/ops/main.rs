@@ -540,6 +540,26 @@ const EPILOGUES: &[(&str, &[Operand])] = &[
     ("add;swish", &[Operand::Channel]),
     ("mul;add;sigmoid", &[Operand::Channel, Operand::Channel]),
     ("swish;add", &[Operand::Full]),
+    // ResNet's block end (bias, batch norm, residual, relu) and a longer chain: five and six
+    // steps, four operands (machine code for products, in place after depthwise tiles).
+    (
+        "add;mul;add;add;relu",
+        &[
+            Operand::Channel,
+            Operand::Channel,
+            Operand::Channel,
+            Operand::Full,
+        ],
+    ),
+    (
+        "mul;add;swish;mul;add;relu6",
+        &[
+            Operand::Channel,
+            Operand::Channel,
+            Operand::Channel4,
+            Operand::Full,
+        ],
+    ),
 ];
 
 fn epilogue(text: &str) -> Epilogue {

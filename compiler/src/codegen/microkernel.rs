@@ -128,7 +128,7 @@ pub enum MachineStep {
 }
 
 /// Most epilogue steps a machine-code kernel applies.
-pub const MAX_MACHINE_STEPS: usize = 4;
+pub const MAX_MACHINE_STEPS: usize = 6;
 
 /// The steps, in order; each binary step reads the next operand pointer argument (after the
 /// kernel's own arguments).
