@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::tensor::{Tensor, TensorType};
-use crate::ops::Operator;
+use crate::ops::{InputFacts, Operator};
 
 /// A value of the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -312,6 +312,21 @@ impl Graph {
             .iter()
             .map(|&value| self.value(value).ty.as_ref())
             .collect()
+    }
+
+    /// What an op's type rule sees of `inputs`: their types (`None` while any is unknown) and
+    /// the values of those that are constants.
+    pub fn input_facts(&self, inputs: &[ValueId]) -> Option<InputFacts<'_>> {
+        Some(InputFacts {
+            types: inputs
+                .iter()
+                .map(|&value| self.value(value).ty.as_ref())
+                .collect::<Option<_>>()?,
+            constants: inputs
+                .iter()
+                .map(|&value| self.constant(value).map(|c| c.tensor.as_ref()))
+                .collect(),
+        })
     }
 
     /// How many node inputs and graph outputs read each value.

@@ -68,18 +68,12 @@ pub fn verify(graph: &Graph, typed: bool) -> Result<(), VerifyError> {
             }
         }
         if typed {
-            let Some(types) = graph.input_types(node) else {
+            let Some(facts) = graph.input_facts(&node.inputs) else {
                 return Err(VerifyError(format!(
                     "node {:?} has an untyped input",
                     node.name
                 )));
             };
-            let constants = node
-                .inputs
-                .iter()
-                .map(|&v| graph.constant(v).map(|c| c.tensor.as_ref()))
-                .collect();
-            let facts = crate::ops::InputFacts { types, constants };
             let inferred = node
                 .op
                 .infer(&facts)

@@ -10,7 +10,6 @@ use crate::ir::{Definition, Graph, NodeId, ValueId};
 use crate::ir::{Tensor, TensorType};
 use crate::ops::elementwise::{BinaryKind, Unary, UnaryKind};
 use crate::ops::epilogue::{operand_layout, EpilogueStep};
-use crate::ops::InputFacts;
 
 /// One pass in program order: each consumer that is an epilogue step (`Operator::as_epilogue_step`)
 /// joins its producer's epilogue when the producer takes one (`Operator::with_epilogue_step`) and
@@ -85,16 +84,7 @@ pub fn fuse_epilogues(graph: &mut Graph) -> Result<(), PassError> {
                     .copied()
                     .chain(operand)
                     .collect();
-                let facts = InputFacts {
-                    types: fused_inputs
-                        .iter()
-                        .map(|&v| graph.value(v).ty.as_ref())
-                        .collect::<Option<_>>()?,
-                    constants: fused_inputs
-                        .iter()
-                        .map(|&v| graph.constant(v).map(|c| c.tensor.as_ref()))
-                        .collect(),
-                };
+                let facts = graph.input_facts(&fused_inputs)?;
                 if op.infer(&facts).ok()?.as_slice() != std::slice::from_ref(result_ty) {
                     return None;
                 }
@@ -138,15 +128,9 @@ pub fn fold_padding(graph: &mut Graph) -> Result<(), PassError> {
         let Some((_, pad)) = graph.producer(padded) else {
             continue;
         };
-        let Some(types) = graph.input_types(pad) else {
+        let Some(facts) = graph.input_facts(&pad.inputs) else {
             continue;
         };
-        let constants: Vec<Option<&Tensor>> = pad
-            .inputs
-            .iter()
-            .map(|&v| graph.constant(v).map(|c| c.tensor.as_ref()))
-            .collect();
-        let facts = InputFacts { types, constants };
         let Some(pads) = pad.op.as_zero_padding(&facts) else {
             continue;
         };
