@@ -293,16 +293,8 @@ impl Operator for Conv2d {
     /// Spatial zero padding folds into explicit padding (only around valid or explicit padding:
     /// `same` padding depends on the input's size).
     fn with_input_padding(&self, pads: &[(usize, usize)]) -> Option<Arc<dyn Operator>> {
-        let &[(0, 0), (top, bottom), (left, right), (0, 0)] = pads else {
-            return None;
-        };
-        let [t, b, l, r] = match self.padding {
-            Padding::Valid => [0; 4],
-            Padding::Explicit(own) => own,
-            Padding::Same => return None,
-        };
         Some(Arc::new(Conv2d {
-            padding: Padding::Explicit([t + top, b + bottom, l + left, r + right]),
+            padding: self.padding.plus_zero_pads(pads)?,
             ..self.clone()
         }))
     }

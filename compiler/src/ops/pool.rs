@@ -111,25 +111,17 @@ impl Operator for Pool {
                 for xo in 0..ow {
                     let (y0, y1) = clip(y * w.strides[0], w.pads[0], w.kernel[0], ih);
                     let (x0, x1) = clip(xo * w.strides[1], w.pads[2], w.kernel[1], iw);
+                    let (start, count) = self.window_start_and_count(&w, (y1 - y0) * (x1 - x0));
                     for ch in 0..c {
-                        let mut acc = if self.max { f32::NEG_INFINITY } else { 0.0 };
+                        let mut acc = start;
                         for iy in y0..y1 {
                             for ix in x0..x1 {
                                 let v = x[((n * ih + iy) * iw + ix) * c + ch];
+                                // Max skips NaN (f32::max), as TensorFlow's kernel does.
                                 acc = if self.max { acc.max(v) } else { acc + v };
                             }
                         }
-                        let inside = (y1 - y0) * (x1 - x0);
-                        let full = w.kernel[0] * w.kernel[1];
-                        let count = if self.zero_padding { full } else { inside };
-                        if self.max && self.zero_padding && inside < full {
-                            acc = acc.max(0.0);
-                        }
-                        out.push(if self.max {
-                            acc
-                        } else {
-                            acc / count.max(1) as f32
-                        });
+                        out.push(if self.max { acc } else { acc / count as f32 });
                     }
                 }
             }
@@ -140,16 +132,12 @@ impl Operator for Pool {
     /// A zero Pad before a valid pooling (Keras' ZeroPadding2D before ResNet's max pool) folds
     /// in as explicit padding whose cells are zeros.
     fn with_input_padding(&self, pads: &[(usize, usize)]) -> Option<Arc<dyn Operator>> {
-        let &[(0, 0), (top, bottom), (left, right), (0, 0)] = pads else {
+        // TensorFlow's own explicit pool padding lies outside the window: zeros cannot join it.
+        if matches!(self.padding, Padding::Explicit(_)) && !self.zero_padding {
             return None;
-        };
-        let [t, b, l, r] = match self.padding {
-            Padding::Valid => [0; 4],
-            Padding::Explicit(own) if self.zero_padding => own,
-            _ => return None,
-        };
+        }
         Some(Arc::new(Pool {
-            padding: Padding::Explicit([t + top, b + bottom, l + left, r + right]),
+            padding: self.padding.plus_zero_pads(pads)?,
             zero_padding: true,
             ..self.clone()
         }))
@@ -182,6 +170,22 @@ const MAX_TAPS: usize = 64;
 const MAX_SPAN_PAIRS: usize = 64;
 
 impl Pool {
+    /// For a window reading `inside` of its taps: the value its accumulation starts from and
+    /// the count an average divides by. A clipped window's zero padding takes part (as a 0 in
+    /// the maximum, and in the count) when `zero_padding`; an empty window averages to 0
+    /// (TensorFlow's count of at least one).
+    fn window_start_and_count(&self, w: &Window, inside: usize) -> (f32, usize) {
+        let full = w.kernel[0] * w.kernel[1];
+        let zeros_count = self.zero_padding && inside < full;
+        let start = if self.max && !zeros_count {
+            f32::NEG_INFINITY
+        } else {
+            0.0
+        };
+        let count = if self.zero_padding { full } else { inside };
+        (start, count.max(1))
+    }
+
     /// The taps of each window unrolled, their input offsets immediates: output rows in spans
     /// whose windows read the same rows of taps ([`Window::tap_spans`]), and within a row,
     /// columns in spans reading the same columns of taps, so a span's windows are clipped to
@@ -210,16 +214,8 @@ impl Pool {
                         .clone()
                         .flat_map(|ty| columns.clone().map(move |tx| ty * iw + tx))
                         .collect();
-                    // An empty window averages to 0 (TensorFlow's count of at least one); zero
-                    // padding counts toward the average and the maximum.
-                    let full = w.kernel[0] * w.kernel[1];
-                    let clipped = taps.len() < full;
-                    let count = if self.zero_padding { full } else { taps.len() };
-                    let inverse = 1.0 / count.max(1) as f32;
-                    let init = match (max, self.zero_padding && clipped) {
-                        (true, false) => f32::NEG_INFINITY,
-                        _ => 0.0,
-                    };
+                    let (init, count) = self.window_start_and_count(w, taps.len());
+                    let inverse = 1.0 / count as f32;
                     k.for_steps(positions.start, positions.len(), 1, &mut |k, x| {
                         let x_scaled = k.builder.ins().imul_imm_s(x, w.strides[1] as i64);
                         let pixel = k.builder.ins().iadd(row_base, x_scaled);
@@ -304,13 +300,11 @@ impl Pool {
             let width = k.builder.ins().isub(x1, x0);
             let inside = k.builder.ins().imul(height, width);
             // Zero padding takes part: the maximum starts at 0 when the window is clipped.
-            let clipped = k
-                .builder
-                .ins()
-                .icmp_imm_s(IntCC::UnsignedLessThan, inside, full as i64);
-            let zero_padded = k.iconst(i64::from(self.zero_padding));
-            let zero_padded = k.builder.ins().ireduce(types::I8, zero_padded);
-            let starts_at_zero = k.builder.ins().band(clipped, zero_padded);
+            let starts_at_zero = self.zero_padding.then(|| {
+                k.builder
+                    .ins()
+                    .icmp_imm_s(IntCC::UnsignedLessThan, inside, full as i64)
+            });
             let inverse_count = if max {
                 None
             } else {
@@ -338,9 +332,11 @@ impl Pool {
                 };
                 k.for_steps(start, count, width, &mut |k, channel| {
                     let var = k.builder.declare_var(ty);
-                    let init = k.float_constant(ty, if max { f32::NEG_INFINITY } else { 0.0 });
-                    let zero = k.float_constant(ty, 0.0);
-                    let init = k.builder.ins().select(starts_at_zero, zero, init);
+                    let mut init = k.float_constant(ty, if max { f32::NEG_INFINITY } else { 0.0 });
+                    if let Some(starts_at_zero) = starts_at_zero {
+                        let zero = k.float_constant(ty, 0.0);
+                        init = k.builder.ins().select(starts_at_zero, zero, init);
+                    }
                     k.builder.def_var(var, init);
                     k.for_range(y0, y1, 1, &mut |k, iy| {
                         let row = k.builder.ins().iadd(image, iy);

@@ -17,6 +17,26 @@ pub enum Padding {
 }
 
 impl Padding {
+    /// This padding with a producer's NHWC zero padding `pads` (per axis) added, when the
+    /// spatial pads can join it: around valid or explicit padding (`same` depends on the
+    /// input's size), and with no padding of the batch or channels.
+    pub fn plus_zero_pads(&self, pads: &[(usize, usize)]) -> Option<Padding> {
+        let &[(0, 0), (top, bottom), (left, right), (0, 0)] = pads else {
+            return None;
+        };
+        let [t, b, l, r] = match self {
+            Padding::Valid => [0; 4],
+            Padding::Explicit(own) => *own,
+            Padding::Same => return None,
+        };
+        Some(Padding::Explicit([
+            t + top,
+            b + bottom,
+            l + left,
+            r + right,
+        ]))
+    }
+
     pub fn text(&self) -> String {
         match self {
             Padding::Same => "same".into(),
