@@ -32,6 +32,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod compositions;
+mod conv_chain;
 mod conv_transpose;
 mod data_movement;
 mod gemm_frame;

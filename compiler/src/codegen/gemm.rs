@@ -246,8 +246,15 @@ fn step_cost(isa: Isa, rows: usize, columns: usize) -> f64 {
 }
 
 impl TilePlan {
-    /// The cheapest tiling of `rows` × `columns` by the cost model, for A rows of `depth`.
-    pub fn choose(isa: Isa, rows: usize, columns: usize, depth: usize) -> TilePlan {
+    /// The cheapest tiling of `rows` × `columns` by the cost model, for A rows of `depth`, in
+    /// at least `min_blocks` row blocks (for threads to share; 1 for one thread's product).
+    pub fn choose(
+        isa: Isa,
+        rows: usize,
+        columns: usize,
+        depth: usize,
+        min_blocks: usize,
+    ) -> TilePlan {
         let lanes = isa.lanes();
         let mut best: Option<(f64, TilePlan)> = None;
         for vectors in 1..=isa.max_vectors() {
@@ -263,7 +270,7 @@ impl TilePlan {
                 // Blocks keep their A rows in L2, and a single large group still gets several,
                 // for the threads to share.
                 let fit = (ROW_BLOCK_BYTES / (depth.max(1) * 4))
-                    .min(rows.div_ceil(MIN_BLOCKS))
+                    .min(rows.div_ceil(min_blocks.max(1)))
                     .max(height);
                 let plan = TilePlan {
                     isa,
@@ -340,7 +347,16 @@ impl Gemm<'_> {
         output: Value,
         bases: &mut dyn FnMut(&mut Kernel, Value) -> Result<GroupBases, CodegenError>,
     ) -> Result<(), CodegenError> {
-        let plan = TilePlan::choose(kernel.features.isa, self.rows, self.columns, self.depth);
+        // Work items the threads share at least (one thread's product, inside
+        // `Kernel::serially`, needs no cutting).
+        let min_blocks = if kernel.serial { 1 } else { MIN_BLOCKS };
+        let plan = TilePlan::choose(
+            kernel.features.isa,
+            self.rows,
+            self.columns,
+            self.depth,
+            min_blocks,
+        );
         let chunks = self.chunks();
         let mut finish = Finish::new(kernel, self.epilogue, plan.isa);
         if chunks.is_empty() {
@@ -383,8 +399,15 @@ impl Gemm<'_> {
         };
         let rows_outer = a_bytes + rows_outer;
         let columns_outer = all_b_bytes + traffic(a_bytes, column_tiles);
-        if columns_outer < rows_outer || row_blocks < MIN_BLOCKS / 2 {
-            return self.emit_columns_outer(kernel, &plan, &finish, output, bases, &chunks);
+        if columns_outer < rows_outer || row_blocks < min_blocks / 2 {
+            return self.emit_columns_outer(
+                kernel,
+                &plan,
+                &finish,
+                output,
+                bases,
+                (&chunks, min_blocks),
+            );
         }
         // The threads share the row blocks: first the full blocks of every group, then each
         // group's last, partial block. A block is one thread's from its first K step to its
@@ -435,7 +458,7 @@ impl Gemm<'_> {
         finish: &Finish,
         output: Value,
         bases: &mut dyn FnMut(&mut Kernel, Value) -> Result<GroupBases, CodegenError>,
-        chunks: &[Segment],
+        (chunks, min_items): (&[Segment], usize),
     ) -> Result<(), CodegenError> {
         let per_group = plan.full_blocks();
         let (full_runs, last_runs) = (plan.full_block_runs(), plan.last_block_runs());
@@ -474,11 +497,11 @@ impl Gemm<'_> {
             })
         };
         // Few column tiles (a narrow layer) would leave threads idle: each tile's row blocks are
-        // then cut into segments, one work item each, so that there are MIN_BLOCKS items at
+        // then cut into segments, one work item each, so that there are `min_items` items at
         // least. A segment still walks its blocks chunk by chunk, B's chunk shared by them all.
         let runs = tile_runs(self.columns, plan.width());
         let tiles: usize = runs.iter().map(|&(_, count, _)| count).sum();
-        let segments = MIN_BLOCKS.div_ceil(tiles.max(1)).clamp(1, blocks.max(1));
+        let segments = min_items.div_ceil(tiles.max(1)).clamp(1, blocks.max(1));
         for (start, count, width) in runs {
             kernel.for_split(count * segments, &mut |k, item| {
                 let tile = k.builder.ins().udiv_imm_s(item, segments as i64);
@@ -812,12 +835,12 @@ mod tests {
 
     #[test]
     fn plans_use_wide_tiles_on_wide_products_and_cover_every_row() {
-        let plan = TilePlan::choose(Isa::Avx512, 3136, 256, 64);
+        let plan = TilePlan::choose(Isa::Avx512, 3136, 256, 64, MIN_BLOCKS);
         assert_eq!((plan.vectors, plan.height), (4, 6));
-        let narrow = TilePlan::choose(Isa::Avx512, 3136, 16, 64);
+        let narrow = TilePlan::choose(Isa::Avx512, 3136, 16, 64, MIN_BLOCKS);
         assert_eq!(narrow.vectors, 1);
         for rows in [1, 7, 49, 56, 3136] {
-            let plan = TilePlan::choose(Isa::Avx2, rows, 24, 4096);
+            let plan = TilePlan::choose(Isa::Avx2, rows, 24, 4096, MIN_BLOCKS);
             let full: usize = plan.full_block_runs().iter().map(|&(_, n, h)| n * h).sum();
             let last: usize = plan.last_block_runs().iter().map(|&(_, n, h)| n * h).sum();
             assert_eq!(full * plan.full_blocks() + last, rows, "{plan:?}");

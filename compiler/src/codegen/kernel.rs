@@ -46,6 +46,7 @@ pub fn call_barrier(builder: &mut FunctionBuilder, module: &ObjectModule, sync: 
 pub const LANES: usize = 4;
 
 /// One kernel operand: its pointer, its type, and its value when it is a compile-time constant.
+#[derive(Clone)]
 pub struct Operand {
     pub pointer: Value,
     pub ty: TensorType,
@@ -89,6 +90,8 @@ pub struct Kernel<'a> {
     /// Whether the kernel splits its work across threads ([`Kernel::for_split`]); a kernel that
     /// does not runs on thread 0 alone.
     pub splits: bool,
+    /// Inside [`Kernel::serially`]: `for_split` runs every index and `barrier` is nothing.
+    pub serial: bool,
 }
 
 /// Why a kernel stopped: its non-zero status. The runtime turns it into an error naming the node
@@ -314,6 +317,9 @@ impl<'a> Kernel<'a> {
         count: usize,
         body: &mut dyn FnMut(&mut Kernel<'a>, Value) -> Result<(), CodegenError>,
     ) -> Result<(), CodegenError> {
+        if self.serial {
+            return self.for_count(count, body);
+        }
         self.splits = true;
         if count == 0 {
             return Ok(());
@@ -362,12 +368,16 @@ impl<'a> Kernel<'a> {
         Ok(())
     }
 
-    /// Runs `body` on thread 0 only (the other threads skip it); follow it with
+    /// Runs `body` on thread 0 only (the other threads skip it; inside [`Kernel::serially`], on
+    /// this thread); follow it with
     /// [`Kernel::barrier`] before other threads read what it wrote.
     pub fn on_thread_zero(
         &mut self,
         body: &mut dyn FnMut(&mut Kernel<'a>) -> Result<(), CodegenError>,
     ) -> Result<(), CodegenError> {
+        if self.serial {
+            return body(self);
+        }
         let run = self.builder.create_block();
         let after = self.builder.create_block();
         self.builder.ins().brif(self.thread, after, &[], run, &[]);
@@ -380,8 +390,26 @@ impl<'a> Kernel<'a> {
         Ok(())
     }
 
-    /// All threads of the run meet here (the runtime's barrier; a no-op for one thread).
+    /// Emits `body` as one thread's work: the lowerings it calls run every index of their
+    /// `for_split` loops here and meet no barrier. A kernel that splits its work in its own way
+    /// (each thread a private part, see `ops::conv_chain`) runs whole-tensor lowerings so, part
+    /// by part.
+    pub fn serially(
+        &mut self,
+        body: &mut dyn FnMut(&mut Kernel<'a>) -> Result<(), CodegenError>,
+    ) -> Result<(), CodegenError> {
+        let outer = std::mem::replace(&mut self.serial, true);
+        let result = body(self);
+        self.serial = outer;
+        result
+    }
+
+    /// All threads of the run meet here (the runtime's barrier; a no-op for one thread, and
+    /// nothing inside [`Kernel::serially`]).
     pub fn barrier(&mut self) {
+        if self.serial {
+            return;
+        }
         self.splits = true;
         // Its status only says another thread failed; the run's own barrier after this kernel
         // acts on that.

@@ -623,6 +623,7 @@ fn define_kernels(
                 threads,
                 sync,
                 splits: false,
+                serial: false,
             };
             let mut lowered = node.op.lower(&mut kernel);
             let can_fail = kernel.can_fail();

@@ -40,24 +40,34 @@ pub struct Conv2d {
 
 impl Conv2d {
     pub fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
-        Ok(Arc::new(Conv2d {
+        Ok(Arc::new(Conv2d::parse_fields(attributes)?))
+    }
+
+    /// The convolution its IR attributes describe.
+    pub fn parse_fields(attributes: &Attributes) -> OpResult<Conv2d> {
+        Ok(Conv2d {
             strides: attributes.positive_pair("strides")?,
             dilations: attributes.positive_pair("dilations")?,
             padding: Padding::parse(attributes)?,
             depthwise: attributes.boolean("depthwise")?,
             epilogue: Epilogue::parse(attributes)?,
-        }))
+        })
     }
 
     /// The Winograd variant a regular convolution of this geometry and `outputs` channels runs
     /// as (`codegen::winograd::choose`); it does, if its filter is a constant and so is packed
     /// as that variant's transform (`passes::pack_weights`, through `panel_operand`).
     /// Whether the depthwise lowering for `isa` runs on the machine-code kernels (multiplier 1).
-    fn depthwise_on_microkernels(&self, window: &Window, outputs: usize, isa: Isa) -> bool {
+    pub(crate) fn depthwise_on_microkernels(
+        &self,
+        window: &Window,
+        outputs: usize,
+        isa: Isa,
+    ) -> bool {
         self.depthwise && isa != Isa::Portable && outputs == window.channels
     }
 
-    fn winograd(&self, window: &Window, outputs: usize) -> Option<Winograd> {
+    pub(crate) fn winograd(&self, window: &Window, outputs: usize) -> Option<Winograd> {
         if self.depthwise {
             return None;
         }
@@ -381,11 +391,38 @@ fn lower_regular(
 ) -> Result<(), CodegenError> {
     let filter = kernel.inputs[1].pointer;
     let output = kernel.outputs[0].pointer;
-    let [ph, pw] = w.padded();
-    let c = w.channels;
     let [oh, ow] = w.output;
-    let [kh, kw] = w.kernel;
     let pointwise = w.kernel == [1, 1] && w.strides == [1, 1] && !w.has_padding();
+    let (groups, rows) = if pointwise {
+        (1, w.batch * oh * ow)
+    } else {
+        (w.batch * oh, ow)
+    };
+    let gemm = regular_gemm(w, channels, kernel.inputs[1].layout, epilogue, groups, rows);
+    gemm.emit(kernel, output, &mut |k, group| {
+        // Output row `group` = (n, y).
+        let n = k.builder.ins().udiv_imm_s(group, oh as i64);
+        let y = k.builder.ins().urem_imm_s(group, oh as i64);
+        let c = k.builder.ins().imul_imm_s(group, (ow * channels) as i64);
+        Ok(regular_row_bases(k, w, source, filter, n, y, c))
+    })
+}
+
+/// The product of a regular convolution reading its (padded) input as `w` describes it: A's
+/// rows the output pixels read at the stride, K the filter rows (a filter row's taps are
+/// contiguous in the input when the dilation is 1, so one segment each; otherwise one segment
+/// per tap); `groups` of `rows` output pixels.
+pub(crate) fn regular_gemm<'e>(
+    w: &Window,
+    channels: usize,
+    b_layout: gemm::BLayout,
+    epilogue: &'e Epilogue,
+    groups: usize,
+    rows: usize,
+) -> Gemm<'e> {
+    let pw = w.padded()[1];
+    let c = w.channels;
+    let [kh, kw] = w.kernel;
     let segments = if w.dilations[1] == 1 {
         (0..kh)
             .map(|ky| Segment {
@@ -403,36 +440,44 @@ fn lower_regular(
             })
             .collect()
     };
-    let (groups, rows) = if pointwise {
-        (1, w.batch * oh * ow)
-    } else {
-        (w.batch * oh, ow)
-    };
-    let gemm = Gemm {
+    Gemm {
         groups,
         rows,
         columns: channels,
         depth: kh * kw * c,
         lda: w.strides[1] * c * 4,
         segments,
-        b_layout: kernel.inputs[1].layout,
+        b_layout,
         b_per_group: false,
         epilogue,
-    };
-    gemm.emit(kernel, output, &mut |k, group| {
-        // Output row `group` = (n, y) reads input rows from n·ph + y·stride on.
-        let n = k.builder.ins().udiv_imm_s(group, oh as i64);
-        let y = k.builder.ins().urem_imm_s(group, oh as i64);
-        let input_row = k.builder.ins().imul_imm_s(n, ph as i64);
-        let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
-        let input_row = k.builder.ins().iadd(input_row, y_scaled);
-        let first = k.builder.ins().imul_imm_s(input_row, (pw * c) as i64);
-        Ok(GroupBases {
-            a: k.address(source, first, 4),
-            b: filter,
-            c: k.builder.ins().imul_imm_s(group, (ow * channels) as i64),
-        })
-    })
+    }
+}
+
+/// The operand starts of output row `y` of image `n` of a regular convolution reading `source`
+/// (its padded input, or the input when there is no padding), the row's C at element `c`: it
+/// reads input rows from n·ph + y·stride on.
+pub(crate) fn regular_row_bases(
+    k: &mut Kernel,
+    w: &Window,
+    source: Value,
+    filter: Value,
+    n: Value,
+    y: Value,
+    c: Value,
+) -> GroupBases {
+    let [ph, pw] = w.padded();
+    let input_row = k.builder.ins().imul_imm_s(n, ph as i64);
+    let y_scaled = k.builder.ins().imul_imm_s(y, w.strides[0] as i64);
+    let input_row = k.builder.ins().iadd(input_row, y_scaled);
+    let first = k
+        .builder
+        .ins()
+        .imul_imm_s(input_row, (pw * w.channels) as i64);
+    GroupBases {
+        a: k.address(source, first, 4),
+        b: filter,
+        c,
+    }
 }
 
 /// The input pixel index (row-major over images, rows and columns) where tap (0, 0) of output
@@ -456,65 +501,128 @@ const MAX_ROW_SPANS: usize = 8;
 
 /// Whether [`lower_depthwise_microkernels`] reads this depthwise convolution's input in place
 /// (no padded copy in scratch).
-fn depthwise_in_place(w: &Window) -> bool {
+pub(crate) fn depthwise_in_place(w: &Window) -> bool {
     w.tap_spans(0).len() <= MAX_ROW_SPANS && w.kernel.iter().all(|&k| k <= u16::MAX as usize)
 }
 
 /// Depthwise convolution (multiplier 1) on machine-code kernels specialised to the layer,
 /// reading `input` as `w` describes it (the input itself with its padding implicit, or its
-/// padded copy with no padding left). One output row at a time; within it, per vector of
-/// channels, tiles of up to 12 (AVX2) or 28 (AVX-512) pixels, every tap unrolled with its input
-/// offset as an immediate. Pixels whose windows reach into the padding read only their taps
-/// inside the input, so a border row or a tile holding border pixels is a kernel of its own;
-/// interior tiles share one. The epilogue runs in the kernels' registers when they know its
-/// steps, else in place after each tile.
+/// padded copy with no padding left): the threads share the output rows.
 fn lower_depthwise_microkernels(
     kernel: &mut Kernel,
     epilogue: &Epilogue,
     w: &Window,
     input: Value,
 ) -> Result<(), CodegenError> {
-    let filter = kernel.inputs[1].pointer;
-    let output = kernel.outputs[0].pointer;
-    let c = w.channels;
-    let iw = w.input[1];
-    let [oh, ow] = w.output;
-    let isa = kernel.features.isa;
-    // The kernels apply the epilogue in registers when they know its steps (three operands at
-    // most); otherwise the Cranelift epilogue finishes each tile.
-    let mut finish = gemm::Finish::new(kernel, epilogue, isa);
-    finish.machine = finish.machine.filter(|m| m.operand_count() <= 3);
-    let machine = finish.machine;
-    let channel_runs = gemm::tile_runs(c, isa.lanes());
-    let row_spans = w.tap_spans(0);
-    // Each column's filter columns inside the input.
-    let column_taps: Vec<[u16; 2]> = w
-        .tap_spans(1)
-        .into_iter()
-        .flat_map(|(positions, taps)| positions.map(move |_| [taps.start as u16, taps.end as u16]))
-        .collect();
-    // A row's tiles as `(first column, count, pixels, column taps)`: consecutive tiles of one
-    // width reading the same taps run as one loop of `count`.
-    let mut tiles: Vec<(usize, usize, usize, [[u16; 2]; MAX_DEPTHWISE_PIXELS])> = Vec::new();
-    for (start, count, pixels) in gemm::balanced_runs(ow, isa.max_depthwise_pixels()) {
-        for x in (start..start + count * pixels).step_by(pixels) {
-            let mut taps = [[0; 2]; MAX_DEPTHWISE_PIXELS];
-            taps[..pixels].copy_from_slice(&column_taps[x..x + pixels]);
-            match tiles.last_mut() {
-                Some((_, count, width, last)) if *width == pixels && *last == taps => *count += 1,
-                _ => tiles.push((x, 1, pixels, taps)),
+    let rows = DepthwiseRows::new(kernel, epilogue, w);
+    kernel.for_split(w.batch * w.output[0], &mut |k, row| {
+        let n = k.builder.ins().udiv_imm_s(row, w.output[0] as i64);
+        let y = k.builder.ins().urem_imm_s(row, w.output[0] as i64);
+        rows.emit(k, input, row, y, &mut |k, _| window_row_origin(k, w, n, y))
+    })
+}
+
+/// The output rows of a depthwise convolution (multiplier 1) on machine-code kernels, one row
+/// at a time; within it, per vector of channels, tiles of up to 12 (AVX2) or 28 (AVX-512)
+/// pixels, every tap unrolled with its input offset as an immediate. Pixels whose windows
+/// reach into the padding read only their taps inside the input, so a border row or a tile
+/// holding border pixels is a kernel of its own; interior tiles share one. The epilogue runs in
+/// the kernels' registers when they know its steps, else in place after each tile.
+pub(crate) struct DepthwiseRows<'e> {
+    window: Window,
+    epilogue: &'e Epilogue,
+    filter: Value,
+    output: Value,
+    finish: gemm::Finish,
+    channel_runs: Vec<(usize, usize, usize)>,
+    /// Spans of output rows reading the same filter rows: `(rows, filter rows)`.
+    row_spans: Vec<(Range<usize>, Range<usize>)>,
+    /// A row's tiles as `(first column, count, pixels, column taps)`: consecutive tiles of one
+    /// width reading the same taps run as one loop of `count`.
+    tiles: Vec<(usize, usize, usize, [[u16; 2]; MAX_DEPTHWISE_PIXELS])>,
+}
+
+impl<'e> DepthwiseRows<'e> {
+    /// The rows of `kernel`'s depthwise convolution of geometry `w` (filter input 1, epilogue
+    /// operands inputs 2, 3, ..., output 0).
+    pub(crate) fn new(kernel: &Kernel, epilogue: &'e Epilogue, w: &Window) -> DepthwiseRows<'e> {
+        let isa = kernel.features.isa;
+        // The kernels apply the epilogue in registers when they know its steps (three operands
+        // at most); otherwise the Cranelift epilogue finishes each tile.
+        let mut finish = gemm::Finish::new(kernel, epilogue, isa);
+        finish.machine = finish.machine.filter(|m| m.operand_count() <= 3);
+        // Each column's filter columns inside the input.
+        let column_taps: Vec<[u16; 2]> = w
+            .tap_spans(1)
+            .into_iter()
+            .flat_map(|(positions, taps)| {
+                positions.map(move |_| [taps.start as u16, taps.end as u16])
+            })
+            .collect();
+        let mut tiles: Vec<(usize, usize, usize, [[u16; 2]; MAX_DEPTHWISE_PIXELS])> = Vec::new();
+        let ow = w.output[1];
+        for (start, count, pixels) in gemm::balanced_runs(ow, isa.max_depthwise_pixels()) {
+            for x in (start..start + count * pixels).step_by(pixels) {
+                let mut taps = [[0; 2]; MAX_DEPTHWISE_PIXELS];
+                taps[..pixels].copy_from_slice(&column_taps[x..x + pixels]);
+                match tiles.last_mut() {
+                    Some((_, count, width, last)) if *width == pixels && *last == taps => {
+                        *count += 1
+                    }
+                    _ => tiles.push((x, 1, pixels, taps)),
+                }
             }
         }
+        DepthwiseRows {
+            window: w.clone(),
+            epilogue,
+            filter: kernel.inputs[1].pointer,
+            output: kernel.outputs[0].pointer,
+            finish,
+            channel_runs: gemm::tile_runs(w.channels, isa.lanes()),
+            row_spans: w.tap_spans(0),
+            tiles,
+        }
     }
-    let emit_row = |k: &mut Kernel, row: Value, n: Value, y: Value, row_taps: &Range<usize>| {
-        let input_row_base = window_row_origin(k, w, n, y);
+
+    /// Output row `row` (image-major: `n·oh + y`) at row `y` of its image. `origin(k, filter
+    /// rows)` gives the pixel index in `input` where tap (0, 0) of the row's column 0 would
+    /// lie; only the filter rows given are read from there, each a dilated input row further.
+    pub(crate) fn emit(
+        &self,
+        k: &mut Kernel,
+        input: Value,
+        row: Value,
+        y: Value,
+        origin: &mut dyn FnMut(&mut Kernel, &Range<usize>) -> Value,
+    ) -> Result<(), CodegenError> {
+        let ends: Vec<usize> = self.row_spans.iter().map(|(rows, _)| rows.end).collect();
+        k.switch_spans(y, &ends, &mut |k, span| {
+            let taps = &self.row_spans[span].1;
+            let input_row_base = origin(k, taps);
+            self.emit_row(k, input, input_row_base, row, taps)
+        })
+    }
+
+    fn emit_row(
+        &self,
+        k: &mut Kernel,
+        input: Value,
+        input_row_base: Value,
+        row: Value,
+        row_taps: &Range<usize>,
+    ) -> Result<(), CodegenError> {
+        let w = &self.window;
+        let (c, iw, ow) = (w.channels, w.input[1], w.output[1]);
+        let (filter, output, finish) = (self.filter, self.output, &self.finish);
+        let isa = k.features.isa;
         let output_row = k.builder.ins().imul_imm_s(row, ow as i64);
-        for &(channel_start, channel_count, lanes) in &channel_runs {
+        for &(channel_start, channel_count, lanes) in &self.channel_runs {
             k.for_steps(channel_start, channel_count, lanes, &mut |k, c0| {
-                for &(first, count, pixels, column_taps) in &tiles {
+                for &(first, count, pixels, column_taps) in &self.tiles {
                     let shape = Microkernel::Depthwise(microkernel::DepthwiseShape {
                         isa,
-                        epilogue: machine.unwrap_or_default(),
+                        epilogue: finish.machine.unwrap_or_default(),
                         pixels,
                         lanes,
                         window: w.kernel,
@@ -545,22 +653,24 @@ fn lower_depthwise_microkernels(
                             return Ok(());
                         }
                         k.builder.ins().call(function, &arguments);
-                        epilogue::emit_in_place(k, epilogue, output, first, c0, pixels, lanes, c, 2)
+                        epilogue::emit_in_place(
+                            k,
+                            self.epilogue,
+                            output,
+                            first,
+                            c0,
+                            pixels,
+                            lanes,
+                            c,
+                            2,
+                        )
                     })?;
                 }
                 Ok(())
             })?;
         }
         Ok(())
-    };
-    let ends: Vec<usize> = row_spans.iter().map(|(rows, _)| rows.end).collect();
-    kernel.for_split(w.batch * oh, &mut |k, row| {
-        let n = k.builder.ins().udiv_imm_s(row, oh as i64);
-        let y = k.builder.ins().urem_imm_s(row, oh as i64);
-        k.switch_spans(y, &ends, &mut |k, span| {
-            emit_row(k, row, n, y, &row_spans[span].1)
-        })
-    })
+    }
 }
 
 fn lower_depthwise(

@@ -7,6 +7,7 @@
 
 pub mod arg;
 pub mod conv;
+pub mod conv_chain;
 pub mod conv_transpose;
 pub mod cumsum;
 pub mod einsum;

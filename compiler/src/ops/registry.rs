@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::importer::ImportFn;
 use super::{
-    arg, conv, conv_transpose, cumsum, einsum, elementwise, gather, lrn, matmul, one_hot, pool,
-    reduce, resize, shape, softmax, sparse_to_dense, top_k,
+    arg, conv, conv_chain, conv_transpose, cumsum, einsum, elementwise, gather, lrn, matmul,
+    one_hot, pool, reduce, resize, shape, softmax, sparse_to_dense, top_k,
 };
 use super::{Attributes, OpResult, Operator};
 use crate::invalid;
@@ -32,6 +32,7 @@ pub const FAMILIES: &[&Family] = &[
     &elementwise::BINARY,
     &elementwise::FAMILY,
     &conv::FAMILY,
+    &conv_chain::FAMILY,
     &conv_transpose::FAMILY,
     &matmul::FAMILY,
     &pool::FAMILY,

@@ -2,6 +2,7 @@
 //! `--dump-ir NAME` prints the graph after the pass of that name, and tests run the verifier
 //! between passes.
 
+mod chain;
 mod dead_code;
 mod fold;
 mod fuse;
@@ -42,6 +43,7 @@ pub const PIPELINE: &[(&str, PassFn)] = &[
     ("fold_channel_scales", fuse::fold_channel_scales),
     ("eliminate_dead_code", dead_code::eliminate_dead_code),
     ("fuse_epilogues", fuse::fuse_epilogues),
+    ("chain_convolutions", chain::chain_convolutions),
     ("pack_weights", pack::pack_weights),
     ("materialize_outputs", outputs::materialize_outputs),
 ];
