@@ -16,7 +16,6 @@ use crate::{ConvConfig, Padding};
 use tfjsc::codegen::winograd;
 use tfjsc::ir::{DType, TensorType};
 use tfjsc::ops::conv::Window;
-use tfjsc::ops::Operator;
 use tfjsc_runtime::winograd::Winograd;
 
 #[test]

@@ -100,6 +100,38 @@ impl Conv2d {
         };
         Ok((window, output_channels))
     }
+
+    /// A regular convolution's filter `[kh, kw, c, n]` is B `[kh·kw·c, n]`, or, for a 3×3
+    /// convolution run by Winograd's algorithm, the t² matrices `[c, n]` of its transform.
+    pub fn panel_operand(&self, inputs: &[&TensorType]) -> Option<(usize, Panels)> {
+        let (input, filter) = (inputs.first()?, inputs.get(1)?);
+        if self.depthwise || filter.rank() != 4 {
+            return None;
+        }
+        if let Some(variant) = self
+            .geometry(input, filter)
+            .ok()
+            .and_then(|(window, channels)| self.winograd(&window, channels))
+        {
+            let panels = Panels {
+                rows: filter.shape[2],
+                columns: filter.shape[3],
+                transposed: false,
+                winograd: Some(variant),
+            };
+            return Some((1, panels));
+        }
+        let rows = filter.shape[..3].iter().product();
+        Some((
+            1,
+            Panels {
+                rows,
+                columns: filter.shape[3],
+                transposed: false,
+                winograd: None,
+            },
+        ))
+    }
 }
 
 impl Operator for Conv2d {
@@ -260,36 +292,8 @@ impl Operator for Conv2d {
         2 * (outputs[0].element_count() * per_output) as u64
     }
 
-    /// A regular convolution's filter `[kh, kw, c, n]` is B `[kh·kw·c, n]`, or, for a 3×3
-    /// convolution run by Winograd's algorithm, the t² matrices `[c, n]` of its transform.
-    fn panel_operand(&self, inputs: &[&TensorType]) -> Option<(usize, Panels)> {
-        let (input, filter) = (inputs.first()?, inputs.get(1)?);
-        if self.depthwise || filter.rank() != 4 {
-            return None;
-        }
-        if let Some(variant) = self
-            .geometry(input, filter)
-            .ok()
-            .and_then(|(window, channels)| self.winograd(&window, channels))
-        {
-            let panels = Panels {
-                rows: filter.shape[2],
-                columns: filter.shape[3],
-                transposed: false,
-                winograd: Some(variant),
-            };
-            return Some((1, panels));
-        }
-        let rows = filter.shape[..3].iter().product();
-        Some((
-            1,
-            Panels {
-                rows,
-                columns: filter.shape[3],
-                transposed: false,
-                winograd: None,
-            },
-        ))
+    fn panel_operands(&self, inputs: &[&TensorType]) -> Vec<(usize, Panels)> {
+        self.panel_operand(inputs).into_iter().collect()
     }
 
     /// Input channel `c` meets the filter's slice `[.., .., c, ..]` only, for regular and

@@ -1,27 +1,31 @@
-//! A regular convolution whose only reader is a depthwise convolution, computed as one kernel
-//! row by row: MobileNet's expand → depthwise pairs, and the stem before the first depthwise.
+//! A regular convolution whose only reader is a depthwise convolution (and, optionally, the
+//! pointwise convolution that alone reads the depthwise one's result), computed as one kernel
+//! row by row: MobileNet's expand → depthwise → project blocks, and the stem before the first
+//! depthwise.
 //!
-//! Run one after the other, the pair writes the intermediate tensor (4.8 MB at MobileNetV2's
-//! block 1) to memory and reads it back. Here each thread owns a contiguous part of the
-//! depthwise output rows and a private ring of intermediate rows in scratch: before each
-//! depthwise output row it computes the intermediate rows that row reads and no earlier row
-//! did, so every intermediate row is read from L2 right after it was written, and the tensor
-//! never exists whole. A part's first rows also compute the intermediate rows its neighbour
-//! computes (1 or 2 rows at each boundary): parts never share a buffer, and every value is
-//! computed by the same code whichever thread computes it, so results are bit-identical for
-//! any thread count.
+//! Run one after the other, the stages write each intermediate tensor (4.8 MB after MobileNetV2's
+//! block 1 expansion) to memory and read it back. Here each thread owns a contiguous part of the
+//! depthwise output rows, a private ring of the first stage's rows and a private buffer of one
+//! depthwise row, in scratch: before each depthwise output row it computes the first-stage rows
+//! that row reads and no earlier row did, so every intermediate row is read from L2 right after
+//! it was written, and no intermediate tensor exists whole. A part's first rows also compute the
+//! first-stage rows its neighbour computes (1 or 2 rows at each boundary): parts never share a
+//! buffer, and every value is computed by the same code whichever thread computes it, so
+//! results are bit-identical for any thread count, and to the stages run apart.
 //!
 //! ```text
 //! part of thread t:  depthwise output rows y0..y1 (of oh, in min(T, MAX_PARTS) parts)
 //!   for y in y0..y1:
-//!     for each intermediate row r that row y reads and that is not computed yet:
-//!       producer row r (a GEMM over its pixels) -> ring slot r mod N
+//!     for each first-stage row r that row y reads and that is not computed yet:
+//!       stage 0, row r (a GEMM over its pixels) -> ring slot r mod N
 //!       slot < span - 1: copy it to slot N + (r mod N), so a row's span is contiguous
-//!     depthwise row y, reading its span from the ring
+//!     stage 1 (depthwise), row y, reading its span from the ring -> the output row, or
+//!     the row buffer when stage 2 follows:
+//!     stage 2 (pointwise), row y: a GEMM from the row buffer -> the output row
 //! ```
 //!
 //! Where the depthwise convolution does not run on the machine-code kernels (the portable
-//! target), the pair runs as two whole-tensor kernels with the intermediate in scratch.
+//! target), the stages run as whole-tensor kernels with the intermediates in scratch.
 
 use std::any::Any;
 use std::ops::Range;
@@ -43,7 +47,7 @@ use crate::ir::{DType, Tensor, TensorType};
 use tfjsc_runtime::panels::Panels;
 
 /// Parts the depthwise output rows are cut into at most (one per thread; more threads than
-/// this leave the rest idle in this kernel). Each part has its own ring in scratch.
+/// this leave the rest idle in this kernel). Each part has its own ring and row buffer.
 const MAX_PARTS: usize = 8;
 
 /// About how many bytes one part's ring holds: small enough to stay in L2 beside the streams,
@@ -56,44 +60,53 @@ const MAX_RING_ROWS: usize = 32;
 /// Intermediate tensors smaller than this stay in cache between two kernels anyway.
 const MIN_INTERMEDIATE_BYTES: usize = 512 * 1024;
 
-/// The two convolutions: `producer` (regular) feeds `consumer` (depthwise, multiplier 1).
-/// Inputs: the producer's input, filter and epilogue operands, then the consumer's filter and
-/// epilogue operands.
+/// The stages: a regular convolution, a depthwise one (multiplier 1) reading its result, and
+/// optionally a pointwise one reading the depthwise result. Inputs: stage 0's input, filter and
+/// epilogue operands, then each later stage's filter and epilogue operands.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvChain {
-    pub producer: Conv2d,
-    pub consumer: Conv2d,
+    pub stages: Vec<Conv2d>,
 }
 
-/// Both windows, resolved.
+/// Every stage's window and result, resolved.
 struct Geometry {
-    producer: Window,
-    /// The intermediate tensor.
-    middle: TensorType,
-    consumer: Window,
-    /// Rows of the intermediate one depthwise output row spans (dilated filter height).
+    windows: Vec<Window>,
+    results: Vec<TensorType>,
+    /// First-stage rows one depthwise output row spans (the dilated filter height).
     span: usize,
 }
 
 impl Geometry {
-    fn row_bytes(&self) -> usize {
-        self.middle.shape[2] * self.middle.shape[3] * 4
+    /// Bytes of one row of stage `stage`'s result.
+    fn row_bytes(&self, stage: usize) -> usize {
+        let shape = &self.results[stage].shape;
+        shape[2] * shape[3] * 4
     }
 
-    /// Slots of a part's ring (each an intermediate row), not counting the `span - 1` copies
+    /// Slots of a part's ring (each a first-stage row), not counting the `span - 1` copies
     /// after them.
     fn ring_rows(&self) -> usize {
-        (RING_BYTES / self.row_bytes().max(1)).clamp(self.span, MAX_RING_ROWS.max(self.span))
+        (RING_BYTES / self.row_bytes(0).max(1)).clamp(self.span, MAX_RING_ROWS.max(self.span))
     }
 
     fn ring_bytes(&self) -> usize {
-        (self.ring_rows() + self.span - 1) * self.row_bytes()
+        ((self.ring_rows() + self.span - 1) * self.row_bytes(0)).next_multiple_of(64)
     }
 
-    /// Scratch before the rings: the producer's padded input.
+    /// One part's scratch: its ring, then (with a pointwise stage) its depthwise row.
+    fn part_bytes(&self) -> usize {
+        let row = if self.results.len() == 3 {
+            self.row_bytes(1).next_multiple_of(64)
+        } else {
+            0
+        };
+        self.ring_bytes() + row
+    }
+
+    /// Scratch before the parts: stage 0's padded input.
     fn padded_bytes(&self) -> usize {
-        if self.producer.has_padding() {
-            self.producer.padded_bytes().next_multiple_of(64)
+        if self.windows[0].has_padding() {
+            self.windows[0].padded_bytes().next_multiple_of(64)
         } else {
             0
         }
@@ -101,136 +114,194 @@ impl Geometry {
 }
 
 impl ConvChain {
-    /// The chain of `producer` into `consumer`, when the pair qualifies and is worth it: batch
-    /// 1, a regular producer not run by Winograd whose epilogue operands are per channel or
-    /// scalar (its rows are written into a ring, not the tensor), a depthwise consumer of
-    /// multiplier 1 reading its input in place, and an intermediate too large to stay in cache
-    /// between two kernels. `types` are the chain's input types.
+    /// The chain of `producer` into `consumer`, when the pair qualifies and is worth it (see
+    /// [`ConvChain::qualifies`]); `types` are the chain's input types.
     pub fn new(producer: &Conv2d, consumer: &Conv2d, types: &[&TensorType]) -> Option<ConvChain> {
         let chain = ConvChain {
-            producer: producer.clone(),
-            consumer: consumer.clone(),
+            stages: vec![producer.clone(), consumer.clone()],
         };
-        let g = chain.geometry(types).ok()?;
-        let producer_operands = &types[2..2 + producer.epilogue.operand_count()];
-        let rows_only = producer_operands.iter().all(|operand| {
-            operand_layout(&g.middle, operand).is_some_and(|l| l != OperandLayout::Full)
+        chain.qualifies(types).then_some(chain)
+    }
+
+    /// This two-stage chain followed by `pointwise`, read only by it, when that qualifies;
+    /// `types` are the longer chain's input types.
+    pub fn with_pointwise(&self, pointwise: &Conv2d, types: &[&TensorType]) -> Option<ConvChain> {
+        if self.stages.len() != 2 {
+            return None;
+        }
+        let mut stages = self.stages.clone();
+        stages.push(pointwise.clone());
+        let chain = ConvChain { stages };
+        chain.qualifies(types).then_some(chain)
+    }
+
+    /// Batch 1; a regular first stage not run by Winograd; a depthwise second stage of
+    /// multiplier 1 reading its input in place on the machine-code kernels; a third stage, if
+    /// any, pointwise (1×1, stride 1, no padding). A stage writing rows into a buffer (all but
+    /// the last) takes no epilogue operand of the tensor's full shape. And worth it: each
+    /// intermediate tensor too large to stay in cache between two kernels.
+    fn qualifies(&self, types: &[&TensorType]) -> bool {
+        let Ok(g) = self.geometry(types) else {
+            return false;
+        };
+        let ranges = self.operand_ranges();
+        let last = self.stages.len() - 1;
+        let rows_only = (0..last).all(|stage| {
+            // The epilogue operands follow the filter (and stage 0's input).
+            let skip = if stage == 0 { 2 } else { 1 };
+            types[ranges[stage].start + skip..ranges[stage].end]
+                .iter()
+                .all(|operand| {
+                    operand_layout(&g.results[stage], operand)
+                        .is_some_and(|layout| layout != OperandLayout::Full)
+                })
         });
-        let worth = g.middle.element_count() * 4 >= MIN_INTERMEDIATE_BYTES;
-        let machine = consumer.depthwise_on_microkernels(&g.consumer, g.middle.shape[3], Isa::Avx2);
-        (!producer.depthwise
-            && consumer.depthwise
-            && g.producer.batch == 1
-            && producer.winograd(&g.producer, g.middle.shape[3]).is_none()
+        let worth = g.results[..last]
+            .iter()
+            .all(|result| result.element_count() * 4 >= MIN_INTERMEDIATE_BYTES);
+        let first = &self.stages[0];
+        let pointwise = self.stages.get(2).is_none_or(|stage| {
+            let w = &g.windows[2];
+            !stage.depthwise && w.kernel == [1, 1] && w.strides == [1, 1] && !w.has_padding()
+        });
+        !first.depthwise
+            && g.windows[0].batch == 1
+            && first
+                .winograd(&g.windows[0], g.results[0].shape[3])
+                .is_none()
+            && self.by_rows(&g, Isa::Avx2)
+            && pointwise
             && rows_only
-            && machine
-            && conv::depthwise_in_place(&g.consumer)
-            && worth)
-            .then_some(chain)
+            && worth
     }
 
     fn parse(attributes: &Attributes) -> OpResult<Arc<dyn Operator>> {
-        let stage = |prefix: &str| {
-            let own = attributes
+        let mut stages = Vec::new();
+        loop {
+            let prefix = format!("stage{}.", stages.len());
+            let own: std::collections::BTreeMap<_, _> = attributes
                 .0
                 .iter()
                 .filter_map(|(name, value)| {
-                    let name = name.strip_prefix(prefix)?;
+                    let name = name.strip_prefix(&prefix)?;
                     Some((name.to_string(), value.clone()))
                 })
                 .collect();
-            Conv2d::parse_fields(&Attributes(own))
-        };
-        Ok(Arc::new(ConvChain {
-            producer: stage("producer.")?,
-            consumer: stage("consumer.")?,
-        }))
+            if own.is_empty() {
+                break;
+            }
+            stages.push(Conv2d::parse_fields(&Attributes(own))?);
+        }
+        if !(2..=3).contains(&stages.len()) {
+            return Err(invalid!(
+                "a convolution chain has 2 or 3 stages, got {}",
+                stages.len()
+            ));
+        }
+        Ok(Arc::new(ConvChain { stages }))
     }
 
-    /// How many of the inputs are the producer's (input, filter, epilogue operands).
-    fn producer_inputs(&self) -> usize {
-        2 + self.producer.epilogue.operand_count()
+    /// Each stage's own inputs in the chain's list: stage 0's input, filter and epilogue
+    /// operands; a later stage's filter and epilogue operands.
+    fn operand_ranges(&self) -> Vec<Range<usize>> {
+        let mut start = 0;
+        self.stages
+            .iter()
+            .enumerate()
+            .map(|(stage, conv)| {
+                let count = usize::from(stage == 0) + 1 + conv.epilogue.operand_count();
+                start += count;
+                start - count..start
+            })
+            .collect()
+    }
+
+    /// Each stage's inputs: its own, after the previous stage's result (`results[stage - 1]`).
+    fn stage_inputs<T: Clone>(&self, inputs: &[T], results: &[T]) -> Vec<Vec<T>> {
+        self.operand_ranges()
+            .into_iter()
+            .enumerate()
+            .map(|(stage, range)| {
+                let previous = stage.checked_sub(1).map(|s| results[s].clone());
+                previous.into_iter().chain(inputs[range].to_vec()).collect()
+            })
+            .collect()
     }
 
     fn geometry(&self, types: &[&TensorType]) -> OpResult<Geometry> {
-        let count = self.producer_inputs() + 1 + self.consumer.epilogue.operand_count();
+        let ranges = self.operand_ranges();
+        let count = ranges.last().map_or(0, |range| range.end);
         if types.len() != count {
             return Err(invalid!("expected {count} inputs, got {}", types.len()));
         }
-        let (producer, channels) = self.producer.geometry(types[0], types[1])?;
-        let middle = TensorType::new(
-            DType::F32,
-            vec![
-                producer.batch,
-                producer.output[0],
-                producer.output[1],
-                channels,
-            ],
-        );
-        let consumer_filter = types[self.producer_inputs()];
-        let (consumer, _) = self.consumer.geometry(&middle, consumer_filter)?;
-        let span = (consumer.kernel[0] - 1) * consumer.dilations[0] + 1;
+        let mut windows = Vec::new();
+        let mut results: Vec<TensorType> = Vec::new();
+        for (stage, conv) in self.stages.iter().enumerate() {
+            let (input, filter) = match results.last() {
+                Some(previous) => (previous, types[ranges[stage].start]),
+                None => (types[0], types[1]),
+            };
+            let (window, channels) = conv.geometry(input, filter)?;
+            results.push(TensorType::new(
+                DType::F32,
+                vec![window.batch, window.output[0], window.output[1], channels],
+            ));
+            windows.push(window);
+        }
+        let depthwise = &windows[1];
+        let span = (depthwise.kernel[0] - 1) * depthwise.dilations[0] + 1;
         Ok(Geometry {
-            producer,
-            middle,
-            consumer,
+            windows,
+            results,
             span,
         })
     }
 
-    /// Whether `isa`'s lowering runs row by row (else as two whole-tensor kernels).
+    /// Whether `isa`'s lowering runs row by row (else as whole-tensor kernels).
     fn by_rows(&self, g: &Geometry, isa: Isa) -> bool {
-        self.consumer
-            .depthwise_on_microkernels(&g.consumer, g.middle.shape[3], isa)
-            && conv::depthwise_in_place(&g.consumer)
-            && g.producer.batch == 1
+        self.stages[1].depthwise
+            && self.stages[1].depthwise_on_microkernels(&g.windows[1], g.results[1].shape[3], isa)
+            && conv::depthwise_in_place(&g.windows[1])
+            && g.windows[0].batch == 1
     }
 
-    /// The producer's and the consumer's inputs, the intermediate as the consumer's input 0.
-    fn stage_inputs<T: Clone>(&self, inputs: &[T], middle: T) -> (Vec<T>, Vec<T>) {
-        let split = self.producer_inputs();
-        let consumer = std::iter::once(middle)
-            .chain(inputs[split..].iter().cloned())
-            .collect();
-        (inputs[..split].to_vec(), consumer)
-    }
-
-    /// Row by row, each thread its part (see the module's documentation).
+    /// Row by row, each thread its part (see the module's documentation). `stage_inputs` are
+    /// the stages' operands, each stage's input 0 a placeholder.
     fn lower_by_rows(
         &self,
         kernel: &mut Kernel,
         g: &Geometry,
-        producer_inputs: Vec<Operand>,
-        consumer_inputs: Vec<Operand>,
-        middle: Operand,
+        mut stage_inputs: Vec<Vec<Operand>>,
+        intermediates: &[Operand],
     ) -> Result<(), CodegenError> {
-        let output = std::mem::replace(&mut kernel.outputs, vec![middle]);
-        kernel.inputs = producer_inputs;
-        let source = conv::pad_into_scratch(kernel, &g.producer)?;
-        let producer_filter = kernel.inputs[1].pointer;
-        let gemm = conv::regular_gemm(
-            &g.producer,
-            g.middle.shape[3],
-            kernel.inputs[1].layout,
-            &self.producer.epilogue,
+        let output = std::mem::take(&mut kernel.outputs);
+        let last = self.stages.len() - 1;
+        // Stage 0 reads the input, or its padded copy at the start of scratch.
+        kernel.inputs = stage_inputs[0].clone();
+        kernel.outputs = vec![intermediates[0].clone()];
+        let source = conv::pad_into_scratch(kernel, &g.windows[0])?;
+        let first_gemm = conv::regular_gemm(
+            &g.windows[0],
+            g.results[0].shape[3],
+            stage_inputs[0][1].layout,
+            &self.stages[0].epilogue,
             1,
-            g.producer.output[1],
+            g.results[0].shape[2],
         );
-        let producer_operands = std::mem::replace(&mut kernel.inputs, consumer_inputs);
-        kernel.outputs = output;
-        let rows = DepthwiseRows::new(kernel, &self.consumer.epilogue, &g.consumer);
-        let consumer_operands = std::mem::take(&mut kernel.inputs);
-        let producer_output = vec![Operand {
-            pointer: kernel.scratch,
-            ty: g.middle.clone(),
-            constant: None,
-            layout: BLayout::RowMajor,
-            winograd: None,
-        }];
+        let pointwise_gemm = self.stages.get(2).map(|stage| {
+            conv::regular_gemm(
+                &g.windows[2],
+                g.results[2].shape[3],
+                stage_inputs[2][1].layout,
+                &stage.epilogue,
+                1,
+                g.results[2].shape[2],
+            )
+        });
 
         // This thread's part: rows y0..y1 of oh, in min(threads, MAX_PARTS) parts.
         kernel.splits = true;
-        let oh = g.consumer.output[0] as i64;
+        let oh = g.results[1].shape[1] as i64;
         let parts = kernel.iconst(MAX_PARTS as i64);
         let parts = kernel.builder.ins().umin(kernel.threads, parts);
         let mine = kernel
@@ -249,19 +320,39 @@ impl ConvChain {
         let y0 = bound(kernel, kernel.thread);
         let next = kernel.builder.ins().iadd_imm_s(kernel.thread, 1);
         let y1 = bound(kernel, next);
-        let ring_offset = g.padded_bytes() as i64;
-        let ring = kernel
+        let part = kernel
             .builder
             .ins()
-            .imul_imm_s(kernel.thread, g.ring_bytes() as i64);
-        let ring = kernel.builder.ins().iadd_imm_s(ring, ring_offset);
-        let ring = kernel.builder.ins().iadd(kernel.scratch, ring);
+            .imul_imm_s(kernel.thread, g.part_bytes() as i64);
+        let part = kernel
+            .builder
+            .ins()
+            .iadd_imm_s(part, g.padded_bytes() as i64);
+        let ring = kernel.builder.ins().iadd(kernel.scratch, part);
+        let row_buffer = kernel.builder.ins().iadd_imm_s(ring, g.ring_bytes() as i64);
 
-        let (stride, top) = (g.consumer.strides[0] as i64, g.consumer.pads[0] as i64);
-        let (ih, span) = (g.consumer.input[0] as i64, g.span as i64);
-        let (slots, row_elements) = (g.ring_rows() as i64, (g.row_bytes() / 4) as i64);
+        // The depthwise rows go to the output, or to the row buffer when a pointwise stage
+        // reads them (their row index is then 0).
+        let depthwise_outputs = if last == 2 {
+            let mut buffer = intermediates[1].clone();
+            buffer.pointer = row_buffer;
+            vec![buffer]
+        } else {
+            output.clone()
+        };
+        kernel.inputs = stage_inputs[1].clone();
+        kernel.outputs = depthwise_outputs.clone();
+        let depthwise_rows = DepthwiseRows::new(kernel, &self.stages[1].epilogue, &g.windows[1]);
+        if let Some(inputs) = stage_inputs.get_mut(2) {
+            inputs[0].pointer = row_buffer;
+        }
+
+        let w = &g.windows[1];
+        let (stride, top) = (w.strides[0] as i64, w.pads[0] as i64);
+        let (ih, span) = (w.input[0] as i64, g.span as i64);
+        let (slots, row_elements) = (g.ring_rows() as i64, (g.row_bytes(0) / 4) as i64);
         let zero = kernel.iconst(0);
-        // Intermediate rows output row y reads end before this one (clipped to the input).
+        // The first-stage rows output row y reads end before this one (clipped to the input).
         let rows_end = |k: &mut Kernel, y: Value| {
             let first = k.builder.ins().imul_imm_s(y, stride);
             let end = k.builder.ins().iadd_imm_s(first, span - top);
@@ -269,17 +360,18 @@ impl ConvChain {
             let limit = k.iconst(ih);
             k.builder.ins().smin(end, limit)
         };
-        let producer_row = |k: &mut Kernel, r: Value| -> Result<(), CodegenError> {
+        let first_stage_row = |k: &mut Kernel, r: Value| -> Result<(), CodegenError> {
             let slot = k.builder.ins().urem_imm_s(r, slots);
             let c = k.builder.ins().imul_imm_s(slot, row_elements);
-            k.inputs = producer_operands.clone();
-            k.outputs = producer_output.clone();
-            gemm.emit(k, ring, &mut |k, _| {
+            k.inputs = stage_inputs[0].clone();
+            k.outputs = vec![intermediates[0].clone()];
+            let filter = k.inputs[1].pointer;
+            first_gemm.emit(k, ring, &mut |k, _| {
                 Ok(conv::regular_row_bases(
                     k,
-                    &g.producer,
+                    &g.windows[0],
                     source,
-                    producer_filter,
+                    filter,
                     zero,
                     r,
                     c,
@@ -305,6 +397,18 @@ impl ConvChain {
             }
             Ok(())
         };
+        // Where tap (0, 0) of row y's column 0 lies in the ring, for the filter rows `taps`:
+        // tap row t0 reads first-stage row y·stride - top + t0·dilation, at its slot; the
+        // kernel adds the t0 rows itself.
+        let origin = |k: &mut Kernel, y: Value, taps: &Range<usize>| {
+            let skipped = taps.start as i64 * w.dilations[0] as i64;
+            let read = k.builder.ins().imul_imm_s(y, stride);
+            let read = k.builder.ins().iadd_imm_s(read, skipped - top);
+            let slot = k.builder.ins().urem_imm_s(read, slots);
+            let row = k.builder.ins().iadd_imm_s(slot, -skipped);
+            let pixel = k.builder.ins().imul_imm_s(row, w.input[1] as i64);
+            k.builder.ins().iadd_imm_s(pixel, -(w.pads[2] as i64))
+        };
         kernel.serially(&mut |k| {
             k.for_range(y0, y1, 1, &mut |k, y| {
                 // New rows: from where row y's span starts (y0) or the previous row's ended.
@@ -317,33 +421,33 @@ impl ConvChain {
                 let computed = k.builder.ins().select(is_first, zero, previous_end);
                 let start = k.builder.ins().smax(first, computed);
                 let end = rows_end(k, y);
-                k.for_range(start, end, 1, &mut |k, r| producer_row(k, r))?;
-                k.inputs = consumer_operands.clone();
-                let origin = |k: &mut Kernel, taps: &Range<usize>| {
-                    // Tap row t0 reads intermediate row y·stride - top + t0·dilation, at its
-                    // slot; the kernel adds t0 rows itself.
-                    let dilation = g.consumer.dilations[0] as i64;
-                    let read = k.builder.ins().imul_imm_s(y, stride);
-                    let read = k
-                        .builder
-                        .ins()
-                        .iadd_imm_s(read, taps.start as i64 * dilation - top);
-                    let slot = k.builder.ins().urem_imm_s(read, slots);
-                    let row = k
-                        .builder
-                        .ins()
-                        .iadd_imm_s(slot, -(taps.start as i64 * dilation));
-                    let pixel = k.builder.ins().imul_imm_s(row, g.consumer.input[1] as i64);
-                    k.builder
-                        .ins()
-                        .iadd_imm_s(pixel, -(g.consumer.pads[2] as i64))
+                k.for_range(start, end, 1, &mut |k, r| first_stage_row(k, r))?;
+                // Each stage's lowering reads its own operands from the kernel (epilogues
+                // finished after the machine code read theirs there).
+                k.inputs = stage_inputs[1].clone();
+                k.outputs = depthwise_outputs.clone();
+                let out_row = if last == 2 { zero } else { y };
+                depthwise_rows.emit(k, ring, out_row, y, &mut |k, taps| origin(k, y, taps))?;
+                let Some(gemm) = &pointwise_gemm else {
+                    return Ok(());
                 };
-                rows.emit(k, ring, y, y, &mut |k, taps| origin(k, taps))
+                k.inputs = stage_inputs[2].clone();
+                k.outputs = output.clone();
+                let (filter, row) = (k.inputs[1].pointer, g.row_bytes(2) as i64 / 4);
+                let c = k.builder.ins().imul_imm_s(y, row);
+                let result = k.outputs[0].pointer;
+                gemm.emit(k, result, &mut |k, _| {
+                    let w = &g.windows[2];
+                    Ok(conv::regular_row_bases(
+                        k, w, row_buffer, filter, zero, zero, c,
+                    ))
+                })
             })
         })?;
         kernel.builder.ins().jump(done, &[]);
         kernel.builder.switch_to_block(done);
         kernel.builder.seal_block(done);
+        kernel.outputs = output;
         Ok(())
     }
 }
@@ -355,9 +459,9 @@ impl Operator for ConvChain {
 
     fn attributes(&self) -> Attributes {
         let mut attributes = Attributes::default();
-        for (prefix, stage) in [("producer.", &self.producer), ("consumer.", &self.consumer)] {
+        for (index, stage) in self.stages.iter().enumerate() {
             for (name, value) in stage.attributes().0 {
-                attributes = attributes.with(&format!("{prefix}{name}"), value);
+                attributes = attributes.with(&format!("stage{index}.{name}"), value);
             }
         }
         attributes
@@ -365,28 +469,31 @@ impl Operator for ConvChain {
 
     fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
         let g = self.geometry(&inputs.types)?;
-        let (producer, consumer) = self.stage_inputs(&inputs.types, &g.middle);
-        let (producer_constants, consumer_constants) = self.stage_inputs(&inputs.constants, None);
-        let middle = self.producer.infer(&InputFacts {
-            types: producer,
-            constants: producer_constants,
-        })?;
-        if middle != [g.middle.clone()] {
-            return Err(invalid!("the producer's result is not {}", g.middle));
+        let results: Vec<&TensorType> = g.results.iter().collect();
+        let types = self.stage_inputs(&inputs.types, &results);
+        let constants = self.stage_inputs(&inputs.constants, &vec![None; results.len()]);
+        for ((stage, (types, constants)), result) in self
+            .stages
+            .iter()
+            .zip(types.into_iter().zip(constants))
+            .zip(&g.results)
+        {
+            let facts = InputFacts { types, constants };
+            if stage.infer(&facts)? != std::slice::from_ref(result) {
+                return Err(invalid!("a stage's result is not {result}"));
+            }
         }
-        self.consumer.infer(&InputFacts {
-            types: consumer,
-            constants: consumer_constants,
-        })
+        Ok(g.results.last().cloned().into_iter().collect())
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
-        let split = self.producer_inputs();
-        let middle = self.producer.evaluate(&inputs[..split])?.remove(0);
-        let consumer: Vec<&Tensor> = std::iter::once(&middle)
-            .chain(inputs[split..].iter().copied())
-            .collect();
-        self.consumer.evaluate(&consumer)
+        let mut result: Option<Tensor> = None;
+        for (stage, range) in self.stages.iter().zip(self.operand_ranges()) {
+            let operands: Vec<&Tensor> =
+                result.iter().chain(inputs[range].iter().copied()).collect();
+            result = Some(stage.evaluate(&operands)?.remove(0));
+        }
+        Ok(result.into_iter().collect())
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
@@ -394,35 +501,49 @@ impl Operator for ConvChain {
         let g = self
             .geometry(&types)
             .map_err(|e| kernel.error(e.to_string()))?;
-        let middle = Operand {
-            pointer: kernel.scratch,
-            ty: g.middle.clone(),
-            constant: None,
-            layout: BLayout::RowMajor,
-            winograd: None,
-        };
         let (inputs, outputs, scratch) = (
             std::mem::take(&mut kernel.inputs),
             kernel.outputs.clone(),
             kernel.scratch,
         );
-        let (producer_inputs, consumer_inputs) = self.stage_inputs(&inputs, middle.clone());
-        let winograd = producer_inputs[1].winograd.is_some();
+        // The intermediates, placed at the start of scratch for the whole-tensor lowering (the
+        // row-by-row one points stage 2's at its row buffer).
+        let mut offset = 0;
+        let mut intermediates = Vec::new();
+        for result in &g.results[..self.stages.len() - 1] {
+            intermediates.push(Operand {
+                pointer: kernel.builder.ins().iadd_imm_s(scratch, offset as i64),
+                ty: result.clone(),
+                constant: None,
+                layout: BLayout::RowMajor,
+                winograd: None,
+            });
+            offset += (result.element_count() * 4).next_multiple_of(64);
+        }
+        let stage_inputs = self.stage_inputs(&inputs, &intermediates);
+        let winograd = stage_inputs[0][1].winograd.is_some();
         let lowered = if self.by_rows(&g, kernel.features.isa) && !winograd {
-            self.lower_by_rows(kernel, &g, producer_inputs, consumer_inputs, middle)
+            self.lower_by_rows(kernel, &g, stage_inputs, &intermediates)
         } else {
-            // Two whole-tensor kernels, the intermediate at the start of scratch and each
-            // stage's own scratch after it.
-            let stage_scratch = (g.middle.element_count() * 4).next_multiple_of(64) as i64;
-            kernel.scratch = kernel.builder.ins().iadd_imm_s(scratch, stage_scratch);
-            kernel.outputs = vec![middle];
-            kernel.inputs = producer_inputs;
-            self.producer.lower(kernel).and_then(|()| {
-                kernel.barrier();
-                kernel.inputs = consumer_inputs;
-                kernel.outputs = outputs.clone();
-                self.consumer.lower(kernel)
-            })
+            // Whole-tensor kernels, each stage's own scratch after the intermediates.
+            kernel.scratch = kernel.builder.ins().iadd_imm_s(scratch, offset as i64);
+            let last = self.stages.len() - 1;
+            self.stages
+                .iter()
+                .zip(stage_inputs)
+                .enumerate()
+                .try_for_each(|(index, (stage, inputs))| {
+                    kernel.inputs = inputs;
+                    kernel.outputs = match intermediates.get(index) {
+                        Some(intermediate) => vec![intermediate.clone()],
+                        None => outputs.clone(),
+                    };
+                    stage.lower(kernel)?;
+                    if index < last {
+                        kernel.barrier();
+                    }
+                    Ok(())
+                })
         };
         // The stages' operand lists were swapped in; the node's own go back.
         (kernel.inputs, kernel.outputs, kernel.scratch) = (inputs, outputs, scratch);
@@ -433,37 +554,65 @@ impl Operator for ConvChain {
         let Ok(g) = self.geometry(inputs) else {
             return 0;
         };
-        let (producer, consumer) = self.stage_inputs(inputs, &g.middle);
-        let middle = std::slice::from_ref(&g.middle);
+        let last = self.stages.len() - 1;
+        let results: Vec<&TensorType> = g.results.iter().collect();
+        let stage_inputs = self.stage_inputs(inputs, &results);
+        let intermediates: usize = g.results[..last]
+            .iter()
+            .map(|result| (result.element_count() * 4).next_multiple_of(64))
+            .sum();
         isas.iter()
             .map(|&isa| {
                 if self.by_rows(&g, isa) {
-                    g.padded_bytes() + MAX_PARTS * g.ring_bytes()
-                } else {
-                    (g.middle.element_count() * 4).next_multiple_of(64)
-                        + self
-                            .producer
-                            .scratch_bytes(&producer, middle, &[isa])
-                            .max(self.consumer.scratch_bytes(&consumer, outputs, &[isa]))
+                    return g.padded_bytes() + MAX_PARTS * g.part_bytes();
                 }
+                let stages = self.stages.iter().zip(&stage_inputs).enumerate();
+                let own = stages.map(|(index, (stage, inputs))| {
+                    let result = match g.results.get(index) {
+                        Some(result) if index < last => std::slice::from_ref(result),
+                        _ => outputs,
+                    };
+                    stage.scratch_bytes(inputs, result, &[isa])
+                });
+                intermediates + own.max().unwrap_or(0)
             })
             .max()
             .unwrap_or(0)
     }
 
-    fn flops(&self, inputs: &[&TensorType], outputs: &[TensorType]) -> u64 {
+    fn flops(&self, inputs: &[&TensorType], _outputs: &[TensorType]) -> u64 {
         let Ok(g) = self.geometry(inputs) else {
             return 0;
         };
-        let (producer, consumer) = self.stage_inputs(inputs, &g.middle);
-        self.producer
-            .flops(&producer, std::slice::from_ref(&g.middle))
-            + self.consumer.flops(&consumer, outputs)
+        let results: Vec<&TensorType> = g.results.iter().collect();
+        let stage_inputs = self.stage_inputs(inputs, &results);
+        self.stages
+            .iter()
+            .zip(&stage_inputs)
+            .zip(&g.results)
+            .map(|((stage, inputs), result)| stage.flops(inputs, std::slice::from_ref(result)))
+            .sum()
     }
 
-    /// The producer's filter, as the producer alone would be packed.
-    fn panel_operand(&self, inputs: &[&TensorType]) -> Option<(usize, Panels)> {
-        self.producer.panel_operand(inputs.get(..2)?)
+    /// The regular stages' filters, as each stage alone would be packed.
+    fn panel_operands(&self, inputs: &[&TensorType]) -> Vec<(usize, Panels)> {
+        let Ok(g) = self.geometry(inputs) else {
+            return Vec::new();
+        };
+        let ranges = self.operand_ranges();
+        let mut operands = Vec::new();
+        for (stage, conv) in self.stages.iter().enumerate() {
+            let filter = if stage == 0 { 1 } else { ranges[stage].start };
+            let input = if stage == 0 {
+                inputs[0]
+            } else {
+                &g.results[stage - 1]
+            };
+            if let Some((_, panels)) = conv.panel_operand(&[input, inputs[filter]]) {
+                operands.push((filter, panels));
+            }
+        }
+        operands
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -490,21 +639,23 @@ mod tests {
                 Attributes::default().with("epilogue", crate::ops::Attribute::Str(text.into()));
             Epilogue::parse(&attributes).unwrap()
         };
+        let conv = |padding, depthwise, epilogue| Conv2d {
+            strides: [2, 2],
+            dilations: [1, 1],
+            padding,
+            depthwise,
+            epilogue,
+        };
         let chain = ConvChain {
-            producer: Conv2d {
-                strides: [2, 2],
-                dilations: [1, 1],
-                padding: Padding::Explicit([1, 2, 0, 1]),
-                depthwise: false,
-                epilogue: epilogue("add;relu6"),
-            },
-            consumer: Conv2d {
-                strides: [1, 1],
-                dilations: [2, 2],
-                padding: Padding::Same,
-                depthwise: true,
-                epilogue: Epilogue::default(),
-            },
+            stages: vec![
+                conv(
+                    Padding::Explicit([1, 2, 0, 1]),
+                    false,
+                    epilogue("add;relu6"),
+                ),
+                conv(Padding::Same, true, Epilogue::default()),
+                conv(Padding::Valid, false, epilogue("add;add")),
+            ],
         };
         let parsed = ConvChain::parse(&chain.attributes()).unwrap();
         let parsed = parsed.as_any().downcast_ref::<ConvChain>().unwrap();

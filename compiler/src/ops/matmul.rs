@@ -313,17 +313,16 @@ impl Operator for MatMul {
         (plain && self.epilogue.steps.is_empty()).then_some((1, usize::from(self.transpose_b)))
     }
 
-    fn panel_operand(&self, inputs: &[&TensorType]) -> Option<(usize, Panels)> {
-        let b = inputs.get(1)?;
-        if b.rank() != 2 {
-            return None;
-        }
+    fn panel_operands(&self, inputs: &[&TensorType]) -> Vec<(usize, Panels)> {
+        let Some(b) = inputs.get(1).filter(|b| b.rank() == 2) else {
+            return Vec::new();
+        };
         let (rows, columns) = if self.transpose_b {
             (b.shape[1], b.shape[0])
         } else {
             (b.shape[0], b.shape[1])
         };
-        Some((
+        vec![(
             1,
             Panels {
                 rows,
@@ -331,7 +330,7 @@ impl Operator for MatMul {
                 transposed: self.transpose_b,
                 winograd: None,
             },
-        ))
+        )]
     }
 
     fn scratch_bytes(

@@ -135,10 +135,10 @@ pub trait Operator: fmt::Debug + Send + Sync + Any {
         None
     }
 
-    /// The input a GEMM kernel reads as B, and the panels it would stream it in when that input
-    /// is a constant (`passes::pack_weights` decides).
-    fn panel_operand(&self, _inputs: &[&TensorType]) -> Option<(usize, Panels)> {
-        None
+    /// The inputs GEMM kernels read as B, each with the panels they would stream it in when
+    /// that input is a constant (`passes::pack_weights` decides).
+    fn panel_operands(&self, _inputs: &[&TensorType]) -> Vec<(usize, Panels)> {
+        Vec::new()
     }
 
     /// `Some((k, axis))` when this op is linear in each channel (last axis) of input 0 the way

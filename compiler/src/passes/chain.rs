@@ -1,6 +1,7 @@
 //! Convolution chains: a regular convolution whose only reader is a depthwise convolution
-//! becomes one `conv2d_chain` node, computed row by row so that the intermediate tensor never
-//! leaves the cache (`ops::conv_chain` says when a pair qualifies and how it runs).
+//! becomes one `conv2d_chain` node, and a pointwise convolution that alone reads the chain's
+//! result joins it, so that the chain runs row by row and its intermediate tensors never leave
+//! the cache (`ops::conv_chain` says when stages qualify and how they run).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,17 +12,36 @@ use crate::ops::conv::Conv2d;
 use crate::ops::conv_chain::ConvChain;
 use crate::ops::Operator;
 
-/// Each depthwise convolution (in program order) whose input is the single-use result of a
-/// regular convolution takes that convolution in: the chain node stands where the depthwise
-/// one stood, with the producer's inputs then its own filter and epilogue operands, and the
-/// producer goes. Every input was defined before the producer or before the depthwise node,
-/// so before the chain.
+/// Two sweeps in program order. First, each convolution whose input is the single-use result of
+/// a regular convolution takes that convolution in (if the pair qualifies); then each
+/// convolution whose input is the single-use result of such a chain joins it. The merged node
+/// stands where the reader stood, with the earlier node's inputs then its own filter and
+/// epilogue operands, and the earlier node goes: every input was defined before one of the
+/// two, so before the merged node.
 pub fn chain_convolutions(graph: &mut Graph) -> Result<(), PassError> {
+    merge_into_readers(graph, &|earlier, reader, types| {
+        let producer = earlier.as_any().downcast_ref::<Conv2d>()?;
+        ConvChain::new(producer, reader, types)
+    });
+    merge_into_readers(graph, &|earlier, reader, types| {
+        let chain = earlier.as_any().downcast_ref::<ConvChain>()?;
+        chain.with_pointwise(reader, types)
+    });
+    Ok(())
+}
+
+/// What a convolution and the node producing its input 0 merge into, given the merged node's
+/// input types.
+type Merge = dyn Fn(&dyn Operator, &Conv2d, &[&TensorType]) -> Option<ConvChain>;
+
+/// One sweep: each convolution reading the single-use, non-output result of a node `merge`
+/// accepts becomes the merged node.
+fn merge_into_readers(graph: &mut Graph, merge: &Merge) {
     let uses = graph.use_counts();
     let mut rewrites: Vec<(NodeId, Arc<dyn Operator>, Vec<ValueId>)> = Vec::new();
-    let mut producers: HashSet<NodeId> = HashSet::new();
+    let mut merged: HashSet<NodeId> = HashSet::new();
     for (id, node) in graph.nodes() {
-        let Some(consumer) = node.op.as_any().downcast_ref::<Conv2d>() else {
+        let Some(reader) = node.op.as_any().downcast_ref::<Conv2d>() else {
             continue;
         };
         let Some(&middle) = node.inputs.first() else {
@@ -30,13 +50,13 @@ pub fn chain_convolutions(graph: &mut Graph) -> Result<(), PassError> {
         if uses.get(&middle) != Some(&1) || graph.is_graph_output(middle) {
             continue;
         }
-        let Some((producer_id, producer_node)) = graph.producer(middle) else {
+        let Some((earlier_id, earlier)) = graph.producer(middle) else {
             continue;
         };
-        let Some(producer) = producer_node.op.as_any().downcast_ref::<Conv2d>() else {
+        if merged.contains(&earlier_id) {
             continue;
-        };
-        let inputs: Vec<ValueId> = producer_node
+        }
+        let inputs: Vec<ValueId> = earlier
             .inputs
             .iter()
             .chain(&node.inputs[1..])
@@ -46,17 +66,17 @@ pub fn chain_convolutions(graph: &mut Graph) -> Result<(), PassError> {
             .iter()
             .map(|&value| graph.value(value).ty.as_ref())
             .collect();
-        let Some(chain) = types.and_then(|types| ConvChain::new(producer, consumer, &types)) else {
+        let Some(chain) = types.and_then(|types| merge(earlier.op.as_ref(), reader, &types)) else {
             continue;
         };
-        // The chain must type as the depthwise result did.
+        // The merged node must type as the reader's result did.
         let facts = graph.input_facts(&inputs);
         let typed = facts.and_then(|facts| chain.infer(&facts).ok());
         let result = graph.value(node.outputs[0]).ty.as_ref();
         if typed.as_deref() != result.map(std::slice::from_ref) {
             continue;
         }
-        producers.insert(producer_id);
+        merged.insert(earlier_id);
         rewrites.push((id, Arc::new(chain), inputs));
     }
     for (id, op, inputs) in rewrites {
@@ -65,6 +85,5 @@ pub fn chain_convolutions(graph: &mut Graph) -> Result<(), PassError> {
             node.inputs = inputs;
         }
     }
-    graph.retain_nodes(|id, _| !producers.contains(&id));
-    Ok(())
+    graph.retain_nodes(|id, _| !merged.contains(&id));
 }

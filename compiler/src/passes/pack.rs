@@ -21,24 +21,25 @@ pub fn pack_weights(graph: &mut Graph) -> Result<(), PassError> {
     // how many asked.
     let mut wanted: HashMap<ValueId, (Option<Panels>, usize)> = HashMap::new();
     for (_, node) in graph.nodes() {
-        let types = graph.input_types(node);
-        let Some((index, panels)) = types.and_then(|types| node.op.panel_operand(&types)) else {
+        let Some(types) = graph.input_types(node) else {
             continue;
         };
-        let Some(&value) = node.inputs.get(index) else {
-            continue;
-        };
-        let is_float_constant = graph
-            .constant(value)
-            .is_some_and(|constant| constant.tensor.dtype() == DType::F32);
-        if !is_float_constant {
-            continue;
+        for (index, panels) in node.op.panel_operands(&types) {
+            let Some(&value) = node.inputs.get(index) else {
+                continue;
+            };
+            let is_float_constant = graph
+                .constant(value)
+                .is_some_and(|constant| constant.tensor.dtype() == DType::F32);
+            if !is_float_constant {
+                continue;
+            }
+            let entry = wanted.entry(value).or_insert((Some(panels), 0));
+            if entry.0 != Some(panels) {
+                entry.0 = None;
+            }
+            entry.1 += 1;
         }
-        let entry = wanted.entry(value).or_insert((Some(panels), 0));
-        if entry.0 != Some(panels) {
-            entry.0 = None;
-        }
-        entry.1 += 1;
     }
     for (value, (panels, requests)) in wanted {
         let only_gemm_readers = uses.get(&value) == Some(&requests) && !outputs.contains(&value);
