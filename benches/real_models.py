@@ -45,7 +45,9 @@ Per model:
      around session.run_with_iobinding in this process, inputs and outputs bound once to
      preallocated arrays (the session made once, --warmup runs after the check; what remains of
      Python's call overhead, a few us, is in ORT's times). Reported: the median over rounds of
-     the round medians. Ratio = tfjsc median / ORT median.
+     the round medians. Ratio = tfjsc median / ORT median. The machine may be shared: before
+     each timing call that finds another process runnable, the script waits for quiet (at most
+     --wait-idle seconds per model in all), and marks the rows timed while others still ran.
   6. Report: a markdown table, the geometric mean of the 1-thread (and 2-thread) ratio over the
      models both runtimes compute correctly, and lists of tfjsc compile/run failures, wrong
      outputs, models tf2onnx cannot convert. --profile-worst K adds `tfjsc bench --profile --top 8`
@@ -638,15 +640,68 @@ def survey_model(name, args, ctx):
     return res, handles
 
 
+def others_running():
+    """Threads of other processes in state R right now (/proc/*/task/*/stat; this process
+    excluded, its children are not running between timing calls)."""
+    me, n = os.getpid(), 0
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
+    except OSError:
+        return 0
+    for pid in pids:
+        try:
+            tids = os.listdir("/proc/%s/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%s/task/%s/stat" % (pid, tid)) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            if st[st.rindex(")") + 2:][:1] == "R":
+                n += 1
+    return n
+
+
+def wait_idle(max_s):
+    """Wait, at most max_s, until 4 samples 0.5 s apart see nothing else runnable; returns
+    (seconds waited, whether it got quiet)."""
+    t0, quiet = time.time(), 0
+    while True:
+        quiet = quiet + 1 if others_running() == 0 else 0
+        if quiet >= 4:
+            return time.time() - t0, True
+        if time.time() - t0 >= max_s:
+            return time.time() - t0, False
+        time.sleep(0.5)
+
+
 def bench_model(name, res, handles, args, ctx):
     """Round-robin timing of tfjsc and ORT at each thread count."""
     tfjsc = ctx["tfjsc"]
-    configs = []
-    for t in args.threads:
-        if handles.get("lib"):
-            configs.append(("tfjsc", t))
-        if handles.get("ort"):
-            configs.append(("ort", t))
+    configs = [(rt, t) for t in args.threads for rt in ("tfjsc", "ort")
+               if handles.get({"tfjsc": "lib", "ort": "ort"}[rt])]
+    if not configs:
+        return
+    res["idle_wait_s"] = 0.0
+
+    def settle():
+        """Before a timing call: if another process runs, wait for quiet, from a budget of
+        --wait-idle seconds per model; returns what runs now (recorded per call)."""
+        others = others_running()
+        budget = args.wait_idle - res["idle_wait_s"]
+        if others and budget > 0:
+            waited, quiet = wait_idle(budget)
+            res["idle_wait_s"] += waited
+            if waited > 2.5:
+                log("[%s] waited %.0f s for other processes (%s)"
+                    % (name, waited, "quiet now" if quiet else "still busy: timing anyway"))
+            others = others_running()
+        return others
+
+    res["load_before_bench"] = os.getloadavg()[0]
+    busy = res["others_running"] = []
     per_round = max(1, args.runs // args.rounds)
     rounds = {c: [] for c in configs}
     errors = {}
@@ -656,6 +711,7 @@ def bench_model(name, res, handles, args, ctx):
             break
         order = live[rnd % len(live):] + live[:rnd % len(live)]
         for rt, t in order:
+            busy.append(settle())
             if rt == "tfjsc":
                 rc, out, err = tfjsc.call(
                     ["bench", handles["lib"], "--runs", str(per_round), "--warmup",
@@ -825,7 +881,10 @@ def make_section(meta, results, summary, profiles, threads):
     L += ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
     for name, r in results.items():
         tj, o = r.get("tfjsc") or {}, r.get("ort") or {}
-        row = [name, describe_inputs(r["inputs"]) if r.get("inputs") else "-",
+        busy = r.get("others_running") or []
+        contended = sum(1 for b in busy if b > 0)
+        row = [name + (" †" if contended else ""),
+               describe_inputs(r["inputs"]) if r.get("inputs") else "-",
                tfjsc_status(r), fmt_err(tj, True), ort_status(r), fmt_err(o, False)]
         for t in threads:
             a, b = median_ms(r, "tfjsc", t), median_ms(r, "ort", t)
@@ -878,6 +937,14 @@ def make_section(meta, results, summary, profiles, threads):
                 notes.append("- %s input %s %s: %s" % (n, s["name"], s["shape"], s["why"]))
         if "input_error" in r:
             notes.append("- %s: no input chosen: %s" % (n, r["input_error"]))
+    contended = ["%s (%d of %d)" % (n, sum(1 for b in r["others_running"] if b > 0),
+                                    len(r["others_running"]))
+                 for n, r in results.items() if any(b > 0 for b in r.get("others_running") or [])]
+    if contended:
+        notes.append("- † Another process was runnable at the start of some timing calls "
+                     "(one sample of /proc/*/task/*/stat before each round of each runtime, after "
+                     "waiting for quiet up to --wait-idle s per model): %s. Their times may be "
+                     "inflated, the 2-thread ones most." % ", ".join(contended))
     tiny = ["%s: %s" % (n, ", ".join(k for k, v in r["tfjs_outputs_max"].items()
                                       if v <= meta["abs_tol"]))
             for n, r in results.items()
@@ -972,6 +1039,10 @@ def main():
                     "each round (for tfjsc: `tfjsc bench --warmup`)")
     ap.add_argument("--threads", default="1,2", help="thread counts (default 1,2; the first "
                     "gives the headline ratio)")
+    ap.add_argument("--wait-idle", type=float, default=120.0, metavar="S", help="before each "
+                    "timing call that finds another process runnable (/proc/*/task/*/stat), wait "
+                    "until it is quiet, at most S seconds per model in all; 0: don't (default "
+                    "120). Rows timed while others ran are marked †")
     ap.add_argument("--no-bench", action="store_true", help="correctness only, no timing")
     ap.add_argument("--profile-worst", type=int, default=5, metavar="K", help="`tfjsc bench "
                     "--profile --top 8` for the K models with the highest 1-thread ratio "
