@@ -41,7 +41,9 @@ Per model:
   5. Timing, at 1 and 2 threads (--threads): --rounds rounds; in each, tfjsc and ORT at each
      thread count, in an order rotated by one every round, do --round-warmup untimed and
      --runs/--rounds timed runs. tfjsc: one `tfjsc bench --runs K --warmup W --threads N --json`
-     per round (timed inside tfjsc; the library is loaded once per round). ORT: perf_counter
+     per round (timed inside tfjsc; the library is loaded once per round, so W is about
+     --tfjsc-warmup-ms worth of runs, estimated from ORT's, within [--round-warmup,
+     --tfjsc-warmup-max]: its 2-thread pool is slow for the first ~15 runs). ORT: perf_counter
      around session.run_with_iobinding in this process, inputs and outputs bound once to
      preallocated arrays (the session made once, --warmup runs after the check; what remains of
      Python's call overhead, a few us, is in ORT's times). Reported: the median over rounds of
@@ -627,10 +629,13 @@ def survey_model(name, args, ctx):
             y = s1.run(feeds)
             if ref is not None:
                 o.update(compare_all(y, ref, aliases, args.abs_tol))
-            for s in sessions.values():
+            for t, s in sessions.items():
                 s.bind(feeds, y)
+                t0 = time.perf_counter()
                 for _ in range(args.warmup):
                     s.call()
+                if t == args.threads[0] and args.warmup:
+                    handles["est_ms"] = (time.perf_counter() - t0) * 1000.0 / args.warmup
             handles["ort"] = sessions
             log("[%s] ORT ok, rel err %s (%s)" % (name, fmt_e(o.get("rel_err")),
                                                   o.get("worst_output")))
@@ -703,6 +708,13 @@ def bench_model(name, res, handles, args, ctx):
     res["load_before_bench"] = os.getloadavg()[0]
     busy = res["others_running"] = []
     per_round = max(1, args.runs // args.rounds)
+    # tfjsc bench loads the library anew every round: warm it up for about --tfjsc-warmup-ms
+    # (estimated from ORT's warm-up runs; --tfjsc-warmup-max runs without ORT), at least
+    # --round-warmup runs. Its 2-thread pool can be slow for its first ~15 runs.
+    est = handles.get("est_ms")
+    tfjsc_warmup = max(args.round_warmup, min(args.tfjsc_warmup_max, int(math.ceil(
+        args.tfjsc_warmup_ms / est)) if est else args.tfjsc_warmup_max))
+    res["tfjsc"]["bench_warmup"] = tfjsc_warmup
     rounds = {c: [] for c in configs}
     errors = {}
     for rnd in range(args.rounds):
@@ -715,7 +727,7 @@ def bench_model(name, res, handles, args, ctx):
             if rt == "tfjsc":
                 rc, out, err = tfjsc.call(
                     ["bench", handles["lib"], "--runs", str(per_round), "--warmup",
-                     str(args.round_warmup), "--threads", str(t), "--json"]
+                     str(tfjsc_warmup), "--threads", str(t), "--json"]
                     + tfjsc.input_args(handles["spec"], handles["files"]))
                 if rc != 0:
                     errors[(rt, t)] = Tfjsc.error_text(rc, out, err)
@@ -855,11 +867,14 @@ def make_section(meta, results, summary, profiles, threads):
              "inputs uniform [0, 1), integer inputs 0..255, batch 1); an output is wrong when "
              "its rel err > %g and its max abs error > %g. ORT: tf2onnx --tfjs, opset %d, "
              "ORT_ENABLE_ALL, sequential, timed around run_with_iobinding with inputs and "
-             "outputs bound once (a few us of Python call overhead included); tfjsc: `tfjsc "
-             "bench` (timed inside tfjsc)."
+             "outputs bound once (a few us of Python call overhead included), the session "
+             "kept across rounds; tfjsc: `tfjsc bench` (timed inside tfjsc), the library "
+             "loaded anew each round and warmed up with ~%.0f ms of runs (%d to %d) instead of "
+             "%d."
              % (meta["command"], meta["runs_per_round"] * meta["rounds"], meta["rounds"],
                 meta["round_warmup"], meta["runs_per_round"], meta["seed"], ERR_LIMIT,
-                meta["abs_tol"], meta["opset"]))
+                meta["abs_tol"], meta["opset"], meta["tfjsc_warmup_ms"], meta["round_warmup"],
+                meta["tfjsc_warmup_max"], meta["round_warmup"]))
     L.append("")
     for t in threads:
         s = summary["%dt" % t]
@@ -1037,6 +1052,10 @@ def main():
     ap.add_argument("--warmup", type=int, default=3, help="ORT runs after the check, untimed")
     ap.add_argument("--round-warmup", type=int, default=2, help="untimed runs at the start of "
                     "each round (for tfjsc: `tfjsc bench --warmup`)")
+    ap.add_argument("--tfjsc-warmup-ms", type=float, default=250.0, metavar="MS",
+                    help="untimed tfjsc runs per round: about MS milliseconds' worth (default "
+                    "250), between --round-warmup and --tfjsc-warmup-max runs")
+    ap.add_argument("--tfjsc-warmup-max", type=int, default=40, metavar="N")
     ap.add_argument("--threads", default="1,2", help="thread counts (default 1,2; the first "
                     "gives the headline ratio)")
     ap.add_argument("--wait-idle", type=float, default=120.0, metavar="S", help="before each "
@@ -1096,6 +1115,7 @@ def main():
         "machine": peers.machine_info(), "loadavg_start": loadavg_start,
         "runs_per_round": max(1, args.runs // args.rounds), "rounds": args.rounds,
         "round_warmup": args.round_warmup, "warmup": args.warmup, "opset": args.opset,
+        "tfjsc_warmup_ms": args.tfjsc_warmup_ms, "tfjsc_warmup_max": args.tfjsc_warmup_max,
         "seed": args.seed, "abs_tol": args.abs_tol, "threads": args.threads,
         "models_dir": models_dir,
         "package": "%s@%s" % (PACKAGE, VERSION), "tfjsc": provenance,
