@@ -4,6 +4,7 @@
 #
 #   benches/run.sh [peers.py options]          # e.g. --runs 30 --write-results --json /tmp/p.json
 #   benches/run.sh --setup                     # only (re)build the venv
+# (benches/real_models.sh: the same venv, tfjsc vs ONNX Runtime on published TF.js models.)
 #
 # Environment:
 #   BENCH_VENV    the venv (default /work/bench-venv)
