@@ -38,6 +38,7 @@ mod data_movement;
 mod gemm_frame;
 mod harness;
 mod indexing;
+mod layout;
 mod math;
 mod more_ops;
 mod tensorflow_cases;

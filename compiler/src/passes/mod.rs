@@ -9,6 +9,7 @@ mod fuse;
 pub mod memory;
 mod outputs;
 mod pack;
+mod transpose;
 
 use crate::ir::{verify::verify, Graph};
 
@@ -39,6 +40,7 @@ pub const PIPELINE: &[(&str, PassFn)] = &[
     ("infer_shapes", fold::infer_shapes),
     ("fold_constants", fold::fold_constants),
     ("form_activations", fuse::form_activations),
+    ("sink_transposes", transpose::sink_transposes),
     ("fold_padding", fuse::fold_padding),
     ("fold_channel_scales", fuse::fold_channel_scales),
     ("eliminate_dead_code", dead_code::eliminate_dead_code),
