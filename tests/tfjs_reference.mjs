@@ -14,55 +14,9 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { createRequire } from "node:module";
 
 import { readNpy, writeNpy } from "./npy.mjs";
-
-function loadTf() {
-  const roots = [process.env.TFJS_MODULES, ...(process.env.NODE_PATH || "").split(path.delimiter),
-                 path.join(process.cwd(), "node_modules"), "/work/tfjs-node/node_modules"]
-    .filter(Boolean);
-  for (const root of roots) {
-    try {
-      return createRequire(path.join(path.resolve(root), "noop.js"))("@tensorflow/tfjs");
-    } catch (e) {
-      if (e.code !== "MODULE_NOT_FOUND") throw e;
-    }
-  }
-  throw new Error("@tensorflow/tfjs not found (set NODE_PATH to a node_modules containing it)");
-}
-
-const tf = loadTf();
-
-
-// ---- IOHandler reading model.json + shards from a directory --------------------------------
-function diskHandler(modelJsonPath) {
-  const dir = path.dirname(modelJsonPath);
-  return {
-    async load() {
-      const mj = JSON.parse(fs.readFileSync(modelJsonPath, "utf8"));
-      const weightSpecs = [];
-      const parts = [];
-      for (const group of mj.weightsManifest) {
-        weightSpecs.push(...group.weights);
-        for (const p of group.paths) parts.push(fs.readFileSync(path.join(dir, p)));
-      }
-      const all = Buffer.concat(parts);
-      const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
-      return {
-        modelTopology: mj.modelTopology,
-        format: mj.format,
-        generatedBy: mj.generatedBy,
-        convertedBy: mj.convertedBy,
-        signature: mj.signature,
-        userDefinedMetadata: mj.userDefinedMetadata,
-        modelInitializer: mj.modelInitializer,
-        weightSpecs,
-        weightData,
-      };
-    },
-  };
-}
+import { diskHandler, tf } from "./tfjs_disk.mjs";
 
 async function runFixture(dir) {
   const model = await tf.loadGraphModel(diskHandler(path.join(dir, "model.json")));
