@@ -962,20 +962,26 @@ fn inspect_and_compile_list_the_same_unlowerable_nodes_all_at_once() {
 
 #[test]
 fn nodes_whose_type_rule_refuses_them_are_listed_all_at_once() {
-    // int32 matrix products import but their type rule refuses them (f32 only): both are named,
+    // int32 convolutions import but their type rule refuses them (f32 only): both are named,
     // by inspect and compile alike, and the node reading both is not reported on its own.
     let int = |name: &str| {
+        let dims: Vec<_> = (0..4).map(|_| serde_json::json!({"size": "1"})).collect();
         serde_json::json!({"name": name, "op": "Placeholder", "attr": {
-            "dtype": {"type": "DT_INT32"}, "shape": {"shape": {"dim": [{"size": "2"}, {"size": "2"}]}}}})
+            "dtype": {"type": "DT_INT32"}, "shape": {"shape": {"dim": dims}}}})
     };
-    let matmul = |name: &str, a: &str, b: &str| serde_json::json!({"name": name, "op": "MatMul", "input": [a, b], "attr": {"T": {"type": "DT_INT32"}}});
+    let conv = |name: &str, a: &str, b: &str| {
+        serde_json::json!({"name": name, "op": "Conv2D", "input": [a, b], "attr": {
+            "T": {"type": "DT_INT32"},
+            "strides": {"list": {"i": ["1", "1", "1", "1"]}},
+            "padding": {"s": "VkFMSUQ="}}})
+    };
     let model = serde_json::json!({
         "format": "graph-model",
         "modelTopology": {"node": [
             int("a"),
             int("b"),
-            matmul("first", "a", "b"),
-            matmul("second", "b", "a"),
+            conv("first", "a", "b"),
+            conv("second", "b", "a"),
             {"name": "sum", "op": "AddV2", "input": ["first", "second"], "attr": {"T": {"type": "DT_INT32"}}},
         ]},
         "weightsManifest": [],
@@ -990,8 +996,8 @@ fn nodes_whose_type_rule_refuses_them_are_listed_all_at_once() {
         let text = &run.stderr;
         assert!(
             text.contains("2 nodes are not supported")
-                && text.contains("node \"first\" (matmul)")
-                && text.contains("node \"second\" (matmul)")
+                && text.contains("node \"first\" (conv2d)")
+                && text.contains("node \"second\" (conv2d)")
                 && !text.contains("\"sum\""),
             "{}",
             run.describe()

@@ -412,3 +412,39 @@ fn more_ops_einsum_matches_the_definition() {
     }
     check_cases("einsum", cases, 8);
 }
+
+/// int32 matrix products (a spatial transformer's index arithmetic in facemesh-attention):
+/// plain loops, wrapping like TensorFlow's int32, transposed operands and broadcast batches,
+/// compared exactly with the reference. Values up to ±70000 make the sums wrap.
+#[test]
+fn more_ops_int32_matmul_matches_reference() {
+    use tfjsc::ops::matmul::MatMul;
+    // (a shape, b shape, transpose a, transpose b)
+    let shapes: &[(&[usize], &[usize], bool, bool)] = &[
+        (&[1, 1], &[1, 256], false, false),
+        (&[3, 5], &[5, 4], false, false),
+        (&[5, 3], &[5, 4], true, false),
+        (&[3, 5], &[4, 5], false, true),
+        (&[2, 1, 3, 5], &[4, 5, 2], false, false),
+        (&[7, 0], &[0, 3], false, false),
+    ];
+    let cases = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, &(a, b, transpose_a, transpose_b))| {
+            let op = MatMul {
+                transpose_a,
+                transpose_b,
+                epilogue: Default::default(),
+            };
+            let a = ints(a, 40 + i as u64, -70000, 70000);
+            let b = ints(b, 50 + i as u64, -70000, 70000);
+            let label = format!(
+                "int32 matmul {:?} x {:?} {transpose_a} {transpose_b}",
+                a.shape, b.shape
+            );
+            single(label, op, vec![a, b], Tol::Exact)
+        })
+        .collect();
+    check_cases("int32 matmul", cases, 3);
+}

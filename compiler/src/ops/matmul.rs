@@ -164,6 +164,47 @@ impl MatMul {
 
     /// Copies each transposed operand row-major into scratch (A first, then B), so the frame
     /// reads both row-major; packed B was transposed when it was packed. Returns A and B.
+    /// The int32 product: plain loops on thread 0 (such products are small index arithmetic),
+    /// each sum accumulated in the output element with wrapping arithmetic.
+    fn lower_integer(&self, k: &mut Kernel, d: &Dims) -> Result<(), CodegenError> {
+        let (a, b, c) = (
+            k.inputs[0].pointer,
+            k.inputs[1].pointer,
+            k.outputs[0].pointer,
+        );
+        let ((am, ak), (bk, bn)) = self.strides(d);
+        let zero = k.int_constant(types::I32, 0);
+        k.for_count(d.batch, &mut |k, batch| {
+            let (a0, b0) = d.emit_operand_offsets(k, batch);
+            let c0 = k.builder.ins().imul_imm_s(batch, (d.m * d.n) as i64);
+            k.for_count(d.m, &mut |k, i| {
+                let a_row = k.builder.ins().imul_imm_s(i, am as i64);
+                let a_row = k.builder.ins().iadd(a0, a_row);
+                let c_row = k.builder.ins().imul_imm_s(i, d.n as i64);
+                let c_row = k.builder.ins().iadd(c0, c_row);
+                k.for_count(d.n, &mut |k, j| {
+                    let b_column = k.builder.ins().imul_imm_s(j, bn as i64);
+                    let b_column = k.builder.ins().iadd(b0, b_column);
+                    let out = k.builder.ins().iadd(c_row, j);
+                    k.store(zero, c, out, 4);
+                    k.for_count(d.k, &mut |k, p| {
+                        let a_step = k.builder.ins().imul_imm_s(p, ak as i64);
+                        let a_index = k.builder.ins().iadd(a_row, a_step);
+                        let b_step = k.builder.ins().imul_imm_s(p, bk as i64);
+                        let b_index = k.builder.ins().iadd(b_column, b_step);
+                        let x = k.load(types::I32, a, a_index, 4);
+                        let y = k.load(types::I32, b, b_index, 4);
+                        let product = k.builder.ins().imul(x, y);
+                        let sum = k.load(types::I32, c, out, 4);
+                        let sum = k.builder.ins().iadd(sum, product);
+                        k.store(sum, c, out, 4);
+                        Ok(())
+                    })
+                })
+            })
+        })
+    }
+
     fn untransposed_operands(
         &self,
         k: &mut Kernel,
@@ -235,23 +276,44 @@ impl Operator for MatMul {
     fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
         inputs.expect_count(2 + self.epilogue.operand_count())?;
         let (a, b) = (inputs.ty(0)?, inputs.ty(1)?);
-        if a.dtype != DType::F32 || b.dtype != DType::F32 {
+        // int32 products (index arithmetic, as in spatial transformers) take no epilogue.
+        let float = a.dtype == DType::F32 && b.dtype == DType::F32;
+        let integer = a.dtype == DType::I32 && b.dtype == DType::I32 && self.epilogue.is_empty();
+        if !(float || integer) {
             return Err(OpError::Unsupported(format!(
-                "matrix product of {a} and {b} (f32 only)"
+                "matrix product of {a} and {b} (f32, or int32 without a fused epilogue)"
             )));
         }
         let (_, shape) = self.dims(a, b)?;
-        let output = TensorType::new(DType::F32, shape);
+        let output = TensorType::new(a.dtype, shape);
         self.epilogue.check_operands(&output, &inputs.types[2..])?;
         Ok(vec![output])
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let (d, shape) = self.dims(&inputs[0].tensor_type(), &inputs[1].tensor_type())?;
-        let (TensorData::F32(a), TensorData::F32(b)) = (&inputs[0].data, &inputs[1].data) else {
-            return Err(invalid!("matrix product needs f32 operands"));
-        };
         let ((am, ak), (bk, bn)) = self.strides(&d);
+        if let (TensorData::I32(a), TensorData::I32(b)) = (&inputs[0].data, &inputs[1].data) {
+            // Wrapping, as TensorFlow's int32 arithmetic.
+            let mut out = vec![0i32; d.batch * d.m * d.n];
+            for batch in 0..d.batch {
+                let (a_matrix, b_matrix) = d.operand_batches(batch);
+                let (a0, b0) = (a_matrix * d.m * d.k, b_matrix * d.k * d.n);
+                for i in 0..d.m {
+                    for j in 0..d.n {
+                        out[(batch * d.m + i) * d.n + j] = (0..d.k).fold(0i32, |sum, p| {
+                            let product =
+                                a[a0 + i * am + p * ak].wrapping_mul(b[b0 + p * bk + j * bn]);
+                            sum.wrapping_add(product)
+                        });
+                    }
+                }
+            }
+            return Ok(vec![Tensor::from_i32(shape, out)]);
+        }
+        let (TensorData::F32(a), TensorData::F32(b)) = (&inputs[0].data, &inputs[1].data) else {
+            return Err(invalid!("matrix product needs f32 or int32 operands"));
+        };
         let mut out = vec![0f32; d.batch * d.m * d.n];
         for batch in 0..d.batch {
             let (a_matrix, b_matrix) = d.operand_batches(batch);
@@ -278,6 +340,9 @@ impl Operator for MatMul {
         let (d, _) = self
             .dims(&kernel.inputs[0].ty, &kernel.inputs[1].ty)
             .map_err(|e| kernel.error(e.to_string()))?;
+        if kernel.inputs[0].ty.dtype == DType::I32 {
+            return self.lower_integer(kernel, &d);
+        }
         let (a, b) = self.untransposed_operands(kernel, &d)?;
         let output = kernel.outputs[0].pointer;
         let gemm = Gemm {
@@ -340,6 +405,9 @@ impl Operator for MatMul {
         _isas: &[Isa],
     ) -> usize {
         let transposed = [self.transpose_a, self.transpose_b];
+        if inputs.first().is_some_and(|a| a.dtype == DType::I32) {
+            return 0; // the integer loops read the operands where they are
+        }
         inputs
             .iter()
             .zip(transposed)
