@@ -23,7 +23,7 @@ fn winograd_convolutions_match_reference() {
     // (batch, height, width, channels in, channels out, padding, variant reached)
     let shapes = [
         (1, 12, 12, 32, 32, Padding::Same, Winograd::F2),
-        (2, 9, 11, 24, 40, Padding::Same, Winograd::F2),
+        (2, 9, 11, 32, 40, Padding::Same, Winograd::F2),
         (1, 25, 9, 38, 30, Padding::Valid, Winograd::F2),
         (
             1,
@@ -36,7 +36,7 @@ fn winograd_convolutions_match_reference() {
         ),
         (2, 9, 7, 128, 160, Padding::Same, Winograd::F2),
         (1, 30, 26, 37, 22, Padding::Same, Winograd::F4),
-        (2, 19, 21, 24, 40, Padding::Same, Winograd::F4),
+        (2, 19, 21, 33, 40, Padding::Same, Winograd::F4),
         (1, 34, 31, 41, 19, Padding::Valid, Winograd::F4),
         (
             1,
@@ -47,7 +47,7 @@ fn winograd_convolutions_match_reference() {
             Padding::Explicit([2, 0, 1, 3]),
             Winograd::F4,
         ),
-        (1, 24, 24, 16, 16, Padding::Same, Winograd::F4),
+        (1, 24, 24, 32, 16, Padding::Same, Winograd::F4),
         (1, 18, 18, 32, 32, Padding::Valid, Winograd::F4),
         (1, 14, 14, 520, 16, Padding::Same, Winograd::F2),
     ];
@@ -109,6 +109,9 @@ fn winograd_is_chosen_only_where_it_saves_work() {
         (window([1, 56, 56, 3], [3, 3], [1, 1], [1, 1]), 4),
         (window([1, 1, 1, 512], [3, 3], [1, 1], [1, 1]), 512),
         (window([1, 3, 3, 64], [3, 3], [1, 1], [1, 1]), 64),
+        // Few input channels: the products' sums are too short (an RGB first layer).
+        (window([1, 128, 128, 3], [3, 3], [1, 1], [1, 1]), 64),
+        (window([1, 128, 128, 16], [3, 3], [1, 1], [1, 1]), 64),
     ];
     for (window, outputs) in direct {
         assert_eq!(winograd::choose(&window, outputs), None, "{window:?}");

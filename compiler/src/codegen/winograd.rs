@@ -40,6 +40,14 @@ const TRANSFORM_COST: usize = 8;
 /// of F(4×4)'s.
 const WEIGHT_COST: usize = 32;
 
+/// Input channels below which the direct convolution is kept: the products sum over the input
+/// channels, and with a short sum their tiles store more than they multiply, which the count in
+/// [`choose`] does not see. Measured (Zen 4, 1 thread, 3×3 on 128×128 to 64 channels, median
+/// ms, Winograd as chosen against direct): 3 channels 2.67 / 0.63 (antispoof of the real-model
+/// survey, whose first layer this is), 8 channels 2.67 / 1.44, 16 channels 3.43 / 2.75, 32
+/// channels 4.84 / 5.37.
+const MIN_CHANNELS: usize = 32;
+
 /// Input channels above which F(4×4) is not used. Its error grows with the channels summed (the
 /// transforms' coefficients 4, 5 and 8 cancel): simulated in f32 against an exact result, with
 /// operands uniform in ±1, error / max |y| is 2.6–5.6e-6 for 16–64 channels, 4–10e-6 for 128
@@ -56,6 +64,9 @@ pub fn choose(window: &Window, outputs: usize) -> Option<Winograd> {
     let [oh, ow] = window.output;
     let channels = window.channels;
     if oh == 0 || ow == 0 || channels == 0 || outputs == 0 {
+        return None;
+    }
+    if channels < MIN_CHANNELS {
         return None;
     }
     let pairs = channels * outputs;
