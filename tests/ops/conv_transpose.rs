@@ -1,5 +1,6 @@
 //! Conv2DBackpropInput (Keras Conv2DTranspose), imported as spread + pad + convolution with the
-//! flipped filter, against a direct evaluation of the transposed convolution written from its
+//! flipped filter (or, with windows as large as the strides and no padding, as a pointwise
+//! convolution whose channel groups are moved to their output pixels), against a direct evaluation of the transposed convolution written from its
 //! definition: `dx[i] = Σ_{o, k : o·s + k − p = i} dy[o] · w[k]` per spatial axis. Tolerance
 //! `Rel(1e-5)` (sums in another order, as for convolutions).
 
@@ -195,8 +196,9 @@ fn conv2d_backprop_input_matches_the_transposed_convolution() {
     let mut seed = 1;
     for padding in ["SAME", "VALID", "EXPLICIT"] {
         for stride in [[1, 1], [2, 2], [3, 2], [1, 3]] {
-            for kernel in [[1, 1], [2, 2], [3, 3], [4, 4], [5, 3]] {
-                for input in [[1, 1], [4, 4], [5, 7], [8, 6], [9, 9]] {
+            // Kernels equal to the strides on sizes they divide take the sub-pixel form.
+            for kernel in [[1, 1], [2, 2], [3, 3], [4, 4], [5, 3], [3, 2]] {
+                for input in [[1, 1], [4, 4], [5, 7], [8, 6], [9, 9], [6, 8]] {
                     let explicit = [1.min(kernel[0] - 1), (kernel[0] - 1) / 2, 0, kernel[1] - 1];
                     if padding == "VALID" && (input[0] < kernel[0] || input[1] < kernel[1]) {
                         continue;

@@ -22,7 +22,7 @@ use super::conv::{tf_pair, Conv2d};
 use super::epilogue::Epilogue;
 use super::importer::{node_error, ImportError, Importer, NodeAttributes};
 use super::registry::Family;
-use super::shape::{Pad, Reshape, ReshapeMode, StridedSlice};
+use super::shape::{Pad, Reshape, ReshapeMode, StridedSlice, Transpose};
 use super::window::Padding;
 use crate::ir::{DType, Tensor, ValueId};
 
@@ -102,6 +102,29 @@ pub fn import_conv2d_backprop_input(
     }
 
     let name = &node.name;
+    if strides == [kh, kw] && strides != [1, 1] && forward_output == [height / kh, width / kw] {
+        // Windows as large as the strides, no padding: each input pixel makes its own
+        // kh × kw patch of the output (see `import_sub_pixel`).
+        let exact =
+            [(height, kh), (width, kw)]
+                .iter()
+                .enumerate()
+                .all(|(axis, &(size, kernel))| {
+                    size.is_multiple_of(kernel)
+                        && padding
+                            .resolve(size, kernel, kernel, 1, axis)
+                            .is_ok_and(|(_, before, _)| before == 0)
+                });
+        if exact {
+            return Ok(vec![import_sub_pixel(
+                importer,
+                node,
+                inputs[2],
+                &filter,
+                [batch, height / kh, width / kw],
+            )]);
+        }
+    }
     let mut value = inputs[2];
     if strides != [1, 1] {
         let [ho, wo] = forward_output;
@@ -165,6 +188,72 @@ pub fn import_conv2d_backprop_input(
         epilogue: Epilogue::default(),
     };
     Ok(vec![importer.add(node, conv, vec![value, flipped])])
+}
+
+/// The transposed convolution whose windows are as large as its strides, with no padding:
+/// `dx[y·kh + a, x·kw + b, c] = Σ_m dy[y, x, m] · w[a, b, c, m]`, one pointwise convolution of
+/// `dy` to `kh·kw·C` channels (ordered `a, b, c`) whose pixels' channel groups are then moved
+/// to their places: reshaped to `[N, Ho, Wo, kh, kw, C]`, transposed to `[N, Ho, kh, Wo, kw,
+/// C]` and reshaped to `dx`. No zeros are multiplied (the spread input would make `kh·kw` times
+/// the multiply-adds). `[n, ho, wo]` is `dy`'s batch and spatial size.
+fn import_sub_pixel(
+    importer: &mut Importer,
+    node: &NodeDef,
+    dy: ValueId,
+    filter: &Tensor,
+    [n, ho, wo]: [usize; 3],
+) -> ValueId {
+    let name = &node.name;
+    let [kh, kw, channels, depth] = [
+        filter.shape[0],
+        filter.shape[1],
+        filter.shape[2],
+        filter.shape[3],
+    ];
+    let values = filter.to_f32_vec();
+    let patch = kh * kw * channels;
+    let mut pointwise = vec![0.0; depth * patch];
+    for (tap, group) in values.chunks(channels * depth).enumerate() {
+        for c in 0..channels {
+            for m in 0..depth {
+                pointwise[m * patch + tap * channels + c] = group[c * depth + m];
+            }
+        }
+    }
+    let pointwise = importer.constant(
+        &format!("{name}/patch_filter"),
+        Tensor::from_f32(vec![1, 1, depth, patch], pointwise),
+    );
+    let conv = Conv2d {
+        strides: [1, 1],
+        dilations: [1, 1],
+        padding: Padding::Valid,
+        depthwise: false,
+        epilogue: Epilogue::default(),
+    };
+    let patches = importer.add_named(&format!("{name}/patches"), conv, vec![dy, pointwise]);
+    let reshape = || Reshape {
+        mode: ReshapeMode::FromOperand,
+    };
+    let split_shape = importer.constant(
+        &format!("{name}/patch_shape"),
+        shape_tensor(&[n, ho, wo, kh, kw, channels]),
+    );
+    let split = importer.add_named(
+        &format!("{name}/patch_split"),
+        reshape(),
+        vec![patches, split_shape],
+    );
+    let perm = importer.constant(
+        &format!("{name}/patch_perm"),
+        Tensor::from_i32(vec![6], vec![0, 1, 3, 2, 4, 5]),
+    );
+    let placed = importer.add_named(&format!("{name}/patch_place"), Transpose, vec![split, perm]);
+    let shape = importer.constant(
+        &format!("{name}/output_shape"),
+        shape_tensor(&[n, ho * kh, wo * kw, channels]),
+    );
+    importer.add(node, reshape(), vec![placed, shape])
 }
 
 fn shape_tensor(dims: &[usize]) -> Tensor {
