@@ -204,12 +204,7 @@ fn import_sub_pixel(
     [n, ho, wo]: [usize; 3],
 ) -> ValueId {
     let name = &node.name;
-    let [kh, kw, channels, depth] = [
-        filter.shape[0],
-        filter.shape[1],
-        filter.shape[2],
-        filter.shape[3],
-    ];
+    let [kh, kw, channels, depth] = filter_dims(filter);
     let values = filter.to_f32_vec();
     let patch = kh * kw * channels;
     let mut pointwise = vec![0.0; depth * patch];
@@ -256,6 +251,16 @@ fn import_sub_pixel(
     importer.add(node, reshape(), vec![placed, shape])
 }
 
+/// A rank-4 filter's `[kh, kw, C, M]` (checked at import).
+fn filter_dims(filter: &Tensor) -> [usize; 4] {
+    [
+        filter.shape[0],
+        filter.shape[1],
+        filter.shape[2],
+        filter.shape[3],
+    ]
+}
+
 fn shape_tensor(dims: &[usize]) -> Tensor {
     Tensor::from_i32(vec![dims.len()], dims.iter().map(|&d| d as i32).collect())
 }
@@ -263,12 +268,7 @@ fn shape_tensor(dims: &[usize]) -> Tensor {
 /// `[kh, kw, C, M]` → `[kh, kw, M, C]`, reversed in both spatial axes:
 /// `flipped[y, x, m, c] = filter[kh − 1 − y, kw − 1 − x, c, m]`.
 fn flip_filter(filter: &Tensor) -> Tensor {
-    let [kh, kw, channels, depth] = [
-        filter.shape[0],
-        filter.shape[1],
-        filter.shape[2],
-        filter.shape[3],
-    ];
+    let [kh, kw, channels, depth] = filter_dims(filter);
     let values = filter.to_f32_vec();
     let mut flipped = vec![0.0; values.len()];
     for y in 0..kh {
