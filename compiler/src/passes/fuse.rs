@@ -147,10 +147,83 @@ pub fn fold_padding(graph: &mut Graph) -> Result<(), PassError> {
     Ok(())
 }
 
-/// `x * sigmoid(x)` (how converted graphs spell swish / SiLU) becomes one `swish` node, which a
-/// producing convolution can then finish in its epilogue. The sigmoid is left for dead-code
-/// elimination when nothing else reads it.
+/// `x * sigmoid(x)` (how converted graphs spell swish / SiLU) becomes one `swish` node, and
+/// `maximum(minimum(relu(x), 6), 0)` (Keras' `ReLU(max_value=6)`) one `relu6` node, which a
+/// producing convolution can then finish in its epilogue with fewer steps and operands. The
+/// nodes they replace are left for dead-code elimination when nothing else reads them.
 pub fn form_activations(graph: &mut Graph) -> Result<(), PassError> {
+    form_swish(graph);
+    form_clipped_relu6(graph);
+    Ok(())
+}
+
+/// `maximum(minimum(relu(x), 6), 0)`, either operand order, the inner results read only there:
+/// `relu6(x)` (relu's result is never below 0, so the maximum changes nothing).
+fn form_clipped_relu6(graph: &mut Graph) {
+    let uses = graph.use_counts();
+    let scalar = |value: ValueId, wanted: f32| {
+        graph.constant(value).is_some_and(|constant| {
+            constant.tensor.element_count() == 1
+                && constant.tensor.dtype() == crate::ir::DType::F32
+                && constant.tensor.to_f32_vec()[0] == wanted
+        })
+    };
+    // The operand of a single-use binary `kind` node producing `value` that is not the scalar
+    // `wanted`, when its other operand is.
+    let through = |value: ValueId, kind: BinaryKind, wanted: f32| -> Option<ValueId> {
+        let (_, node) = graph.producer(value)?;
+        let single = uses.get(&value) == Some(&1) && !graph.is_graph_output(value);
+        if !single || node.op.as_epilogue_step() != Some(EpilogueStep::Binary(kind)) {
+            return None;
+        }
+        let [a, b] = <[ValueId; 2]>::try_from(node.inputs.as_slice()).ok()?;
+        if scalar(b, wanted) {
+            Some(a)
+        } else if scalar(a, wanted) {
+            Some(b)
+        } else {
+            None
+        }
+    };
+    let mut rewrites = Vec::new();
+    for (id, node) in graph.nodes() {
+        if node.op.as_epilogue_step() != Some(EpilogueStep::Binary(BinaryKind::Maximum)) {
+            continue;
+        }
+        let [a, b] = match <[ValueId; 2]>::try_from(node.inputs.as_slice()) {
+            Ok(inputs) => inputs,
+            Err(_) => continue,
+        };
+        let clipped = if scalar(b, 0.0) {
+            a
+        } else if scalar(a, 0.0) {
+            b
+        } else {
+            continue;
+        };
+        let Some(relu) = through(clipped, BinaryKind::Minimum, 6.0) else {
+            continue;
+        };
+        let Some((_, producer)) = graph.producer(relu) else {
+            continue;
+        };
+        let is_relu = matches!(producer.op.as_epilogue_step(), Some(EpilogueStep::Unary(unary)) if unary.kind == UnaryKind::Relu);
+        let single = uses.get(&relu) == Some(&1) && !graph.is_graph_output(relu);
+        let x = producer.inputs[0];
+        if is_relu && single && graph.value(x).ty == graph.value(node.outputs[0]).ty {
+            rewrites.push((id, x));
+        }
+    }
+    for (id, x) in rewrites {
+        if let Some(node) = graph.node_mut(id) {
+            node.op = Arc::new(Unary::new(UnaryKind::Relu6));
+            node.inputs = vec![x];
+        }
+    }
+}
+
+/// `x * sigmoid(x)` becomes `swish(x)`.
+fn form_swish(graph: &mut Graph) {
     let is_mul = |step: Option<EpilogueStep>| step == Some(EpilogueStep::Binary(BinaryKind::Mul));
     let is_sigmoid = |step: Option<EpilogueStep>| matches!(step, Some(EpilogueStep::Unary(unary)) if unary.kind == UnaryKind::Sigmoid);
     let mut rewrites = Vec::new();
@@ -177,7 +250,6 @@ pub fn form_activations(graph: &mut Graph) -> Result<(), PassError> {
             node.inputs = vec![x];
         }
     }
-    Ok(())
 }
 
 /// A squeeze-and-excite multiply `x * s` (`s` one scale per channel of `x`) whose only reader is
