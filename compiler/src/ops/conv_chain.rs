@@ -103,6 +103,21 @@ impl Geometry {
         self.ring_bytes() + row
     }
 
+    /// The whole-tensor lowering's scratch: each intermediate's offset, then where the stages'
+    /// own scratch starts.
+    fn intermediate_offsets(&self) -> (Vec<usize>, usize) {
+        let mut end = 0;
+        let offsets = self.results[..self.results.len() - 1]
+            .iter()
+            .map(|result| {
+                let offset = end;
+                end += (result.element_count() * 4).next_multiple_of(64);
+                offset
+            })
+            .collect();
+        (offsets, end)
+    }
+
     /// Scratch before the parts: stage 0's padded input.
     fn padded_bytes(&self) -> usize {
         if self.windows[0].has_padding() {
@@ -147,9 +162,7 @@ impl ConvChain {
         let ranges = self.operand_ranges();
         let last = self.stages.len() - 1;
         let rows_only = (0..last).all(|stage| {
-            // The epilogue operands follow the filter (and stage 0's input).
-            let skip = if stage == 0 { 2 } else { 1 };
-            types[ranges[stage].start + skip..ranges[stage].end]
+            types[self.filter_index(stage) + 1..ranges[stage].end]
                 .iter()
                 .all(|operand| {
                     operand_layout(&g.results[stage], operand)
@@ -216,6 +229,11 @@ impl ConvChain {
             .collect()
     }
 
+    /// Where stage `stage`'s filter is in the chain's inputs (its epilogue operands follow it).
+    fn filter_index(&self, stage: usize) -> usize {
+        self.operand_ranges()[stage].start + usize::from(stage == 0)
+    }
+
     /// Each stage's inputs: its own, after the previous stage's result (`results[stage - 1]`).
     fn stage_inputs<T: Clone>(&self, inputs: &[T], results: &[T]) -> Vec<Vec<T>> {
         self.operand_ranges()
@@ -229,19 +247,15 @@ impl ConvChain {
     }
 
     fn geometry(&self, types: &[&TensorType]) -> OpResult<Geometry> {
-        let ranges = self.operand_ranges();
-        let count = ranges.last().map_or(0, |range| range.end);
+        let count = self.operand_ranges().last().map_or(0, |range| range.end);
         if types.len() != count {
             return Err(invalid!("expected {count} inputs, got {}", types.len()));
         }
         let mut windows = Vec::new();
         let mut results: Vec<TensorType> = Vec::new();
         for (stage, conv) in self.stages.iter().enumerate() {
-            let (input, filter) = match results.last() {
-                Some(previous) => (previous, types[ranges[stage].start]),
-                None => (types[0], types[1]),
-            };
-            let (window, channels) = conv.geometry(input, filter)?;
+            let input = results.last().unwrap_or(types[0]);
+            let (window, channels) = conv.geometry(input, types[self.filter_index(stage)])?;
             results.push(TensorType::new(
                 DType::F32,
                 vec![window.batch, window.output[0], window.output[1], channels],
@@ -508,25 +522,28 @@ impl Operator for ConvChain {
         );
         // The intermediates, placed at the start of scratch for the whole-tensor lowering (the
         // row-by-row one points stage 2's at its row buffer).
-        let mut offset = 0;
-        let mut intermediates = Vec::new();
-        for result in &g.results[..self.stages.len() - 1] {
-            intermediates.push(Operand {
+        let (offsets, stages_scratch) = g.intermediate_offsets();
+        let intermediates: Vec<Operand> = offsets
+            .iter()
+            .zip(&g.results)
+            .map(|(&offset, result)| Operand {
                 pointer: kernel.builder.ins().iadd_imm_s(scratch, offset as i64),
                 ty: result.clone(),
                 constant: None,
                 layout: BLayout::RowMajor,
                 winograd: None,
-            });
-            offset += (result.element_count() * 4).next_multiple_of(64);
-        }
+            })
+            .collect();
         let stage_inputs = self.stage_inputs(&inputs, &intermediates);
         let winograd = stage_inputs[0][1].winograd.is_some();
         let lowered = if self.by_rows(&g, kernel.features.isa) && !winograd {
             self.lower_by_rows(kernel, &g, stage_inputs, &intermediates)
         } else {
             // Whole-tensor kernels, each stage's own scratch after the intermediates.
-            kernel.scratch = kernel.builder.ins().iadd_imm_s(scratch, offset as i64);
+            kernel.scratch = kernel
+                .builder
+                .ins()
+                .iadd_imm_s(scratch, stages_scratch as i64);
             let last = self.stages.len() - 1;
             self.stages
                 .iter()
@@ -557,10 +574,7 @@ impl Operator for ConvChain {
         let last = self.stages.len() - 1;
         let results: Vec<&TensorType> = g.results.iter().collect();
         let stage_inputs = self.stage_inputs(inputs, &results);
-        let intermediates: usize = g.results[..last]
-            .iter()
-            .map(|result| (result.element_count() * 4).next_multiple_of(64))
-            .sum();
+        let (_, intermediates) = g.intermediate_offsets();
         isas.iter()
             .map(|&isa| {
                 if self.by_rows(&g, isa) {
@@ -599,15 +613,10 @@ impl Operator for ConvChain {
         let Ok(g) = self.geometry(inputs) else {
             return Vec::new();
         };
-        let ranges = self.operand_ranges();
         let mut operands = Vec::new();
         for (stage, conv) in self.stages.iter().enumerate() {
-            let filter = if stage == 0 { 1 } else { ranges[stage].start };
-            let input = if stage == 0 {
-                inputs[0]
-            } else {
-                &g.results[stage - 1]
-            };
+            let filter = self.filter_index(stage);
+            let input = stage.checked_sub(1).map_or(inputs[0], |s| &g.results[s]);
             if let Some((_, panels)) = conv.panel_operand(&[input, inputs[filter]]) {
                 operands.push((filter, panels));
             }
