@@ -63,10 +63,7 @@ pub fn choose(window: &Window, outputs: usize) -> Option<Winograd> {
     }
     let [oh, ow] = window.output;
     let channels = window.channels;
-    if oh == 0 || ow == 0 || channels == 0 || outputs == 0 {
-        return None;
-    }
-    if channels < MIN_CHANNELS {
+    if oh == 0 || ow == 0 || channels < MIN_CHANNELS || outputs == 0 {
         return None;
     }
     let pairs = channels * outputs;

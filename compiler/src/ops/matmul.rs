@@ -164,6 +164,31 @@ impl MatMul {
 
     /// Copies each transposed operand row-major into scratch (A first, then B), so the frame
     /// reads both row-major; packed B was transposed when it was packed. Returns A and B.
+    /// The reference products: each output element `step`s over K from `zero`, in K order.
+    fn products<T: Copy>(
+        &self,
+        d: &Dims,
+        a: &[T],
+        b: &[T],
+        zero: T,
+        step: impl Fn(T, T, T) -> T,
+    ) -> Vec<T> {
+        let ((am, ak), (bk, bn)) = self.strides(d);
+        let mut out = vec![zero; d.batch * d.m * d.n];
+        for batch in 0..d.batch {
+            let (a_matrix, b_matrix) = d.operand_batches(batch);
+            let (a0, b0) = (a_matrix * d.m * d.k, b_matrix * d.k * d.n);
+            for i in 0..d.m {
+                for j in 0..d.n {
+                    out[(batch * d.m + i) * d.n + j] = (0..d.k).fold(zero, |sum, p| {
+                        step(sum, a[a0 + i * am + p * ak], b[b0 + p * bk + j * bn])
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// The int32 product: plain loops on thread 0 (such products are small index arithmetic),
     /// each sum accumulated in the output element with wrapping arithmetic.
     fn lower_integer(&self, k: &mut Kernel, d: &Dims) -> Result<(), CodegenError> {
@@ -292,47 +317,22 @@ impl Operator for MatMul {
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
         let (d, shape) = self.dims(&inputs[0].tensor_type(), &inputs[1].tensor_type())?;
-        let ((am, ak), (bk, bn)) = self.strides(&d);
-        if let (TensorData::I32(a), TensorData::I32(b)) = (&inputs[0].data, &inputs[1].data) {
+        match (&inputs[0].data, &inputs[1].data) {
             // Wrapping, as TensorFlow's int32 arithmetic.
-            let mut out = vec![0i32; d.batch * d.m * d.n];
-            for batch in 0..d.batch {
-                let (a_matrix, b_matrix) = d.operand_batches(batch);
-                let (a0, b0) = (a_matrix * d.m * d.k, b_matrix * d.k * d.n);
-                for i in 0..d.m {
-                    for j in 0..d.n {
-                        out[(batch * d.m + i) * d.n + j] = (0..d.k).fold(0i32, |sum, p| {
-                            let product =
-                                a[a0 + i * am + p * ak].wrapping_mul(b[b0 + p * bk + j * bn]);
-                            sum.wrapping_add(product)
-                        });
-                    }
-                }
+            (TensorData::I32(a), TensorData::I32(b)) => {
+                let out =
+                    self.products(&d, a, b, 0, |sum, x, y| sum.wrapping_add(x.wrapping_mul(y)));
+                Ok(vec![Tensor::from_i32(shape, out)])
             }
-            return Ok(vec![Tensor::from_i32(shape, out)]);
-        }
-        let (TensorData::F32(a), TensorData::F32(b)) = (&inputs[0].data, &inputs[1].data) else {
-            return Err(invalid!("matrix product needs f32 or int32 operands"));
-        };
-        let mut out = vec![0f32; d.batch * d.m * d.n];
-        for batch in 0..d.batch {
-            let (a_matrix, b_matrix) = d.operand_batches(batch);
-            let (a0, b0, c0) = (
-                a_matrix * d.m * d.k,
-                b_matrix * d.k * d.n,
-                batch * d.m * d.n,
-            );
-            for i in 0..d.m {
-                for j in 0..d.n {
-                    out[c0 + i * d.n + j] = (0..d.k)
-                        .map(|p| a[a0 + i * am + p * ak] * b[b0 + p * bk + j * bn])
-                        .sum();
-                }
+            // Summed from -0.0, as `Iterator::sum` does.
+            (TensorData::F32(a), TensorData::F32(b)) => {
+                let out = self.products(&d, a, b, -0.0, |sum, x, y| sum + x * y);
+                Ok(vec![self
+                    .epilogue
+                    .evaluate(Tensor::from_f32(shape, out), &inputs[2..])?])
             }
+            _ => Err(invalid!("matrix product needs f32 or int32 operands")),
         }
-        Ok(vec![self
-            .epilogue
-            .evaluate(Tensor::from_f32(shape, out), &inputs[2..])?])
     }
 
     /// Every batch is a row group of the GEMM frame.
