@@ -168,12 +168,9 @@ fn form_clipped_relu6(graph: &mut Graph) {
                 && constant.tensor.to_f32_vec()[0] == wanted
         })
     };
-    // The operand of a single-use binary `kind` node producing `value` that is not the scalar
-    // `wanted`, when its other operand is.
-    let through = |value: ValueId, kind: BinaryKind, wanted: f32| -> Option<ValueId> {
-        let (_, node) = graph.producer(value)?;
-        let single = uses.get(&value) == Some(&1) && !graph.is_graph_output(value);
-        if !single || node.op.as_epilogue_step() != Some(EpilogueStep::Binary(kind)) {
+    // The other operand of a binary `kind` node whose one operand is the scalar `wanted`.
+    let beside = |node: &crate::ir::Node, kind: BinaryKind, wanted: f32| -> Option<ValueId> {
+        if node.op.as_epilogue_step() != Some(EpilogueStep::Binary(kind)) {
             return None;
         }
         let [a, b] = <[ValueId; 2]>::try_from(node.inputs.as_slice()).ok()?;
@@ -185,20 +182,15 @@ fn form_clipped_relu6(graph: &mut Graph) {
             None
         }
     };
+    // The same for the single-use node producing `value`.
+    let through = |value: ValueId, kind: BinaryKind, wanted: f32| -> Option<ValueId> {
+        let (_, node) = graph.producer(value)?;
+        let single = uses.get(&value) == Some(&1) && !graph.is_graph_output(value);
+        single.then(|| beside(node, kind, wanted)).flatten()
+    };
     let mut rewrites = Vec::new();
     for (id, node) in graph.nodes() {
-        if node.op.as_epilogue_step() != Some(EpilogueStep::Binary(BinaryKind::Maximum)) {
-            continue;
-        }
-        let [a, b] = match <[ValueId; 2]>::try_from(node.inputs.as_slice()) {
-            Ok(inputs) => inputs,
-            Err(_) => continue,
-        };
-        let clipped = if scalar(b, 0.0) {
-            a
-        } else if scalar(a, 0.0) {
-            b
-        } else {
+        let Some(clipped) = beside(node, BinaryKind::Maximum, 0.0) else {
             continue;
         };
         let Some(relu) = through(clipped, BinaryKind::Minimum, 6.0) else {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::PassError;
-use crate::ir::{Graph, NodeId, Tensor, TensorData, ValueId};
+use crate::ir::{Graph, NodeId, Tensor, TensorData, TensorType, ValueId};
 use crate::ops::elementwise::Unary;
 use crate::ops::shape::{Concat, Pad, Transpose};
 use crate::ops::Operator;
@@ -234,10 +234,9 @@ fn concatenate_first(graph: &mut Graph, reader: NodeId, perm: &[usize]) -> bool 
         return false;
     };
     // Transposed, it must be what the reader computed.
-    let shape: Vec<usize> = perm.iter().map(|&axis| joined_type.shape[axis]).collect();
     let result = graph.node(reader).map(|node| node.outputs[0]);
     let result_type = result.and_then(|value| graph.value(value).ty.as_ref());
-    if result_type.map(|ty| (ty.dtype, &ty.shape)) != Some((joined_type.dtype, &shape)) {
+    if result_type != Some(&transposed(&joined_type, perm)) {
         return false;
     }
     let concat = graph.insert_node_before(
@@ -258,7 +257,8 @@ fn concatenate_first(graph: &mut Graph, reader: NodeId, perm: &[usize]) -> bool 
 }
 
 /// Swaps transpose `id` (of `input` by `perm`) with its only reader when that is a unary
-/// elementwise op or a constant pad, if the swapped nodes type as the originals did.
+/// elementwise op or a constant pad, if the swapped nodes type as the originals did. Nothing
+/// changes in the graph until both are known to.
 fn swap(
     graph: &mut Graph,
     (id, input, perm_value, perm): (NodeId, ValueId, ValueId, &[usize]),
@@ -268,14 +268,16 @@ fn swap(
         return false;
     };
     let (op, result) = (Arc::clone(&node.op), node.outputs[0]);
-    let moved_inputs: Vec<ValueId> = if op.as_any().downcast_ref::<Unary>().is_some() {
-        if node.inputs.len() != 1 {
-            return false;
-        }
-        vec![input]
+    let paddings_name = format!("{}/paddings_before_transpose", node.name);
+    // The reader's inputs with the transpose's input first, and, for a pad, its paddings
+    // permuted: along the transpose's input, axis perm[j] takes the padding of the result's
+    // axis j.
+    let mut moved_inputs: Vec<ValueId> = std::iter::once(input)
+        .chain(node.inputs[1..].iter().copied())
+        .collect();
+    let paddings = if op.as_any().downcast_ref::<Unary>().is_some() && node.inputs.len() == 1 {
+        None
     } else if op.as_any().downcast_ref::<Pad>().is_some() {
-        // Pad reads (transposed, paddings, [value]); along the transpose's input, axis perm[j]
-        // takes the padding of the result's axis j.
         let Some(paddings) = node.inputs.get(1).and_then(|&v| graph.constant(v)) else {
             return false;
         };
@@ -288,42 +290,36 @@ fn swap(
             permuted[axis * 2] = values[j * 2];
             permuted[axis * 2 + 1] = values[j * 2 + 1];
         }
-        let shape = paddings.tensor.shape.clone();
         let data = match &paddings.tensor.data {
             TensorData::I32(_) => TensorData::I32(permuted.iter().map(|&v| v as i32).collect()),
             TensorData::I64(_) => TensorData::I64(permuted),
             _ => return false,
         };
-        let name = format!("{}/paddings_before_transpose", node.name);
-        let tail: Vec<ValueId> = node.inputs[2..].to_vec();
-        let paddings = graph.add_constant(&name, Tensor { shape, data }, None);
-        std::iter::once(input)
-            .chain(std::iter::once(paddings))
-            .chain(tail)
-            .collect()
+        let shape = paddings.tensor.shape.clone();
+        Some(Tensor { shape, data })
     } else {
         return false;
     };
-    // The op on the transpose's input, then the transpose of its result: same final type.
-    let Some(moved_type) = graph
-        .input_facts(&moved_inputs)
-        .and_then(|facts| op.infer(&facts).ok())
-        .and_then(|types| types.into_iter().next())
-    else {
+    // The op on the transpose's input, then the transpose of its result: the reader's type.
+    let Some(moved_type) = graph.input_facts(&moved_inputs).and_then(|mut facts| {
+        // (The permuted paddings have the original's type.)
+        if let Some(paddings) = &paddings {
+            facts.constants[1] = Some(paddings);
+        }
+        op.infer(&facts).ok()?.into_iter().next()
+    }) else {
         return false;
     };
-    let Some(transposed) = graph.node(id).map(|node| node.outputs[0]) else {
-        return false;
-    };
-    let old_type = graph.value(transposed).ty.clone();
-    graph.value_mut(transposed).ty = Some(moved_type);
-    let retyped = graph
-        .input_facts(&[transposed, perm_value])
-        .and_then(|facts| Transpose.infer(&facts).ok());
-    if retyped.as_deref() != graph.value(result).ty.as_ref().map(std::slice::from_ref) {
-        graph.value_mut(transposed).ty = old_type;
+    if graph.value(result).ty.as_ref() != Some(&transposed(&moved_type, perm)) {
         return false;
     }
+    let Some(transposed_value) = graph.node(id).map(|node| node.outputs[0]) else {
+        return false;
+    };
+    if let Some(paddings) = paddings {
+        moved_inputs[1] = graph.add_constant(&paddings_name, paddings, None);
+    }
+    graph.value_mut(transposed_value).ty = Some(moved_type);
     // The names go with the ops (profiles and errors name the op the node runs).
     let names = [id, reader].map(|node| graph.node(node).map(|n| n.name.clone()));
     if let Some(node) = graph.node_mut(id) {
@@ -333,8 +329,13 @@ fn swap(
     }
     if let Some(node) = graph.node_mut(reader) {
         node.op = Arc::new(Transpose);
-        node.inputs = vec![transposed, perm_value];
+        node.inputs = vec![transposed_value, perm_value];
         node.name = names[0].clone().unwrap_or_default();
     }
     true
+}
+
+/// `ty` transposed by `perm`: axis k is `ty`'s axis `perm[k]`.
+fn transposed(ty: &TensorType, perm: &[usize]) -> TensorType {
+    TensorType::new(ty.dtype, perm.iter().map(|&axis| ty.shape[axis]).collect())
 }
