@@ -1417,9 +1417,11 @@ fn reduce_cases(kind: ReduceKind, name: &str, seed: u64) -> Vec<Case> {
         &[1, 13, 1, 6],
         &[3, 17],
         &[],
-        // Channels in blocks of eight vectors, a shorter block and a scalar tail (75 = 2 × 32
-        // + 8 + 3), each block on one thread: squeeze-and-excite means.
+        // Squeeze-and-excite means: channels in blocks of vectors, a shorter block and a
+        // scalar tail, each block on one thread. Blocks are four vectors wide below 32 vectors
+        // (75 = 4 × 16 + 8 + 3) and eight from there (139 = 4 × 32 + 8 + 3).
         &[2, 5, 75],
+        &[2, 3, 139],
     ];
     let tol = if matches!(kind, ReduceKind::Max | ReduceKind::Min) {
         Tol::Exact

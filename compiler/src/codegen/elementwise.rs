@@ -40,6 +40,15 @@ pub fn lower_elementwise(kernel: &mut Kernel, body: &ElementBody) -> Result<(), 
         }
         strides.push(broadcast_strides(&input.ty.shape, &output_shape));
     }
+    // Axes of one element are walked by no operand: dropped, they neither block the merging
+    // below nor leave a one-iteration outer loop for the threads to share.
+    let kept: Vec<usize> = (0..shape.len()).filter(|&axis| shape[axis] != 1).collect();
+    if kept.len() < shape.len() {
+        shape = kept.iter().map(|&axis| shape[axis]).collect();
+        for s in strides.iter_mut() {
+            *s = kept.iter().map(|&axis| s[axis]).collect();
+        }
+    }
     // Merge dimension `axis` into `axis + 1` while every operand walks them as one.
     let mut axis = shape.len().saturating_sub(1);
     while axis > 0 {

@@ -347,12 +347,20 @@ impl Operator for Reduce {
                 // Blocks of up to BLOCK vectors, shared among the threads (every output element
                 // is reduced by one thread, in the same order whatever their number), then the
                 // channels left over one by one, by one thread.
+                // Half-width blocks when full ones would be too few to share (a squeeze-and-
+                // excite mean of 32 channels is one full block). Each channel is still summed
+                // alone in the same order, so the width changes no result.
                 let vectors = inner / lanes;
-                let (full, rest) = (vectors / BLOCK, vectors % BLOCK);
+                let block = if vectors >= 4 * BLOCK {
+                    BLOCK
+                } else {
+                    BLOCK / 2
+                };
+                let (full, rest) = (vectors / block, vectors % block);
                 let groups = [
-                    (0, full, BLOCK, vector, lanes),
+                    (0, full, block, vector, lanes),
                     (
-                        full * BLOCK * lanes,
+                        full * block * lanes,
                         usize::from(rest > 0),
                         rest,
                         vector,
