@@ -5,9 +5,14 @@
 //! against the two convolutions' reference; the harness also runs each graph on 3 threads and
 //! requires the same bits as on 1 (3 parts, whose boundary rows are computed twice).
 //! Run on every kernel path by CI: the portable target runs a chain as two whole-tensor stages.
+//! A mean over rows and columns of a chain's result becomes the chain's second output, taken
+//! row by row (`chain_means_match_the_reduction`).
+
+use tfjsc::ir::ValueId;
+use tfjsc::ops::reduce::{Reduce, ReduceKind};
 
 use crate::epilogue_tol;
-use crate::harness::{check_cases, uniform, Builder, SUMS};
+use crate::harness::{check_cases, uniform, Builder, Tol, SUMS};
 use crate::{epilogue_operands, ConvConfig, Padding, EPILOGUES};
 
 /// A regular convolution of `x` (height, width, channels) and a depthwise one reading it: the
@@ -71,6 +76,12 @@ fn then_pointwise(mut stages: Vec<ConvConfig>, outputs: usize, epilogue: usize) 
 
 /// Builds the stages, one after the other, into `b`, and checks the last one's result.
 fn build(b: &mut Builder, stages: &[ConvConfig], seed: u64) {
+    let (value, tol) = build_stages(b, stages, seed);
+    b.output(value, tol);
+}
+
+/// Builds the stages into `b`: the last one's result, and the tolerance it is checked with.
+fn build_stages(b: &mut Builder, stages: &[ConvConfig], seed: u64) -> (ValueId, Tol) {
     let x = uniform(&stages[0].input_type().shape, seed, -1.0, 1.0);
     let input = b.input(x);
     let mut value = input;
@@ -92,7 +103,7 @@ fn build(b: &mut Builder, stages: &[ConvConfig], seed: u64) {
         .map(|stage| epilogue_tol(EPILOGUES[stage.epilogue].0))
         .find(|&tol| tol != SUMS)
         .unwrap_or(SUMS);
-    b.output(value, tol);
+    (value, tol)
 }
 
 #[test]
@@ -284,4 +295,161 @@ fn chained_convolutions_match_the_pair() {
         }));
     }
     check_cases("convolution chains", checked, 1);
+}
+
+/// Where a chain's result goes besides its mean over rows and columns.
+#[derive(Clone, Copy, Debug)]
+enum Beside {
+    /// A pointwise convolution reads it too (squeeze-and-excite: the projection).
+    Pointwise,
+    /// It is a graph output too.
+    Output,
+    /// Nothing reads it but the mean.
+    Nothing,
+}
+
+/// The stages, then a mean of the last result over `axes`, and what `beside` says.
+fn build_mean(
+    b: &mut Builder,
+    stages: &[ConvConfig],
+    axes: &[usize],
+    keep_dims: bool,
+    beside: Beside,
+    seed: u64,
+) {
+    let (value, tol) = build_stages(b, stages, seed);
+    let mean = Reduce {
+        kind: ReduceKind::Mean,
+        axes: axes.to_vec(),
+        keep_dims,
+    };
+    let mean = b.node(mean, &[value]);
+    // Every case's last stage ends in relu6, so the means are of non-negative values and
+    // the reference's order of summation (every pixel in turn) differs from the chain's
+    // (each row, then the rows) by rounding only: the sums' tolerance.
+    b.output(mean, SUMS);
+    match beside {
+        Beside::Pointwise => {
+            let projection = then_pointwise(stages.to_vec(), 8, 0);
+            let projection = projection.last().expect("pointwise stage");
+            let filter = uniform(&projection.filter_type().shape, seed + 7, -1.0, 1.0);
+            let filter = b.constant(filter);
+            let projected = b.node(projection.op(), &[value, filter]);
+            b.output(projected, SUMS);
+        }
+        Beside::Output => b.output(value, tol),
+        Beside::Nothing => {}
+    }
+}
+
+/// The stages, the mean's axes and keep_dims, what else reads the result, and the ops the
+/// pipeline leaves.
+type MeanCase = (
+    Vec<ConvConfig>,
+    &'static [usize],
+    bool,
+    Beside,
+    &'static [&'static str],
+);
+
+#[test]
+fn chain_means_match_the_reduction() {
+    use Padding::{Same, Valid};
+    // Epilogues: 2 add;relu6 (per channel), 14 relu6.
+    let cases: Vec<MeanCase> = vec![
+        // EfficientNet's squeeze: expand → depthwise, its result read by the mean and the
+        // projection; 17 channels (a scalar tail of the means).
+        (
+            pair(
+                [96, 96, 16],
+                ([1, 1], 17, [1, 1], Valid, 2),
+                ([3, 3], [1, 1], [1, 1], Same, 14),
+            ),
+            &[1, 2],
+            false,
+            Beside::Pointwise,
+            &["conv2d_chain", "conv2d"],
+        ),
+        // Stride 2, 40 channels (full and half blocks of the means), dims kept, the result an
+        // output too.
+        (
+            pair(
+                [96, 80, 8],
+                ([1, 1], 40, [1, 1], Valid, 14),
+                ([3, 3], [2, 2], [1, 1], Same, 2),
+            ),
+            &[1, 2],
+            true,
+            Beside::Output,
+            &["conv2d_chain"],
+        ),
+        // 160 channels (blocks of eight vectors); nothing else reads the result.
+        (
+            pair(
+                [40, 40, 8],
+                ([1, 1], 160, [1, 1], Valid, 2),
+                ([3, 3], [1, 1], [1, 1], Same, 14),
+            ),
+            &[1, 2],
+            false,
+            Beside::Nothing,
+            &["conv2d_chain"],
+        ),
+        // Three stages: the mean of the pointwise result.
+        (
+            then_pointwise(
+                pair(
+                    [64, 64, 16],
+                    ([1, 1], 96, [1, 1], Valid, 2),
+                    ([3, 3], [1, 1], [1, 1], Same, 2),
+                ),
+                24,
+                2,
+            ),
+            &[1, 2],
+            true,
+            Beside::Nothing,
+            &["conv2d_chain"],
+        ),
+        // One output row: most threads have no rows, and meet at the mean.
+        (
+            pair(
+                [3, 1500, 8],
+                ([1, 1], 32, [1, 1], Valid, 2),
+                ([3, 3], [1, 1], [1, 1], Valid, 2),
+            ),
+            &[1, 2],
+            false,
+            Beside::Output,
+            &["conv2d_chain"],
+        ),
+        // Stays apart: a mean over the rows only.
+        (
+            pair(
+                [64, 64, 16],
+                ([1, 1], 32, [1, 1], Valid, 2),
+                ([3, 3], [1, 1], [1, 1], Same, 2),
+            ),
+            &[1],
+            false,
+            Beside::Output,
+            &["conv2d_chain", "reduce"],
+        ),
+    ];
+    let mut checked = Vec::new();
+    for (index, (stages, axes, keep_dims, beside, expected)) in cases.into_iter().enumerate() {
+        let seed = 5000 + 100 * index as u64;
+        let mut builder = Builder::new();
+        build_mean(&mut builder, &stages, axes, keep_dims, beside, seed);
+        let mut graph = builder.graph;
+        tfjsc::passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
+        let ops: Vec<&str> = graph.nodes().map(|(_, node)| node.op.name()).collect();
+        assert_eq!(ops, expected, "case {index}: {stages:?}");
+        let labels: Vec<String> = stages.iter().map(|stage| stage.label()).collect();
+        let label = format!("chain mean {index}: {} → mean {axes:?}", labels.join(" → "));
+        checked.push(crate::harness::case(label, move |b| {
+            build_mean(b, &stages, axes, keep_dims, beside, seed)
+        }));
+    }
+    check_cases("convolution chains with means", checked, 1);
 }

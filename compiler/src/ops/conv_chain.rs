@@ -24,8 +24,15 @@
 //!     stage 2 (pointwise), row y: a GEMM from the row buffer -> the output row
 //! ```
 //!
+//! A chain may also give the mean of its result over rows and columns (a squeeze-and-excite
+//! block's squeeze, which reads the depthwise result beside the projection): each result row's
+//! channel means are taken as the row is written, while it is in L1, into a scratch table of
+//! rows × channels; after a barrier the threads share the channels of the mean over that
+//! table's rows. Every channel's sum runs in the same order whatever the thread count.
+//!
 //! Where the depthwise convolution does not run on the machine-code kernels (the portable
-//! target), the stages run as whole-tensor kernels with the intermediates in scratch.
+//! target), the stages run as whole-tensor kernels with the intermediates in scratch, and the
+//! mean is taken from the whole result in the same two steps.
 
 use std::any::Any;
 use std::ops::Range;
@@ -36,8 +43,9 @@ use cranelift_codegen::ir::{InstBuilder, Value};
 
 use super::conv::{self, Conv2d, DepthwiseRows, Window};
 use super::epilogue::{operand_layout, OperandLayout};
+use super::reduce::{Reduce, ReduceKind};
 use super::registry::Family;
-use super::{Attributes, InputFacts, OpResult, Operator};
+use super::{Attribute, Attributes, InputFacts, OpResult, Operator};
 use crate::codegen::gemm::BLayout;
 use crate::codegen::kernel::{Kernel, Operand};
 use crate::codegen::microkernel::Isa;
@@ -66,6 +74,14 @@ const MIN_INTERMEDIATE_BYTES: usize = 512 * 1024;
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvChain {
     pub stages: Vec<Conv2d>,
+    /// A second output: the result's mean over rows and columns.
+    pub mean: Option<ChannelMean>,
+}
+
+/// The shape of a chain's mean output: `[1, C]`, or `[1, 1, 1, C]` with `keep_dims`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChannelMean {
+    pub keep_dims: bool,
 }
 
 /// Every stage's window and result, resolved.
@@ -103,6 +119,13 @@ impl Geometry {
         self.ring_bytes() + row
     }
 
+    /// Bytes of the table of row means (the result's rows × channels) a chain with a mean keeps
+    /// at the start of its scratch.
+    fn row_means_bytes(&self) -> usize {
+        let shape = &self.results[self.results.len() - 1].shape;
+        (shape[1] * shape[3] * 4).next_multiple_of(64)
+    }
+
     /// The whole-tensor lowering's scratch: each intermediate's offset, then where the stages'
     /// own scratch starts.
     fn intermediate_offsets(&self) -> (Vec<usize>, usize) {
@@ -134,6 +157,7 @@ impl ConvChain {
     pub fn new(producer: &Conv2d, consumer: &Conv2d, types: &[&TensorType]) -> Option<ConvChain> {
         let chain = ConvChain {
             stages: vec![producer.clone(), consumer.clone()],
+            mean: None,
         };
         chain.qualifies(types).then_some(chain)
     }
@@ -141,13 +165,21 @@ impl ConvChain {
     /// This two-stage chain followed by `pointwise`, read only by it, when that qualifies;
     /// `types` are the longer chain's input types.
     pub fn with_pointwise(&self, pointwise: &Conv2d, types: &[&TensorType]) -> Option<ConvChain> {
-        if self.stages.len() != 2 {
+        if self.stages.len() != 2 || self.mean.is_some() {
             return None;
         }
         let mut stages = self.stages.clone();
         stages.push(pointwise.clone());
-        let chain = ConvChain { stages };
+        let chain = ConvChain { stages, mean: None };
         chain.qualifies(types).then_some(chain)
+    }
+
+    /// This chain also giving its result's mean over rows and columns, shaped as `mean` says.
+    pub fn with_mean(&self, mean: ChannelMean) -> Option<ConvChain> {
+        self.mean.is_none().then(|| ConvChain {
+            stages: self.stages.clone(),
+            mean: Some(mean),
+        })
     }
 
     /// Batch 1; a regular first stage not run by Winograd; a depthwise second stage of
@@ -205,13 +237,20 @@ impl ConvChain {
             }
             stages.push(Conv2d::parse_fields(&Attributes(own))?);
         }
+        let mean = match attributes.0.get("mean_keep_dims") {
+            None => None,
+            Some(Attribute::Bool(keep_dims)) => Some(ChannelMean {
+                keep_dims: *keep_dims,
+            }),
+            Some(other) => return Err(invalid!("mean_keep_dims must be a bool, got {other:?}")),
+        };
         if !(2..=3).contains(&stages.len()) {
             return Err(invalid!(
                 "a convolution chain has 2 or 3 stages, got {}",
                 stages.len()
             ));
         }
-        Ok(Arc::new(ConvChain { stages }))
+        Ok(Arc::new(ConvChain { stages, mean }))
     }
 
     /// Each stage's own inputs in the chain's list: stage 0's input, filter and epilogue
@@ -280,13 +319,15 @@ impl ConvChain {
     }
 
     /// Row by row, each thread its part (see the module's documentation). `stage_inputs` are
-    /// the stages' operands, each stage's input 0 a placeholder.
+    /// the stages' operands, each stage's input 0 a placeholder; with `row_means`, each result
+    /// row's channel means go to that row of the table there.
     fn lower_by_rows(
         &self,
         kernel: &mut Kernel,
         g: &Geometry,
         mut stage_inputs: Vec<Vec<Operand>>,
         intermediates: &[Operand],
+        row_means: Option<Value>,
     ) -> Result<(), CodegenError> {
         let output = std::mem::take(&mut kernel.outputs);
         let last = self.stages.len() - 1;
@@ -442,20 +483,23 @@ impl ConvChain {
                 k.outputs = depthwise_outputs.clone();
                 let out_row = if last == 2 { zero } else { y };
                 depthwise_rows.emit(k, ring, out_row, y, &mut |k, taps| origin(k, y, taps))?;
-                let Some(gemm) = &pointwise_gemm else {
-                    return Ok(());
-                };
-                k.inputs = stage_inputs[2].clone();
-                k.outputs = output.clone();
-                let (filter, row) = (k.inputs[1].pointer, g.row_bytes(2) as i64 / 4);
-                let c = k.builder.ins().imul_imm_s(y, row);
-                let result = k.outputs[0].pointer;
-                gemm.emit(k, result, &mut |k, _| {
-                    let w = &g.windows[2];
-                    Ok(conv::regular_row_bases(
-                        k, w, row_buffer, filter, zero, zero, c,
-                    ))
-                })
+                if let Some(gemm) = &pointwise_gemm {
+                    k.inputs = stage_inputs[2].clone();
+                    k.outputs = output.clone();
+                    let (filter, row) = (k.inputs[1].pointer, g.row_bytes(2) as i64 / 4);
+                    let c = k.builder.ins().imul_imm_s(y, row);
+                    let result = k.outputs[0].pointer;
+                    gemm.emit(k, result, &mut |k, _| {
+                        let w = &g.windows[2];
+                        Ok(conv::regular_row_bases(
+                            k, w, row_buffer, filter, zero, zero, c,
+                        ))
+                    })?;
+                }
+                match row_means {
+                    Some(table) => row_mean(k, g, output[0].pointer, table, y),
+                    None => Ok(()),
+                }
             })
         })?;
         kernel.builder.ins().jump(done, &[]);
@@ -478,7 +522,10 @@ impl Operator for ConvChain {
                 attributes = attributes.with(&format!("stage{index}.{name}"), value);
             }
         }
-        attributes
+        match self.mean {
+            Some(mean) => attributes.with("mean_keep_dims", Attribute::Bool(mean.keep_dims)),
+            None => attributes,
+        }
     }
 
     fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
@@ -497,7 +544,17 @@ impl Operator for ConvChain {
                 return Err(invalid!("a stage's result is not {result}"));
             }
         }
-        Ok(g.results.last().cloned().into_iter().collect())
+        let result = g.results[g.results.len() - 1].clone();
+        let mean = self.mean.map(|mean| {
+            let channels = result.shape[3];
+            let shape = if mean.keep_dims {
+                vec![1, 1, 1, channels]
+            } else {
+                vec![1, channels]
+            };
+            TensorType::new(DType::F32, shape)
+        });
+        Ok(std::iter::once(result).chain(mean).collect())
     }
 
     fn evaluate(&self, inputs: &[&Tensor]) -> OpResult<Vec<Tensor>> {
@@ -507,7 +564,22 @@ impl Operator for ConvChain {
                 result.iter().chain(inputs[range].iter().copied()).collect();
             result = Some(stage.evaluate(&operands)?.remove(0));
         }
-        Ok(result.into_iter().collect())
+        let Some(result) = result else {
+            return Err(invalid!("a convolution chain has no stages"));
+        };
+        let mean = match self.mean {
+            Some(mean) => Some(
+                Reduce {
+                    kind: ReduceKind::Mean,
+                    axes: vec![1, 2],
+                    keep_dims: mean.keep_dims,
+                }
+                .evaluate(&[&result])?
+                .remove(0),
+            ),
+            None => None,
+        };
+        Ok(std::iter::once(result).chain(mean).collect())
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
@@ -517,9 +589,21 @@ impl Operator for ConvChain {
             .map_err(|e| kernel.error(e.to_string()))?;
         let (inputs, outputs, scratch) = (
             std::mem::take(&mut kernel.inputs),
-            kernel.outputs.clone(),
+            std::mem::take(&mut kernel.outputs),
             kernel.scratch,
         );
+        // The stages write output 0; a mean's table of row means comes first in scratch, and
+        // the stages' scratch after it.
+        kernel.outputs = outputs[..1].to_vec();
+        let row_means = self.mean.map(|_| scratch);
+        let scratch = match row_means {
+            Some(_) => kernel
+                .builder
+                .ins()
+                .iadd_imm_s(scratch, g.row_means_bytes() as i64),
+            None => scratch,
+        };
+        kernel.scratch = scratch;
         // The intermediates, placed at the start of scratch for the whole-tensor lowering (the
         // row-by-row one points stage 2's at its row buffer).
         let (offsets, stages_scratch) = g.intermediate_offsets();
@@ -536,8 +620,10 @@ impl Operator for ConvChain {
             .collect();
         let stage_inputs = self.stage_inputs(&inputs, &intermediates);
         let winograd = stage_inputs[0][1].winograd.is_some();
-        let lowered = if self.by_rows(&g, kernel.features.isa) && !winograd {
-            self.lower_by_rows(kernel, &g, stage_inputs, &intermediates)
+        let by_rows = self.by_rows(&g, kernel.features.isa) && !winograd;
+        let result = kernel.outputs[0].clone();
+        let lowered = if by_rows {
+            self.lower_by_rows(kernel, &g, stage_inputs, &intermediates, row_means)
         } else {
             // Whole-tensor kernels, each stage's own scratch after the intermediates.
             kernel.scratch = kernel
@@ -553,7 +639,7 @@ impl Operator for ConvChain {
                     kernel.inputs = inputs;
                     kernel.outputs = match intermediates.get(index) {
                         Some(intermediate) => vec![intermediate.clone()],
-                        None => outputs.clone(),
+                        None => vec![result.clone()],
                     };
                     stage.lower(kernel)?;
                     if index < last {
@@ -562,9 +648,25 @@ impl Operator for ConvChain {
                     Ok(())
                 })
         };
+        let averaged = match (row_means, outputs.get(1)) {
+            (Some(table), Some(mean)) if lowered.is_ok() => {
+                let shape = &g.results[g.results.len() - 1].shape;
+                let (rows, channels) = (shape[1], shape[3]);
+                kernel.barrier();
+                if !by_rows {
+                    let whole = view(result.pointer, vec![rows, shape[2], channels]);
+                    lower_mean(kernel, 1, whole, view(table, vec![rows, channels]))?;
+                    kernel.barrier();
+                }
+                let table = view(table, vec![rows, channels]);
+                lower_mean(kernel, 0, table, view(mean.pointer, vec![channels]))
+            }
+            _ => Ok(()),
+        };
         // The stages' operand lists were swapped in; the node's own go back.
-        (kernel.inputs, kernel.outputs, kernel.scratch) = (inputs, outputs, scratch);
-        lowered
+        (kernel.inputs, kernel.outputs, kernel.scratch) =
+            (inputs, outputs, row_means.unwrap_or(scratch));
+        lowered.and(averaged)
     }
 
     fn scratch_bytes(&self, inputs: &[&TensorType], outputs: &[TensorType], isas: &[Isa]) -> usize {
@@ -575,23 +677,27 @@ impl Operator for ConvChain {
         let results: Vec<&TensorType> = g.results.iter().collect();
         let stage_inputs = self.stage_inputs(inputs, &results);
         let (_, intermediates) = g.intermediate_offsets();
-        isas.iter()
-            .map(|&isa| {
-                if self.by_rows(&g, isa) {
-                    return g.padded_bytes() + MAX_PARTS * g.part_bytes();
-                }
-                let stages = self.stages.iter().zip(&stage_inputs).enumerate();
-                let own = stages.map(|(index, (stage, inputs))| {
-                    let result = match g.results.get(index) {
-                        Some(result) if index < last => std::slice::from_ref(result),
-                        _ => outputs,
-                    };
-                    stage.scratch_bytes(inputs, result, &[isa])
-                });
-                intermediates + own.max().unwrap_or(0)
-            })
-            .max()
-            .unwrap_or(0)
+        let row_means = if self.mean.is_some() {
+            g.row_means_bytes()
+        } else {
+            0
+        };
+        let outputs = &outputs[..outputs.len().min(1)];
+        let stages = isas.iter().map(|&isa| {
+            if self.by_rows(&g, isa) {
+                return g.padded_bytes() + MAX_PARTS * g.part_bytes();
+            }
+            let stages = self.stages.iter().zip(&stage_inputs).enumerate();
+            let own = stages.map(|(index, (stage, inputs))| {
+                let result = match g.results.get(index) {
+                    Some(result) if index < last => std::slice::from_ref(result),
+                    _ => outputs,
+                };
+                stage.scratch_bytes(inputs, result, &[isa])
+            });
+            intermediates + own.max().unwrap_or(0)
+        });
+        row_means + stages.max().unwrap_or(0)
     }
 
     fn flops(&self, inputs: &[&TensorType], _outputs: &[TensorType]) -> u64 {
@@ -600,12 +706,17 @@ impl Operator for ConvChain {
         };
         let results: Vec<&TensorType> = g.results.iter().collect();
         let stage_inputs = self.stage_inputs(inputs, &results);
+        let mean = match self.mean {
+            Some(_) => g.results[g.results.len() - 1].element_count() as u64,
+            None => 0,
+        };
         self.stages
             .iter()
             .zip(&stage_inputs)
             .zip(&g.results)
             .map(|((stage, inputs), result)| stage.flops(inputs, std::slice::from_ref(result)))
-            .sum()
+            .sum::<u64>()
+            + mean
     }
 
     /// The regular stages' filters, as each stage alone would be packed.
@@ -627,6 +738,58 @@ impl Operator for ConvChain {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// A row-major f32 view of `shape` at `pointer` (scratch, or part of a tensor).
+fn view(pointer: Value, shape: Vec<usize>) -> Operand {
+    Operand {
+        pointer,
+        ty: TensorType::new(DType::F32, shape),
+        constant: None,
+        layout: BLayout::RowMajor,
+        winograd: None,
+    }
+}
+
+/// The reduce op's mean kernel over `axis` of `input`, into `output`: each output channel summed
+/// alone, in order along the axis.
+fn lower_mean(
+    kernel: &mut Kernel,
+    axis: usize,
+    input: Operand,
+    output: Operand,
+) -> Result<(), CodegenError> {
+    let inputs = std::mem::replace(&mut kernel.inputs, vec![input]);
+    let outputs = std::mem::replace(&mut kernel.outputs, vec![output]);
+    let mean = Reduce {
+        kind: ReduceKind::Mean,
+        axes: vec![axis],
+        keep_dims: false,
+    };
+    let lowered = mean.lower(kernel);
+    (kernel.inputs, kernel.outputs) = (inputs, outputs);
+    lowered
+}
+
+/// The channel means of row `y` of the chain's result at `result` into row `y` of the table.
+fn row_mean(
+    kernel: &mut Kernel,
+    g: &Geometry,
+    result: Value,
+    table: Value,
+    y: Value,
+) -> Result<(), CodegenError> {
+    let shape = &g.results[g.results.len() - 1].shape;
+    let (width, channels) = (shape[2], shape[3]);
+    let row = kernel
+        .builder
+        .ins()
+        .imul_imm_s(y, (width * channels * 4) as i64);
+    let row = kernel.builder.ins().iadd(result, row);
+    let entry = kernel.builder.ins().imul_imm_s(y, (channels * 4) as i64);
+    let entry = kernel.builder.ins().iadd(table, entry);
+    let means = view(entry, vec![channels]);
+    lower_mean(kernel, 0, view(row, vec![width, channels]), means)
 }
 
 pub const FAMILY: Family = Family {
@@ -665,6 +828,7 @@ mod tests {
                 conv(Padding::Same, true, Epilogue::default()),
                 conv(Padding::Valid, false, epilogue("add;add")),
             ],
+            mean: Some(ChannelMean { keep_dims: true }),
         };
         let parsed = ConvChain::parse(&chain.attributes()).unwrap();
         let parsed = parsed.as_any().downcast_ref::<ConvChain>().unwrap();
