@@ -47,6 +47,15 @@ and --runs/--rounds timed runs. Per round: median, p90, min of its runs; reporte
 over rounds of the round medians and of the round p90s, and the min over all runs. tfjsc is
 timed the same way, one `tfjsc bench` per round. Times are ms per inference, batch 1, float32.
 
+Rounds: many short ones (15 by default), because on the shared VMs this runs on, 2-thread times
+come in windows. For seconds at a time, threads of one process that hand data to each other run
+far slower, while two independent processes on the same two vCPUs do not slow at all (likely the
+host placing the vCPUs apart; measured in one minute, EfficientNetB0 at 2 threads: LiteRT 6.6 ->
+10.9 ms, tfjsc 5.7 -> 8.1 ms; a C test of two threads swapping 1 MB buffers 2x slower, the same
+threads on private buffers unchanged). With 5 rounds, two or three of one runtime's rounds
+landing in such windows moved its median; with 15, every runtime meets about the same share of
+them and the median over rounds is the time outside them. The JSON keeps every round.
+
 Outputs: the markdown section on stdout; --json PATH (every number, per-round stats, raw times);
 --write-results prepends the section to benches/RESULTS.md (newest first) and writes the chart
 benches/ratios.png (--chart PATH elsewhere): per model, tfjsc's median over each peer's at 1 and
@@ -790,9 +799,9 @@ def main():
     ap.add_argument("--models-dir", default="/work/models")
     ap.add_argument("--models", nargs="*", default=None,
                     help="model names (default: %s, those present)" % " ".join(DEFAULT_MODELS))
-    ap.add_argument("--runs", type=int, default=50, help="timed runs per runtime x threads")
-    ap.add_argument("--rounds", type=int, default=5, help="round-robin rounds the runs are "
-                    "split into (default 5)")
+    ap.add_argument("--runs", type=int, default=60, help="timed runs per runtime x threads")
+    ap.add_argument("--rounds", type=int, default=15, help="round-robin rounds the runs are "
+                    "split into (default 15: see 'Rounds' above)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed runs after loading")
     ap.add_argument("--round-warmup", type=int, default=2, help="untimed runs at the start of "
                     "each round (absorbs the switch from the previous runtime)")
