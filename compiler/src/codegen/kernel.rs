@@ -464,16 +464,55 @@ impl<'a> Kernel<'a> {
         second: Value,
         body: &mut dyn FnMut(&mut Kernel<'a>, Value, Value) -> Result<(), CodegenError>,
     ) -> Result<(), CodegenError> {
+        self.nest(levels, first, second, false, body)
+    }
+
+    /// As [`Kernel::for_nest`], with the outermost level of more than one iteration shared
+    /// among the threads ([`Kernel::for_split`]; levels of one iteration before it move no
+    /// index). For nests whose iterations write disjoint outputs: data movement.
+    pub fn for_nest_split(
+        &mut self,
+        levels: &[(usize, i64, i64)],
+        first: Value,
+        second: Value,
+        body: &mut dyn FnMut(&mut Kernel<'a>, Value, Value) -> Result<(), CodegenError>,
+    ) -> Result<(), CodegenError> {
+        let levels: Vec<(usize, i64, i64)> = levels
+            .iter()
+            .copied()
+            .skip_while(|level| level.0 == 1)
+            .collect();
+        if levels.is_empty() {
+            return self.for_split(1, &mut |k, _| body(k, first, second));
+        }
+        self.nest(&levels, first, second, true, body)
+    }
+
+    /// The loop nest of [`Kernel::for_nest`], its outermost level split among the threads when
+    /// `split`.
+    fn nest(
+        &mut self,
+        levels: &[(usize, i64, i64)],
+        first: Value,
+        second: Value,
+        split: bool,
+        body: &mut dyn FnMut(&mut Kernel<'a>, Value, Value) -> Result<(), CodegenError>,
+    ) -> Result<(), CodegenError> {
         let Some((&(count, first_step, second_step), rest)) = levels.split_first() else {
             return body(self, first, second);
         };
-        self.for_count(count, &mut |k, i| {
+        let mut each = |k: &mut Kernel<'a>, i: Value| {
             let a = k.builder.ins().imul_imm_s(i, first_step);
             let a = k.builder.ins().iadd(first, a);
             let b = k.builder.ins().imul_imm_s(i, second_step);
             let b = k.builder.ins().iadd(second, b);
-            k.for_nest(rest, a, b, body)
-        })
+            k.nest(rest, a, b, false, body)
+        };
+        if split {
+            self.for_split(count, &mut each)
+        } else {
+            self.for_count(count, &mut each)
+        }
     }
 
     /// e^x for f32 scalars or f32x4 vectors: Cody-Waite range reduction and a degree-6

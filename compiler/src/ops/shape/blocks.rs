@@ -31,8 +31,10 @@ fn lower_pieces(
     let element = kernel.inputs[0].ty.dtype.size_of();
     let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
     if zero_first {
+        // Before any thread copies its rows in (the copies are shared among the threads).
         let bytes = kernel.outputs[0].ty.byte_size();
-        zero_bytes(kernel, output, bytes)?;
+        kernel.on_thread_zero(&mut |k| zero_bytes(k, output, bytes))?;
+        kernel.barrier();
     }
     if row == 0 {
         return Ok(());

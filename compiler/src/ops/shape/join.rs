@@ -119,7 +119,7 @@ impl Operator for Concat {
         let row: usize = chunks.iter().sum();
         let output = kernel.outputs[0].pointer;
         let pointers: Vec<_> = kernel.inputs.iter().map(|i| i.pointer).collect();
-        kernel.for_count(outer, &mut |k, o| {
+        kernel.for_split(outer, &mut |k, o| {
             let mut offset = 0;
             for (&pointer, &chunk) in pointers.iter().zip(&chunks) {
                 let source = k.builder.ins().imul_imm_s(o, chunk as i64);

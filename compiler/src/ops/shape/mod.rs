@@ -80,7 +80,8 @@ macro_rules! simple_parse {
     };
 }
 
-/// Element-by-element copy over nested loops (count, input step); output is dense.
+/// Element-by-element copy over nested loops (count, input step); output is dense. The threads
+/// share the outermost level.
 pub(super) fn copy_nest(
     kernel: &mut Kernel,
     levels: &[(usize, i64, i64)],
@@ -90,21 +91,26 @@ pub(super) fn copy_nest(
     output: cranelift_codegen::ir::Value,
     element: usize,
 ) -> Result<(), CodegenError> {
-    let Some((&(count, step, _), rest)) = levels.split_first() else {
-        return kernel.copy_elements(input, input_index, output, output_index, 1, element);
-    };
-    let inner: usize = rest.iter().map(|l| l.0).product();
-    kernel.for_count(count, &mut |k, i| {
-        let a = k.builder.ins().imul_imm_s(i, step);
-        let a = k.builder.ins().iadd(input_index, a);
-        let b = k.builder.ins().imul_imm_s(i, inner as i64);
-        let b = k.builder.ins().iadd(output_index, b);
-        copy_nest(k, rest, a, b, input, output, element)
+    // Dense output: each level steps over the elements of the levels inside it.
+    let mut inner = 1;
+    let mut dense: Vec<(usize, i64, i64)> = levels
+        .iter()
+        .rev()
+        .map(|&(count, step, _)| {
+            let level = (count, step, inner as i64);
+            inner *= count;
+            level
+        })
+        .collect();
+    dense.reverse();
+    kernel.for_nest_split(&dense, input_index, output_index, &mut |k, from, to| {
+        k.copy_elements(input, from, output, to, 1, element)
     })
 }
 
 /// Copies rows of `row` contiguous elements over nested loops: each level is (count, source
 /// step, destination step) in elements; the first row starts at the given element offsets.
+/// The threads share the outermost level: each row goes to its own place.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn copy_rows(
     kernel: &mut Kernel,
@@ -119,7 +125,7 @@ pub(super) fn copy_rows(
     let source = kernel.iconst(source_start);
     let destination = kernel.iconst(destination_start);
     let bytes = row * element;
-    kernel.for_nest(
+    kernel.for_nest_split(
         levels,
         source,
         destination,

@@ -133,11 +133,20 @@ impl Operator for Pad {
         let output_ty = kernel.outputs[0].ty.clone();
         let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
         let zero = kernel.iconst(0);
-        kernel.fill_words(output, zero, output_ty.element_count(), bits)?;
+        // The threads share the fill by the output's outermost axis of more than one index,
+        // then (after a barrier) the copy by the input's.
+        let outer = output_ty.shape.iter().position(|&d| d != 1);
+        let fills = outer.map_or(1, |axis| output_ty.shape[axis]);
+        let per_fill = output_ty.element_count() / fills.max(1);
+        kernel.for_split(fills, &mut |k, index| {
+            let start = k.builder.ins().imul_imm_s(index, per_fill as i64);
+            k.fill_words(output, start, per_fill, bits)
+        })?;
         let rank = input_ty.rank();
         if rank == 0 || input_ty.element_count() == 0 {
             return Ok(());
         }
+        kernel.barrier();
         // Copy each innermost row of the input to its place in the output.
         let in_strides = strides_of(&input_ty.shape);
         let out_strides = strides_of(&output_ty.shape);
@@ -153,7 +162,7 @@ impl Operator for Pad {
             .collect();
         let start: usize = pads.iter().zip(&out_strides).map(|(p, s)| p.0 * s).sum();
         let start = kernel.iconst(start as i64);
-        kernel.for_nest(&levels, zero, start, &mut |k, source, destination| {
+        kernel.for_nest_split(&levels, zero, start, &mut |k, source, destination| {
             k.copy_elements(input, source, output, destination, row, 4)
         })
     }
