@@ -56,6 +56,12 @@ threads on private buffers unchanged). With 5 rounds, two or three of one runtim
 landing in such windows moved its median; with 15, every runtime meets about the same share of
 them and the median over rounds is the time outside them. The JSON keeps every round.
 
+Settling: before each runtime's round the harness waits (at most 1 s) until no thread of the
+other runtimes' workers is running: thread pools spin for a while after a run, and a round that
+starts beside a spinning pool loses a vCPU (measured: LiteRT's 2-thread rounds right after ORT's
+took 5.8-7.9 ms on MobileNetV2 against 3.4-3.6 after its own 1-thread round). Each round's wait
+is in the JSON (settle_s).
+
 Outputs: the markdown section on stdout; --json PATH (every number, per-round stats, raw times);
 --write-results prepends the section to benches/RESULTS.md (newest first) and writes the chart
 benches/ratios.png (--chart PATH elsewhere): per model, tfjsc's median over each peer's at 1 and
@@ -82,6 +88,8 @@ BENCHES = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODELS = ["mobilenet_v2", "efficientnet_b0", "resnet50"]
 THREADS = (1, 2)
 ERR_LIMIT = 1e-3
+# Longest wait, before a runtime's round, for the other runtimes' threads to stop running.
+SETTLE_MAX_S = 1.0
 
 
 def rel_err(y, expected):
@@ -434,6 +442,36 @@ def worker_main(spec):
             reply({"error": "%s: %s" % (type(e).__name__, e)})
 
 
+def running_threads(pids):
+    """Threads of these processes that are running right now (state R in
+    /proc/PID/task/TID/stat)."""
+    count = 0
+    for pid in pids:
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            if st[st.rindex(")") + 2:][:1] == "R":
+                count += 1
+    return count
+
+
+def settle(pids, max_s=SETTLE_MAX_S):
+    """Wait until no thread of the other runtimes' workers runs (three looks 5 ms apart), at
+    most max_s; returns the seconds waited."""
+    t0, quiet = time.perf_counter(), 0
+    while quiet < 3 and time.perf_counter() - t0 < max_s:
+        quiet = quiet + 1 if running_threads(pids) == 0 else 0
+        time.sleep(0.005)
+    return time.perf_counter() - t0
+
+
 class Worker:
     def __init__(self, spec, log_path):
         self.spec = spec
@@ -504,7 +542,10 @@ def bench_model(name, model_dir, peers, args, opts):
         for rnd in range(args.rounds):
             order = keys[rnd % len(keys):] + keys[:rnd % len(keys)] if keys else []
             for key in order:
+                others = [w.proc.pid for k, w in workers.items() if k != key]
+                waited = settle(others)
                 st = workers[key].ask({"runs": per_round, "warmup": args.round_warmup})
+                st["settle_s"] = waited
                 if "error" in st:
                     results[key] = {"error": st["error"]}
                     workers.pop(key).close()
@@ -662,7 +703,8 @@ def make_section(meta, results, peers, chart_rel):
                     m["python"], meta["wall_s"]))
     lines.append("")
     lines.append("`%s`: %d timed runs per runtime and thread count in %d round-robin rounds "
-                 "(each round: %d warm-up + %d timed runs per runtime, order rotated), after "
+                 "(each round: %d warm-up + %d timed runs per runtime, order rotated, started "
+                 "once no thread of the other runtimes runs), after "
                  "%d warm-up runs; batch 1, float32. Cells: ms median / p90 / min (median over "
                  "rounds of each round's median and p90; min of all runs). rel err = "
                  "max|y − TF| / max|TF| on the same input (tfjsc's through `tfjsc run`)."
