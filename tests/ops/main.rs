@@ -1631,6 +1631,11 @@ fn pad_kernels_match_reference() {
         (&[1], &[0, 4]),
         (&[2, 1, 3, 1], &[1, 1, 1, 1, 1, 1, 1, 1]),
         (&[1, 7, 7, 13], &[0, 0, 3, 3, 3, 3, 0, 0]),
+        // A scalar (nothing to pad), empty tensors, and shapes of ones.
+        (&[], &[]),
+        (&[0, 3], &[1, 1, 0, 2]),
+        (&[1, 1, 1], &[0, 0, 0, 0, 0, 0]),
+        (&[1, 1, 40], &[0, 0, 1, 0, 2, 3]),
     ];
     let mut cases = Vec::new();
     for (k, &(shape, paddings)) in pads.iter().enumerate() {

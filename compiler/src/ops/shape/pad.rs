@@ -133,6 +133,12 @@ impl Operator for Pad {
         let output_ty = kernel.outputs[0].ty.clone();
         let (input, output) = (kernel.inputs[0].pointer, kernel.outputs[0].pointer);
         let zero = kernel.iconst(0);
+        if input_ty.rank() == 0 {
+            // A scalar has nothing to pad: the output is the input.
+            return kernel.for_split(1, &mut |k, _| {
+                k.copy_elements(input, zero, output, zero, 1, 4)
+            });
+        }
         // The threads share the fill by the output's outermost axis of more than one index,
         // then (after a barrier) the copy by the input's.
         let outer = output_ty.shape.iter().position(|&d| d != 1);
@@ -143,7 +149,7 @@ impl Operator for Pad {
             k.fill_words(output, start, per_fill, bits)
         })?;
         let rank = input_ty.rank();
-        if rank == 0 || input_ty.element_count() == 0 {
+        if input_ty.element_count() == 0 {
             return Ok(());
         }
         kernel.barrier();
