@@ -187,15 +187,7 @@ impl CpuLevel {
         };
         set(&mut shared, "opt_level", "speed")?;
         set(&mut shared, "is_pic", "true")?;
-        set(
-            &mut shared,
-            "enable_verifier",
-            if cfg!(debug_assertions) {
-                "true"
-            } else {
-                "false"
-            },
-        )?;
+        set(&mut shared, "enable_verifier", "true")?;
         let flags = settings::Flags::new(shared);
         let mut isa = match self {
             CpuLevel::Native => {

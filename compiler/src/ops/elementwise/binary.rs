@@ -515,6 +515,19 @@ impl Operator for Select {
     fn infer(&self, inputs: &InputFacts) -> OpResult<Vec<TensorType>> {
         inputs.expect_count(3)?;
         let (condition, x, y) = (inputs.ty(0)?, inputs.ty(1)?, inputs.ty(2)?);
+        if condition.dtype != DType::Bool {
+            return Err(invalid!(
+                "the condition is {}, not bool",
+                condition.dtype.short_name()
+            ));
+        }
+        if x.dtype != y.dtype {
+            return Err(invalid!(
+                "the two choices are {} and {}",
+                x.dtype.short_name(),
+                y.dtype.short_name()
+            ));
+        }
         let shape = broadcast_shapes(&broadcast_shapes(&condition.shape, &x.shape)?, &y.shape)?;
         Ok(vec![TensorType::new(x.dtype, shape)])
     }
@@ -662,4 +675,28 @@ fn emit_pow(kernel: &mut Kernel, x: Value, y: Value, ty: Type) -> Value {
     result = kernel.select_float(FloatCC::Equal, x, zero, zero_power, result);
     result = kernel.select_float(FloatCC::Equal, x, one, one, result);
     kernel.select_float(FloatCC::Equal, y, zero, one, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::InputFacts;
+
+    /// A condition that is not bool, or choices of two types, are refused when types are
+    /// inferred: code generation must never see them (a float condition reached Cranelift's
+    /// x64 lowering, which panicked where its verifier was off).
+    #[test]
+    fn select_refuses_non_bool_conditions_and_mixed_choices() {
+        let of = |dtype| TensorType::new(dtype, vec![3, 4]);
+        let (flags, floats, ints) = (of(DType::Bool), of(DType::F32), of(DType::I32));
+        let infer = |types: Vec<&TensorType>| {
+            Select.infer(&InputFacts {
+                constants: vec![None; types.len()],
+                types,
+            })
+        };
+        assert!(infer(vec![&flags, &floats, &floats]).is_ok());
+        assert!(infer(vec![&floats, &floats, &floats]).is_err());
+        assert!(infer(vec![&flags, &floats, &ints]).is_err());
+    }
 }
