@@ -444,7 +444,8 @@ def worker_main(spec):
 
 def running_threads(pids):
     """Threads of these processes that are running right now (state R in
-    /proc/PID/task/TID/stat)."""
+    /proc/PID/task/TID/stat); processes that are gone count for nothing. real_models.py waits
+    for quiet with it too."""
     count = 0
     for pid in pids:
         try:

@@ -648,27 +648,14 @@ def survey_model(name, args, ctx):
 
 
 def others_running():
-    """Threads of other processes in state R right now (/proc/*/task/*/stat; this process
-    excluded, its children are not running between timing calls)."""
-    me, n = os.getpid(), 0
+    """Threads of other processes running right now (this process excluded; its children are
+    not running between timing calls)."""
+    me = os.getpid()
     try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]
     except OSError:
         return 0
-    for pid in pids:
-        try:
-            tids = os.listdir("/proc/%s/task" % pid)
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open("/proc/%s/task/%s/stat" % (pid, tid)) as f:
-                    st = f.read()
-            except OSError:
-                continue
-            if st[st.rindex(")") + 2:][:1] == "R":
-                n += 1
-    return n
+    return peers.running_threads(pids)
 
 
 def wait_idle(max_s):
