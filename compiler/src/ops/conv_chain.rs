@@ -119,10 +119,15 @@ impl Geometry {
         self.ring_bytes() + row
     }
 
+    /// The chain's result: the last stage's.
+    fn result(&self) -> &TensorType {
+        &self.results[self.results.len() - 1]
+    }
+
     /// Bytes of the table of row means (the result's rows × channels) a chain with a mean keeps
     /// at the start of its scratch.
     fn row_means_bytes(&self) -> usize {
-        let shape = &self.results[self.results.len() - 1].shape;
+        let shape = &self.result().shape;
         (shape[1] * shape[3] * 4).next_multiple_of(64)
     }
 
@@ -544,7 +549,7 @@ impl Operator for ConvChain {
                 return Err(invalid!("a stage's result is not {result}"));
             }
         }
-        let result = g.results[g.results.len() - 1].clone();
+        let result = g.result().clone();
         let mean = self.mean.map(|mean| {
             let channels = result.shape[3];
             let shape = if mean.keep_dims {
@@ -610,12 +615,9 @@ impl Operator for ConvChain {
         let intermediates: Vec<Operand> = offsets
             .iter()
             .zip(&g.results)
-            .map(|(&offset, result)| Operand {
-                pointer: kernel.builder.ins().iadd_imm_s(scratch, offset as i64),
-                ty: result.clone(),
-                constant: None,
-                layout: BLayout::RowMajor,
-                winograd: None,
+            .map(|(&offset, result)| {
+                let pointer = kernel.builder.ins().iadd_imm_s(scratch, offset as i64);
+                view(pointer, result.shape.clone())
             })
             .collect();
         let stage_inputs = self.stage_inputs(&inputs, &intermediates);
@@ -650,7 +652,7 @@ impl Operator for ConvChain {
         };
         let averaged = match (row_means, outputs.get(1)) {
             (Some(table), Some(mean)) if lowered.is_ok() => {
-                let shape = &g.results[g.results.len() - 1].shape;
+                let shape = &g.result().shape;
                 let (rows, channels) = (shape[1], shape[3]);
                 kernel.barrier();
                 if !by_rows {
@@ -707,7 +709,7 @@ impl Operator for ConvChain {
         let results: Vec<&TensorType> = g.results.iter().collect();
         let stage_inputs = self.stage_inputs(inputs, &results);
         let mean = match self.mean {
-            Some(_) => g.results[g.results.len() - 1].element_count() as u64,
+            Some(_) => g.result().element_count() as u64,
             None => 0,
         };
         self.stages
@@ -779,7 +781,7 @@ fn row_mean(
     table: Value,
     y: Value,
 ) -> Result<(), CodegenError> {
-    let shape = &g.results[g.results.len() - 1].shape;
+    let shape = &g.result().shape;
     let (width, channels) = (shape[2], shape[3]);
     let row = kernel
         .builder
