@@ -125,6 +125,13 @@ impl<'t> ColumnTile<'t> {
     }
 }
 
+/// `(start, count, size)` runs of tiles, as [`balanced_runs`] and [`tile_runs`] give them.
+type Runs = Vec<(usize, usize, usize)>;
+
+/// What is done to one row block of a group: `(kernel, first row, row tiles)`.
+type RowBlockVisit<'v> =
+    dyn FnMut(&mut Kernel, Value, &[(usize, usize, usize)]) -> Result<(), CodegenError> + 'v;
+
 /// What is done to one row block: `(kernel, group bases, first row, row tiles)`.
 type BlockVisit<'v> = dyn FnMut(&mut Kernel, &GroupBases, Value, &[(usize, usize, usize)]) -> Result<(), CodegenError>
     + 'v;
@@ -188,8 +195,9 @@ pub struct TilePlan {
     pub height: usize,
     /// Rows of each group (M).
     pub rows: usize,
-    /// Rows per full row block (a multiple of `height`).
-    pub block: usize,
+    /// Row blocks of each group. The rows are shared among them as evenly as possible (the
+    /// first `rows % blocks` one row taller), so that threads sharing the blocks get equal work.
+    pub blocks: usize,
 }
 
 /// `(start, count, height)` runs covering `total` rows with tiles of at most `height`, as
@@ -267,37 +275,45 @@ impl TilePlan {
                 continue;
             }
             for height in 1..=isa.max_rows(vectors).min(rows.max(1)) {
-                // Blocks keep their A rows in L2, and a single large group still gets several,
-                // for the threads to share.
-                let fit = (ROW_BLOCK_BYTES / (depth.max(1) * 4))
-                    .min(rows.div_ceil(min_blocks.max(1)))
-                    .max(height);
                 let plan = TilePlan {
                     isa,
                     vectors,
                     height,
                     rows,
-                    block: (fit / height * height)
-                        .min(rows.div_ceil(height) * height)
-                        .max(height),
+                    blocks: Self::blocks(rows, height, depth, min_blocks),
                 };
-                let row_tiles = plan
-                    .full_block_runs()
+                // Per kind of block: how many, and the cost of one (every column tile).
+                let column_tiles = tile_runs(columns, plan.width());
+                let kinds: Vec<(usize, f64)> = plan
+                    .block_kinds()
                     .into_iter()
-                    .map(|(_, n, h)| (n * plan.full_blocks(), h));
-                let row_tiles: Vec<(usize, usize)> = row_tiles
-                    .chain(plan.last_block_runs().into_iter().map(|(_, n, h)| (n, h)))
-                    .collect();
-                let cost: f64 = tile_runs(columns, plan.width())
-                    .iter()
-                    .map(|&(_, count, width)| {
-                        let per_column_tile: f64 = row_tiles
+                    .map(|(blocks, runs)| {
+                        let one: f64 = column_tiles
                             .iter()
-                            .map(|&(n, h)| n as f64 * step_cost(isa, h, width))
+                            .flat_map(|&(_, count, width)| {
+                                runs.iter().map(move |&(_, n, h)| {
+                                    (count * n) as f64 * step_cost(isa, h, width)
+                                })
+                            })
                             .sum();
-                        count as f64 * per_column_tile
+                        (blocks, one)
                     })
-                    .sum();
+                    .collect();
+                let one_thread: f64 = kinds.iter().map(|&(n, c)| n as f64 * c).sum();
+                // A product threads share by row blocks (see `Gemm::emit`) is also costed as
+                // two threads run it (the first half of the blocks and the rest), so that the
+                // shares come out even.
+                let cost = if min_blocks > 1 && plan.blocks >= min_blocks / 2 {
+                    let first_half = plan.blocks / 2;
+                    let (mut seen, mut first) = (0, 0.0);
+                    for &(n, c) in &kinds {
+                        first += n.min(first_half.saturating_sub(seen)) as f64 * c;
+                        seen += n;
+                    }
+                    one_thread + 2.0 * first.max(one_thread - first)
+                } else {
+                    one_thread
+                };
                 // Ties go to the larger tile (fewer calls).
                 if best.as_ref().is_none_or(|(c, _)| cost < *c * 0.999) {
                     best = Some((cost, plan));
@@ -309,8 +325,22 @@ impl TilePlan {
             vectors: 1,
             height: 1,
             rows,
-            block: 1,
+            blocks: 1,
         })
+    }
+
+    /// Row blocks for `rows` rows of A rows of `depth`, in tiles of at most `height` rows: few
+    /// enough that each block's A rows stay in L2 while the column tiles reuse them, and at
+    /// least `min_blocks` (a multiple of it, so that 2, 4 or 8 threads get equal shares), but
+    /// not more than there are row tiles.
+    fn blocks(rows: usize, height: usize, depth: usize, min_blocks: usize) -> usize {
+        let fit = (ROW_BLOCK_BYTES / (depth.max(1) * 4)).max(height);
+        let min_blocks = min_blocks.max(1);
+        let blocks = rows
+            .div_ceil(fit)
+            .max(min_blocks)
+            .next_multiple_of(min_blocks);
+        blocks.min(rows.div_ceil(height)).max(1)
     }
 
     /// Columns of a full column tile.
@@ -318,23 +348,44 @@ impl TilePlan {
         self.vectors * self.isa.lanes()
     }
 
-    fn full_blocks(&self) -> usize {
-        self.rows / self.block
+    /// The kinds of row block, taller first: `(blocks of the kind, the row tiles of one)`.
+    fn block_kinds(&self) -> Vec<(usize, Runs)> {
+        let (rows, taller) = (self.rows / self.blocks, self.rows % self.blocks);
+        [(taller, rows + 1), (self.blocks - taller, rows)]
+            .into_iter()
+            .filter(|&(blocks, rows)| blocks > 0 && rows > 0)
+            .map(|(blocks, rows)| (blocks, balanced_runs(rows, self.height)))
+            .collect()
     }
 
-    /// Row blocks of one group, the partial one included.
-    fn blocks(&self) -> usize {
-        self.rows.div_ceil(self.block)
-    }
-
-    /// The row tiles of a full block.
-    fn full_block_runs(&self) -> Vec<(usize, usize, usize)> {
-        vec![(0, self.block / self.height, self.height)]
-    }
-
-    /// The row tiles of the last, partial block, balanced.
-    fn last_block_runs(&self) -> Vec<(usize, usize, usize)> {
-        balanced_runs(self.rows % self.block, self.height)
+    /// `visit(k, first row, row tiles)` for row block `index` (a run-time value below
+    /// `blocks`): one compare and branch tells the taller blocks from the others.
+    fn visit_block(
+        &self,
+        k: &mut Kernel,
+        index: Value,
+        visit: &mut RowBlockVisit,
+    ) -> Result<(), CodegenError> {
+        let (rows, taller) = (self.rows / self.blocks, self.rows % self.blocks);
+        // first row = index · rows + min(index, taller)
+        let first_row = k.builder.ins().imul_imm_s(index, rows as i64);
+        let taller_before = k.iconst(taller as i64);
+        let taller_before = k.builder.ins().umin(index, taller_before);
+        let first_row = k.builder.ins().iadd(first_row, taller_before);
+        let kinds = self.block_kinds();
+        if kinds.is_empty() {
+            return Ok(()); // no rows
+        }
+        let ends: Vec<usize> = kinds
+            .iter()
+            .scan(0, |end, (blocks, _)| {
+                *end += blocks;
+                Some(*end)
+            })
+            .collect();
+        k.switch_spans(index, &ends, &mut |k, kind| {
+            visit(k, first_row, &kinds[kind].1)
+        })
     }
 }
 
@@ -376,7 +427,7 @@ impl Gemm<'_> {
         // fewer bytes wins (columns for late, wide layers: few output pixels, megabytes of
         // filter). Columns also when there are too few row blocks for the threads to share (a
         // product of one row: a dense layer, a squeeze-and-excite convolution).
-        let row_blocks = self.groups * plan.blocks();
+        let row_blocks = self.groups * plan.blocks;
         let column_tiles = self.columns.div_ceil(plan.width());
         let (a_bytes, b_bytes) = (
             self.groups * self.rows * self.depth * 4,
@@ -391,7 +442,7 @@ impl Gemm<'_> {
         };
         let (rows_outer, all_b_bytes) = if self.b_per_group {
             (
-                self.groups * traffic(b_bytes, plan.blocks()),
+                self.groups * traffic(b_bytes, plan.blocks),
                 self.groups * b_bytes,
             )
         } else {
@@ -409,11 +460,8 @@ impl Gemm<'_> {
                 (&chunks, min_blocks),
             );
         }
-        // The threads share the row blocks: first the full blocks of every group, then each
-        // group's last, partial block. A block is one thread's from its first K step to its
-        // epilogue, so results do not depend on the thread count.
-        let per_group = plan.full_blocks();
-        let full_runs = plan.full_block_runs();
+        // The threads share the row blocks of every group. A block is one thread's from its
+        // first K step to its epilogue, so results do not depend on the thread count.
         let block = |k: &mut Kernel,
                      group_bases: &GroupBases,
                      first_row: Value,
@@ -429,21 +477,13 @@ impl Gemm<'_> {
             }
             Ok(())
         };
-        kernel.for_split(self.groups * per_group, &mut |k, item| {
-            let group = k.builder.ins().udiv_imm_s(item, per_group as i64);
-            let index = k.builder.ins().urem_imm_s(item, per_group as i64);
+        kernel.for_split(row_blocks, &mut |k, item| {
+            let group = k.builder.ins().udiv_imm_s(item, plan.blocks as i64);
+            let index = k.builder.ins().urem_imm_s(item, plan.blocks as i64);
             let group_bases = bases(k, group)?;
-            let first_row = k.builder.ins().imul_imm_s(index, plan.block as i64);
-            block(k, &group_bases, first_row, &full_runs)
-        })?;
-        let last_runs = plan.last_block_runs();
-        if last_runs.is_empty() {
-            return Ok(());
-        }
-        kernel.for_split(self.groups, &mut |k, group| {
-            let group_bases = bases(k, group)?;
-            let first_row = k.iconst((per_group * plan.block) as i64);
-            block(k, &group_bases, first_row, &last_runs)
+            plan.visit_block(k, index, &mut |k, first_row, runs| {
+                block(k, &group_bases, first_row, runs)
+            })
         })
     }
 
@@ -460,40 +500,17 @@ impl Gemm<'_> {
         bases: &mut dyn FnMut(&mut Kernel, Value) -> Result<GroupBases, CodegenError>,
         (chunks, min_items): (&[Segment], usize),
     ) -> Result<(), CodegenError> {
-        let per_group = plan.full_blocks();
-        let (full_runs, last_runs) = (plan.full_block_runs(), plan.last_block_runs());
-        let blocks_per_group = per_group + usize::from(!last_runs.is_empty());
-        let blocks = self.groups * blocks_per_group;
+        let blocks = self.groups * plan.blocks;
         // The row blocks `first..end`, counted group by group: `visit(k, bases, first row, row
-        // tiles)`, with the last, partial block of a group (its own row tiles) told apart at run
-        // time.
+        // tiles)`.
         let mut each_block = |k: &mut Kernel, first: Value, end: Value, visit: &mut BlockVisit| {
             k.for_range(first, end, 1, &mut |k, block| {
-                let group = k.builder.ins().udiv_imm_s(block, blocks_per_group as i64);
-                let index = k.builder.ins().urem_imm_s(block, blocks_per_group as i64);
+                let group = k.builder.ins().udiv_imm_s(block, plan.blocks as i64);
+                let index = k.builder.ins().urem_imm_s(block, plan.blocks as i64);
                 let group_bases = bases(k, group)?;
-                let first_row = k.builder.ins().imul_imm_s(index, plan.block as i64);
-                if last_runs.is_empty() {
-                    return visit(k, &group_bases, first_row, &full_runs);
-                }
-                let full = k.builder.create_block();
-                let last = k.builder.create_block();
-                let done = k.builder.create_block();
-                let is_full = k.builder.ins().icmp_imm_s(
-                    cranelift_codegen::ir::condcodes::IntCC::UnsignedLessThan,
-                    index,
-                    per_group as i64,
-                );
-                k.builder.ins().brif(is_full, full, &[], last, &[]);
-                for (block, runs) in [(full, &full_runs), (last, &last_runs)] {
-                    k.builder.switch_to_block(block);
-                    k.builder.seal_block(block);
-                    visit(k, &group_bases, first_row, runs)?;
-                    k.builder.ins().jump(done, &[]);
-                }
-                k.builder.switch_to_block(done);
-                k.builder.seal_block(done);
-                Ok(())
+                plan.visit_block(k, index, &mut |k, first_row, runs| {
+                    visit(k, &group_bases, first_row, runs)
+                })
             })
         };
         // Few column tiles (a narrow layer) would leave threads idle: each tile's row blocks are
@@ -841,9 +858,45 @@ mod tests {
         assert_eq!(narrow.vectors, 1);
         for rows in [1, 7, 49, 56, 3136] {
             let plan = TilePlan::choose(Isa::Avx2, rows, 24, 4096, MIN_BLOCKS);
-            let full: usize = plan.full_block_runs().iter().map(|&(_, n, h)| n * h).sum();
-            let last: usize = plan.last_block_runs().iter().map(|&(_, n, h)| n * h).sum();
-            assert_eq!(full * plan.full_blocks() + last, rows, "{plan:?}");
+            let covered: usize = plan
+                .block_kinds()
+                .iter()
+                .map(|(blocks, runs)| blocks * runs.iter().map(|&(_, n, h)| n * h).sum::<usize>())
+                .sum();
+            assert_eq!(covered, rows, "{plan:?}");
+        }
+    }
+
+    #[test]
+    fn row_blocks_are_shared_evenly() {
+        // MobileNetV2's 14×14 layers: 196 rows, 8 blocks of 24 or 25 rows for the threads.
+        let plan = TilePlan::choose(Isa::Avx512, 196, 576, 96, MIN_BLOCKS);
+        assert_eq!(plan.blocks, 8, "{plan:?}");
+        let kinds = plan.block_kinds();
+        let rows: Vec<usize> = kinds
+            .iter()
+            .map(|(_, runs)| runs.iter().map(|&(_, n, h)| n * h).sum())
+            .collect();
+        assert_eq!(rows, vec![25, 24], "{plan:?}");
+        assert_eq!(kinds.iter().map(|(n, _)| n).sum::<usize>(), 8);
+        for rows in [1, 5, 49, 196, 3136, 12544] {
+            for depth in [16, 147, 4608] {
+                let plan = TilePlan::choose(Isa::Avx512, rows, 64, depth, MIN_BLOCKS);
+                let tiles = rows.div_ceil(plan.height);
+                // A multiple of the minimum, or one block per row tile when there are fewer.
+                assert!(
+                    plan.blocks.is_multiple_of(MIN_BLOCKS) || plan.blocks == tiles,
+                    "{plan:?}"
+                );
+                // Each block's A rows fit the L2 budget (or it is a single tile).
+                let block_rows = rows.div_ceil(plan.blocks);
+                assert!(
+                    block_rows * depth * 4 <= ROW_BLOCK_BYTES || block_rows <= plan.height,
+                    "{plan:?}"
+                );
+                let one_thread = TilePlan::choose(Isa::Avx512, rows, 64, depth, 1);
+                assert!(one_thread.blocks <= plan.blocks, "{one_thread:?}");
+            }
         }
     }
 }
