@@ -5,7 +5,7 @@
 //! and the two cancel: the activations and pads then run in NHWC, where later passes fold them
 //! into the convolutions (`fold_padding`, `fuse_epilogues`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::PassError;
@@ -19,7 +19,8 @@ use crate::ops::Operator;
 /// - the reader is a transpose undoing it: the reader's readers read the first one's input;
 /// - the reader is a unary elementwise op or a constant pad: the two swap places (the op reads
 ///   the transpose's input, a pad with its paddings permuted; the transpose reads the op's
-///   result), so the transpose moves one node down;
+///   result), so the transpose moves one node down, unless it would only come to rest at
+///   another transpose (see [`Rest::Blocked`]);
 /// - the reader is a concatenation of transposes by the same permutation, each read only
 ///   there: the inputs are concatenated along the permuted axis, and transposed once after.
 ///
@@ -29,14 +30,145 @@ use crate::ops::Operator;
 ///
 /// Swapping keeps both nodes where they were in program order (the earlier one takes the op,
 /// the later one the transpose), so every operand is still defined before its reader.
+///
+/// Each round indexes the readers once and then visits every transpose, so a round costs the
+/// graph's size plus its rewrites, whatever the number of transposes (a model is untrusted: one
+/// of thousands of transposes must not take minutes). What a rewrite changes waits for the
+/// next round (see [`Readers`]).
 pub fn sink_transposes(graph: &mut Graph) -> Result<(), PassError> {
-    // Each round moves a transpose one node down or removes a pair: bounded by the graph size.
+    // Each round that changes anything removes a pair or moves a transpose down: bounded by
+    // the graph size, and in practice a few rounds.
     for _ in 0..=graph.node_count() {
-        if !sink_one(graph) {
+        if !sink_round(graph) {
             break;
         }
     }
     Ok(())
+}
+
+/// The readers of every value, in program order, as of the start of a round. A rewrite marks
+/// the values whose readers or producer it changed as dirty; a dirty value reads as unknown,
+/// so nothing is decided on stale facts in the same round.
+struct Readers {
+    readers: HashMap<ValueId, Vec<NodeId>>,
+    uses: HashMap<ValueId, usize>,
+    dirty: HashSet<ValueId>,
+}
+
+impl Readers {
+    fn new(graph: &Graph) -> Readers {
+        let mut readers: HashMap<ValueId, Vec<NodeId>> = HashMap::new();
+        for (id, node) in graph.nodes() {
+            for &input in &node.inputs {
+                let list = readers.entry(input).or_default();
+                if list.last() != Some(&id) {
+                    list.push(id);
+                }
+            }
+        }
+        Readers {
+            readers,
+            uses: graph.use_counts(),
+            dirty: HashSet::new(),
+        }
+    }
+
+    /// Reads of `value` (graph outputs included), unless dirty.
+    fn uses(&self, value: ValueId) -> Option<usize> {
+        (!self.dirty.contains(&value)).then(|| self.uses.get(&value).copied().unwrap_or(0))
+    }
+
+    /// The nodes reading `value`, in program order, unless dirty.
+    fn readers(&self, value: ValueId) -> Option<&[NodeId]> {
+        if self.dirty.contains(&value) {
+            return None;
+        }
+        Some(self.readers.get(&value).map_or(&[], Vec::as_slice))
+    }
+
+    /// The first node (in program order) reading `value`.
+    fn first_reader(&self, value: ValueId) -> Option<NodeId> {
+        self.readers(value)?.first().copied()
+    }
+
+    fn touch(&mut self, values: impl IntoIterator<Item = ValueId>) {
+        self.dirty.extend(values);
+    }
+}
+
+/// One round: every transpose visited once, sunk as far as swaps take it (a swap leaves the
+/// readers as they were), other rewrites applied where their facts are clean. Removals and
+/// renames are applied at the end of the round. Whether anything changed.
+fn sink_round(graph: &mut Graph) -> bool {
+    let mut readers = Readers::new(graph);
+    let mut renamed: HashMap<ValueId, ValueId> = HashMap::new();
+    let mut removed: HashSet<NodeId> = HashSet::new();
+    let mut changed = false;
+    for id in graph.node_ids() {
+        let mut at = id;
+        // Whether the transpose moves down, decided at its first step for all of them.
+        let mut sinking = false;
+        while !removed.contains(&at) {
+            let Some((input, perm_value, perm)) = transpose_of(graph, at) else {
+                break;
+            };
+            let Some(result) = graph.node(at).map(|node| node.outputs[0]) else {
+                break;
+            };
+            let Some(uses) = readers.uses(result) else {
+                break;
+            };
+            if uses > 1 {
+                changed |= copy_for_readers(graph, &mut readers, at, &perm);
+                break;
+            }
+            if uses != 1 || graph.is_graph_output(result) {
+                break;
+            }
+            let Some(reader) = readers.first_reader(result) else {
+                break;
+            };
+            if concatenate_first(graph, &mut readers, reader, &perm) {
+                changed = true;
+                break;
+            }
+            if let Some((_, _, undo)) = transpose_of(graph, reader) {
+                let undone = graph.node(reader).map(|node| node.outputs[0]);
+                if let (true, Some(undone)) = (undoes(&perm, &undo), undone) {
+                    // The reader's readers read `input` (applied after the round).
+                    renamed.insert(undone, input);
+                    removed.extend([at, reader]);
+                    readers.touch([input, result, undone]);
+                    changed = true;
+                }
+                break;
+            }
+            if !sinking {
+                let rest = rest_below(graph, &readers, reader, &perm);
+                if !matches!(rest, Some(Rest::Cancelled | Rest::Elsewhere)) {
+                    break;
+                }
+                sinking = true;
+            }
+            if !swap(graph, &mut readers, (at, input, perm_value, &perm), reader) {
+                break;
+            }
+            changed = true;
+            at = reader; // the transpose now sits at the reader's node
+        }
+    }
+    if !renamed.is_empty() {
+        // A pair may cancel into a value another pair's cancelling renames.
+        let resolve = |mut value: ValueId| {
+            while let Some(&next) = renamed.get(&value) {
+                value = next;
+            }
+            value
+        };
+        graph.rename_uses(&resolve);
+        graph.retain_nodes(|node, _| !removed.contains(&node));
+    }
+    changed
 }
 
 /// A transpose's input, permutation value and permutation.
@@ -60,108 +192,64 @@ fn transpose_of(graph: &Graph, id: NodeId) -> Option<(ValueId, ValueId, Vec<usiz
     (perm.len() == rank).then_some((input, node.inputs[1], perm))
 }
 
-/// One rewrite, if any applies.
-fn sink_one(graph: &mut Graph) -> bool {
-    let uses = graph.use_counts();
-    let ids = graph.node_ids();
-    for id in ids {
-        let Some((input, perm_value, perm)) = transpose_of(graph, id) else {
-            continue;
-        };
-        let result = graph.node(id).map(|node| node.outputs[0]);
-        let Some(result) = result else { continue };
-        if uses.get(&result).is_some_and(|&n| n > 1) && copy_for_readers(graph, id, &perm) {
-            return true;
-        }
-        if uses.get(&result) != Some(&1) || graph.is_graph_output(result) {
-            continue;
-        }
-        let Some(reader) = reader_of(graph, result) else {
-            continue;
-        };
-        if concatenate_first(graph, reader, &perm) {
-            return true;
-        }
-        if let Some((_, _, undo)) = transpose_of(graph, reader) {
-            if undoes(&perm, &undo) {
-                let undone = graph.node(reader).map(|node| node.outputs[0]);
-                if let Some(undone) = undone {
-                    graph.rename_uses(&|value| if value == undone { input } else { value });
-                    graph.retain_nodes(|node, _| node != id && node != reader);
-                    return true;
-                }
-            }
-            continue;
-        }
-        if swap(graph, (id, input, perm_value, &perm), reader) {
-            return true;
-        }
-    }
-    false
-}
-
-/// The first node (in program order) reading `value`.
-fn reader_of(graph: &Graph, value: ValueId) -> Option<NodeId> {
-    graph
-        .nodes()
-        .find(|(_, node)| node.inputs.contains(&value))
-        .map(|(reader, _)| reader)
-}
-
 /// Whether a transpose by `undo` undoes one by `perm`: `transpose(transpose(x, perm), undo)`
 /// reads x's axis `perm[undo[k]]` at axis k.
 fn undoes(perm: &[usize], undo: &[usize]) -> bool {
     undo.len() == perm.len() && (0..perm.len()).all(|k| perm[undo[k]] == k)
 }
 
-/// Whether a transpose by `perm` read by `reader` would meet a transpose undoing it, through
-/// single-use unary ops and pads only.
-fn cancels_below(
-    graph: &Graph,
-    uses: &HashMap<ValueId, usize>,
-    reader: NodeId,
-    perm: &[usize],
-) -> bool {
+/// Where a transpose moved down from `reader` through single-use unary ops and pads comes to
+/// rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rest {
+    /// At a transpose undoing it: the two cancel.
+    Cancelled,
+    /// At a transpose that does not undo it: moving there gains nothing (and a model of
+    /// thousands of such transposes would have them all pass each other, step by step).
+    Blocked,
+    /// Anywhere else (the ops it passes may then join their producer's epilogue).
+    Elsewhere,
+}
+
+/// Where a transpose by `perm` read by `reader` comes to rest; `None` where this round's
+/// rewrites left a fact unknown.
+fn rest_below(graph: &Graph, readers: &Readers, reader: NodeId, perm: &[usize]) -> Option<Rest> {
     let mut node = reader;
     for _ in 0..graph.node_count() {
         if let Some((_, _, undo)) = transpose_of(graph, node) {
-            return undoes(perm, &undo);
+            return Some(if undoes(perm, &undo) {
+                Rest::Cancelled
+            } else {
+                Rest::Blocked
+            });
         }
-        let Some(current) = graph.node(node) else {
-            return false;
-        };
+        let current = graph.node(node)?;
         let unary =
             current.op.as_any().downcast_ref::<Unary>().is_some() && current.inputs.len() == 1;
         let pad = current.op.as_any().downcast_ref::<Pad>().is_some();
         let result = current.outputs[0];
-        if !(unary || pad) || uses.get(&result) != Some(&1) || graph.is_graph_output(result) {
-            return false;
+        if !(unary || pad) || graph.is_graph_output(result) || readers.uses(result)? != 1 {
+            return Some(Rest::Elsewhere);
         }
-        match reader_of(graph, result) {
-            Some(next) => node = next,
-            None => return false,
-        }
+        node = readers.first_reader(result)?;
     }
-    false
+    Some(Rest::Elsewhere)
 }
 
 /// Gives each reader of transpose `id`'s result that would cancel it (see
-/// [`cancels_below`]) a copy of its own, when at most one other reader (a graph output counts
+/// [`rest_below`]) a copy of its own, when at most one other reader (a graph output counts
 /// as one) is left.
-fn copy_for_readers(graph: &mut Graph, id: NodeId, perm: &[usize]) -> bool {
-    let uses = graph.use_counts();
+fn copy_for_readers(graph: &mut Graph, readers: &mut Readers, id: NodeId, perm: &[usize]) -> bool {
     let Some(node) = graph.node(id) else {
         return false;
     };
     let (result, inputs, name) = (node.outputs[0], node.inputs.clone(), node.name.clone());
-    let readers: Vec<NodeId> = graph
-        .nodes()
-        .filter(|(_, node)| node.inputs.contains(&result))
-        .map(|(reader, _)| reader)
-        .collect();
-    let (cancelling, others): (Vec<NodeId>, Vec<NodeId>) = readers
-        .into_iter()
-        .partition(|&reader| cancels_below(graph, &uses, reader, perm));
+    let Some(result_readers) = readers.readers(result) else {
+        return false;
+    };
+    let (cancelling, others): (Vec<NodeId>, Vec<NodeId>) = result_readers
+        .iter()
+        .partition(|&&reader| rest_below(graph, readers, reader, perm) == Some(Rest::Cancelled));
     let left = others.len() + usize::from(graph.is_graph_output(result));
     let Some(ty) = graph.value(result).ty.clone() else {
         return false;
@@ -169,6 +257,7 @@ fn copy_for_readers(graph: &mut Graph, id: NodeId, perm: &[usize]) -> bool {
     if cancelling.is_empty() || left > 1 {
         return false;
     }
+    readers.touch(inputs.iter().copied().chain([result]));
     for (index, reader) in cancelling.into_iter().enumerate() {
         let copy = graph.insert_node_before(
             reader,
@@ -180,6 +269,7 @@ fn copy_for_readers(graph: &mut Graph, id: NodeId, perm: &[usize]) -> bool {
         let Some(copied) = graph.node(copy).map(|node| node.outputs[0]) else {
             return false;
         };
+        readers.touch([copied]);
         if let Some(node) = graph.node_mut(reader) {
             for input in node.inputs.iter_mut().filter(|input| **input == result) {
                 *input = copied;
@@ -192,8 +282,12 @@ fn copy_for_readers(graph: &mut Graph, id: NodeId, perm: &[usize]) -> bool {
 /// Concatenation `reader` of transposes by `perm`, each read only there, becomes the
 /// concatenation of their inputs along the permuted axis (a new node just before it) and one
 /// transpose of that (the reader's node).
-fn concatenate_first(graph: &mut Graph, reader: NodeId, perm: &[usize]) -> bool {
-    let uses = graph.use_counts();
+fn concatenate_first(
+    graph: &mut Graph,
+    readers: &mut Readers,
+    reader: NodeId,
+    perm: &[usize],
+) -> bool {
     let Some(node) = graph.node(reader) else {
         return false;
     };
@@ -212,7 +306,7 @@ fn concatenate_first(graph: &mut Graph, reader: NodeId, perm: &[usize]) -> bool 
         let producer = graph.producer(input).map(|(id, _)| id);
         let transpose = producer.and_then(|id| transpose_of(graph, id));
         match transpose {
-            Some((source, value, other)) if other == perm && uses.get(&input) == Some(&1) => {
+            Some((source, value, other)) if other == perm && readers.uses(input) == Some(1) => {
                 sources.push(source);
                 perm_value.get_or_insert(value);
             }
@@ -239,6 +333,9 @@ fn concatenate_first(graph: &mut Graph, reader: NodeId, perm: &[usize]) -> bool 
     if result_type != Some(&transposed(&joined_type, perm)) {
         return false;
     }
+    let old_inputs = node.inputs.clone();
+    readers.touch(old_inputs.into_iter().chain(sources.iter().copied()));
+    readers.touch([perm_value]);
     let concat = graph.insert_node_before(
         reader,
         &format!("{name}/before_transpose"),
@@ -249,6 +346,7 @@ fn concatenate_first(graph: &mut Graph, reader: NodeId, perm: &[usize]) -> bool 
     let Some(joined) = graph.node(concat).map(|node| node.outputs[0]) else {
         return false;
     };
+    readers.touch([joined]);
     if let Some(node) = graph.node_mut(reader) {
         node.op = Arc::new(Transpose);
         node.inputs = vec![joined, perm_value];
@@ -261,6 +359,7 @@ fn concatenate_first(graph: &mut Graph, reader: NodeId, perm: &[usize]) -> bool 
 /// changes in the graph until both are known to.
 fn swap(
     graph: &mut Graph,
+    readers: &mut Readers,
     (id, input, perm_value, perm): (NodeId, ValueId, ValueId, &[usize]),
     reader: NodeId,
 ) -> bool {
@@ -316,8 +415,11 @@ fn swap(
     let Some(transposed_value) = graph.node(id).map(|node| node.outputs[0]) else {
         return false;
     };
+    // The permutation and a pad's operands change nodes; the values between keep their readers.
+    readers.touch(moved_inputs[1..].iter().copied().chain([perm_value]));
     if let Some(paddings) = paddings {
         moved_inputs[1] = graph.add_constant(&paddings_name, paddings, None);
+        readers.touch([moved_inputs[1]]);
     }
     graph.value_mut(transposed_value).ty = Some(moved_type);
     // The names go with the ops (profiles and errors name the op the node runs).
