@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use serde_json::Value;
 use tfjsc::convert::{convert, ConvertOptions, InputFormat, OutputFormat, Quantization};
-use tfjsc_proto::tensorflow::GraphDef;
+use tfjsc_proto::tensorflow::{GraphDef, SavedModel};
 use tfjsc_runtime::npy::read_npy;
 use tfjsc_runtime::Model;
 
@@ -694,6 +694,283 @@ fn missing_variables_are_named() {
     assert!(error.contains("checksum"), "{error}");
 }
 
+/// A varint at `*at` of `bytes`, advancing `*at`.
+fn read_varint(bytes: &[u8], at: &mut usize) -> u64 {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = bytes[*at];
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    value
+}
+
+fn write_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// LevelDB's masked CRC-32C, bit by bit (independent of the reader's table-driven one).
+fn masked_crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    (!crc).rotate_right(15).wrapping_add(0xa282_ead8)
+}
+
+/// The (key, value) entries of an uncompressed table block.
+fn table_block_entries(block: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let restarts = u32::from_le_bytes(block[block.len() - 4..].try_into().unwrap()) as usize;
+    let end = block.len() - 4 - 4 * restarts;
+    let (mut at, mut key, mut entries) = (0, Vec::new(), Vec::new());
+    while at < end {
+        let shared = read_varint(block, &mut at) as usize;
+        let unshared = read_varint(block, &mut at) as usize;
+        let length = read_varint(block, &mut at) as usize;
+        key.truncate(shared);
+        key.extend_from_slice(&block[at..at + unshared]);
+        at += unshared;
+        entries.push((key.clone(), block[at..at + length].to_vec()));
+        at += length;
+    }
+    entries
+}
+
+/// A table block holding `entries`, each key whole (a restart point at every entry).
+fn table_block(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    let (mut block, mut restarts) = (Vec::new(), Vec::new());
+    for (key, value) in entries {
+        restarts.push(block.len() as u32);
+        write_varint(&mut block, 0);
+        write_varint(&mut block, key.len() as u64);
+        write_varint(&mut block, value.len() as u64);
+        block.extend_from_slice(key);
+        block.extend_from_slice(value);
+    }
+    if restarts.is_empty() {
+        restarts.push(0);
+    }
+    for restart in &restarts {
+        block.extend_from_slice(&restart.to_le_bytes());
+    }
+    block.extend_from_slice(&(restarts.len() as u32).to_le_bytes());
+    block
+}
+
+/// A block stored: the trailer's compression type and the stored bytes.
+type StoredBlock = (u8, Vec<u8>);
+
+/// A tensor bundle index (a LevelDB table as TensorFlow writes it, uncompressed) rebuilt with
+/// `per_block` entries per data block, every block (the data blocks in order, then the
+/// metaindex, then the index) stored as `store` returns it: the trailer's compression type and
+/// the stored bytes, which the trailer's masked CRC-32C then covers.
+fn rebuild_table(
+    table: &[u8],
+    per_block: usize,
+    store: &mut dyn FnMut(&[u8]) -> StoredBlock,
+) -> Vec<u8> {
+    let footer = &table[table.len() - 48..];
+    let mut at = 0;
+    let handle = |at: &mut usize| {
+        let offset = read_varint(footer, at) as usize;
+        let size = read_varint(footer, at) as usize;
+        assert_eq!(
+            table[offset + size],
+            0,
+            "the fixture's blocks are uncompressed"
+        );
+        &table[offset..offset + size]
+    };
+    let metaindex = handle(&mut at);
+    let index = handle(&mut at);
+    let mut entries = Vec::new();
+    for (_, data_handle) in table_block_entries(index) {
+        let mut at = 0;
+        let offset = read_varint(&data_handle, &mut at) as usize;
+        let size = read_varint(&data_handle, &mut at) as usize;
+        entries.extend(table_block_entries(&table[offset..offset + size]));
+    }
+    let mut file = Vec::new();
+    let mut put = |file: &mut Vec<u8>, contents: &[u8]| -> Vec<u8> {
+        let (kind, stored) = store(contents);
+        let mut handle = Vec::new();
+        write_varint(&mut handle, file.len() as u64);
+        write_varint(&mut handle, stored.len() as u64);
+        file.extend_from_slice(&stored);
+        file.push(kind);
+        let crc = masked_crc32c(&file[file.len() - stored.len() - 1..]);
+        file.extend_from_slice(&crc.to_le_bytes());
+        handle
+    };
+    let mut index_entries = Vec::new();
+    for chunk in entries.chunks(per_block) {
+        let handle = put(&mut file, &table_block(chunk));
+        // The last key of a block separates it from the next.
+        index_entries.push((chunk.last().unwrap().0.clone(), handle));
+    }
+    let mut footer = put(&mut file, metaindex);
+    footer.extend(put(&mut file, &table_block(&index_entries)));
+    footer.resize(40, 0);
+    footer.extend_from_slice(&0xdb47_7524_8b80_fb57u64.to_le_bytes());
+    file.extend_from_slice(&footer);
+    file
+}
+
+/// For [`rebuild_table`]: a block as it is.
+fn uncompressed(contents: &[u8]) -> (u8, Vec<u8>) {
+    (0, contents.to_vec())
+}
+
+/// For [`rebuild_table`]: a block snappy-compressed (raw snappy, as LevelDB stores it).
+fn snappy(contents: &[u8]) -> (u8, Vec<u8>) {
+    (1, snap::raw::Encoder::new().compress_vec(contents).unwrap())
+}
+
+/// Every file of a converted folder, by name.
+fn folder_files(folder: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(folder)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn snappy_compressed_bundle_indexes_convert_byte_identically() {
+    // TensorFlow's table builder snappy-compresses a block when that saves an eighth (the
+    // tensor bundle writer turns it off, but other writers of the format do not): the index
+    // rebuilt with compressed blocks, several data blocks among them, converts to the same
+    // bytes as the original. A SavedModel (variables/variables.index) and a session bundle
+    // (export.index).
+    for (name, index_name) in [
+        ("saved_model", "variables/variables.index"),
+        ("session_bundle", "export.index"),
+    ] {
+        let fixture = Fixture::new(name);
+        let original = convert_ok(fixture.model(), &fixture.options());
+        let index = std::fs::read(fixture.model().join(index_name)).unwrap();
+        for (per_block, store) in [
+            (1000, snappy as fn(&[u8]) -> (u8, Vec<u8>)),
+            (2, snappy),
+            (2, uncompressed),
+        ] {
+            let scratch = scratch_copy(&fixture.model());
+            let rebuilt = rebuild_table(&index, per_block, &mut |b| store(b));
+            std::fs::write(scratch.path().join(index_name), &rebuilt).unwrap();
+            let converted = convert_ok(scratch.path(), &fixture.options());
+            assert_eq!(
+                folder_files(converted.path()),
+                folder_files(original.path()),
+                "{name}: {per_block} entries per block"
+            );
+        }
+    }
+}
+
+#[test]
+fn corrupt_snappy_blocks_in_a_bundle_index_are_named_errors() {
+    let fixture = Fixture::new("saved_model");
+    let index = std::fs::read(fixture.model().join("variables/variables.index")).unwrap();
+    let scratch = scratch_copy(&fixture.model());
+    let path = scratch.path().join("variables/variables.index");
+    // The first data block stored as `first` makes it, the others compressed.
+    let error_with = |first: &dyn Fn(&[u8]) -> StoredBlock| -> String {
+        let mut blocks = 0;
+        let rebuilt = rebuild_table(&index, 2, &mut |contents| {
+            blocks += 1;
+            if blocks == 1 {
+                first(contents)
+            } else {
+                snappy(contents)
+            }
+        });
+        std::fs::write(&path, rebuilt).unwrap();
+        error_of(scratch.path(), &fixture.options())
+    };
+    // Compressed data cut short (its checksum right): the decoder's error, named.
+    let error = error_with(&|contents| {
+        let (kind, mut stored) = snappy(contents);
+        stored.truncate(stored.len() - 3);
+        (kind, stored)
+    });
+    assert!(
+        error.contains("variables.index")
+            && error.contains("not a valid tensor bundle index")
+            && error.contains("snappy-compressed block 0+")
+            && error.contains("corrupt"),
+        "{error}"
+    );
+    // A header claiming 1 GiB from a few bytes: refused before allocating.
+    let error = error_with(&|_| {
+        let mut stored = Vec::new();
+        write_varint(&mut stored, 1 << 30);
+        stored.extend_from_slice(&[0, 0, 0]);
+        (1, stored)
+    });
+    assert!(
+        error.contains("variables.index")
+            && error.contains("claims 1073741824 bytes")
+            && error.contains("decompression bomb"),
+        "{error}"
+    );
+    // An unknown compression type.
+    let error = error_with(&|contents| (2, contents.to_vec()));
+    assert!(
+        error.contains("variables.index") && error.contains("unknown compression type 2"),
+        "{error}"
+    );
+    // A byte changed after the checksum was taken.
+    let mut rebuilt = rebuild_table(&index, 2, &mut snappy);
+    rebuilt[1] ^= 0x40;
+    std::fs::write(&path, rebuilt).unwrap();
+    let error = error_of(scratch.path(), &fixture.options());
+    assert!(
+        error.contains("variables.index")
+            && error.contains("block 0+")
+            && error.contains("checksum mismatch"),
+        "{error}"
+    );
+    // Any byte of a compressed block changed, checksum recomputed: an error or the same
+    // conversion, never a panic.
+    for (at, flip) in mutations(64, 60) {
+        let mut blocks = 0;
+        let rebuilt = rebuild_table(&index, 2, &mut |contents| {
+            blocks += 1;
+            let (kind, mut stored) = snappy(contents);
+            if blocks == 1 {
+                let at = at % stored.len();
+                stored[at] ^= flip;
+            }
+            (kind, stored)
+        });
+        std::fs::write(&path, rebuilt).unwrap();
+        let _ = run_convert(
+            scratch.path(),
+            &scratch.path().join("out"),
+            &fixture.options(),
+        );
+    }
+}
+
 #[test]
 fn unknown_tags_and_signatures_list_what_exists() {
     let fixture = Fixture::new("saved_model");
@@ -769,6 +1046,65 @@ fn the_op_check_lists_unsupported_ops_with_counts() {
     );
     options.skip_op_check = true;
     convert_ok(&path, &options);
+}
+
+#[test]
+fn the_op_check_looks_inside_control_flow_bodies() {
+    // The lstm fixture's While body with one op renamed to one nobody runs: TF.js would fail
+    // on it inside the loop, so the check names it, its node and its (frozen) function, as the
+    // Python converter's check (which reads every library function) refuses it too.
+    let fixture = Fixture::new("lstm");
+    let scratch = scratch_copy(&fixture.model());
+    let path = scratch.path().join("saved_model.pb");
+    let mut model = SavedModel::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
+    // The SavedModel holds two traces of the loop (while_body_148 and _312); the first Tanh of
+    // each is renamed, and the one the signature's graph reaches must be named.
+    let mut renamed = Vec::new();
+    let library = model.meta_graphs[0]
+        .graph_def
+        .as_mut()
+        .and_then(|graph| graph.library.as_mut())
+        .unwrap();
+    for function in &mut library.function {
+        let name = function.signature.as_ref().unwrap().name.clone();
+        if !name.contains("while_body") {
+            continue;
+        }
+        if let Some(node) = function.node_def.iter_mut().find(|n| n.op == "Tanh") {
+            node.op = "MadeUpOp".into();
+            renamed.push((name, node.name.clone()));
+        }
+    }
+    assert_eq!(renamed.len(), 2, "{renamed:?}");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let error = error_of(scratch.path(), &fixture.options());
+    // The body was specialised for its captured variables: the written function is NAME_frozen.
+    let reached: Vec<String> = renamed
+        .iter()
+        .map(|(function, node)| {
+            format!("MadeUpOp ×1 (node `{node}` in function `{function}_frozen`)")
+        })
+        .filter(|located| error.contains(&format!("ops TF.js cannot run: {located}")))
+        .collect();
+    assert_eq!(reached.len(), 1, "{error}");
+    // In both lists: neither TF.js nor tfjsc runs it.
+    assert_eq!(error.matches(reached[0].as_str()).count(), 2, "{error}");
+    // The ops of the untouched body that tfjsc cannot compile are named with their function.
+    let error = error_of(&fixture.model(), &fixture.options());
+    assert!(!error.contains("TF.js cannot run"), "{error}");
+    assert!(
+        error.contains("TensorListGetItem ×1 (node `") && error.contains("while_body"),
+        "{error}"
+    );
+    // --skip_op_check still writes it, body and all.
+    let converted = convert_ok(
+        scratch.path(),
+        &ConvertOptions {
+            skip_op_check: true,
+            ..fixture.options()
+        },
+    );
+    assert!(converted.model_json().to_string().contains("MadeUpOp"));
 }
 
 #[test]
@@ -1069,6 +1405,106 @@ fn the_command_line_takes_the_python_converters_flags() {
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("--control_flow_v2=false"), "{message}");
+}
+
+/// Runs `tfjsc convert ARGUMENTS` with its stderr on a pseudo-terminal of 100 columns (stdout
+/// piped); returns whether it succeeded and what it wrote to the terminal.
+fn convert_on_a_terminal(arguments: &[&std::ffi::OsStr]) -> (bool, String) {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut controller, mut terminal) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors into the integers given and reads `size`; the
+    // name and termios pointers may be null.
+    let status = unsafe {
+        libc::openpty(
+            &mut controller,
+            &mut terminal,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &size,
+        )
+    };
+    assert_eq!(status, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened by openpty and are owned by nothing else.
+    let (controller, terminal) = unsafe {
+        (
+            std::fs::File::from(OwnedFd::from_raw_fd(controller)),
+            OwnedFd::from_raw_fd(terminal),
+        )
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tfjsc"))
+        .arg("convert")
+        .args(arguments)
+        .stdout(std::process::Stdio::piped())
+        .stderr(terminal)
+        .spawn()
+        .unwrap();
+    // The command's copy of the terminal side is closed by now: reading ends (EIO on Linux)
+    // once the child exits.
+    let mut written = Vec::new();
+    let _ = (&controller).read_to_end(&mut written);
+    let status = child.wait().unwrap();
+    (
+        status.success(),
+        String::from_utf8_lossy(&written).into_owned(),
+    )
+}
+
+#[test]
+fn progress_is_a_bar_on_a_terminal_and_nothing_elsewhere() {
+    let input = Fixture::new("saved_model").model();
+    let output = tempfile::tempdir().unwrap();
+    let out = |name: &str| output.path().join(name).into_os_string();
+    // On a terminal: the bar, filled step by step with each step's name, then cleared before
+    // the closing line.
+    let (succeeded, shown) = convert_on_a_terminal(&[input.as_os_str(), &out("bar")]);
+    assert!(succeeded, "{shown}");
+    for drawn in [
+        "[                        ]",
+        "[######                  ]",
+        "[##################      ]",
+        " s  reading",
+        " s  checking ops",
+        " s  writing",
+    ] {
+        assert!(shown.contains(drawn), "{drawn:?} not in {shown:?}");
+    }
+    let after_last_clear = shown.rsplit("\x1b[2K").next().unwrap();
+    assert!(
+        after_last_clear.starts_with("wrote ") && !after_last_clear.contains('['),
+        "{shown:?}"
+    );
+    // --quiet: nothing at all.
+    let quiet = std::ffi::OsString::from("--quiet");
+    let (succeeded, shown) = convert_on_a_terminal(&[&quiet, input.as_os_str(), &out("quiet")]);
+    assert!(succeeded && shown.is_empty(), "{shown:?}");
+    // A failure: the bar is cleared before the error.
+    let (succeeded, shown) = convert_on_a_terminal(&[
+        input.as_os_str(),
+        "--signature_name=nope".as_ref(),
+        &out("no"),
+    ]);
+    assert!(!succeeded && shown.contains(" s  reading"), "{shown:?}");
+    let after_last_clear = shown.rsplit("\x1b[2K").next().unwrap();
+    assert!(after_last_clear.starts_with("error: "), "{shown:?}");
+    // Not a terminal (a pipe, a log): the closing line only.
+    let piped = std::process::Command::new(env!("CARGO_BIN_EXE_tfjsc"))
+        .arg("convert")
+        .arg(&input)
+        .arg(out("piped"))
+        .output()
+        .unwrap();
+    let written = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        piped.status.success() && written.starts_with("wrote ") && written.lines().count() == 1,
+        "{written:?}"
+    );
 }
 
 #[test]

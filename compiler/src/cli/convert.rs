@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use tfjsc::convert::{convert, ConvertOptions, InputFormat, OutputFormat, Quantization};
 
@@ -72,7 +73,7 @@ pub struct ConvertArgs {
     /// Keep batch normalisation as separate ops instead of folding it into the convolution.
     #[arg(long = "no_fold_batch_norms")]
     no_fold_batch_norms: bool,
-    /// No progress output.
+    /// No progress bar (drawn only when stderr is a terminal) and no closing summary line.
     #[arg(long)]
     quiet: bool,
     /// The model to convert.
@@ -160,13 +161,12 @@ pub fn run(args: ConvertArgs) -> Result<()> {
         );
     }
     let started = Instant::now();
-    let mut progress = Progress::new(args.quiet);
-    let mut progress = |step: &str| progress.step(step, started);
-    let report = convert(&args.input_path, &args.output_path, &options, &mut progress)
-        .with_context(|| format!("converting {}", args.input_path))?;
-    if !args.quiet && std::io::stderr().is_terminal() && started.elapsed().as_millis() > 300 {
-        eprintln!();
-    }
+    let bar = progress_bar(args.quiet, std::io::stderr().is_terminal());
+    let result = convert(&args.input_path, &args.output_path, &options, &mut |step| {
+        show_step(&bar, step)
+    });
+    bar.finish_and_clear();
+    let report = result.with_context(|| format!("converting {}", args.input_path))?;
     for note in &report.notes {
         eprintln!("note: {note}");
     }
@@ -183,40 +183,60 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     Ok(())
 }
 
-/// The conversion's steps, shown once it takes more than a moment: a bar redrawn in place on a
-/// terminal, one line per step otherwise.
-struct Progress {
-    quiet: bool,
-    done: usize,
-}
-
-/// The steps `convert` reports, in order.
+/// The steps `convert` reports, in order ("checking ops" is skipped with --skip_op_check).
 const STEPS: [&str; 4] = ["reading", "rewriting", "checking ops", "writing"];
 
-impl Progress {
-    fn new(quiet: bool) -> Progress {
-        Progress { quiet, done: 0 }
+/// The conversion's progress: a bar of [`STEPS`] on stderr, redrawn in place and cleared at the
+/// end; hidden with --quiet or when stderr is not a `terminal` (a log gets no progress lines).
+fn progress_bar(quiet: bool, terminal: bool) -> ProgressBar {
+    if quiet || !terminal {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(STEPS.len() as u64), ProgressDrawTarget::stderr());
+    // The template is fixed and valid; were it not, the bar would keep indicatif's default look.
+    if let Ok(style) = ProgressStyle::with_template("[{bar:24}] {seconds:>6} s  {msg}") {
+        let seconds = |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+            let _ = write!(out, "{:.2}", state.elapsed().as_secs_f64());
+        };
+        bar.set_style(style.progress_chars("# ").with_key("seconds", seconds));
+    }
+    bar
+}
+
+/// Shows that `step` has begun: the bar filled for the steps before it, the step's name beside.
+fn show_step(bar: &ProgressBar, step: &str) {
+    bar.set_message(step.to_string());
+    if let Some(done) = STEPS.iter().position(|s| *s == step) {
+        bar.set_position(done as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_is_hidden_when_quiet_or_not_on_a_terminal() {
+        assert!(progress_bar(true, true).is_hidden());
+        assert!(progress_bar(false, false).is_hidden());
+        assert!(progress_bar(true, false).is_hidden());
+        let shown = progress_bar(false, true);
+        assert_eq!(shown.length(), Some(STEPS.len() as u64));
+        shown.finish_and_clear();
     }
 
-    fn step(&mut self, step: &str, started: Instant) {
-        self.done = STEPS
-            .iter()
-            .position(|s| *s == step)
-            .map_or(self.done, |i| i + 1);
-        if self.quiet || started.elapsed().as_millis() < 300 {
-            return;
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        if std::io::stderr().is_terminal() {
-            let width = 24;
-            let filled = width * self.done / STEPS.len();
-            eprint!(
-                "\r[{}{}] {seconds:>6.2} s  {step:<14}",
-                "#".repeat(filled),
-                " ".repeat(width - filled)
-            );
-        } else {
-            eprintln!("[{seconds:>6.2} s] {step}");
-        }
+    #[test]
+    fn each_step_fills_the_bar_for_the_steps_before_it() {
+        let bar = ProgressBar::hidden();
+        bar.set_length(STEPS.len() as u64);
+        show_step(&bar, "reading");
+        assert_eq!((bar.position(), bar.message()), (0, "reading".into()));
+        show_step(&bar, "rewriting");
+        // --skip_op_check goes from rewriting to writing.
+        show_step(&bar, "writing");
+        assert_eq!((bar.position(), bar.message()), (3, "writing".into()));
+        // A step convert may report some day and this list lacks: named, the bar unchanged.
+        show_step(&bar, "quantizing");
+        assert_eq!((bar.position(), bar.message()), (3, "quantizing".into()));
     }
 }

@@ -2,11 +2,16 @@
 //! table mapping tensor names to [`BundleEntryProto`]s, and `PREFIX.data-NNNNN-of-MMMMM` shards
 //! holding the bytes. Only what freezing needs: list the keys, read one tensor by key.
 //!
-//! The index is parsed into memory (it is small); data shards are opened on demand, inside the
+//! The index is parsed into memory (it is small); its blocks are checked against their trailers'
+//! masked CRC-32C (as TensorFlow's `ReadBlock` does) and may be stored as they are or
+//! snappy-compressed (raw snappy, LevelDB's block type 1; TensorFlow's bundle writer turns
+//! compression off, its table builder does not). Data shards are opened on demand, inside the
 //! bundle's folder only, and each tensor's bytes are checked against the entry's masked CRC-32C.
-//! Every offset read from the file is bounds-checked: a hostile index yields an error, never a
-//! panic or a huge allocation.
+//! Every offset read from the file is bounds-checked and every decompressed size is checked
+//! before allocating (at most `SNAPPY_MAX_EXPANSION` times the block, and the file, size): a
+//! hostile index yields an error, never a panic or a huge allocation.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -57,12 +62,12 @@ impl Bundle {
         for (key, value) in table {
             if key.is_empty() {
                 header = Some(
-                    BundleHeaderProto::decode(value)
+                    BundleHeaderProto::decode(value.as_slice())
                         .map_err(|error| corrupt(format!("header: {error}")))?,
                 );
                 continue;
             }
-            let entry = BundleEntryProto::decode(value).map_err(|error| {
+            let entry = BundleEntryProto::decode(value.as_slice()).map_err(|error| {
                 corrupt(format!(
                     "entry {:?}: {error}",
                     String::from_utf8_lossy(&key)
@@ -409,29 +414,96 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(slice.try_into().ok()?))
 }
 
-/// A block handle's bytes, checked to lie inside the file (with its 5-byte trailer).
-fn block<'a>(file: &'a [u8], bytes: &[u8], at: &mut usize) -> Result<&'a [u8], String> {
+/// How many times its stored size a snappy-compressed block may claim to decompress to. The
+/// densest thing snappy can write, a 3-byte copy of 64 bytes, expands 21.3 times, so a block
+/// claiming more is corrupt or a decompression bomb, and is refused before anything is
+/// allocated. The same factor of the whole file bounds the sum of a table's decompressed
+/// blocks (an index whose handles all point at one block cannot multiply it).
+const SNAPPY_MAX_EXPANSION: usize = 32;
+
+/// The length of a block trailer: the compression type byte, then the masked CRC-32C of the
+/// block's bytes and that type byte.
+const BLOCK_TRAILER_LENGTH: usize = 5;
+
+/// A block's bytes, read through its handle at `*at` in `bytes` (advanced past it): checked to
+/// lie inside the file with its trailer, checked against the trailer's CRC (as TensorFlow's
+/// `ReadBlock` does), and decompressed when the trailer says snappy (type 1), taking the
+/// decompressed size from `budget`.
+fn block<'a>(
+    file: &'a [u8],
+    bytes: &[u8],
+    at: &mut usize,
+    budget: &mut usize,
+) -> Result<Cow<'a, [u8]>, String> {
     let offset = varint(bytes, at).ok_or("truncated block handle")? as usize;
     let size = varint(bytes, at).ok_or("truncated block handle")? as usize;
     let end = offset
         .checked_add(size)
         .filter(|&end| {
-            end.checked_add(5)
+            end.checked_add(BLOCK_TRAILER_LENGTH)
                 .is_some_and(|trailer| trailer <= file.len())
         })
         .ok_or_else(|| format!("block {offset}+{size} lies outside the file"))?;
+    let stored = u32_at(file, end + 1).ok_or("truncated block trailer")?;
+    if masked_crc32c(&file[offset..=end]) != stored {
+        return Err(format!("block {offset}+{size}: checksum mismatch"));
+    }
+    let contents = &file[offset..end];
     match file[end] {
-        0 => Ok(&file[offset..end]),
-        1 => Err("snappy-compressed blocks are not supported".to_string()),
-        other => Err(format!("unknown block compression {other}")),
+        0 => Ok(Cow::Borrowed(contents)),
+        1 => decompress_snappy(contents, budget)
+            .map(Cow::Owned)
+            .map_err(|message| format!("snappy-compressed block {offset}+{size}: {message}")),
+        other => Err(format!(
+            "block {offset}+{size}: unknown compression type {other} (0 is none, 1 is snappy)"
+        )),
     }
 }
 
+/// Decompresses one raw (unframed) snappy block, refusing a claimed size beyond
+/// [`SNAPPY_MAX_EXPANSION`] times the block or beyond what is left of `budget`.
+fn decompress_snappy(compressed: &[u8], budget: &mut usize) -> Result<Vec<u8>, String> {
+    let length = snap::raw::decompress_len(compressed)
+        .map_err(|error| format!("corrupt length header ({error})"))?;
+    let most = compressed.len().saturating_mul(SNAPPY_MAX_EXPANSION);
+    if length > most {
+        return Err(format!(
+            "claims {length} bytes decompressed, more than {SNAPPY_MAX_EXPANSION} times its {} \
+             stored bytes (corrupt, or a decompression bomb)",
+            compressed.len()
+        ));
+    }
+    if length > *budget {
+        return Err(format!(
+            "claims {length} bytes decompressed, past {SNAPPY_MAX_EXPANSION} times the file's \
+             size for all of its blocks together (corrupt, or a decompression bomb)"
+        ));
+    }
+    *budget -= length;
+    let mut output = vec![0u8; length];
+    let written = snap::raw::Decoder::new()
+        .decompress(compressed, &mut output)
+        .map_err(|error| format!("corrupt compressed data ({error})"))?;
+    if written != length {
+        return Err(format!(
+            "decompressed to {written} bytes, not the {length} its header says"
+        ));
+    }
+    Ok(output)
+}
+
 /// One key and its value in a table.
-pub(crate) type TableEntry<'a> = (Vec<u8>, &'a [u8]);
+pub(crate) type TableEntry = (Vec<u8>, Vec<u8>);
+
+/// One key and its value in a block (the value borrowed from the block).
+type BlockEntry<'a> = (Vec<u8>, &'a [u8]);
 
 /// The key/value entries of one table block (prefix-compressed keys, restart array at the end).
-fn block_entries(block: &[u8]) -> Result<Vec<TableEntry<'_>>, String> {
+///
+/// Each entry's key and value bytes are taken from `budget`: prefix-compressed keys (each
+/// repeating its predecessor's prefix) or handles that all point at one block would otherwise
+/// multiply a small file in memory.
+fn block_entries<'a>(block: &'a [u8], budget: &mut usize) -> Result<Vec<BlockEntry<'a>>, String> {
     let restarts = u32_at(block, block.len().checked_sub(4).ok_or("empty block")?)
         .ok_or("empty block")? as usize;
     let data_end = restarts
@@ -458,14 +530,23 @@ fn block_entries(block: &[u8]) -> Result<Vec<TableEntry<'_>>, String> {
             .ok_or("entry value past the block")?;
         key.truncate(shared);
         key.extend_from_slice(&block[at..key_end]);
+        *budget = budget
+            .checked_sub(key.len() + value_length)
+            .ok_or_else(|| {
+                format!(
+                    "its entries take more than {SNAPPY_MAX_EXPANSION} times the file's size \
+                     (corrupt, or built to exhaust memory)"
+                )
+            })?;
         entries.push((key.clone(), &block[key_end..value_end]));
         at = value_end;
     }
     Ok(entries)
 }
 
-/// Every key/value of a table file, in file order (sorted by key).
-pub(crate) fn read_table(file: &[u8]) -> Result<Vec<TableEntry<'_>>, String> {
+/// Every key/value of a table file, in file order (sorted by key). Blocks may be stored as they
+/// are or snappy-compressed, as their trailers say.
+pub(crate) fn read_table(file: &[u8]) -> Result<Vec<TableEntry>, String> {
     if file.len() < FOOTER_LENGTH {
         return Err(format!("{} bytes, shorter than a table footer", file.len()));
     }
@@ -475,14 +556,17 @@ pub(crate) fn read_table(file: &[u8]) -> Result<Vec<TableEntry<'_>>, String> {
     if magic != TABLE_MAGIC {
         return Err("no table magic at the end (truncated?)".into());
     }
+    let mut budget = file.len().saturating_mul(SNAPPY_MAX_EXPANSION);
     let mut at = 0;
-    let _metaindex = block(file, footer, &mut at)?;
-    let index = block(file, footer, &mut at)?;
+    let _metaindex = block(file, footer, &mut at, &mut budget)?;
+    let index = block(file, footer, &mut at, &mut budget)?;
     let mut entries = Vec::new();
-    for (_, handle) in block_entries(index)? {
+    for (_, handle) in block_entries(&index, &mut budget)? {
         let mut at = 0;
-        let data = block(file, handle, &mut at)?;
-        entries.extend(block_entries(data)?);
+        let data = block(file, handle, &mut at, &mut budget)?;
+        for (key, value) in block_entries(&data, &mut budget)? {
+            entries.push((key, value.to_vec()));
+        }
     }
     Ok(entries)
 }
@@ -560,13 +644,114 @@ mod tests {
     }
 
     #[test]
+    fn prefix_compressed_keys_cannot_multiply_a_block_in_memory() {
+        // 10 000 entries, each key its predecessor's plus one byte: 40 kB of block, 50 MB of
+        // keys. Refused once the budget is spent; a budget for the keys reads them.
+        let mut block = Vec::new();
+        for index in 0..10_000u64 {
+            // shared = the whole previous key, 1 new byte, an empty value
+            push_varint(&mut block, index);
+            push_varint(&mut block, 1);
+            push_varint(&mut block, 0);
+            block.push(b'k');
+        }
+        block.extend_from_slice(&0u32.to_le_bytes());
+        block.extend_from_slice(&1u32.to_le_bytes());
+        let error = block_entries(&block, &mut (block.len() * SNAPPY_MAX_EXPANSION)).unwrap_err();
+        assert!(error.contains("times the file's size"), "{error}");
+        let entries = block_entries(&block, &mut (10_000 * 10_001 / 2)).unwrap();
+        assert_eq!(entries.len(), 10_000);
+        assert_eq!(entries[9_999].0.len(), 10_000);
+    }
+
+    #[test]
     fn block_entries_share_key_prefixes() {
         // Two entries: "ab" -> "1", then shared 1 + "c" -> "2"; one restart at 0.
         let mut block = vec![0, 2, 1, b'a', b'b', b'1', 1, 1, 1, b'c', b'2'];
         block.extend_from_slice(&0u32.to_le_bytes());
         block.extend_from_slice(&1u32.to_le_bytes());
-        let entries = block_entries(&block).unwrap();
+        let entries = block_entries(&block, &mut 1000).unwrap();
         assert_eq!(entries[0], (b"ab".to_vec(), &b"1"[..]));
         assert_eq!(entries[1], (b"ac".to_vec(), &b"2"[..]));
+    }
+
+    fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+        while value >= 0x80 {
+            out.push(value as u8 | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+
+    /// A block of `entries` (whole keys, one restart point).
+    fn table_block(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut block = Vec::new();
+        for (key, value) in entries {
+            push_varint(&mut block, 0);
+            push_varint(&mut block, key.len() as u64);
+            push_varint(&mut block, value.len() as u64);
+            block.extend_from_slice(key);
+            block.extend_from_slice(value);
+        }
+        block.extend_from_slice(&0u32.to_le_bytes());
+        block.extend_from_slice(&1u32.to_le_bytes());
+        block
+    }
+
+    /// Appends `contents` as a block with compression `kind` and its trailer; returns its handle.
+    fn put_block(file: &mut Vec<u8>, contents: &[u8], kind: u8) -> Vec<u8> {
+        let mut handle = Vec::new();
+        push_varint(&mut handle, file.len() as u64);
+        push_varint(&mut handle, contents.len() as u64);
+        let start = file.len();
+        file.extend_from_slice(contents);
+        file.push(kind);
+        let crc = masked_crc32c(&file[start..]);
+        file.extend_from_slice(&crc.to_le_bytes());
+        handle
+    }
+
+    /// A table whose index has `handles` entries, all pointing at one snappy block holding one
+    /// entry of `value_length` zeros.
+    fn table_repeating_one_block(handles: usize, value_length: usize) -> Vec<u8> {
+        let zeros = vec![0u8; value_length];
+        let data = table_block(&[(b"key", &zeros)]);
+        let compressed = snap::raw::Encoder::new().compress_vec(&data).unwrap();
+        let mut file = Vec::new();
+        let data_handle = put_block(&mut file, &compressed, 1);
+        let keys: Vec<Vec<u8>> = (0..handles)
+            .map(|i| format!("k{i:05}").into_bytes())
+            .collect();
+        let index_entries: Vec<(&[u8], &[u8])> = keys
+            .iter()
+            .map(|key| (key.as_slice(), data_handle.as_slice()))
+            .collect();
+        let mut footer = put_block(&mut file, &table_block(&[]), 0);
+        footer.extend(put_block(&mut file, &table_block(&index_entries), 0));
+        footer.resize(40, 0);
+        footer.extend_from_slice(&TABLE_MAGIC.to_le_bytes());
+        file.extend_from_slice(&footer);
+        file
+    }
+
+    #[test]
+    fn snappy_blocks_decompress_within_a_budget_tied_to_the_file() {
+        // Read once, a block compressed about 20 times (near snappy's densest) is fine.
+        let table = table_repeating_one_block(1, 4000);
+        let entries = read_table(&table).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert!(entries
+            .iter()
+            .all(|(key, value)| key == b"key" && value.len() == 4000));
+        // One 4000-byte block (about 200 bytes stored) behind 200 handles would decompress to
+        // 800 kB from a file of a few kB: refused once the file's budget is spent.
+        let table = table_repeating_one_block(200, 4000);
+        assert!(table.len() * SNAPPY_MAX_EXPANSION < 200 * 4000);
+        let error = read_table(&table).unwrap_err();
+        assert!(
+            error.contains("for all of its blocks together")
+                && error.contains("decompression bomb"),
+            "{error}"
+        );
     }
 }

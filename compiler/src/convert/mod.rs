@@ -261,7 +261,7 @@ pub fn convert(
     rewrite::run(&mut graph, options)?;
     if !options.skip_op_check {
         progress("checking ops");
-        op_check::check(&graph.nodes, options.output_format)?;
+        op_check::check(&graph.nodes, &frozen.library, options.output_format)?;
     }
     progress("writing");
     let graph_def = GraphDef {
