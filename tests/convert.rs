@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use serde_json::Value;
 use tfjsc::convert::{convert, ConvertOptions, InputFormat, OutputFormat, Quantization};
-use tfjsc_proto::tensorflow::{GraphDef, SavedModel};
+use tfjsc_proto::tensorflow::{attr_value, AttrValue, GraphDef, NodeDef, SavedModel};
 use tfjsc_runtime::npy::read_npy;
 use tfjsc_runtime::Model;
 
@@ -1105,6 +1105,83 @@ fn the_op_check_looks_inside_control_flow_bodies() {
         },
     );
     assert!(converted.model_json().to_string().contains("MadeUpOp"));
+}
+
+#[test]
+fn debug_ops_in_control_flow_bodies_are_stripped() {
+    // The lstm fixture's While bodies with a CheckNumerics between the first Tanh and its
+    // readers, and an Assert on a control edge and among the control outputs. With
+    // --strip_debug_ops (the default) the written model is the unmodified fixture's, as Grappler's
+    // debug stripper makes it for the Python converter; without, both are written.
+    let fixture = Fixture::new("lstm");
+    let scratch = scratch_copy(&fixture.model());
+    let path = scratch.path().join("saved_model.pb");
+    let mut model = SavedModel::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
+    let library = model.meta_graphs[0]
+        .graph_def
+        .as_mut()
+        .and_then(|graph| graph.library.as_mut())
+        .unwrap();
+    let type_attr = |dtype: i32| AttrValue {
+        value: Some(attr_value::Value::Type(dtype)),
+    };
+    let mut edited = 0;
+    for function in &mut library.function {
+        let name = function.signature.as_ref().unwrap().name.clone();
+        let Some(tanh) = function.node_def.iter().find(|n| n.op == "Tanh") else {
+            continue;
+        };
+        if !name.contains("while_body") {
+            continue;
+        }
+        let tanh_output = format!("{}:y:0", tanh.name);
+        let mut readers = 0;
+        for node in &mut function.node_def {
+            let before = readers;
+            for input in node.input.iter_mut().filter(|input| **input == tanh_output) {
+                *input = "check_tanh:output:0".into();
+                readers += 1;
+            }
+            if before == 0 && readers > 0 {
+                // The first reader waits for the assert.
+                node.input.push("^assert_tanh".into());
+            }
+        }
+        assert!(readers > 0, "{name}: nothing reads {tanh_output}");
+        function.node_def.push(NodeDef {
+            name: "check_tanh".into(),
+            op: "CheckNumerics".into(),
+            input: vec![tanh_output.clone()],
+            attr: [("T".to_string(), type_attr(1))].into_iter().collect(),
+            ..NodeDef::default()
+        });
+        function.node_def.push(NodeDef {
+            name: "assert_tanh".into(),
+            op: "Assert".into(),
+            input: vec![tanh_output.clone(), tanh_output],
+            ..NodeDef::default()
+        });
+        function
+            .control_ret
+            .insert("assert_tanh".into(), "assert_tanh".into());
+        let signature = function.signature.as_mut().unwrap();
+        signature.control_output.push("assert_tanh".into());
+        edited += 1;
+    }
+    assert_eq!(edited, 2, "the fixture holds two traces of the loop body");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let options = ConvertOptions {
+        skip_op_check: true,
+        ..fixture.options()
+    };
+    let plain = convert_ok(fixture.model(), &options).model_json();
+    assert_eq!(convert_ok(scratch.path(), &options).model_json(), plain);
+    let kept = ConvertOptions {
+        strip_debug_ops: false,
+        ..options
+    };
+    let kept = convert_ok(scratch.path(), &kept).model_json().to_string();
+    assert!(kept.contains("CheckNumerics") && kept.contains("assert_tanh"));
 }
 
 #[test]

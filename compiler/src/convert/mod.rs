@@ -250,7 +250,7 @@ pub fn convert(
     };
     progress("rewriting");
     let saved_model::Loaded {
-        frozen,
+        mut frozen,
         signature,
         outputs,
         tensorflow_version,
@@ -259,6 +259,9 @@ pub fn convert(
     let output_names: Vec<String> = outputs.iter().filter_map(|v| v.input()).collect();
     let mut graph = rewrite::Graph::new(frozen.nodes, frozen.constants, &output_names);
     rewrite::run(&mut graph, options)?;
+    if options.strip_debug_ops {
+        rewrite::strip_debug_ops_in_functions(&mut frozen.library);
+    }
     if !options.skip_op_check {
         progress("checking ops");
         op_check::check(&graph.nodes, &frozen.library, options.output_format)?;

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tfjsc_proto::tensorflow::{attr_value, AttrValue, NodeDef};
+use tfjsc_proto::tensorflow::{attr_value, AttrValue, FunctionDef, NodeDef};
 
 use super::error::ConvertError;
 use super::freeze::{prune, type_attr};
@@ -188,11 +188,69 @@ fn forwards(op: &str, strip_debug_ops: bool) -> bool {
     matches!(
         op,
         "Identity" | "IdentityN" | "Snapshot" | "StopGradient" | "PreventGradient"
-    ) || (strip_debug_ops
-        && matches!(
-            op,
-            "CheckNumerics" | "EnsureShape" | "DebugIdentity" | "Print"
-        ))
+    ) || (strip_debug_ops && is_forwarding_debug_op(op))
+}
+
+/// Debug ops that pass their first input through (`--strip_debug_ops` forwards it).
+fn is_forwarding_debug_op(op: &str) -> bool {
+    matches!(
+        op,
+        "CheckNumerics" | "EnsureShape" | "DebugIdentity" | "Print"
+    )
+}
+
+/// With `--strip_debug_ops`, the debug ops of library functions (loop bodies, branches) go as
+/// the graph's own do (Grappler's debug stripper, which the Python converter runs, does both):
+/// `CheckNumerics` and the other forwarding ones pass their input to their readers and to the
+/// function's results, and `Assert`s go with the control edges and control outputs naming them.
+/// Identity ops stay: inside a function they are its own business.
+pub fn strip_debug_ops_in_functions(library: &mut [FunctionDef]) {
+    for function in library {
+        // Node → the data input it forwards ("x" or "node:output:0", a function's reference form).
+        let forwarded: HashMap<String, String> = function
+            .node_def
+            .iter()
+            .filter(|node| is_forwarding_debug_op(&node.op))
+            .filter_map(|node| {
+                let data = node.input.iter().find(|input| !input.starts_with('^'))?;
+                Some((node.name.clone(), data.clone()))
+            })
+            .collect();
+        let asserts: HashSet<String> = function
+            .node_def
+            .iter()
+            .filter(|node| node.op == "Assert")
+            .map(|node| node.name.clone())
+            .collect();
+        if forwarded.is_empty() && asserts.is_empty() {
+            continue;
+        }
+        let removed = |name: &str| forwarded.contains_key(name) || asserts.contains(name);
+        // A debug op reading another is followed to the first input that is neither (bounded:
+        // a malformed body may loop).
+        let resolve = |reference: &mut String| {
+            for _ in 0..=forwarded.len() {
+                match forwarded.get(node_name(reference)) {
+                    Some(input) if !reference.starts_with('^') => *reference = input.clone(),
+                    _ => break,
+                }
+            }
+        };
+        function.node_def.retain(|node| !removed(&node.name));
+        for node in &mut function.node_def {
+            node.input
+                .retain(|input| !(input.starts_with('^') && removed(node_name(input))));
+            node.input.iter_mut().for_each(resolve);
+        }
+        function.ret.values_mut().for_each(resolve);
+        function.control_ret.retain(|_, node| !removed(node));
+        let control_outputs: HashSet<String> = function.control_ret.keys().cloned().collect();
+        if let Some(signature) = &mut function.signature {
+            signature
+                .control_output
+                .retain(|name| control_outputs.contains(name));
+        }
+    }
 }
 
 /// Removes Identity and friends (and, with `--strip_debug_ops`, CheckNumerics and other debug
