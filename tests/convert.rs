@@ -1642,6 +1642,57 @@ fn library_function<'m>(model: &'m Value, node: &Value, attr: &str) -> &'m Value
 }
 
 #[test]
+fn a_gather_from_a_captured_variable_in_a_loop_gathers_from_its_constant() {
+    // An embedding lookup in a decoding loop (ResourceGather of a captured handle in the While
+    // body) becomes GatherV2 of the loop-invariant constant along axis 0, as TensorFlow's
+    // convert_variables_to_constants_v2 makes it. tfjsc cannot compile While, so the op check
+    // is skipped; TF.js runs the output (tests/tfjs_reference.mjs: 6.0e-8 from TensorFlow).
+    let fixture = Fixture::new("gather_loop");
+    let options = ConvertOptions {
+        skip_op_check: true,
+        ..fixture.options()
+    };
+    let converted = convert_ok(fixture.model(), &options);
+    let ours = converted.model_json();
+    assert!(
+        !ours.to_string().contains("DT_RESOURCE"),
+        "a resource type left"
+    );
+    let r#while = nodes(&ours)
+        .into_values()
+        .find(|n| n["op"] == "While")
+        .expect("a While node");
+    let body = library_function(&ours, &r#while, "body");
+    let body_nodes = body["nodeDef"].as_array().unwrap();
+    assert!(body_nodes.iter().all(|n| n["op"] != "ResourceGather"));
+    let gather = body_nodes
+        .iter()
+        .find(|n| n["op"] == "GatherV2")
+        .expect("the lookup as GatherV2");
+    // It gathers from the argument the embedding (10 × 4 floats) is passed in as.
+    let weights = weight_bytes(converted.path(), &ours);
+    let arguments = body["signature"]["inputArg"].as_array().unwrap();
+    let params = gather["input"][0].as_str().unwrap();
+    let position = arguments
+        .iter()
+        .position(|arg| arg["name"] == params)
+        .expect("GatherV2 reads a function argument");
+    let loop_input = r#while["input"][position].as_str().unwrap();
+    assert_eq!(weights[loop_input].len(), 10 * 4 * 4, "{loop_input}");
+    assert_eq!(arguments[position]["type"], "DT_FLOAT");
+    // Along axis 0: a Const in the body, written as a weight named FUNCTION/NODE (the body's
+    // references renamed with it).
+    let axis = gather["input"][2].as_str().unwrap();
+    let axis_node = axis.split(':').next().unwrap();
+    let function = body["signature"]["name"].as_str().unwrap();
+    assert!(
+        axis_node.starts_with(&format!("{function}/")),
+        "{axis_node}"
+    );
+    assert_eq!(weights[axis_node].as_slice(), 0i32.to_le_bytes());
+}
+
+#[test]
 fn lstm_while_body_variables_become_loop_invariant_constants() {
     // A Keras LSTM's While loop gets its three variables as captured resource inputs, read by
     // ReadVariableOp in the body. Frozen as the Python converter does with --control_flow_v2

@@ -24,6 +24,8 @@ Writes, under tests/fixtures/convert/ (small, committed):
 - lstm/             Keras 3 LSTM(4) + Dense(2) on a (1, 5, 3) input: a While loop whose body reads
                     the LSTM's variables through captured resource inputs; plus tfjs/ (the Python
                     converter's output with --control_flow_v2=true, the golden reference);
+- gather_loop/      a tf.while_loop whose body looks a token up in an embedding variable
+                    (ResourceGather of a captured handle) and mixes it into the state;
 - each with input_0.npy and expected_0.npy (TensorFlow's answer) and case.json.
 The full-size MobileNetV2 and EfficientNetB0 SavedModels used for the measurements in
 docs/convert.md are the ones `tests/make_fixtures.py --full` writes (saved_model/ beside their
@@ -374,9 +376,47 @@ def lstm_fixture():
                legacy_format=False)
 
 
+def gather_loop_fixture():
+    """A decoding loop: each step looks its token up in an embedding variable (ResourceGather of
+    a captured handle in the While body) and mixes it into the state with a matrix variable."""
+    directory = fresh(os.path.join(ROOT, "gather_loop"))
+    rng = np.random.default_rng(22)
+
+    class DecodeModule(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = tf.Variable(rng.uniform(-1, 1, (10, 4)).astype(np.float32), name="embedding")
+            self.mix = tf.Variable(rng.uniform(-0.5, 0.5, (4, 4)).astype(np.float32), name="mix")
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="state"),
+                                      tf.TensorSpec([1], tf.int32, name="token")])
+        def serve(self, state, token):
+            def step(i, h, t):
+                e = tf.gather(self.embedding, t)  # ResourceGather inside the loop
+                h = tf.tanh(tf.matmul(h + e, self.mix))
+                t = tf.math.floormod(t * 3 + 1, 10)
+                return i + 1, h, t
+
+            _, h, _ = tf.while_loop(lambda i, h, t: i < 4, step, [tf.constant(0), state, token])
+            return {"output": h}
+
+    module = DecodeModule()
+    tf.saved_model.save(module, os.path.join(directory, "model"), signatures={"serving_default": module.serve})
+    state = rng.uniform(-1, 1, (1, 4)).astype(np.float32)
+    token = np.array([7], dtype=np.int32)
+    loaded = tf.saved_model.load(os.path.join(directory, "model"))
+    y = loaded.signatures["serving_default"](state=tf.constant(state), token=tf.constant(token))["output"].numpy()
+    write_case(directory, [("state", state), ("token", token)], [("Identity", y)],
+               "tf.while_loop with an embedding lookup of a captured variable (ResourceGather)", model="model",
+               legacy_format=False)
+
+
 def main():
     if sys.argv[1:] == ["lstm"]:  # only the LSTM fixture (the others stay as committed)
         lstm_fixture()
+        return
+    if sys.argv[1:] == ["gather_loop"]:
+        gather_loop_fixture()
         return
     os.makedirs(ROOT, exist_ok=True)
     model, module = saved_model_fixture()
@@ -389,6 +429,7 @@ def main():
     prelu_fixture()
     hub_tf1_fixture()
     lstm_fixture()
+    gather_loop_fixture()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 // TF.js reference outputs for tfjsc fixtures.
 //
 // Loads <fixture>/model.json with tf.loadGraphModel through an IOHandler that reads model.json
-// and its weight shards from disk, runs it on <fixture>/input_0.npy with the pure-JS "cpu"
+// and its weight shards from disk, runs it on <fixture>/input_0.npy (or, for a fixture of several
+// inputs, every input its case.json names) with the pure-JS "cpu"
 // backend, and writes <fixture>/expected_tfjs_0.npy (float32 or int32, same shape as the
 // output). Prints one JSON line per fixture: {"fixture", "shape", "dtype", "max_abs_vs_tf"}
 // (max |TF.js - TF| against expected_0.npy when that file exists).
@@ -20,9 +21,18 @@ import { diskHandler, tf } from "./tfjs_disk.mjs";
 
 async function runFixture(dir) {
   const model = await tf.loadGraphModel(diskHandler(path.join(dir, "model.json")));
-  const x = readNpy(path.join(dir, "input_0.npy"));
-  if (x.dtype !== "float32" && x.dtype !== "int32") throw new Error(`input dtype ${x.dtype}`);
-  const input = tf.tensor(x.data, x.shape, x.dtype);
+  // Every input case.json names (by its node name), or input_0.npy alone.
+  const caseFile = path.join(dir, "case.json");
+  const named = fs.existsSync(caseFile) ? JSON.parse(fs.readFileSync(caseFile, "utf8")).inputs : null;
+  const files = named && named.length > 1 ? named : [{ name: null, file: "input_0.npy" }];
+  const tensors = files.map(({ file }) => {
+    const x = readNpy(path.join(dir, file));
+    if (x.dtype !== "float32" && x.dtype !== "int32") throw new Error(`input dtype ${x.dtype}`);
+    return tf.tensor(x.data, x.shape, x.dtype);
+  });
+  const input = files.length > 1
+    ? Object.fromEntries(files.map(({ name }, i) => [name, tensors[i]]))
+    : tensors[0];
   let y;
   try {
     y = model.execute(input);
@@ -48,7 +58,7 @@ async function runFixture(dir) {
     }
     res.max_abs_vs_tf = m;
   }
-  tf.dispose([input, y]);
+  tf.dispose([...tensors, y]);
   model.dispose();
   return res;
 }

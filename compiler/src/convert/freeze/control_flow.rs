@@ -8,15 +8,18 @@
 //! argument takes the value instead of the handle: `ReadVariableOp(arg)` becomes
 //! `Identity(arg)`, the argument's (and, for a loop body, the matching result's) type becomes the
 //! variable's dtype, and the node's type list (`T`, `Tin`) and `output_shapes` say the same.
-//! Functions are not inlined or otherwise rewritten here; a handle used in a function by anything
-//! but `ReadVariableOp` or a forwarding op is refused.
+//! A `ResourceGather` of a captured handle becomes `GatherV2` of the value along its
+//! `batch_dims` (an embedding lookup in a decoding loop), as TensorFlow does too. Functions are
+//! not inlined or otherwise rewritten here; a handle used in a function by anything else but a
+//! forwarding op is refused.
 
 use std::collections::HashMap;
 
-use tfjsc_proto::tensorflow::{attr_value, FunctionDef, NodeDef};
+use tfjsc_proto::tensorflow::{attr_value, AttrValue, DataType, FunctionDef, NodeDef};
 
 use super::{shape_attr, type_attr, Freezer, Value, FORWARDING_OPS};
 use crate::convert::error::ConvertError;
+use crate::convert::tensor::Tensor;
 
 /// Ops whose function attributes take the node's inputs as arguments, and how: the attributes
 /// naming the functions, the type-list attribute, and how many leading inputs are not arguments.
@@ -152,6 +155,9 @@ impl<'a> Freezer<'a> {
         let mut values: HashMap<String, i32> = HashMap::new();
         // ReadVariableOp nodes turned into Identity.
         let mut reads: Vec<String> = Vec::new();
+        // ResourceGather nodes turned into GatherV2 of the value, and their axis constants.
+        let mut gathers: Vec<String> = Vec::new();
+        let mut axes: Vec<NodeDef> = Vec::new();
         for (argument, dtype, _) in frozen {
             let Some(arg) = signature.input_arg.get_mut(*argument) else {
                 return Err(self.node_error(
@@ -184,6 +190,11 @@ impl<'a> Freezer<'a> {
                     node.attr.clear();
                     node.attr.insert("T".into(), type_attr(dtype));
                     reads.push(node.name.clone());
+                } else if node.op == "ResourceGather" && !gathers.contains(&node.name) {
+                    axes.push(gather_from_value(node, dtype).map_err(|message| {
+                        self.node_error(call_node, format!("function {name}: {message}"))
+                    })?);
+                    gathers.push(node.name.clone());
                 } else if FORWARDING_OPS.contains(&node.op.as_str()) && node.op != "IdentityN" {
                     node.attr.insert("T".into(), type_attr(dtype));
                     values.insert(node.name.clone(), dtype);
@@ -209,8 +220,10 @@ impl<'a> Freezer<'a> {
             node.input.iter_mut().for_each(renamed);
         }
         function.ret.values_mut().for_each(renamed);
+        function.node_def.extend(axes);
         for node in &function.node_def {
-            if FORWARDING_OPS.contains(&node.op.as_str()) && node.op != "IdentityN" {
+            let forwards = FORWARDING_OPS.contains(&node.op.as_str()) && node.op != "IdentityN";
+            if forwards || gathers.contains(&node.name) {
                 continue;
             }
             for input in &node.input {
@@ -220,7 +233,8 @@ impl<'a> Freezer<'a> {
                         call_node,
                         format!(
                             "function {name}: node {} ({}) takes a captured variable handle; only \
-                             ReadVariableOp reads of captured variables can be frozen",
+                             ReadVariableOp and ResourceGather reads of captured variables can be \
+                             frozen",
                             node.name, node.op
                         ),
                     ));
@@ -276,6 +290,58 @@ fn signature_name(function: &FunctionDef) -> &str {
         .signature
         .as_ref()
         .map_or("", |signature| signature.name.as_str())
+}
+
+/// Turns `ResourceGather(handle, indices)` of a captured variable, whose handle argument now
+/// holds the value (of `dtype`), into `GatherV2(value, indices, axis)` along its `batch_dims`, as
+/// TensorFlow's `convert_variables_to_constants_v2` does; returns the axis `Const` to add to the
+/// function. The output keeps its name (`output`), so references stay as they are.
+fn gather_from_value(node: &mut NodeDef, dtype: i32) -> Result<NodeDef, String> {
+    let int_attr = |name: &str| match node.attr.get(name).and_then(|a| a.value.as_ref()) {
+        Some(attr_value::Value::I(value)) => Some(*value),
+        _ => None,
+    };
+    let batch_dims = int_attr("batch_dims").unwrap_or(0);
+    let batch_dims = i32::try_from(batch_dims)
+        .map_err(|_| format!("node {}: batch_dims {batch_dims} out of range", node.name))?;
+    let indices_type = node.attr.get("Tindices").cloned();
+    let data_inputs = node.input.iter().filter(|i| !i.starts_with('^')).count();
+    if data_inputs != 2 {
+        return Err(format!(
+            "node {} (ResourceGather) has {data_inputs} data inputs, not 2",
+            node.name
+        ));
+    }
+    let axis_name = format!("{}_axis", node.name);
+    let axis_value = Tensor::from_bytes(
+        DataType::DtInt32,
+        Vec::new(),
+        batch_dims.to_le_bytes().to_vec(),
+    )?;
+    let mut axis = NodeDef {
+        name: axis_name.clone(),
+        op: "Const".into(),
+        ..NodeDef::default()
+    };
+    axis.attr
+        .insert("dtype".into(), type_attr(DataType::DtInt32 as i32));
+    axis.attr.insert("value".into(), axis_value.attr(true));
+    node.op = "GatherV2".into();
+    node.input.insert(2, format!("{axis_name}:output:0"));
+    node.attr.clear();
+    node.attr.insert("Tparams".into(), type_attr(dtype));
+    if let Some(indices_type) = indices_type {
+        node.attr.insert("Tindices".into(), indices_type);
+    }
+    node.attr
+        .insert("Taxis".into(), type_attr(DataType::DtInt32 as i32));
+    node.attr.insert(
+        "batch_dims".into(),
+        AttrValue {
+            value: Some(attr_value::Value::I(i64::from(batch_dims))),
+        },
+    );
+    Ok(axis)
 }
 
 #[cfg(test)]
@@ -458,9 +524,9 @@ mod tests {
         let graph = loop_graph(
             vec![
                 node("i", "Const", &[]),
-                node("g", "ResourceGather", &["h", "i:output:0"]),
+                node("u", "ResourceScatterAdd", &["h", "i:output:0", "a"]),
             ],
-            "g:output:0",
+            "a",
         );
         let mut source = TwoFloats;
         let mut freezer = Freezer::new(PathBuf::from("test"), &graph, &[], &mut source);
@@ -469,8 +535,57 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("node g (ResourceGather) takes a captured variable handle"),
+            error.contains("node u (ResourceScatterAdd) takes a captured variable handle"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_gather_from_a_captured_variable_gathers_from_its_value() {
+        // An embedding lookup in a decoding loop: ResourceGather(handle, indices) with
+        // batch_dims 1 becomes GatherV2(value, indices, axis 1) with an axis constant.
+        let mut gather = node("g", "ResourceGather", &["h", "i:output:0", "^a"]);
+        gather.attr.insert(
+            "batch_dims".into(),
+            AttrValue {
+                value: Some(attr_value::Value::I(1)),
+            },
+        );
+        gather
+            .attr
+            .insert("Tindices".into(), type_attr(DataType::DtInt64 as i32));
+        let graph = loop_graph(vec![node("i", "Const", &[]), gather], "g:output:0");
+        let mut source = TwoFloats;
+        let mut freezer = Freezer::new(PathBuf::from("test"), &graph, &[], &mut source);
+        let outputs = freezer.graph_outputs(&graph, &["loop".into()]).unwrap();
+        let frozen = freezer.finish(&outputs).unwrap();
+        let body = frozen
+            .library
+            .iter()
+            .find(|f| signature_name(f) == "body_frozen")
+            .unwrap();
+        let gather = body.node_def.iter().find(|n| n.name == "g").unwrap();
+        assert_eq!(gather.op, "GatherV2");
+        assert_eq!(gather.input, ["h", "i:output:0", "g_axis:output:0", "^a"]);
+        let attr = |name: &str| gather.attr[name].value.clone();
+        assert_eq!(
+            attr("Tparams"),
+            Some(attr_value::Value::Type(DataType::DtFloat as i32))
+        );
+        assert_eq!(
+            attr("Tindices"),
+            Some(attr_value::Value::Type(DataType::DtInt64 as i32))
+        );
+        assert_eq!(attr("batch_dims"), Some(attr_value::Value::I(1)));
+        let axis = body.node_def.iter().find(|n| n.name == "g_axis").unwrap();
+        let Some(attr_value::Value::Tensor(proto)) = &axis.attr["value"].value else {
+            panic!("no axis value");
+        };
+        let axis_value = Tensor::from_proto(proto).unwrap();
+        assert_eq!(
+            (axis.op.as_str(), axis_value.as_i32()),
+            ("Const", Some(vec![1]))
+        );
+        assert!(axis_value.shape.is_empty());
     }
 }
