@@ -8,9 +8,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use tfjsc_proto::tensorflow::{attr_value, FunctionDef, NodeDef};
+use tfjsc_proto::tensorflow::{FunctionDef, NodeDef};
 
 use super::error::ConvertError;
+use super::freeze::attribute_functions;
 use super::write::OutputFormat;
 
 /// The TensorFlow op names TF.js 4.22 executes, sorted.
@@ -463,18 +464,9 @@ fn functions_called<'a>(
     node: &'a NodeDef,
     library: &HashMap<&str, &'a FunctionDef>,
 ) -> Vec<&'a str> {
-    let mut names = Vec::new();
     // Attributes are a BTreeMap: functions (and the places a failure names) come in the same
     // order on every run.
-    for attr in node.attr.values() {
-        match &attr.value {
-            Some(attr_value::Value::Func(function)) => names.push(function.name.as_str()),
-            Some(attr_value::Value::List(list)) => {
-                names.extend(list.func.iter().map(|function| function.name.as_str()))
-            }
-            _ => {}
-        }
-    }
+    let mut names: Vec<&str> = attribute_functions(node).collect();
     if library.contains_key(node.op.as_str()) {
         names.push(node.op.as_str());
     }
@@ -639,7 +631,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tfjsc_proto::tensorflow::{AttrValue, NameAttrList, OpDef};
+    use tfjsc_proto::tensorflow::{attr_value, AttrValue, NameAttrList, OpDef};
 
     #[test]
     fn the_lists_are_sorted_for_binary_search() {

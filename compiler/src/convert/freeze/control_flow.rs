@@ -541,6 +541,49 @@ mod tests {
     }
 
     #[test]
+    fn every_function_of_a_list_attribute_is_kept() {
+        // Case's branches are a list of functions: all of them go to the written library
+        // (before, only single function attributes were followed, so TF.js lacked the branches).
+        let mut case = node("case", "Case", &["i", "x"]);
+        let func = |name: &str| NameAttrList {
+            name: name.into(),
+            ..NameAttrList::default()
+        };
+        case.attr.insert(
+            "branches".into(),
+            AttrValue {
+                value: Some(attr_value::Value::List(ListValue {
+                    func: vec![func("zero"), func("one")],
+                    ..ListValue::default()
+                })),
+            },
+        );
+        let graph = GraphDef {
+            node: vec![
+                node("x", "Placeholder", &[]),
+                node("i", "Placeholder", &[]),
+                case,
+            ],
+            library: Some(FunctionDefLibrary {
+                function: vec![
+                    function("zero", vec![node("n", "Neg", &["a"])], &[("y", "n:y:0")]),
+                    function("one", vec![node("n", "Abs", &["a"])], &[("y", "n:y:0")]),
+                    function("unused", vec![], &[]),
+                ],
+                ..FunctionDefLibrary::default()
+            }),
+            ..GraphDef::default()
+        };
+        let mut source = TwoFloats;
+        let mut freezer = Freezer::new(PathBuf::from("test"), &graph, &[], &mut source);
+        let outputs = freezer.graph_outputs(&graph, &["case".into()]).unwrap();
+        let frozen = freezer.finish(&outputs).unwrap();
+        let mut kept: Vec<&str> = frozen.library.iter().map(signature_name).collect();
+        kept.sort();
+        assert_eq!(kept, ["one", "zero"]);
+    }
+
+    #[test]
     fn a_gather_from_a_captured_variable_gathers_from_its_value() {
         // An embedding lookup in a decoding loop: ResourceGather(handle, indices) with
         // batch_dims 1 becomes GatherV2(value, indices, axis 1) with an axis constant.

@@ -514,10 +514,9 @@ impl<'a> Freezer<'a> {
             self.emit_constant(&name, tensor);
             return Ok(Outputs::Emitted(name));
         }
-        for attr in emitted.attr.values() {
-            if let Some(attr_value::Value::Func(function)) = &attr.value {
-                self.keep_function(&function.name);
-            }
+        let called: Vec<String> = attribute_functions(&emitted).map(str::to_string).collect();
+        for function in called {
+            self.keep_function(&function);
         }
         let name = emitted.name.clone();
         self.out.nodes.push(emitted);
@@ -532,11 +531,7 @@ impl<'a> Freezer<'a> {
             }
             if let Some(function) = self.functions.get(name.as_str()) {
                 for node in &function.node_def {
-                    for attr in node.attr.values() {
-                        if let Some(attr_value::Value::Func(callee)) = &attr.value {
-                            pending.push(callee.name.clone());
-                        }
-                    }
+                    pending.extend(attribute_functions(node).map(str::to_string));
                     if self.functions.contains_key(node.op.as_str()) {
                         pending.push(node.op.clone());
                     }
@@ -627,4 +622,21 @@ pub fn prune(nodes: &mut Vec<NodeDef>, outputs: &[String]) {
         at += 1;
         live[at - 1]
     });
+}
+
+/// The library functions `node`'s attributes name: one (`While`'s `body`, `If`'s branches,
+/// `PartitionedCall`'s `f`) or a list (`Case`'s `branches`), in attribute order.
+pub(crate) fn attribute_functions(node: &NodeDef) -> impl Iterator<Item = &str> {
+    node.attr.values().flat_map(|attr| {
+        let names: Vec<&str> = match &attr.value {
+            Some(attr_value::Value::Func(function)) => vec![function.name.as_str()],
+            Some(attr_value::Value::List(list)) => list
+                .func
+                .iter()
+                .map(|function| function.name.as_str())
+                .collect(),
+            _ => Vec::new(),
+        };
+        names
+    })
 }
