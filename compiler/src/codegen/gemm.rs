@@ -125,16 +125,15 @@ impl<'t> ColumnTile<'t> {
     }
 }
 
-/// `(start, count, size)` runs of tiles, as [`balanced_runs`] and [`tile_runs`] give them.
-type Runs = Vec<(usize, usize, usize)>;
+/// A `(start, count, size)` run of tiles, as [`balanced_runs`] and [`tile_runs`] give them.
+type Run = (usize, usize, usize);
 
 /// What is done to one row block of a group: `(kernel, first row, row tiles)`.
-type RowBlockVisit<'v> =
-    dyn FnMut(&mut Kernel, Value, &[(usize, usize, usize)]) -> Result<(), CodegenError> + 'v;
+type RowBlockVisit<'v> = dyn FnMut(&mut Kernel, Value, &[Run]) -> Result<(), CodegenError> + 'v;
 
 /// What is done to one row block: `(kernel, group bases, first row, row tiles)`.
-type BlockVisit<'v> = dyn FnMut(&mut Kernel, &GroupBases, Value, &[(usize, usize, usize)]) -> Result<(), CodegenError>
-    + 'v;
+type BlockVisit<'v> =
+    dyn FnMut(&mut Kernel, &GroupBases, Value, &[Run]) -> Result<(), CodegenError> + 'v;
 
 /// How tiles are finished: in the machine-code kernels' registers (`machine`), or by the
 /// Cranelift epilogue after the last chunk; `operands` are the epilogue's operand pointers.
@@ -349,7 +348,7 @@ impl TilePlan {
     }
 
     /// The kinds of row block, taller first: `(blocks of the kind, the row tiles of one)`.
-    fn block_kinds(&self) -> Vec<(usize, Runs)> {
+    fn block_kinds(&self) -> Vec<(usize, Vec<Run>)> {
         let (rows, taller) = (self.rows / self.blocks, self.rows % self.blocks);
         [(taller, rows + 1), (self.blocks - taller, rows)]
             .into_iter()

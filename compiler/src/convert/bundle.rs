@@ -8,8 +8,9 @@
 //! compression off, its table builder does not). Data shards are opened on demand, inside the
 //! bundle's folder only, and each tensor's bytes are checked against the entry's masked CRC-32C.
 //! Every offset read from the file is bounds-checked and every decompressed size is checked
-//! before allocating (at most `SNAPPY_MAX_EXPANSION` times the block, and the file, size): a
-//! hostile index yields an error, never a panic or a huge allocation.
+//! before allocating (at most `SNAPPY_MAX_EXPANSION` times the block, and the file, size), as are
+//! the entries' bytes (at most as many times the file's size): a hostile index yields an error,
+//! never a panic or a huge allocation.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -556,15 +557,19 @@ pub(crate) fn read_table(file: &[u8]) -> Result<Vec<TableEntry>, String> {
     if magic != TABLE_MAGIC {
         return Err("no table magic at the end (truncated?)".into());
     }
+    // Two budgets of SNAPPY_MAX_EXPANSION times the file: the blocks' decompressed bytes, and
+    // the entries' bytes (keys with their shared prefixes), so that a compressed block's bytes
+    // are not counted twice.
     let mut budget = file.len().saturating_mul(SNAPPY_MAX_EXPANSION);
+    let mut entry_budget = budget;
     let mut at = 0;
     let _metaindex = block(file, footer, &mut at, &mut budget)?;
     let index = block(file, footer, &mut at, &mut budget)?;
     let mut entries = Vec::new();
-    for (_, handle) in block_entries(&index, &mut budget)? {
+    for (_, handle) in block_entries(&index, &mut entry_budget)? {
         let mut at = 0;
         let data = block(file, handle, &mut at, &mut budget)?;
-        for (key, value) in block_entries(&data, &mut budget)? {
+        for (key, value) in block_entries(&data, &mut entry_budget)? {
             entries.push((key, value.to_vec()));
         }
     }

@@ -226,13 +226,33 @@ pub fn strip_debug_ops_in_functions(library: &mut [FunctionDef]) {
             continue;
         }
         let removed = |name: &str| forwarded.contains_key(name) || asserts.contains(name);
-        // A debug op reading another is followed to the first input that is neither (bounded:
-        // a malformed body may loop).
+        // A debug op reading another is followed to the first input that is neither, each
+        // chain walked once (a malformed body may loop: the walk stops where it began).
+        let mut source: HashMap<&str, String> = HashMap::new();
+        for name in forwarded.keys() {
+            let mut path = vec![name.as_str()];
+            let mut on_path: HashSet<&str> = HashSet::from([name.as_str()]);
+            let mut input = &forwarded[name];
+            let end = loop {
+                if let Some(known) = source.get(node_name(input)) {
+                    break known.clone();
+                }
+                match forwarded.get_key_value(node_name(input)) {
+                    Some((next, next_input)) if on_path.insert(next.as_str()) => {
+                        path.push(next.as_str());
+                        input = next_input;
+                    }
+                    _ => break input.clone(),
+                }
+            };
+            for name in path {
+                source.insert(name, end.clone());
+            }
+        }
         let resolve = |reference: &mut String| {
-            for _ in 0..=forwarded.len() {
-                match forwarded.get(node_name(reference)) {
-                    Some(input) if !reference.starts_with('^') => *reference = input.clone(),
-                    _ => break,
+            if !reference.starts_with('^') {
+                if let Some(end) = source.get(node_name(reference)) {
+                    *reference = end.clone();
                 }
             }
         };
@@ -426,6 +446,37 @@ pub(crate) fn test_node(name: &str, op: &str, inputs: &[&str]) -> NodeDef {
 mod tests {
     use super::test_node as node;
     use super::*;
+
+    #[test]
+    fn debug_op_chains_in_functions_resolve_to_their_source() {
+        // c0 → c1 → ... → c4999 (each reading the previous), read by a node and a result; the
+        // last listed first, so that a walk without memory would be quadratic.
+        let count = 5000;
+        let mut nodes: Vec<NodeDef> = (0..count)
+            .rev()
+            .map(|i| {
+                let input = if i == 0 {
+                    "x".to_string()
+                } else {
+                    format!("c{}:output:0", i - 1)
+                };
+                node(&format!("c{i}"), "CheckNumerics", &[input.as_str()])
+            })
+            .collect();
+        let last = format!("c{}:output:0", count - 1);
+        nodes.push(node("r", "Relu", &[last.as_str(), "^c7"]));
+        let mut function = FunctionDef {
+            node_def: nodes,
+            ..FunctionDef::default()
+        };
+        function.ret.insert("y".into(), last.clone());
+        let mut library = [function];
+        strip_debug_ops_in_functions(&mut library);
+        let [function] = library;
+        assert_eq!(function.node_def.len(), 1);
+        assert_eq!(function.node_def[0].input, ["x"]);
+        assert_eq!(function.ret["y"], "x");
+    }
 
     #[test]
     fn neutral_scalars_are_removed_and_others_kept() {

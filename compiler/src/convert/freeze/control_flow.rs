@@ -13,7 +13,7 @@
 //! not inlined or otherwise rewritten here; a handle used in a function by anything else but a
 //! forwarding op is refused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tfjsc_proto::tensorflow::{attr_value, AttrValue, DataType, FunctionDef, NodeDef};
 
@@ -154,9 +154,9 @@ impl<'a> Freezer<'a> {
         // Argument name → dtype of the value it now holds.
         let mut values: HashMap<String, i32> = HashMap::new();
         // ReadVariableOp nodes turned into Identity.
-        let mut reads: Vec<String> = Vec::new();
+        let mut reads: HashSet<String> = HashSet::new();
         // ResourceGather nodes turned into GatherV2 of the value, and their axis constants.
-        let mut gathers: Vec<String> = Vec::new();
+        let mut gathers: HashSet<String> = HashSet::new();
         let mut axes: Vec<NodeDef> = Vec::new();
         for (argument, dtype, _) in frozen {
             let Some(arg) = signature.input_arg.get_mut(*argument) else {
@@ -169,6 +169,18 @@ impl<'a> Freezer<'a> {
             arg.type_attr.clear();
             values.insert(arg.name.clone(), *dtype);
         }
+        // Names the axis constants of converted gathers must not take.
+        let mut names: HashSet<String> = function.node_def.iter().map(|n| n.name.clone()).collect();
+        let mut unique_name = |base: String| {
+            let mut name = base.clone();
+            let mut counter = 1;
+            while names.contains(&name) {
+                name = format!("{base}_{counter}");
+                counter += 1;
+            }
+            names.insert(name.clone());
+            name
+        };
         // Nodes in a function may come in any order: forward through Identity chains until
         // nothing changes.
         loop {
@@ -189,12 +201,12 @@ impl<'a> Freezer<'a> {
                     node.op = "Identity".into();
                     node.attr.clear();
                     node.attr.insert("T".into(), type_attr(dtype));
-                    reads.push(node.name.clone());
+                    reads.insert(node.name.clone());
                 } else if node.op == "ResourceGather" && !gathers.contains(&node.name) {
-                    axes.push(gather_from_value(node, dtype).map_err(|message| {
-                        self.node_error(call_node, format!("function {name}: {message}"))
-                    })?);
-                    gathers.push(node.name.clone());
+                    axes.push(gather_from_value(node, dtype, &mut unique_name).map_err(
+                        |message| self.node_error(call_node, format!("function {name}: {message}")),
+                    )?);
+                    gathers.insert(node.name.clone());
                 } else if FORWARDING_OPS.contains(&node.op.as_str()) && node.op != "IdentityN" {
                     node.attr.insert("T".into(), type_attr(dtype));
                     values.insert(node.name.clone(), dtype);
@@ -207,12 +219,13 @@ impl<'a> Freezer<'a> {
         }
         // Function-style references name the op's output argument: `value` of ReadVariableOp
         // is `output` of Identity.
-        let reads: Vec<String> = reads.iter().map(|name| format!("{name}:value:")).collect();
         let renamed = |reference: &mut String| {
-            for read in &reads {
-                if let Some(index) = reference.strip_prefix(read.as_str()) {
-                    *reference = format!("{}output:{index}", &read[..read.len() - "value:".len()]);
-                    break;
+            let mut parts = reference.splitn(3, ':');
+            if let (Some(node), Some("value"), Some(index)) =
+                (parts.next(), parts.next(), parts.next())
+            {
+                if reads.contains(node) {
+                    *reference = format!("{node}:output:{index}");
                 }
             }
         };
@@ -296,7 +309,11 @@ fn signature_name(function: &FunctionDef) -> &str {
 /// holds the value (of `dtype`), into `GatherV2(value, indices, axis)` along its `batch_dims`, as
 /// TensorFlow's `convert_variables_to_constants_v2` does; returns the axis `Const` to add to the
 /// function. The output keeps its name (`output`), so references stay as they are.
-fn gather_from_value(node: &mut NodeDef, dtype: i32) -> Result<NodeDef, String> {
+fn gather_from_value(
+    node: &mut NodeDef,
+    dtype: i32,
+    unique_name: &mut dyn FnMut(String) -> String,
+) -> Result<NodeDef, String> {
     let int_attr = |name: &str| match node.attr.get(name).and_then(|a| a.value.as_ref()) {
         Some(attr_value::Value::I(value)) => Some(*value),
         _ => None,
@@ -312,7 +329,7 @@ fn gather_from_value(node: &mut NodeDef, dtype: i32) -> Result<NodeDef, String> 
             node.name
         ));
     }
-    let axis_name = format!("{}_axis", node.name);
+    let axis_name = unique_name(format!("{}_axis", node.name));
     let axis_value = Tensor::from_bytes(
         DataType::DtInt32,
         Vec::new(),
@@ -327,7 +344,16 @@ fn gather_from_value(node: &mut NodeDef, dtype: i32) -> Result<NodeDef, String> 
         .insert("dtype".into(), type_attr(DataType::DtInt32 as i32));
     axis.attr.insert("value".into(), axis_value.attr(true));
     node.op = "GatherV2".into();
-    node.input.insert(2, format!("{axis_name}:output:0"));
+    // After the two data inputs (control inputs follow them, but a malformed body may mix them).
+    let after_data = node
+        .input
+        .iter()
+        .enumerate()
+        .filter(|(_, input)| !input.starts_with('^'))
+        .nth(1)
+        .map_or(node.input.len(), |(position, _)| position + 1);
+    node.input
+        .insert(after_data, format!("{axis_name}:output:0"));
     node.attr.clear();
     node.attr.insert("Tparams".into(), type_attr(dtype));
     if let Some(indices_type) = indices_type {
@@ -587,7 +613,9 @@ mod tests {
     fn a_gather_from_a_captured_variable_gathers_from_its_value() {
         // An embedding lookup in a decoding loop: ResourceGather(handle, indices) with
         // batch_dims 1 becomes GatherV2(value, indices, axis 1) with an axis constant.
-        let mut gather = node("g", "ResourceGather", &["h", "i:output:0", "^a"]);
+        // (Its control input before the indices, and a node already named g_axis: the axis
+        // still follows the indices, under a name of its own.)
+        let mut gather = node("g", "ResourceGather", &["h", "^a", "i:output:0"]);
         gather.attr.insert(
             "batch_dims".into(),
             AttrValue {
@@ -597,7 +625,10 @@ mod tests {
         gather
             .attr
             .insert("Tindices".into(), type_attr(DataType::DtInt64 as i32));
-        let graph = loop_graph(vec![node("i", "Const", &[]), gather], "g:output:0");
+        let graph = loop_graph(
+            vec![node("i", "Const", &[]), node("g_axis", "NoOp", &[]), gather],
+            "g:output:0",
+        );
         let mut source = TwoFloats;
         let mut freezer = Freezer::new(PathBuf::from("test"), &graph, &[], &mut source);
         let outputs = freezer.graph_outputs(&graph, &["loop".into()]).unwrap();
@@ -609,7 +640,7 @@ mod tests {
             .unwrap();
         let gather = body.node_def.iter().find(|n| n.name == "g").unwrap();
         assert_eq!(gather.op, "GatherV2");
-        assert_eq!(gather.input, ["h", "i:output:0", "g_axis:output:0", "^a"]);
+        assert_eq!(gather.input, ["h", "^a", "i:output:0", "g_axis_1:output:0"]);
         let attr = |name: &str| gather.attr[name].value.clone();
         assert_eq!(
             attr("Tparams"),
@@ -620,7 +651,7 @@ mod tests {
             Some(attr_value::Value::Type(DataType::DtInt64 as i32))
         );
         assert_eq!(attr("batch_dims"), Some(attr_value::Value::I(1)));
-        let axis = body.node_def.iter().find(|n| n.name == "g_axis").unwrap();
+        let axis = body.node_def.iter().find(|n| n.name == "g_axis_1").unwrap();
         let Some(attr_value::Value::Tensor(proto)) = &axis.attr["value"].value else {
             panic!("no axis value");
         };
