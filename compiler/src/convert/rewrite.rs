@@ -142,16 +142,22 @@ impl Graph {
         tensor: Tensor,
         names: &mut HashSet<String>,
     ) -> String {
-        let mut unique = name.to_string();
-        let mut counter = 1;
-        while names.contains(&unique) {
-            unique = format!("{name}_{counter}");
-            counter += 1;
-        }
-        names.insert(unique.clone());
+        let unique = unique_name(name, names);
         self.constants.insert(unique.clone(), tensor.clone());
         unique
     }
+}
+
+/// `name`, or `name_1`, `name_2`, ... if `names` has it; the result joins `names`.
+pub(crate) fn unique_name(name: &str, names: &mut HashSet<String>) -> String {
+    let mut unique = name.to_string();
+    let mut counter = 1;
+    while names.contains(&unique) {
+        unique = format!("{name}_{counter}");
+        counter += 1;
+    }
+    names.insert(unique.clone());
+    unique
 }
 
 /// The node part of an input reference.

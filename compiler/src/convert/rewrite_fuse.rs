@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 use tfjsc_proto::tensorflow::{attr_value, NodeDef};
 
 use super::error::ConvertError;
-use super::rewrite::{attr, bool_attr, constant_node, float_attr, node_name, string_attr, Graph};
+use super::rewrite::{
+    attr, bool_attr, constant_node, float_attr, node_name, string_attr, unique_name, Graph,
+};
 use super::tensor::Tensor;
 use super::ConvertOptions;
 
@@ -436,14 +438,7 @@ pub fn fuse_prelu(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertEr
                 continue;
             };
             let alpha: Vec<f32> = values.iter().map(|v| -v).collect();
-            let alpha_name = format!("{}/alpha", node.name);
-            let mut alpha_name_unique = alpha_name.clone();
-            let mut counter = 1;
-            while names.contains(&alpha_name_unique) {
-                alpha_name_unique = format!("{alpha_name}_{counter}");
-                counter += 1;
-            }
-            names.insert(alpha_name_unique.clone());
+            let alpha_name_unique = unique_name(&format!("{}/alpha", node.name), &mut names);
             let alpha = Tensor::float32(constant.shape.clone(), &alpha);
             let mut prelu = NodeDef {
                 name: node.name.clone(),

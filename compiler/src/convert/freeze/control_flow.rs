@@ -19,6 +19,7 @@ use tfjsc_proto::tensorflow::{attr_value, AttrValue, DataType, FunctionDef, Node
 
 use super::{shape_attr, type_attr, Freezer, Value, FORWARDING_OPS};
 use crate::convert::error::ConvertError;
+use crate::convert::rewrite::unique_name;
 use crate::convert::tensor::Tensor;
 
 /// Ops whose function attributes take the node's inputs as arguments, and how: the attributes
@@ -171,16 +172,7 @@ impl<'a> Freezer<'a> {
         }
         // Names the axis constants of converted gathers must not take.
         let mut names: HashSet<String> = function.node_def.iter().map(|n| n.name.clone()).collect();
-        let mut unique_name = |base: String| {
-            let mut name = base.clone();
-            let mut counter = 1;
-            while names.contains(&name) {
-                name = format!("{base}_{counter}");
-                counter += 1;
-            }
-            names.insert(name.clone());
-            name
-        };
+        let mut fresh_name = |base: String| unique_name(&base, &mut names);
         // Nodes in a function may come in any order: forward through Identity chains until
         // nothing changes.
         loop {
@@ -203,7 +195,7 @@ impl<'a> Freezer<'a> {
                     node.attr.insert("T".into(), type_attr(dtype));
                     reads.insert(node.name.clone());
                 } else if node.op == "ResourceGather" && !gathers.contains(&node.name) {
-                    axes.push(gather_from_value(node, dtype, &mut unique_name).map_err(
+                    axes.push(gather_from_value(node, dtype, &mut fresh_name).map_err(
                         |message| self.node_error(call_node, format!("function {name}: {message}")),
                     )?);
                     gathers.insert(node.name.clone());
@@ -472,6 +464,19 @@ mod tests {
         }
     }
 
+    /// The loop's body as frozen: `body_frozen` of the written library.
+    fn frozen_body(graph: &GraphDef) -> FunctionDef {
+        let mut source = TwoFloats;
+        let mut freezer = Freezer::new(PathBuf::from("test"), graph, &[], &mut source);
+        let outputs = freezer.graph_outputs(graph, &["loop".into()]).unwrap();
+        let frozen = freezer.finish(&outputs).unwrap();
+        frozen
+            .library
+            .into_iter()
+            .find(|f| signature_name(f) == "body_frozen")
+            .expect("the specialised body")
+    }
+
     #[test]
     fn a_loop_body_reading_a_captured_variable_takes_its_value() {
         let graph = loop_graph(
@@ -527,15 +532,7 @@ mod tests {
             ],
             "s:z:0",
         );
-        let mut source = TwoFloats;
-        let mut freezer = Freezer::new(PathBuf::from("test"), &graph, &[], &mut source);
-        let outputs = freezer.graph_outputs(&graph, &["loop".into()]).unwrap();
-        let frozen = freezer.finish(&outputs).unwrap();
-        let body = frozen
-            .library
-            .iter()
-            .find(|f| signature_name(f) == "body_frozen")
-            .unwrap();
+        let body = frozen_body(&graph);
         let ops: Vec<(&str, &str)> = body
             .node_def
             .iter()
@@ -629,15 +626,7 @@ mod tests {
             vec![node("i", "Const", &[]), node("g_axis", "NoOp", &[]), gather],
             "g:output:0",
         );
-        let mut source = TwoFloats;
-        let mut freezer = Freezer::new(PathBuf::from("test"), &graph, &[], &mut source);
-        let outputs = freezer.graph_outputs(&graph, &["loop".into()]).unwrap();
-        let frozen = freezer.finish(&outputs).unwrap();
-        let body = frozen
-            .library
-            .iter()
-            .find(|f| signature_name(f) == "body_frozen")
-            .unwrap();
+        let body = frozen_body(&graph);
         let gather = body.node_def.iter().find(|n| n.name == "g").unwrap();
         assert_eq!(gather.op, "GatherV2");
         assert_eq!(gather.input, ["h", "^a", "i:output:0", "g_axis_1:output:0"]);
