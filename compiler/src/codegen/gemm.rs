@@ -347,9 +347,14 @@ impl TilePlan {
         self.vectors * self.isa.lanes()
     }
 
+    /// Rows of the shorter blocks, and how many blocks (the first) have one row more.
+    fn block_rows(&self) -> (usize, usize) {
+        (self.rows / self.blocks, self.rows % self.blocks)
+    }
+
     /// The kinds of row block, taller first: `(blocks of the kind, the row tiles of one)`.
     fn block_kinds(&self) -> Vec<(usize, Vec<Run>)> {
-        let (rows, taller) = (self.rows / self.blocks, self.rows % self.blocks);
+        let (rows, taller) = self.block_rows();
         [(taller, rows + 1), (self.blocks - taller, rows)]
             .into_iter()
             .filter(|&(blocks, rows)| blocks > 0 && rows > 0)
@@ -365,16 +370,16 @@ impl TilePlan {
         index: Value,
         visit: &mut RowBlockVisit,
     ) -> Result<(), CodegenError> {
-        let (rows, taller) = (self.rows / self.blocks, self.rows % self.blocks);
+        let kinds = self.block_kinds();
+        if kinds.is_empty() {
+            return Ok(()); // no rows
+        }
+        let (rows, taller) = self.block_rows();
         // first row = index · rows + min(index, taller)
         let first_row = k.builder.ins().imul_imm_s(index, rows as i64);
         let taller_before = k.iconst(taller as i64);
         let taller_before = k.builder.ins().umin(index, taller_before);
         let first_row = k.builder.ins().iadd(first_row, taller_before);
-        let kinds = self.block_kinds();
-        if kinds.is_empty() {
-            return Ok(()); // no rows
-        }
         let ends: Vec<usize> = kinds
             .iter()
             .scan(0, |end, (blocks, _)| {

@@ -236,18 +236,14 @@ pub fn strip_debug_ops_in_functions(library: &mut [FunctionDef]) {
         // chain walked once (a malformed body may loop: the walk stops where it began).
         let mut source: HashMap<&str, String> = HashMap::new();
         for name in forwarded.keys() {
-            let mut path = vec![name.as_str()];
-            let mut on_path: HashSet<&str> = HashSet::from([name.as_str()]);
+            let mut path: HashSet<&str> = HashSet::from([name.as_str()]);
             let mut input = &forwarded[name];
             let end = loop {
                 if let Some(known) = source.get(node_name(input)) {
                     break known.clone();
                 }
                 match forwarded.get_key_value(node_name(input)) {
-                    Some((next, next_input)) if on_path.insert(next.as_str()) => {
-                        path.push(next.as_str());
-                        input = next_input;
-                    }
+                    Some((next, next_input)) if path.insert(next.as_str()) => input = next_input,
                     _ => break input.clone(),
                 }
             };

@@ -333,9 +333,14 @@ fn concatenate_first(
     if result_type != Some(&transposed(&joined_type, perm)) {
         return false;
     }
-    let old_inputs = node.inputs.clone();
-    readers.touch(old_inputs.into_iter().chain(sources.iter().copied()));
-    readers.touch([perm_value]);
+    // The old inputs lose their reader, the sources and the permutation gain one.
+    readers.touch(
+        node.inputs
+            .iter()
+            .chain(&sources)
+            .copied()
+            .chain([perm_value]),
+    );
     let concat = graph.insert_node_before(
         reader,
         &format!("{name}/before_transpose"),

@@ -15,8 +15,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tfjsc_proto::tensorflow::{attr_value, AttrValue, DataType, FunctionDef, NodeDef};
+use tfjsc_proto::tensorflow::{attr_value, DataType, FunctionDef, NodeDef};
 
+use super::variables::gather_v2_attributes;
 use super::{shape_attr, type_attr, Freezer, Value, FORWARDING_OPS};
 use crate::convert::error::ConvertError;
 use crate::convert::rewrite::unique_name;
@@ -172,7 +173,6 @@ impl<'a> Freezer<'a> {
         }
         // Names the axis constants of converted gathers must not take.
         let mut names: HashSet<String> = function.node_def.iter().map(|n| n.name.clone()).collect();
-        let mut fresh_name = |base: String| unique_name(&base, &mut names);
         // Nodes in a function may come in any order: forward through Identity chains until
         // nothing changes.
         loop {
@@ -195,9 +195,11 @@ impl<'a> Freezer<'a> {
                     node.attr.insert("T".into(), type_attr(dtype));
                     reads.insert(node.name.clone());
                 } else if node.op == "ResourceGather" && !gathers.contains(&node.name) {
-                    axes.push(gather_from_value(node, dtype, &mut fresh_name).map_err(
-                        |message| self.node_error(call_node, format!("function {name}: {message}")),
-                    )?);
+                    axes.push(
+                        gather_from_value(node, dtype, &mut names).map_err(|message| {
+                            self.node_error(call_node, format!("function {name}: {message}"))
+                        })?,
+                    );
                     gathers.insert(node.name.clone());
                 } else if FORWARDING_OPS.contains(&node.op.as_str()) && node.op != "IdentityN" {
                     node.attr.insert("T".into(), type_attr(dtype));
@@ -299,21 +301,14 @@ fn signature_name(function: &FunctionDef) -> &str {
 
 /// Turns `ResourceGather(handle, indices)` of a captured variable, whose handle argument now
 /// holds the value (of `dtype`), into `GatherV2(value, indices, axis)` along its `batch_dims`, as
-/// TensorFlow's `convert_variables_to_constants_v2` does; returns the axis `Const` to add to the
-/// function. The output keeps its name (`output`), so references stay as they are.
+/// TensorFlow's `convert_variables_to_constants_v2` does (and as the graph's own gathers become,
+/// [`gather_v2_attributes`]); returns the axis `Const` to add to the function, named apart from
+/// `names`. The output keeps its name (`output`), so references stay as they are.
 fn gather_from_value(
     node: &mut NodeDef,
     dtype: i32,
-    unique_name: &mut dyn FnMut(String) -> String,
+    names: &mut HashSet<String>,
 ) -> Result<NodeDef, String> {
-    let int_attr = |name: &str| match node.attr.get(name).and_then(|a| a.value.as_ref()) {
-        Some(attr_value::Value::I(value)) => Some(*value),
-        _ => None,
-    };
-    let batch_dims = int_attr("batch_dims").unwrap_or(0);
-    let batch_dims = i32::try_from(batch_dims)
-        .map_err(|_| format!("node {}: batch_dims {batch_dims} out of range", node.name))?;
-    let indices_type = node.attr.get("Tindices").cloned();
     let data_inputs = node.input.iter().filter(|i| !i.starts_with('^')).count();
     if data_inputs != 2 {
         return Err(format!(
@@ -321,21 +316,22 @@ fn gather_from_value(
             node.name
         ));
     }
-    let axis_name = unique_name(format!("{}_axis", node.name));
-    let axis_value = Tensor::from_bytes(
-        DataType::DtInt32,
-        Vec::new(),
-        batch_dims.to_le_bytes().to_vec(),
-    )?;
-    let mut axis = NodeDef {
+    let (attr, axis) = gather_v2_attributes(node, type_attr(dtype))
+        .map_err(|message| format!("node {}: {message}", node.name))?;
+    let axis_name = unique_name(&format!("{}_axis", node.name), names);
+    let mut axis_node = NodeDef {
         name: axis_name.clone(),
         op: "Const".into(),
         ..NodeDef::default()
     };
-    axis.attr
+    axis_node
+        .attr
         .insert("dtype".into(), type_attr(DataType::DtInt32 as i32));
-    axis.attr.insert("value".into(), axis_value.attr(true));
+    axis_node
+        .attr
+        .insert("value".into(), Tensor::int32(vec![], &[axis]).attr(true));
     node.op = "GatherV2".into();
+    node.attr = attr;
     // After the two data inputs (control inputs follow them, but a malformed body may mix them).
     let after_data = node
         .input
@@ -346,20 +342,7 @@ fn gather_from_value(
         .map_or(node.input.len(), |(position, _)| position + 1);
     node.input
         .insert(after_data, format!("{axis_name}:output:0"));
-    node.attr.clear();
-    node.attr.insert("Tparams".into(), type_attr(dtype));
-    if let Some(indices_type) = indices_type {
-        node.attr.insert("Tindices".into(), indices_type);
-    }
-    node.attr
-        .insert("Taxis".into(), type_attr(DataType::DtInt32 as i32));
-    node.attr.insert(
-        "batch_dims".into(),
-        AttrValue {
-            value: Some(attr_value::Value::I(i64::from(batch_dims))),
-        },
-    );
-    Ok(axis)
+    Ok(axis_node)
 }
 
 #[cfg(test)]

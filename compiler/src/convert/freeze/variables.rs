@@ -2,10 +2,13 @@
 //! `Const` (named after the first `ReadVariableOp` that reads it); `ResourceGather` (an
 //! embedding lookup on a variable) becomes `GatherV2` on that constant.
 
+use std::collections::BTreeMap;
+
 use tfjsc_proto::tensorflow::{attr_value, AttrValue, DataType, NodeDef};
 
 use super::{type_attr, Freezer, Outputs, Value};
 use crate::convert::error::ConvertError;
+use crate::convert::rewrite::int_attr;
 use crate::convert::tensor::Tensor;
 
 impl<'a> Freezer<'a> {
@@ -54,38 +57,48 @@ impl<'a> Freezer<'a> {
             .input()
             .ok_or_else(|| self.node_error(full_name, "indices are a variable handle"))?;
         let params = self.variable_constant(&key.clone(), &format!("{full_name}/params"))?;
-        let batch_dims = match node.attr.get("batch_dims").and_then(|a| a.value.as_ref()) {
-            Some(attr_value::Value::I(dims)) => *dims,
-            _ => 0,
-        };
-        let axis_name = self.unique(format!("{full_name}/axis"));
-        self.emit_constant(&axis_name, Tensor::int32(vec![], &[batch_dims as i32]));
-        let name = self.unique(full_name.to_string());
-        let mut gather = NodeDef {
-            name: name.clone(),
-            op: "GatherV2".into(),
-            input: vec![params.input().unwrap_or_default(), indices, axis_name],
-            ..NodeDef::default()
-        };
         let dtype = node
             .attr
             .get("dtype")
             .cloned()
             .unwrap_or_else(|| type_attr(DataType::DtFloat as i32));
-        gather.attr.insert("Tparams".into(), dtype);
-        if let Some(tindices) = node.attr.get("Tindices") {
-            gather.attr.insert("Tindices".into(), tindices.clone());
-        }
-        gather
-            .attr
-            .insert("Taxis".into(), type_attr(DataType::DtInt32 as i32));
-        gather.attr.insert(
-            "batch_dims".into(),
-            AttrValue {
-                value: Some(attr_value::Value::I(batch_dims)),
-            },
-        );
-        self.out.nodes.push(gather);
+        let (attr, axis) = gather_v2_attributes(node, dtype)
+            .map_err(|message| self.node_error(full_name, message))?;
+        let axis_name = self.unique(format!("{full_name}/axis"));
+        self.emit_constant(&axis_name, Tensor::int32(vec![], &[axis]));
+        let name = self.unique(full_name.to_string());
+        self.out.nodes.push(NodeDef {
+            name: name.clone(),
+            op: "GatherV2".into(),
+            input: vec![params.input().unwrap_or_default(), indices, axis_name],
+            attr,
+            ..NodeDef::default()
+        });
         Ok(Outputs::Emitted(name))
     }
+}
+
+/// The attributes of the `GatherV2` that `ResourceGather` node `resource_gather` becomes, its
+/// params of type `params`, and the axis it gathers along (the node's `batch_dims`, for the
+/// axis `Const`). Both the graph's gathers and those of control-flow bodies are rewritten so.
+pub(super) fn gather_v2_attributes(
+    resource_gather: &NodeDef,
+    params: AttrValue,
+) -> Result<(BTreeMap<String, AttrValue>, i32), String> {
+    let batch_dims = int_attr(resource_gather, "batch_dims").unwrap_or(0);
+    let axis =
+        i32::try_from(batch_dims).map_err(|_| format!("batch_dims {batch_dims} out of range"))?;
+    let mut attr = BTreeMap::new();
+    attr.insert("Tparams".into(), params);
+    if let Some(tindices) = resource_gather.attr.get("Tindices") {
+        attr.insert("Tindices".into(), tindices.clone());
+    }
+    attr.insert("Taxis".into(), type_attr(DataType::DtInt32 as i32));
+    attr.insert(
+        "batch_dims".into(),
+        AttrValue {
+            value: Some(attr_value::Value::I(batch_dims)),
+        },
+    );
+    Ok((attr, axis))
 }
