@@ -2,6 +2,7 @@
 //! weights. Values are kept as little-endian bytes (strings as a list of byte strings), the way
 //! both TensorFlow's checkpoints and the TF.js weight shards store them.
 
+use crate::ir;
 use tfjsc_proto::tensorflow::{
     attr_value, tensor_shape_proto, AttrValue, DataType, TensorProto, TensorShapeProto,
 };
@@ -109,6 +110,39 @@ impl Tensor {
                 .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect()
         })
+    }
+
+    /// This value as the compiler's IR tensor, for the dtypes both hold exactly (float32, int32,
+    /// bool; the IR widens or narrows the others).
+    pub fn to_ir(&self) -> Option<ir::Tensor> {
+        let shape: Vec<usize> = self
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d).ok())
+            .collect::<Option<_>>()?;
+        Some(match self.dtype {
+            DataType::DtFloat => ir::Tensor::from_f32(shape, self.as_f32()?),
+            DataType::DtInt32 => ir::Tensor::from_i32(shape, self.as_i32()?),
+            DataType::DtBool => {
+                ir::Tensor::from_bool(shape, self.bytes.iter().map(|&b| b != 0).collect())
+            }
+            _ => return None,
+        })
+    }
+
+    /// An IR tensor as a value of the same dtype (`None` for int64, which [`Tensor::to_ir`]
+    /// never gives, so it would mean the IR changed a dtype TensorFlow keeps).
+    pub fn from_ir(tensor: &ir::Tensor) -> Option<Tensor> {
+        let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
+        match &tensor.data {
+            ir::TensorData::F32(values) => Some(Tensor::float32(shape, values)),
+            ir::TensorData::I32(values) => Some(Tensor::int32(shape, values)),
+            ir::TensorData::Bool(values) => {
+                let bytes = values.iter().map(|&b| u8::from(b)).collect();
+                Tensor::from_bytes(DataType::DtBool, shape, bytes).ok()
+            }
+            ir::TensorData::I64(_) => None,
+        }
     }
 
     /// Reads a `Const` node's TensorProto (`tensor_content`, or the typed value fields, where a

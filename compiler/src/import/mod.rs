@@ -6,6 +6,7 @@
 //! the op registry (`ops::registry`); ops no family imports are reported, all at once, with counts.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use tfjsc_proto::tensorflow::NodeDef;
 
@@ -206,6 +207,33 @@ pub fn is_known(op: &str) -> bool {
         "NoOp" | "Placeholder" | "PlaceholderWithDefault" | "Const"
     ) || IDENTITY_OPS.contains(&op)
         || registry::importer_for(op).is_some()
+}
+
+/// The outputs of TensorFlow node `node` on constant `inputs` (in its data-input order), as
+/// `tfjsc compile` folds them: the IR ops its importer makes, typed and folded by the pipeline's
+/// own passes. `None` when no importer takes the op, the import fails, or an output does not
+/// fold. `tfjsc convert`'s constant folding asks this, so that an op's semantics are defined
+/// once, by its IR op.
+pub fn evaluate_node(node: &NodeDef, inputs: Vec<Tensor>) -> Option<Vec<Arc<Tensor>>> {
+    let import = registry::importer_for(&node.op)?;
+    let mut graph = Graph::new();
+    let values: Vec<ValueId> = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(index, tensor)| graph.add_constant(&format!("{}:{index}", node.name), tensor, None))
+        .collect();
+    let outputs = import(
+        &mut Importer::with_inference(&mut graph, infer_so_far),
+        node,
+        &values,
+    )
+    .ok()?;
+    crate::passes::infer_shapes(&mut graph).ok()?;
+    crate::passes::fold_constants(&mut graph).ok()?;
+    outputs
+        .iter()
+        .map(|&value| graph.constant(value).map(|c| Arc::clone(&c.tensor)))
+        .collect()
 }
 
 fn placeholder_type(

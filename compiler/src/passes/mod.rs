@@ -32,8 +32,9 @@ pub enum PassError {
 
 pub type PassFn = fn(&mut Graph) -> Result<(), PassError>;
 
-/// Shape inference alone (the pipeline's first pass), for the importer's partial graphs.
-pub use fold::infer_shapes;
+/// Shape inference alone (the pipeline's first pass), for the importer's partial graphs, and
+/// with constant folding for `import::evaluate_node`.
+pub use fold::{fold_constants, infer_shapes};
 
 /// The pipeline, in order. Names are what `--dump-ir` takes.
 pub const PIPELINE: &[(&str, PassFn)] = &[
