@@ -3,7 +3,7 @@
 //! shape computations, Keras' sequence lengths). The value is the compiler's own: the IR ops
 //! `tfjsc compile` imports the node as, folded by its passes (`import::evaluate_node`), so an
 //! op's semantics are defined once. Results are bounded in size there, so a hostile graph cannot
-//! make the converter allocate without limit.
+//! make the converter allocate without limit (each value, and all of them together).
 
 use tfjsc_proto::tensorflow::{attr_value, DataType, NodeDef};
 
@@ -12,9 +12,23 @@ use super::rewrite::{constant_node, Graph};
 use super::tensor::Tensor;
 use super::ConvertOptions;
 
+/// Largest value folding may make that is larger than its inputs together: Grappler's rule
+/// (`kMaxConstantSize`), so a `Fill` or a broadcast is folded only when small.
+const MAX_GROWN_BYTES: usize = 100 * 1024;
+
+/// Bytes all folded values may take together beyond this multiple of the graph's constants
+/// before folding (plus [`FOLD_BUDGET_SLACK`]): a hostile graph's chain of thousands of `Add`s
+/// of one large constant would otherwise hold a copy per node.
+const FOLD_BUDGET_MULTIPLE: usize = 4;
+const FOLD_BUDGET_SLACK: usize = 64 << 20;
+
 /// Replaces nodes whose inputs are all constants by their value.
 pub fn fold_constants(graph: &mut Graph, _: &ConvertOptions) -> Result<(), ConvertError> {
     let outputs = graph.output_nodes();
+    let constant_bytes: usize = graph.constants.values().map(|t| t.bytes.len()).sum();
+    let mut budget = constant_bytes
+        .saturating_mul(FOLD_BUDGET_MULTIPLE)
+        .saturating_add(FOLD_BUDGET_SLACK);
     for index in 0..graph.nodes.len() {
         let node = &graph.nodes[index];
         if node.op == "Const" || outputs.contains(&node.name) || node.input.is_empty() {
@@ -22,9 +36,15 @@ pub fn fold_constants(graph: &mut Graph, _: &ConvertOptions) -> Result<(), Conve
         }
         let inputs: Option<Vec<&Tensor>> = node.input.iter().map(|i| graph.constant(i)).collect();
         let Some(inputs) = inputs else { continue };
+        let input_bytes: usize = inputs.iter().map(|t| t.bytes.len()).sum();
         let Some(value) = evaluate(node, &inputs) else {
             continue;
         };
+        let bytes = value.bytes.len();
+        if (bytes > input_bytes && bytes >= MAX_GROWN_BYTES) || bytes > budget {
+            continue;
+        }
+        budget -= bytes;
         let name = node.name.clone();
         graph.nodes[index] = constant_node(&name, &value);
         graph.constants.insert(name, value);
@@ -153,5 +173,55 @@ mod tests {
         );
         // TF.js has no int64: the compiler's int64 is not the value TensorFlow declares.
         assert_eq!(cast(DataType::DtInt64), None);
+    }
+
+    #[test]
+    fn folding_grows_the_graph_only_by_small_values() {
+        use super::super::rewrite::test_node;
+        use std::collections::HashMap;
+        // Fill(dims, 1.0): 8 × 8 floats fold; 256 × 256 (256 KB from 12 bytes) do not.
+        let graph_of = |side: i32| {
+            let (dims, one) = (
+                Tensor::int32(vec![2], &[side, side]),
+                Tensor::float32(vec![], &[1.0]),
+            );
+            let nodes = vec![
+                constant_node("dims", &dims),
+                constant_node("one", &one),
+                test_node("fill", "Fill", &["dims", "one"]),
+                test_node("out", "Relu", &["fill"]),
+            ];
+            let constants = HashMap::from([("dims".into(), dims), ("one".into(), one)]);
+            let mut graph = Graph::new(nodes, constants, &["out".to_string()]);
+            fold_constants(&mut graph, &ConvertOptions::default()).unwrap();
+            graph.constants.get("fill").map(Tensor::len)
+        };
+        assert_eq!(graph_of(8), Some(64));
+        assert_eq!(graph_of(256), None);
+    }
+
+    #[test]
+    fn all_folded_values_together_stay_within_a_budget() {
+        use super::super::rewrite::test_node;
+        use std::collections::HashMap;
+        // A chain of Adds of one 4 MB constant: each result is as large as its inputs, and
+        // every one would be kept; the budget (4 × 4 MB + 64 MB) stops the chain at 20.
+        let big = Tensor::float32(vec![1 << 20], &vec![1.0; 1 << 20]);
+        let mut nodes = vec![constant_node("big", &big)];
+        let mut previous = "big".to_string();
+        for k in 0..40 {
+            let name = format!("add{k}");
+            nodes.push(test_node(&name, "AddV2", &[&previous, "big"]));
+            previous = name;
+        }
+        nodes.push(test_node("out", "Relu", &[&previous]));
+        let constants = HashMap::from([("big".into(), big)]);
+        let mut graph = Graph::new(nodes, constants, &["out".to_string()]);
+        fold_constants(&mut graph, &ConvertOptions::default()).unwrap();
+        let folded = (0..40)
+            .filter(|k| graph.constants.contains_key(&format!("add{k}")))
+            .count();
+        assert_eq!(folded, 20);
+        assert_eq!(graph.constants["add19"].as_f32().unwrap()[0], 21.0);
     }
 }
