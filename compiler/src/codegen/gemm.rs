@@ -523,32 +523,40 @@ impl Gemm<'_> {
         let runs = tile_runs(self.columns, plan.width());
         let tiles: usize = runs.iter().map(|&(_, count, _)| count).sum();
         let segments = min_items.div_ceil(tiles.max(1)).clamp(1, blocks.max(1));
-        for (start, count, width) in runs {
-            kernel.for_split(count * segments, &mut |k, item| {
-                let tile = k.builder.ins().udiv_imm_s(item, segments as i64);
-                let segment = k.builder.ins().urem_imm_s(item, segments as i64);
-                let bound = |k: &mut Kernel, segment: Value| {
-                    let scaled = k.builder.ins().imul_imm_s(segment, blocks as i64);
-                    k.builder.ins().udiv_imm_s(scaled, segments as i64)
-                };
-                let first = bound(k, segment);
-                let next = k.builder.ins().iadd_imm_s(segment, 1);
-                let end = bound(k, next);
-                let j = k.builder.ins().imul_imm_s(tile, width as i64);
-                let j = k.builder.ins().iadd_imm_s(j, start as i64);
-                for index in 0..chunks.len() {
-                    each_block(k, first, end, &mut |k, bases, first_row, runs| {
-                        let tile = ColumnTile::new(bases, first_row, runs, j, width);
-                        self.emit_calls(k, plan, finish, output, &tile, (chunks, index))
-                    })?;
-                }
+        // The threads share the items by their cost, so that the narrower last tile counts as
+        // less than a full one (ResNet50's 512 columns are ten tiles of 48 and one of 32: shared
+        // by count, one thread of two had 5 full tiles and the other 5 and the narrow one).
+        let weighted: Vec<(usize, u64)> = runs
+            .iter()
+            .map(|&(_, count, width)| {
+                let cost = step_cost(plan.isa, plan.height, width);
+                (count * segments, (cost * 64.0).round() as u64)
+            })
+            .collect();
+        kernel.for_split_weighted(&weighted, &mut |k, run, item| {
+            let (start, _, width) = runs[run];
+            let tile = k.builder.ins().udiv_imm_s(item, segments as i64);
+            let segment = k.builder.ins().urem_imm_s(item, segments as i64);
+            let bound = |k: &mut Kernel, segment: Value| {
+                let scaled = k.builder.ins().imul_imm_s(segment, blocks as i64);
+                k.builder.ins().udiv_imm_s(scaled, segments as i64)
+            };
+            let first = bound(k, segment);
+            let next = k.builder.ins().iadd_imm_s(segment, 1);
+            let end = bound(k, next);
+            let j = k.builder.ins().imul_imm_s(tile, width as i64);
+            let j = k.builder.ins().iadd_imm_s(j, start as i64);
+            for index in 0..chunks.len() {
                 each_block(k, first, end, &mut |k, bases, first_row, runs| {
                     let tile = ColumnTile::new(bases, first_row, runs, j, width);
-                    self.emit_epilogue(k, finish, output, &tile)
-                })
-            })?;
-        }
-        Ok(())
+                    self.emit_calls(k, plan, finish, output, &tile, (chunks, index))
+                })?;
+            }
+            each_block(k, first, end, &mut |k, bases, first_row, runs| {
+                let tile = ColumnTile::new(bases, first_row, runs, j, width);
+                self.emit_epilogue(k, finish, output, &tile)
+            })
+        })
     }
 
     /// The K segments cut into chunks of at most [`DEPTH_CHUNK`].
