@@ -1693,6 +1693,62 @@ fn a_gather_from_a_captured_variable_in_a_loop_gathers_from_its_constant() {
 }
 
 #[test]
+fn a_variable_passed_on_through_a_nested_loop_and_a_call_is_frozen_and_the_call_inlined() {
+    // The outer loop's body runs a second loop, whose body calls a tf.function (a cell) that
+    // reads the captured variable: the handle is passed on twice. Each function on the way takes
+    // the value instead, and the call is inlined (TF.js has no call ops), as the Python
+    // converter's output with --control_flow_v2 (golden in nested_loop/tfjs) has it. TF.js runs
+    // both within 2.3e-10 of TensorFlow (tests/tfjs_reference.mjs).
+    let fixture = Fixture::new("nested_loop");
+    let options = ConvertOptions {
+        skip_op_check: true,
+        ..fixture.options()
+    };
+    let converted = convert_ok(fixture.model(), &options);
+    let ours = converted.model_json();
+    assert!(
+        !ours.to_string().contains("DT_RESOURCE"),
+        "a resource type left"
+    );
+    let golden = model_json(&fixture.path("tfjs").join("model.json"));
+    let library_ops = |model: &Value| {
+        let functions = model["modelTopology"]["library"]["function"]
+            .as_array()
+            .unwrap();
+        let mut counts = BTreeMap::new();
+        for function in functions {
+            // Inlining leaves Identity and NoOp nodes Grappler removes; constants differ by
+            // folding.
+            let ops = op_counts(&function["nodeDef"], &["Identity", "NoOp", "Const"]);
+            for (op, count) in ops {
+                *counts.entry(op).or_insert(0) += count;
+            }
+        }
+        (functions.len(), counts)
+    };
+    let (functions, ops) = library_ops(&ours);
+    assert!(
+        !ops.keys().any(|op| op.contains("PartitionedCall")),
+        "{ops:?}"
+    );
+    assert_eq!((functions, ops), library_ops(&golden));
+    // The cell's product reads the 4 × 4 variable, passed into both loops as a constant.
+    let weights = weight_bytes(converted.path(), &ours);
+    let outer = nodes(&ours)
+        .into_values()
+        .find(|n| n["op"] == "While")
+        .expect("the outer loop");
+    let captured: Vec<&str> = outer["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.as_str())
+        .filter(|i| weights.get(*i).is_some_and(|w| w.len() == 4 * 4 * 4))
+        .collect();
+    assert_eq!(captured.len(), 1, "{:?}", outer["input"]);
+}
+
+#[test]
 fn lstm_while_body_variables_become_loop_invariant_constants() {
     // A Keras LSTM's While loop gets its three variables as captured resource inputs, read by
     // ReadVariableOp in the body. Frozen as the Python converter does with --control_flow_v2

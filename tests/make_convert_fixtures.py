@@ -26,6 +26,9 @@ Writes, under tests/fixtures/convert/ (small, committed):
                     converter's output with --control_flow_v2=true, the golden reference);
 - gather_loop/      a tf.while_loop whose body looks a token up in an embedding variable
                     (ResourceGather of a captured handle) and mixes it into the state;
+- nested_loop/      a tf.while_loop whose body runs a second one, whose body calls a
+                    tf.function reading a variable (the handle passed on through two loops and a
+                    call); plus tfjs/ (the Python converter's output with --control_flow_v2=true);
 - each with input_0.npy and expected_0.npy (TensorFlow's answer) and case.json.
 The full-size MobileNetV2 and EfficientNetB0 SavedModels used for the measurements in
 docs/convert.md are the ones `tests/make_fixtures.py --full` writes (saved_model/ beside their
@@ -411,12 +414,51 @@ def gather_loop_fixture():
                legacy_format=False)
 
 
+def nested_loop_fixture():
+    """A loop in a loop's body, whose body calls a tf.function (a cell) that reads a variable:
+    the captured handle is passed on through the inner loop and the call."""
+    directory = fresh(os.path.join(ROOT, "nested_loop"))
+    rng = np.random.default_rng(23)
+
+    class NestedModule(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.mix = tf.Variable(rng.uniform(-0.5, 0.5, (4, 4)).astype(np.float32), name="mix")
+
+        @tf.function
+        def cell(self, h):
+            return tf.tanh(tf.matmul(h, self.mix))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="state")])
+        def serve(self, state):
+            def step(i, h):
+                _, h = tf.while_loop(lambda j, g: j < 2, lambda j, g: (j + 1, self.cell(g)), [tf.constant(0), h])
+                return i + 1, h
+
+            _, h = tf.while_loop(lambda i, h: i < 3, step, [tf.constant(0), state])
+            return {"output": h}
+
+    module = NestedModule()
+    tf.saved_model.save(module, os.path.join(directory, "model"), signatures={"serving_default": module.serve})
+    state = rng.uniform(-1, 1, (1, 4)).astype(np.float32)
+    loaded = tf.saved_model.load(os.path.join(directory, "model"))
+    y = loaded.signatures["serving_default"](state=tf.constant(state))["output"].numpy()
+    python_convert(os.path.join(directory, "model"), os.path.join(directory, "tfjs"),
+                   "--input_format=tf_saved_model", "--control_flow_v2=true")
+    write_case(directory, [("state", state)], [("Identity", y)],
+               "a loop in a loop's body calling a tf.function that reads a variable", model="model",
+               legacy_format=False)
+
+
 def main():
     if sys.argv[1:] == ["lstm"]:  # only the LSTM fixture (the others stay as committed)
         lstm_fixture()
         return
     if sys.argv[1:] == ["gather_loop"]:
         gather_loop_fixture()
+        return
+    if sys.argv[1:] == ["nested_loop"]:
+        nested_loop_fixture()
         return
     os.makedirs(ROOT, exist_ok=True)
     model, module = saved_model_fixture()
@@ -430,6 +472,7 @@ def main():
     hub_tf1_fixture()
     lstm_fixture()
     gather_loop_fixture()
+    nested_loop_fixture()
 
 
 if __name__ == "__main__":

@@ -18,18 +18,64 @@ use std::collections::{HashMap, HashSet};
 use tfjsc_proto::tensorflow::{attr_value, DataType, FunctionDef, NodeDef};
 
 use super::variables::gather_v2_attributes;
-use super::{shape_attr, type_attr, Freezer, Value, FORWARDING_OPS};
+use super::{shape_attr, signature_name, type_attr, Freezer, Value, FORWARDING_OPS};
 use crate::convert::error::ConvertError;
 use crate::convert::rewrite::unique_name;
 use crate::convert::tensor::Tensor;
 
-/// Ops whose function attributes take the node's inputs as arguments, and how: the attributes
-/// naming the functions, the type-list attribute, and how many leading inputs are not arguments.
-fn control_flow(op: &str) -> Option<(&'static [&'static str], &'static str, usize)> {
-    match op {
-        "While" | "StatelessWhile" => Some((&["cond", "body"], "T", 0)),
-        "If" | "StatelessIf" => Some((&["then_branch", "else_branch"], "Tin", 1)),
-        _ => None,
+/// Deepest nesting of functions that pass a captured variable on (a loop in a loop's body is
+/// 2); a hostile library's chain or cycle of functions stops here.
+const MAX_NESTING: usize = 32;
+
+/// Argument position → (dtype, shape) of the variable value a function now takes there.
+type FrozenArguments = [(usize, i32, Vec<i64>)];
+
+/// How a node hands its inputs to functions as their arguments.
+struct Call {
+    /// The attributes naming the functions (`While`'s `cond` and `body`); none when the node's
+    /// op is the function itself.
+    function_attrs: &'static [&'static str],
+    /// The attribute listing the arguments' types (empty for a function's own op).
+    types_attr: &'static str,
+    /// Inputs before the arguments (`If`'s condition).
+    leading: usize,
+    /// A loop: its results are its arguments' next values (typed by `types_attr`, shaped by
+    /// `output_shapes`). Otherwise the results are the functions' own, typed by `Tout`.
+    is_loop: bool,
+}
+
+impl Call {
+    /// Control flow: the nodes whose captured variables the graph's freezing hands over.
+    fn control_flow(op: &str) -> Option<Call> {
+        let call = |function_attrs, types_attr, leading, is_loop| {
+            Some(Call {
+                function_attrs,
+                types_attr,
+                leading,
+                is_loop,
+            })
+        };
+        match op {
+            "While" | "StatelessWhile" => call(&["cond", "body"], "T", 0, true),
+            "If" | "StatelessIf" => call(&["then_branch", "else_branch"], "Tin", 1, false),
+            _ => None,
+        }
+    }
+
+    /// Control flow or a call of a library function, inside a function body (the graph's own
+    /// calls are inlined).
+    fn of(node: &NodeDef, functions: &HashMap<&str, &FunctionDef>) -> Option<Call> {
+        let call = |function_attrs, types_attr| Call {
+            function_attrs,
+            types_attr,
+            leading: 0,
+            is_loop: false,
+        };
+        match node.op.as_str() {
+            "PartitionedCall" | "StatefulPartitionedCall" => Some(call(&["f"], "Tin")),
+            op if functions.contains_key(op) => Some(call(&[], "")),
+            op => Call::control_flow(op),
+        }
     }
 }
 
@@ -37,7 +83,7 @@ impl<'a> Freezer<'a> {
     /// Whether `op` is control flow whose captured variables [`Freezer::capture_variables`]
     /// freezes.
     pub(super) fn is_control_flow(op: &str) -> bool {
-        control_flow(op).is_some()
+        Call::control_flow(op).is_some()
     }
 
     /// Replaces the variable-handle inputs of the control-flow node `emitted` (named
@@ -48,16 +94,15 @@ impl<'a> Freezer<'a> {
         full_name: &str,
         inputs: &mut [Value],
     ) -> Result<(), ConvertError> {
-        let Some((function_attrs, types_attr, leading)) = control_flow(&emitted.op) else {
+        let Some(call) = Call::control_flow(&emitted.op) else {
             return Ok(());
         };
-        // Argument position → (dtype, shape) of the variable now passed there.
         let mut frozen: Vec<(usize, i32, Vec<i64>)> = Vec::new();
         for (position, value) in inputs.iter_mut().enumerate() {
             let Value::Variable(key) = value else {
                 continue;
             };
-            if position < leading {
+            if position < call.leading {
                 return Err(self.node_error(full_name, "the condition is a variable handle"));
             }
             let key = key.clone();
@@ -68,7 +113,7 @@ impl<'a> Freezer<'a> {
             };
             let tensor = &self.out.constants[name];
             frozen.push((
-                position - leading,
+                position - call.leading,
                 tensor.dtype as i32,
                 tensor.shape.clone(),
             ));
@@ -77,41 +122,95 @@ impl<'a> Freezer<'a> {
         if frozen.is_empty() {
             return Ok(());
         }
-        for attr_name in function_attrs {
-            let Some(attr_value::Value::Func(function)) = emitted
+        self.retarget(emitted, &call, &frozen, full_name, 0)?;
+        Ok(())
+    }
+
+    /// Points `node` (which hands its arguments to functions as `call` says) at copies of its
+    /// functions specialised to take values at the arguments `frozen`, and types the arguments
+    /// and results as those values. Returns the results that are now values, not handles
+    /// (index, dtype): a loop's at the arguments `frozen`, a call's where its function passes
+    /// the argument back.
+    fn retarget(
+        &mut self,
+        node: &mut NodeDef,
+        call: &Call,
+        frozen: &FrozenArguments,
+        at: &str,
+        depth: usize,
+    ) -> Result<Vec<(usize, i32)>, ConvertError> {
+        let set_types = |node: &mut NodeDef, attr: &str, types: &[(usize, i32)]| {
+            if let Some(attr_value::Value::List(list)) =
+                node.attr.get_mut(attr).and_then(|a| a.value.as_mut())
+            {
+                for &(index, dtype) in types {
+                    if let Some(slot) = list.r#type.get_mut(index) {
+                        *slot = dtype;
+                    }
+                }
+            }
+        };
+        // (original, specialised) names of the node's functions.
+        let mut renamed: Vec<(String, String)> = Vec::new();
+        if call.function_attrs.is_empty() {
+            let original = node.op.clone();
+            node.op = self.specialise(&original, frozen, at, depth)?;
+            renamed.push((original, node.op.clone()));
+        }
+        for attr_name in call.function_attrs {
+            let Some(attr_value::Value::Func(function)) = node
                 .attr
                 .get_mut(*attr_name)
                 .and_then(|attr| attr.value.as_mut())
             else {
-                return Err(self.node_error(full_name, format!("has no function {attr_name}")));
+                return Err(self.node_error(at, format!("has no function {attr_name}")));
             };
-            function.name = self.specialise(&function.name.clone(), &frozen, full_name)?;
+            let original = function.name.clone();
+            function.name = self.specialise(&original, frozen, at, depth)?;
+            renamed.push((original, function.name.clone()));
         }
-        if let Some(attr_value::Value::List(list)) = emitted
-            .attr
-            .get_mut(types_attr)
-            .and_then(|attr| attr.value.as_mut())
-        {
-            for (argument, dtype, _) in &frozen {
-                if let Some(slot) = list.r#type.get_mut(*argument) {
-                    *slot = *dtype;
+        let arguments: Vec<(usize, i32)> =
+            frozen.iter().map(|(a, dtype, _)| (*a, *dtype)).collect();
+        set_types(node, call.types_attr, &arguments);
+        if call.is_loop {
+            if let Some(attr_value::Value::List(list)) = node
+                .attr
+                .get_mut("output_shapes")
+                .and_then(|attr| attr.value.as_mut())
+            {
+                for (argument, _, shape) in frozen {
+                    if let (Some(slot), Some(attr_value::Value::Shape(proto))) =
+                        (list.shape.get_mut(*argument), shape_attr(shape).value)
+                    {
+                        *slot = proto;
+                    }
+                }
+            }
+            return Ok(arguments);
+        }
+        // A call's results: those whose type the specialised function changed.
+        let output_types = |function: Option<&FunctionDef>| -> Vec<i32> {
+            function
+                .and_then(|f| f.signature.as_ref())
+                .map(|s| s.output_arg.iter().map(|a| a.r#type).collect())
+                .unwrap_or_default()
+        };
+        let mut results = Vec::new();
+        for (original, specialised) in &renamed {
+            let before = output_types(self.functions.get(original.as_str()).copied());
+            let after = output_types(
+                self.specialised
+                    .iter()
+                    .find(|f| signature_name(f) == specialised),
+            );
+            for (index, (&old, &new)) in before.iter().zip(&after).enumerate() {
+                if old != new && !results.contains(&(index, new)) {
+                    results.push((index, new));
                 }
             }
         }
-        if let Some(attr_value::Value::List(list)) = emitted
-            .attr
-            .get_mut("output_shapes")
-            .and_then(|attr| attr.value.as_mut())
-        {
-            for (argument, _, shape) in &frozen {
-                if let (Some(slot), Some(attr_value::Value::Shape(proto))) =
-                    (list.shape.get_mut(*argument), shape_attr(shape).value)
-                {
-                    *slot = proto;
-                }
-            }
-        }
-        Ok(())
+        set_types(node, "Tout", &results);
+        Ok(results)
     }
 
     /// A copy of function `name` whose arguments `frozen` take values, not handles; returns its
@@ -119,9 +218,16 @@ impl<'a> Freezer<'a> {
     fn specialise(
         &mut self,
         name: &str,
-        frozen: &[(usize, i32, Vec<i64>)],
+        frozen: &FrozenArguments,
         call_node: &str,
+        depth: usize,
     ) -> Result<String, ConvertError> {
+        if depth >= MAX_NESTING {
+            return Err(self.node_error(
+                call_node,
+                format!("passes a captured variable through more than {MAX_NESTING} nested functions (at {name})"),
+            ));
+        }
         let cache_key = format!(
             "{name}|{}",
             frozen
@@ -153,14 +259,14 @@ impl<'a> Freezer<'a> {
         }
         let signature = function.signature.get_or_insert_with(Default::default);
         signature.name = new_name.clone();
-        // Argument name → dtype of the value it now holds.
-        let mut values: HashMap<String, i32> = HashMap::new();
+        // Argument (or forwarding node) name → dtype and shape of the value it now holds.
+        let mut values: HashMap<String, (i32, Vec<i64>)> = HashMap::new();
         // ReadVariableOp nodes turned into Identity.
         let mut reads: HashSet<String> = HashSet::new();
         // ResourceGather nodes turned into GatherV2 of the value, and their axis constants.
         let mut gathers: HashSet<String> = HashSet::new();
         let mut axes: Vec<NodeDef> = Vec::new();
-        for (argument, dtype, _) in frozen {
+        for (argument, dtype, shape) in frozen {
             let Some(arg) = signature.input_arg.get_mut(*argument) else {
                 return Err(self.node_error(
                     call_node,
@@ -169,7 +275,7 @@ impl<'a> Freezer<'a> {
             };
             arg.r#type = *dtype;
             arg.type_attr.clear();
-            values.insert(arg.name.clone(), *dtype);
+            values.insert(arg.name.clone(), (*dtype, shape.clone()));
         }
         // Names the axis constants of converted gathers must not take.
         let mut names: HashSet<String> = function.node_def.iter().map(|n| n.name.clone()).collect();
@@ -178,11 +284,11 @@ impl<'a> Freezer<'a> {
         loop {
             let mut changed = false;
             for node in &mut function.node_def {
-                let Some(dtype) = node
+                let Some((dtype, shape)) = node
                     .input
                     .first()
                     .and_then(|input| values.get(input.split(':').next().unwrap_or(input)))
-                    .copied()
+                    .cloned()
                 else {
                     continue;
                 };
@@ -203,13 +309,45 @@ impl<'a> Freezer<'a> {
                     gathers.insert(node.name.clone());
                 } else if FORWARDING_OPS.contains(&node.op.as_str()) && node.op != "IdentityN" {
                     node.attr.insert("T".into(), type_attr(dtype));
-                    values.insert(node.name.clone(), dtype);
+                    values.insert(node.name.clone(), (dtype, shape));
                     changed = true;
                 }
             }
             if !changed {
                 break;
             }
+        }
+        // Control flow and calls that take a captured value on: their functions are specialised
+        // the same way, in turn. What they give back where they took the value is not a handle
+        // any more: nothing may read it.
+        let mut nested: HashSet<String> = HashSet::new();
+        // `node:output:k` → dtype of the value a nested function passes back there.
+        let mut passed_back: HashMap<String, i32> = HashMap::new();
+        for node in &mut function.node_def {
+            let Some(call) = Call::of(node, &self.functions) else {
+                continue;
+            };
+            let inner: Vec<(usize, i32, Vec<i64>)> = node
+                .input
+                .iter()
+                .filter(|input| !input.starts_with('^'))
+                .enumerate()
+                .filter_map(|(position, input)| {
+                    let (dtype, shape) = values.get(input.split(':').next().unwrap_or(input))?;
+                    Some((position.checked_sub(call.leading)?, *dtype, shape.clone()))
+                })
+                .collect();
+            if inner.is_empty() {
+                continue;
+            }
+            let at = format!("{call_node} (function {name}, node {})", node.name);
+            let outputs = self.retarget(node, &call, &inner, &at, depth + 1)?;
+            passed_back.extend(
+                outputs
+                    .into_iter()
+                    .map(|(k, dtype)| (format!("{}:output:{k}", node.name), dtype)),
+            );
+            nested.insert(node.name.clone());
         }
         // Function-style references name the op's output argument: `value` of ReadVariableOp
         // is `output` of Identity.
@@ -229,8 +367,20 @@ impl<'a> Freezer<'a> {
         function.ret.values_mut().for_each(renamed);
         function.node_def.extend(axes);
         for node in &function.node_def {
+            for input in &node.input {
+                if passed_back.contains_key(input) {
+                    return Err(self.node_error(
+                        call_node,
+                        format!(
+                            "function {name}: node {} ({}) reads {input}, a captured variable \
+                             handle a nested function passes back",
+                            node.name, node.op
+                        ),
+                    ));
+                }
+            }
             let forwards = FORWARDING_OPS.contains(&node.op.as_str()) && node.op != "IdentityN";
-            if forwards || gathers.contains(&node.name) {
+            if forwards || gathers.contains(&node.name) || nested.contains(&node.name) {
                 continue;
             }
             for input in &node.input {
@@ -254,7 +404,8 @@ impl<'a> Freezer<'a> {
         for output in &mut signature.output_arg {
             if let Some(reference) = function.ret.get(&output.name) {
                 let source = reference.split(':').next().unwrap_or(reference);
-                if let Some(dtype) = values.get(source) {
+                let dtype = values.get(source).map(|(dtype, _)| dtype);
+                if let Some(dtype) = dtype.or_else(|| passed_back.get(reference)) {
                     output.r#type = *dtype;
                     output.type_attr.clear();
                 }
@@ -290,13 +441,6 @@ impl<'a> Freezer<'a> {
         self.specialised_names.insert(cache_key, new_name.clone());
         Ok(new_name)
     }
-}
-
-fn signature_name(function: &FunctionDef) -> &str {
-    function
-        .signature
-        .as_ref()
-        .map_or("", |signature| signature.name.as_str())
 }
 
 /// Turns `ResourceGather(handle, indices)` of a captured variable, whose handle argument now
@@ -633,5 +777,128 @@ mod tests {
             ("Const", Some(vec![1]))
         );
         assert!(axis_value.shape.is_empty());
+    }
+
+    /// `loop_graph` whose body calls `inner` (arguments `a`, `h`) with the loop's own `h`,
+    /// through `call` (a `StatefulPartitionedCall`, or `inner` itself as the op).
+    fn nested_graph(
+        call: &str,
+        inner_nodes: Vec<NodeDef>,
+        inner_results: &[(&str, &str)],
+    ) -> GraphDef {
+        let mut caller = node("c", call, &["a", "h"]);
+        if call != "inner" {
+            caller.attr.insert(
+                "f".into(),
+                AttrValue {
+                    value: Some(attr_value::Value::Func(NameAttrList {
+                        name: "inner".into(),
+                        ..NameAttrList::default()
+                    })),
+                },
+            );
+            let types = |types: Vec<i32>| AttrValue {
+                value: Some(attr_value::Value::List(ListValue {
+                    r#type: types,
+                    ..ListValue::default()
+                })),
+            };
+            let (float, resource) = (DataType::DtFloat as i32, DataType::DtResource as i32);
+            caller
+                .attr
+                .insert("Tin".into(), types(vec![float, resource]));
+            let outputs = inner_results
+                .iter()
+                .map(|(name, _)| if name.ends_with('h') { resource } else { float })
+                .collect();
+            caller.attr.insert("Tout".into(), types(outputs));
+        }
+        // A call op lists its results as `output`; a function used as the op names them.
+        let result = if call == "inner" {
+            "c:y:0"
+        } else {
+            "c:output:0"
+        };
+        let mut graph = loop_graph(vec![caller], result);
+        let library = graph.library.as_mut().unwrap();
+        library
+            .function
+            .push(function("inner", inner_nodes, inner_results));
+        graph
+    }
+
+    fn frozen_function(graph: &GraphDef, name: &str) -> Result<FunctionDef, String> {
+        let mut source = TwoFloats;
+        let mut freezer = Freezer::new(PathBuf::from("test"), graph, &[], &mut source);
+        let outputs = freezer
+            .graph_outputs(graph, &["loop".into()])
+            .map_err(|e| e.to_string())?;
+        let frozen = freezer.finish(&outputs).map_err(|e| e.to_string())?;
+        frozen
+            .library
+            .into_iter()
+            .find(|f| signature_name(f) == name)
+            .ok_or_else(|| format!("no function {name}"))
+    }
+
+    #[test]
+    fn a_captured_variable_passed_to_a_nested_call_is_frozen_there_too() {
+        // The body calls `inner` with its handle; `inner` reads it. The call is specialised to
+        // take the value, then inlined (TF.js has no call ops): the body reads its own
+        // argument through Identity.
+        for call in ["StatefulPartitionedCall", "inner"] {
+            let graph = nested_graph(
+                call,
+                vec![
+                    node("r", "ReadVariableOp", &["h"]),
+                    node("s", "Mul", &["a", "r:value:0"]),
+                ],
+                &[("y", "s:z:0"), ("out_h", "h")],
+            );
+            let body = frozen_function(&graph, "body_frozen").unwrap();
+            let find = |name: &str| body.node_def.iter().find(|n| n.name == name).unwrap();
+            assert_eq!(
+                (find("c/r").op.as_str(), find("c/r").input.clone()),
+                ("Identity", vec!["h".to_string()])
+            );
+            assert_eq!(find("c/s").input, ["a", "c/r:output:0"]);
+            assert_eq!(body.ret["out_a"], "c/s:z:0");
+            let float = DataType::DtFloat as i32;
+            assert_eq!(body.signature.as_ref().unwrap().input_arg[1].r#type, float);
+            assert!(
+                frozen_function(&graph, "inner").is_err(),
+                "the handle form is not kept"
+            );
+            assert!(frozen_function(&graph, "inner_frozen").is_err(), "inlined");
+        }
+    }
+
+    #[test]
+    fn a_handle_a_nested_call_passes_back_must_not_be_read() {
+        let mut graph = nested_graph(
+            "StatefulPartitionedCall",
+            vec![node("r", "ReadVariableOp", &["h"])],
+            &[("y", "r:value:0"), ("out_h", "h")],
+        );
+        let body = &mut graph.library.as_mut().unwrap().function[0];
+        body.node_def
+            .push(node("again", "ReadVariableOp", &["c:output:1"]));
+        let error = frozen_function(&graph, "body_frozen").unwrap_err();
+        assert!(
+            error.contains("node again (ReadVariableOp) reads c:output:1"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn functions_passing_a_handle_on_without_end_are_refused() {
+        // `inner` calls itself with the handle: a cycle no real library has.
+        let graph = nested_graph(
+            "inner",
+            vec![node("again", "inner", &["a", "h"])],
+            &[("y", "again:output:0"), ("out_h", "h")],
+        );
+        let error = frozen_function(&graph, "body_frozen").unwrap_err();
+        assert!(error.contains("more than 32 nested functions"), "{error}");
     }
 }

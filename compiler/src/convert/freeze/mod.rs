@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use tfjsc_proto::tensorflow::{attr_value, AttrValue, FunctionDef, GraphDef, NodeDef, OpDef};
 
 mod control_flow;
+mod inline_bodies;
 mod references;
 mod variables;
 
@@ -564,6 +565,12 @@ impl<'a> Freezer<'a> {
             .filter_map(|name| functions.get(name.as_str()).map(|f| (*f).clone()))
             .collect();
         self.out.library.append(&mut self.specialised);
+        inline_bodies::inline_calls_in_bodies(&self.out.nodes, &mut self.out.library).map_err(
+            |message| ConvertError::File {
+                path: self.path.clone(),
+                message,
+            },
+        )?;
         Ok(self.out)
     }
 }
@@ -639,4 +646,9 @@ pub(crate) fn attribute_functions(node: &NodeDef) -> impl Iterator<Item = &str> 
         };
         names
     })
+}
+
+/// The name a function's signature gives it.
+fn signature_name(function: &FunctionDef) -> &str {
+    function.signature.as_ref().map_or("", |s| s.name.as_str())
 }
