@@ -327,19 +327,17 @@ mod tests {
     fn a_missing_checkpoint_or_shard_lists_what_exists() {
         let folder = tempfile::tempdir().unwrap();
         std::fs::write(folder.path().join("export.meta"), "").unwrap();
-        let error = Checkpoint::open(folder.path(), "export")
-            .err()
-            .unwrap()
-            .to_string();
+        let open_error = || match Checkpoint::open(folder.path(), "export") {
+            Ok(_) => panic!("opened a checkpoint that is not there"),
+            Err(error) => error.to_string(),
+        };
+        let error = open_error();
         assert!(
             error.contains("expected export.index (V2) or export") && error.contains("export.meta"),
             "{error}"
         );
         std::fs::write(folder.path().join("export-00001-of-00003"), "").unwrap();
-        let error = Checkpoint::open(folder.path(), "export")
-            .err()
-            .unwrap()
-            .to_string();
+        let error = open_error();
         assert!(
             error.contains("missing export-00000-of-00003, export-00002-of-00003")
                 && error.contains("the folder has: export-00001-of-00003, export.meta"),

@@ -12,20 +12,21 @@
 //! Files are opened inside the model's folder only.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use prost::Message;
-use tfjsc_proto::tensorflow::{DataType, SavedTensorSlices, TensorSliceProto};
-use tfjsc_runtime::shard_file::open_in_folder;
 
 use super::bundle::read_table;
 use super::error::ConvertError;
+use super::read_input_file;
 use super::slices::{assemble, slice_key, Region};
 use super::tensor::Tensor;
+use prost::Message;
+use tfjsc_proto::tensorflow::{DataType, SavedTensorSlices, TensorSliceProto};
 
 /// The newest checkpoint version this reader knows (TensorFlow's `TF_CHECKPOINT_VERSION`).
 const CHECKPOINT_VERSION: i32 = 1;
+
+/// What a corrupt file was meant to be, in errors.
+const WHAT: &str = "V1 checkpoint (tensor slice table)";
 
 /// One table file of the checkpoint, its entries by key.
 struct TableFile {
@@ -61,18 +62,10 @@ impl CheckpointV1 {
     }
 
     fn open_file(&mut self, folder: &Path, name: &str) -> Result<(), ConvertError> {
-        let path = folder.join(name);
-        let opened = open_in_folder(folder, name).map_err(|error| ConvertError::File {
-            path: path.clone(),
-            message: format!("cannot open the V1 checkpoint file: {error}"),
-        })?;
-        let mut bytes = Vec::new();
-        let mut file = opened.file;
-        file.read_to_end(&mut bytes)
-            .map_err(|error| ConvertError::io(&path, error))?;
+        let (path, bytes) = read_input_file(folder, name)?;
         let corrupt = |message: String| ConvertError::Corrupt {
             path: path.clone(),
-            what: "V1 checkpoint (tensor slice table)",
+            what: WHAT,
             message,
         };
         let entries: BTreeMap<Vec<u8>, Vec<u8>> =
@@ -154,7 +147,7 @@ impl CheckpointV1 {
             let file = &self.files[*file_index];
             let corrupt = |message: String| ConvertError::Corrupt {
                 path: file.path.clone(),
-                what: "V1 checkpoint (tensor slice table)",
+                what: WHAT,
                 message: format!("tensor {name:?}: {message}"),
             };
             let region = Region::of_slice(slice, &saved.shape).map_err(corrupt)?;
@@ -175,13 +168,13 @@ impl CheckpointV1 {
             let stored = data
                 .slice
                 .as_ref()
-                .map(|stored| Region::of_slice(stored, &saved.shape));
-            if data.name != name || stored.as_ref().and_then(|r| r.as_ref().ok()) != Some(&region) {
+                .and_then(|stored| Region::of_slice(stored, &saved.shape).ok());
+            if data.name != name || stored.as_ref() != Some(&region) {
                 return Err(corrupt(format!(
-                    "the entry for the slice at {:?} holds tensor {:?}, slice {:?}",
+                    "the entry for the slice at {:?} holds tensor {:?}, slice at {:?}",
                     region.starts,
                     data.name,
-                    stored.and_then(Result::ok).map(|r| r.starts)
+                    stored.map(|region| region.starts)
                 )));
             }
             let values = data.data.unwrap_or_default();
@@ -190,19 +183,18 @@ impl CheckpointV1 {
             )?;
             parts.push((region, part));
         }
+        // Named after the file of the tensor's first slice (its slices may span shards).
+        let first_file = saved.slices.first().map_or(0, |(file, _)| *file);
+        let corrupt = |message: String| ConvertError::Corrupt {
+            path: self.files[first_file].path.clone(),
+            what: WHAT,
+            message: format!("tensor {name:?}: {message}"),
+        };
         if parts.is_empty() {
-            return Err(ConvertError::Corrupt {
-                path: self.path().to_path_buf(),
-                what: "V1 checkpoint (tensor slice table)",
-                message: format!("tensor {name:?} is listed without any slice"),
-            });
+            return Err(corrupt("listed without any slice".into()));
         }
         assemble(saved.dtype, &saved.shape, parts)
             .map(Some)
-            .map_err(|message| ConvertError::Corrupt {
-                path: self.path().to_path_buf(),
-                what: "V1 checkpoint (tensor slice table)",
-                message: format!("tensor {name:?}: {message}"),
-            })
+            .map_err(corrupt)
     }
 }
