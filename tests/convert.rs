@@ -23,8 +23,12 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 use serde_json::Value;
+use tfjsc::convert::slices::slice_key;
 use tfjsc::convert::{convert, ConvertOptions, InputFormat, OutputFormat, Quantization};
-use tfjsc_proto::tensorflow::{attr_value, AttrValue, GraphDef, NodeDef, SavedModel};
+use tfjsc_proto::tensorflow::{
+    attr_value, AttrValue, DataType, GraphDef, NodeDef, SavedModel, SavedTensorSlices,
+    TensorSliceProto,
+};
 use tfjsc_runtime::npy::read_npy;
 use tfjsc_runtime::Model;
 
@@ -338,6 +342,215 @@ fn frozen_graph_converts_and_matches_tensorflow() {
 #[test]
 fn session_bundle_converts_and_matches_tensorflow() {
     check_fixture("session_bundle", unchanged);
+}
+
+#[test]
+fn v1_session_bundle_with_a_partitioned_variable_converts_and_matches_tensorflow() {
+    // A V1 Saver's two shards (tensor slice tables, no .index), found through the `checkpoint`
+    // state file; dense1/kernel is saved as three column slices, and the graph reads it as
+    // three part variables joined by a concat.
+    let fixture = Fixture::new("session_bundle_v1");
+    let files: Vec<String> = folder_files(&fixture.model()).into_keys().collect();
+    assert!(
+        files.contains(&"export-00001-of-00002".to_string())
+            && !files.iter().any(|name| name.ends_with(".index")),
+        "{files:?}"
+    );
+    let converted = check_fixture("session_bundle_v1", unchanged);
+    // Each part is its own constant, cut out of the assembled whole.
+    let shapes: Vec<String> = converted.model_json()["weightsManifest"][0]["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|weight| weight["shape"].to_string())
+        .collect();
+    for shape in ["[6,4]", "[6,3]", "[10]", "[10,3]"] {
+        assert!(
+            shapes.iter().any(|s| s == shape),
+            "no {shape} weight: {shapes:?}"
+        );
+    }
+}
+
+/// The V1 fixture copied to a scratch folder, with `file`'s table entries edited by `edit`
+/// (keys must stay sorted); the conversion's error.
+fn v1_error_with(file: &str, edit: impl FnOnce(&mut TableEntries)) -> String {
+    let fixture = Fixture::new("session_bundle_v1");
+    let scratch = scratch_copy(&fixture.model());
+    let table = std::fs::read(scratch.path().join(file)).unwrap();
+    let (mut entries, metaindex) = table_entries(&table);
+    edit(&mut entries);
+    entries.sort();
+    let rebuilt = write_table(&entries, &metaindex, 1000, &mut uncompressed);
+    std::fs::write(scratch.path().join(file), rebuilt).unwrap();
+    error_of(scratch.path(), &fixture.options())
+}
+
+/// Decodes, edits and re-encodes the `SavedTensorSlices` of one table entry.
+fn edit_slices(value: &mut Vec<u8>, edit: impl FnOnce(&mut SavedTensorSlices)) {
+    let mut slices = SavedTensorSlices::decode(value.as_slice()).unwrap();
+    edit(&mut slices);
+    *value = slices.encode_to_vec();
+}
+
+/// Edits the extents of slice `index` of `tensor` in the metadata entry of `entries`.
+fn edit_meta_slice(
+    entries: &mut [(Vec<u8>, Vec<u8>)],
+    tensor: &str,
+    edit: impl FnOnce(&mut Vec<TensorSliceProto>),
+) {
+    let (_, meta) = entries.iter_mut().find(|(key, _)| key.is_empty()).unwrap();
+    edit_slices(meta, |slices| {
+        let saved = slices.meta.as_mut().unwrap();
+        let saved = saved.tensor.iter_mut().find(|t| t.name == tensor).unwrap();
+        edit(&mut saved.slice);
+    });
+}
+
+/// A slice of a [6, N] tensor: rows 0..6 (as a partitioned variable's slice spec gives them,
+/// with a length), `length` columns from `start`.
+fn column_slice(start: i64, length: i64) -> TensorSliceProto {
+    use tfjsc_proto::tensorflow::tensor_slice_proto::{extent::HasLength, Extent};
+    let extent = |start, length| Extent {
+        start,
+        has_length: Some(HasLength::Length(length)),
+    };
+    TensorSliceProto {
+        extent: vec![extent(0, 6), extent(start, length)],
+    }
+}
+
+#[test]
+fn corrupt_v1_checkpoints_are_named_errors() {
+    // dense1/kernel ([6, 10], columns 0..4, 4..7, 7..10) lies in shard 0 (device cpu:0),
+    // dense1/bias and dense2/kernel ([10, 3]) in shard 1.
+    let shard0 = "export-00000-of-00002";
+    let shard1 = "export-00001-of-00002";
+    let names_the_kernel = |error: &str| error.contains(shard0) && error.contains("dense1/kernel");
+    // A slice reaching past the shape.
+    let error = v1_error_with(shard0, |entries| {
+        edit_meta_slice(entries, "dense1/kernel", |slices| {
+            slices[2] = column_slice(8, 3)
+        });
+    });
+    assert!(
+        names_the_kernel(&error) && error.contains("lies outside the shape [6, 10]"),
+        "{error}"
+    );
+    // A slice missing from the metadata (its data still in the file).
+    let error = v1_error_with(shard0, |entries| {
+        edit_meta_slice(entries, "dense1/kernel", |slices| {
+            slices.pop();
+        });
+    });
+    assert!(
+        names_the_kernel(&error) && error.contains("hold 42 elements, the shape [6, 10] has 60"),
+        "{error}"
+    );
+    // Columns 4..7 saved as 3..6 instead (metadata, key and data agreeing): column 3 twice,
+    // column 6 never.
+    let error = v1_error_with(shard0, |entries| {
+        edit_meta_slice(entries, "dense1/kernel", |slices| {
+            slices[1] = column_slice(3, 3)
+        });
+        let old_key = slice_key("dense1/kernel", &column_slice(4, 3));
+        let (key, value) = entries.iter_mut().find(|(key, _)| *key == old_key).unwrap();
+        *key = slice_key("dense1/kernel", &column_slice(3, 3));
+        edit_slices(value, |slices| {
+            slices.data.as_mut().unwrap().slice = Some(column_slice(3, 3));
+        });
+    });
+    assert!(
+        names_the_kernel(&error) && error.contains("covers element 3 again (slices overlap)"),
+        "{error}"
+    );
+    // The metadata lists a slice the file has no entry for.
+    let error = v1_error_with(shard0, |entries| {
+        let key = slice_key("dense1/kernel", &column_slice(7, 3));
+        entries.retain(|(k, _)| *k != key);
+    });
+    assert!(
+        names_the_kernel(&error) && error.contains("[0, 7]") && error.contains("no entry"),
+        "{error}"
+    );
+    // Values of another dtype than the metadata's: stored as int_val, or declared int32.
+    let to_int = |declare: bool| {
+        move |entries: &mut TableEntries| {
+            for (_, value) in entries.iter_mut().filter(|(key, _)| !key.is_empty()) {
+                edit_slices(value, |slices| {
+                    let data = slices.data.as_mut().unwrap();
+                    if data.name != "dense2/kernel" {
+                        return;
+                    }
+                    let tensor = data.data.as_mut().unwrap();
+                    if declare {
+                        tensor.dtype = DataType::DtInt32 as i32;
+                    } else {
+                        tensor.int_val = tensor.float_val.iter().map(|&v| v as i32).collect();
+                        tensor.float_val.clear();
+                    }
+                });
+            }
+        }
+    };
+    let error = v1_error_with(shard1, to_int(false));
+    assert!(
+        error.contains(shard1)
+            && error.contains("dense2/kernel")
+            && error.contains("0 values in the float_val field for the 30 elements")
+            && error.contains("int_val: 30"),
+        "{error}"
+    );
+    let error = v1_error_with(shard1, to_int(true));
+    assert!(
+        error.contains("dense2/kernel")
+            && error.contains("values are DT_INT32, the checkpoint lists the tensor as DT_FLOAT"),
+        "{error}"
+    );
+    // A shard missing: named, with what the folder has.
+    let fixture = Fixture::new("session_bundle_v1");
+    let scratch = scratch_copy(&fixture.model());
+    std::fs::remove_file(scratch.path().join(shard1)).unwrap();
+    let error = error_of(scratch.path(), &fixture.options());
+    assert!(
+        error.contains("missing export-00001-of-00002")
+            && error.contains(
+                "the folder has: case.json, checkpoint, expected_0.npy, export-00000-of-00002"
+            ),
+        "{error}"
+    );
+}
+
+#[test]
+fn truncated_or_flipped_v1_checkpoints_never_panic() {
+    // Each shard cut at many lengths: always an error naming the shard. Bytes flipped in many
+    // places: an error (naming the shard) or, where a flip misses everything the reader
+    // checks, a conversion.
+    let fixture = Fixture::new("session_bundle_v1");
+    let scratch = scratch_copy(&fixture.model());
+    let mut refused = 0;
+    for shard in ["export-00000-of-00002", "export-00001-of-00002"] {
+        let path = scratch.path().join(shard);
+        let original = std::fs::read(&path).unwrap();
+        for (at, flip) in mutations(original.len(), 60) {
+            std::fs::write(&path, &original[..at]).unwrap();
+            let error = error_of(scratch.path(), &fixture.options());
+            assert!(error.contains(shard), "cut at {at}: {error}");
+            let mut bytes = original.clone();
+            bytes[at] ^= flip;
+            std::fs::write(&path, &bytes).unwrap();
+            if let Err(error) = run_convert(
+                scratch.path(),
+                &scratch.path().join("out"),
+                &fixture.options(),
+            ) {
+                assert!(error.contains(shard), "byte {at} ^ {flip:#x}: {error}");
+                refused += 1;
+            }
+        }
+        std::fs::write(&path, &original).unwrap();
+    }
+    assert!(refused > 100, "only {refused} of 120 flips were refused");
 }
 
 #[test]
@@ -783,6 +996,15 @@ fn rebuild_table(
     per_block: usize,
     store: &mut dyn FnMut(&[u8]) -> StoredBlock,
 ) -> Vec<u8> {
+    let (entries, metaindex) = table_entries(table);
+    write_table(&entries, &metaindex, per_block, store)
+}
+
+/// A table's (key, value) entries, in order.
+type TableEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The (key, value) entries of an uncompressed table, and its metaindex block.
+fn table_entries(table: &[u8]) -> (TableEntries, Vec<u8>) {
     let footer = &table[table.len() - 48..];
     let mut at = 0;
     let handle = |at: &mut usize| {
@@ -804,6 +1026,17 @@ fn rebuild_table(
         let size = read_varint(&data_handle, &mut at) as usize;
         entries.extend(table_block_entries(&table[offset..offset + size]));
     }
+    (entries, metaindex.to_vec())
+}
+
+/// A table of `entries` (sorted), `per_block` to a data block, each block stored as `store`
+/// returns it (see [`rebuild_table`]).
+fn write_table(
+    entries: &[(Vec<u8>, Vec<u8>)],
+    metaindex: &[u8],
+    per_block: usize,
+    store: &mut dyn FnMut(&[u8]) -> StoredBlock,
+) -> Vec<u8> {
     let mut file = Vec::new();
     let mut put = |file: &mut Vec<u8>, contents: &[u8]| -> Vec<u8> {
         let (kind, stored) = store(contents);

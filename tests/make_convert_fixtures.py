@@ -11,6 +11,12 @@ Writes, under tests/fixtures/convert/ (small, committed):
 - sharded/          a SavedModel whose variables lie in several data shards;
 - frozen/           frozen.pb: the same CNN frozen with convert_variables_to_constants_v2;
 - session_bundle/   export.meta + export checkpoint written with tf.compat.v1 graph + Saver;
+- session_bundle_v1/ the same kind of graph saved by a V1 Saver (write_version=V1, sharded=True,
+                    variables on two devices): export.meta, export-00000-of-00002 and
+                    export-00001-of-00002 (tensor slice tables), and the `checkpoint` state file;
+                    dense1/kernel is partitioned in 3 column blocks (fixed_size_partitioner), so
+                    it is saved as 3 slices of one tensor. TensorFlow's answer is computed after
+                    restoring these files into a fresh graph;
 - hub/              a TF Hub-style module directory (SavedModel with a "default" signature), and
                     hub.tar.gz, the same directory as a compressed archive;
 - keras2/           a tf_keras (Keras 2) CNN whose graph has FusedBatchNormV3 after biased
@@ -192,6 +198,49 @@ def session_bundle_fixture():
             expected = session.run(out, {x: value})
     os.remove(os.path.join(directory, "checkpoint"))
     write_case(directory, [("input", value)], [("output", expected)], "tf.compat.v1 graph + Saver (session bundle)", input_format="tf_session_bundle", model=".", output_node_names=["output"])
+
+
+def session_bundle_v1_fixture():
+    directory = fresh(os.path.join(ROOT, "session_bundle_v1"))
+    v1 = tf.compat.v1
+    rng = np.random.default_rng(11)
+    kernel = rng.normal(size=(6, 10)).astype(np.float32)
+
+    def part_of(full):
+        # A partitioned variable's initializer is called once per part, with the part's offset.
+        def initializer(shape, dtype=None, partition_info=None):
+            offset = partition_info.var_offset if partition_info else [0] * len(shape)
+            return tf.constant(full[tuple(slice(o, o + n) for o, n in zip(offset, shape))])
+
+        return initializer
+
+    graph = tf.Graph()
+    config = v1.ConfigProto(device_count={"CPU": 2})
+    with graph.as_default():
+        x = v1.placeholder(tf.float32, [1, 6], name="input")
+        with tf.device("/cpu:0"):
+            w1 = v1.get_variable("dense1/kernel", shape=(6, 10), initializer=part_of(kernel),
+                                 partitioner=v1.fixed_size_partitioner(3, axis=1))
+        with tf.device("/cpu:1"):
+            b1 = v1.get_variable("dense1/bias", initializer=rng.normal(size=(10,)).astype(np.float32))
+            w2 = v1.get_variable("dense2/kernel", initializer=rng.normal(size=(10, 3)).astype(np.float32))
+        h = tf.nn.relu(tf.matmul(x, w1) + b1, name="hidden")
+        tf.identity(tf.matmul(h, w2), name="output")
+        saver = v1.train.Saver(write_version=v1.train.SaverDef.V1, sharded=True, save_relative_paths=True)
+        with v1.Session(graph=graph, config=config) as session:
+            session.run(v1.global_variables_initializer())
+            saver.save(session, os.path.join(directory, "export"), write_meta_graph=True)
+    files = sorted(os.listdir(directory))
+    assert files == ["checkpoint", "export-00000-of-00002", "export-00001-of-00002", "export.meta"], files
+    # TensorFlow's answer from the files as written: a fresh graph restored from them.
+    value = rng.uniform(-1, 1, (1, 6)).astype(np.float32)
+    with tf.Graph().as_default() as restored, v1.Session(graph=restored, config=config) as session:
+        v1.train.import_meta_graph(os.path.join(directory, "export.meta")).restore(
+            session, os.path.join(directory, "export-?????-of-00002"))
+        expected = session.run("output:0", {"input:0": value})
+    write_case(directory, [("input", value)], [("output", expected)],
+               "tf.compat.v1 graph saved by a V1 Saver in 2 shards, with a partitioned variable",
+               input_format="tf_session_bundle", model=".", output_node_names=["output"])
 
 
 def hub_fixture():
@@ -454,6 +503,9 @@ def main():
     if sys.argv[1:] == ["lstm"]:  # only the LSTM fixture (the others stay as committed)
         lstm_fixture()
         return
+    if sys.argv[1:] == ["session_bundle_v1"]:
+        session_bundle_v1_fixture()
+        return
     if sys.argv[1:] == ["gather_loop"]:
         gather_loop_fixture()
         return
@@ -465,6 +517,7 @@ def main():
     sharded_fixture(model)
     frozen_fixture(module)
     session_bundle_fixture()
+    session_bundle_v1_fixture()
     hub_fixture()
     keras2_fixture()
     tf1_saved_model_fixture()

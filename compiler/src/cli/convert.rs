@@ -18,7 +18,9 @@ use tfjsc::convert::{convert, ConvertOptions, InputFormat, OutputFormat, Quantiz
   tfjsc convert --input_format=tf_saved_model --quantize_float16='*' saved_model/ web_model/")]
 pub struct ConvertArgs {
     /// Input format: tf_saved_model (a SavedModel directory), tf_frozen_model (a frozen GraphDef
-    /// .pb), tf_session_bundle (a directory with export.meta and an `export` checkpoint;
+    /// .pb), tf_session_bundle (a TF1 export directory: the MetaGraph and checkpoint its
+    /// `checkpoint` file names, else export.meta and `export`, else its only *.meta file; V2
+    /// checkpoints (PREFIX.index + data) or V1 (PREFIX, or PREFIX-NNNNN-of-MMMMM shards);
     /// deprecated), tf_hub (a TF Hub module, TF2 SavedModel or TF1 with tfhub_module.pb:
     /// directory, .tar.gz or http(s):// URL).
     #[arg(long = "input_format", default_value = "tf_saved_model", value_parser = InputFormat::parse)]

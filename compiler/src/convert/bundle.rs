@@ -23,6 +23,7 @@ use tfjsc_proto::tensorflow::{BundleEntryProto, BundleHeaderProto, DataType};
 use tfjsc_runtime::shard_file::open_in_folder;
 
 use super::error::ConvertError;
+use super::slices::{assemble, slice_key, Region};
 use super::tensor::Tensor;
 
 /// The footer magic of a LevelDB table, as TensorFlow's `table_builder` writes it.
@@ -213,149 +214,24 @@ impl Bundle {
             message: format!("sliced tensor {key:?}: {message}"),
         };
         let dtype = DataType::try_from(entry.dtype).unwrap_or(DataType::DtInvalid);
-        let size = super::tensor::element_size(dtype)
-            .ok_or_else(|| corrupt(format!("dtype {} cannot be sliced", dtype.as_str_name())))?;
         let shape: Vec<i64> = entry
             .shape
             .as_ref()
             .map(|shape| shape.dim.iter().map(|dim| dim.size).collect())
             .unwrap_or_default();
-        let count = element_count(&shape).ok_or_else(|| corrupt("bad shape".into()))?;
-        let mut bytes = vec![0u8; count * size];
-        let mut covered = 0usize;
+        let mut parts = Vec::with_capacity(entry.slices.len().min(self.entries.len()));
         for slice in &entry.slices {
-            if slice.extent.len() != shape.len() {
-                return Err(corrupt("slice rank differs from the tensor's".into()));
-            }
-            let mut starts = Vec::new();
-            let mut lengths = Vec::new();
-            for (extent, &dim) in slice.extent.iter().zip(&shape) {
-                let length = match extent.has_length {
-                    Some(
-                        tfjsc_proto::tensorflow::tensor_slice_proto::extent::HasLength::Length(
-                            length,
-                        ),
-                    ) => length,
-                    None => -1,
-                };
-                let (start, full) = if length < 0 {
-                    (0, dim)
-                } else {
-                    (extent.start, length)
-                };
-                if start < 0 || full < 0 || start.checked_add(full).is_none_or(|end| end > dim) {
-                    return Err(corrupt("slice outside the tensor".into()));
-                }
-                starts.push((extent.start, length));
-                lengths.push((start, full));
-            }
-            let slice_key = slice_key(key, &starts);
-            let part = self
-                .read_key(&slice_key)?
-                .ok_or_else(|| corrupt("a slice's entry is missing".into()))?;
-            let slice_shape: Vec<i64> = lengths.iter().map(|&(_, length)| length).collect();
-            if part.shape != slice_shape || part.dtype != dtype {
-                return Err(corrupt(format!(
-                    "a slice of shape {:?} ({}) stands for extent {slice_shape:?} ({})",
-                    part.shape,
-                    part.dtype.as_str_name(),
-                    dtype.as_str_name()
-                )));
-            }
-            // Copy row by row along the last axis.
-            let rank = shape.len();
-            let row = if rank == 0 {
-                1
-            } else {
-                lengths[rank - 1].1 as usize
-            } * size;
-            let rows = part.bytes.len().checked_div(row).unwrap_or(0);
-            let mut position = vec![0i64; rank.saturating_sub(1)];
-            for row_index in 0..rows {
-                let mut offset = 0usize;
-                for axis in 0..rank {
-                    let coordinate = if axis + 1 == rank {
-                        lengths[axis].0
-                    } else {
-                        lengths[axis].0 + position[axis]
-                    };
-                    offset = offset * shape[axis] as usize + coordinate as usize;
-                }
-                let target = offset * size;
-                bytes[target..target + row]
-                    .copy_from_slice(&part.bytes[row_index * row..(row_index + 1) * row]);
-                for axis in (0..position.len()).rev() {
-                    position[axis] += 1;
-                    if position[axis] < lengths[axis].1 {
-                        break;
-                    }
-                    position[axis] = 0;
-                }
-            }
-            covered += part.bytes.len();
+            let region = Region::of_slice(slice, &shape).map_err(corrupt)?;
+            let part = self.read_key(&slice_key(key, slice))?.ok_or_else(|| {
+                corrupt(format!(
+                    "the entry of the slice at {:?} is missing",
+                    region.starts
+                ))
+            })?;
+            parts.push((region, part));
         }
-        if covered != bytes.len() {
-            return Err(corrupt("the slices do not cover the tensor exactly".into()));
-        }
-        Tensor::from_bytes(dtype, shape, bytes).map_err(corrupt)
+        assemble(dtype, &shape, parts).map_err(corrupt)
     }
-}
-
-/// The bundle key of one slice (TensorFlow's `EncodeTensorNameSlice`, in OrderedCode): 0, the
-/// name, the rank, then per dimension the start and length (-1 for the whole dimension).
-fn slice_key(name: &str, extents: &[(i64, i64)]) -> Vec<u8> {
-    let mut key = vec![0u8]; // WriteNumIncreasing(0)
-    for &byte in name.as_bytes() {
-        match byte {
-            0x00 => key.extend_from_slice(&[0x00, 0xff]),
-            0xff => key.extend_from_slice(&[0xff, 0x00]),
-            other => key.push(other),
-        }
-    }
-    key.extend_from_slice(&[0x00, 0x01]);
-    write_number_increasing(&mut key, extents.len() as u64);
-    for &(start, length) in extents {
-        write_signed_increasing(&mut key, start);
-        write_signed_increasing(&mut key, length);
-    }
-    key
-}
-
-fn write_number_increasing(key: &mut Vec<u8>, value: u64) {
-    let bytes = value.to_be_bytes();
-    let skip = bytes.iter().take_while(|&&b| b == 0).count();
-    key.push((8 - skip) as u8);
-    key.extend_from_slice(&bytes[skip..]);
-}
-
-fn write_signed_increasing(key: &mut Vec<u8>, value: i64) {
-    const HEADER: [[u8; 2]; 11] = [
-        [0, 0],
-        [0x80, 0],
-        [0xc0, 0],
-        [0xe0, 0],
-        [0xf0, 0],
-        [0xf8, 0],
-        [0xfc, 0],
-        [0xfe, 0],
-        [0xff, 0],
-        [0xff, 0x80],
-        [0xff, 0xc0],
-    ];
-    let magnitude = if value < 0 { !value } else { value } as u64;
-    if magnitude < 64 {
-        key.push(0x80 ^ (value as u8));
-        return;
-    }
-    let bits = 64 - magnitude.leading_zeros() as usize;
-    let length = bits / 7 + 1;
-    let sign = if value < 0 { 0xff } else { 0x00 };
-    let mut buffer = [sign; 10];
-    buffer[2..].copy_from_slice(&value.to_be_bytes());
-    let begin = 10 - length;
-    buffer[begin] ^= HEADER[length][0];
-    buffer[begin + 1] ^= HEADER[length][1];
-    key.extend_from_slice(&buffer[begin..]);
 }
 
 fn element_count(shape: &[i64]) -> Option<usize> {

@@ -1,14 +1,16 @@
 //! `tfjsc convert`: TensorFlow models (SavedModel, frozen GraphDef, session bundle, TF Hub
 //! module) to TF.js web models, natively — the job of the Python `tensorflowjs_converter`.
 //!
-//! Data flows one way: read the input ([`saved_model`], [`bundle`]) → freeze variables and
-//! inline the function library ([`freeze`]) → rewrite the flat graph as TensorFlow's Grappler and
+//! Data flows one way: read the input ([`saved_model`], [`checkpoint`]: a V2 [`bundle`] or
+//! [`checkpoint_v1`]) → freeze variables and inline the function library ([`freeze`]) → rewrite the flat graph as TensorFlow's Grappler and
 //! the TF.js converter would ([`rewrite`]: strip debug ops, fold constants, fold batch norms,
 //! fuse ops) → check the ops ([`op_check`]) → write model.json or the legacy format
 //! ([`write`], [`quantize`]). This module never compiles or runs a model, and it never opens a
 //! file outside the input folder (names read from the input are resolved inside it).
 
 pub mod bundle;
+pub mod checkpoint;
+pub mod checkpoint_v1;
 pub mod error;
 pub mod freeze;
 pub mod hub;
@@ -18,6 +20,7 @@ pub mod rewrite;
 mod rewrite_fold;
 mod rewrite_fuse;
 pub mod saved_model;
+pub mod slices;
 pub mod tensor;
 pub mod write;
 
@@ -230,15 +233,16 @@ pub fn convert(
                     .into(),
             );
             let folder = PathBuf::from(input);
-            let (path, bytes) = read_input_file(&folder, "export.meta")?;
+            let files = checkpoint::session_bundle_files(&folder)?;
+            let (path, bytes) = read_input_file(&folder, &files.meta_graph)?;
             let meta =
                 MetaGraphDef::decode(bytes.as_slice()).map_err(|error| ConvertError::Corrupt {
                     path: path.clone(),
                     what: "MetaGraphDef protobuf",
                     message: format!("{error} (is the file truncated?)"),
                 })?;
-            let bundle = bundle::Bundle::open(&folder, "export")?;
-            let mut variables = saved_model::BundleVariables::new(bundle, &meta)?;
+            let checkpoint = checkpoint::Checkpoint::open(&folder, &files.prefix)?;
+            let mut variables = saved_model::CheckpointVariables::new(checkpoint, &meta, &path)?;
             saved_model::freeze(
                 &path,
                 &meta,
@@ -360,9 +364,11 @@ fn convert_saved_model(
         None
     };
     // Opened relative to the SavedModel folder, so a `variables` link cannot lead outside it.
-    let bundle = bundle::Bundle::open(&folder, "variables/variables");
-    let mut variables: Box<dyn freeze::VariableSource> = match bundle {
-        Ok(bundle) => Box::new(saved_model::BundleVariables::new(bundle, meta)?),
+    let checkpoint = checkpoint::Checkpoint::open(&folder, "variables/variables");
+    let mut variables: Box<dyn freeze::VariableSource> = match checkpoint {
+        Ok(checkpoint) => Box::new(saved_model::CheckpointVariables::new(
+            checkpoint, meta, &path,
+        )?),
         Err(error) => Box::new(MissingBundle { error: Some(error) }),
     };
     saved_model::freeze(

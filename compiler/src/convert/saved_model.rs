@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 use tfjsc_proto::tensorflow::{
-    attr_value, tensor_info, MetaGraphDef, NodeDef, SavedModel, SignatureDef, TrackableObjectGraph,
+    attr_value, collection_def, tensor_info, MetaGraphDef, NodeDef, SavedModel, SignatureDef,
+    TrackableObjectGraph, VariableDef,
 };
 
-use super::bundle::Bundle;
+use super::checkpoint::Checkpoint;
 use super::error::ConvertError;
 use super::freeze::{Freezer, Frozen, Value, VariableSource};
+use super::slices::{extract, Region};
 use super::tensor::Tensor;
 use super::{read_input_file, Signature, SignatureTensor};
 
@@ -110,27 +112,98 @@ pub fn choose_signature<'m>(
         })
 }
 
-/// Variables read from a bundle; keys found through the object graph or by name.
-pub struct BundleVariables {
-    bundle: Bundle,
+/// The MetaGraph collections of TF1 variables (`tf.compat.v1.GraphKeys`), whose VariableDefs say
+/// which variables are parts of a partitioned one.
+const VARIABLE_COLLECTIONS: [&str; 4] = [
+    "variables",
+    "local_variables",
+    "model_variables",
+    "trainable_variables",
+];
+
+/// Variables read from a checkpoint (V2 bundle or V1 tables); keys found through the object
+/// graph or by name; the parts of TF1 partitioned variables cut out of the whole saved under
+/// their full name.
+pub struct CheckpointVariables {
+    checkpoint: Checkpoint,
     /// Top-level handle node name → checkpoint key (from the object graph).
     by_handle: HashMap<String, String>,
     /// Variable full names → checkpoint key (from the object graph).
     by_full_name: HashMap<String, String>,
+    /// Variable node name → the part of a saved whole it is (TF1 partitioned variables).
+    parts: HashMap<String, Part>,
+    /// The whole a part was last cut from (a variable's parts are usually read together).
+    last_whole: Option<(String, Tensor)>,
 }
 
-impl BundleVariables {
-    /// Reads the object graph of `bundle` and the captures of `meta`'s functions.
-    pub fn new(mut bundle: Bundle, meta: &MetaGraphDef) -> Result<BundleVariables, ConvertError> {
+/// One part of a TF1 partitioned variable (a VariableDef's `save_slice_info_def`).
+struct Part {
+    full_name: String,
+    full_shape: Vec<i64>,
+    offset: Vec<i64>,
+    shape: Vec<i64>,
+}
+
+/// The parts of partitioned variables the variable collections of `meta` describe.
+fn partitioned_parts(
+    path: &Path,
+    meta: &MetaGraphDef,
+) -> Result<HashMap<String, Part>, ConvertError> {
+    let mut parts = HashMap::new();
+    for collection in VARIABLE_COLLECTIONS {
+        let Some(collection_def::Kind::BytesList(list)) = meta
+            .collection_def
+            .get(collection)
+            .and_then(|collection| collection.kind.as_ref())
+        else {
+            continue;
+        };
+        for bytes in &list.value {
+            let variable =
+                VariableDef::decode(bytes.as_slice()).map_err(|error| ConvertError::Corrupt {
+                    path: path.to_path_buf(),
+                    what: "MetaGraphDef",
+                    message: format!("a VariableDef of collection {collection:?}: {error}"),
+                })?;
+            let Some(info) = variable
+                .save_slice_info_def
+                .filter(|info| !info.full_name.is_empty())
+            else {
+                continue;
+            };
+            let name = variable.variable_name.split(':').next().unwrap_or_default();
+            parts.insert(
+                name.to_string(),
+                Part {
+                    full_name: info.full_name,
+                    full_shape: info.full_shape,
+                    offset: info.var_offset,
+                    shape: info.var_shape,
+                },
+            );
+        }
+    }
+    Ok(parts)
+}
+
+impl CheckpointVariables {
+    /// Reads the object graph of `checkpoint`, the captures of `meta`'s functions, and the
+    /// partitioned variables of its collections (`meta_path` names the MetaGraph's file).
+    pub fn new(
+        mut checkpoint: Checkpoint,
+        meta: &MetaGraphDef,
+        meta_path: &Path,
+    ) -> Result<CheckpointVariables, ConvertError> {
+        let parts = partitioned_parts(meta_path, meta)?;
         let mut by_handle = HashMap::new();
         let mut by_full_name = HashMap::new();
-        let trackable = match bundle.read(OBJECT_GRAPH_KEY)? {
+        let trackable = match checkpoint.read(OBJECT_GRAPH_KEY)? {
             Some(tensor) => {
                 let bytes = tensor.strings.first().cloned().unwrap_or_default();
                 Some(
                     TrackableObjectGraph::decode(bytes.as_slice()).map_err(|error| {
                         ConvertError::Corrupt {
-                            path: bundle.index_path().to_path_buf(),
+                            path: checkpoint.path().to_path_buf(),
                             what: "checkpoint object graph",
                             message: error.to_string(),
                         }
@@ -179,11 +252,63 @@ impl BundleVariables {
                 }
             }
         }
-        Ok(BundleVariables {
-            bundle,
+        Ok(CheckpointVariables {
+            checkpoint,
             by_handle,
             by_full_name,
+            parts,
+            last_whole: None,
         })
+    }
+
+    /// The error for a key the checkpoint does not hold, with what it holds.
+    fn missing(&self, key: &str, reader: &str) -> ConvertError {
+        let keys: Vec<&str> = self
+            .checkpoint
+            .keys()
+            .filter(|k| *k != OBJECT_GRAPH_KEY)
+            .collect();
+        ConvertError::MissingVariable {
+            path: self.checkpoint.path().to_path_buf(),
+            variable: reader.to_string(),
+            key: key.to_string(),
+            count: keys.len(),
+            examples: keys.iter().take(5).copied().collect::<Vec<_>>().join(", "),
+        }
+    }
+
+    /// Part `key` of a partitioned variable, cut out of the whole saved under its full name.
+    fn part(&mut self, key: &str, reader: &str) -> Result<Option<Tensor>, ConvertError> {
+        let Some(part) = self.parts.get(key) else {
+            return Ok(None);
+        };
+        let full_name = part.full_name.clone();
+        let whole = match self.last_whole.take() {
+            Some((name, whole)) if name == full_name => whole,
+            _ => match self.checkpoint.read(&full_name)? {
+                Some(whole) => whole,
+                None => return Err(self.missing(&full_name, reader)),
+            },
+        };
+        let part = &self.parts[key];
+        let corrupt = |message: String| ConvertError::Corrupt {
+            path: self.checkpoint.path().to_path_buf(),
+            what: "checkpoint",
+            message: format!(
+                "variable {key:?} is part of {full_name:?} at {:?} of shape {:?}: {message}",
+                part.offset, part.shape
+            ),
+        };
+        if part.full_shape != whole.shape {
+            return Err(corrupt(format!(
+                "the MetaGraph gives the whole the shape {:?}, the checkpoint {:?}",
+                part.full_shape, whole.shape
+            )));
+        }
+        let region = Region::new(&whole.shape, &part.offset, &part.shape).map_err(&corrupt)?;
+        let value = extract(&whole, &region).map_err(&corrupt)?;
+        self.last_whole = Some((full_name, whole));
+        Ok(Some(value))
     }
 }
 
@@ -209,11 +334,14 @@ fn string_attr(node: &NodeDef, name: &str) -> Option<String> {
     }
 }
 
-impl VariableSource for BundleVariables {
+impl VariableSource for CheckpointVariables {
     fn key(&mut self, handle: &NodeDef, prefix: &str) -> Result<String, ConvertError> {
         if prefix.is_empty() {
             if let Some(key) = self.by_handle.get(&handle.name) {
                 return Ok(key.clone());
+            }
+            if self.parts.contains_key(&handle.name) && !self.checkpoint.contains(&handle.name) {
+                return Ok(handle.name.clone());
             }
         }
         let shared = string_attr(handle, "shared_name").unwrap_or_else(|| handle.name.clone());
@@ -221,7 +349,7 @@ impl VariableSource for BundleVariables {
             if let Some(key) = self.by_full_name.get(name) {
                 return Ok(key.clone());
             }
-            if self.bundle.contains(name) {
+            if self.checkpoint.contains(name) {
                 return Ok(name.clone());
             }
         }
@@ -230,22 +358,12 @@ impl VariableSource for BundleVariables {
     }
 
     fn value(&mut self, key: &str, reader: &str) -> Result<Tensor, ConvertError> {
-        match self.bundle.read(key)? {
+        if let Some(tensor) = self.checkpoint.read(key)? {
+            return Ok(tensor);
+        }
+        match self.part(key, reader)? {
             Some(tensor) => Ok(tensor),
-            None => {
-                let keys: Vec<&str> = self
-                    .bundle
-                    .keys()
-                    .filter(|k| *k != OBJECT_GRAPH_KEY)
-                    .collect();
-                Err(ConvertError::MissingVariable {
-                    path: self.bundle.index_path().to_path_buf(),
-                    variable: reader.to_string(),
-                    key: key.to_string(),
-                    count: keys.len(),
-                    examples: keys.iter().take(5).copied().collect::<Vec<_>>().join(", "),
-                })
-            }
+            None => Err(self.missing(key, reader)),
         }
     }
 }

@@ -165,62 +165,59 @@ impl Tensor {
         if !proto.tensor_content.is_empty() {
             return Tensor::from_bytes(dtype, shape, proto.tensor_content.clone());
         }
-        use DataType::*;
-        let values: Vec<Vec<u8>> = match dtype {
-            DtFloat => proto
-                .float_val
-                .iter()
-                .map(|v| v.to_le_bytes().to_vec())
-                .collect(),
-            DtDouble => proto
-                .double_val
-                .iter()
-                .map(|v| v.to_le_bytes().to_vec())
-                .collect(),
-            DtInt32 | DtInt16 | DtInt8 | DtUint8 | DtUint16 => proto
-                .int_val
-                .iter()
-                .map(|v| v.to_le_bytes()[..size].to_vec())
-                .collect(),
-            DtHalf | DtBfloat16 => proto
-                .half_val
-                .iter()
-                .map(|v| v.to_le_bytes()[..2].to_vec())
-                .collect(),
-            DtInt64 => proto
-                .int64_val
-                .iter()
-                .map(|v| v.to_le_bytes().to_vec())
-                .collect(),
-            DtUint32 => proto
-                .uint32_val
-                .iter()
-                .map(|v| v.to_le_bytes().to_vec())
-                .collect(),
-            DtUint64 => proto
-                .uint64_val
-                .iter()
-                .map(|v| v.to_le_bytes().to_vec())
-                .collect(),
-            DtBool => proto.bool_val.iter().map(|&v| vec![u8::from(v)]).collect(),
-            DtComplex64 => proto
-                .scomplex_val
-                .chunks(2)
-                .map(|pair| pair.iter().flat_map(|v| v.to_le_bytes()).collect())
-                .collect(),
-            _ => return Err(format!("unsupported dtype {}", dtype.as_str_name())),
-        };
-        if count > 0 && values.is_empty() {
+        let (values, found) = typed_values(dtype, size, proto)?;
+        if count > 0 && found == 0 {
             return Tensor::from_bytes(dtype, shape, vec![0; count * size]);
         }
-        let mut bytes = Vec::with_capacity(count * size);
-        for index in 0..count {
-            let value = values.get(index).or(values.last()).map(Vec::as_slice);
-            let value = value.unwrap_or(&[]);
-            if value.len() != size {
-                return Err("malformed typed values".into());
+        let mut bytes = values;
+        bytes.truncate(count * size);
+        while bytes.len() < count * size {
+            let last = bytes.len() - size;
+            bytes.extend_from_within(last..last + size);
+        }
+        Tensor::from_bytes(dtype, shape, bytes)
+    }
+
+    /// Reads the values of one slice of a V1 checkpoint: exactly one typed value per element of
+    /// `shape` (the field of `dtype`: `float_val`, `int_val`, `half_val`, ...), as TensorFlow's
+    /// `TensorSliceReader` requires, or `tensor_content` of exactly the tensor's size.
+    pub fn from_saved_slice(
+        dtype: DataType,
+        shape: Vec<i64>,
+        proto: &TensorProto,
+    ) -> Result<Tensor, String> {
+        let count = count_of(&shape)?;
+        if proto.dtype != 0 && proto.dtype != dtype as i32 {
+            let stored = DataType::try_from(proto.dtype).unwrap_or(DataType::DtInvalid);
+            return Err(format!(
+                "its values are {}, the checkpoint lists the tensor as {}",
+                stored.as_str_name(),
+                dtype.as_str_name()
+            ));
+        }
+        if dtype == DataType::DtString {
+            if proto.string_val.len() != count {
+                return Err(format!(
+                    "{} string_val values for the {count} elements of shape {shape:?}",
+                    proto.string_val.len()
+                ));
             }
-            bytes.extend_from_slice(value);
+            return Ok(Tensor::strings(shape, proto.string_val.clone()));
+        }
+        let size = element_size(dtype)
+            .ok_or_else(|| format!("unsupported dtype {}", dtype.as_str_name()))?;
+        if !proto.tensor_content.is_empty() {
+            return Tensor::from_bytes(dtype, shape, proto.tensor_content.clone());
+        }
+        let (bytes, found) = typed_values(dtype, size, proto)?;
+        if found != count {
+            return Err(format!(
+                "{found} values in the {} field for the {count} elements of shape {shape:?} \
+                 ({}); the fields hold {}",
+                value_field(dtype),
+                dtype.as_str_name(),
+                field_counts(proto)
+            ));
         }
         Tensor::from_bytes(dtype, shape, bytes)
     }
@@ -249,6 +246,91 @@ impl Tensor {
         AttrValue {
             value: Some(attr_value::Value::Tensor(self.to_proto(with_values))),
         }
+    }
+}
+
+/// The little-endian bytes of the typed value field of `dtype` in `proto`, and how many values
+/// it holds (complex values are pairs of floats).
+fn typed_values(
+    dtype: DataType,
+    size: usize,
+    proto: &TensorProto,
+) -> Result<(Vec<u8>, usize), String> {
+    use DataType::*;
+    fn collect<T, const N: usize>(
+        values: &[T],
+        bytes: impl Fn(&T) -> [u8; N],
+        size: usize,
+    ) -> (Vec<u8>, usize) {
+        let mut out = Vec::with_capacity(values.len().saturating_mul(size));
+        for value in values {
+            out.extend_from_slice(&bytes(value)[..size]);
+        }
+        (out, values.len())
+    }
+    Ok(match dtype {
+        DtFloat => collect(&proto.float_val, |v| v.to_le_bytes(), size),
+        DtDouble => collect(&proto.double_val, |v| v.to_le_bytes(), size),
+        DtInt32 | DtInt16 | DtInt8 | DtUint8 | DtUint16 => {
+            collect(&proto.int_val, |v| v.to_le_bytes(), size)
+        }
+        DtHalf | DtBfloat16 => collect(&proto.half_val, |v| v.to_le_bytes(), size),
+        DtInt64 => collect(&proto.int64_val, |v| v.to_le_bytes(), size),
+        DtUint32 => collect(&proto.uint32_val, |v| v.to_le_bytes(), size),
+        DtUint64 => collect(&proto.uint64_val, |v| v.to_le_bytes(), size),
+        DtBool => collect(&proto.bool_val, |&v| [u8::from(v)], size),
+        DtComplex64 => {
+            if !proto.scomplex_val.len().is_multiple_of(2) {
+                return Err("an odd number of scomplex_val floats".into());
+            }
+            let (bytes, floats) = collect(&proto.scomplex_val, |v| v.to_le_bytes(), 4);
+            (bytes, floats / 2)
+        }
+        _ => return Err(format!("unsupported dtype {}", dtype.as_str_name())),
+    })
+}
+
+/// The TensorProto field holding values of `dtype`.
+fn value_field(dtype: DataType) -> &'static str {
+    use DataType::*;
+    match dtype {
+        DtFloat => "float_val",
+        DtDouble => "double_val",
+        DtHalf | DtBfloat16 => "half_val",
+        DtInt64 => "int64_val",
+        DtUint32 => "uint32_val",
+        DtUint64 => "uint64_val",
+        DtBool => "bool_val",
+        DtComplex64 => "scomplex_val",
+        DtString => "string_val",
+        _ => "int_val",
+    }
+}
+
+/// How many values each non-empty value field of `proto` holds, e.g. "int_val: 24".
+fn field_counts(proto: &TensorProto) -> String {
+    let fields = [
+        ("float_val", proto.float_val.len()),
+        ("double_val", proto.double_val.len()),
+        ("int_val", proto.int_val.len()),
+        ("half_val", proto.half_val.len()),
+        ("int64_val", proto.int64_val.len()),
+        ("uint32_val", proto.uint32_val.len()),
+        ("uint64_val", proto.uint64_val.len()),
+        ("bool_val", proto.bool_val.len()),
+        ("scomplex_val", proto.scomplex_val.len()),
+        ("string_val", proto.string_val.len()),
+        ("tensor_content bytes", proto.tensor_content.len()),
+    ];
+    let listed: Vec<String> = fields
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(name, count)| format!("{name}: {count}"))
+        .collect();
+    if listed.is_empty() {
+        "no values".into()
+    } else {
+        listed.join(", ")
     }
 }
 
@@ -314,6 +396,45 @@ mod tests {
         let tensor = Tensor::from_proto(&proto).unwrap();
         assert_eq!(tensor.as_f32().unwrap(), vec![1.0, 2.0, 2.0]);
         assert_eq!(Tensor::from_proto(&tensor.to_proto(true)).unwrap(), tensor);
+    }
+
+    #[test]
+    fn saved_slices_need_exactly_one_typed_value_per_element() {
+        // As TensorFlow's V1 writer leaves it: no dtype, the values in the dtype's field.
+        let proto = TensorProto {
+            half_val: vec![0x3c00, 0xc000],
+            int64_val: vec![-1, 1 << 40],
+            bool_val: vec![true, false],
+            int_val: vec![-3, 200],
+            ..TensorProto::default()
+        };
+        let read = |dtype| {
+            Tensor::from_saved_slice(dtype, vec![2], &proto)
+                .unwrap()
+                .bytes
+        };
+        assert_eq!(read(DataType::DtHalf), [0x00, 0x3c, 0x00, 0xc0]);
+        assert_eq!(read(DataType::DtBool), [1, 0]);
+        assert_eq!(read(DataType::DtInt8), [0xfd, 200]);
+        let int64: Vec<u8> = [-1i64, 1 << 40]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(read(DataType::DtInt64), int64);
+        // One value short: refused (a Const would repeat the last), naming the fields present.
+        let error = Tensor::from_saved_slice(
+            DataType::DtFloat,
+            vec![3],
+            &TensorProto {
+                float_val: vec![1.0, 2.0],
+                ..TensorProto::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("2 values in the float_val field for the 3 elements"),
+            "{error}"
+        );
     }
 
     #[test]
