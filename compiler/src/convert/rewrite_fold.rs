@@ -53,7 +53,19 @@ pub fn fold_constants(graph: &mut Graph, _: &ConvertOptions) -> Result<(), Conve
 }
 
 /// Attributes that name an op's output dtype (`Cast`'s `DstT`, `Shape`'s `out_type`, ...).
-const OUTPUT_TYPE_ATTRIBUTES: &[&str] = &["DstT", "out_type", "output_type", "Tidx"];
+/// `Range`'s `Tidx` is its output's type too; elsewhere `Tidx` types axes (`ConcatV2`, `Sum`).
+fn declared_output_type(node: &NodeDef) -> Option<DataType> {
+    let names: &[&str] = match node.op.as_str() {
+        "Range" => &["Tidx"],
+        _ => &["DstT", "out_type", "output_type"],
+    };
+    names
+        .iter()
+        .find_map(|name| match node.attr.get(*name)?.value.as_ref()? {
+            attr_value::Value::Type(t) => DataType::try_from(*t).ok(),
+            _ => None,
+        })
+}
 
 /// The value of single-output `node` on constant `inputs`, where the compiler folds it and the
 /// dtypes stay what TensorFlow declares.
@@ -67,13 +79,7 @@ fn evaluate(node: &NodeDef, inputs: &[&Tensor]) -> Option<Tensor> {
         return None;
     };
     let value = Tensor::from_ir(output)?;
-    let declared = OUTPUT_TYPE_ATTRIBUTES.iter().find_map(|name| {
-        match node.attr.get(*name)?.value.as_ref()? {
-            attr_value::Value::Type(t) => DataType::try_from(*t).ok(),
-            _ => None,
-        }
-    });
-    declared
+    declared_output_type(node)
         .is_none_or(|dtype| dtype == value.dtype)
         .then_some(value)
 }
@@ -223,5 +229,34 @@ mod tests {
             .count();
         assert_eq!(folded, 20);
         assert_eq!(graph.constants["add19"].as_f32().unwrap()[0], 21.0);
+    }
+
+    #[test]
+    fn an_axis_type_is_not_the_output_type() {
+        // ConcatV2's and Sum's Tidx type their axis: int32 axes of float values still fold.
+        let a = Tensor::float32(vec![2, 1], &[1.0, 2.0]);
+        let b = Tensor::float32(vec![2, 2], &[3.0, 4.0, 5.0, 6.0]);
+        let axis = Tensor::int32(vec![], &[1]);
+        for op in ["ConcatV2", "Sum"] {
+            let mut node = node(op, false);
+            node.attr.insert(
+                "Tidx".into(),
+                tfjsc_proto::tensorflow::AttrValue {
+                    value: Some(attr_value::Value::Type(DataType::DtInt32 as i32)),
+                },
+            );
+            let inputs: Vec<&Tensor> = if op == "Sum" {
+                vec![&b, &axis]
+            } else {
+                vec![&a, &b, &axis]
+            };
+            let value = evaluate(&node, &inputs).unwrap_or_else(|| panic!("{op} not folded"));
+            let expected = if op == "Sum" {
+                vec![7.0, 11.0]
+            } else {
+                vec![1.0, 3.0, 4.0, 2.0, 5.0, 6.0]
+            };
+            assert_eq!(value.as_f32().unwrap(), expected, "{op}");
+        }
     }
 }
