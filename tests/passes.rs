@@ -57,3 +57,37 @@ fn pipeline_matches_golden_files() {
         failures.join("\n")
     );
 }
+
+/// A graph of `n` nested transpose pairs: `n` times a transpose by `[1, 2, 0]` and a relu, then
+/// `n` times the transpose undoing it (`[2, 0, 1]`) and an abs. Innermost first, each pair
+/// cancels once the pairs inside it have.
+fn nested_transposes(n: usize) -> String {
+    let mut text = String::from(
+        "graph {\n  input %0 \"x\" : f32[2,3,4]\n  const %1 [1, 2, 0] : i32[3]\n  const %2 [2, 0, 1] : i32[3]\n",
+    );
+    let mut last = 0;
+    let mut next = 3;
+    for (perm, kind) in [(1, "relu"), (2, "abs")] {
+        for level in 0..n {
+            text += &format!("  %{next} = transpose(%{last}, %{perm}) : ? @\"t{perm}_{level}\"\n");
+            text += &format!(
+                "  %{} = unary(%{next}) {{kind=\"{kind}\"}} : ? @\"{kind}{level}\"\n",
+                next + 1
+            );
+            last = next + 1;
+            next += 2;
+        }
+    }
+    text + &format!("  output \"y\" %{last}\n}}\n")
+}
+
+/// Thousands of nested pairs all cancel, in one reduction of their chain: one pair per round,
+/// each outer transpose passing every op inside it step by step, would take minutes.
+#[test]
+fn deeply_nested_transposes_cancel() {
+    let levels = 8000;
+    let mut graph = text::parse(&nested_transposes(levels)).unwrap();
+    run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
+    let ops: Vec<&str> = graph.nodes().map(|(_, node)| node.op.name()).collect();
+    assert_eq!(ops, vec!["unary"; 2 * levels]);
+}

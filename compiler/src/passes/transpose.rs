@@ -14,30 +14,34 @@ use crate::ops::elementwise::Unary;
 use crate::ops::shape::{Concat, Pad, Transpose};
 use crate::ops::Operator;
 
-/// Repeats, until nothing changes, for each transpose whose result has one reader and is not a
-/// graph output:
-/// - the reader is a transpose undoing it: the reader's readers read the first one's input;
-/// - the reader is a unary elementwise op or a constant pad: the two swap places (the op reads
-///   the transpose's input, a pad with its paddings permuted; the transpose reads the op's
-///   result), so the transpose moves one node down, unless it would only come to rest at
-///   another transpose (see [`Rest::Blocked`]);
-/// - the reader is a concatenation of transposes by the same permutation, each read only
-///   there: the inputs are concatenated along the permuted axis, and transposed once after.
+/// Repeats, until nothing changes, for each transpose:
+/// - the chain below it (see [`Chain`]: the unary elementwise ops, constant pads and
+///   transposes each reading the one before it, read only there) is reduced at once, as
+///   brackets pair: walking down, a transpose undoing the nearest unpaired one above it
+///   cancels with it, and the ops between the two run in the layout above the pair (a pad
+///   with its paddings permuted). The last unpaired transpose moves below the ops after it;
+///   the others stay, as each would only come to rest against a transpose that does not undo
+///   it (see [`reduce_chain`]);
+/// - the transpose the chain ends with, when it has one reader, a concatenation of
+///   transposes by the same permutation, each read only there: the inputs are concatenated
+///   along the permuted axis, and transposed once after.
 ///
 /// A transpose with several readers is first copied for each reader that, through unary ops
 /// and pads, reaches a transpose undoing it, when at most one other reader is left: the copies
 /// cancel, so no more transposing is done than before.
 ///
-/// Swapping keeps both nodes where they were in program order (the earlier one takes the op,
-/// the later one the transpose), so every operand is still defined before its reader.
+/// A chain's nodes keep their places in program order: the ops and transposes left take them
+/// in their order (the moving transpose the last one), the cancelled pairs are removed, so
+/// every operand is still defined before its reader.
 ///
-/// Each round indexes the readers once and then visits every transpose, so a round costs the
-/// graph's size plus its rewrites, whatever the number of transposes (a model is untrusted: one
-/// of thousands of transposes must not take minutes). What a rewrite changes waits for the
-/// next round (see [`Readers`]).
+/// Each round indexes the readers once and then visits every node once (a chain's with the
+/// transpose at its top), so a round costs the graph's size plus its rewrites, whatever the
+/// number of transposes and however they nest (a model is untrusted: one of thousands of
+/// transposes must not take minutes). What a rewrite changes waits for the next round (see
+/// [`Readers`]).
 pub fn sink_transposes(graph: &mut Graph) -> Result<(), PassError> {
-    // Each round that changes anything removes a pair or moves a transpose down: bounded by
-    // the graph size, and in practice a few rounds.
+    // Each round that changes anything removes a pair, moves a transpose down, copies one or
+    // concatenates before one: bounded by the graph size, and in practice a few rounds.
     for _ in 0..=graph.node_count() {
         if !sink_round(graph) {
             break;
@@ -96,77 +100,52 @@ impl Readers {
     }
 }
 
-/// One round: every transpose visited once, sunk as far as swaps take it (a swap leaves the
-/// readers as they were), other rewrites applied where their facts are clean. Removals and
-/// renames are applied at the end of the round. Whether anything changed.
+/// What a round removes, and the values whose readers read another instead, applied at its
+/// end.
+#[derive(Default)]
+struct Edits {
+    removed: HashSet<NodeId>,
+    renamed: HashMap<ValueId, ValueId>,
+}
+
+/// One round: every chain reduced where its facts are clean, then the transpose it ends with
+/// meets its readers. Removals and renames are applied at the end of the round. Whether
+/// anything changed.
 fn sink_round(graph: &mut Graph) -> bool {
     let mut readers = Readers::new(graph);
-    let mut renamed: HashMap<ValueId, ValueId> = HashMap::new();
-    let mut removed: HashSet<NodeId> = HashSet::new();
+    let mut edits = Edits::default();
+    // The nodes of the chains met so far (a chain is met from its top).
+    let mut met: HashSet<NodeId> = HashSet::new();
     let mut changed = false;
     for id in graph.node_ids() {
-        let mut at = id;
-        // Whether the transpose moves down, decided at its first step for all of them.
-        let mut sinking = false;
-        while !removed.contains(&at) {
-            let Some((input, perm_value, perm)) = transpose_of(graph, at) else {
-                break;
-            };
-            let Some(result) = graph.node(at).map(|node| node.outputs[0]) else {
-                break;
-            };
-            let Some(uses) = readers.uses(result) else {
-                break;
-            };
-            if uses > 1 {
-                changed |= copy_for_readers(graph, &mut readers, at, &perm);
-                break;
-            }
-            if uses != 1 || graph.is_graph_output(result) {
-                break;
-            }
-            let Some(reader) = readers.first_reader(result) else {
-                break;
-            };
-            if concatenate_first(graph, &mut readers, reader, &perm) {
-                changed = true;
-                break;
-            }
-            if let Some((_, _, undo)) = transpose_of(graph, reader) {
-                let undone = graph.node(reader).map(|node| node.outputs[0]);
-                if let (true, Some(undone)) = (undoes(&perm, &undo), undone) {
-                    // The reader's readers read `input` (applied after the round).
-                    renamed.insert(undone, input);
-                    removed.extend([at, reader]);
-                    readers.touch([input, result, undone]);
-                    changed = true;
-                }
-                break;
-            }
-            if !sinking {
-                let rest = rest_below(graph, &readers, reader, &perm);
-                if !matches!(rest, Some(Rest::Cancelled | Rest::Elsewhere)) {
-                    break;
-                }
-                sinking = true;
-            }
-            if !swap(graph, &mut readers, (at, input, perm_value, &perm), reader) {
-                break;
-            }
-            changed = true;
-            at = reader; // the transpose now sits at the reader's node
+        if met.contains(&id) {
+            continue;
+        }
+        let Some((_, _, perm)) = transpose_of(graph, id) else {
+            continue;
+        };
+        let chain = chain_below(graph, &readers, id, perm.len());
+        met.extend(chain.nodes.iter().copied());
+        changed |= reduce_chain(graph, &mut readers, &chain, &mut edits);
+        let end = chain
+            .nodes
+            .iter()
+            .rev()
+            .find(|node| !edits.removed.contains(node));
+        if let Some(&end) = end {
+            changed |= meet_readers(graph, &mut readers, end);
         }
     }
-    if !renamed.is_empty() {
+    if !edits.removed.is_empty() {
         // A pair may cancel into a value another pair's cancelling renames.
         let resolve = |mut value: ValueId| {
-            while let Some(&next) = renamed.get(&value) {
+            while let Some(&next) = edits.renamed.get(&value) {
                 value = next;
             }
             value
         };
         graph.rename_uses(&resolve);
-        graph.retain_nodes(|node, _| !removed.contains(&node));
+        graph.retain_nodes(|node, _| !edits.removed.contains(&node));
     }
     changed
 }
@@ -198,46 +177,303 @@ fn undoes(perm: &[usize], undo: &[usize]) -> bool {
     undo.len() == perm.len() && (0..perm.len()).all(|k| perm[undo[k]] == k)
 }
 
-/// Where a transpose moved down from `reader` through single-use unary ops and pads comes to
-/// rest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Rest {
-    /// At a transpose undoing it: the two cancel.
-    Cancelled,
-    /// At a transpose that does not undo it: moving there gains nothing (and a model of
-    /// thousands of such transposes would have them all pass each other, step by step).
-    Blocked,
-    /// Anywhere else (the ops it passes may then join their producer's epilogue).
-    Elsewhere,
+/// Transposing by `first`, then by `second`, is transposing by this: axis k reads axis
+/// `first[second[k]]`.
+fn compose(first: &[usize], second: &[usize]) -> Vec<usize> {
+    second.iter().map(|&axis| first[axis]).collect()
 }
 
-/// Where a transpose by `perm` read by `reader` comes to rest; `None` where this round's
-/// rewrites left a fact unknown.
-fn rest_below(graph: &Graph, readers: &Readers, reader: NodeId, perm: &[usize]) -> Option<Rest> {
-    let mut node = reader;
-    for _ in 0..graph.node_count() {
-        if let Some((_, _, undo)) = transpose_of(graph, node) {
-            return Some(if undoes(perm, &undo) {
-                Rest::Cancelled
-            } else {
-                Rest::Blocked
-            });
-        }
-        let current = graph.node(node)?;
-        let unary =
-            current.op.as_any().downcast_ref::<Unary>().is_some() && current.inputs.len() == 1;
-        let pad = current.op.as_any().downcast_ref::<Pad>().is_some();
-        let result = current.outputs[0];
-        if !(unary || pad) || graph.is_graph_output(result) || readers.uses(result)? != 1 {
-            return Some(Rest::Elsewhere);
-        }
-        node = readers.first_reader(result)?;
+/// The permutation undoing `perm`.
+fn inverse(perm: &[usize]) -> Vec<usize> {
+    let mut inverse = vec![0; perm.len()];
+    for (k, &axis) in perm.iter().enumerate() {
+        inverse[axis] = k;
     }
-    Some(Rest::Elsewhere)
+    inverse
+}
+
+/// A node and the nodes below it that a transpose there may pass or cancel against: each a
+/// unary elementwise op, a pad with constant paddings or a transpose ([`passable`]) reading
+/// the one before it, whose result is read only there and is not a graph output.
+struct Chain {
+    nodes: Vec<NodeId>,
+    /// Whether the graph ends the chain, not a fact this round's rewrites left unknown.
+    known_end: bool,
+}
+
+/// The chain below `top`, whose values are of rank `rank`.
+fn chain_below(graph: &Graph, readers: &Readers, top: NodeId, rank: usize) -> Chain {
+    let mut nodes = vec![top];
+    let mut at = top;
+    // (The bound only matters to a graph with a cycle, which the verifier refuses.)
+    let known_end = loop {
+        let Some(result) = graph.node(at).map(|node| node.outputs[0]) else {
+            break false;
+        };
+        match readers.uses(result) {
+            None => break false,
+            Some(1) if !graph.is_graph_output(result) => {}
+            Some(_) => break true,
+        }
+        let Some(reader) = readers.first_reader(result) else {
+            break false;
+        };
+        if !passable(graph, reader, rank) {
+            break true;
+        }
+        if nodes.len() > graph.node_count() {
+            break false;
+        }
+        nodes.push(reader);
+        at = reader;
+    };
+    Chain { nodes, known_end }
+}
+
+/// Whether a transpose of rank `rank` may pass `id` or cancel against it: a unary
+/// elementwise op, a pad whose paddings it can permute, or a transpose.
+fn passable(graph: &Graph, id: NodeId, rank: usize) -> bool {
+    let Some(node) = graph.node(id) else {
+        return false;
+    };
+    let op = node.op.as_any();
+    if op.is::<Unary>() {
+        return node.inputs.len() == 1;
+    }
+    if op.is::<Pad>() {
+        let paddings = node.inputs.get(1).and_then(|&value| graph.constant(value));
+        let identity: Vec<usize> = (0..rank).collect();
+        return paddings
+            .is_some_and(|paddings| permuted_paddings(&paddings.tensor, &identity).is_some());
+    }
+    transpose_of(graph, id).is_some()
+}
+
+/// The paddings of a pad whose input's axis k was axis `shift[k]` of what it reads now.
+fn permuted_paddings(paddings: &Tensor, shift: &[usize]) -> Option<Tensor> {
+    let values = paddings.to_i64_vec();
+    if values.len() != shift.len() * 2 {
+        return None;
+    }
+    let mut permuted = vec![0i64; values.len()];
+    for (k, &axis) in shift.iter().enumerate() {
+        permuted[axis * 2] = values[k * 2];
+        permuted[axis * 2 + 1] = values[k * 2 + 1];
+    }
+    let data = match &paddings.data {
+        TensorData::I32(_) => TensorData::I32(permuted.iter().map(|&v| v as i32).collect()),
+        TensorData::I64(_) => TensorData::I64(permuted),
+        _ => return None,
+    };
+    let shape = paddings.shape.clone();
+    Some(Tensor { shape, data })
+}
+
+/// What one node of a reduced chain computes: `op` on the value before it and `operands`,
+/// typed `ty`, named `name`.
+struct Step {
+    op: Arc<dyn Operator>,
+    name: String,
+    operands: Vec<ValueId>,
+    ty: TensorType,
+    /// For a pad the transposes no longer sit above as they did, its paddings permuted.
+    paddings: Option<Tensor>,
+}
+
+/// Reduces `chain` (see [`sink_transposes`]) in one step, whatever the number of transposes
+/// in it or their nesting. A transpose left unpaired, except the last, stays where it is:
+/// moving down, it would only come to rest against the next unpaired one, which does not
+/// undo it (and a model of thousands of such transposes would have them all pass each other).
+/// The last moves below the chain's ops, once its end is known. Whether anything changed;
+/// nothing changes in the graph until every node of the reduced chain is known to type as the
+/// chain did.
+fn reduce_chain(
+    graph: &mut Graph,
+    readers: &mut Readers,
+    chain: &Chain,
+    edits: &mut Edits,
+) -> bool {
+    let nodes = &chain.nodes;
+    let perms: Vec<Option<Vec<usize>>> = nodes
+        .iter()
+        .map(|&node| transpose_of(graph, node).map(|(_, _, perm)| perm))
+        .collect();
+    let mut unpaired: Vec<usize> = Vec::new();
+    let mut cancelled = vec![false; nodes.len()];
+    for (index, perm) in perms.iter().enumerate() {
+        let Some(perm) = perm else {
+            continue;
+        };
+        let above = unpaired.last().and_then(|&above| perms[above].as_deref());
+        if above.is_some_and(|above| undoes(above, perm)) {
+            if let Some(above) = unpaired.pop() {
+                cancelled[above] = true;
+            }
+            cancelled[index] = true;
+        } else {
+            unpaired.push(index);
+        }
+    }
+    let moving = unpaired
+        .last()
+        .copied()
+        .filter(|&last| chain.known_end && perms[last + 1..].iter().any(Option::is_none));
+    // Above the first transpose that cancels or moves, nothing changes.
+    let first_cancelled = cancelled.iter().position(|&cancelled| cancelled);
+    let Some(first) = first_cancelled.into_iter().chain(moving).min() else {
+        return false;
+    };
+    let (nodes, perms, cancelled) = (&nodes[first..], &perms[first..], &cancelled[first..]);
+    let moving = moving.map(|index| index - first);
+    let Some((input, steps)) = plan_chain(graph, nodes, perms, cancelled, moving) else {
+        return false;
+    };
+    let end_cancelled = cancelled[nodes.len() - 1];
+    let end_result = graph
+        .node(nodes[nodes.len() - 1])
+        .map(|node| node.outputs[0]);
+    // Every value the chain reads or defines changes readers or producer, but the result it
+    // ends with when that stays where it is.
+    for node in nodes.iter().filter_map(|&node| graph.node(node)) {
+        let values = node.inputs.iter().chain(&node.outputs).copied();
+        readers.touch(values.filter(|&value| end_cancelled || Some(value) != end_result));
+    }
+    // The nodes left take the steps in order.
+    let slots = nodes
+        .iter()
+        .zip(cancelled)
+        .filter(|(_, &cancelled)| !cancelled);
+    let mut flowing = input;
+    for ((&slot, _), mut step) in slots.zip(steps) {
+        if let Some(paddings) = step.paddings {
+            let paddings_name = format!("{}/paddings_before_transpose", step.name);
+            step.operands[0] = graph.add_constant(&paddings_name, paddings, None);
+            readers.touch([step.operands[0]]);
+        }
+        let Some(node) = graph.node_mut(slot) else {
+            continue;
+        };
+        node.op = step.op;
+        node.name = step.name;
+        node.inputs = std::iter::once(flowing).chain(step.operands).collect();
+        flowing = node.outputs[0];
+        graph.value_mut(flowing).ty = Some(step.ty);
+    }
+    if let (true, Some(end_result)) = (end_cancelled, end_result) {
+        edits.renamed.insert(end_result, flowing);
+    }
+    let removed = nodes
+        .iter()
+        .zip(cancelled)
+        .filter(|(_, &cancelled)| cancelled);
+    edits.removed.extend(removed.map(|(&node, _)| node));
+    true
+}
+
+/// The chain's input and the steps of `nodes` reduced: the `cancelled` transposes gone, the
+/// `moving` one last, the ops typed for what they now read (the names go with the ops:
+/// profiles and errors name the op a node runs); `None` unless the result the chain ends with
+/// keeps its type and every op its type up to the transposes no longer above it.
+fn plan_chain(
+    graph: &Graph,
+    nodes: &[NodeId],
+    perms: &[Option<Vec<usize>>],
+    cancelled: &[bool],
+    moving: Option<usize>,
+) -> Option<(ValueId, Vec<Step>)> {
+    let input = *graph.node(nodes[0])?.inputs.first()?;
+    let mut flowing = graph.value(input).ty.clone()?;
+    // What the transposes above a node made of the chain's input, and what those left make of
+    // it: axis k is the input's axis `net[k]`.
+    let identity: Vec<usize> = (0..flowing.rank()).collect();
+    let (mut net_before, mut net_after) = (identity.clone(), identity);
+    let mut steps = Vec::with_capacity(nodes.len());
+    let mut moved = None;
+    for (index, (&id, perm)) in nodes.iter().zip(perms).enumerate() {
+        let node = graph.node(id)?;
+        let mut step = Step {
+            op: Arc::clone(&node.op),
+            name: node.name.clone(),
+            operands: node.inputs[1..].to_vec(),
+            ty: flowing.clone(),
+            paddings: None,
+        };
+        if let Some(perm) = perm {
+            net_before = compose(&net_before, perm);
+            if moving == Some(index) {
+                moved = Some(step);
+            } else if !cancelled[index] {
+                net_after = compose(&net_after, perm);
+                flowing = transposed(&flowing, perm);
+                step.ty = flowing.clone();
+                steps.push(step);
+            }
+            continue;
+        }
+        // The op's input axis k was axis shift[k] of what it reads now.
+        let shift = compose(&inverse(&net_after), &net_before);
+        if shift.iter().enumerate().any(|(k, &axis)| k != axis) && node.op.as_any().is::<Pad>() {
+            let paddings = graph.constant(*node.inputs.get(1)?)?;
+            step.paddings = Some(permuted_paddings(&paddings.tensor, &shift)?);
+        }
+        let mut facts = graph.input_facts(&node.inputs)?;
+        facts.types[0] = &flowing;
+        if let Some(paddings) = &step.paddings {
+            facts.constants[1] = Some(paddings);
+        }
+        let ty = node.op.infer(&facts).ok()?.into_iter().next()?;
+        if graph.value(node.outputs[0]).ty.as_ref() != Some(&transposed(&ty, &shift)) {
+            return None;
+        }
+        flowing = ty;
+        step.ty = flowing.clone();
+        steps.push(step);
+    }
+    if let (Some(mut step), Some(index)) = (moved, moving) {
+        flowing = transposed(&flowing, perms[index].as_deref()?);
+        step.ty = flowing.clone();
+        steps.push(step);
+    }
+    let end = graph.node(*nodes.last()?)?.outputs[0];
+    (graph.value(end).ty.as_ref() == Some(&flowing)).then_some((input, steps))
+}
+
+/// Transpose `id`, the end of its chain, meets its readers: copies for those it would cancel
+/// against ([`copy_for_readers`]), or one concatenation of transposes like it
+/// ([`concatenate_first`]). Whether anything changed.
+fn meet_readers(graph: &mut Graph, readers: &mut Readers, id: NodeId) -> bool {
+    let Some((_, _, perm)) = transpose_of(graph, id) else {
+        return false;
+    };
+    let Some(result) = graph.node(id).map(|node| node.outputs[0]) else {
+        return false;
+    };
+    match readers.uses(result) {
+        Some(uses) if uses > 1 => copy_for_readers(graph, readers, id, &perm),
+        Some(1) if !graph.is_graph_output(result) => readers
+            .first_reader(result)
+            .is_some_and(|reader| concatenate_first(graph, readers, reader, &perm)),
+        _ => false,
+    }
+}
+
+/// Whether a transpose by `perm` read by `reader` would cancel: the first transpose of the
+/// chain starting at `reader` undoes it (`false` where this round's rewrites left a fact
+/// unknown).
+fn cancels_below(graph: &Graph, readers: &Readers, reader: NodeId, perm: &[usize]) -> bool {
+    if !passable(graph, reader, perm.len()) {
+        return false;
+    }
+    let chain = chain_below(graph, readers, reader, perm.len());
+    let first = chain
+        .nodes
+        .iter()
+        .find_map(|&node| transpose_of(graph, node));
+    first.is_some_and(|(_, _, undo)| undoes(perm, &undo))
 }
 
 /// Gives each reader of transpose `id`'s result that would cancel it (see
-/// [`rest_below`]) a copy of its own, when at most one other reader (a graph output counts
+/// [`cancels_below`]) a copy of its own, when at most one other reader (a graph output counts
 /// as one) is left.
 fn copy_for_readers(graph: &mut Graph, readers: &mut Readers, id: NodeId, perm: &[usize]) -> bool {
     let Some(node) = graph.node(id) else {
@@ -249,7 +485,7 @@ fn copy_for_readers(graph: &mut Graph, readers: &mut Readers, id: NodeId, perm: 
     };
     let (cancelling, others): (Vec<NodeId>, Vec<NodeId>) = result_readers
         .iter()
-        .partition(|&&reader| rest_below(graph, readers, reader, perm) == Some(Rest::Cancelled));
+        .partition(|&&reader| cancels_below(graph, readers, reader, perm));
     let left = others.len() + usize::from(graph.is_graph_output(result));
     let Some(ty) = graph.value(result).ty.clone() else {
         return false;
@@ -355,89 +591,6 @@ fn concatenate_first(
     if let Some(node) = graph.node_mut(reader) {
         node.op = Arc::new(Transpose);
         node.inputs = vec![joined, perm_value];
-    }
-    true
-}
-
-/// Swaps transpose `id` (of `input` by `perm`) with its only reader when that is a unary
-/// elementwise op or a constant pad, if the swapped nodes type as the originals did. Nothing
-/// changes in the graph until both are known to.
-fn swap(
-    graph: &mut Graph,
-    readers: &mut Readers,
-    (id, input, perm_value, perm): (NodeId, ValueId, ValueId, &[usize]),
-    reader: NodeId,
-) -> bool {
-    let Some(node) = graph.node(reader) else {
-        return false;
-    };
-    let (op, result) = (Arc::clone(&node.op), node.outputs[0]);
-    let paddings_name = format!("{}/paddings_before_transpose", node.name);
-    // The reader's inputs with the transpose's input first, and, for a pad, its paddings
-    // permuted: along the transpose's input, axis perm[j] takes the padding of the result's
-    // axis j.
-    let mut moved_inputs: Vec<ValueId> = std::iter::once(input)
-        .chain(node.inputs[1..].iter().copied())
-        .collect();
-    let paddings = if op.as_any().downcast_ref::<Unary>().is_some() && node.inputs.len() == 1 {
-        None
-    } else if op.as_any().downcast_ref::<Pad>().is_some() {
-        let Some(paddings) = node.inputs.get(1).and_then(|&v| graph.constant(v)) else {
-            return false;
-        };
-        let values = paddings.tensor.to_i64_vec();
-        if values.len() != perm.len() * 2 {
-            return false;
-        }
-        let mut permuted = vec![0i64; values.len()];
-        for (j, &axis) in perm.iter().enumerate() {
-            permuted[axis * 2] = values[j * 2];
-            permuted[axis * 2 + 1] = values[j * 2 + 1];
-        }
-        let data = match &paddings.tensor.data {
-            TensorData::I32(_) => TensorData::I32(permuted.iter().map(|&v| v as i32).collect()),
-            TensorData::I64(_) => TensorData::I64(permuted),
-            _ => return false,
-        };
-        let shape = paddings.tensor.shape.clone();
-        Some(Tensor { shape, data })
-    } else {
-        return false;
-    };
-    // The op on the transpose's input, then the transpose of its result: the reader's type.
-    let Some(moved_type) = graph.input_facts(&moved_inputs).and_then(|mut facts| {
-        // (The permuted paddings have the original's type.)
-        if let Some(paddings) = &paddings {
-            facts.constants[1] = Some(paddings);
-        }
-        op.infer(&facts).ok()?.into_iter().next()
-    }) else {
-        return false;
-    };
-    if graph.value(result).ty.as_ref() != Some(&transposed(&moved_type, perm)) {
-        return false;
-    }
-    let Some(transposed_value) = graph.node(id).map(|node| node.outputs[0]) else {
-        return false;
-    };
-    // The permutation and a pad's operands change nodes; the values between keep their readers.
-    readers.touch(moved_inputs[1..].iter().copied().chain([perm_value]));
-    if let Some(paddings) = paddings {
-        moved_inputs[1] = graph.add_constant(&paddings_name, paddings, None);
-        readers.touch([moved_inputs[1]]);
-    }
-    graph.value_mut(transposed_value).ty = Some(moved_type);
-    // The names go with the ops (profiles and errors name the op the node runs).
-    let names = [id, reader].map(|node| graph.node(node).map(|n| n.name.clone()));
-    if let Some(node) = graph.node_mut(id) {
-        node.op = op;
-        node.inputs = moved_inputs;
-        node.name = names[1].clone().unwrap_or_default();
-    }
-    if let Some(node) = graph.node_mut(reader) {
-        node.op = Arc::new(Transpose);
-        node.inputs = vec![transposed_value, perm_value];
-        node.name = names[0].clone().unwrap_or_default();
     }
     true
 }
