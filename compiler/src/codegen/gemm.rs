@@ -523,17 +523,11 @@ impl Gemm<'_> {
         let runs = tile_runs(self.columns, plan.width());
         let tiles: usize = runs.iter().map(|&(_, count, _)| count).sum();
         let segments = min_items.div_ceil(tiles.max(1)).clamp(1, blocks.max(1));
-        // The threads share the items by their cost, so that the narrower last tile counts as
-        // less than a full one (ResNet50's 512 columns are ten tiles of 48 and one of 32: shared
-        // by count, one thread of two had 5 full tiles and the other 5 and the narrow one).
-        let weighted: Vec<(usize, u64)> = runs
-            .iter()
-            .map(|&(_, count, width)| {
-                let cost = step_cost(plan.isa, plan.height, width);
-                (count * segments, (cost * 64.0).round() as u64)
-            })
-            .collect();
-        kernel.for_split_weighted(&weighted, &mut |k, run, item| {
+        // The items are dealt to the threads in turn, over all runs: split run by run, every
+        // run's odd item went to the last thread (MobileNetV2's dense layer, 15 tiles of 64 and
+        // one of 40: one thread of two had 7 full tiles, the other 8 and the narrow one).
+        let counts: Vec<usize> = runs.iter().map(|&(_, count, _)| count * segments).collect();
+        kernel.for_split_dealt(&counts, &mut |k, run, item| {
             let (start, _, width) = runs[run];
             let tile = k.builder.ins().udiv_imm_s(item, segments as i64);
             let segment = k.builder.ins().urem_imm_s(item, segments as i64);

@@ -334,63 +334,47 @@ impl<'a> Kernel<'a> {
         self.for_range(start, end, 1, body)
     }
 
-    /// `for index in 0..count` for each `(count, weight)` run, `body(k, run, index)`, the runs'
-    /// items laid end to end and shared among the threads in contiguous ranges of equal
-    /// *weight*, not of equal count: a thread's range starts at the item nearest to where its
-    /// share of the total weight begins. Items of unequal work (a product's full column tiles
-    /// and its narrower last one) then load the threads evenly. As with
-    /// [`Kernel::for_split`], every item runs on exactly one thread, the same one every run.
-    pub fn for_split_weighted(
+    /// `for index in 0..count` for each run's `count`, `body(k, run, index)`, the runs' items
+    /// laid end to end and dealt to the threads in turn: item `g` is thread `g mod T`'s. Unlike
+    /// [`Kernel::for_split`] run by run, which gives every run's odd item to the last thread,
+    /// the threads' counts differ by one at most over all runs (a product's full column tiles
+    /// and its narrower last one). As with `for_split`, every item runs on exactly one thread,
+    /// the same one every run.
+    pub fn for_split_dealt(
         &mut self,
-        runs: &[(usize, u64)],
+        runs: &[usize],
         body: &mut dyn FnMut(&mut Kernel<'a>, usize, Value) -> Result<(), CodegenError>,
     ) -> Result<(), CodegenError> {
         if self.serial {
-            for (run, &(count, _)) in runs.iter().enumerate() {
+            for (run, &count) in runs.iter().enumerate() {
                 self.for_count(count, &mut |k, index| body(k, run, index))?;
             }
             return Ok(());
         }
         self.splits = true;
-        let runs: Vec<(usize, u64)> = runs.iter().map(|&(c, w)| (c, w.max(1))).collect();
-        let total: u64 = runs
-            .iter()
-            .map(|&(count, weight)| count as u64 * weight)
-            .sum();
-        // The first item of thread `t`: of each run, the items that start before `total·t/T`,
-        // rounded to the nearest item (`t = T` gives every item, `t = 0` none).
-        let boundary = |k: &mut Kernel<'a>, thread: Value| {
-            let scaled = k.builder.ins().imul_imm_s(thread, total as i64);
-            let target = k.builder.ins().udiv(scaled, k.threads);
-            let zero = k.builder.ins().iconst(types::I64, 0);
-            let mut items = zero;
-            let mut before = 0u64;
-            for &(count, weight) in &runs {
-                let offset = (weight / 2) as i64 - before as i64;
-                let into = k.builder.ins().iadd_imm_s(target, offset);
-                let into = k.builder.ins().smax(into, zero);
-                let started = k.builder.ins().udiv_imm_s(into, weight as i64);
-                let limit = k.builder.ins().iconst(types::I64, count as i64);
-                let started = k.builder.ins().umin(started, limit);
-                items = k.builder.ins().iadd(items, started);
-                before += count as u64 * weight;
-            }
-            items
-        };
-        let start = boundary(self, self.thread);
-        let next = self.builder.ins().iadd_imm_s(self.thread, 1);
-        let end = boundary(self, next);
-        let mut first = 0i64;
-        for (run, &(count, _)) in runs.iter().enumerate() {
-            // This thread's items of the run (an empty range when they lie elsewhere).
-            let zero = self.builder.ins().iconst(types::I64, 0);
-            let from = self.builder.ins().iadd_imm_s(start, -first);
-            let from = self.builder.ins().smax(from, zero);
-            let to = self.builder.ins().iadd_imm_s(end, -first);
+        let mut before = 0usize;
+        for (run, &count) in runs.iter().enumerate() {
+            // This thread's first item of the run: (thread - before) mod T; then every T-th.
+            let threads = self.threads;
+            let before_mod = self.builder.ins().iconst(types::I64, before as i64);
+            let before_mod = self.builder.ins().urem(before_mod, threads);
+            let first = self.builder.ins().iadd(self.thread, threads);
+            let first = self.builder.ins().isub(first, before_mod);
+            let first = self.builder.ins().urem(first, threads);
+            // Items first, first + T, ... below count: (count - first + T - 1) / T of them.
             let limit = self.builder.ins().iconst(types::I64, count as i64);
-            let to = self.builder.ins().smin(to, limit);
-            self.for_range(from, to, 1, &mut |k, index| body(k, run, index))?;
-            first += count as i64;
+            let left = self.builder.ins().isub(limit, first);
+            let zero = self.builder.ins().iconst(types::I64, 0);
+            let left = self.builder.ins().smax(left, zero);
+            let rounded = self.builder.ins().iadd(left, threads);
+            let rounded = self.builder.ins().iadd_imm_s(rounded, -1);
+            let steps = self.builder.ins().udiv(rounded, threads);
+            self.for_range(zero, steps, 1, &mut |k, step| {
+                let index = k.builder.ins().imul(step, k.threads);
+                let index = k.builder.ins().iadd(index, first);
+                body(k, run, index)
+            })?;
+            before += count;
         }
         Ok(())
     }
