@@ -1877,13 +1877,11 @@ fn library_function<'m>(model: &'m Value, node: &Value, attr: &str) -> &'m Value
         .unwrap_or_else(|| panic!("no library function {name}"))
 }
 
-#[test]
-fn a_gather_from_a_captured_variable_in_a_loop_gathers_from_its_constant() {
-    // An embedding lookup in a decoding loop (ResourceGather of a captured handle in the While
-    // body) becomes GatherV2 of the loop-invariant constant along axis 0, as TensorFlow's
-    // convert_variables_to_constants_v2 makes it. tfjsc cannot compile While, so the op check
-    // is skipped; TF.js runs the output (tests/tfjs_reference.mjs: 6.0e-8 from TensorFlow).
-    let fixture = Fixture::new("gather_loop");
+/// Converts control-flow fixture `name` (the op check skipped: tfjsc cannot compile `While`,
+/// TF.js runs it), checking that no resource type is left; the fixture, the conversion and its
+/// model.json.
+fn convert_control_flow(name: &str) -> (Fixture, Converted, Value) {
+    let fixture = Fixture::new(name);
     let options = ConvertOptions {
         skip_op_check: true,
         ..fixture.options()
@@ -1892,8 +1890,18 @@ fn a_gather_from_a_captured_variable_in_a_loop_gathers_from_its_constant() {
     let ours = converted.model_json();
     assert!(
         !ours.to_string().contains("DT_RESOURCE"),
-        "a resource type left"
+        "{name}: a resource type left"
     );
+    (fixture, converted, ours)
+}
+
+#[test]
+fn a_gather_from_a_captured_variable_in_a_loop_gathers_from_its_constant() {
+    // An embedding lookup in a decoding loop (ResourceGather of a captured handle in the While
+    // body) becomes GatherV2 of the loop-invariant constant along axis 0, as TensorFlow's
+    // convert_variables_to_constants_v2 makes it. tfjsc cannot compile While, so the op check
+    // is skipped; TF.js runs the output (tests/tfjs_reference.mjs: 6.0e-8 from TensorFlow).
+    let (_, converted, ours) = convert_control_flow("gather_loop");
     let r#while = nodes(&ours)
         .into_values()
         .find(|n| n["op"] == "While")
@@ -1935,17 +1943,7 @@ fn a_variable_passed_on_through_a_nested_loop_and_a_call_is_frozen_and_the_call_
     // the value instead, and the call is inlined (TF.js has no call ops), as the Python
     // converter's output with --control_flow_v2 (golden in nested_loop/tfjs) has it. TF.js runs
     // both within 2.3e-10 of TensorFlow (tests/tfjs_reference.mjs).
-    let fixture = Fixture::new("nested_loop");
-    let options = ConvertOptions {
-        skip_op_check: true,
-        ..fixture.options()
-    };
-    let converted = convert_ok(fixture.model(), &options);
-    let ours = converted.model_json();
-    assert!(
-        !ours.to_string().contains("DT_RESOURCE"),
-        "a resource type left"
-    );
+    let (fixture, converted, ours) = convert_control_flow("nested_loop");
     let golden = model_json(&fixture.path("tfjs").join("model.json"));
     let library_ops = |model: &Value| {
         let functions = model["modelTopology"]["library"]["function"]
