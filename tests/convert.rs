@@ -26,7 +26,7 @@ use serde_json::Value;
 use tfjsc::convert::slices::slice_key;
 use tfjsc::convert::{convert, ConvertOptions, InputFormat, OutputFormat, Quantization};
 use tfjsc_proto::tensorflow::{
-    attr_value, AttrValue, DataType, GraphDef, NodeDef, SavedModel, SavedTensorSlices,
+    attr_value, AttrValue, DataType, FunctionDef, GraphDef, NodeDef, SavedModel, SavedTensorSlices,
     TensorSliceProto,
 };
 use tfjsc_runtime::npy::read_npy;
@@ -1284,18 +1284,12 @@ fn the_op_check_lists_unsupported_ops_with_counts() {
     convert_ok(&path, &options);
 }
 
-#[test]
-fn the_op_check_looks_inside_control_flow_bodies() {
-    // The lstm fixture's While body with one op renamed to one nobody runs: TF.js would fail
-    // on it inside the loop, so the check names it, its node and its (frozen) function, as the
-    // Python converter's check (which reads every library function) refuses it too.
-    let fixture = Fixture::new("lstm");
-    let scratch = scratch_copy(&fixture.model());
+/// A scratch copy of the lstm fixture whose loop-body functions (`while_body` in the name) are
+/// edited by `edit(name, function)`.
+fn lstm_with_loop_bodies_edited(mut edit: impl FnMut(&str, &mut FunctionDef)) -> tempfile::TempDir {
+    let scratch = scratch_copy(&Fixture::new("lstm").model());
     let path = scratch.path().join("saved_model.pb");
     let mut model = SavedModel::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
-    // The SavedModel holds two traces of the loop (while_body_148 and _312); the first Tanh of
-    // each is renamed, and the one the signature's graph reaches must be named.
-    let mut renamed = Vec::new();
     let library = model.meta_graphs[0]
         .graph_def
         .as_mut()
@@ -1303,16 +1297,30 @@ fn the_op_check_looks_inside_control_flow_bodies() {
         .unwrap();
     for function in &mut library.function {
         let name = function.signature.as_ref().unwrap().name.clone();
-        if !name.contains("while_body") {
-            continue;
-        }
-        if let Some(node) = function.node_def.iter_mut().find(|n| n.op == "Tanh") {
-            node.op = "MadeUpOp".into();
-            renamed.push((name, node.name.clone()));
+        if name.contains("while_body") {
+            edit(&name, function);
         }
     }
-    assert_eq!(renamed.len(), 2, "{renamed:?}");
     std::fs::write(&path, model.encode_to_vec()).unwrap();
+    scratch
+}
+
+#[test]
+fn the_op_check_looks_inside_control_flow_bodies() {
+    // The lstm fixture's While body with one op renamed to one nobody runs: TF.js would fail
+    // on it inside the loop, so the check names it, its node and its (frozen) function, as the
+    // Python converter's check (which reads every library function) refuses it too.
+    let fixture = Fixture::new("lstm");
+    // The SavedModel holds two traces of the loop (while_body_148 and _312); the first Tanh of
+    // each is renamed, and the one the signature's graph reaches must be named.
+    let mut renamed = Vec::new();
+    let scratch = lstm_with_loop_bodies_edited(|name, function| {
+        if let Some(node) = function.node_def.iter_mut().find(|n| n.op == "Tanh") {
+            node.op = "MadeUpOp".into();
+            renamed.push((name.to_string(), node.name.clone()));
+        }
+    });
+    assert_eq!(renamed.len(), 2, "{renamed:?}");
     let error = error_of(scratch.path(), &fixture.options());
     // The body was specialised for its captured variables: the written function is NAME_frozen.
     let reached: Vec<String> = renamed
@@ -1350,26 +1358,14 @@ fn debug_ops_in_control_flow_bodies_are_stripped() {
     // --strip_debug_ops (the default) the written model is the unmodified fixture's, as Grappler's
     // debug stripper makes it for the Python converter; without, both are written.
     let fixture = Fixture::new("lstm");
-    let scratch = scratch_copy(&fixture.model());
-    let path = scratch.path().join("saved_model.pb");
-    let mut model = SavedModel::decode(std::fs::read(&path).unwrap().as_slice()).unwrap();
-    let library = model.meta_graphs[0]
-        .graph_def
-        .as_mut()
-        .and_then(|graph| graph.library.as_mut())
-        .unwrap();
     let type_attr = |dtype: i32| AttrValue {
         value: Some(attr_value::Value::Type(dtype)),
     };
     let mut edited = 0;
-    for function in &mut library.function {
-        let name = function.signature.as_ref().unwrap().name.clone();
+    let scratch = lstm_with_loop_bodies_edited(|name, function| {
         let Some(tanh) = function.node_def.iter().find(|n| n.op == "Tanh") else {
-            continue;
+            return;
         };
-        if !name.contains("while_body") {
-            continue;
-        }
         let tanh_output = format!("{}:y:0", tanh.name);
         let mut readers = 0;
         for node in &mut function.node_def {
@@ -1403,9 +1399,8 @@ fn debug_ops_in_control_flow_bodies_are_stripped() {
         let signature = function.signature.as_mut().unwrap();
         signature.control_output.push("assert_tanh".into());
         edited += 1;
-    }
+    });
     assert_eq!(edited, 2, "the fixture holds two traces of the loop body");
-    std::fs::write(&path, model.encode_to_vec()).unwrap();
     let options = ConvertOptions {
         skip_op_check: true,
         ..fixture.options()
