@@ -17,8 +17,11 @@ use std::collections::{HashMap, HashSet};
 
 use tfjsc_proto::tensorflow::{attr_value, DataType, FunctionDef, NodeDef};
 
+use super::references::is_call_op;
 use super::variables::gather_v2_attributes;
-use super::{shape_attr, signature_name, type_attr, Freezer, Value, FORWARDING_OPS};
+use super::{
+    referred_functions, shape_attr, signature_name, type_attr, Freezer, Value, FORWARDING_OPS,
+};
 use crate::convert::error::ConvertError;
 use crate::convert::rewrite::unique_name;
 use crate::convert::tensor::Tensor;
@@ -72,7 +75,7 @@ impl Call {
             is_loop: false,
         };
         match node.op.as_str() {
-            "PartitionedCall" | "StatefulPartitionedCall" => Some(call(&["f"], "Tin")),
+            op if is_call_op(op) => Some(call(&["f"], "Tin")),
             op if functions.contains_key(op) => Some(call(&[], "")),
             op => Call::control_flow(op),
         }
@@ -420,19 +423,9 @@ impl<'a> Freezer<'a> {
         let callees: Vec<String> = function
             .node_def
             .iter()
-            .flat_map(|node| {
-                let calls = node.attr.values().filter_map(|attr| match &attr.value {
-                    Some(attr_value::Value::Func(callee)) => Some(callee.name.clone()),
-                    _ => None,
-                });
-                calls
-                    .chain(
-                        self.functions
-                            .contains_key(node.op.as_str())
-                            .then(|| node.op.clone()),
-                    )
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(referred_functions)
+            .filter(|name| self.functions.contains_key(name))
+            .map(str::to_string)
             .collect();
         for callee in callees {
             self.keep_function(&callee);

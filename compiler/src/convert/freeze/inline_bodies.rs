@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use tfjsc_proto::tensorflow::{attr_value, FunctionDef, NodeDef};
 
-use super::references::is_call_op;
-use super::{attribute_functions, signature_name, MAX_CALL_DEPTH};
+use super::references::{callee_name, is_call_op};
+use super::{referred_functions, signature_name, MAX_CALL_DEPTH};
 
 /// Nodes all bodies may hold together after inlining (real models' loop bodies hold hundreds;
 /// a hostile library whose functions call the next level twice would double at every level).
@@ -52,12 +52,22 @@ pub(super) fn inline_calls_in_bodies(
         }
     }
     // The functions still referred to, from the graph's nodes on.
-    let mut wanted: Vec<String> = graph.iter().flat_map(refers_to).collect();
+    let mut wanted: Vec<String> = graph
+        .iter()
+        .flat_map(referred_functions)
+        .map(str::to_string)
+        .collect();
     let mut kept: HashSet<String> = HashSet::new();
     while let Some(name) = wanted.pop() {
         if kept.insert(name.clone()) {
             if let Some(function) = library.iter().find(|f| signature_name(f) == name) {
-                wanted.extend(function.node_def.iter().flat_map(refers_to));
+                wanted.extend(
+                    function
+                        .node_def
+                        .iter()
+                        .flat_map(referred_functions)
+                        .map(str::to_string),
+                );
             }
         }
     }
@@ -200,15 +210,7 @@ fn callee<'l>(
     node: &NodeDef,
     library: &'l HashMap<String, FunctionDef>,
 ) -> Option<&'l FunctionDef> {
-    let name = if is_call_op(&node.op) {
-        match node.attr.get("f").and_then(|a| a.value.as_ref()) {
-            Some(attr_value::Value::Func(function)) => function.name.as_str(),
-            _ => return None,
-        }
-    } else {
-        node.op.as_str()
-    };
-    let function = library.get(name)?;
+    let function = library.get(callee_name(node)?)?;
     let arguments = function.signature.as_ref()?.input_arg.len();
     let inputs = node.input.iter().filter(|i| !i.starts_with('^')).count();
     let template = function.node_def.iter().any(|n| {
@@ -217,14 +219,6 @@ fn callee<'l>(
             .any(|a| matches!(a.value, Some(attr_value::Value::Placeholder(_))))
     });
     (arguments == inputs && !template).then_some(function)
-}
-
-/// The functions `node` refers to: its function attributes and its op, if a function's.
-fn refers_to(node: &NodeDef) -> Vec<String> {
-    attribute_functions(node)
-        .map(str::to_string)
-        .chain(std::iter::once(node.op.clone()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -532,10 +532,11 @@ impl<'a> Freezer<'a> {
             }
             if let Some(function) = self.functions.get(name.as_str()) {
                 for node in &function.node_def {
-                    pending.extend(attribute_functions(node).map(str::to_string));
-                    if self.functions.contains_key(node.op.as_str()) {
-                        pending.push(node.op.clone());
-                    }
+                    pending.extend(
+                        referred_functions(node)
+                            .filter(|name| self.functions.contains_key(name))
+                            .map(str::to_string),
+                    );
                 }
             }
         }
@@ -646,6 +647,12 @@ pub(crate) fn attribute_functions(node: &NodeDef) -> impl Iterator<Item = &str> 
         };
         names
     })
+}
+
+/// The functions `node` may refer to: those its attributes name (single or lists), and its op,
+/// which names a function when the library has one of that name (callers look it up).
+pub(crate) fn referred_functions(node: &NodeDef) -> impl Iterator<Item = &str> {
+    attribute_functions(node).chain(std::iter::once(node.op.as_str()))
 }
 
 /// The name a function's signature gives it.

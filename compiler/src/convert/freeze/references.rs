@@ -63,14 +63,7 @@ impl<'a> Freezer<'a> {
     }
 
     pub(super) fn callee(&self, node: &NodeDef) -> Option<&'a FunctionDef> {
-        if is_call_op(&node.op) {
-            let name = match node.attr.get("f").and_then(|a| a.value.as_ref()) {
-                Some(attr_value::Value::Func(function)) => function.name.as_str(),
-                _ => return None,
-            };
-            return self.functions.get(name).copied();
-        }
-        self.functions.get(node.op.as_str()).copied()
+        self.functions.get(callee_name(node)?).copied()
     }
 
     pub(super) fn parse<'s>(&self, body: &Body<'a>, text: &'s str) -> Reference<'s> {
@@ -101,6 +94,18 @@ impl<'a> Freezer<'a> {
             }
             [] => Reference::Control,
         }
+    }
+}
+
+/// The function `node` would call: a call op's `f`, or else its op (a library function used
+/// as an op; whether the library has it is the caller's question).
+pub(super) fn callee_name(node: &NodeDef) -> Option<&str> {
+    if !is_call_op(&node.op) {
+        return Some(node.op.as_str());
+    }
+    match node.attr.get("f").and_then(|a| a.value.as_ref()) {
+        Some(attr_value::Value::Func(function)) => Some(function.name.as_str()),
+        _ => None,
     }
 }
 
