@@ -3,6 +3,7 @@
 //! both TensorFlow's checkpoints and the TF.js weight shards store them.
 
 use crate::ir;
+use crate::ops::importer::MAX_INLINE_CONSTANT_BYTES;
 use tfjsc_proto::tensorflow::{
     attr_value, tensor_shape_proto, AttrValue, DataType, TensorProto, TensorShapeProto,
 };
@@ -151,7 +152,18 @@ impl Tensor {
         let dtype = DataType::try_from(proto.dtype).unwrap_or(DataType::DtInvalid);
         let shape = shape_of(proto.tensor_shape.as_ref())?;
         let count = count_of(&shape)?;
+        // A short list repeats its last value, so a few bytes of protobuf could ask for any
+        // size: expanded values are bounded as the compiler's inline constants are.
+        let expands_beyond = |stored: usize, element: usize| {
+            if stored < count && count.saturating_mul(element) > MAX_INLINE_CONSTANT_BYTES {
+                return Err(format!(
+                    "constant of shape {shape:?} would take more than {MAX_INLINE_CONSTANT_BYTES} bytes"
+                ));
+            }
+            Ok(())
+        };
         if dtype == DataType::DtString {
+            expands_beyond(proto.string_val.len(), 1)?;
             let mut strings = proto.string_val.clone();
             if strings.len() < count {
                 let last = strings.last().cloned().unwrap_or_default();
@@ -166,6 +178,7 @@ impl Tensor {
             return Tensor::from_bytes(dtype, shape, proto.tensor_content.clone());
         }
         let (values, found) = typed_values(dtype, size, proto)?;
+        expands_beyond(found, size)?;
         if count > 0 && found == 0 {
             return Tensor::from_bytes(dtype, shape, vec![0; count * size]);
         }
@@ -384,6 +397,34 @@ pub fn shape_proto(dims: &[i64]) -> TensorShapeProto {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_list_may_not_expand_without_bound() {
+        // One float for 2^30 elements (4 GiB), or no string for 2^30 strings: refused, not
+        // allocated.
+        let proto = |dtype: DataType, float_val: Vec<f32>| TensorProto {
+            dtype: dtype as i32,
+            tensor_shape: Some(shape_proto(&[1 << 30])),
+            float_val,
+            ..TensorProto::default()
+        };
+        for proto in [
+            proto(DataType::DtFloat, vec![1.0]),
+            proto(DataType::DtString, vec![]),
+        ] {
+            let error = Tensor::from_proto(&proto).unwrap_err();
+            assert!(error.contains("would take more than"), "{error}");
+        }
+        // A small expansion is still TensorFlow's rule.
+        let small = TensorProto {
+            tensor_shape: Some(shape_proto(&[3])),
+            ..proto(DataType::DtFloat, vec![2.0])
+        };
+        assert_eq!(
+            Tensor::from_proto(&small).unwrap().as_f32(),
+            Some(vec![2.0; 3])
+        );
+    }
 
     #[test]
     fn short_typed_values_repeat_the_last() {

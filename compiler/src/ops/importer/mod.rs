@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use tfjsc_proto::tensorflow::NodeDef;
 
-pub use attributes::{data_type, dtype_from_tf, shape_dims, tensor_from_proto, NodeAttributes};
+pub use attributes::{
+    data_type, dtype_from_tf, shape_dims, tensor_from_proto, NodeAttributes,
+    MAX_INLINE_CONSTANT_BYTES,
+};
 
 use crate::ir::{Graph, Tensor, ValueId};
 use crate::ops::Operator;
