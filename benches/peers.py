@@ -62,6 +62,13 @@ starts beside a spinning pool loses a vCPU (measured: LiteRT's 2-thread rounds r
 took 5.8-7.9 ms on MobileNetV2 against 3.4-3.6 after its own 1-thread round). Each round's wait
 is in the JSON (settle_s).
 
+Peak: in each round of ResNet50 (--peak-models), before the runtimes, the harness runs the
+`kernel_peak` example once (every tile shape's best of 7 batches in cache on one core; the
+round's value is the best tile's). ResNet50's GFLOP/s at 1 thread (its GFLOP as `tfjsc bench
+--profile` counts them, over the median) is reported as a share of the median of those rounds:
+on a shared host both then meet the same slow and fast windows, which a peak measured apart
+from the run would not.
+
 Outputs: the markdown section on stdout; --json PATH (every number, per-round stats, raw times);
 --write-results prepends the section to benches/RESULTS.md (newest first) and writes the chart
 benches/ratios.png (--chart PATH elsewhere): per model, tfjsc's median over each peer's at 1 and
@@ -190,6 +197,12 @@ class TfjscPeer:
         in_name = case["inputs"][0]["name"]
         input_file = os.path.join(model_dir, case["inputs"][0]["file"])
         thread_args = ["--threads", str(threads)] if has_threads else []
+        if threads == THREADS[0]:
+            # The model's arithmetic as tfjsc counts it (direct convolution, 2 per multiply-add):
+            # the numerator of its GFLOP/s beside the micro-kernel peak.
+            profile = json.loads(self._cmd(["bench", lib, "--runs", "1", "--warmup", "0",
+                                            "--profile", "--json"]).strip().splitlines()[-1])
+            info["gflop"] = sum(s.get("flops") or 0 for s in profile["profile"]["steps"]) / 1e9
         out_dir = os.path.join(self.workdir, "%s_%dt_outputs" % (name, threads))
 
         def run(x):
@@ -540,7 +553,11 @@ def bench_model(name, model_dir, peers, args, opts):
                                            else "FAILED: " + r["error"]))
         per_round = max(1, args.runs // args.rounds)
         keys = list(workers)
+        peak = opts.get("kernel_peak") if name in args.peak_models else None
         for rnd in range(args.rounds):
+            if peak:
+                settle([w.proc.pid for w in workers.values()])
+                results.setdefault("peak", {"rounds": []})["rounds"].append(kernel_peak(peak))
             order = keys[rnd % len(keys):] + keys[:rnd % len(keys)] if keys else []
             for key in order:
                 others = [w.proc.pid for k, w in workers.items() if k != key]
@@ -559,14 +576,43 @@ def bench_model(name, model_dir, peers, args, opts):
     finally:
         for w in workers.values():
             w.close()
-    for r in results.values():
-        if r.get("rounds"):
+    if results.get("peak"):
+        gflops = [r["gflops"] for r in results["peak"]["rounds"]]
+        results["peak"].update(median_gflops=float(np.median(gflops)), max_gflops=max(gflops),
+                               tile=max(results["peak"]["rounds"], key=lambda r: r["gflops"]))
+    for key, r in results.items():
+        if r.get("rounds") and key != "peak":
             rounds = r["rounds"]
             r["median_ms"] = float(np.median([s["median_ms"] for s in rounds]))
             r["p90_ms"] = float(np.median([s["p90_ms"] for s in rounds]))
             r["min_ms"] = float(min(s["min_ms"] for s in rounds))
             r["runs"] = int(sum(s["runs"] for s in rounds))
     return results
+
+
+def kernel_peak(binary):
+    """One run of the `kernel_peak` example: the best tile's GFLOP/s (each tile's best of 7
+    batches, in cache, one core), with its shape."""
+    p = subprocess.run([binary, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=600)
+    if p.returncode != 0:
+        raise RuntimeError("%s failed (exit %d): %s" % (binary, p.returncode, p.stderr[-500:]))
+    best = max(json.loads(p.stdout), key=lambda r: r["gflops"])
+    return {"gflops": best["gflops"], "shape": "%s %dx%d depth %d" % (
+        best["isa"], best["rows"], best["columns"], best["depth"])}
+
+
+def peak_share(res):
+    """tfjsc's GFLOP/s at 1 thread (the model's GFLOP over its median) and its share of the
+    micro-kernel peak measured in the same rounds (median over rounds), or None."""
+    j, peak = res.get("tfjsc_1t"), res.get("peak")
+    if not (ok(j) and peak and (j.get("info") or {}).get("gflop")):
+        return None
+    gflops = j["info"]["gflop"] / j["median_ms"] * 1e3
+    return {"gflop": j["info"]["gflop"], "gflops": gflops,
+            "peak_median": peak["median_gflops"], "peak_max": peak["max_gflops"],
+            "peak_tile": peak["tile"]["shape"], "share": gflops / peak["median_gflops"],
+            "share_of_max": gflops / peak["max_gflops"]}
 
 
 def ok(r):
@@ -739,10 +785,21 @@ def make_section(meta, results, peers, chart_rel):
             row += [best, ratio]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    for name, res in results.items():
+        share = peak_share(res)
+        if share:
+            lines.append("%s at 1 thread: %.3f GFLOP (tfjsc's count, direct convolution) in %.2f ms "
+                         "= %.1f GFLOP/s, **%.0f %%** of the micro-kernel peak measured in the same "
+                         "rounds (`kernel_peak`, once per round before the runtimes: median %.1f "
+                         "GFLOP/s, best round %.1f, %s; %.0f %% of the best round)."
+                         % (pretty_model(name), share["gflop"], res["tfjsc_1t"]["median_ms"],
+                            share["gflops"], 100 * share["share"], share["peak_median"],
+                            share["peak_max"], share["peak_tile"], 100 * share["share_of_max"]))
+            lines.append("")
     notes, na = [], {}
     for name, res in results.items():
         for key, r in res.items():
-            if not isinstance(r, dict) or key == "summary":
+            if not isinstance(r, dict) or key in ("summary", "peak"):
                 continue
             if "error" in r:
                 lines_ = [ln.strip() for ln in r["error"].strip().splitlines() if ln.strip()]
@@ -851,6 +908,11 @@ def main():
     ap.add_argument("--tfjsc", metavar="BIN", help="the tfjsc binary (default $TFJSC, else "
                     "target/release/tfjsc of this checkout)")
     ap.add_argument("--tfjsc-timeout", type=float, default=3600.0, help="seconds per command")
+    ap.add_argument("--kernel-peak", metavar="BIN", help="the kernel_peak example, run once per "
+                    "round of the --peak-models (default $KERNEL_PEAK, else examples/kernel_peak "
+                    "beside the tfjsc binary, if present)")
+    ap.add_argument("--peak-models", nargs="*", default=["resnet50"],
+                    help="models whose rounds also measure the micro-kernel peak")
     ap.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS),
                     help="runtimes to run (default: all)")
     ap.add_argument("--opset", type=int, default=17)
@@ -886,6 +948,13 @@ def main():
         tfjsc_bin = shutil.which(tfjsc_bin) or os.path.abspath(tfjsc_bin)
         if not (os.path.isfile(tfjsc_bin) and os.access(tfjsc_bin, os.X_OK)):
             sys.exit("tfjsc binary %s: not an executable file (--tfjsc or $TFJSC)" % tfjsc_bin)
+    peak_bin = args.kernel_peak or os.environ.get("KERNEL_PEAK") or (
+        os.path.join(os.path.dirname(tfjsc_bin), "examples", "kernel_peak") if tfjsc_bin else None)
+    if peak_bin and not os.access(peak_bin, os.X_OK):
+        if args.kernel_peak or os.environ.get("KERNEL_PEAK"):
+            sys.exit("kernel_peak %s: not an executable file" % peak_bin)
+        log("no %s: the micro-kernel peak is not measured" % peak_bin)
+        peak_bin = None
     workdir = args.workdir or tempfile.mkdtemp(prefix="tfjsc_peers_")
     os.makedirs(workdir, exist_ok=True)
     provenance = tfjsc_provenance(tfjsc_bin) if tfjsc_bin else None
@@ -893,7 +962,8 @@ def main():
         shutil.copy2(tfjsc_bin, os.path.join(workdir, "tfjsc"))
         tfjsc_bin = os.path.join(workdir, "tfjsc")
     opts = {"tfjsc": tfjsc_bin, "workdir": workdir, "tfjsc_timeout": args.tfjsc_timeout,
-            "opset": args.opset, "reconvert": args.reconvert, "ov_source": args.ov_source}
+            "opset": args.opset, "reconvert": args.reconvert, "ov_source": args.ov_source,
+            "kernel_peak": peak_bin}
     chart = args.chart or (os.path.join(BENCHES, "ratios.png") if args.write_results else None)
     meta = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),

@@ -10,7 +10,9 @@
 #   BENCH_VENV    the venv (default /work/bench-venv)
 #   BENCH_PYTHON  interpreter the venv is made from (default python3.11, else python3)
 #   TFJSC         the tfjsc binary (default: target/release/tfjsc of this checkout, built with
-#                 `cargo build --release -p tfjsc` if missing); --tfjsc BIN overrides it
+#                 `cargo build --release -p tfjsc` if missing, and the kernel_peak example beside
+#                 it); --tfjsc BIN overrides it
+#   KERNEL_PEAK   the kernel_peak example (default: examples/kernel_peak beside the tfjsc binary)
 #
 # The models come from `tests/make_fixtures.py --full /work/models` (its own TensorFlow +
 # tensorflowjs venv, see that script's docstring); --models-dir DIR points elsewhere.
@@ -63,6 +65,11 @@ if [[ " $* " != *" --tfjsc "* && -z "${TFJSC:-}" ]]; then
     if [[ ! -x "$TFJSC" ]]; then
         echo "== $TFJSC missing: cargo build --release -p tfjsc" >&2
         (cd "$REPO" && cargo build --release -p tfjsc)
+    fi
+    # The micro-kernel peak ResNet50's GFLOP/s is set against, measured in the same rounds.
+    if [[ ! -x "$REPO/target/release/examples/kernel_peak" ]]; then
+        echo "== kernel_peak missing: cargo build --release -p tfjsc --example kernel_peak" >&2
+        (cd "$REPO" && cargo build --release -p tfjsc --example kernel_peak)
     fi
 fi
 export TFJSC
