@@ -26,6 +26,7 @@ use iced_x86::code_asm::*;
 use iced_x86::Register;
 
 use super::CodegenError;
+use tfjsc_runtime::winograd::Winograd;
 
 /// Columns of one panel of packed B (one AVX-512 vector, two AVX2 vectors).
 pub const PANEL: usize = 16;
@@ -221,11 +222,37 @@ impl DepthwiseShape {
     }
 }
 
+/// One of a Winograd convolution's two transforms, `L · X · Lᵀ` on each of `count` vectors of
+/// `lanes` channels (`winograd.rs` has the algorithm): the input transform (L = Bᵀ, X a t × t
+/// tile of the padded input, the result the tile's t² products) or the output transform (L =
+/// Aᵀ, X the t² products of a tile, the result its m × m output pixels, of which the first
+/// `valid` rows and columns are computed, finished by `epilogue` and stored).
+///
+/// X[a][b] is read at `source + a·source_strides[0] + b·source_strides[1]`, result (i, j) is
+/// written at `target + i·target_strides[0] + j·target_strides[1]` (a full epilogue operand
+/// has the target's layout). Signature (System V): `kernel(source, target, count, operands…)`,
+/// `count` ≥ 1; vector g is `g · lanes · 4` bytes after vector 0 in the source, the target
+/// and every operand (the masked tail, `lanes` below the vector width, comes with count 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WinogradShape {
+    pub isa: Isa,
+    pub variant: Winograd,
+    /// The input transform (else the output transform).
+    pub input: bool,
+    pub lanes: usize,
+    pub source_strides: [usize; 2],
+    pub target_strides: [usize; 2],
+    pub valid: [usize; 2],
+    /// Output transform only; its operand pointers are arguments 4, 5, 6 (at most three).
+    pub epilogue: MachineEpilogue,
+}
+
 /// Every machine-code kernel shape, as placed into the object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Microkernel {
     Gemm(TileShape),
     Depthwise(DepthwiseShape),
+    Winograd(WinogradShape),
 }
 
 impl Microkernel {
@@ -266,6 +293,20 @@ impl Microkernel {
                 }
                 name
             }
+            Microkernel::Winograd(w) => format!(
+                "tfjsc_winograd_{}_{}_{:?}_{}_{}x{}_{}x{}_{}x{}_{}",
+                w.isa.name(),
+                if w.input { "in" } else { "out" },
+                w.variant,
+                w.lanes,
+                w.source_strides[0],
+                w.source_strides[1],
+                w.target_strides[0],
+                w.target_strides[1],
+                w.valid[0],
+                w.valid[1],
+                w.epilogue.tag()
+            ),
         }
     }
 
@@ -274,6 +315,7 @@ impl Microkernel {
         match self {
             Microkernel::Gemm(t) => 9 + t.epilogue.operand_count(),
             Microkernel::Depthwise(d) => 3 + d.epilogue.operand_count(),
+            Microkernel::Winograd(w) => 3 + w.epilogue.operand_count(),
         }
     }
 
@@ -281,6 +323,7 @@ impl Microkernel {
         match self {
             Microkernel::Gemm(shape) => assemble_gemm(*shape),
             Microkernel::Depthwise(shape) => assemble_depthwise(*shape),
+            Microkernel::Winograd(shape) => assemble_winograd(*shape),
         }
     }
 }
@@ -494,6 +537,39 @@ impl Vectors {
         .map_err(asm_error)
     }
 
+    /// `target ± x · |coefficient|` (1 and -1 as an addition or subtraction; `constant` holds
+    /// |coefficient| otherwise).
+    fn add_multiple(
+        &mut self,
+        target: usize,
+        x: usize,
+        coefficient: f64,
+        constant: usize,
+    ) -> Result<(), CodegenError> {
+        match coefficient {
+            1.0 => self.arithmetic(Arithmetic::Add, target, target, x),
+            -1.0 => self.arithmetic(Arithmetic::Sub, target, target, x),
+            _ => {
+                let a = &mut self.a;
+                match (self.zmm, coefficient > 0.0) {
+                    (false, true) => {
+                        a.vfmadd231ps(Self::ymm(target), Self::ymm(x), Self::ymm(constant))
+                    }
+                    (false, false) => {
+                        a.vfnmadd231ps(Self::ymm(target), Self::ymm(x), Self::ymm(constant))
+                    }
+                    (true, true) => {
+                        a.vfmadd231ps(Self::zmm(target), Self::zmm(x), Self::zmm(constant))
+                    }
+                    (true, false) => {
+                        a.vfnmadd231ps(Self::zmm(target), Self::zmm(x), Self::zmm(constant))
+                    }
+                }
+                .map_err(asm_error)
+            }
+        }
+    }
+
     /// Loads `value`'s f32 bits into every lane of `register` (through eax).
     fn splat(&mut self, register: usize, value: f32) -> Result<(), CodegenError> {
         self.a.mov(eax, value.to_bits() as i32).map_err(asm_error)?;
@@ -522,6 +598,7 @@ impl Vectors {
                 let (t, x, y) = (Self::ymm(target), Self::ymm(x), Self::ymm(y));
                 match op {
                     Arithmetic::Add => a.vaddps(t, x, y),
+                    Arithmetic::Sub => a.vsubps(t, x, y),
                     Arithmetic::Mul => a.vmulps(t, x, y),
                     Arithmetic::Max => a.vmaxps(t, x, y),
                     Arithmetic::Min => a.vminps(t, x, y),
@@ -531,6 +608,7 @@ impl Vectors {
                 let (t, x, y) = (Self::zmm(target), Self::zmm(x), Self::zmm(y));
                 match op {
                     Arithmetic::Add => a.vaddps(t, x, y),
+                    Arithmetic::Sub => a.vsubps(t, x, y),
                     Arithmetic::Mul => a.vmulps(t, x, y),
                     Arithmetic::Max => a.vmaxps(t, x, y),
                     Arithmetic::Min => a.vminps(t, x, y),
@@ -727,6 +805,7 @@ const EXP_ONE: usize = 11;
 #[derive(Clone, Copy)]
 enum Arithmetic {
     Add,
+    Sub,
     Mul,
     Max,
     Min,
@@ -981,6 +1060,128 @@ pub fn assemble_depthwise(shape: DepthwiseShape) -> Result<Vec<u8>, CodegenError
     e.finish()
 }
 
+/// Assembles a Winograd transform kernel (see [`WinogradShape`]).
+pub fn assemble_winograd(shape: WinogradShape) -> Result<Vec<u8>, CodegenError> {
+    let WinogradShape {
+        isa,
+        variant,
+        input,
+        lanes,
+        epilogue,
+        ..
+    } = shape;
+    let t = variant.input_tile();
+    let matrix = if input {
+        variant.input_transform()
+    } else {
+        variant.output_transform()
+    };
+    let out = matrix.len();
+    if lanes == 0
+        || lanes > isa.lanes()
+        || shape.valid[0] > out
+        || shape.valid[1] > out
+        || (input && (shape.valid != [t, t] || epilogue.operand_count() > 0))
+        || epilogue.operand_count() > 3
+    {
+        return Err(CodegenError::Backend(format!(
+            "no Winograd micro-kernel for {shape:?}"
+        )));
+    }
+    let masked = lanes < isa.lanes();
+    let mut e = Vectors::new(isa)?;
+    if masked {
+        e.set_mask(lanes)?;
+    }
+    // Registers: one per distinct |coefficient| other than 1, the t values of one row of
+    // L · X, the result, a loaded X value, then three free for the epilogue (below the AVX2
+    // tail mask, ymm15).
+    let mut constants: Vec<f64> = Vec::new();
+    for &c in matrix.iter().flat_map(|row| row.iter()) {
+        if c != 0.0 && c.abs() != 1.0 && !constants.contains(&c.abs()) {
+            constants.push(c.abs());
+        }
+    }
+    let half = |b: usize| constants.len() + b;
+    let result = constants.len() + t;
+    let loaded = result + 1;
+    let free: Vec<usize> = (loaded + 1..if isa == Isa::Avx512 { 32 } else { 15 }).collect();
+    if free.len() < 3 {
+        return Err(CodegenError::Backend(format!(
+            "no registers for the Winograd micro-kernel {shape:?}"
+        )));
+    }
+    for (register, &value) in constants.iter().enumerate() {
+        e.splat(register, value as f32)?;
+    }
+    let constant = |c: f64| constants.iter().position(|&k| k == c.abs()).unwrap_or(0);
+    let source = |a: usize, b: usize| {
+        displacement(a * shape.source_strides[0] + b * shape.source_strides[1])
+    };
+    let target = |i: usize, j: usize| {
+        displacement(i * shape.target_strides[0] + j * shape.target_strides[1])
+    };
+    // Operand i's pointer is argument 4 + i (rcx, r8, r9): at the tile's channel, or (a full
+    // operand) at result (0, 0)'s place.
+    let operand_registers = [rcx, r8, r9];
+    let full: Vec<bool> = epilogue
+        .steps()
+        .filter_map(|step| match step {
+            MachineStep::Add(source) | MachineStep::Mul(source) => {
+                Some(source == StepOperand::Full)
+            }
+            _ => None,
+        })
+        .collect();
+    let vector_bytes = (lanes * 4) as i32;
+
+    let mut next = e.a.create_label();
+    e.a.set_label(&mut next).map_err(asm_error)?;
+    for (i, row) in matrix.iter().take(shape.valid[0]).enumerate() {
+        // Row i of L · X: half[b] = Σ_a L[i][a] · X[a][b].
+        for b in 0..t {
+            e.zero(half(b))?;
+            for (a, &c) in row.iter().enumerate() {
+                if c != 0.0 {
+                    e.load(loaded, ptr(rdi + source(a, b)?), masked)?;
+                    e.add_multiple(half(b), loaded, c, constant(c))?;
+                }
+            }
+        }
+        // Result (i, j) = Σ_b half[b] · L[j][b], finished and stored.
+        for (j, column) in matrix.iter().take(shape.valid[1]).enumerate() {
+            e.zero(result)?;
+            for (b, &c) in column.iter().enumerate() {
+                if c != 0.0 {
+                    e.add_multiple(result, half(b), c, constant(c))?;
+                }
+            }
+            let at = target(i, j)?;
+            e.apply_epilogue(
+                epilogue,
+                1,
+                1,
+                &|_| masked,
+                &|_, _| result,
+                &free,
+                &mut |_, operand, _| {
+                    let offset = if full[operand] { at } else { 0 };
+                    Ok(ptr(operand_registers[operand] + offset))
+                },
+            )?;
+            e.store(ptr(rsi + at), result, masked)?;
+        }
+    }
+    e.a.add(rdi, vector_bytes).map_err(asm_error)?;
+    e.a.add(rsi, vector_bytes).map_err(asm_error)?;
+    for &register in &operand_registers[..epilogue.operand_count()] {
+        e.a.add(register, vector_bytes).map_err(asm_error)?;
+    }
+    e.a.dec(rdx).map_err(asm_error)?;
+    e.a.jnz(next).map_err(asm_error)?;
+    e.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1089,5 +1290,71 @@ mod tests {
         assert!(MachineEpilogue::new(&[MachineStep::Relu; MAX_MACHINE_STEPS + 1]).is_none());
         assert_eq!(Isa::Avx512.max_rows(4), 6);
         assert_eq!(Isa::Avx2.max_rows(2), 6);
+    }
+
+    #[test]
+    fn winograd_transforms_assemble_and_bad_shapes_are_refused() {
+        let epilogue = MachineEpilogue::new(&[
+            MachineStep::Add(StepOperand::Channel),
+            MachineStep::Add(StepOperand::Full),
+            MachineStep::Mul(StepOperand::Channel),
+            MachineStep::Relu,
+        ])
+        .unwrap();
+        for isa in [Isa::Avx2, Isa::Avx512] {
+            for variant in [Winograd::F2, Winograd::F4] {
+                let (t, m) = (variant.input_tile(), variant.output_tile());
+                let input = WinogradShape {
+                    isa,
+                    variant,
+                    input: true,
+                    lanes: isa.lanes(),
+                    source_strides: [4096, 256],
+                    target_strides: [t << 20, 1 << 20],
+                    valid: [t, t],
+                    epilogue: MachineEpilogue::default(),
+                };
+                let output = WinogradShape {
+                    input: false,
+                    valid: [m, m - 1],
+                    epilogue,
+                    ..input
+                };
+                for shape in [input, output] {
+                    for lanes in [1, isa.lanes() / 2, isa.lanes() - 1, isa.lanes()] {
+                        let shape = WinogradShape { lanes, ..shape };
+                        assert!(assemble_winograd(shape).is_ok(), "{shape:?}");
+                    }
+                }
+                // The input transform writes whole tiles and has no epilogue; results past the
+                // tile, lanes past a vector and strides past 32 bits are refused.
+                let refused = [
+                    WinogradShape {
+                        valid: [t - 1, t],
+                        ..input
+                    },
+                    WinogradShape { epilogue, ..input },
+                    WinogradShape {
+                        valid: [m + 1, m],
+                        ..output
+                    },
+                    WinogradShape {
+                        lanes: isa.lanes() + 1,
+                        ..output
+                    },
+                    WinogradShape {
+                        target_strides: [1 << 31, 1],
+                        ..output
+                    },
+                ];
+                for shape in refused {
+                    assert!(assemble_winograd(shape).is_err(), "{shape:?}");
+                }
+                assert_ne!(
+                    Microkernel::Winograd(input).symbol(),
+                    Microkernel::Winograd(output).symbol()
+                );
+            }
+        }
     }
 }
