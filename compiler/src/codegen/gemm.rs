@@ -23,9 +23,7 @@ use cranelift_module::{FuncId, Module};
 use cranelift_object::ObjectModule;
 
 use super::kernel::{memory_flags, Kernel};
-use super::microkernel::{
-    Isa, MachineEpilogue, MachineStep, Microkernel, StepOperand, TileShape, PANEL,
-};
+use super::microkernel::{Isa, MachineEpilogue, Microkernel, StepOperand, TileShape, PANEL};
 use super::CodegenError;
 use crate::ir::TensorType;
 use crate::ops::epilogue::{self, Epilogue};
@@ -170,11 +168,8 @@ impl Finish {
         column: Value,
         first: Value,
     ) -> Vec<Value> {
-        let binary = epilogue.steps().filter_map(|step| match step {
-            MachineStep::Add(source) | MachineStep::Mul(source) => Some(source),
-            _ => None,
-        });
-        binary
+        epilogue
+            .operands()
             .zip(&self.operands)
             .map(|(source, &pointer)| match source {
                 StepOperand::Channel => k.address(pointer, column, 4),

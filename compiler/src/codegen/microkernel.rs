@@ -155,11 +155,17 @@ impl MachineEpilogue {
         self.steps.iter().flatten().copied()
     }
 
+    /// Where each operand pointer argument the steps read points, in order.
+    pub fn operands(&self) -> impl Iterator<Item = StepOperand> + '_ {
+        self.steps().filter_map(|step| match step {
+            MachineStep::Add(source) | MachineStep::Mul(source) => Some(source),
+            _ => None,
+        })
+    }
+
     /// Operand pointer arguments the steps read.
     pub fn operand_count(&self) -> usize {
-        self.steps()
-            .filter(|s| matches!(s, MachineStep::Add(_) | MachineStep::Mul(_)))
-            .count()
+        self.operands().count()
     }
 
     fn tag(&self) -> String {
@@ -1125,13 +1131,8 @@ pub fn assemble_winograd(shape: WinogradShape) -> Result<Vec<u8>, CodegenError> 
     // operand) at result (0, 0)'s place.
     let operand_registers = [rcx, r8, r9];
     let full: Vec<bool> = epilogue
-        .steps()
-        .filter_map(|step| match step {
-            MachineStep::Add(source) | MachineStep::Mul(source) => {
-                Some(source == StepOperand::Full)
-            }
-            _ => None,
-        })
+        .operands()
+        .map(|source| source == StepOperand::Full)
         .collect();
     let vector_bytes = (lanes * 4) as i32;
 
