@@ -253,6 +253,20 @@ pub struct WinogradShape {
     pub epilogue: MachineEpilogue,
 }
 
+impl WinogradShape {
+    /// Whether every byte offset the kernel reads at or writes to fits the 32-bit displacements
+    /// it addresses them with (else [`assemble_winograd`] refuses the shape).
+    pub fn displacements_fit(&self) -> bool {
+        let t = self.variant.input_tile();
+        let reach = |[rows, columns]: [usize; 2], strides: [usize; 2]| {
+            rows.saturating_sub(1) * strides[0] + columns.saturating_sub(1) * strides[1]
+        };
+        let farthest =
+            reach([t, t], self.source_strides).max(reach(self.valid, self.target_strides));
+        farthest <= i32::MAX as usize
+    }
+}
+
 /// Every machine-code kernel shape, as placed into the object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Microkernel {
@@ -1087,8 +1101,9 @@ pub fn assemble_winograd(shape: WinogradShape) -> Result<Vec<u8>, CodegenError> 
         || lanes > isa.lanes()
         || shape.valid[0] > out
         || shape.valid[1] > out
-        || (input && (shape.valid != [t, t] || epilogue.operand_count() > 0))
+        || (input && (shape.valid != [t, t] || epilogue != MachineEpilogue::default()))
         || epilogue.operand_count() > 3
+        || !shape.displacements_fit()
     {
         return Err(CodegenError::Backend(format!(
             "no Winograd micro-kernel for {shape:?}"
@@ -1335,6 +1350,10 @@ mod tests {
                         ..input
                     },
                     WinogradShape { epilogue, ..input },
+                    WinogradShape {
+                        epilogue: MachineEpilogue::new(&[MachineStep::Relu]).unwrap(),
+                        ..input
+                    },
                     WinogradShape {
                         valid: [m + 1, m],
                         ..output

@@ -213,7 +213,7 @@ pub fn lower(
 }
 
 /// The machine-code transform for `isa` (full vectors and, for `total % lanes` channels, the
-/// masked tail), or `None` on the portable set or where a stride does not fit the kernels'
+/// masked tail), or `None` on the portable set or where an offset does not fit the kernels'
 /// 32-bit displacements.
 struct MachineTransform {
     full: WinogradShape,
@@ -224,10 +224,7 @@ struct MachineTransform {
 impl MachineTransform {
     fn new(shape: WinogradShape, total: usize) -> Option<MachineTransform> {
         let lanes = shape.isa.lanes();
-        let t = shape.variant.input_tile();
-        let reach = |[rows, columns]: [usize; 2]| (t - 1) * (rows + columns);
-        let fits = reach(shape.source_strides).max(reach(shape.target_strides)) < i32::MAX as usize;
-        if shape.isa == Isa::Portable || !fits {
+        if shape.isa == Isa::Portable || !shape.displacements_fit() {
             return None;
         }
         Some(MachineTransform {
@@ -456,7 +453,7 @@ fn output_transform(
     for (first_row, row_count, valid_rows) in spans(oh) {
         for (first_column, column_count, valid_columns) in spans(ow) {
             let count = window.batch * row_count * column_count;
-            let machine = finish.machine.and_then(|machine| {
+            let machine = finish.machine.and_then(|epilogue| {
                 MachineTransform::new(
                     WinogradShape {
                         isa: kernel.features.isa,
@@ -469,11 +466,10 @@ fn output_transform(
                         ],
                         target_strides: [ow * outputs * 4, outputs * 4],
                         valid: [valid_rows, valid_columns],
-                        epilogue: machine,
+                        epilogue,
                     },
                     outputs,
                 )
-                .map(|transform| (transform, machine))
             });
             kernel.for_split(count, &mut |k, item| {
                 let row = k.builder.ins().udiv_imm_s(item, column_count as i64);
@@ -488,12 +484,12 @@ fn output_transform(
                 let tile = k.builder.ins().iadd(tile, x);
                 let tile_start = k.builder.ins().imul_imm_s(tile, outputs as i64);
                 let corner = tile_corner(k, [image, y, x], m, [oh, ow], outputs);
-                if let Some((transform, machine)) = &machine {
+                if let Some(transform) = &machine {
                     let source = k.address(m_base, tile_start, 4);
                     let target = k.address(output, corner, 4);
                     return transform.call(k, source, target, &mut |k, channel| {
                         let first = k.builder.ins().iadd(corner, channel);
-                        finish.operand_arguments(k, *machine, channel, first)
+                        finish.operand_arguments(k, transform.full.epilogue, channel, first)
                     });
                 }
                 for (start, count, ty) in channel_runs(outputs) {
