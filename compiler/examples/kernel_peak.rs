@@ -19,7 +19,34 @@ type GemmKernel = unsafe extern "C" fn(
     depth: i64,
     accumulate: i64,
     panel_stride: i64,
+    prefetch: *const f32,
+    prefetch_step: i64,
 );
+
+/// Floats on a 64-byte boundary, as the runtime's arena and packed weights are (a B vector
+/// straddling two cache lines would be a split load on every K step).
+struct Aligned(Vec<f32>, usize);
+
+impl Aligned {
+    fn new(length: usize) -> Aligned {
+        let storage = vec![0f32; length + PANEL];
+        let skip = storage.as_ptr().align_offset(64);
+        Aligned(storage, skip)
+    }
+}
+
+impl std::ops::Deref for Aligned {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0[self.1..]
+    }
+}
+
+impl std::ops::DerefMut for Aligned {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0[self.1..]
+    }
+}
 
 /// Best GFLOP/s of `shape` over a few timed batches, at `depth`.
 fn measure(shape: TileShape, depth: usize) -> f64 {
@@ -30,13 +57,15 @@ fn measure(shape: TileShape, depth: usize) -> f64 {
     // SAFETY: the bytes are a GEMM kernel with exactly this signature (microkernel.rs).
     let kernel: GemmKernel = unsafe { std::mem::transmute(code.as_ptr()) };
     let panels = shape.columns.div_ceil(PANEL);
-    let a: Vec<f32> = (0..shape.rows * depth)
-        .map(|i| (i % 7) as f32 * 0.01)
-        .collect();
-    let b: Vec<f32> = (0..panels * PANEL * depth)
-        .map(|i| (i % 5) as f32 * 0.01)
-        .collect();
-    let mut c = vec![0f32; shape.rows * shape.columns];
+    let mut a = Aligned::new(shape.rows * depth);
+    a.iter_mut()
+        .enumerate()
+        .for_each(|(i, x)| *x = (i % 7) as f32 * 0.01);
+    let mut b = Aligned::new(panels * PANEL * depth);
+    b.iter_mut()
+        .enumerate()
+        .for_each(|(i, x)| *x = (i % 5) as f32 * 0.01);
+    let mut c = Aligned::new(shape.rows * shape.columns);
     let calls = (2e8 / (shape.rows * shape.columns * depth) as f64).max(1.0) as usize;
     let mut best = f64::INFINITY;
     for _ in 0..7 {
@@ -54,6 +83,8 @@ fn measure(shape: TileShape, depth: usize) -> f64 {
                     depth as i64,
                     1,
                     (depth * PANEL * 4) as i64,
+                    b.as_ptr(),
+                    0,
                 )
             };
         }

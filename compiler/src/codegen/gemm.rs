@@ -16,14 +16,21 @@
 //!         for each row tile:  C[rows, j] (+)= A[rows, segment] · B[segment, j]
 //!       epilogue on C[block, j]
 //! ```
+//!
+//! Each kernel call also prefetches, a cache line per K step, what a later call reads from
+//! beyond L2 ([`Prefetch`]): the next row tile's A in this order, the next chunk of B in the
+//! columns-outermost order that late layers take (their filters stream from memory).
 
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{types, AbiParam, InstBuilder, Signature, UserFuncName, Value};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_module::{FuncId, Module};
 use cranelift_object::ObjectModule;
 
 use super::kernel::{memory_flags, Kernel};
-use super::microkernel::{Isa, MachineEpilogue, Microkernel, StepOperand, TileShape, PANEL};
+use super::microkernel::{
+    Isa, MachineEpilogue, Microkernel, StepOperand, TileShape, GEMM_PARAMETERS, PANEL,
+};
 use super::CodegenError;
 use crate::ir::TensorType;
 use crate::ops::epilogue::{self, Epilogue};
@@ -126,12 +133,27 @@ impl<'t> ColumnTile<'t> {
 /// A `(start, count, size)` run of tiles, as [`balanced_runs`] and [`tile_runs`] give them.
 type Run = (usize, usize, usize);
 
+/// What each kernel call prefetches while it computes (see the micro-kernel contract): what the
+/// next call of the loop order reads and is not in cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prefetch {
+    /// Rows outermost: the A rows of the next row tile (a block's rows are fetched once, by the
+    /// first column tile; B stays in L2).
+    NextRows,
+    /// Columns outermost: the next chunk of B, shared out among the row tiles that use this
+    /// chunk (B is streamed once, a chunk at a time, while the few rows stay in cache):
+    /// `first_tile` is the block's first row tile's place among them, and there are `tiles` of
+    /// them at least.
+    NextChunk { first_tile: Value, tiles: usize },
+}
+
 /// What is done to one row block of a group: `(kernel, first row, row tiles)`.
 type RowBlockVisit<'v> = dyn FnMut(&mut Kernel, Value, &[Run]) -> Result<(), CodegenError> + 'v;
 
-/// What is done to one row block: `(kernel, group bases, first row, row tiles)`.
+/// What is done to one row block: `(kernel, group bases, first row, row tiles, the block's
+/// place among those visited)`.
 type BlockVisit<'v> =
-    dyn FnMut(&mut Kernel, &GroupBases, Value, &[Run]) -> Result<(), CodegenError> + 'v;
+    dyn FnMut(&mut Kernel, &GroupBases, Value, &[Run], Value) -> Result<(), CodegenError> + 'v;
 
 /// How tiles are finished: in the machine-code kernels' registers (`machine`), or by the
 /// Cranelift epilogue after the last chunk; `operands` are the epilogue's operand pointers.
@@ -469,7 +491,16 @@ impl Gemm<'_> {
                 k.for_steps(start, count, width, &mut |k, j| {
                     let tile = ColumnTile::new(group_bases, first_row, runs, j, width);
                     for index in 0..chunks.len() {
-                        self.emit_calls(k, &plan, &finish, output, &tile, (&chunks, index))?;
+                        let chunk = (&chunks[..], index);
+                        self.emit_calls(
+                            k,
+                            &plan,
+                            &finish,
+                            output,
+                            &tile,
+                            chunk,
+                            Prefetch::NextRows,
+                        )?;
                     }
                     self.emit_epilogue(k, &finish, output, &tile)
                 })?;
@@ -507,8 +538,9 @@ impl Gemm<'_> {
                 let group = k.builder.ins().udiv_imm_s(block, plan.blocks as i64);
                 let index = k.builder.ins().urem_imm_s(block, plan.blocks as i64);
                 let group_bases = bases(k, group)?;
+                let place = k.builder.ins().isub(block, first);
                 plan.visit_block(k, index, &mut |k, first_row, runs| {
-                    visit(k, &group_bases, first_row, runs)
+                    visit(k, &group_bases, first_row, runs, place)
                 })
             })
         };
@@ -522,6 +554,15 @@ impl Gemm<'_> {
         // run's odd item went to the last thread (MobileNetV2's dense layer, 15 tiles of 64 and
         // one of 40: one thread of two had 7 full tiles, the other 8 and the narrow one).
         let counts: Vec<usize> = runs.iter().map(|&(_, count, _)| count * segments).collect();
+        // Row tiles per block (the fewest, of the two kinds) and blocks per segment (the
+        // fewest): how many calls at least share each chunk of B, to share out its prefetch.
+        let tiles_per_block = plan
+            .block_kinds()
+            .iter()
+            .map(|(_, runs)| runs.iter().map(|&(_, count, _)| count).sum::<usize>())
+            .min()
+            .unwrap_or(1);
+        let blocks_per_segment = blocks / segments;
         kernel.for_split_dealt(&counts, &mut |k, run, item| {
             let (start, _, width) = runs[run];
             let tile = k.builder.ins().udiv_imm_s(item, segments as i64);
@@ -536,12 +577,18 @@ impl Gemm<'_> {
             let j = k.builder.ins().imul_imm_s(tile, width as i64);
             let j = k.builder.ins().iadd_imm_s(j, start as i64);
             for index in 0..chunks.len() {
-                each_block(k, first, end, &mut |k, bases, first_row, runs| {
+                each_block(k, first, end, &mut |k, bases, first_row, runs, place| {
                     let tile = ColumnTile::new(bases, first_row, runs, j, width);
-                    self.emit_calls(k, plan, finish, output, &tile, (chunks, index))
+                    let chunk = (chunks, index);
+                    let first_tile = k.builder.ins().imul_imm_s(place, tiles_per_block as i64);
+                    let prefetch = Prefetch::NextChunk {
+                        first_tile,
+                        tiles: tiles_per_block * blocks_per_segment,
+                    };
+                    self.emit_calls(k, plan, finish, output, &tile, chunk, prefetch)
                 })?;
             }
-            each_block(k, first, end, &mut |k, bases, first_row, runs| {
+            each_block(k, first, end, &mut |k, bases, first_row, runs, _| {
                 let tile = ColumnTile::new(bases, first_row, runs, j, width);
                 self.emit_epilogue(k, finish, output, &tile)
             })
@@ -564,9 +611,33 @@ impl Gemm<'_> {
             .collect()
     }
 
+    /// `(bytes between B rows, bytes between 16-column panels)` in B's layout.
+    fn b_strides(&self) -> (usize, usize) {
+        match self.b_layout {
+            BLayout::RowMajor => (self.columns * 4, PANEL * 4),
+            BLayout::Panels => (PANEL * 4, self.depth * PANEL * 4),
+        }
+    }
+
+    /// The address of B[row, column]: panel column / 16, lane column % 16 (row-major: the
+    /// panels are 64 bytes apart, so this is 4·column).
+    fn b_address(&self, k: &mut Kernel, b: Value, column: Value, row: usize) -> Value {
+        let (b_row_bytes, panel_stride) = self.b_strides();
+        let panel = k.builder.ins().ushr_imm_u(column, 4);
+        let panel = k.builder.ins().imul_imm_s(panel, panel_stride as i64);
+        let lane = k.builder.ins().band_imm_u(column, (PANEL - 1) as i64);
+        let lane = k.builder.ins().imul_imm_s(lane, 4);
+        let address = k.builder.ins().iadd(b, panel);
+        let address = k.builder.ins().iadd(address, lane);
+        k.builder
+            .ins()
+            .iadd_imm_s(address, (row * b_row_bytes) as i64)
+    }
+
     /// Kernel calls for chunk `index` of the column tile at `j` (`width` columns) over the row
     /// tiles `runs` of the block starting at `first_row`: the first chunk overwrites C, the
-    /// others accumulate.
+    /// others accumulate. Each call prefetches what `prefetch` says.
+    #[allow(clippy::too_many_arguments)]
     fn emit_calls(
         &self,
         k: &mut Kernel,
@@ -575,32 +646,27 @@ impl Gemm<'_> {
         output: Value,
         tile: &ColumnTile,
         (chunks, index): (&[Segment], usize),
+        prefetch: Prefetch,
     ) -> Result<(), CodegenError> {
         let (bases, first_row, runs) = (tile.bases, tile.first_row, tile.runs);
         let (j, width) = (tile.j, tile.width);
         let (chunk, last) = (&chunks[index], index + 1 == chunks.len());
-        let (b_row_bytes, panel_stride) = match self.b_layout {
-            BLayout::RowMajor => (self.columns * 4, PANEL * 4),
-            BLayout::Panels => (PANEL * 4, self.depth * PANEL * 4),
-        };
-        // B at column j: panel j / 16, lane j % 16 (row-major: the panels are 64 bytes apart,
-        // so this is 4j).
-        let panel = k.builder.ins().ushr_imm_u(j, 4);
-        let panel = k.builder.ins().imul_imm_s(panel, panel_stride as i64);
-        let lane = k.builder.ins().band_imm_u(j, (PANEL - 1) as i64);
-        let lane = k.builder.ins().imul_imm_s(lane, 4);
-        let b = k.builder.ins().iadd(bases.b, panel);
-        let b = k.builder.ins().iadd(b, lane);
-        let b = k
-            .builder
-            .ins()
-            .iadd_imm_s(b, (chunk.b_row * b_row_bytes) as i64);
+        let (b_row_bytes, panel_stride) = self.b_strides();
+        let b = self.b_address(k, bases.b, j, chunk.b_row);
         let accumulate = k.iconst(i64::from(index > 0));
+        // The next chunk of B in the loop order: this tile's next one, else the next column
+        // tile's first (none after the last tile: the call then prefetches its own B row).
+        let (next_j, next) = match chunks.get(index + 1) {
+            Some(next) => (j, next),
+            None => (k.builder.ins().iadd_imm_s(j, width as i64), &chunks[0]),
+        };
+        let panels = width.div_ceil(PANEL);
         // The last chunk's call finishes the tile with the machine epilogue, if there is one.
         let epilogue = match finish.machine {
             Some(epilogue) if last => epilogue,
             _ => MachineEpilogue::default(),
         };
+        let mut tiles_before = 0;
         for &(start, count, height) in runs {
             let function = k.microkernel(Microkernel::Gemm(TileShape {
                 isa: plan.isa,
@@ -608,11 +674,70 @@ impl Gemm<'_> {
                 columns: width,
                 epilogue,
             }))?;
+            let first_tile = tiles_before;
+            tiles_before += count;
             k.for_steps(start, count, height, &mut |k, r| {
                 let row = k.builder.ins().iadd(first_row, r);
-                let a = k.builder.ins().imul_imm_s(row, self.lda as i64);
-                let a = k.builder.ins().iadd(bases.a, a);
-                let a = k.builder.ins().iadd_imm_s(a, chunk.a_offset as i64);
+                let a_row = |k: &mut Kernel, row: Value| {
+                    let a = k.builder.ins().imul_imm_s(row, self.lda as i64);
+                    let a = k.builder.ins().iadd(bases.a, a);
+                    k.builder.ins().iadd_imm_s(a, chunk.a_offset as i64)
+                };
+                let a = a_row(k, row);
+                let (pf, pf_step) = match prefetch {
+                    Prefetch::NextRows => {
+                        // The next tile's rows (the group's last `height` rows at most), walked
+                        // evenly over this call's K steps.
+                        let next = k.builder.ins().iadd_imm_s(row, height as i64);
+                        let last = k.iconst((self.rows - height) as i64);
+                        let next = k.builder.ins().umin(next, last);
+                        let span = (height - 1) * self.lda + chunk.depth * 4;
+                        let step = k.iconst(walk_step(span, chunk.depth) as i64);
+                        (a_row(k, next), step)
+                    }
+                    Prefetch::NextChunk {
+                        first_tile: block_tile,
+                        tiles,
+                    } => {
+                        // The next chunk's panels are cut into `parts` runs of rows each, one
+                        // run per row tile (tile t: panel t % panels, part t / panels), so that
+                        // the fetch spreads over the block's calls rather than asking memory for
+                        // a whole panel in one call's time. Tiles past them, and runs past B's
+                        // last column (after the last column tile, or beyond a narrower one),
+                        // prefetch nothing new: their own B row, with no step.
+                        let tile = k.builder.ins().iadd_imm_s(r, -(start as i64));
+                        let tile = k.builder.ins().udiv_imm_u(tile, height as i64);
+                        let tile = k.builder.ins().iadd_imm_s(tile, first_tile as i64);
+                        let tile = k.builder.ins().iadd(tile, block_tile);
+                        let parts = (tiles / panels).clamp(1, next.depth);
+                        let panel = k.builder.ins().urem_imm_u(tile, panels as i64);
+                        let part = k.builder.ins().udiv_imm_u(tile, panels as i64);
+                        let column = k.builder.ins().imul_imm_s(panel, PANEL as i64);
+                        let column = k.builder.ins().iadd(next_j, column);
+                        let in_b = k.builder.ins().icmp_imm_u(
+                            IntCC::UnsignedLessThan,
+                            column,
+                            self.columns as i64,
+                        );
+                        let in_parts =
+                            k.builder
+                                .ins()
+                                .icmp_imm_u(IntCC::UnsignedLessThan, part, parts as i64);
+                        let in_b = k.builder.ins().band(in_b, in_parts);
+                        // Part p's rows: ⌊p·depth / parts⌋ on, ⌊depth / parts⌋ of them.
+                        let first = k.builder.ins().imul_imm_s(part, next.depth as i64);
+                        let first = k.builder.ins().udiv_imm_u(first, parts as i64);
+                        let address = self.b_address(k, bases.b, column, next.b_row);
+                        let offset = k.builder.ins().imul_imm_s(first, b_row_bytes as i64);
+                        let address = k.builder.ins().iadd(address, offset);
+                        let address = k.builder.ins().select(in_b, address, b);
+                        let span = (next.depth / parts - 1) * b_row_bytes + 4;
+                        let step = k.iconst(walk_step(span, chunk.depth) as i64);
+                        let zero = k.iconst(0);
+                        let step = k.builder.ins().select(in_b, step, zero);
+                        (address, step)
+                    }
+                };
                 let c_first = self.c_index(k, bases, row, j);
                 let c = k.address(output, c_first, 4);
                 let mut arguments = vec![
@@ -625,6 +750,8 @@ impl Gemm<'_> {
                     k.iconst(chunk.depth as i64),
                     accumulate,
                     k.iconst(panel_stride as i64),
+                    pf,
+                    pf_step,
                 ];
                 arguments.extend(finish.operand_arguments(k, epilogue, j, c_first));
                 k.builder.ins().call(function, &arguments);
@@ -675,6 +802,17 @@ impl Gemm<'_> {
     }
 }
 
+/// Bytes between the addresses a kernel call of `steps` K steps prefetches so that they spread
+/// evenly over `span` bytes and the last stays inside them (at most a line apart for every line
+/// to be fetched; wider spans are sampled).
+fn walk_step(span: usize, steps: usize) -> usize {
+    if steps <= 1 {
+        0
+    } else {
+        span.saturating_sub(4) / (steps - 1)
+    }
+}
+
 /// Defines the portable tile `shape` (Cranelift f32x4, the machine-code kernels' contract) as
 /// function `id` of `module`: `fma` says whether the target has fused multiply-add.
 pub fn define_portable_tile(
@@ -688,7 +826,7 @@ pub fn define_portable_tile(
     let mut signature = Signature::new(module.isa().default_call_conv());
     signature
         .params
-        .extend((0..9).map(|_| AbiParam::new(types::I64)));
+        .extend((0..GEMM_PARAMETERS).map(|_| AbiParam::new(types::I64)));
     context.func.signature = signature;
     context.func.name = UserFuncName::user(1, id.as_u32());
     let mut function_context = FunctionBuilderContext::new();
@@ -710,8 +848,10 @@ fn build_portable_tile(b: &mut FunctionBuilder, shape: TileShape, fma: bool) {
     b.switch_to_block(entry);
     b.seal_block(entry);
     let params = b.block_params(entry).to_vec();
-    let [a, lda, b_start, ldb, c, ldc, depth, accumulate, panel_stride] =
-        <[Value; 9]>::try_from(params).unwrap_or_else(|_| unreachable!("nine parameters"));
+    // Cranelift has no prefetch instruction: the last two parameters are not read.
+    let [a, lda, b_start, ldb, c, ldc, depth, accumulate, panel_stride, _, _] =
+        <[Value; GEMM_PARAMETERS]>::try_from(params)
+            .unwrap_or_else(|_| unreachable!("GEMM_PARAMETERS parameters"));
     // Column j's offset from a B row: panel j / 16, lane j % 16.
     let column_offset = |b: &mut FunctionBuilder, column: usize| {
         let panel = b.ins().imul_imm_s(panel_stride, (column / PANEL) as i64);
@@ -834,6 +974,23 @@ fn build_portable_tile(b: &mut FunctionBuilder, shape: TileShape, fma: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefetch_walks_stay_inside_their_span() {
+        for span in [4, 60, 64, 256, 4096, 32772, 1 << 20] {
+            for steps in [1, 2, 3, 21, 64, 147, 512] {
+                let step = walk_step(span, steps);
+                // The last prefetched element starts inside the span.
+                assert!((steps - 1) * step + 4 <= span.max(4), "{span} {steps}");
+                // A span of whole rows of packed B, walked a row per step, is fetched line by
+                // line.
+                if steps > 1 && span == (steps - 1) * 64 + 4 {
+                    assert_eq!(step, 64);
+                }
+            }
+        }
+        assert_eq!(walk_step(511 * 64 + 4, 512), 64);
+    }
 
     #[test]
     fn balanced_runs_cover_the_rows_evenly() {

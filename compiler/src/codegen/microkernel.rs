@@ -18,9 +18,14 @@
 //! ```
 //! B is read as panels of 16 columns: packed weights (`ldb` = 64, `panel_stride` = depth × 64)
 //! and row-major matrices (`ldb` = row bytes, `panel_stride` = 64) are both this form.
-//! Signature (System V): `kernel(a, lda, b, ldb, c, ldc, depth, accumulate, panel_stride)`, all
-//! 64-bit, `depth` ≥ 1. The kernel saves the callee-saved registers it uses and touches no
-//! memory outside those extents: masked lanes are neither loaded nor stored.
+//! Signature (System V): `kernel(a, lda, b, ldb, c, ldc, depth, accumulate, panel_stride,
+//! prefetch, prefetch_step)`, all 64-bit, `depth` ≥ 1. At K step `q` the kernel also prefetches
+//! the cache line at `prefetch + q·prefetch_step` into L2: the frame points it at what the next
+//! call will read (the next row tile's A, the next chunk of B), so that the fetch from L3 or
+//! memory overlaps this call's FMAs. A prefetch is a hint (it never faults and changes no
+//! result); the frame keeps its addresses inside the operands all the same. The kernel saves
+//! the callee-saved registers it uses and touches no memory outside those extents: masked lanes
+//! are neither loaded nor stored.
 
 use iced_x86::code_asm::*;
 use iced_x86::Register;
@@ -30,6 +35,9 @@ use tfjsc_runtime::winograd::Winograd;
 
 /// Columns of one panel of packed B (one AVX-512 vector, two AVX2 vectors).
 pub const PANEL: usize = 16;
+
+/// Arguments of a GEMM kernel before its epilogue's operands (see the module documentation).
+pub const GEMM_PARAMETERS: usize = 11;
 
 /// Rows of the tallest GEMM tile (four groups of three A rows, one base register each).
 pub const MAX_ROWS: usize = 12;
@@ -333,7 +341,7 @@ impl Microkernel {
     /// Number of 64-bit arguments.
     pub fn parameter_count(&self) -> usize {
         match self {
-            Microkernel::Gemm(t) => 9 + t.epilogue.operand_count(),
+            Microkernel::Gemm(t) => GEMM_PARAMETERS + t.epilogue.operand_count(),
             Microkernel::Depthwise(d) => 3 + d.epilogue.operand_count(),
             Microkernel::Winograd(w) => 3 + w.epilogue.operand_count(),
         }
@@ -886,13 +894,14 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
 
     // Callee-saved registers this kernel uses; the stack arguments sit above them and the
     // return address.
-    let saved: Vec<AsmRegister64> = [rbx, r12, r13, r14].into_iter().collect();
+    let saved: Vec<AsmRegister64> = [rbx, r12, r13, r14, r15].into_iter().collect();
     for &register in &saved {
         e.a.push(register).map_err(asm_error)?;
     }
     let argument = |i: usize| qword_ptr(rsp + ((saved.len() + 1 + i) * 8) as i32);
     e.a.mov(r14, argument(0)).map_err(asm_error)?; // depth
     e.a.mov(r13, argument(2)).map_err(asm_error)?; // panel stride
+    e.a.mov(r15, argument(3)).map_err(asm_error)?; // prefetch
     e.a.lea(rbx, ptr(rdx + r13)).map_err(asm_error)?;
     for g in 1..groups {
         // A group g starts three rows after group g - 1.
@@ -931,6 +940,7 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     for v in 0..vectors {
         e.load(b_register(v), b_vector(isa, v), masked(v))?;
     }
+    e.a.prefetcht1(ptr(r15)).map_err(asm_error)?;
     for p in 0..rows {
         e.broadcast(broadcast, a_row(p))?;
         for v in 0..vectors {
@@ -942,10 +952,11 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     }
     e.a.add(rdx, rcx).map_err(asm_error)?;
     e.a.add(rbx, rcx).map_err(asm_error)?;
+    e.a.add(r15, argument(4)).map_err(asm_error)?; // prefetch step
     e.a.dec(r14).map_err(asm_error)?;
     e.a.jnz(loop_body).map_err(asm_error)?;
 
-    // The epilogue, on the accumulators: operand i's pointer is argument 3 + i (at the tile's
+    // The epilogue, on the accumulators: operand i's pointer is argument 5 + i (at the tile's
     // first channel, or at C[0, 0]'s place in a full operand, rows ldc apart).
     e.apply_epilogue(
         epilogue,
@@ -956,7 +967,7 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
         &(rows * vectors..if isa == Isa::Avx512 { 32 } else { 15 }).collect::<Vec<_>>(),
         &mut |a, operand, p| {
             if p == 0 {
-                a.mov(r11, argument(3 + operand)).map_err(asm_error)?;
+                a.mov(r11, argument(5 + operand)).map_err(asm_error)?;
             } else if p % 3 == 0 {
                 a.lea(r11, ptr(r11 + r9 * 2)).map_err(asm_error)?;
                 a.add(r11, r9).map_err(asm_error)?;
