@@ -21,6 +21,8 @@ type GemmKernel = unsafe extern "C" fn(
     panel_stride: i64,
     prefetch: *const f32,
     prefetch_step: i64,
+    segments: i64,
+    segment_stride: i64,
 );
 
 /// Floats on a 64-byte boundary, as the runtime's arena and packed weights are (a B vector
@@ -84,6 +86,8 @@ fn measure(shape: TileShape, depth: usize) -> f64 {
                     1,
                     (depth * PANEL * 4) as i64,
                     b.as_ptr(),
+                    0,
+                    1,
                     0,
                 )
             };

@@ -12,8 +12,8 @@
 //! for g in groups:                      (output rows of a convolution, batches of a product)
 //!   for each block of rows:             (sized so the block's A rows stay in L2)
 //!     for each column tile j:           (vectors × lanes columns; the last one masked)
-//!       for each K segment, in chunks:  (a filter row of a convolution; the whole K of a product)
-//!         for each row tile:  C[rows, j] (+)= A[rows, segment] · B[segment, j]
+//!       for each K chunk:               (filter rows of a convolution; the whole K of a product)
+//!         for each row tile:  C[rows, j] (+)= A[rows, chunk] · B[chunk, j]
 //!       epilogue on C[block, j]
 //! ```
 //!
@@ -68,6 +68,45 @@ pub struct Segment {
     pub b_row: usize,
     /// Rows of B (elements of an A row) in the segment.
     pub depth: usize,
+}
+
+/// What one kernel call sums over: `segments` runs of `depth` A columns, `segment_stride` bytes
+/// apart in A, meeting consecutive B rows from `b_row` (see the micro-kernel contract).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Chunk {
+    a_offset: usize,
+    b_row: usize,
+    depth: usize,
+    segments: usize,
+    segment_stride: usize,
+}
+
+impl Chunk {
+    /// K steps of the call: the B rows it reads.
+    fn steps(&self) -> usize {
+        self.segments * self.depth
+    }
+
+    /// Bytes of an A row from the chunk's first element to the end of its last.
+    fn a_span(&self) -> usize {
+        (self.segments - 1) * self.segment_stride + self.depth * 4
+    }
+
+    /// Whether `next` continues this chunk as one more segment: the same depth, the next B
+    /// rows, the same step in A (a convolution's next filter row), within [`DEPTH_CHUNK`].
+    fn continued_by(&self, next: &Chunk) -> bool {
+        let stride = match self.segments {
+            1 => next.a_offset.checked_sub(self.a_offset),
+            _ => Some(self.segment_stride),
+        };
+        next.segments == 1
+            && next.depth == self.depth
+            && next.b_row == self.b_row + self.steps()
+            && self.steps() + next.depth <= DEPTH_CHUNK
+            && stride.is_some_and(|stride| {
+                stride > 0 && next.a_offset == self.a_offset + self.segments * stride
+            })
+    }
 }
 
 /// Where one row group's operands start.
@@ -528,7 +567,7 @@ impl Gemm<'_> {
         finish: &Finish,
         output: Value,
         bases: &mut dyn FnMut(&mut Kernel, Value) -> Result<GroupBases, CodegenError>,
-        (chunks, min_items): (&[Segment], usize),
+        (chunks, min_items): (&[Chunk], usize),
     ) -> Result<(), CodegenError> {
         let blocks = self.groups * plan.blocks;
         // The row blocks `first..end`, counted group by group: `visit(k, bases, first row, row
@@ -595,20 +634,11 @@ impl Gemm<'_> {
         })
     }
 
-    /// The K segments cut into chunks of at most [`DEPTH_CHUNK`].
-    fn chunks(&self) -> Vec<Segment> {
-        self.segments
-            .iter()
-            .flat_map(|segment| {
-                (0..segment.depth)
-                    .step_by(DEPTH_CHUNK)
-                    .map(move |start| Segment {
-                        a_offset: segment.a_offset + start * 4,
-                        b_row: segment.b_row + start,
-                        depth: (segment.depth - start).min(DEPTH_CHUNK),
-                    })
-            })
-            .collect()
+    /// The kernel calls' chunks of K: the segments cut to at most [`DEPTH_CHUNK`] B rows, and
+    /// short ones that follow each other in B and step evenly through A (the filter rows of a
+    /// convolution with few channels: a 7×7 stem's are 21 deep) joined into one call each.
+    fn chunks(&self) -> Vec<Chunk> {
+        chunks_of(&self.segments)
     }
 
     /// `(bytes between B rows, bytes between 16-column panels)` in B's layout.
@@ -645,7 +675,7 @@ impl Gemm<'_> {
         finish: &Finish,
         output: Value,
         tile: &ColumnTile,
-        (chunks, index): (&[Segment], usize),
+        (chunks, index): (&[Chunk], usize),
         prefetch: Prefetch,
     ) -> Result<(), CodegenError> {
         let (bases, first_row, runs) = (tile.bases, tile.first_row, tile.runs);
@@ -691,8 +721,8 @@ impl Gemm<'_> {
                         let next = k.builder.ins().iadd_imm_s(row, height as i64);
                         let last = k.iconst((self.rows - height) as i64);
                         let next = k.builder.ins().umin(next, last);
-                        let span = (height - 1) * self.lda + chunk.depth * 4;
-                        let step = k.iconst(walk_step(span, chunk.depth) as i64);
+                        let span = (height - 1) * self.lda + chunk.a_span();
+                        let step = k.iconst(walk_step(span, chunk.steps()) as i64);
                         (a_row(k, next), step)
                     }
                     Prefetch::NextChunk {
@@ -709,7 +739,7 @@ impl Gemm<'_> {
                         let tile = k.builder.ins().udiv_imm_u(tile, height as i64);
                         let tile = k.builder.ins().iadd_imm_s(tile, first_tile as i64);
                         let tile = k.builder.ins().iadd(tile, block_tile);
-                        let parts = (tiles / panels).clamp(1, next.depth);
+                        let parts = (tiles / panels).clamp(1, next.steps());
                         let panel = k.builder.ins().urem_imm_u(tile, panels as i64);
                         let part = k.builder.ins().udiv_imm_u(tile, panels as i64);
                         let column = k.builder.ins().imul_imm_s(panel, PANEL as i64);
@@ -724,15 +754,15 @@ impl Gemm<'_> {
                                 .ins()
                                 .icmp_imm_u(IntCC::UnsignedLessThan, part, parts as i64);
                         let in_b = k.builder.ins().band(in_b, in_parts);
-                        // Part p's rows: ⌊p·depth / parts⌋ on, ⌊depth / parts⌋ of them.
-                        let first = k.builder.ins().imul_imm_s(part, next.depth as i64);
+                        // Part p's rows: ⌊p·steps / parts⌋ on, ⌊steps / parts⌋ of them.
+                        let first = k.builder.ins().imul_imm_s(part, next.steps() as i64);
                         let first = k.builder.ins().udiv_imm_u(first, parts as i64);
                         let address = self.b_address(k, bases.b, column, next.b_row);
                         let offset = k.builder.ins().imul_imm_s(first, b_row_bytes as i64);
                         let address = k.builder.ins().iadd(address, offset);
                         let address = k.builder.ins().select(in_b, address, b);
-                        let span = (next.depth / parts - 1) * b_row_bytes + 4;
-                        let step = k.iconst(walk_step(span, chunk.depth) as i64);
+                        let span = (next.steps() / parts - 1) * b_row_bytes + 4;
+                        let step = k.iconst(walk_step(span, chunk.steps()) as i64);
                         let zero = k.iconst(0);
                         let step = k.builder.ins().select(in_b, step, zero);
                         (address, step)
@@ -752,6 +782,8 @@ impl Gemm<'_> {
                     k.iconst(panel_stride as i64),
                     pf,
                     pf_step,
+                    k.iconst(chunk.segments as i64),
+                    k.iconst(chunk.segment_stride as i64),
                 ];
                 arguments.extend(finish.operand_arguments(k, epilogue, j, c_first));
                 k.builder.ins().call(function, &arguments);
@@ -802,6 +834,30 @@ impl Gemm<'_> {
     }
 }
 
+/// [`Gemm::chunks`] of `segments`.
+fn chunks_of(segments: &[Segment]) -> Vec<Chunk> {
+    let mut chunks: Vec<Chunk> = Vec::new();
+    for segment in segments {
+        for start in (0..segment.depth).step_by(DEPTH_CHUNK) {
+            let piece = Chunk {
+                a_offset: segment.a_offset + start * 4,
+                b_row: segment.b_row + start,
+                depth: (segment.depth - start).min(DEPTH_CHUNK),
+                segments: 1,
+                segment_stride: 0,
+            };
+            match chunks.last_mut() {
+                Some(last) if last.continued_by(&piece) => {
+                    last.segment_stride = (piece.a_offset - last.a_offset) / last.segments;
+                    last.segments += 1;
+                }
+                _ => chunks.push(piece),
+            }
+        }
+    }
+    chunks
+}
+
 /// Bytes between the addresses a kernel call of `steps` K steps prefetches so that they spread
 /// evenly over `span` bytes and the last stays inside them (at most a line apart for every line
 /// to be fetched; wider spans are sampled).
@@ -848,8 +904,8 @@ fn build_portable_tile(b: &mut FunctionBuilder, shape: TileShape, fma: bool) {
     b.switch_to_block(entry);
     b.seal_block(entry);
     let params = b.block_params(entry).to_vec();
-    // Cranelift has no prefetch instruction: the last two parameters are not read.
-    let [a, lda, b_start, ldb, c, ldc, depth, accumulate, panel_stride, _, _] =
+    // Cranelift has no prefetch instruction: those two parameters are not read.
+    let [a, lda, b_start, ldb, c, ldc, depth, accumulate, panel_stride, _, _, segments, segment_stride] =
         <[Value; GEMM_PARAMETERS]>::try_from(params)
             .unwrap_or_else(|_| unreachable!("GEMM_PARAMETERS parameters"));
     // Column j's offset from a B row: panel j / 16, lane j % 16.
@@ -907,10 +963,15 @@ fn build_portable_tile(b: &mut FunctionBuilder, shape: TileShape, fma: bool) {
         b.declare_var(types::I64),
         b.declare_var(types::I64),
     );
+    let (segment_a, segments_left) = (b.declare_var(types::I64), b.declare_var(types::I64));
     b.def_var(a_at, a);
     b.def_var(b_at, b_start);
     b.def_var(left, depth);
+    b.def_var(segment_a, a);
+    b.def_var(segments_left, segments);
     let body = b.create_block();
+    let segment_end = b.create_block();
+    let next_segment = b.create_block();
     let done = b.create_block();
     b.ins().jump(body, &[]);
     b.switch_to_block(body);
@@ -959,7 +1020,22 @@ fn build_portable_tile(b: &mut FunctionBuilder, shape: TileShape, fma: bool) {
     let remaining = b.use_var(left);
     let remaining = b.ins().iadd_imm_s(remaining, -1);
     b.def_var(left, remaining);
-    b.ins().brif(remaining, body, &[], done, &[]);
+    b.ins().brif(remaining, body, &[], segment_end, &[]);
+    // The next segment: A from its next start, B on from where it is.
+    b.switch_to_block(segment_end);
+    b.seal_block(segment_end);
+    let remaining = b.use_var(segments_left);
+    let remaining = b.ins().iadd_imm_s(remaining, -1);
+    b.def_var(segments_left, remaining);
+    b.ins().brif(remaining, next_segment, &[], done, &[]);
+    b.switch_to_block(next_segment);
+    b.seal_block(next_segment);
+    let start = b.use_var(segment_a);
+    let start = b.ins().iadd(start, segment_stride);
+    b.def_var(segment_a, start);
+    b.def_var(a_at, start);
+    b.def_var(left, depth);
+    b.ins().jump(body, &[]);
     b.seal_block(body);
     b.switch_to_block(done);
     b.seal_block(done);
@@ -974,6 +1050,52 @@ fn build_portable_tile(b: &mut FunctionBuilder, shape: TileShape, fma: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_filter_rows_share_a_call() {
+        let rows = |count: usize, depth: usize, row_bytes: usize| -> Vec<Segment> {
+            (0..count)
+                .map(|ky| Segment {
+                    a_offset: ky * row_bytes,
+                    b_row: ky * depth,
+                    depth,
+                })
+                .collect()
+        };
+        // ResNet50's 7×7 stem on 230-pixel padded rows of 3 channels: one call of 7 segments.
+        let stem = chunks_of(&rows(7, 21, 230 * 3 * 4));
+        assert_eq!(stem.len(), 1);
+        assert_eq!((stem[0].segments, stem[0].segment_stride), (7, 230 * 12));
+        assert_eq!(
+            (stem[0].steps(), stem[0].a_span()),
+            (147, 6 * 230 * 12 + 84)
+        );
+        // A 3×3 filter on 512 channels: rows of 1536 are cut, never joined.
+        let wide = chunks_of(&rows(3, 1536, 9 * 512 * 4));
+        assert_eq!(wide.len(), 9);
+        assert!(wide.iter().all(|c| c.segments == 1 && c.depth == 512));
+        // Joined up to the chunk's depth: 5 rows of 200 make calls of 2, 2 and 1.
+        let joined = chunks_of(&rows(5, 200, 4096));
+        let shape: Vec<(usize, usize)> = joined.iter().map(|c| (c.b_row, c.segments)).collect();
+        assert_eq!(shape, vec![(0, 2), (400, 2), (800, 1)]);
+        // Uneven steps through A (a dilated filter's taps, row by row) split where they change.
+        let mut taps = rows(3, 8, 40);
+        taps.extend(rows(3, 8, 40).into_iter().map(|s| Segment {
+            a_offset: s.a_offset + 1000,
+            b_row: s.b_row + 24,
+            ..s
+        }));
+        let split: Vec<usize> = chunks_of(&taps).iter().map(|c| c.segments).collect();
+        assert_eq!(split, vec![3, 3]);
+        // Every B row is summed exactly once, in order.
+        for chunks in [&stem, &wide, &joined] {
+            let mut next = 0;
+            for chunk in chunks.iter() {
+                assert_eq!(chunk.b_row, next);
+                next += chunk.steps();
+            }
+        }
+    }
 
     #[test]
     fn prefetch_walks_stay_inside_their_span() {

@@ -8,19 +8,23 @@
 //! contract is the fallback (`--cpu x86-64-v2`, other architectures).
 //!
 //! A GEMM kernel computes a tile of `rows` × `columns` (rows ≤ 12; columns ≤ the ISA's widest
-//! tile, the last vector masked when `columns` is not a multiple of the lanes):
+//! tile, the last vector masked when `columns` is not a multiple of the lanes), summing over
+//! `segments` runs of `depth` A columns that meet consecutive rows of B (a convolution's filter
+//! rows: C stays in registers from one to the next):
 //!
 //! ```text
-//! C[p, j] = (accumulate ? C[p, j] : 0) + Σ_q A[p, q] · B[q, j]        p < rows, j < columns
-//! A[p, q] at a + p·lda + 4q
+//! C[p, j] = (accumulate ? C[p, j] : 0) + Σ_s Σ_q A[p, s, q] · B[s·depth + q, j]
+//!                                             p < rows, j < columns, s < segments, q < depth
+//! A[p, s, q] at a + p·lda + s·segment_stride + 4q
 //! B[q, j] at b + q·ldb + (j / 16)·panel_stride + 4·(j % 16)
 //! C[p, j] at c + p·ldc + 4j
 //! ```
 //! B is read as panels of 16 columns: packed weights (`ldb` = 64, `panel_stride` = depth × 64)
 //! and row-major matrices (`ldb` = row bytes, `panel_stride` = 64) are both this form.
 //! Signature (System V): `kernel(a, lda, b, ldb, c, ldc, depth, accumulate, panel_stride,
-//! prefetch, prefetch_step)`, all 64-bit, `depth` ≥ 1. At K step `q` the kernel also prefetches
-//! the cache line at `prefetch + q·prefetch_step` into L2: the frame points it at what the next
+//! prefetch, prefetch_step, segments, segment_stride)`, all 64-bit, `depth` and `segments` ≥ 1.
+//! At K step `q` (counted over all segments) the kernel also prefetches the cache line at
+//! `prefetch + q·prefetch_step` into L2: the frame points it at what the next
 //! call will read (the next row tile's A, the next chunk of B), so that the fetch from L3 or
 //! memory overlaps this call's FMAs. A prefetch is a hint (it never faults and changes no
 //! result); the frame keeps its addresses inside the operands all the same. The kernel saves
@@ -37,7 +41,7 @@ use tfjsc_runtime::winograd::Winograd;
 pub const PANEL: usize = 16;
 
 /// Arguments of a GEMM kernel before its epilogue's operands (see the module documentation).
-pub const GEMM_PARAMETERS: usize = 11;
+pub const GEMM_PARAMETERS: usize = 13;
 
 /// Rows of the tallest GEMM tile (four groups of three A rows, one base register each).
 pub const MAX_ROWS: usize = 12;
@@ -894,13 +898,13 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
 
     // Callee-saved registers this kernel uses; the stack arguments sit above them and the
     // return address.
-    let saved: Vec<AsmRegister64> = [rbx, r12, r13, r14, r15].into_iter().collect();
+    let saved: Vec<AsmRegister64> = [rbx, rbp, r12, r13, r14, r15].into_iter().collect();
     for &register in &saved {
         e.a.push(register).map_err(asm_error)?;
     }
     let argument = |i: usize| qword_ptr(rsp + ((saved.len() + 1 + i) * 8) as i32);
-    e.a.mov(r14, argument(0)).map_err(asm_error)?; // depth
     e.a.mov(r13, argument(2)).map_err(asm_error)?; // panel stride
+    e.a.mov(rbp, argument(5)).map_err(asm_error)?; // segments left
     e.a.mov(r15, argument(3)).map_err(asm_error)?; // prefetch
     e.a.lea(rbx, ptr(rdx + r13)).map_err(asm_error)?;
     for g in 1..groups {
@@ -914,7 +918,9 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     }
 
     let mut zero_start = e.a.create_label();
+    let mut segment_start = e.a.create_label();
     let mut loop_body = e.a.create_label();
+    let mut segments_done = e.a.create_label();
     e.a.mov(rax, argument(1)).map_err(asm_error)?; // accumulate
     e.a.test(rax, rax).map_err(asm_error)?;
     e.a.jz(zero_start).map_err(asm_error)?;
@@ -929,13 +935,15 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
             advance_c_group(&mut e.a)?;
         }
     }
-    e.a.jmp(loop_body).map_err(asm_error)?;
+    e.a.jmp(segment_start).map_err(asm_error)?;
     e.a.set_label(&mut zero_start).map_err(asm_error)?;
     for p in 0..rows {
         for v in 0..vectors {
             e.zero(accumulator(p, v))?;
         }
     }
+    e.a.set_label(&mut segment_start).map_err(asm_error)?;
+    e.a.mov(r14, argument(0)).map_err(asm_error)?; // depth
     e.a.set_label(&mut loop_body).map_err(asm_error)?;
     for v in 0..vectors {
         e.load(b_register(v), b_vector(isa, v), masked(v))?;
@@ -955,8 +963,21 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     e.a.add(r15, argument(4)).map_err(asm_error)?; // prefetch step
     e.a.dec(r14).map_err(asm_error)?;
     e.a.jnz(loop_body).map_err(asm_error)?;
+    // The next segment: every A row moves on by segment_stride - 4·depth (B runs on as it is).
+    e.a.dec(rbp).map_err(asm_error)?;
+    e.a.jz(segments_done).map_err(asm_error)?;
+    e.a.mov(rax, argument(6)).map_err(asm_error)?;
+    e.a.mov(r14, argument(0)).map_err(asm_error)?;
+    e.a.shl(r14, 2).map_err(asm_error)?;
+    e.a.sub(rax, r14).map_err(asm_error)?;
+    for &base in &A_BASES[..groups] {
+        e.a.add(base, rax).map_err(asm_error)?;
+    }
+    e.a.jmp(segment_start).map_err(asm_error)?;
+    e.a.set_label(&mut segments_done).map_err(asm_error)?;
 
-    // The epilogue, on the accumulators: operand i's pointer is argument 5 + i (at the tile's
+    // The epilogue, on the accumulators: operand i's pointer is the stack argument after the
+    // kernel's own (at the tile's
     // first channel, or at C[0, 0]'s place in a full operand, rows ldc apart).
     e.apply_epilogue(
         epilogue,
@@ -967,7 +988,8 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
         &(rows * vectors..if isa == Isa::Avx512 { 32 } else { 15 }).collect::<Vec<_>>(),
         &mut |a, operand, p| {
             if p == 0 {
-                a.mov(r11, argument(5 + operand)).map_err(asm_error)?;
+                a.mov(r11, argument(GEMM_PARAMETERS - 6 + operand))
+                    .map_err(asm_error)?;
             } else if p % 3 == 0 {
                 a.lea(r11, ptr(r11 + r9 * 2)).map_err(asm_error)?;
                 a.add(r11, r9).map_err(asm_error)?;
