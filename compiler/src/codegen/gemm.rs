@@ -182,8 +182,13 @@ enum Prefetch {
     /// Columns outermost: the next chunk of B, shared out among the row tiles that use this
     /// chunk (B is streamed once, a chunk at a time, while the few rows stay in cache):
     /// `first_tile` is the block's first row tile's place among them, and there are `tiles` of
-    /// them at least.
-    NextChunk { first_tile: Value, tiles: usize },
+    /// them at least. After the column tile's last chunk comes the first chunk of the tile at
+    /// column `next_tile` (this thread's next).
+    NextChunk {
+        first_tile: Value,
+        tiles: usize,
+        next_tile: Value,
+    },
 }
 
 /// What is done to one row block of a group: `(kernel, first row, row tiles)`.
@@ -615,6 +620,13 @@ impl Gemm<'_> {
             let end = bound(k, next);
             let j = k.builder.ins().imul_imm_s(tile, width as i64);
             let j = k.builder.ins().iadd_imm_s(j, start as i64);
+            // This thread's next item is T items on (all of them on one thread): the column of
+            // its tile, past B's columns when there is none (or it is in a narrower run).
+            let threads = if k.serial { k.iconst(1) } else { k.threads };
+            let next_item = k.builder.ins().iadd(item, threads);
+            let next_tile = k.builder.ins().udiv_imm_u(next_item, segments as i64);
+            let next_tile = k.builder.ins().imul_imm_s(next_tile, width as i64);
+            let next_tile = k.builder.ins().iadd_imm_s(next_tile, start as i64);
             for index in 0..chunks.len() {
                 each_block(k, first, end, &mut |k, bases, first_row, runs, place| {
                     let tile = ColumnTile::new(bases, first_row, runs, j, width);
@@ -623,6 +635,7 @@ impl Gemm<'_> {
                     let prefetch = Prefetch::NextChunk {
                         first_tile,
                         tiles: tiles_per_block * blocks_per_segment,
+                        next_tile,
                     };
                     self.emit_calls(k, plan, finish, output, &tile, chunk, prefetch)
                 })?;
@@ -684,11 +697,12 @@ impl Gemm<'_> {
         let (b_row_bytes, panel_stride) = self.b_strides();
         let b = self.b_address(k, bases.b, j, chunk.b_row);
         let accumulate = k.iconst(i64::from(index > 0));
-        // The next chunk of B in the loop order: this tile's next one, else the next column
-        // tile's first (none after the last tile: the call then prefetches its own B row).
-        let (next_j, next) = match chunks.get(index + 1) {
-            Some(next) => (j, next),
-            None => (k.builder.ins().iadd_imm_s(j, width as i64), &chunks[0]),
+        // The next chunk of B in the loop order: this tile's next one, else the first of the
+        // next column tile this thread computes (in the columns-outermost order).
+        let (next_j, next) = match (chunks.get(index + 1), prefetch) {
+            (Some(next), _) => (j, next),
+            (None, Prefetch::NextChunk { next_tile, .. }) => (next_tile, &chunks[0]),
+            (None, Prefetch::NextRows) => (j, &chunks[0]),
         };
         let panels = width.div_ceil(PANEL);
         // The last chunk's call finishes the tile with the machine epilogue, if there is one.
@@ -728,6 +742,7 @@ impl Gemm<'_> {
                     Prefetch::NextChunk {
                         first_tile: block_tile,
                         tiles,
+                        ..
                     } => {
                         // The next chunk's panels are cut into `parts` runs of rows each, one
                         // run per row tile (tile t: panel t % panels, part t / panels), so that
