@@ -1307,3 +1307,50 @@ fn run_with_an_unknown_kernel_set_lists_the_sets() {
     assert_ne!(outcome.code, Some(0));
     assert_mentions(&outcome, &["x86-64-v3", "compiled for one CPU level"]);
 }
+
+/// Several libraries run in turn: every one is reported, each after the first with the median
+/// and quartiles of its per-round ratio to the first (a library against a copy of itself: some
+/// ratio near 1, not a fixed figure); libraries that take other inputs, and `--profile` with
+/// more than one, are refused with the reason.
+#[test]
+fn bench_runs_several_libraries_in_turn() {
+    let (_temporary, library) = compiled_fixture("small_cnn", "libsmall_cnn.so");
+    let copy = library.with_file_name("libsmall_cnn_copy.so");
+    std::fs::copy(&library, &copy).unwrap();
+    let runs = ["--runs", "4", "--warmup", "1"].map(OsStr::new);
+    let both = [OsStr::new("bench"), library.as_os_str(), copy.as_os_str()];
+    let outcome = succeeds(&[&both[..], &runs[..], &[OsStr::new("--json")]].concat());
+    let report: Value = serde_json::from_str(&outcome.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", outcome.describe()));
+    assert_eq!(report["rounds"], 4, "{}", outcome.describe());
+    let libraries = report["libraries"].as_array().unwrap();
+    assert_eq!(libraries.len(), 2, "{}", outcome.describe());
+    assert!(libraries[0]["ratio_to_first"].is_null());
+    let ratio = &libraries[1]["ratio_to_first"];
+    let quartiles = ["p25", "median", "p75"].map(|q| ratio[q].as_f64().unwrap());
+    assert!(quartiles[0] > 0.0 && quartiles[0] <= quartiles[1] && quartiles[1] <= quartiles[2]);
+    for (report, path) in libraries.iter().zip([&library, &copy]) {
+        assert_eq!(report["library"], path.display().to_string());
+        assert!(report["min_ms"].as_f64().unwrap() <= report["median_ms"].as_f64().unwrap());
+    }
+    let text = succeeds(&[&both[..], &runs[..]].concat());
+    for needle in [
+        "2 libraries in turn",
+        "libsmall_cnn_copy.so",
+        "ratio median",
+    ] {
+        assert!(
+            text.stdout.contains(needle),
+            "{needle}: {}",
+            text.describe()
+        );
+    }
+
+    let (_other, mlp) = compiled_fixture("mlp", "libmlp.so");
+    let mixed = [OsStr::new("bench"), library.as_os_str(), mlp.as_os_str()];
+    let outcome = fails(&[&mixed[..], &runs[..]].concat());
+    assert_mentions(&outcome, &["libmlp.so", "libsmall_cnn.so", "same inputs"]);
+    let outcome = fails(&[&both[..], &runs[..], &[OsStr::new("--profile")]].concat());
+    assert_mentions(&outcome, &["--profile", "one library"]);
+    assert_no_repeated_clauses(&[outcome]);
+}

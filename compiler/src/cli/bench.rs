@@ -1,20 +1,24 @@
 //! `tfjsc bench`: load time, then warm-up and timed runs of a compiled library; with `--profile`,
-//! the time of every kernel too.
+//! the time of every kernel too. Given several libraries (builds of one model to compare), it
+//! runs them in turn, one run each per round, and compares each with the first round by round.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 
-use tfjsc_runtime::{DType, Figures, Profile, StepProfile, Tensor};
+use tfjsc_runtime::{DType, Figures, Model, Profile, StepProfile, Tensor};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// The compiled library.
-    library: PathBuf,
-    /// Timed runs after the warm-up.
+    /// The compiled library; several (builds of one model, taking the same inputs) run in
+    /// turn, one run each per round in an order rotated every round, so that a slow spell of a
+    /// shared machine slows them alike, and each is compared with the first round by round.
+    #[arg(required = true)]
+    libraries: Vec<PathBuf>,
+    /// Timed runs after the warm-up (with several libraries: rounds, one run of each).
     #[arg(long, default_value_t = 50)]
     runs: usize,
     /// Warm-up runs (not timed).
@@ -61,25 +65,55 @@ fn random_tensor(dtype: DType, shape: &[usize], seed: &mut u64) -> Result<Tensor
     })
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
-    let start = Instant::now();
-    let model = args.load.load(&args.library)?;
-    let load_ms = start.elapsed().as_secs_f64() * 1e3;
-    if args.profile {
-        // Before any run: a library that cannot be profiled says so at once.
-        model.can_profile()?;
-    }
-    let inputs = if args.inputs.is_empty() {
+/// The inputs every run gets: `--input` files, else deterministic random values.
+fn inputs_for(model: &Model, files: &[String]) -> Result<Vec<Tensor>> {
+    if files.is_empty() {
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         model
             .description()
             .inputs
             .iter()
             .map(|s| random_tensor(s.dtype, &s.shape, &mut seed))
-            .collect::<Result<Vec<_>>>()?
+            .collect()
     } else {
-        super::run::read_inputs(&model, &args.inputs)?
-    };
+        super::run::read_inputs(model, files)
+    }
+}
+
+/// Loads `library`, with its load time in ms.
+fn load(args: &BenchArgs, library: &std::path::Path) -> Result<(Model, f64)> {
+    let start = Instant::now();
+    let model = args.load.load(library)?;
+    Ok((model, start.elapsed().as_secs_f64() * 1e3))
+}
+
+/// The `q` quantile (0 ≤ q ≤ 1) of ascending `sorted`: the value at ⌊q·n⌋, the last for 1.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+fn sorted(mut values: Vec<f64>) -> Vec<f64> {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.libraries.len() > 1 {
+        if args.profile {
+            bail!(
+                "--profile profiles one library; {} were given",
+                args.libraries.len()
+            );
+        }
+        return run_in_turn(&args);
+    }
+    let library = &args.libraries[0];
+    let (model, load_ms) = load(&args, library)?;
+    if args.profile {
+        // Before any run: a library that cannot be profiled says so at once.
+        model.can_profile()?;
+    }
+    let inputs = inputs_for(&model, &args.inputs)?;
     let mut context = args.load.context(&model)?;
     for _ in 0..args.warmup {
         context.run_tensors(&inputs)?;
@@ -90,10 +124,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         context.run_tensors(&inputs)?;
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    times.sort_by(|a, b| a.total_cmp(b));
-    let median = times[times.len() / 2];
-    let p90 = times[((times.len() as f64 * 0.9) as usize).min(times.len() - 1)];
-    let min = times[0];
+    let times = sorted(times);
+    let (median, p90, min) = (quantile(&times, 0.5), quantile(&times, 0.9), times[0]);
     let profile = if args.profile {
         Some(
             context
@@ -110,10 +142,111 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         println!("{report}");
     } else {
-        let mut text = format!("{}: median {median:.3} ms, p90 {p90:.3} ms, min {min:.3} ms over {} runs (load {load_ms:.2} ms, {} thread(s), kernels {})\n", args.library.display(), times.len(), context.threads(), model.kernel_set());
+        let mut text = format!("{}: median {median:.3} ms, p90 {p90:.3} ms, min {min:.3} ms over {} runs (load {load_ms:.2} ms, {} thread(s), kernels {})\n", library.display(), times.len(), context.threads(), model.kernel_set());
         if let Some(profile) = &profile {
             text += &profile_text(profile, args.top);
         }
+        super::print_output(&text);
+    }
+    Ok(())
+}
+
+/// Several libraries in turn: after each one's warm-up, round r runs library (k + r) mod n for
+/// k = 0, 1, ..., so each runs once per round and none always first. Each library's run is
+/// also divided by the first library's in the same round; the median of those ratios compares
+/// two builds where the machine's speed moves between windows longer than a round.
+fn run_in_turn(args: &BenchArgs) -> Result<()> {
+    let loaded = (args.libraries.iter())
+        .map(|library| load(args, library))
+        .collect::<Result<Vec<_>>>()?;
+    let first = &loaded[0].0.description().inputs;
+    for (library, (model, _)) in args.libraries.iter().zip(&loaded).skip(1) {
+        let inputs = &model.description().inputs;
+        let same = inputs.len() == first.len()
+            && inputs
+                .iter()
+                .zip(first)
+                .all(|(a, b)| a.name == b.name && a.dtype == b.dtype && a.shape == b.shape);
+        if !same {
+            let list = |specs: &[tfjsc_runtime::TensorSpec]| {
+                (specs.iter())
+                    .map(|s| format!("`{}` {}{:?}", s.name, s.dtype, s.shape))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            bail!(
+                "{} takes inputs {}, but {} takes {}: libraries benchmarked together must take the same inputs",
+                library.display(),
+                list(inputs),
+                args.libraries[0].display(),
+                list(first)
+            );
+        }
+    }
+    let inputs = inputs_for(&loaded[0].0, &args.inputs)?;
+    let mut contexts = (loaded.iter())
+        .map(|(model, _)| args.load.context(model))
+        .collect::<Result<Vec<_>>>()?;
+    for context in &mut contexts {
+        for _ in 0..args.warmup {
+            context.run_tensors(&inputs)?;
+        }
+    }
+    let (count, rounds) = (contexts.len(), args.runs.max(1));
+    let mut times = vec![Vec::with_capacity(rounds); count];
+    for round in 0..rounds {
+        for k in 0..count {
+            let i = (k + round) % count;
+            let started = Instant::now();
+            contexts[i].run_tensors(&inputs)?;
+            times[i].push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let threads = contexts[0].threads();
+    let mut reports = Vec::new();
+    let mut text = format!(
+        "{count} libraries in turn, {rounds} rounds of one run each ({threads} thread(s)); ratio: to {} in the same round\n",
+        args.libraries[0].display()
+    );
+    for (i, library) in args.libraries.iter().enumerate() {
+        let (model, load_ms) = &loaded[i];
+        let run_times = sorted(times[i].clone());
+        let (median, p90, min) = (
+            quantile(&run_times, 0.5),
+            quantile(&run_times, 0.9),
+            run_times[0],
+        );
+        let ratios = sorted((0..rounds).map(|r| times[i][r] / times[0][r]).collect());
+        let ratio = (i > 0).then(|| {
+            let (median, p25, p75) = (
+                quantile(&ratios, 0.5),
+                quantile(&ratios, 0.25),
+                quantile(&ratios, 0.75),
+            );
+            (median, p25, p75)
+        });
+        text += &format!(
+            "{}: median {median:.3} ms, p90 {p90:.3} ms, min {min:.3} ms (load {load_ms:.2} ms, kernels {})",
+            library.display(),
+            model.kernel_set()
+        );
+        if let Some((median, p25, p75)) = ratio {
+            text += &format!("; ratio median {median:.3} (p25 {p25:.3}, p75 {p75:.3})");
+        }
+        text += "\n";
+        reports.push(json!({
+            "library": library.display().to_string(),
+            "median_ms": median, "p90_ms": p90, "min_ms": min, "load_ms": load_ms,
+            "kernel_set": model.kernel_set(),
+            "ratio_to_first": ratio.map(|(median, p25, p75)| json!({"median": median, "p25": p25, "p75": p75})),
+        }));
+    }
+    if args.json {
+        println!(
+            "{}",
+            json!({"threads": threads, "rounds": rounds, "libraries": reports})
+        );
+    } else {
         super::print_output(&text);
     }
     Ok(())

@@ -32,7 +32,7 @@ enum Command {
     Run(run::RunArgs),
     /// Show a web model's inputs, outputs, ops, parameters and FLOPs (or a compiled library's description).
     Inspect(inspect::InspectArgs),
-    /// Time a compiled library: warm-up, then median, p90 and min over many runs (--profile: per kernel and per op too).
+    /// Time a compiled library: warm-up, then median, p90 and min over many runs (--profile: per kernel and per op too; several libraries: in turn, each against the first).
     Bench(bench::BenchArgs),
 }
 
