@@ -181,11 +181,11 @@ enum Prefetch {
     NextRows,
     /// Columns outermost: the next chunk of B, shared out among the row tiles that use this
     /// chunk (B is streamed once, a chunk at a time, while the few rows stay in cache):
-    /// `first_tile` is the block's first row tile's place among them, and there are `tiles` of
-    /// them at least. After the column tile's last chunk comes the first chunk of the tile at
+    /// `block_tile` is the place of the block's first row tile among them, and there are
+    /// `tiles` of them at least. After the column tile's last chunk comes the first chunk of the tile at
     /// column `next_tile` (this thread's next).
     NextChunk {
-        first_tile: Value,
+        block_tile: Value,
         tiles: usize,
         next_tile: Value,
     },
@@ -631,9 +631,9 @@ impl Gemm<'_> {
                 each_block(k, first, end, &mut |k, bases, first_row, runs, place| {
                     let tile = ColumnTile::new(bases, first_row, runs, j, width);
                     let chunk = (chunks, index);
-                    let first_tile = k.builder.ins().imul_imm_s(place, tiles_per_block as i64);
+                    let block_tile = k.builder.ins().imul_imm_s(place, tiles_per_block as i64);
                     let prefetch = Prefetch::NextChunk {
-                        first_tile,
+                        block_tile,
                         tiles: tiles_per_block * blocks_per_segment,
                         next_tile,
                     };
@@ -718,7 +718,7 @@ impl Gemm<'_> {
                 columns: width,
                 epilogue,
             }))?;
-            let first_tile = tiles_before;
+            let tiles_before_run = tiles_before;
             tiles_before += count;
             k.for_steps(start, count, height, &mut |k, r| {
                 let row = k.builder.ins().iadd(first_row, r);
@@ -740,9 +740,7 @@ impl Gemm<'_> {
                         (a_row(k, next), step)
                     }
                     Prefetch::NextChunk {
-                        first_tile: block_tile,
-                        tiles,
-                        ..
+                        block_tile, tiles, ..
                     } => {
                         // The next chunk's panels are cut into `parts` runs of rows each, one
                         // run per row tile (tile t: panel t % panels, part t / panels), so that
@@ -752,7 +750,7 @@ impl Gemm<'_> {
                         // prefetch nothing new: their own B row, with no step.
                         let tile = k.builder.ins().iadd_imm_s(r, -(start as i64));
                         let tile = k.builder.ins().udiv_imm_u(tile, height as i64);
-                        let tile = k.builder.ins().iadd_imm_s(tile, first_tile as i64);
+                        let tile = k.builder.ins().iadd_imm_s(tile, tiles_before_run as i64);
                         let tile = k.builder.ins().iadd(tile, block_tile);
                         let parts = (tiles / panels).clamp(1, next.steps());
                         let panel = k.builder.ins().urem_imm_u(tile, panels as i64);
