@@ -162,12 +162,7 @@ fn run_in_turn(args: &BenchArgs) -> Result<()> {
     let first = &loaded[0].0.description().inputs;
     for (library, (model, _)) in args.libraries.iter().zip(&loaded).skip(1) {
         let inputs = &model.description().inputs;
-        let same = inputs.len() == first.len()
-            && inputs
-                .iter()
-                .zip(first)
-                .all(|(a, b)| a.name == b.name && a.dtype == b.dtype && a.shape == b.shape);
-        if !same {
+        if inputs != first {
             let list = |specs: &[tfjsc_runtime::TensorSpec]| {
                 (specs.iter())
                     .map(|s| format!("`{}` {}{:?}", s.name, s.dtype, s.shape))
@@ -216,14 +211,10 @@ fn run_in_turn(args: &BenchArgs) -> Result<()> {
             quantile(&run_times, 0.9),
             run_times[0],
         );
-        let ratios = sorted((0..rounds).map(|r| times[i][r] / times[0][r]).collect());
         let ratio = (i > 0).then(|| {
-            let (median, p25, p75) = (
-                quantile(&ratios, 0.5),
-                quantile(&ratios, 0.25),
-                quantile(&ratios, 0.75),
-            );
-            (median, p25, p75)
+            let ratios = sorted((0..rounds).map(|r| times[i][r] / times[0][r]).collect());
+            let at = |q| quantile(&ratios, q);
+            (at(0.5), at(0.25), at(0.75))
         });
         text += &format!(
             "{}: median {median:.3} ms, p90 {p90:.3} ms, min {min:.3} ms (load {load_ms:.2} ms, kernels {})",

@@ -92,20 +92,27 @@ impl Chunk {
         (self.segments - 1) * self.segment_stride + self.depth * 4
     }
 
-    /// Whether `next` continues this chunk as one more segment: the same depth, the next B
-    /// rows, the same step in A (a convolution's next filter row), within [`DEPTH_CHUNK`].
-    fn continued_by(&self, next: &Chunk) -> bool {
+    /// Takes `next` in as one more segment if it continues this chunk: the same depth, the
+    /// next B rows, the same step in A (a convolution's next filter row), within
+    /// [`DEPTH_CHUNK`]. Says whether it did.
+    fn join(&mut self, next: &Chunk) -> bool {
         let stride = match self.segments {
             1 => next.a_offset.checked_sub(self.a_offset),
             _ => Some(self.segment_stride),
         };
-        next.segments == 1
-            && next.depth == self.depth
-            && next.b_row == self.b_row + self.steps()
-            && self.steps() + next.depth <= DEPTH_CHUNK
-            && stride.is_some_and(|stride| {
-                stride > 0 && next.a_offset == self.a_offset + self.segments * stride
-            })
+        let Some(stride) = stride.filter(|&stride| {
+            stride > 0
+                && next.segments == 1
+                && next.depth == self.depth
+                && next.b_row == self.b_row + self.steps()
+                && self.steps() + next.depth <= DEPTH_CHUNK
+                && next.a_offset == self.a_offset + self.segments * stride
+        }) else {
+            return false;
+        };
+        self.segment_stride = stride;
+        self.segments += 1;
+        true
     }
 }
 
@@ -182,8 +189,8 @@ enum Prefetch {
     /// Columns outermost: the next chunk of B, shared out among the row tiles that use this
     /// chunk (B is streamed once, a chunk at a time, while the few rows stay in cache):
     /// `block_tile` is the place of the block's first row tile among them, and there are
-    /// `tiles` of them at least. After the column tile's last chunk comes the first chunk of the tile at
-    /// column `next_tile` (this thread's next).
+    /// `tiles` of them at least. After the column tile's last chunk comes the first chunk of
+    /// the tile at column `next_tile` (this thread's next).
     NextChunk {
         block_tile: Value,
         tiles: usize,
@@ -697,14 +704,6 @@ impl Gemm<'_> {
         let (b_row_bytes, panel_stride) = self.b_strides();
         let b = self.b_address(k, bases.b, j, chunk.b_row);
         let accumulate = k.iconst(i64::from(index > 0));
-        // The next chunk of B in the loop order: this tile's next one, else the first of the
-        // next column tile this thread computes (in the columns-outermost order).
-        let (next_j, next) = match (chunks.get(index + 1), prefetch) {
-            (Some(next), _) => (j, next),
-            (None, Prefetch::NextChunk { next_tile, .. }) => (next_tile, &chunks[0]),
-            (None, Prefetch::NextRows) => (j, &chunks[0]),
-        };
-        let panels = width.div_ceil(PANEL);
         // The last chunk's call finishes the tile with the machine epilogue, if there is one.
         let epilogue = match finish.machine {
             Some(epilogue) if last => epilogue,
@@ -740,8 +739,17 @@ impl Gemm<'_> {
                         (a_row(k, next), step)
                     }
                     Prefetch::NextChunk {
-                        block_tile, tiles, ..
+                        block_tile,
+                        tiles,
+                        next_tile,
                     } => {
+                        // The next chunk of B in the loop order: this tile's next one, else
+                        // the first of the next column tile this thread computes.
+                        let (next_j, next) = match chunks.get(index + 1) {
+                            Some(next) => (j, next),
+                            None => (next_tile, &chunks[0]),
+                        };
+                        let panels = width.div_ceil(PANEL);
                         // The next chunk's panels are cut into `parts` runs of rows each, one
                         // run per row tile (tile t: panel t % panels, part t / panels), so that
                         // the fetch spreads over the block's calls rather than asking memory for
@@ -859,12 +867,8 @@ fn chunks_of(segments: &[Segment]) -> Vec<Chunk> {
                 segments: 1,
                 segment_stride: 0,
             };
-            match chunks.last_mut() {
-                Some(last) if last.continued_by(&piece) => {
-                    last.segment_stride = (piece.a_offset - last.a_offset) / last.segments;
-                    last.segments += 1;
-                }
-                _ => chunks.push(piece),
+            if !chunks.last_mut().is_some_and(|last| last.join(&piece)) {
+                chunks.push(piece);
             }
         }
     }

@@ -24,9 +24,9 @@
 //! Signature (System V): `kernel(a, lda, b, ldb, c, ldc, depth, accumulate, panel_stride,
 //! prefetch, prefetch_step, segments, segment_stride)`, all 64-bit, `depth` and `segments` ≥ 1.
 //! At K step `q` (counted over all segments) the kernel also prefetches the cache line at
-//! `prefetch + q·prefetch_step` into L2: the frame points it at what the next
-//! call will read (the next row tile's A, the next chunk of B), so that the fetch from L3 or
-//! memory overlaps this call's FMAs. A prefetch is a hint (it never faults and changes no
+//! `prefetch + q·prefetch_step` into L2: the frame points it at what the next call will read
+//! (the next row tile's A, the next chunk of B), so that the fetch from L3 or memory overlaps
+//! this call's FMAs. A prefetch is a hint (it never faults and changes no
 //! result); the frame keeps its addresses inside the operands all the same. The kernel saves
 //! the callee-saved registers it uses and touches no memory outside those extents: masked lanes
 //! are neither loaded nor stored.
@@ -976,9 +976,9 @@ pub fn assemble_gemm(shape: TileShape) -> Result<Vec<u8>, CodegenError> {
     e.a.jmp(segment_start).map_err(asm_error)?;
     e.a.set_label(&mut segments_done).map_err(asm_error)?;
 
-    // The epilogue, on the accumulators: operand i's pointer is the stack argument after the
-    // kernel's own (at the tile's
-    // first channel, or at C[0, 0]'s place in a full operand, rows ldc apart).
+    // The epilogue, on the accumulators: operand i's pointer is the i-th stack argument after
+    // the kernel's own (at the tile's first channel, or at C[0, 0]'s place in a full operand,
+    // rows ldc apart).
     e.apply_epilogue(
         epilogue,
         rows,
