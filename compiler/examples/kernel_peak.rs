@@ -3,7 +3,7 @@
 //! whole network's GEMM layers are measured against (benches/run.sh reports ResNet50's share of
 //! it).
 //!
-//!     cargo run --release -p tfjsc --example kernel_peak [-- --json]
+//!     cargo run --release -p tfjsc --example kernel_peak [-- --json] [--runs N --run-gflop G]
 
 use std::time::Instant;
 
@@ -50,56 +50,112 @@ impl std::ops::DerefMut for Aligned {
     }
 }
 
-/// Best GFLOP/s of `shape` over a few timed batches, at `depth`.
-fn measure(shape: TileShape, depth: usize) -> f64 {
-    let bytes = assemble_gemm(shape).expect("assemble");
-    let mut code = memmap2::MmapMut::map_anon(bytes.len()).expect("map");
-    code.copy_from_slice(&bytes);
-    let code = code.make_exec().expect("exec");
-    // SAFETY: the bytes are a GEMM kernel with exactly this signature (microkernel.rs).
-    let kernel: GemmKernel = unsafe { std::mem::transmute(code.as_ptr()) };
-    let panels = shape.columns.div_ceil(PANEL);
-    let mut a = Aligned::new(shape.rows * depth);
-    a.iter_mut()
-        .enumerate()
-        .for_each(|(i, x)| *x = (i % 7) as f32 * 0.01);
-    let mut b = Aligned::new(panels * PANEL * depth);
-    b.iter_mut()
-        .enumerate()
-        .for_each(|(i, x)| *x = (i % 5) as f32 * 0.01);
-    let mut c = Aligned::new(shape.rows * shape.columns);
-    let calls = (2e8 / (shape.rows * shape.columns * depth) as f64).max(1.0) as usize;
-    let mut best = f64::INFINITY;
-    for _ in 0..7 {
+/// One tile shape's kernel with its operands: A and packed B small enough to stay in cache.
+struct Loop {
+    _code: memmap2::Mmap,
+    kernel: GemmKernel,
+    depth: usize,
+    columns: usize,
+    flops_per_call: f64,
+    a: Aligned,
+    b: Aligned,
+    c: Aligned,
+}
+
+impl Loop {
+    fn new(shape: TileShape, depth: usize) -> Loop {
+        let bytes = assemble_gemm(shape).expect("assemble");
+        let mut code = memmap2::MmapMut::map_anon(bytes.len()).expect("map");
+        code.copy_from_slice(&bytes);
+        let code = code.make_exec().expect("exec");
+        // SAFETY: the bytes are a GEMM kernel with exactly this signature (microkernel.rs).
+        let kernel: GemmKernel = unsafe { std::mem::transmute(code.as_ptr()) };
+        let panels = shape.columns.div_ceil(PANEL);
+        let mut a = Aligned::new(shape.rows * depth);
+        a.iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x = (i % 7) as f32 * 0.01);
+        let mut b = Aligned::new(panels * PANEL * depth);
+        b.iter_mut()
+            .enumerate()
+            .for_each(|(i, x)| *x = (i % 5) as f32 * 0.01);
+        let c = Aligned::new(shape.rows * shape.columns);
+        Loop {
+            _code: code,
+            kernel,
+            depth,
+            columns: shape.columns,
+            flops_per_call: 2.0 * (shape.rows * shape.columns * depth) as f64,
+            a,
+            b,
+            c,
+        }
+    }
+
+    /// Seconds taken by `calls` kernel calls.
+    fn time(&mut self, calls: usize) -> f64 {
         let start = Instant::now();
         for _ in 0..calls {
             // SAFETY: A is rows × depth, B panels × depth × 16, C rows × columns, as passed.
             unsafe {
-                kernel(
-                    a.as_ptr(),
-                    (depth * 4) as i64,
-                    b.as_ptr(),
+                (self.kernel)(
+                    self.a.as_ptr(),
+                    (self.depth * 4) as i64,
+                    self.b.as_ptr(),
                     (PANEL * 4) as i64,
-                    c.as_mut_ptr(),
-                    (shape.columns * 4) as i64,
-                    depth as i64,
+                    self.c.as_mut_ptr(),
+                    (self.columns * 4) as i64,
+                    self.depth as i64,
                     1,
-                    (depth * PANEL * 4) as i64,
-                    b.as_ptr(),
+                    (self.depth * PANEL * 4) as i64,
+                    self.b.as_ptr(),
                     0,
                     1,
                     0,
                 )
             };
         }
-        best = best.min(start.elapsed().as_secs_f64());
+        std::hint::black_box(&self.c);
+        start.elapsed().as_secs_f64()
     }
-    std::hint::black_box(&c);
-    2.0 * (shape.rows * shape.columns * depth * calls) as f64 / best / 1e9
+
+    /// Calls doing about `gflop` GFLOP.
+    fn calls_for(&self, gflop: f64) -> usize {
+        (gflop * 1e9 / self.flops_per_call).max(1.0) as usize
+    }
+}
+
+/// Best GFLOP/s of `shape` over a few timed batches (0.4 GFLOP each), at `depth`.
+fn measure(shape: TileShape, depth: usize) -> f64 {
+    let mut kernel_loop = Loop::new(shape, depth);
+    let calls = kernel_loop.calls_for(0.4);
+    let best = (0..7)
+        .map(|_| kernel_loop.time(calls))
+        .fold(f64::INFINITY, f64::min);
+    kernel_loop.flops_per_call * calls as f64 / best / 1e9
+}
+
+/// The micro-kernels' peak in isolation.
+#[derive(clap::Parser)]
+struct Args {
+    /// Print JSON: {"tiles": [every shape and depth], "runs": [the runs below]}.
+    #[arg(long)]
+    json: bool,
+    /// After the sweep, time each of the --best tiles this many times, in turn, each run doing
+    /// --run-gflop GFLOP: series as long as a network's runs, whose median compares with the
+    /// network's median (the sweep's best-of-7 batches is a best case).
+    #[arg(long, default_value_t = 0)]
+    runs: usize,
+    /// GFLOP per run of --runs (ResNet50 at 224x224 is 7.7).
+    #[arg(long, default_value_t = 1.0)]
+    run_gflop: f64,
+    /// How many of the sweep's fastest tiles --runs times (the sweep's order is noisy).
+    #[arg(long, default_value_t = 3)]
+    best: usize,
 }
 
 fn main() {
-    let json = std::env::args().any(|a| a == "--json");
+    let args = <Args as clap::Parser>::parse();
     let mut isas = Vec::new();
     if std::arch::is_x86_feature_detected!("avx512f") {
         isas.push(Isa::Avx512);
@@ -107,32 +163,76 @@ fn main() {
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         isas.push(Isa::Avx2);
     }
-    let mut results = Vec::new();
+    let mut sweep = Vec::new();
     for isa in isas {
         for vectors in 1..=isa.max_vectors() {
-            let rows = isa.max_rows(vectors);
             let shape = TileShape {
                 isa,
-                rows,
+                rows: isa.max_rows(vectors),
                 columns: vectors * isa.lanes(),
                 epilogue: MachineEpilogue::default(),
             };
             for depth in [64, 128, 256, 512] {
                 let gflops = measure(shape, depth);
-                if !json {
-                    println!(
-                        "{isa:?} {rows}x{} depth {depth}: {gflops:.1} GFLOP/s",
-                        shape.columns
-                    );
+                if !args.json {
+                    println!("{} depth {depth}: {gflops:.1} GFLOP/s", name(shape));
                 }
-                results.push(serde_json::json!({
-                    "isa": format!("{isa:?}"), "rows": rows, "columns": shape.columns,
-                    "depth": depth, "gflops": gflops,
-                }));
+                sweep.push((shape, depth, gflops));
             }
         }
     }
-    if json {
-        println!("{}", serde_json::Value::Array(results));
+    let tiles: Vec<_> = sweep
+        .iter()
+        .map(|&(shape, depth, gflops)| {
+            serde_json::json!({
+                "isa": format!("{:?}", shape.isa), "rows": shape.rows,
+                "columns": shape.columns, "depth": depth, "gflops": gflops,
+            })
+        })
+        .collect();
+    sweep.sort_by(|x, y| y.2.total_cmp(&x.2));
+    let mut loops: Vec<_> = sweep
+        .iter()
+        .take(if args.runs > 0 { args.best } else { 0 })
+        .map(|&(shape, depth, _)| (shape, Loop::new(shape, depth), Vec::new()))
+        .collect();
+    for _ in 0..args.runs {
+        for (_, kernel_loop, ms) in &mut loops {
+            let calls = kernel_loop.calls_for(args.run_gflop);
+            ms.push(kernel_loop.time(calls) * 1e3);
+        }
     }
+    let runs: Vec<_> = loops
+        .iter()
+        .map(|(shape, kernel_loop, ms)| {
+            let gflop =
+                kernel_loop.flops_per_call * kernel_loop.calls_for(args.run_gflop) as f64 / 1e9;
+            let mut sorted = ms.clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = sorted[sorted.len() / 2];
+            if !args.json {
+                println!(
+                    "{} depth {}, {} runs of {gflop:.2} GFLOP: median {median:.2} ms \
+                     ({:.1} GFLOP/s), min {:.2} ms ({:.1} GFLOP/s)",
+                    name(*shape),
+                    kernel_loop.depth,
+                    ms.len(),
+                    gflop / median * 1e3,
+                    sorted[0],
+                    gflop / sorted[0] * 1e3
+                );
+            }
+            serde_json::json!({
+                "isa": format!("{:?}", shape.isa), "rows": shape.rows, "columns": shape.columns,
+                "depth": kernel_loop.depth, "gflop": gflop, "ms": ms,
+            })
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::json!({"tiles": tiles, "runs": runs}));
+    }
+}
+
+fn name(shape: TileShape) -> String {
+    format!("{:?} {}x{}", shape.isa, shape.rows, shape.columns)
 }
