@@ -44,17 +44,22 @@ sleeps on its pipe. The main process never runs two workers at once: per model i
 worker in turn (conversion, load, output check, --warmup untimed runs), then does --rounds rounds;
 in each round every worker, in an order rotated by one each round, does --round-warmup untimed
 and --runs/--rounds timed runs. Per round: median, p90, min of its runs; reported: the median
-over rounds of the round medians and of the round p90s, and the min over all runs. tfjsc is
-timed the same way, one `tfjsc bench` per round. Times are ms per inference, batch 1, float32.
+and the 90th percentile of the round medians (with one timed run per round, those of all
+runs), and the min over all runs. tfjsc is timed the same way, one `tfjsc bench` per round.
+Times are ms per inference, batch 1, float32.
 
-Rounds: many short ones (15 by default), because on the shared VMs this runs on, 2-thread times
-come in windows. For seconds at a time, threads of one process that hand data to each other run
+Rounds: many short ones (60 by default, one timed run each), because on the shared VMs this
+runs on, times come in windows of a few seconds. At 1 thread they are bimodal (session 20,
+ResNet50 in 15 rounds of 4 runs: tfjsc's rounds at 45-54 or 66-70 ms, the in-cache
+micro-kernel's at the same two speeds, OpenVINO's at 53-73), and with 15 rounds seconds apart
+one runtime's median fell among its slow rounds and another's among its fast ones; 60 rounds of
+one run give each runtime about the same share of each window. At 2 threads there is a second
+kind of window: for seconds at a time, threads of one process that hand data to each other run
 far slower, while two independent processes on the same two vCPUs do not slow at all (likely the
 host placing the vCPUs apart; measured in one minute, EfficientNetB0 at 2 threads: LiteRT 6.6 ->
 10.9 ms, tfjsc 5.7 -> 8.1 ms; a C test of two threads swapping 1 MB buffers 2x slower, the same
 threads on private buffers unchanged). With 5 rounds, two or three of one runtime's rounds
-landing in such windows moved its median; with 15, every runtime meets about the same share of
-them and the median over rounds is the time outside them. The JSON keeps every round.
+landing in such windows moved its median. The JSON keeps every round.
 
 Settling: before each runtime's round the harness waits (at most 1 s) until no thread of the
 other runtimes' workers is running: thread pools spin for a while after a run, and a round that
@@ -63,16 +68,16 @@ took 5.8-7.9 ms on MobileNetV2 against 3.4-3.6 after its own 1-thread round). Ea
 is in the JSON (settle_s).
 
 Peak: in each round of ResNet50 (--peak-models), before the runtimes, the harness runs the
-`kernel_peak` example once. It sweeps every tile shape (each one's best of 7 short batches in
-cache on one core), then times its three fastest tiles in turn, as many runs each as a runtime
-has per round, every run doing ResNet50's GFLOP (as `tfjsc bench --profile` counts them). A
-round's peak is its fastest tile's median run; ResNet50's GFLOP/s at 1 thread over its median
-is reported as a share of the median of the rounds' peaks: runs of one length, met by the same
-slow and fast windows, compared by the same statistic. On this project's shared hosts a slow
-window slows the in-cache micro-kernel as much as the network (session 20: medians of runs as
-long as ResNet50's were 0.68x their minimum), so the sweep's best-of-7 batches, a best case,
-beside a network's median measured the host's windows rather than the network; that figure and
-fastest run against fastest run are reported too.
+`kernel_peak` example: in the first round it sweeps every tile shape (each one's best of 7 short
+batches in cache on one core) and picks the three fastest; every round then times those three
+in turn, as many runs each as a runtime has per round, every run doing ResNet50's GFLOP (as
+`tfjsc bench --profile` counts them). The peak is the fastest tile's median run over all
+rounds, and ResNet50's GFLOP/s at 1 thread over its median is reported as a share of it: runs
+of one length, met by the same windows, compared by the same statistic. A slow window slows
+the in-cache micro-kernel too (session 20: its median run as long as ResNet50's was 0.68x its
+fastest, in 10 rounds interleaved with ResNet50), so a sweep's best of 7 short batches, a best
+case, beside a network's median measures the host's windows as much as the network. That figure
+(a sweep every tenth round, their median) and fastest run against fastest run are reported too.
 
 Outputs: the markdown section on stdout; --json PATH (every number, per-round stats, raw times);
 --write-results prepends the section to benches/RESULTS.md (newest first) and writes the chart
@@ -565,8 +570,12 @@ def bench_model(name, model_dir, peers, args, opts):
             if peak:
                 settle([w.proc.pid for w in workers.values()])
                 gflop = (results.get("tfjsc_1t", {}).get("info") or {}).get("gflop")
-                results.setdefault("peak", {"samples": []})["samples"].append(
-                    kernel_peak(peak, per_round, gflop))
+                samples = results.setdefault("peak", {"samples": []})["samples"]
+                # The first round's sweep picks the tiles every round times; every tenth
+                # round sweeps again, for the sweep's own figure.
+                tiles = [t["tile"] for t in samples[0]["series"]] if samples else []
+                samples.append(kernel_peak(peak, per_round, gflop, tiles,
+                                           sweep=rnd % 10 == 0 or not tiles))
             order = keys[rnd % len(keys):] + keys[:rnd % len(keys)] if keys else []
             for key in order:
                 others = [w.proc.pid for k, w in workers.items() if k != key]
@@ -587,34 +596,41 @@ def bench_model(name, model_dir, peers, args, opts):
             w.close()
     if results.get("peak"):
         samples = results["peak"]["samples"]
-        results["peak"].update(median_gflops=float(np.median([r["gflops"] for r in samples])),
-                               best=max(samples, key=lambda r: r["gflops"]))
-        series = [r["series"] for r in samples if r["series"]]
-        if series:
-            # A round's peak is its fastest tile's median run; the runs' peak is the median of
-            # the rounds', as a runtime's median is the median of its rounds' medians.
-            results["peak"]["series_median_gflops"] = float(np.median(
-                [max(t["gflop"] / np.median(t["ms"]) * 1e3 for t in rnd) for rnd in series]))
+        swept = [r for r in samples if "gflops" in r]
+        results["peak"].update(median_gflops=float(np.median([r["gflops"] for r in swept])),
+                               best=max(swept, key=lambda r: r["gflops"]), sweeps=len(swept))
+        tiles = {}
+        for t in (t for r in samples for t in r["series"]):
+            tiles.setdefault(t["shape"], {"gflop": t["gflop"], "ms": []})["ms"] += t["ms"]
+        if tiles:
+            # The peak is the fastest tile's median run over all rounds, as a runtime's median
+            # is over all its rounds.
+            results["peak"]["series_median_gflops"] = max(
+                t["gflop"] / np.median(t["ms"]) * 1e3 for t in tiles.values())
             results["peak"]["series_best"] = max(
-                ({"gflops": t["gflop"] / min(t["ms"]) * 1e3, "shape": t["shape"]}
-                 for rnd in series for t in rnd), key=lambda r: r["gflops"])
+                ({"gflops": t["gflop"] / min(t["ms"]) * 1e3, "shape": shape}
+                 for shape, t in tiles.items()), key=lambda r: r["gflops"])
     for r in results.values():
         if r.get("rounds"):
             rounds = r["rounds"]
             r["median_ms"] = float(np.median([s["median_ms"] for s in rounds]))
-            r["p90_ms"] = float(np.median([s["p90_ms"] for s in rounds]))
+            r["p90_ms"] = float(np.percentile([s["median_ms"] for s in rounds], 90))
             r["min_ms"] = float(min(s["min_ms"] for s in rounds))
             r["runs"] = int(sum(s["runs"] for s in rounds))
     return results
 
 
-def kernel_peak(binary, runs, gflop):
-    """One run of the `kernel_peak` example: the sweep's best tile (each tile's best of 7
-    batches, in cache, one core) with its GFLOP/s and, when the network's GFLOP are known,
-    `runs` runs of that many GFLOP on each of the sweep's three fastest tiles (`series`)."""
+def kernel_peak(binary, runs, gflop, tiles, sweep):
+    """One run of the `kernel_peak` example: with `sweep`, the sweep's best tile (each tile's
+    best of 7 batches, in cache, one core) with its GFLOP/s; when the network's GFLOP are
+    known, `runs` runs of that many GFLOP on each of `tiles` ("avx512:9x48:512", from an
+    earlier sweep), or else on the sweep's three fastest (`series`)."""
     cmd = [binary, "--json"]
     if gflop:
         cmd += ["--runs", str(runs), "--run-gflop", str(gflop)]
+        cmd += [arg for tile in tiles for arg in ("--tile", tile)]
+        if tiles and not sweep:
+            cmd.append("--no-sweep")
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        timeout=600)
     if p.returncode != 0:
@@ -623,10 +639,14 @@ def kernel_peak(binary, runs, gflop):
 
     def shape(t):
         return "%s %dx%d depth %d" % (t["isa"], t["rows"], t["columns"], t["depth"])
-    best = max(out["tiles"], key=lambda t: t["gflops"])
-    return {"gflops": best["gflops"], "shape": shape(best),
-            "series": [{"shape": shape(t), "gflop": t["gflop"], "ms": t["ms"]}
-                       for t in out["runs"]]}
+    sample = {"series": [{"shape": shape(t), "gflop": t["gflop"], "ms": t["ms"],
+                          "tile": "%s:%dx%d:%d" % (t["isa"].lower(), t["rows"], t["columns"],
+                                                   t["depth"])}
+                         for t in out["runs"]]}
+    if out["tiles"]:
+        best = max(out["tiles"], key=lambda t: t["gflops"])
+        sample.update(gflops=best["gflops"], shape=shape(best))
+    return sample
 
 
 def peak_share(res):
@@ -634,7 +654,7 @@ def peak_share(res):
     micro-kernel peak measured in the same rounds, or None. `share` compares medians of runs
     of the same length (the micro-kernel's series); `share_of_min` compares tfjsc's fastest
     run with the series' fastest; `share_of_sweep` compares tfjsc's median with the sweep's
-    best-of-7 batches (median over rounds), a best case against a median."""
+    best of 7 batches (median over the sweeps), a best case against a median."""
     j, peak = res.get("tfjsc_1t"), res.get("peak")
     if not (ok(j) and peak and (j.get("info") or {}).get("gflop")):
         return None
@@ -642,7 +662,7 @@ def peak_share(res):
     gflops = gflop / j["median_ms"] * 1e3
     share = {"gflop": gflop, "gflops": gflops, "sweep_median": peak["median_gflops"],
              "sweep_max": peak["best"]["gflops"], "sweep_tile": peak["best"]["shape"],
-             "share_of_sweep": gflops / peak["median_gflops"]}
+             "sweeps": peak["sweeps"], "share_of_sweep": gflops / peak["median_gflops"]}
     if "series_median_gflops" in peak:
         min_gflops = gflop / j["min_ms"] * 1e3
         share.update(series_median=peak["series_median_gflops"],
@@ -790,8 +810,8 @@ def make_section(meta, results, peers, chart_rel):
     lines.append("`%s`: %d timed runs per runtime and thread count in %d round-robin rounds "
                  "(each round: %d warm-up + %d timed runs per runtime, order rotated, started "
                  "once no thread of the other runtimes runs), after "
-                 "%d warm-up runs; batch 1, float32. Cells: ms median / p90 / min (median over "
-                 "rounds of each round's median and p90; min of all runs). rel err = "
+                 "%d warm-up runs; batch 1, float32. Cells: ms median / p90 / min (median and "
+                 "90th percentile of the rounds' medians; min of all runs). rel err = "
                  "max|y − TF| / max|TF| on the same input (tfjsc's through `tfjsc run`)."
                  % (meta["command"], meta["runs_per_round"] * meta["rounds"], meta["rounds"],
                     meta["round_warmup"], meta["runs_per_round"], meta["warmup"]))
@@ -828,26 +848,26 @@ def make_section(meta, results, peers, chart_rel):
         if share and "share" in share:
             lines.append(
                 "%s at 1 thread: %.3f GFLOP (tfjsc's count, direct convolution) in %.2f ms = "
-                "%.1f GFLOP/s, **%.0f %%** of the micro-kernel's peak in the same rounds: the "
-                "median of `kernel_peak` runs of %.3f GFLOP each (%d per round on each of its "
-                "sweep's three fastest tiles, before the runtimes; a round's peak is its fastest "
-                "tile's median), %.1f GFLOP/s. Fastest run against fastest run: %.0f %% (%.1f "
-                "GFLOP/s, %s). Against the sweep's best-of-7 short batches (median %.1f GFLOP/s "
-                "over rounds, best %.1f, %s), a best case beside a median: %.0f %%."
+                "%.1f GFLOP/s, **%.0f %%** of the micro-kernel's peak in the same rounds, %.1f "
+                "GFLOP/s: the fastest tile's median `kernel_peak` run of %.3f GFLOP (the first "
+                "round's sweep picks its three fastest tiles; every round runs each %d time(s) "
+                "before the runtimes). Fastest run against fastest run: %.0f %% (%.1f GFLOP/s, "
+                "%s). Against the sweep's best of 7 short batches (median of %d sweeps, one every "
+                "ten rounds, %.1f GFLOP/s; best %.1f, %s), a best case beside a median: %.0f %%."
                 % (pretty_model(name), share["gflop"], res["tfjsc_1t"]["median_ms"],
-                   share["gflops"], 100 * share["share"], share["gflop"],
-                   len(res["peak"]["samples"][0]["series"][0]["ms"]), share["series_median"],
+                   share["gflops"], 100 * share["share"], share["series_median"], share["gflop"],
+                   len(res["peak"]["samples"][0]["series"][0]["ms"]),
                    100 * share["share_of_min"], share["series_max"], share["series_tile"],
-                   share["sweep_median"], share["sweep_max"], share["sweep_tile"],
-                   100 * share["share_of_sweep"]))
+                   share["sweeps"], share["sweep_median"], share["sweep_max"],
+                   share["sweep_tile"], 100 * share["share_of_sweep"]))
             lines.append("")
         elif share:
             lines.append("%s at 1 thread: %.3f GFLOP (tfjsc's count, direct convolution) in %.2f ms "
-                         "= %.1f GFLOP/s, %.0f %% of the micro-kernel sweep's best-of-7 batches "
-                         "(median %.1f GFLOP/s over rounds, best %.1f, %s)."
+                         "= %.1f GFLOP/s, %.0f %% of the micro-kernel sweep's best of 7 batches "
+                         "(median of %d sweeps %.1f GFLOP/s; best %.1f, %s)."
                          % (pretty_model(name), share["gflop"], res["tfjsc_1t"]["median_ms"],
-                            share["gflops"], 100 * share["share_of_sweep"], share["sweep_median"],
-                            share["sweep_max"], share["sweep_tile"]))
+                            share["gflops"], 100 * share["share_of_sweep"], share["sweeps"],
+                            share["sweep_median"], share["sweep_max"], share["sweep_tile"]))
             lines.append("")
     notes, na = [], {}
     for name, res in results.items():
@@ -953,8 +973,8 @@ def main():
     ap.add_argument("--models", nargs="*", default=None,
                     help="model names (default: %s, those present)" % " ".join(DEFAULT_MODELS))
     ap.add_argument("--runs", type=int, default=60, help="timed runs per runtime x threads")
-    ap.add_argument("--rounds", type=int, default=15, help="round-robin rounds the runs are "
-                    "split into (default 15: see 'Rounds' above)")
+    ap.add_argument("--rounds", type=int, default=60, help="round-robin rounds the runs are "
+                    "split into (default 60: see 'Rounds' above)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed runs after loading")
     ap.add_argument("--round-warmup", type=int, default=2, help="untimed runs at the start of "
                     "each round (absorbs the switch from the previous runtime)")

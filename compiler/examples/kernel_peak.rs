@@ -152,6 +152,50 @@ struct Args {
     /// How many of the sweep's fastest tiles --runs times (the sweep's order is noisy).
     #[arg(long, default_value_t = 3)]
     best: usize,
+    /// Time these tiles with --runs instead of the sweep's fastest ("avx512:9x48:512": set,
+    /// rows x columns, depth), as an earlier sweep chose them.
+    #[arg(long, value_parser = parse_tile)]
+    tile: Vec<(TileShape, usize)>,
+    /// No sweep: only the --tile runs.
+    #[arg(long, requires = "tile")]
+    no_sweep: bool,
+}
+
+fn parse_tile(text: &str) -> Result<(TileShape, usize), String> {
+    let usage = || format!("{text:?}: expected set:ROWSxCOLUMNS:DEPTH, like avx512:9x48:512");
+    let mut fields = text.split(':');
+    let (Some(set), Some(size), Some(depth), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(usage());
+    };
+    let isa = match set.to_ascii_lowercase().as_str() {
+        "avx512" => Isa::Avx512,
+        "avx2" => Isa::Avx2,
+        _ => return Err(usage()),
+    };
+    let (rows, columns) = size.split_once('x').ok_or_else(usage)?;
+    let number = |field: &str| field.parse::<usize>().map_err(|_| usage());
+    let (rows, columns, depth) = (number(rows)?, number(columns)?, number(depth)?);
+    let vectors = columns / isa.lanes();
+    if columns % isa.lanes() != 0 || !(1..=isa.max_vectors()).contains(&vectors) {
+        return Err(format!("{text:?}: no {set} tile is {columns} columns wide"));
+    }
+    if rows != isa.max_rows(vectors) || depth == 0 {
+        return Err(format!(
+            "{text:?}: the {set} tile {columns} wide has {} rows",
+            isa.max_rows(vectors)
+        ));
+    }
+    Ok((
+        TileShape {
+            isa,
+            rows,
+            columns,
+            epilogue: MachineEpilogue::default(),
+        },
+        depth,
+    ))
 }
 
 fn main() {
@@ -164,6 +208,9 @@ fn main() {
         isas.push(Isa::Avx2);
     }
     let mut sweep = Vec::new();
+    if args.no_sweep {
+        isas.clear();
+    }
     for isa in isas {
         for vectors in 1..=isa.max_vectors() {
             let shape = TileShape {
@@ -191,10 +238,19 @@ fn main() {
         })
         .collect();
     sweep.sort_by(|x, y| y.2.total_cmp(&x.2));
-    let mut loops: Vec<_> = sweep
-        .iter()
-        .take(if args.runs > 0 { args.best } else { 0 })
-        .map(|&(shape, depth, _)| (shape, Loop::new(shape, depth), Vec::new()))
+    let chosen: Vec<(TileShape, usize)> = if args.tile.is_empty() {
+        let best = if args.runs > 0 { args.best } else { 0 };
+        sweep
+            .iter()
+            .take(best)
+            .map(|&(shape, depth, _)| (shape, depth))
+            .collect()
+    } else {
+        args.tile.clone()
+    };
+    let mut loops: Vec<_> = chosen
+        .into_iter()
+        .map(|(shape, depth)| (shape, Loop::new(shape, depth), Vec::new()))
         .collect();
     for _ in 0..args.runs {
         for (_, kernel_loop, ms) in &mut loops {
