@@ -207,11 +207,17 @@ fn main() {
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         isas.push(Isa::Avx2);
     }
-    let mut sweep = Vec::new();
-    if args.no_sweep {
-        isas.clear();
+    if let Some((shape, _)) = args
+        .tile
+        .iter()
+        .find(|(shape, _)| !isas.contains(&shape.isa))
+    {
+        eprintln!("kernel_peak: this CPU cannot run {:?} tiles", shape.isa);
+        std::process::exit(2);
     }
-    for isa in isas {
+    let swept = if args.no_sweep { &[][..] } else { &isas[..] };
+    let mut sweep = Vec::new();
+    for &isa in swept {
         for vectors in 1..=isa.max_vectors() {
             let shape = TileShape {
                 isa,
@@ -238,15 +244,14 @@ fn main() {
         })
         .collect();
     sweep.sort_by(|x, y| y.2.total_cmp(&x.2));
-    let chosen: Vec<(TileShape, usize)> = if args.tile.is_empty() {
-        let best = if args.runs > 0 { args.best } else { 0 };
-        sweep
+    let chosen: Vec<(TileShape, usize)> = match (args.runs, args.tile.is_empty()) {
+        (0, _) => Vec::new(),
+        (_, true) => sweep
             .iter()
-            .take(best)
+            .take(args.best)
             .map(|&(shape, depth, _)| (shape, depth))
-            .collect()
-    } else {
-        args.tile.clone()
+            .collect(),
+        (_, false) => args.tile.clone(),
     };
     let mut loops: Vec<_> = chosen
         .into_iter()
