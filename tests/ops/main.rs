@@ -205,6 +205,18 @@ const BROADCASTS: &[(&[usize], &[usize])] = &[
     (&[1], &[1]),
     (&[], &[]),
     (&[1, 4, 4, 3], &[1, 1, 1, 3]),
+    // A short innermost axis one side repeats: vector blocks of whole repeats (period 3, 5, 6,
+    // 7, 2; an outer axis the repeating side walks; the repeating side on the left), and shapes
+    // that are not whole blocks (the scalar path).
+    (&[2, 8, 5], &[5]),
+    (&[3, 4, 6], &[3, 1, 6]),
+    (&[3], &[2, 4, 3]),
+    (&[1, 8, 7], &[1, 1, 7]),
+    (&[4, 2], &[2]),
+    (&[2, 6, 5], &[5]),
+    (&[5, 3], &[3]),
+    // Long enough to be cut into rows for the threads: rows of whole blocks.
+    (&[1, 96, 64, 3], &[3]),
 ];
 
 const BINARY_SPECIALS: &[f32] = &[0.0, -0.0, 1.0, -1.0, 0.5, -2.5, f32::NAN, 3.0, -3.0];
@@ -919,80 +931,101 @@ fn depthwise_conv2d_kernels_match_reference() {
 
 /// A chain of elementwise operations (input scaling: `x * a + b` per channel, then an
 /// activation and a residual add) fuses into one binary kernel with an epilogue
-/// (`fuse_epilogues`), computed in one pass; its answer is the chain's, node by node. An int32
-/// chain and a step whose operand outranks the result (broadcasting it to a larger shape) stay
-/// separate nodes, and still compute the chain's answer.
+/// (`fuse_epilogues`), computed in one pass; its answer is the chain's, node by node (with 2·4·7
+/// pixels the per-channel operands repeat in vector blocks of 4 pixels; with 2·5·7 they do not
+/// fill whole blocks and take the scalar path). An int32 chain and a step whose operand
+/// outranks the result (broadcasting it to a larger shape) stay separate nodes, and still
+/// compute the chain's answer.
 #[test]
 fn elementwise_chains_fuse_into_one_kernel() {
-    use std::sync::Arc;
-    use tfjsc::ir::Graph;
+    for pixels in [[2, 5, 7], [2, 4, 7]] {
+        float_chain_fuses([pixels[0], pixels[1], pixels[2], 3]);
+    }
+    integer_and_outranking_chains_stay_apart([2, 5, 7, 3]);
+}
 
-    let shape = [2, 5, 7, 3];
+type ChainStep<'t> = (std::sync::Arc<dyn Operator>, Option<&'t Tensor>);
+
+fn chain_graph(x: &Tensor, steps: &[ChainStep]) -> tfjsc::ir::Graph {
+    let mut graph = tfjsc::ir::Graph::new();
+    let mut value = graph.add_input("x", Some(x.tensor_type()));
+    for (index, (op, operand)) in steps.iter().enumerate() {
+        let mut inputs = vec![value];
+        if let Some(operand) = operand {
+            inputs.push(graph.add_constant(&format!("c{index}"), (*operand).clone(), None));
+        }
+        let node = graph.add_node(&format!("n{index}"), op.clone(), inputs, 1);
+        value = graph.node(node).unwrap().outputs[0];
+    }
+    graph.add_output("y", value);
+    graph
+}
+
+fn chain_reference(x: &Tensor, steps: &[ChainStep]) -> Tensor {
+    steps.iter().fold(x.clone(), |value, (op, operand)| {
+        let mut inputs = vec![&value];
+        inputs.extend(operand);
+        op.evaluate(&inputs).unwrap().remove(0)
+    })
+}
+
+fn nodes_after_pipeline(mut graph: tfjsc::ir::Graph) -> usize {
+    tfjsc::passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
+    graph.node_count()
+}
+
+fn float_chain_fuses(shape: [usize; 4]) {
+    use std::sync::Arc;
+
     let x = uniform(&shape, 1, -2.0, 2.0);
     let scale = f32_scalar(0.5);
     let shift = uniform(&[3], 2, -1.0, 1.0);
     let divisor = uniform(&[1, 1, 1, 3], 3, 0.5, 2.0);
     let residual = uniform(&shape, 4, -1.0, 1.0);
-    let steps: Vec<(Arc<dyn Operator>, Option<&Tensor>)> = vec![
+    let steps: Vec<ChainStep> = vec![
         (Arc::new(Binary::new(BinaryKind::Mul)), Some(&scale)),
         (Arc::new(Binary::new(BinaryKind::Sub)), Some(&shift)),
         (Arc::new(Binary::new(BinaryKind::Div)), Some(&divisor)),
         (Arc::new(Unary::new(UnaryKind::Swish)), None),
         (Arc::new(Binary::new(BinaryKind::Add)), Some(&residual)),
     ];
-    let build = |x: &Tensor, steps: &[(Arc<dyn Operator>, Option<&Tensor>)]| {
-        let mut graph = Graph::new();
-        let mut value = graph.add_input("x", Some(x.tensor_type()));
-        for (index, (op, operand)) in steps.iter().enumerate() {
-            let mut inputs = vec![value];
-            if let Some(operand) = operand {
-                inputs.push(graph.add_constant(&format!("c{index}"), (*operand).clone(), None));
-            }
-            let node = graph.add_node(&format!("n{index}"), op.clone(), inputs, 1);
-            value = graph.node(node).unwrap().outputs[0];
-        }
-        graph.add_output("y", value);
-        graph
-    };
-    let reference = |x: &Tensor, steps: &[(Arc<dyn Operator>, Option<&Tensor>)]| {
-        steps.iter().fold(x.clone(), |value, (op, operand)| {
-            let mut inputs = vec![&value];
-            inputs.extend(operand);
-            op.evaluate(&inputs).unwrap().remove(0)
-        })
-    };
-    let nodes_after_pipeline = |graph: Graph| {
-        let mut graph = graph;
-        tfjsc::passes::run_pipeline(&mut graph, true, &mut |_, _| {}).unwrap();
-        graph.node_count()
-    };
-
     assert_eq!(
-        nodes_after_pipeline(build(&x, &steps)),
+        nodes_after_pipeline(chain_graph(&x, &steps)),
         1,
         "the chain should fuse"
     );
-    let got = harness::execute(build(&x, &steps), std::slice::from_ref(&x)).unwrap();
-    harness::compare(&reference(&x, &steps), &got[0], SUMS_THEN_TRANSCENDENTAL).unwrap();
+    let got = harness::execute(chain_graph(&x, &steps), std::slice::from_ref(&x)).unwrap();
+    harness::compare(
+        &chain_reference(&x, &steps),
+        &got[0],
+        SUMS_THEN_TRANSCENDENTAL,
+    )
+    .unwrap_or_else(|e| panic!("{shape:?}: {e}"));
+}
+
+fn integer_and_outranking_chains_stay_apart(shape: [usize; 4]) {
+    use std::sync::Arc;
 
     // int32: no epilogue (its steps are f32 register operations).
     let xi = ints(&shape, 5, -50, 50);
     let (two, three) = (ints(&[1], 6, 2, 3), ints(&[3], 7, -5, 5));
-    let integer: Vec<(Arc<dyn Operator>, Option<&Tensor>)> = vec![
+    let integer: Vec<ChainStep> = vec![
         (Arc::new(Binary::new(BinaryKind::Mul)), Some(&two)),
         (Arc::new(Binary::new(BinaryKind::Add)), Some(&three)),
     ];
-    assert_eq!(nodes_after_pipeline(build(&xi, &integer)), 2);
-    let got = harness::execute(build(&xi, &integer), std::slice::from_ref(&xi)).unwrap();
-    harness::compare(&reference(&xi, &integer), &got[0], Tol::Exact).unwrap();
+    assert_eq!(nodes_after_pipeline(chain_graph(&xi, &integer)), 2);
+    let got = harness::execute(chain_graph(&xi, &integer), std::slice::from_ref(&xi)).unwrap();
+    harness::compare(&chain_reference(&xi, &integer), &got[0], Tol::Exact).unwrap();
 
     // A rank-4 operand against a rank-2 result: the step's output is rank 4, not fused.
     let x2 = uniform(&[6, 3], 8, -1.0, 1.0);
-    let wide: Vec<(Arc<dyn Operator>, Option<&Tensor>)> = vec![
+    let scale = f32_scalar(0.5);
+    let divisor = uniform(&[1, 1, 1, 3], 3, 0.5, 2.0);
+    let wide: Vec<ChainStep> = vec![
         (Arc::new(Binary::new(BinaryKind::Mul)), Some(&scale)),
         (Arc::new(Binary::new(BinaryKind::Add)), Some(&divisor)),
     ];
-    let wide_graph = build(&x2, &wide);
+    let wide_graph = chain_graph(&x2, &wide);
     let mut typed = wide_graph.clone();
     tfjsc::passes::run_pipeline(&mut typed, true, &mut |_, _| {}).unwrap();
     let ops: Vec<String> = typed
@@ -1007,7 +1040,7 @@ fn elementwise_chains_fuse_into_one_kernel() {
         .collect();
     assert!(ops.iter().all(String::is_empty), "fused: {ops:?}");
     let got = harness::execute(wide_graph, std::slice::from_ref(&x2)).unwrap();
-    harness::compare(&reference(&x2, &wide), &got[0], SUMS).unwrap();
+    harness::compare(&chain_reference(&x2, &wide), &got[0], SUMS).unwrap();
 }
 
 /// Convolution followed by separate bias / activation / residual nodes: the fusion pass folds

@@ -1,9 +1,11 @@
 //! The loop-nest driver for elementwise ops with NumPy broadcasting: one output, any number of
 //! inputs. Dimensions that are contiguous for every operand are merged; the innermost dimension
 //! runs as 4-lane vectors (with a scalar tail) when every operand is f32 and each input is either
-//! contiguous or broadcast along it.
+//! contiguous or broadcast along it. A short innermost axis that an operand repeats along the
+//! outer one (an image's 3 channels scaled per channel) runs as vectors too: the two axes become
+//! one, walked in blocks a whole number of repeats and vectors long.
 
-use cranelift_codegen::ir::{InstBuilder, Type, Value};
+use cranelift_codegen::ir::{types, InstBuilder, Type, Value};
 
 use super::kernel::{scalar_type, vector_type, Kernel, LANES};
 use super::CodegenError;
@@ -68,11 +70,18 @@ pub fn lower_elementwise(kernel: &mut Kernel, body: &ElementBody) -> Result<(), 
             s.push(0);
         }
     }
-    let rank = shape.len();
     let all_f32 =
         output_dtype == DType::F32 && kernel.inputs.iter().all(|i| i.ty.dtype == DType::F32);
-    let vectorizable =
-        all_f32 && strides[1..].iter().all(|s| s[rank - 1] <= 1) && strides[0][rank - 1] == 1;
+    let periodic = if all_f32 {
+        periodic_inputs(&mut shape, &mut strides)
+    } else {
+        None
+    };
+    let rank = shape.len();
+    let vectorizable = periodic.is_some()
+        || all_f32 && strides[1..].iter().all(|s| s[rank - 1] <= 1) && strides[0][rank - 1] == 1;
+    // Vector steps of the innermost axis: a periodic one's blocks.
+    let step = periodic.as_ref().map_or(LANES, |p| p.block());
     let input_dtypes: Vec<DType> = kernel.inputs.iter().map(|i| i.ty.dtype).collect();
     // Threads share the outermost axis. Float bodies only: integer ones may fail (division by
     // zero), and only thread 0 runs kernels that can fail. One long contiguous axis is cut into
@@ -80,7 +89,7 @@ pub fn lower_elementwise(kernel: &mut Kernel, body: &ElementBody) -> Result<(), 
     let split = all_f32;
     if split && shape.len() == 1 && shape[0] >= SPLIT_ROWS * SPLIT_MINIMUM {
         if let Some(rows) =
-            (SPLIT_ROWS..=4 * SPLIT_ROWS).find(|rows| shape[0].is_multiple_of(rows * LANES))
+            (SPLIT_ROWS..=4 * SPLIT_ROWS).find(|rows| shape[0].is_multiple_of(rows * step))
         {
             let columns = shape[0] / rows;
             shape = vec![rows, columns];
@@ -101,9 +110,70 @@ pub fn lower_elementwise(kernel: &mut Kernel, body: &ElementBody) -> Result<(), 
         output_dtype,
         inner,
         vectorizable,
+        periodic.as_ref(),
         split,
         body,
     )
+}
+
+/// Inputs that repeat along a short innermost axis while the output runs on (`x[n, 3] * s[3]`):
+/// which inputs, and the repeat's length.
+struct Periodic {
+    period: usize,
+    /// Per input: walks the merged axis with period `period` (its stride there is left 0).
+    inputs: Vec<bool>,
+}
+
+/// Longest repeat worth unrolling into vectors (its block is at most 4 · 15 elements).
+const MAX_PERIOD: usize = 15;
+
+impl Periodic {
+    /// Elements of one block: whole repeats and whole vectors.
+    fn block(&self) -> usize {
+        let (mut a, mut b) = (self.period, LANES);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        self.period / a * LANES
+    }
+}
+
+/// When the innermost axis is shorter than a vector's multiple and every input either runs
+/// contiguously over the last two axes, repeats the innermost one (broadcast along the axis
+/// before it), or is constant over both, merges the two axes into one and says which inputs
+/// repeat. Only when the merged axis is a whole number of blocks.
+fn periodic_inputs(shape: &mut Vec<usize>, strides: &mut [Vec<usize>]) -> Option<Periodic> {
+    let rank = shape.len();
+    if rank < 2 {
+        return None;
+    }
+    let period = shape[rank - 1];
+    if period.is_multiple_of(LANES) || period > MAX_PERIOD {
+        return None;
+    }
+    let mut inputs = Vec::new();
+    for s in &strides[1..] {
+        match (s[rank - 2], s[rank - 1]) {
+            (outer, 1) if outer == period => inputs.push(false),
+            (0, 1) => inputs.push(true),
+            (0, 0) => inputs.push(false),
+            _ => return None,
+        }
+    }
+    let periodic = Periodic { period, inputs };
+    let length = shape[rank - 2] * period;
+    if !periodic.inputs.contains(&true) || !length.is_multiple_of(periodic.block()) {
+        return None;
+    }
+    shape[rank - 2] = length;
+    shape.pop();
+    for s in strides.iter_mut() {
+        // Contiguous operands step by one element; repeating and constant ones by none.
+        let contiguous = s[rank - 1] == 1 && s[rank - 2] == period;
+        s.pop();
+        s[rank - 2] = usize::from(contiguous);
+    }
+    Some(periodic)
 }
 
 /// Rows a long contiguous elementwise kernel is cut into for the threads, at least, and the
@@ -122,6 +192,7 @@ fn emit_outer(
     output_dtype: DType,
     inner: usize,
     vectorizable: bool,
+    periodic: Option<&Periodic>,
     split: bool,
     body: &ElementBody,
 ) -> Result<(), CodegenError> {
@@ -134,6 +205,7 @@ fn emit_outer(
             output_dtype,
             inner,
             vectorizable,
+            periodic,
             body,
         );
     }
@@ -162,6 +234,7 @@ fn emit_outer(
             output_dtype,
             inner,
             vectorizable,
+            periodic,
             false,
             body,
         )
@@ -182,6 +255,7 @@ fn emit_inner(
     output_dtype: DType,
     inner: usize,
     vectorizable: bool,
+    periodic: Option<&Periodic>,
     body: &ElementBody,
 ) -> Result<(), CodegenError> {
     let rank = strides[0].len();
@@ -192,6 +266,9 @@ fn emit_inner(
     let pointers: Vec<Value> = std::iter::once(kernel.outputs[0].pointer)
         .chain(kernel.inputs.iter().map(|i| i.pointer))
         .collect();
+    if let Some(periodic) = periodic {
+        return emit_periodic(kernel, strides, &bases, &pointers, inner, periodic, body);
+    }
     let element = |k: &mut Kernel, index: Value, lanes: usize| -> Result<(), CodegenError> {
         let mut args = Vec::with_capacity(input_dtypes.len());
         for (operand, dtype) in input_dtypes.iter().enumerate() {
@@ -248,5 +325,73 @@ fn emit_inner(
     }
     kernel.for_steps(tail_start, inner - tail_start, 1, &mut |k, index| {
         element(k, index, 1)
+    })
+}
+
+/// The innermost axis (`length` elements, f32 operands) in blocks of whole repeats and whole
+/// vectors: a repeating input's vectors of one block are the same in every block, so they are
+/// assembled once, before the loop, as is a constant input's splat.
+fn emit_periodic(
+    kernel: &mut Kernel,
+    strides: &[Vec<usize>],
+    bases: &[Value],
+    pointers: &[Value],
+    length: usize,
+    periodic: &Periodic,
+    body: &ElementBody,
+) -> Result<(), CodegenError> {
+    let rank = strides[0].len();
+    let block = periodic.block();
+    let vectors = block / LANES;
+    // Per input, its vectors of one block (none for a contiguous input).
+    let mut patterns: Vec<Vec<Value>> = Vec::new();
+    for (operand, &repeats) in periodic.inputs.iter().enumerate() {
+        let (base, pointer) = (bases[operand + 1], pointers[operand + 1]);
+        if !repeats {
+            let constant = strides[operand + 1][rank - 1] == 0;
+            patterns.push(if constant {
+                let scalar = kernel.load(types::F32, pointer, base, 4);
+                vec![kernel.builder.ins().splat(types::F32X4, scalar); vectors]
+            } else {
+                Vec::new()
+            });
+            continue;
+        }
+        let scalars: Vec<Value> = (0..periodic.period)
+            .map(|element| {
+                let index = kernel.builder.ins().iadd_imm_s(base, element as i64);
+                kernel.load(types::F32, pointer, index, 4)
+            })
+            .collect();
+        let pattern = (0..vectors)
+            .map(|v| {
+                let lane = |l: usize| scalars[(v * LANES + l) % periodic.period];
+                let mut vector = kernel.builder.ins().splat(types::F32X4, lane(0));
+                for l in 1..LANES {
+                    vector = kernel.builder.ins().insertlane(vector, lane(l), l as u8);
+                }
+                vector
+            })
+            .collect();
+        patterns.push(pattern);
+    }
+    kernel.for_steps(0, length / block, block, &mut |k, index| {
+        for v in 0..vectors {
+            let at = k.builder.ins().iadd_imm_s(index, (v * LANES) as i64);
+            let mut args = Vec::with_capacity(patterns.len());
+            for (operand, pattern) in patterns.iter().enumerate() {
+                args.push(match pattern.get(v) {
+                    Some(&vector) => vector,
+                    None => {
+                        let offset = k.builder.ins().iadd(bases[operand + 1], at);
+                        k.load(types::F32X4, pointers[operand + 1], offset, 4)
+                    }
+                });
+            }
+            let result = body(k, &args, types::F32X4)?;
+            let offset = k.builder.ins().iadd(bases[0], at);
+            k.store(result, pointers[0], offset, 4);
+        }
+        Ok(())
     })
 }
