@@ -1379,6 +1379,22 @@ fn pool_kernels_match_reference() {
     check_cases("pool", cases, 48);
 }
 
+/// `pool(pad(x, operands...))`, the Pad's operands (paddings, fill) constants.
+fn pad_then_pool(x: &Tensor, operands: &[&Tensor], pool: &Pool) -> tfjsc::ir::Graph {
+    use std::sync::Arc;
+    let mut graph = tfjsc::ir::Graph::new();
+    let mut inputs = vec![graph.add_input("x", Some(x.tensor_type()))];
+    for (index, &operand) in operands.iter().enumerate() {
+        inputs.push(graph.add_constant(&format!("pad{index}"), operand.clone(), None));
+    }
+    let pad = graph.add_node("pad", Arc::new(Pad), inputs, 1);
+    let padded = graph.node(pad).unwrap().outputs[0];
+    let node = graph.add_node("pool", Arc::new(pool.clone()), vec![padded], 1);
+    let output = graph.node(node).unwrap().outputs[0];
+    graph.add_output("y", output);
+    graph
+}
+
 /// A zero Pad before a valid pooling (ResNet's ZeroPadding2D before its max pool) folds into
 /// the pooling as zero padding (`fold_padding`): the Pad kernel is gone after the pipeline, and
 /// the answer is the valid pooling's of the padded input, where the zeros take part (inputs
@@ -1386,9 +1402,6 @@ fn pool_kernels_match_reference() {
 /// over the unrolled taps' limit), pads past the window (all-padding windows), max and average.
 #[test]
 fn zero_padding_folds_into_the_pooling_that_reads_it() {
-    use std::sync::Arc;
-    use tfjsc::ir::Graph;
-
     let geometries = [
         ([3, 3], [2, 2], [0, 1, 1, 1]),
         ([2, 3], [1, 2], [3, 0, 2, 4]),
@@ -1406,17 +1419,7 @@ fn zero_padding_folds_into_the_pooling_that_reads_it() {
                 padding: Padding::Valid,
                 zero_padding: false,
             };
-            let build = || {
-                let mut graph = Graph::new();
-                let input = graph.add_input("x", Some(x.tensor_type()));
-                let paddings = graph.add_constant("paddings", paddings.clone(), None);
-                let pad = graph.add_node("pad", Arc::new(Pad), vec![input, paddings], 1);
-                let padded = graph.node(pad).unwrap().outputs[0];
-                let node = graph.add_node("pool", Arc::new(pool.clone()), vec![padded], 1);
-                let output = graph.node(node).unwrap().outputs[0];
-                graph.add_output("y", output);
-                graph
-            };
+            let build = || pad_then_pool(&x, &[&paddings], &pool);
             let label = format!("case {case}, max {max}");
             let mut folded = build();
             tfjsc::passes::run_pipeline(&mut folded, true, &mut |_, _| {}).unwrap();
@@ -1430,6 +1433,62 @@ fn zero_padding_folds_into_the_pooling_that_reads_it() {
             harness::compare(&expected, &got[0], tolerance)
                 .unwrap_or_else(|e| panic!("{label}: {e}"));
         }
+    }
+}
+
+/// A -inf Pad before a valid max pool (how ONNX exports spell a padded MaxPool) folds into the
+/// pool as its own padding, which no window's maximum picks (`fold_padding`): the answer is the
+/// valid max pool's of the padded input, with -inf and NaN among the inputs. Windows unrolled and
+/// bounded at run time (9×9). It does not fold into an average, nor where a pad is as wide as
+/// the window (a window of padding alone would give -inf), nor for another fill.
+#[test]
+fn negative_infinity_padding_folds_into_the_max_pool_that_reads_it() {
+    let cases = [
+        (true, [3, 3], [2, 2], [0, 1, 1, 1], f32::NEG_INFINITY, true),
+        (true, [2, 3], [1, 2], [1, 0, 2, 2], f32::NEG_INFINITY, true),
+        (true, [9, 9], [1, 1], [4, 4, 8, 4], f32::NEG_INFINITY, true),
+        (
+            false,
+            [3, 3],
+            [2, 2],
+            [1, 1, 1, 1],
+            f32::NEG_INFINITY,
+            false,
+        ),
+        (true, [2, 2], [1, 1], [2, 0, 0, 0], f32::NEG_INFINITY, false),
+        (true, [3, 3], [2, 2], [1, 1, 1, 1], -1.0, false),
+    ];
+    for (case, (max, window, strides, [top, bottom, left, right], fill, folds)) in
+        cases.into_iter().enumerate()
+    {
+        let mut x = uniform(&[2, 7, 9, 6], case as u64 + 40, -10.0, 2.0);
+        if let tfjsc::ir::TensorData::F32(values) = &mut x.data {
+            values[0] = f32::NEG_INFINITY;
+            values[7] = f32::NAN;
+            values[60] = f32::NAN;
+        }
+        let paddings = Tensor::from_i32(vec![4, 2], vec![0, 0, top, bottom, left, right, 0, 0]);
+        let fill = Tensor::from_f32(vec![], vec![fill]);
+        let pool = Pool {
+            max,
+            window,
+            strides,
+            padding: Padding::Valid,
+            zero_padding: false,
+        };
+        let build = || pad_then_pool(&x, &[&paddings, &fill], &pool);
+        let mut compiled = build();
+        tfjsc::passes::run_pipeline(&mut compiled, true, &mut |_, _| {}).unwrap();
+        let ops: Vec<&str> = compiled.nodes().map(|(_, node)| node.op.name()).collect();
+        let expected_ops: &[&str] = if folds { &["pool"] } else { &["pad", "pool"] };
+        assert_eq!(ops, expected_ops, "case {case}");
+
+        let padded = Pad.evaluate(&[&x, &paddings, &fill]).unwrap().remove(0);
+        let expected = pool.evaluate(&[&padded]).unwrap().remove(0);
+        let got = harness::execute(build(), std::slice::from_ref(&x)).unwrap();
+        let tolerance = if max { Tol::Exact } else { SUMS };
+        harness::compare(&expected, &got[0], tolerance)
+            .unwrap_or_else(|e| panic!("case {case}: {e}"));
     }
 }
 
@@ -1732,6 +1791,15 @@ fn transpose_kernels_match_reference() {
         perms.push((vec![2, 3, 4, 5], perm.to_vec()));
         perms.push((vec![1, 5, 4, 13], perm.to_vec()));
     }
+    // Blocked transposes: whole and edge tiles of 8 along both axes, an outer level (the batch)
+    // around them, axes that do not merge, and one large enough for three threads to share.
+    perms.extend([
+        (vec![2, 17, 9, 11], vec![0, 2, 3, 1]),
+        (vec![2, 17, 9, 11], vec![0, 3, 1, 2]),
+        (vec![3, 16, 8, 2], vec![2, 0, 3, 1]),
+        (vec![1, 40, 24, 24], vec![0, 2, 3, 1]),
+        (vec![64, 3], vec![1, 0]),
+    ]);
     let mut cases = Vec::new();
     for (k, (shape, perm)) in perms.iter().enumerate() {
         for dtype in [DType::F32, DType::I32, DType::Bool] {

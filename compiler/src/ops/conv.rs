@@ -306,9 +306,12 @@ impl Operator for Conv2d {
 
     /// Spatial zero padding folds into explicit padding (only around valid or explicit padding:
     /// `same` padding depends on the input's size).
-    fn with_input_padding(&self, pads: &[(usize, usize)]) -> Option<Arc<dyn Operator>> {
+    fn with_input_padding(&self, pads: &[(usize, usize)], fill: f32) -> Option<Arc<dyn Operator>> {
+        if fill != 0.0 {
+            return None;
+        }
         Some(Arc::new(Conv2d {
-            padding: self.padding.plus_zero_pads(pads)?,
+            padding: self.padding.plus_pads(pads)?,
             ..self.clone()
         }))
     }

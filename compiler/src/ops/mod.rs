@@ -150,15 +150,20 @@ pub trait Operator: fmt::Debug + Send + Sync + Any {
         None
     }
 
-    /// The `(before, after)` zero padding per axis this op adds to input 0, when that is all it
-    /// does (a constant Pad with fill 0), for a consumer to take over.
-    fn as_zero_padding(&self, _inputs: &InputFacts) -> Option<Vec<(usize, usize)>> {
+    /// The `(before, after)` padding per axis this op adds to input 0 and the f32 value it
+    /// fills it with, when that is all it does (a constant Pad), for a consumer to take over.
+    fn as_constant_padding(&self, _inputs: &InputFacts) -> Option<(Vec<(usize, usize)>, f32)> {
         None
     }
 
-    /// This op reading input 0 without the zero padding `pads` (per axis) that its producer
-    /// added, when it can pad itself (a convolution's explicit padding).
-    fn with_input_padding(&self, _pads: &[(usize, usize)]) -> Option<Arc<dyn Operator>> {
+    /// This op reading input 0 without the padding `pads` (per axis) of `fill` that its
+    /// producer added, when it can pad itself that way (a convolution's explicit zero padding,
+    /// a max pool's padding that no window's maximum can pick).
+    fn with_input_padding(
+        &self,
+        _pads: &[(usize, usize)],
+        _fill: f32,
+    ) -> Option<Arc<dyn Operator>> {
         None
     }
 

@@ -130,15 +130,32 @@ impl Operator for Pool {
     }
 
     /// A zero Pad before a valid pooling (Keras' ZeroPadding2D before ResNet's max pool) folds
-    /// in as explicit padding whose cells are zeros.
-    fn with_input_padding(&self, pads: &[(usize, usize)]) -> Option<Arc<dyn Operator>> {
-        // TensorFlow's own explicit pool padding lies outside the window: zeros cannot join it.
-        if matches!(self.padding, Padding::Explicit(_)) && !self.zero_padding {
+    /// in as explicit padding whose cells are zeros. A -inf Pad before a valid max pool (how
+    /// ONNX exports spell a padded MaxPool) folds in as TensorFlow's own explicit padding, which
+    /// lies outside the window: no maximum picks -inf over a real value, so the two agree
+    /// wherever a window holds one, which every window does when each pad is narrower than the
+    /// window.
+    fn with_input_padding(&self, pads: &[(usize, usize)], fill: f32) -> Option<Arc<dyn Operator>> {
+        let zero_padding = match fill {
+            0.0 => true,
+            f32::NEG_INFINITY if self.max => false,
+            _ => return None,
+        };
+        // The folded cells must be of one kind with the pool's own explicit padding, if any.
+        if matches!(self.padding, Padding::Explicit(_)) && self.zero_padding != zero_padding {
             return None;
         }
+        let padding = self.padding.plus_pads(pads)?;
+        if let Padding::Explicit([top, bottom, left, right]) = padding {
+            let [height, width] = self.window;
+            let narrower = top.max(bottom) < height && left.max(right) < width;
+            if !zero_padding && !narrower {
+                return None;
+            }
+        }
         Some(Arc::new(Pool {
-            padding: self.padding.plus_zero_pads(pads)?,
-            zero_padding: true,
+            padding,
+            zero_padding,
             ..self.clone()
         }))
     }

@@ -17,10 +17,10 @@ pub enum Padding {
 }
 
 impl Padding {
-    /// This padding with a producer's NHWC zero padding `pads` (per axis) added, when the
-    /// spatial pads can join it: around valid or explicit padding (`same` depends on the
-    /// input's size), and with no padding of the batch or channels.
-    pub fn plus_zero_pads(&self, pads: &[(usize, usize)]) -> Option<Padding> {
+    /// This padding with a producer's NHWC padding `pads` (per axis) added, when the spatial
+    /// pads can join it: around valid or explicit padding (`same` depends on the input's size),
+    /// and with no padding of the batch or channels.
+    pub fn plus_pads(&self, pads: &[(usize, usize)]) -> Option<Padding> {
         let &[(0, 0), (top, bottom), (left, right), (0, 0)] = pads else {
             return None;
         };

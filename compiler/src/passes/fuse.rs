@@ -115,9 +115,9 @@ pub fn fuse_epilogues(graph: &mut Graph) -> Result<(), PassError> {
 }
 
 /// A zero Pad read by convolutions or valid poolings (Keras' ZeroPadding2D before a strided
-/// convolution, or before ResNet's max pool) folds into their explicit padding
-/// (`Operator::with_input_padding`): they read around the border themselves, so the separate
-/// copy of the whole tensor goes. The Pad is left for dead-code elimination when nothing else
+/// convolution, or before ResNet's max pool), or a -inf Pad read by a valid max pool (ONNX
+/// exports), folds into their explicit padding (`Operator::with_input_padding`): they read
+/// around the border themselves, so the separate copy of the whole tensor goes. The Pad is left for dead-code elimination when nothing else
 /// reads it.
 pub fn fold_padding(graph: &mut Graph) -> Result<(), PassError> {
     let mut rewrites = Vec::new();
@@ -131,10 +131,10 @@ pub fn fold_padding(graph: &mut Graph) -> Result<(), PassError> {
         let Some(facts) = graph.input_facts(&pad.inputs) else {
             continue;
         };
-        let Some(pads) = pad.op.as_zero_padding(&facts) else {
+        let Some((pads, fill)) = pad.op.as_constant_padding(&facts) else {
             continue;
         };
-        if let Some(op) = node.op.with_input_padding(&pads) {
+        if let Some(op) = node.op.with_input_padding(&pads, fill) {
             rewrites.push((id, op, pad.inputs[0]));
         }
     }

@@ -80,34 +80,6 @@ macro_rules! simple_parse {
     };
 }
 
-/// Element-by-element copy over nested loops (count, input step); output is dense. The threads
-/// share the outermost level.
-pub(super) fn copy_nest(
-    kernel: &mut Kernel,
-    levels: &[(usize, i64, i64)],
-    input_index: cranelift_codegen::ir::Value,
-    output_index: cranelift_codegen::ir::Value,
-    input: cranelift_codegen::ir::Value,
-    output: cranelift_codegen::ir::Value,
-    element: usize,
-) -> Result<(), CodegenError> {
-    // Dense output: each level steps over the elements of the levels inside it.
-    let mut inner = 1;
-    let mut dense: Vec<(usize, i64, i64)> = levels
-        .iter()
-        .rev()
-        .map(|&(count, step, _)| {
-            let level = (count, step, inner as i64);
-            inner *= count;
-            level
-        })
-        .collect();
-    dense.reverse();
-    kernel.for_nest_split(&dense, input_index, output_index, &mut |k, from, to| {
-        k.copy_elements(input, from, output, to, 1, element)
-    })
-}
-
 /// Copies rows of `row` contiguous elements over nested loops: each level is (count, source
 /// step, destination step) in elements; the first row starts at the given element offsets.
 /// The threads share the outermost level: each row goes to its own place.

@@ -99,15 +99,16 @@ impl Operator for Pad {
         Ok(vec![result.cast(input.dtype())])
     }
 
-    fn as_zero_padding(&self, inputs: &InputFacts) -> Option<Vec<(usize, usize)>> {
+    fn as_constant_padding(&self, inputs: &InputFacts) -> Option<(Vec<(usize, usize)>, f32)> {
         let input = inputs.types.first()?;
-        if let Some(&fill) = inputs.constants.get(2) {
-            if fill?.to_f32_vec().first() != Some(&0.0) {
-                return None;
-            }
-        }
-        self.pads(input.rank(), inputs.constants.get(1).copied().flatten())
-            .ok()
+        let fill = match inputs.constants.get(2) {
+            Some(&fill) => *fill?.to_f32_vec().first()?,
+            None => 0.0,
+        };
+        let pads = self
+            .pads(input.rank(), inputs.constants.get(1).copied().flatten())
+            .ok()?;
+        Some((pads, fill))
     }
 
     fn lower(&self, kernel: &mut Kernel) -> Result<(), CodegenError> {
