@@ -142,6 +142,70 @@ const LOWERED_UNARY: &[UnaryKind] = &[
     UnaryKind::Reciprocal,
 ];
 
+/// NaN and infinities through the compare-and-pick kernels: Relu and Relu6 keep NaN (as
+/// TensorFlow's do), a max pool skips it unless the whole window is NaN, and -inf is an ordinary
+/// value. Lengths take both the vector loop and the scalar tail.
+#[test]
+fn relu_and_max_pool_keep_tensorflow_nan_and_infinity_handling() {
+    let inf = f32::INFINITY;
+    let values = [
+        f32::NAN,
+        inf,
+        -inf,
+        -0.0,
+        0.0,
+        7.0,
+        6.0,
+        5.5,
+        -3.0,
+        f32::NAN,
+        0.25,
+        -inf,
+        f32::NAN,
+        6.5,
+        -1e-8,
+        inf,
+        f32::NAN,
+        f32::NAN,
+        f32::NAN,
+        f32::NAN,
+        1.0,
+        -2.0,
+        3.0,
+        -inf,
+        f32::NAN,
+    ];
+    let mut cases = Vec::new();
+    for kind in [UnaryKind::Relu, UnaryKind::Relu6] {
+        let x = Tensor::from_f32(vec![values.len()], values.to_vec());
+        let op = Unary { kind, alpha: 0.0 };
+        cases.push(single(
+            format!("{} specials", kind.text()),
+            op,
+            vec![x],
+            Tol::Exact,
+        ));
+    }
+    // [1, 5, 5, 1] and, channels in a vector with a tail, [1, 5, 1, 5].
+    for shape in [vec![1, 5, 5, 1], vec![1, 5, 1, 5]] {
+        let x = Tensor::from_f32(shape.clone(), values.to_vec());
+        let pool = Pool {
+            max: true,
+            window: [2, 2],
+            strides: [1, 1],
+            padding: Padding::Same,
+            zero_padding: false,
+        };
+        cases.push(single(
+            format!("max pool specials {shape:?}"),
+            pool,
+            vec![x],
+            Tol::Exact,
+        ));
+    }
+    check_cases("nan and infinity", cases, 4);
+}
+
 #[test]
 fn unary_kernels_match_reference() {
     let mut cases = Vec::new();

@@ -258,9 +258,10 @@ impl Pool {
                                         at,
                                         (tap * c * 4) as i32,
                                     );
-                                    // Max skips NaN, as TensorFlow's kernel does (see below).
+                                    // Max skips NaN, as TensorFlow's kernel does (see below);
+                                    // `acc < value` picks, a form x64 lowers to one maxps.
                                     acc = if max {
-                                        k.select_float(FloatCC::GreaterThan, value, acc, value, acc)
+                                        k.select_float(FloatCC::LessThan, acc, value, value, acc)
                                     } else {
                                         k.builder.ins().fadd(acc, value)
                                     };
@@ -364,10 +365,10 @@ impl Pool {
                             let index = k.builder.ins().iadd(p, channel);
                             let value = k.load(ty, input, index, 4);
                             let acc = k.builder.use_var(var);
-                            // Max pooling skips NaN, as TensorFlow's kernel does (`value > acc`
+                            // Max pooling skips NaN, as TensorFlow's kernel does (`acc < value`
                             // is false for NaN); the reference's f32::max does the same.
                             let acc = if max {
-                                k.select_float(FloatCC::GreaterThan, value, acc, value, acc)
+                                k.select_float(FloatCC::LessThan, acc, value, value, acc)
                             } else {
                                 k.builder.ins().fadd(acc, value)
                             };

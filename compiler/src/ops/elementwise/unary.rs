@@ -125,8 +125,9 @@ impl Unary {
             UnaryKind::Relu6 => {
                 let zero = kernel.float_constant(ty, 0.0);
                 let six = kernel.float_constant(ty, 6.0);
+                // Compare-and-pick forms that x64 lowers to one maxps and one minps (NaN kept).
                 let low = kernel.select_float(FloatCC::LessThan, x, zero, zero, x);
-                kernel.select_float(FloatCC::GreaterThan, low, six, six, low)
+                kernel.select_float(FloatCC::LessThan, six, low, six, low)
             }
             UnaryKind::LeakyRelu => {
                 let alpha = kernel.float_constant(ty, self.alpha);
