@@ -856,7 +856,7 @@ def make_section(meta, results, peers, chart_rel):
                 "ten rounds, %.1f GFLOP/s; best %.1f, %s), a best case beside a median: %.0f %%."
                 % (pretty_model(name), share["gflop"], res["tfjsc_1t"]["median_ms"],
                    share["gflops"], 100 * share["share"], share["series_median"], share["gflop"],
-                   len(res["peak"]["samples"][0]["series"][0]["ms"]),
+                   meta["runs_per_round"],
                    100 * share["share_of_min"], share["series_max"], share["series_tile"],
                    share["sweeps"], share["sweep_median"], share["sweep_max"],
                    share["sweep_tile"], 100 * share["share_of_sweep"]))

@@ -255,19 +255,21 @@ fn main() {
     };
     let mut loops: Vec<_> = chosen
         .into_iter()
-        .map(|(shape, depth)| (shape, Loop::new(shape, depth), Vec::new()))
+        .map(|(shape, depth)| {
+            let kernel_loop = Loop::new(shape, depth);
+            let calls = kernel_loop.calls_for(args.run_gflop);
+            (shape, kernel_loop, calls, Vec::new())
+        })
         .collect();
     for _ in 0..args.runs {
-        for (_, kernel_loop, ms) in &mut loops {
-            let calls = kernel_loop.calls_for(args.run_gflop);
-            ms.push(kernel_loop.time(calls) * 1e3);
+        for (_, kernel_loop, calls, ms) in &mut loops {
+            ms.push(kernel_loop.time(*calls) * 1e3);
         }
     }
     let runs: Vec<_> = loops
         .iter()
-        .map(|(shape, kernel_loop, ms)| {
-            let gflop =
-                kernel_loop.flops_per_call * kernel_loop.calls_for(args.run_gflop) as f64 / 1e9;
+        .map(|(shape, kernel_loop, calls, ms)| {
+            let gflop = kernel_loop.flops_per_call * *calls as f64 / 1e9;
             let mut sorted = ms.clone();
             sorted.sort_by(f64::total_cmp);
             let median = sorted[sorted.len() / 2];

@@ -1443,6 +1443,34 @@ fn pool_kernels_match_reference() {
     check_cases("pool", cases, 48);
 }
 
+/// A valid pooling, as a Pad before it leaves it.
+fn valid_pool(max: bool, window: [usize; 2], strides: [usize; 2]) -> Pool {
+    Pool {
+        max,
+        window,
+        strides,
+        padding: Padding::Valid,
+        zero_padding: false,
+    }
+}
+
+/// `pool(pad(x, operands...))` through the pipeline: its ops are `ops`, and its answer is the
+/// pooling's of the padded input.
+fn check_padded_pool(label: &str, x: &Tensor, operands: &[&Tensor], pool: &Pool, ops: &[&str]) {
+    let mut compiled = pad_then_pool(x, operands, pool);
+    tfjsc::passes::run_pipeline(&mut compiled, true, &mut |_, _| {}).unwrap();
+    let names: Vec<&str> = compiled.nodes().map(|(_, node)| node.op.name()).collect();
+    assert_eq!(names, ops, "{label}");
+
+    let mut pad_inputs = vec![x];
+    pad_inputs.extend(operands);
+    let padded = Pad.evaluate(&pad_inputs).unwrap().remove(0);
+    let expected = pool.evaluate(&[&padded]).unwrap().remove(0);
+    let got = harness::execute(pad_then_pool(x, operands, pool), std::slice::from_ref(x)).unwrap();
+    let tolerance = if pool.max { Tol::Exact } else { SUMS };
+    harness::compare(&expected, &got[0], tolerance).unwrap_or_else(|e| panic!("{label}: {e}"));
+}
+
 /// `pool(pad(x, operands...))`, the Pad's operands (paddings, fill) constants.
 fn pad_then_pool(x: &Tensor, operands: &[&Tensor], pool: &Pool) -> tfjsc::ir::Graph {
     use std::sync::Arc;
@@ -1476,26 +1504,9 @@ fn zero_padding_folds_into_the_pooling_that_reads_it() {
         for max in [true, false] {
             let x = uniform(&[2, 7, 9, 6], case as u64, -10.0, 2.0);
             let paddings = Tensor::from_i32(vec![4, 2], vec![0, 0, top, bottom, left, right, 0, 0]);
-            let pool = Pool {
-                max,
-                window,
-                strides,
-                padding: Padding::Valid,
-                zero_padding: false,
-            };
-            let build = || pad_then_pool(&x, &[&paddings], &pool);
-            let label = format!("case {case}, max {max}");
-            let mut folded = build();
-            tfjsc::passes::run_pipeline(&mut folded, true, &mut |_, _| {}).unwrap();
-            let ops: Vec<&str> = folded.nodes().map(|(_, node)| node.op.name()).collect();
-            assert_eq!(ops, ["pool"], "{label}: the pad should be folded");
-
-            let padded = Pad.evaluate(&[&x, &paddings]).unwrap().remove(0);
-            let expected = pool.evaluate(&[&padded]).unwrap().remove(0);
-            let got = harness::execute(build(), std::slice::from_ref(&x)).unwrap();
-            let tolerance = if max { Tol::Exact } else { SUMS };
-            harness::compare(&expected, &got[0], tolerance)
-                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            let pool = valid_pool(max, window, strides);
+            let label = format!("case {case}, max {max}: the pad should be folded");
+            check_padded_pool(&label, &x, &[&paddings], &pool, &["pool"]);
         }
     }
 }
@@ -1533,26 +1544,9 @@ fn negative_infinity_padding_folds_into_the_max_pool_that_reads_it() {
         }
         let paddings = Tensor::from_i32(vec![4, 2], vec![0, 0, top, bottom, left, right, 0, 0]);
         let fill = Tensor::from_f32(vec![], vec![fill]);
-        let pool = Pool {
-            max,
-            window,
-            strides,
-            padding: Padding::Valid,
-            zero_padding: false,
-        };
-        let build = || pad_then_pool(&x, &[&paddings, &fill], &pool);
-        let mut compiled = build();
-        tfjsc::passes::run_pipeline(&mut compiled, true, &mut |_, _| {}).unwrap();
-        let ops: Vec<&str> = compiled.nodes().map(|(_, node)| node.op.name()).collect();
-        let expected_ops: &[&str] = if folds { &["pool"] } else { &["pad", "pool"] };
-        assert_eq!(ops, expected_ops, "case {case}");
-
-        let padded = Pad.evaluate(&[&x, &paddings, &fill]).unwrap().remove(0);
-        let expected = pool.evaluate(&[&padded]).unwrap().remove(0);
-        let got = harness::execute(build(), std::slice::from_ref(&x)).unwrap();
-        let tolerance = if max { Tol::Exact } else { SUMS };
-        harness::compare(&expected, &got[0], tolerance)
-            .unwrap_or_else(|e| panic!("case {case}: {e}"));
+        let pool = valid_pool(max, window, strides);
+        let ops: &[&str] = if folds { &["pool"] } else { &["pad", "pool"] };
+        check_padded_pool(&format!("case {case}"), &x, &[&paddings, &fill], &pool, ops);
     }
 }
 

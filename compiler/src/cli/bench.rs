@@ -97,6 +97,12 @@ fn sorted(mut values: Vec<f64>) -> Vec<f64> {
     values
 }
 
+/// `(median, p90, min)` of run times in ms.
+fn summary(times: &[f64]) -> (f64, f64, f64) {
+    let times = sorted(times.to_vec());
+    (quantile(&times, 0.5), quantile(&times, 0.9), times[0])
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     if args.libraries.len() > 1 {
         if args.profile {
@@ -124,8 +130,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         context.run_tensors(&inputs)?;
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    let times = sorted(times);
-    let (median, p90, min) = (quantile(&times, 0.5), quantile(&times, 0.9), times[0]);
+    let (median, p90, min) = summary(&times);
     let profile = if args.profile {
         Some(
             context
@@ -205,12 +210,7 @@ fn run_in_turn(args: &BenchArgs) -> Result<()> {
     );
     for (i, library) in args.libraries.iter().enumerate() {
         let (model, load_ms) = &loaded[i];
-        let run_times = sorted(times[i].clone());
-        let (median, p90, min) = (
-            quantile(&run_times, 0.5),
-            quantile(&run_times, 0.9),
-            run_times[0],
-        );
+        let (median, p90, min) = summary(&times[i]);
         let ratio = (i > 0).then(|| {
             let ratios = sorted((0..rounds).map(|r| times[i][r] / times[0][r]).collect());
             let at = |q| quantile(&ratios, q);

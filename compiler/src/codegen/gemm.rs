@@ -480,7 +480,7 @@ impl Gemm<'_> {
             self.depth,
             min_blocks,
         );
-        let chunks = self.chunks();
+        let chunks = chunks_of(&self.segments);
         let mut finish = Finish::new(kernel, self.epilogue, plan.isa);
         if chunks.is_empty() {
             // Without a kernel call (an empty sum) nothing would apply it in registers.
@@ -652,13 +652,6 @@ impl Gemm<'_> {
                 self.emit_epilogue(k, finish, output, &tile)
             })
         })
-    }
-
-    /// The kernel calls' chunks of K: the segments cut to at most [`DEPTH_CHUNK`] B rows, and
-    /// short ones that follow each other in B and step evenly through A (the filter rows of a
-    /// convolution with few channels: a 7×7 stem's are 21 deep) joined into one call each.
-    fn chunks(&self) -> Vec<Chunk> {
-        chunks_of(&self.segments)
     }
 
     /// `(bytes between B rows, bytes between 16-column panels)` in B's layout.
@@ -855,7 +848,9 @@ impl Gemm<'_> {
     }
 }
 
-/// [`Gemm::chunks`] of `segments`.
+/// The kernel calls' chunks of K: `segments` cut to at most [`DEPTH_CHUNK`] B rows, and short
+/// ones that follow each other in B and step evenly through A (the filter rows of a convolution
+/// with few channels: a 7×7 stem's are 21 deep) joined into one call each.
 fn chunks_of(segments: &[Segment]) -> Vec<Chunk> {
     let mut chunks: Vec<Chunk> = Vec::new();
     for segment in segments {
@@ -1034,16 +1029,12 @@ fn build_portable_tile(b: &mut FunctionBuilder, shape: TileShape, fma: bool) {
     b.def_var(a_at, next_a);
     let next_b = b.ins().iadd(b_row, ldb);
     b.def_var(b_at, next_b);
-    let remaining = b.use_var(left);
-    let remaining = b.ins().iadd_imm_s(remaining, -1);
-    b.def_var(left, remaining);
+    let remaining = count_down(b, left);
     b.ins().brif(remaining, body, &[], segment_end, &[]);
     // The next segment: A from its next start, B on from where it is.
     b.switch_to_block(segment_end);
     b.seal_block(segment_end);
-    let remaining = b.use_var(segments_left);
-    let remaining = b.ins().iadd_imm_s(remaining, -1);
-    b.def_var(segments_left, remaining);
+    let remaining = count_down(b, segments_left);
     b.ins().brif(remaining, next_segment, &[], done, &[]);
     b.switch_to_block(next_segment);
     b.seal_block(next_segment);
@@ -1062,6 +1053,14 @@ fn build_portable_tile(b: &mut FunctionBuilder, shape: TileShape, fma: bool) {
         b.ins().store(flags, value, row, offset as i32);
     }
     b.ins().return_(&[]);
+}
+
+/// Decrements loop counter `counter`; returns what is left.
+fn count_down(b: &mut FunctionBuilder, counter: Variable) -> Value {
+    let left = b.use_var(counter);
+    let left = b.ins().iadd_imm_s(left, -1);
+    b.def_var(counter, left);
+    left
 }
 
 #[cfg(test)]
